@@ -1,0 +1,192 @@
+/**
+ * The contract between the constructs (`lib/`) and the migration runner (`runner/`).
+ *
+ * The constructs write these environment variables, commands, labels and exit codes into the
+ * hook Jobs; the runner reads exactly these. Neither side imports anything else from the other,
+ * so a change here is the only way the two can drift, and the tests check both sides against it.
+ */
+
+/** Subcommands of the runner CLI (`node runner.mjs <command>`). */
+export const RunnerCommand = {
+  /** Hook, pre phase, first Job: decide, ensure Secrets, create state + backup PVC, quiesce. */
+  prepare: 'prepare',
+  /** Hook, pre phase, second Job (mounts the backup PVC): dump, manifest, verify, protect. */
+  backupPhase: 'backup-phase',
+  /** Hook, restore phase (Helm post-*, Argo Sync hook): wait, restore, verify, hygiene, unquiesce. */
+  restorePhase: 'restore-phase',
+  /** Argo CD SyncFail hook: record the failure in the state ConfigMap and emit an Event. */
+  recordFailure: 'record-failure',
+  /** Keycloak init container: exit 0 once the target database carries the ready marker. */
+  gate: 'gate',
+  /** Human-readable table of the state ConfigMap. */
+  status: 'status',
+  /** What the next run would do, changing nothing. */
+  plan: 'plan',
+  /** Stand-alone: dump SOURCE_* into --dir with a manifest. */
+  backup: 'backup',
+  /** Stand-alone: restore --dir into TARGET_* and verify against the manifest. */
+  restore: 'restore',
+  /** Stand-alone: verify --dir (digests, pg_restore --list) and, with TARGET_*, the target's data. */
+  verify: 'verify',
+} as const;
+export type RunnerCommandName = (typeof RunnerCommand)[keyof typeof RunnerCommand];
+
+/**
+ * Exit codes. The Jobs' podFailurePolicy fails the Job at once on the non-retriable ones
+ * (retrying cannot help: a wrong password stays wrong); retriable ones use the Job's backoffLimit.
+ * Values follow sysexits.h so that shells and operators recognise them.
+ */
+export const ExitCode = {
+  ok: 0,
+  /** Unexpected error (a bug, or something not yet classified): retried. */
+  unexpected: 1,
+  /** Wrong command line or configuration (names the variable and the fix). */
+  usage: 64,
+  /** Data problem: verification mismatch, corrupt backup, source newer than the dump tool. */
+  dataError: 65,
+  /** A dependency is unavailable for now: host unreachable, primary not yet writable. */
+  unavailable: 69,
+  /** Temporary failure: timeout, lock held by another runner, API conflict. */
+  tempFail: 75,
+  /** Permission: RBAC forbidden, database authentication failed. */
+  noPermission: 77,
+  /** Environment cannot hold the work: backup volume too small, missing tool. */
+  config: 78,
+} as const;
+export type ExitCodeValue = (typeof ExitCode)[keyof typeof ExitCode];
+
+/** Exit codes that retrying the same pod cannot fix: podFailurePolicy FailJob on these. */
+export const NON_RETRIABLE_EXIT_CODES: readonly number[] = [
+  ExitCode.usage,
+  ExitCode.dataError,
+  ExitCode.noPermission,
+  ExitCode.config,
+];
+
+/**
+ * Environment variables the runner reads. Connection variables follow libpq's names with a
+ * SOURCE_ or TARGET_ prefix so the stand-alone commands work against any two servers.
+ */
+export const Env = {
+  sourceHost: 'SOURCE_PGHOST',
+  sourcePort: 'SOURCE_PGPORT',
+  sourceUser: 'SOURCE_PGUSER',
+  sourcePassword: 'SOURCE_PGPASSWORD',
+  sourceDatabase: 'SOURCE_PGDATABASE',
+  targetHost: 'TARGET_PGHOST',
+  targetPort: 'TARGET_PGPORT',
+  targetUser: 'TARGET_PGUSER',
+  targetPassword: 'TARGET_PGPASSWORD',
+  targetDatabase: 'TARGET_PGDATABASE',
+  /** Role that owns every restored object (pg_restore --role). @default TARGET_PGUSER */
+  targetOwner: 'TARGET_OWNER',
+
+  /** Namespace of everything the runner touches (downward API metadata.namespace). */
+  namespace: 'MIGRATION_NAMESPACE',
+  /** Identity of this runner for the lock (downward API metadata.name). */
+  podName: 'MIGRATION_POD_NAME',
+  /** Name of the state ConfigMap the runner creates and updates. */
+  stateConfigMap: 'MIGRATION_STATE_CONFIGMAP',
+  /** Name of the coordination.k8s.io Lease that keeps two runners from acting at once. */
+  lockLease: 'MIGRATION_LOCK_LEASE',
+  /** Seconds after which a lock whose holder stopped renewing may be taken over. @default 60 */
+  lockTtlSeconds: 'MIGRATION_LOCK_TTL_SECONDS',
+
+  /** Name of the backup PVC the runner creates if absent. */
+  backupPvc: 'MIGRATION_BACKUP_PVC',
+  /** Fixed size for the backup PVC (Kubernetes quantity). @default - from pg_database_size with headroom */
+  backupPvcSize: 'MIGRATION_BACKUP_PVC_SIZE',
+  /** Smallest size the runner will create (Kubernetes quantity). @default 1Gi */
+  backupPvcMinSize: 'MIGRATION_BACKUP_PVC_MIN_SIZE',
+  /** Storage class for the backup PVC. @default - the cluster default */
+  backupStorageClass: 'MIGRATION_BACKUP_STORAGE_CLASS',
+  /** Where the backup PVC is mounted in the backup and restore Jobs. */
+  backupDir: 'MIGRATION_BACKUP_DIR',
+
+  /** Workloads to quiesce, comma separated `statefulset/<name>` or `deployment/<name>`. */
+  workloads: 'MIGRATION_WORKLOADS',
+  /** Legacy StatefulSet name (protected, optionally deleted). Empty: none known. */
+  legacyStatefulSet: 'MIGRATION_LEGACY_STATEFULSET',
+  /** Legacy PVC names, comma separated (their PVs are set to Retain). */
+  legacyPvcs: 'MIGRATION_LEGACY_PVCS',
+  /** When the runner deletes the legacy StatefulSet and PVCs: never | after-restore | after-backup. */
+  deleteLegacy: 'MIGRATION_DELETE_LEGACY',
+  /** "true" when the PV ClusterRole exists and PVs should be set to Retain. */
+  protectVolumes: 'MIGRATION_PROTECT_VOLUMES',
+  /**
+   * Secrets to create with random passwords when absent, JSON: `[{"name": "...", "keys": ["..."]}]`.
+   * Created at run time (never as hooks) so that GitOps repositories hold no passwords.
+   */
+  ensureSecrets: 'MIGRATION_ENSURE_SECRETS',
+
+  /** Parallel jobs for pg_dump and pg_restore. @default 2 */
+  parallelJobs: 'MIGRATION_PARALLEL_JOBS',
+  /** pg_dump --compress level (0-9). @default 0: dumping to a volume is faster uncompressed */
+  dumpCompression: 'MIGRATION_DUMP_COMPRESSION',
+  /** Seconds to wait for quiesced pods to disappear. @default 300 */
+  quiesceTimeoutSeconds: 'MIGRATION_QUIESCE_TIMEOUT_SECONDS',
+  /** Seconds to wait for the target primary to accept writes. @default 600 */
+  targetWaitSeconds: 'MIGRATION_TARGET_WAIT_SECONDS',
+  /** Seconds the gate waits for the ready marker before exiting to be restarted. @default 600 */
+  gateTimeoutSeconds: 'MIGRATION_GATE_TIMEOUT_SECONDS',
+  /** Log format: json | text. @default - text on a TTY, json otherwise */
+  logFormat: 'MIGRATION_LOG_FORMAT',
+} as const;
+export type EnvName = (typeof Env)[keyof typeof Env];
+
+/** Values of {@link Env.deleteLegacy}. */
+export const DeleteLegacy = {
+  never: 'never',
+  afterRestore: 'after-restore',
+  afterBackup: 'after-backup',
+} as const;
+export type DeleteLegacyValue = (typeof DeleteLegacy)[keyof typeof DeleteLegacy];
+
+/** Phases recorded in the state ConfigMap, in order of a successful migration. */
+export const Phase = {
+  pending: 'Pending',
+  quiesced: 'Quiesced',
+  backedUp: 'BackedUp',
+  backupVerified: 'BackupVerified',
+  legacyProtected: 'LegacyProtected',
+  restoring: 'Restoring',
+  restored: 'Restored',
+  verified: 'Verified',
+  completed: 'Completed',
+  notNeeded: 'NotNeeded',
+  failed: 'Failed',
+} as const;
+export type PhaseName = (typeof Phase)[keyof typeof Phase];
+
+/** Keys of the state ConfigMap's data. */
+export const StateKey = {
+  /** The current phase, for `kubectl get cm -o jsonpath`. */
+  phase: 'phase',
+  /** The whole state as JSON (see runner/src/state.ts). */
+  state: 'state.json',
+} as const;
+
+/** Labels the runner puts on what it creates at run time (state ConfigMap, backup PVC, Secrets). */
+export const Labels = {
+  managedBy: 'app.kubernetes.io/managed-by',
+  component: 'app.kubernetes.io/component',
+  partOf: 'app.kubernetes.io/part-of',
+} as const;
+export const MANAGED_BY_RUNNER = 'keycloak-pg-migration-runner';
+
+/** Where the backup PVC is mounted in the Jobs. */
+export const BACKUP_MOUNT_PATH = '/backup';
+
+/**
+ * The marker the restore writes into the target database once the data is verified (or when
+ * nothing is to migrate). Keycloak's gate reads it with Keycloak's own database credentials, so
+ * Keycloak's pods need no Kubernetes API access at all.
+ */
+export const ReadyMarker = {
+  schema: 'kc_migration',
+  table: 'ready_marker',
+  /** Status written once the data is in place. */
+  ready: 'ready',
+  /** Status written when the restore began and the database is not yet usable. */
+  restoring: 'restoring',
+} as const;
