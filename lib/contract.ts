@@ -190,3 +190,15 @@ export const ReadyMarker = {
   /** Status written when the restore began and the database is not yet usable. */
   restoring: 'restoring',
 } as const;
+
+/**
+ * One entry of {@link Env.ensureSecrets}: a Secret that a construct references but does not
+ * synthesize (GitOps repositories must hold no passwords). The runner creates it when absent,
+ * with a random value for each key, and never changes an existing one.
+ */
+export interface RequiredSecret {
+  /** Name of the Secret (same namespace as the workload that reads it). */
+  readonly name: string;
+  /** Keys that must exist in it, each a password. */
+  readonly keys: readonly string[];
+}
