@@ -1,3 +1,5 @@
+import type { DatabaseConnection } from './database-connection.js';
+
 /**
  * Validators shared by every construct. Each throws an Error that names the field, the value
  * received and how to fix it, so that a bad prop fails at synth time instead of at apply time
@@ -321,4 +323,30 @@ export function assertNoNameCollisions(field: string, objects: readonly KubeObje
         `choose a different release or name for one of them`,
     );
   }
+}
+
+/**
+ * A {@link DatabaseConnection} whose names are all usable in a manifest: host a DNS name, port a
+ * port, user and database plain PostgreSQL identifiers, Secret names and keys valid.
+ */
+export function validateDatabaseConnection(field: string, connection: DatabaseConnection): DatabaseConnection {
+  if (connection === null || typeof connection !== 'object') {
+    throw new Error(`${field} must be a DatabaseConnection object (host, port, database, credentials), got ${String(connection)}`);
+  }
+  validateDnsSubdomain(`${field}.host`, connection.host);
+  validatePort(`${field}.port`, connection.port);
+  validatePostgresIdentifier(`${field}.database`, connection.database);
+  for (const [name, credentials] of [
+    ['credentials', connection.credentials],
+    ['adminCredentials', connection.adminCredentials],
+  ] as const) {
+    if (credentials === undefined && name === 'adminCredentials') continue;
+    if (credentials === null || typeof credentials !== 'object') {
+      throw new Error(`${field}.${name} must be { username, secretName, passwordKey }, got ${String(credentials)}`);
+    }
+    validatePostgresIdentifier(`${field}.${name}.username`, credentials.username);
+    validateDnsSubdomain(`${field}.${name}.secretName`, credentials.secretName);
+    validateSecretKey(`${field}.${name}.passwordKey`, credentials.passwordKey);
+  }
+  return connection;
 }
