@@ -1,0 +1,845 @@
+/**
+ * DatabaseMigration: the hook Jobs and RBAC that move one PostgreSQL database into another during
+ * a Helm upgrade or an Argo CD sync, by running the migration runner (`runner/`).
+ *
+ * Generic over the source, the target and the workloads to quiesce, so it serves any application
+ * that keeps its state in one PostgreSQL database, not only Keycloak.
+ *
+ * The choreography (see `shared/reference/upgrade-choreography-sketch.md`):
+ *
+ * | Job             | Helm                         | Argo CD                 | backup PVC | runner command |
+ * |-----------------|------------------------------|-------------------------|------------|----------------|
+ * | RBAC            | pre+post install/upgrade, -10| PreSync, wave -10       | –          | –              |
+ * | prepare         | pre-install,pre-upgrade, 0   | PreSync, wave 0         | no         | prepare        |
+ * | backup          | pre-install,pre-upgrade, 10  | PreSync, wave 10        | yes        | backup-phase   |
+ * | restore         | post-install,post-upgrade, 0 | Sync, `restoreSyncWave` | yes        | restore-phase  |
+ * | record-failure  | –                            | SyncFail                | no         | record-failure |
+ *
+ * What is deliberately NOT synthesized: the backup PVC and the state ConfigMap (and the Lease and
+ * the ensured Secrets). Hooks are deleted and recreated by their delete policy and `keep` does not
+ * protect them, and Argo CD would recreate a hook PVC on every sync; so the runner creates these at
+ * run time, and `prepare` makes sure the backup PVC exists before any Job that mounts it starts.
+ */
+import { ApiObject, Chart, JsonPatch } from 'cdk8s';
+import { k8s } from 'cdk8s-plus-27';
+import { Construct } from 'constructs';
+import {
+  BACKUP_MOUNT_PATH,
+  DeleteLegacy,
+  type DeleteLegacyValue,
+  Env,
+  type EnvName,
+  NON_RETRIABLE_EXIT_CODES,
+  RunnerCommand,
+  type RunnerCommandName,
+  type RequiredSecret,
+} from './contract.js';
+import type { DatabaseConnection, DatabaseCredentials } from './database-connection.js';
+import { type GitOpsFlavor, assertGitOpsFlavor, markAsHook } from './gitops.js';
+import {
+  type ContainerResources,
+  type PodSecurityOptions,
+  resolvePodSecurity,
+  resourceRequirements,
+  restrictedContainerSecurityContext,
+  restrictedPodSecurityContext,
+} from './pod-security.js';
+import {
+  type KubeObjectName,
+  parseQuantity,
+  validateDnsLabel,
+  validateDnsSubdomain,
+  validateImage,
+  validateIntegerRange,
+  validatePort,
+  validateSecretKey,
+  validateSize,
+  validateStatefulSetName,
+} from './validation.js';
+
+/** A workload the runner scales to zero before the backup and back afterwards. */
+export interface QuiescedWorkload {
+  /** `statefulset` or `deployment`. */
+  readonly kind: 'statefulset' | 'deployment';
+  /** metadata.name of the workload. */
+  readonly name: string;
+}
+
+/** The legacy database's Kubernetes objects (not its connection), protected and optionally deleted. */
+export interface LegacyDatabaseObjects {
+  /**
+   * Name of the legacy StatefulSet.
+   *
+   * @default - none known: nothing is deleted and only `pvcNames` are protected
+   */
+  readonly statefulSetName?: string;
+  /**
+   * Names of the legacy PVCs whose PersistentVolumes are set to `Retain`.
+   *
+   * @default []
+   */
+  readonly pvcNames?: readonly string[];
+  /**
+   * Every object (kind and name) the legacy database owns, to detect a target that would reuse
+   * one of these names.
+   *
+   * @default - the StatefulSet and the PVCs above
+   */
+  readonly objectNames?: readonly KubeObjectName[];
+}
+
+/** Sizing of the backup PVC that the runner creates at run time. */
+export interface BackupVolumeOptions {
+  /**
+   * Name of the backup PVC.
+   *
+   * @default `<name>-backup`
+   */
+  readonly pvcName?: string;
+  /**
+   * Fixed size of the backup PVC.
+   *
+   * @default - chosen by the runner from `pg_database_size` with headroom, never below `minSize`
+   */
+  readonly size?: string;
+  /**
+   * Smallest size the runner will create; a fixed `size` below it is rejected at synth.
+   *
+   * @default '1Gi'
+   */
+  readonly minSize?: string;
+  /**
+   * Storage class of the backup PVC.
+   *
+   * @default - the cluster's default storage class
+   */
+  readonly storageClassName?: string;
+}
+
+/** Sync waves the restore hook must sit between (Argo CD only). */
+export interface MigrationSyncWaves {
+  /**
+   * Wave of the target database's ordinary resources; Argo CD waits until they are healthy.
+   *
+   * @default 0
+   */
+  readonly target?: number;
+  /**
+   * Wave of the restore Sync hook: strictly after `target`, strictly before `workloads`.
+   *
+   * @default 5
+   */
+  readonly restore?: number;
+  /**
+   * Wave of the workloads that use the data (Keycloak). A PostSync restore would deadlock: PostSync
+   * waits for healthy workloads, and the workloads wait for the data.
+   *
+   * @default 10
+   */
+  readonly workloads?: number;
+}
+
+/** Props of {@link DatabaseMigration}. */
+export interface DatabaseMigrationProps {
+  /**
+   * Prefix of every object name (ServiceAccount, Role, Jobs, state ConfigMap, Lease, backup PVC).
+   * At most 48 characters, so that `<name>-record-failure` is still a valid Job name.
+   */
+  readonly name: string;
+  /** Whether to annotate for Helm hooks or Argo CD hooks and waves. */
+  readonly flavor: GitOpsFlavor;
+  /** The migration runner image; a tag or digest is required. */
+  readonly runnerImage: string;
+  /** The database to migrate from (the legacy single PostgreSQL). */
+  readonly source: DatabaseConnection;
+  /** The database to migrate into (postgresql-ha or CloudNativePG). */
+  readonly target: DatabaseConnection;
+  /**
+   * Workloads that use the source: scaled to zero before the backup, restored after the restore.
+   */
+  readonly workloads: readonly QuiescedWorkload[];
+  /**
+   * The legacy database's objects.
+   *
+   * @default - none: no volume is protected, nothing deleted
+   */
+  readonly legacy?: LegacyDatabaseObjects;
+  /**
+   * Kinds and names of every object the target synthesizes, checked against the legacy objects.
+   *
+   * @default []
+   */
+  readonly targetObjectNames?: readonly KubeObjectName[];
+  /**
+   * When the runner deletes the legacy StatefulSet and PVCs. Only `after-backup` allows a target
+   * that reuses legacy object names (the legacy objects must be gone before the upgrade applies
+   * the target; otherwise Helm would patch or replace them before the backup is verified).
+   *
+   * @default 'never'
+   */
+  readonly deleteLegacy?: DeleteLegacyValue;
+  /**
+   * Set the legacy PersistentVolumes to `Retain` before anything can delete their claims. Adds a
+   * ClusterRole limited to get/patch of persistentvolumes.
+   *
+   * @default true
+   */
+  readonly protectVolumes?: boolean;
+  /**
+   * Secrets the target and the workloads reference but the chart does not contain (GitOps
+   * repositories hold no passwords): the runner creates them with random passwords when absent.
+   *
+   * @default []
+   */
+  readonly ensureSecrets?: readonly RequiredSecret[];
+  /**
+   * The backup PVC.
+   *
+   * @default - `<name>-backup`, sized by the runner, at least 1Gi, default storage class
+   */
+  readonly backup?: BackupVolumeOptions;
+  /**
+   * Sync waves (Argo CD).
+   *
+   * @default { target: 0, restore: 5, workloads: 10 }
+   */
+  readonly syncWaves?: MigrationSyncWaves;
+  /**
+   * Namespace of the ServiceAccount, named by the ClusterRoleBinding (needed when
+   * `protectVolumes` is true).
+   *
+   * @default - the chart's namespace
+   */
+  readonly namespace?: string;
+  /**
+   * Upper bound of each Job's run time, in seconds. Sized for a backup or a restore of a few
+   * GiB. Each Helm hook is waited on for at most `helm --timeout` (default 5m): run the migrating
+   * `helm upgrade` with `--timeout` of at least this value, or Helm gives up while the Job runs.
+   *
+   * @default 3600
+   */
+  readonly activeDeadlineSeconds?: number;
+  /**
+   * Retries of a Job after a retriable failure (non-retriable exit codes fail it at once).
+   *
+   * @default 1
+   */
+  readonly backoffLimit?: number;
+  /**
+   * Minutes a finished Job (and its pod's logs) is kept before Kubernetes deletes it.
+   * Succeeded hooks are deleted earlier by their delete policy; failed ones stay for this long.
+   *
+   * @default 1440 (one day)
+   */
+  readonly ttlMinutesAfterFinished?: number;
+  /**
+   * Parallel jobs of pg_dump and pg_restore.
+   *
+   * @default 2
+   */
+  readonly parallelJobs?: number;
+  /**
+   * pg_dump compression level (0-9). 0 is fastest when dumping to a volume.
+   *
+   * @default 0
+   */
+  readonly dumpCompression?: number;
+  /**
+   * Seconds to wait for the quiesced workloads' pods to disappear.
+   *
+   * @default 300
+   */
+  readonly quiesceTimeoutSeconds?: number;
+  /**
+   * Seconds the restore waits for the target primary to accept writes.
+   *
+   * @default 600
+   */
+  readonly targetWaitSeconds?: number;
+  /**
+   * Seconds after which a lock whose holder stopped renewing may be taken over.
+   *
+   * @default 60
+   */
+  readonly lockTtlSeconds?: number;
+  /**
+   * Requests and limits of the runner container.
+   *
+   * @default - requests 100m CPU / 256Mi, limit 1Gi memory
+   */
+  readonly resources?: ContainerResources;
+  /**
+   * User and group ids of the runner pods.
+   *
+   * @default - 1001 for user, group and fsGroup
+   */
+  readonly podSecurity?: PodSecurityOptions;
+}
+
+/** Defaults of the Argo CD sync waves. */
+export const DEFAULT_MIGRATION_SYNC_WAVES: Required<MigrationSyncWaves> = { target: 0, restore: 5, workloads: 10 };
+
+/** Helm hook-weight / Argo CD wave of each hook within its phase (RBAC strictly first). */
+export const MIGRATION_HOOK_ORDER = {
+  rbac: -10,
+  prepare: 0,
+  backup: 10,
+  /** Helm post-install/post-upgrade weight of the restore (Argo CD uses the restore sync wave). */
+  helmRestore: 0,
+  recordFailure: 0,
+} as const;
+
+/** Default requests and limits of the runner container. */
+export const RUNNER_RESOURCES: ContainerResources = {
+  requests: { cpu: '100m', memory: '256Mi' },
+  limits: { memory: '1Gi' },
+};
+
+/** UID of the runner image's non-root user. */
+export const RUNNER_USER_ID = 1001;
+
+/** Name of the runner container in every migration Job (podFailurePolicy refers to it). */
+export const RUNNER_CONTAINER_NAME = 'runner';
+
+/** The derived names of everything the migration uses. */
+export interface DatabaseMigrationNames {
+  readonly serviceAccount: string;
+  readonly role: string;
+  readonly roleBinding: string;
+  /** Cluster-scoped, so it carries the namespace: two releases in two namespaces must not collide. */
+  readonly volumeClusterRole: string;
+  readonly stateConfigMap: string;
+  readonly lockLease: string;
+  readonly backupPvc: string;
+  readonly jobs: Readonly<Record<'prepare' | 'backup' | 'restore' | 'recordFailure', string>>;
+}
+
+// Secrets the runner reads through secretKeyRef: whether the pod may start without them.
+// The prepare Job runs before anything exists on a fresh install (no legacy database, target
+// Secrets not yet ensured), so its references are optional; the restore Job must wait for the
+// target's Secret (kubelet retries until it exists), which is how it waits for CloudNativePG's
+// generated `-app` Secret after a `helm install`.
+interface SecretOptionality {
+  readonly source: boolean;
+  readonly target: boolean;
+}
+
+interface JobSpecOfCommand {
+  readonly key: keyof DatabaseMigrationNames['jobs'];
+  readonly command: RunnerCommandName;
+  readonly mountsBackup: boolean;
+  readonly optionalSecrets: SecretOptionality;
+}
+
+const JOBS: readonly JobSpecOfCommand[] = [
+  { key: 'prepare', command: RunnerCommand.prepare, mountsBackup: false, optionalSecrets: { source: true, target: true } },
+  { key: 'backup', command: RunnerCommand.backupPhase, mountsBackup: true, optionalSecrets: { source: true, target: true } },
+  { key: 'restore', command: RunnerCommand.restorePhase, mountsBackup: true, optionalSecrets: { source: true, target: false } },
+  { key: 'recordFailure', command: RunnerCommand.recordFailure, mountsBackup: false, optionalSecrets: { source: true, target: true } },
+];
+
+/** The hook Jobs and least-privilege RBAC of a database migration. See the module comment. */
+export class DatabaseMigration extends Construct {
+  /** Names of every object the migration uses, synthesized or created at run time. */
+  public readonly names: DatabaseMigrationNames;
+  /** The Jobs, by runner command (record-failure only with flavor `argocd`). */
+  public readonly jobs: Readonly<Partial<Record<RunnerCommandName, ApiObject>>>;
+  /** The restore hook's sync wave (Argo CD). */
+  public readonly restoreSyncWave: number;
+  /** The ClusterRole for PersistentVolumes, when `protectVolumes` is on. */
+  public readonly volumeClusterRole?: ApiObject;
+
+  public constructor(scope: Construct, id: string, props: DatabaseMigrationProps) {
+    super(scope, id);
+    const flavor = assertGitOpsFlavor(props.flavor, 'DatabaseMigration flavor');
+    validateImage('DatabaseMigration runnerImage', props.runnerImage);
+    const namespace = props.namespace ?? Chart.of(this).namespace;
+    if (namespace !== undefined) validateDnsLabel('DatabaseMigration namespace', namespace);
+    this.names = deriveNames(props.name, namespace, props.backup?.pvcName);
+
+    const deleteLegacy = props.deleteLegacy ?? DeleteLegacy.never;
+    if (!(Object.values(DeleteLegacy) as string[]).includes(deleteLegacy)) {
+      throw new Error(
+        `DatabaseMigration deleteLegacy must be one of ${Object.values(DeleteLegacy).join(', ')}, got ${JSON.stringify(deleteLegacy)}`,
+      );
+    }
+    const protectVolumes = props.protectVolumes ?? true;
+    if (protectVolumes && namespace === undefined) {
+      throw new Error(
+        `DatabaseMigration namespace is required when protectVolumes is true: the ClusterRoleBinding must name the ` +
+          `ServiceAccount's namespace; set 'namespace' (or the chart's namespace), or set protectVolumes: false`,
+      );
+    }
+
+    validateConnection('DatabaseMigration source', props.source);
+    validateConnection('DatabaseMigration target', props.target);
+    const workloads = validateWorkloads(props.workloads);
+    const legacy = validateLegacy(props.legacy);
+    assertNoCollisionWithLegacy(props.targetObjectNames ?? [], legacy, deleteLegacy);
+    const ensureSecrets = validateEnsureSecrets(props.ensureSecrets ?? []);
+
+    const waves = { ...DEFAULT_MIGRATION_SYNC_WAVES, ...props.syncWaves };
+    for (const [key, wave] of Object.entries(waves)) {
+      validateIntegerRange(`DatabaseMigration syncWaves.${key}`, wave, -1000, 1000);
+    }
+    if (!(waves.target < waves.restore && waves.restore < waves.workloads)) {
+      throw new Error(
+        `DatabaseMigration syncWaves.restore must be strictly between the target database's wave and the workloads' ` +
+          `wave (target ${waves.target} < restore < workloads ${waves.workloads}), got ${waves.restore}: the restore ` +
+          `needs a healthy target and must finish before the workloads start`,
+      );
+    }
+    this.restoreSyncWave = waves.restore;
+
+    const backup = validateBackup(props.backup);
+    const quiesceTimeoutSeconds = validateIntegerRange('DatabaseMigration quiesceTimeoutSeconds', props.quiesceTimeoutSeconds ?? 300, 1, 86_400);
+    const targetWaitSeconds = validateIntegerRange('DatabaseMigration targetWaitSeconds', props.targetWaitSeconds ?? 600, 1, 86_400);
+    const lockTtlSeconds = validateIntegerRange('DatabaseMigration lockTtlSeconds', props.lockTtlSeconds ?? 60, 10, 3600);
+    const activeDeadlineSeconds = validateIntegerRange('DatabaseMigration activeDeadlineSeconds', props.activeDeadlineSeconds ?? 3600, 60, 7 * 86_400);
+    const longestWait = Math.max(quiesceTimeoutSeconds, targetWaitSeconds);
+    if (activeDeadlineSeconds <= longestWait) {
+      throw new Error(
+        `DatabaseMigration activeDeadlineSeconds (${activeDeadlineSeconds}) must exceed the longest wait inside a Job ` +
+          `(quiesceTimeoutSeconds ${quiesceTimeoutSeconds}, targetWaitSeconds ${targetWaitSeconds}), or Kubernetes kills ` +
+          `the Job before the runner can report why it waited: raise activeDeadlineSeconds or lower the waits`,
+      );
+    }
+    const backoffLimit = validateIntegerRange('DatabaseMigration backoffLimit', props.backoffLimit ?? 1, 0, 5);
+    const ttlMinutes = validateIntegerRange('DatabaseMigration ttlMinutesAfterFinished', props.ttlMinutesAfterFinished ?? 1440, 1, 7 * 1440);
+    const parallelJobs = validateIntegerRange('DatabaseMigration parallelJobs', props.parallelJobs ?? 2, 1, 64);
+    const dumpCompression = validateIntegerRange('DatabaseMigration dumpCompression', props.dumpCompression ?? 0, 0, 9);
+    const ids = resolvePodSecurity('DatabaseMigration podSecurity', props.podSecurity, RUNNER_USER_ID);
+    const resources = resourceRequirements('DatabaseMigration resources', props.resources, RUNNER_RESOURCES);
+
+    // ---- RBAC ------------------------------------------------------------------------------
+    const rbac = new Construct(this, 'rbac');
+    new k8s.KubeServiceAccount(rbac, 'service-account', {
+      metadata: { name: this.names.serviceAccount },
+      // The token is mounted into the Job pods explicitly; nothing else uses this account.
+      automountServiceAccountToken: false,
+    });
+    new k8s.KubeRole(rbac, 'role', {
+      metadata: { name: this.names.role },
+      rules: roleRules({
+        names: this.names,
+        workloads,
+        legacy,
+        deleteLegacy,
+        ensureSecrets,
+      }),
+    });
+    new k8s.KubeRoleBinding(rbac, 'role-binding', {
+      metadata: { name: this.names.roleBinding },
+      roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'Role', name: this.names.role },
+      subjects: [{ kind: 'ServiceAccount', name: this.names.serviceAccount, namespace }],
+    });
+    if (protectVolumes) {
+      this.volumeClusterRole = new k8s.KubeClusterRole(rbac, 'volume-cluster-role', {
+        metadata: { name: this.names.volumeClusterRole },
+        // PV names are chosen by the provisioner at bind time: resourceNames cannot be known here.
+        rules: [{ apiGroups: [''], resources: ['persistentvolumes'], verbs: ['get', 'patch'] }],
+      });
+      const binding = new k8s.KubeClusterRoleBinding(rbac, 'volume-cluster-role-binding', {
+        metadata: { name: this.names.volumeClusterRole },
+        roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: this.names.volumeClusterRole },
+        subjects: [{ kind: 'ServiceAccount', name: this.names.serviceAccount, namespace }],
+      });
+      // Cluster-scoped objects take no namespace; the chart's default would add one.
+      for (const clusterScoped of [this.volumeClusterRole, binding]) {
+        if (clusterScoped.metadata.namespace !== undefined) clusterScoped.addJsonPatch(JsonPatch.remove('/metadata/namespace'));
+      }
+    }
+    markAsHook(rbac, flavor, { phase: 'rbac', order: MIGRATION_HOOK_ORDER.rbac, role: 'support' });
+
+    // ---- Jobs ------------------------------------------------------------------------------
+    const common: CommonEnvInputs = {
+      source: props.source,
+      target: props.target,
+      names: this.names,
+      backup,
+      workloads,
+      legacy,
+      deleteLegacy,
+      protectVolumes,
+      ensureSecrets,
+      parallelJobs,
+      dumpCompression,
+      quiesceTimeoutSeconds,
+      targetWaitSeconds,
+      lockTtlSeconds,
+    };
+    const jobs: Partial<Record<RunnerCommandName, ApiObject>> = {};
+    for (const spec of JOBS) {
+      if (spec.command === RunnerCommand.recordFailure && flavor !== 'argocd') continue;
+      const job = new k8s.KubeJob(this, spec.key, {
+        metadata: {
+          name: this.names.jobs[spec.key],
+          labels: jobLabels(props.name, spec.command),
+        },
+        spec: {
+          backoffLimit,
+          activeDeadlineSeconds,
+          ttlSecondsAfterFinished: ttlMinutes * 60,
+          podFailurePolicy: {
+            rules: [
+              {
+                // Retrying cannot fix a wrong password or a corrupt backup: fail the Job at once.
+                action: 'FailJob',
+                onExitCodes: {
+                  containerName: RUNNER_CONTAINER_NAME,
+                  operator: 'In',
+                  values: [...NON_RETRIABLE_EXIT_CODES].sort((a, b) => a - b),
+                },
+                // Required by the 1.27 schema; an empty list means "no condition pattern".
+                onPodConditions: [],
+              },
+              {
+                // A drained node or a preemption is not the runner's failure: do not count it.
+                action: 'Ignore',
+                onPodConditions: [{ type: 'DisruptionTarget', status: 'True' }],
+              },
+            ],
+          },
+          template: {
+            metadata: { labels: jobLabels(props.name, spec.command) },
+            spec: {
+              restartPolicy: 'Never',
+              serviceAccountName: this.names.serviceAccount,
+              // The runner talks to the Kubernetes API (state, lock, scale, PVCs).
+              automountServiceAccountToken: true,
+              securityContext: restrictedPodSecurityContext(ids),
+              containers: [
+                {
+                  name: RUNNER_CONTAINER_NAME,
+                  image: props.runnerImage,
+                  imagePullPolicy: 'IfNotPresent',
+                  args: [spec.command],
+                  env: migrationJobEnv(common, spec.optionalSecrets, spec.mountsBackup),
+                  resources,
+                  securityContext: restrictedContainerSecurityContext(ids),
+                  volumeMounts: [
+                    { name: 'tmp', mountPath: '/tmp' },
+                    ...(spec.mountsBackup ? [{ name: 'backup', mountPath: BACKUP_MOUNT_PATH }] : []),
+                  ],
+                },
+              ],
+              volumes: [
+                // pg_dump, pg_restore and node write temporary files; the root filesystem is read-only.
+                { name: 'tmp', emptyDir: { sizeLimit: k8s.Quantity.fromString('256Mi') } },
+                ...(spec.mountsBackup
+                  ? [{ name: 'backup', persistentVolumeClaim: { claimName: this.names.backupPvc } }]
+                  : []),
+              ],
+            },
+          },
+        },
+      });
+      const placement =
+        spec.command === RunnerCommand.prepare
+          ? ({ phase: 'pre', order: MIGRATION_HOOK_ORDER.prepare } as const)
+          : spec.command === RunnerCommand.backupPhase
+            ? ({ phase: 'pre', order: MIGRATION_HOOK_ORDER.backup } as const)
+            : spec.command === RunnerCommand.restorePhase
+              ? ({ phase: 'restore', order: flavor === 'helm' ? MIGRATION_HOOK_ORDER.helmRestore : waves.restore } as const)
+              : ({ phase: 'sync-failed', order: MIGRATION_HOOK_ORDER.recordFailure } as const);
+      markAsHook(job, flavor, { ...placement, role: 'job' });
+      jobs[spec.command] = job;
+    }
+    this.jobs = jobs;
+  }
+}
+
+function jobLabels(name: string, command: RunnerCommandName): Record<string, string> {
+  return {
+    'app.kubernetes.io/name': 'database-migration',
+    'app.kubernetes.io/instance': name,
+    'app.kubernetes.io/component': command,
+  };
+}
+
+const LONGEST_JOB_SUFFIX = '-record-failure';
+
+function deriveNames(name: string, namespace: string | undefined, backupPvcName: string | undefined): DatabaseMigrationNames {
+  validateDnsLabel('DatabaseMigration name', name);
+  const maxLength = 63 - LONGEST_JOB_SUFFIX.length;
+  if (name.length > maxLength) {
+    throw new Error(
+      `DatabaseMigration name must be at most ${maxLength} characters, got ${JSON.stringify(name)} (${name.length}): ` +
+        `Job names such as "${name}${LONGEST_JOB_SUFFIX}" become a label value limited to 63 characters; choose a shorter name`,
+    );
+  }
+  const backupPvc = validateDnsSubdomain('DatabaseMigration backup.pvcName', backupPvcName ?? `${name}-backup`);
+  const volumeClusterRole = `${namespace ?? 'default'}-${name}-protect-volumes`;
+  validateDnsSubdomain('DatabaseMigration ClusterRole name (<namespace>-<name>-protect-volumes)', volumeClusterRole);
+  return {
+    serviceAccount: name,
+    role: name,
+    roleBinding: name,
+    volumeClusterRole,
+    stateConfigMap: `${name}-state`,
+    lockLease: `${name}-lock`,
+    backupPvc,
+    jobs: {
+      prepare: `${name}-prepare`,
+      backup: `${name}-backup`,
+      restore: `${name}-restore`,
+      recordFailure: `${name}${LONGEST_JOB_SUFFIX}`,
+    },
+  };
+}
+
+function validateConnection(field: string, connection: DatabaseConnection): void {
+  if (!connection) throw new Error(`${field} is required: pass the DatabaseConnection a database construct exposes`);
+  validateDnsSubdomain(`${field}.host`, connection.host);
+  validatePort(`${field}.port`, connection.port);
+  if (typeof connection.database !== 'string' || connection.database.length === 0) {
+    throw new Error(`${field}.database must be a non-empty database name, got ${JSON.stringify(connection.database)}`);
+  }
+  validateCredentials(`${field}.credentials`, connection.credentials);
+  if (connection.adminCredentials) validateCredentials(`${field}.adminCredentials`, connection.adminCredentials);
+}
+
+function validateCredentials(field: string, credentials: DatabaseCredentials): void {
+  if (typeof credentials?.username !== 'string' || credentials.username.length === 0) {
+    throw new Error(`${field}.username must be a non-empty user name, got ${JSON.stringify(credentials?.username)}`);
+  }
+  validateDnsSubdomain(`${field}.secretName`, credentials.secretName);
+  validateSecretKey(`${field}.passwordKey`, credentials.passwordKey);
+}
+
+function validateWorkloads(workloads: readonly QuiescedWorkload[]): readonly QuiescedWorkload[] {
+  if (!Array.isArray(workloads)) {
+    throw new Error(`DatabaseMigration workloads must be a list of { kind, name }, got ${JSON.stringify(workloads)}`);
+  }
+  const seen = new Set<string>();
+  workloads.forEach((workload, index) => {
+    const field = `DatabaseMigration workloads[${index}]`;
+    if (workload.kind !== 'statefulset' && workload.kind !== 'deployment') {
+      throw new Error(`${field}.kind must be 'statefulset' or 'deployment', got ${JSON.stringify(workload.kind)}`);
+    }
+    validateDnsLabel(`${field}.name`, workload.name);
+    const key = `${workload.kind}/${workload.name}`;
+    if (seen.has(key)) throw new Error(`${field} repeats ${key}: list each workload once`);
+    seen.add(key);
+  });
+  return workloads;
+}
+
+interface ValidatedLegacy {
+  readonly statefulSetName?: string;
+  readonly pvcNames: readonly string[];
+  readonly objectNames: readonly KubeObjectName[];
+}
+
+function validateLegacy(legacy: LegacyDatabaseObjects | undefined): ValidatedLegacy {
+  const statefulSetName = legacy?.statefulSetName;
+  if (statefulSetName !== undefined) validateStatefulSetName('DatabaseMigration legacy.statefulSetName', statefulSetName);
+  const pvcNames = legacy?.pvcNames ?? [];
+  pvcNames.forEach((pvc, index) => validateDnsSubdomain(`DatabaseMigration legacy.pvcNames[${index}]`, pvc));
+  const objectNames = legacy?.objectNames ?? [
+    ...(statefulSetName !== undefined ? [{ kind: 'StatefulSet', name: statefulSetName }] : []),
+    ...pvcNames.map((name) => ({ kind: 'PersistentVolumeClaim', name })),
+  ];
+  return { ...(statefulSetName !== undefined ? { statefulSetName } : {}), pvcNames, objectNames };
+}
+
+function assertNoCollisionWithLegacy(
+  targetObjectNames: readonly KubeObjectName[],
+  legacy: ValidatedLegacy,
+  deleteLegacy: DeleteLegacyValue,
+): void {
+  const legacyKeys = new Set(legacy.objectNames.map((object) => `${object.kind}/${object.name}`));
+  const collisions = targetObjectNames.map((object) => `${object.kind}/${object.name}`).filter((key) => legacyKeys.has(key));
+  if (collisions.length > 0 && deleteLegacy !== DeleteLegacy.afterBackup) {
+    throw new Error(
+      `DatabaseMigration target objects have the legacy database's names (${[...new Set(collisions)].join(', ')}) while ` +
+        `deleteLegacy is '${deleteLegacy}': the upgrade would patch or replace the legacy objects (or reuse their volumes) ` +
+        `before the backup is verified; give the target another name, or set deleteLegacy: 'after-backup'`,
+    );
+  }
+}
+
+function validateEnsureSecrets(secrets: readonly RequiredSecret[]): readonly RequiredSecret[] {
+  const byName = new Map<string, Set<string>>();
+  secrets.forEach((secret, index) => {
+    validateDnsSubdomain(`DatabaseMigration ensureSecrets[${index}].name`, secret.name);
+    if (!Array.isArray(secret.keys) || secret.keys.length === 0) {
+      throw new Error(`DatabaseMigration ensureSecrets[${index}].keys must list at least one key, got ${JSON.stringify(secret.keys)}`);
+    }
+    const keys = byName.get(secret.name) ?? new Set<string>();
+    secret.keys.forEach((key, keyIndex) => keys.add(validateSecretKey(`DatabaseMigration ensureSecrets[${index}].keys[${keyIndex}]`, key)));
+    byName.set(secret.name, keys);
+  });
+  // One entry per Secret, keys sorted: the JSON is part of the committed manifests and must not
+  // change when constructs list the same Secret twice or in another order.
+  return [...byName.entries()]
+    .sort(([a], [b]) => a.localeCompare(b))
+    .map(([name, keys]) => ({ name, keys: [...keys].sort() }));
+}
+
+interface ValidatedBackup {
+  readonly size?: string;
+  readonly minSize: string;
+  readonly storageClassName?: string;
+}
+
+function validateBackup(backup: BackupVolumeOptions | undefined): ValidatedBackup {
+  const minSize = validateSize('DatabaseMigration backup.minSize', backup?.minSize ?? '1Gi', 2 ** 20);
+  const size = backup?.size;
+  if (size !== undefined) {
+    validateSize('DatabaseMigration backup.size', size);
+    if (parseQuantity('DatabaseMigration backup.size', size) < parseQuantity('DatabaseMigration backup.minSize', minSize)) {
+      throw new Error(
+        `DatabaseMigration backup.size ${JSON.stringify(size)} is smaller than backup.minSize ${JSON.stringify(minSize)}: ` +
+          `raise backup.size, or leave it unset so the runner sizes the volume from the database`,
+      );
+    }
+  }
+  const storageClassName = backup?.storageClassName;
+  if (storageClassName !== undefined) validateDnsSubdomain('DatabaseMigration backup.storageClassName', storageClassName);
+  return {
+    minSize,
+    ...(size !== undefined ? { size } : {}),
+    ...(storageClassName !== undefined ? { storageClassName } : {}),
+  };
+}
+
+interface RoleInputs {
+  readonly names: DatabaseMigrationNames;
+  readonly workloads: readonly QuiescedWorkload[];
+  readonly legacy: ValidatedLegacy;
+  readonly deleteLegacy: DeleteLegacyValue;
+  readonly ensureSecrets: readonly RequiredSecret[];
+}
+
+/**
+ * Least privilege: every verb that can be limited to names is (`create` and `list` cannot: the
+ * name is not known to the authorizer then).
+ */
+function roleRules(inputs: RoleInputs): k8s.PolicyRule[] {
+  const { names, workloads, legacy, deleteLegacy, ensureSecrets } = inputs;
+  const deletes = deleteLegacy !== DeleteLegacy.never;
+  const statefulSets = workloads.filter((w) => w.kind === 'statefulset').map((w) => w.name);
+  const deployments = workloads.filter((w) => w.kind === 'deployment').map((w) => w.name);
+  const rules: k8s.PolicyRule[] = [
+    { apiGroups: [''], resources: ['configmaps'], verbs: ['create'] },
+    { apiGroups: [''], resources: ['configmaps'], resourceNames: [names.stateConfigMap], verbs: ['get', 'update', 'patch'] },
+    { apiGroups: ['coordination.k8s.io'], resources: ['leases'], verbs: ['create'] },
+    { apiGroups: ['coordination.k8s.io'], resources: ['leases'], resourceNames: [names.lockLease], verbs: ['get', 'update', 'patch', 'delete'] },
+    { apiGroups: [''], resources: ['persistentvolumeclaims'], verbs: ['create'] },
+    {
+      apiGroups: [''],
+      resources: ['persistentvolumeclaims'],
+      resourceNames: unique([names.backupPvc, ...legacy.pvcNames]),
+      verbs: ['get'],
+    },
+  ];
+  if (deletes && legacy.pvcNames.length > 0) {
+    rules.push({ apiGroups: [''], resources: ['persistentvolumeclaims'], resourceNames: [...legacy.pvcNames], verbs: ['delete'] });
+  }
+  const readableStatefulSets = unique([...(legacy.statefulSetName ? [legacy.statefulSetName] : []), ...statefulSets]);
+  if (readableStatefulSets.length > 0) {
+    rules.push({ apiGroups: ['apps'], resources: ['statefulsets'], resourceNames: readableStatefulSets, verbs: ['get'] });
+  }
+  if (deletes && legacy.statefulSetName) {
+    rules.push({ apiGroups: ['apps'], resources: ['statefulsets'], resourceNames: [legacy.statefulSetName], verbs: ['delete'] });
+  }
+  if (statefulSets.length > 0) {
+    // patch on the workload itself records the replica count to restore in an annotation.
+    rules.push({ apiGroups: ['apps'], resources: ['statefulsets'], resourceNames: statefulSets, verbs: ['patch'] });
+    rules.push({ apiGroups: ['apps'], resources: ['statefulsets/scale'], resourceNames: statefulSets, verbs: ['get', 'update', 'patch'] });
+  }
+  if (deployments.length > 0) {
+    rules.push({ apiGroups: ['apps'], resources: ['deployments'], resourceNames: deployments, verbs: ['get', 'patch'] });
+    rules.push({ apiGroups: ['apps'], resources: ['deployments/scale'], resourceNames: deployments, verbs: ['get', 'update', 'patch'] });
+  }
+  if (ensureSecrets.length > 0) {
+    rules.push({ apiGroups: [''], resources: ['secrets'], verbs: ['create'] });
+    rules.push({ apiGroups: [''], resources: ['secrets'], resourceNames: ensureSecrets.map((s) => s.name), verbs: ['get'] });
+  }
+  // Waiting until the quiesced pods are gone needs a list by label selector.
+  rules.push({ apiGroups: [''], resources: ['pods'], verbs: ['list'] });
+  rules.push({ apiGroups: [''], resources: ['events'], verbs: ['create'] });
+  return rules;
+}
+
+function unique(values: readonly string[]): string[] {
+  return [...new Set(values)];
+}
+
+interface CommonEnvInputs {
+  readonly source: DatabaseConnection;
+  readonly target: DatabaseConnection;
+  readonly names: DatabaseMigrationNames;
+  readonly backup: ValidatedBackup;
+  readonly workloads: readonly QuiescedWorkload[];
+  readonly legacy: ValidatedLegacy;
+  readonly deleteLegacy: DeleteLegacyValue;
+  readonly protectVolumes: boolean;
+  readonly ensureSecrets: readonly RequiredSecret[];
+  readonly parallelJobs: number;
+  readonly dumpCompression: number;
+  readonly quiesceTimeoutSeconds: number;
+  readonly targetWaitSeconds: number;
+  readonly lockTtlSeconds: number;
+}
+
+/**
+ * The environment of one migration Job. Every Job gets the same configuration (one parser on the
+ * runner side, and `plan`/`status` see what the Jobs see); only `MIGRATION_BACKUP_DIR` is limited to
+ * the Jobs that mount the backup PVC, and the secret references' optionality differs per command.
+ * Optional settings left unset are omitted so that the runner's documented default applies.
+ */
+function migrationJobEnv(
+  inputs: CommonEnvInputs,
+  optionalSecrets: SecretOptionality,
+  mountsBackup: boolean,
+): k8s.EnvVar[] {
+  const value = (name: EnvName, v: string): k8s.EnvVar => ({ name, value: v });
+  const secret = (name: EnvName, credentials: DatabaseCredentials, optional: boolean): k8s.EnvVar => ({
+    name,
+    valueFrom: { secretKeyRef: { name: credentials.secretName, key: credentials.passwordKey, optional } },
+  });
+  const field = (name: EnvName, fieldPath: string): k8s.EnvVar => ({ name, valueFrom: { fieldRef: { fieldPath } } });
+  // Dump with the superuser where there is one: the application user may not be able to read
+  // every object (extensions, other owners' tables).
+  const sourceLogin = inputs.source.adminCredentials ?? inputs.source.credentials;
+  const targetLogin = inputs.target.adminCredentials ?? inputs.target.credentials;
+  const { names, backup, legacy } = inputs;
+  return [
+    value(Env.sourceHost, inputs.source.host),
+    value(Env.sourcePort, String(inputs.source.port)),
+    value(Env.sourceDatabase, inputs.source.database),
+    value(Env.sourceUser, sourceLogin.username),
+    secret(Env.sourcePassword, sourceLogin, optionalSecrets.source),
+    value(Env.targetHost, inputs.target.host),
+    value(Env.targetPort, String(inputs.target.port)),
+    value(Env.targetDatabase, inputs.target.database),
+    value(Env.targetUser, targetLogin.username),
+    secret(Env.targetPassword, targetLogin, optionalSecrets.target),
+    // Restored objects belong to the application user, whoever runs pg_restore.
+    value(Env.targetOwner, inputs.target.credentials.username),
+    field(Env.namespace, 'metadata.namespace'),
+    field(Env.podName, 'metadata.name'),
+    value(Env.stateConfigMap, names.stateConfigMap),
+    value(Env.lockLease, names.lockLease),
+    value(Env.lockTtlSeconds, String(inputs.lockTtlSeconds)),
+    value(Env.backupPvc, names.backupPvc),
+    ...(backup.size !== undefined ? [value(Env.backupPvcSize, backup.size)] : []),
+    value(Env.backupPvcMinSize, backup.minSize),
+    ...(backup.storageClassName !== undefined ? [value(Env.backupStorageClass, backup.storageClassName)] : []),
+    ...(mountsBackup ? [value(Env.backupDir, BACKUP_MOUNT_PATH)] : []),
+    value(Env.workloads, inputs.workloads.map((w) => `${w.kind}/${w.name}`).join(',')),
+    value(Env.legacyStatefulSet, legacy.statefulSetName ?? ''),
+    value(Env.legacyPvcs, legacy.pvcNames.join(',')),
+    value(Env.deleteLegacy, inputs.deleteLegacy),
+    value(Env.protectVolumes, String(inputs.protectVolumes)),
+    value(Env.ensureSecrets, JSON.stringify(inputs.ensureSecrets)),
+    value(Env.parallelJobs, String(inputs.parallelJobs)),
+    value(Env.dumpCompression, String(inputs.dumpCompression)),
+    value(Env.quiesceTimeoutSeconds, String(inputs.quiesceTimeoutSeconds)),
+    value(Env.targetWaitSeconds, String(inputs.targetWaitSeconds)),
+    // Jobs have no TTY: structured logs are what `kubectl logs` and log collectors want.
+    value(Env.logFormat, 'json'),
+  ];
+}
