@@ -1,0 +1,250 @@
+import { Chart, Testing } from 'cdk8s';
+import { describe, expect, it } from 'vitest';
+import { BACKUP_MOUNT_PATH, Env, NON_RETRIABLE_EXIT_CODES, RunnerCommand } from '../lib/contract.js';
+import { DatabaseMigration, type DatabaseMigrationProps } from '../lib/database-migration.js';
+import type { GitOpsFlavor } from '../lib/gitops.js';
+
+function props(overrides: Partial<DatabaseMigrationProps> = {}): DatabaseMigrationProps {
+  return {
+    name: 'app-migration',
+    flavor: 'helm',
+    runnerImage: 'ghcr.io/example/runner:1.2.3',
+    source: {
+      host: 'app-postgresql',
+      port: 5432,
+      database: 'app',
+      credentials: { username: 'app', secretName: 'app-postgresql', passwordKey: 'password' },
+      adminCredentials: { username: 'postgres', secretName: 'app-postgresql', passwordKey: 'postgres-password' },
+    },
+    target: {
+      host: 'app-db-rw',
+      port: 5432,
+      database: 'app',
+      credentials: { username: 'app', secretName: 'app-db-app', passwordKey: 'password' },
+    },
+    workloads: [
+      { kind: 'statefulset', name: 'app-web' },
+      { kind: 'deployment', name: 'app-worker' },
+    ],
+    legacy: { statefulSetName: 'app-postgresql', pvcNames: ['data-app-postgresql-0'] },
+    ensureSecrets: [{ name: 'app-db-app', keys: ['password'] }],
+    ...overrides,
+  };
+}
+
+function synth(overrides: Partial<DatabaseMigrationProps> = {}, namespace = 'apps') {
+  const app = Testing.app();
+  const chart = new Chart(app, 'test', { namespace });
+  new DatabaseMigration(chart, 'migration', props(overrides));
+  return Testing.synth(chart);
+}
+
+const jobOf = (objects: any[], command: string) =>
+  objects.find((o) => o.kind === 'Job' && o.spec.template.spec.containers[0].args[0] === command);
+
+describe('DatabaseMigration objects', () => {
+  it('synthesizes RBAC and Jobs but never the backup PVC, the state ConfigMap or the Lease', () => {
+    for (const flavor of ['helm', 'argocd'] as GitOpsFlavor[]) {
+      const kinds = synth({ flavor }).map((o) => o.kind).sort();
+      expect(kinds).not.toContain('PersistentVolumeClaim');
+      expect(kinds).not.toContain('ConfigMap');
+      expect(kinds).not.toContain('Lease');
+      expect(kinds.filter((k) => k === 'Job')).toHaveLength(flavor === 'argocd' ? 4 : 3);
+    }
+  });
+
+  it('limits every nameable verb to resourceNames', () => {
+    const role = synth().find((o) => o.kind === 'Role');
+    for (const rule of role.rules) {
+      const nameless = rule.verbs.every((verb: string) => verb === 'create' || verb === 'list');
+      const events = rule.resources.includes('events');
+      if (!nameless && !events) expect(rule.resourceNames, JSON.stringify(rule)).toBeDefined();
+    }
+    const namesFor = (resource: string, verb: string) =>
+      role.rules
+        .filter((r: any) => r.resources.includes(resource) && r.verbs.includes(verb))
+        .flatMap((r: any) => r.resourceNames ?? ['*']);
+    expect(namesFor('configmaps', 'update')).toEqual(['app-migration-state']);
+    expect(namesFor('leases', 'update')).toEqual(['app-migration-lock']);
+    expect(namesFor('persistentvolumeclaims', 'get')).toEqual(['app-migration-backup', 'data-app-postgresql-0']);
+    expect(namesFor('statefulsets/scale', 'patch')).toEqual(['app-web']);
+    expect(namesFor('deployments/scale', 'patch')).toEqual(['app-worker']);
+    expect(namesFor('secrets', 'get')).toEqual(['app-db-app']);
+    expect(namesFor('pods', 'list')).toEqual(['*']);
+    // Deleting anything legacy is only granted when configured.
+    expect(namesFor('persistentvolumeclaims', 'delete')).toEqual([]);
+    expect(namesFor('statefulsets', 'delete')).toEqual([]);
+  });
+
+  it('grants delete on exactly the legacy StatefulSet and PVCs when deleteLegacy is on', () => {
+    const role = synth({ deleteLegacy: 'after-restore' }).find((o) => o.kind === 'Role');
+    const deletes = role.rules.filter((r: any) => r.verbs.includes('delete') && !r.resources.includes('leases'));
+    expect(deletes.map((r: any) => [r.resources[0], r.resourceNames])).toEqual([
+      ['persistentvolumeclaims', ['data-app-postgresql-0']],
+      ['statefulsets', ['app-postgresql']],
+    ]);
+  });
+
+  it('binds a ClusterRole limited to get/patch of persistentvolumes, without a namespace, only when protecting volumes', () => {
+    const objects = synth();
+    const clusterRole = objects.find((o) => o.kind === 'ClusterRole');
+    expect(clusterRole.metadata.name).toBe('apps-app-migration-protect-volumes');
+    expect(clusterRole.metadata.namespace).toBeUndefined();
+    expect(clusterRole.rules).toEqual([{ apiGroups: [''], resources: ['persistentvolumes'], verbs: ['get', 'patch'] }]);
+    const binding = objects.find((o) => o.kind === 'ClusterRoleBinding');
+    expect(binding.metadata.namespace).toBeUndefined();
+    expect(binding.subjects).toEqual([{ kind: 'ServiceAccount', name: 'app-migration', namespace: 'apps' }]);
+    expect(jobOf(objects, 'prepare').spec.template.spec.containers[0].env).toContainEqual({ name: Env.protectVolumes, value: 'true' });
+
+    const without = synth({ protectVolumes: false });
+    expect(without.some((o) => o.kind === 'ClusterRole' || o.kind === 'ClusterRoleBinding')).toBe(false);
+    expect(jobOf(without, 'prepare').spec.template.spec.containers[0].env).toContainEqual({ name: Env.protectVolumes, value: 'false' });
+  });
+
+  it('runs the runner commands with the backup PVC mounted only where the dump lives', () => {
+    const objects = synth({ flavor: 'argocd' });
+    const mounts = (command: string) => {
+      const pod = jobOf(objects, command).spec.template.spec;
+      return {
+        mounts: pod.containers[0].volumeMounts.map((m: any) => m.mountPath),
+        claims: pod.volumes.filter((v: any) => v.persistentVolumeClaim).map((v: any) => v.persistentVolumeClaim.claimName),
+      };
+    };
+    expect(mounts(RunnerCommand.prepare)).toEqual({ mounts: ['/tmp'], claims: [] });
+    expect(mounts(RunnerCommand.backupPhase)).toEqual({ mounts: ['/tmp', BACKUP_MOUNT_PATH], claims: ['app-migration-backup'] });
+    expect(mounts(RunnerCommand.restorePhase)).toEqual({ mounts: ['/tmp', BACKUP_MOUNT_PATH], claims: ['app-migration-backup'] });
+    expect(mounts(RunnerCommand.recordFailure)).toEqual({ mounts: ['/tmp'], claims: [] });
+  });
+
+  it('passes passwords only through secretKeyRef, and only the restore insists on the target Secret', () => {
+    const objects = synth({ flavor: 'argocd' });
+    for (const command of Object.values(RunnerCommand)) {
+      const job = jobOf(objects, command);
+      if (!job) continue;
+      const env: any[] = job.spec.template.spec.containers[0].env;
+      for (const variable of env) {
+        if (/PASSWORD/.test(variable.name)) expect(variable.value, `${command} ${variable.name}`).toBeUndefined();
+      }
+      const targetPassword = env.find((v) => v.name === Env.targetPassword).valueFrom.secretKeyRef;
+      expect(targetPassword).toEqual({ name: 'app-db-app', key: 'password', optional: command !== RunnerCommand.restorePhase });
+      const sourcePassword = env.find((v) => v.name === Env.sourcePassword).valueFrom.secretKeyRef;
+      // The superuser dumps: it can read every object.
+      expect(sourcePassword).toEqual({ name: 'app-postgresql', key: 'postgres-password', optional: true });
+      expect(env.find((v) => v.name === Env.sourceUser).value).toBe('postgres');
+      expect(env.find((v) => v.name === Env.targetOwner).value).toBe('app');
+    }
+  });
+
+  it('writes the workloads, legacy names, ensured Secrets and backup sizing the runner reads', () => {
+    const env = Object.fromEntries(
+      jobOf(synth({ backup: { size: '20Gi', minSize: '2Gi', storageClassName: 'fast' } }), RunnerCommand.prepare)
+        .spec.template.spec.containers[0].env.map((v: any) => [v.name, v.value ?? v.valueFrom]),
+    );
+    expect(env[Env.workloads]).toBe('statefulset/app-web,deployment/app-worker');
+    expect(env[Env.legacyStatefulSet]).toBe('app-postgresql');
+    expect(env[Env.legacyPvcs]).toBe('data-app-postgresql-0');
+    expect(env[Env.deleteLegacy]).toBe('never');
+    expect(JSON.parse(env[Env.ensureSecrets])).toEqual([{ name: 'app-db-app', keys: ['password'] }]);
+    expect(env[Env.backupPvcSize]).toBe('20Gi');
+    expect(env[Env.backupPvcMinSize]).toBe('2Gi');
+    expect(env[Env.backupStorageClass]).toBe('fast');
+    expect(env[Env.backupDir]).toBeUndefined();
+    expect(env[Env.namespace]).toEqual({ fieldRef: { fieldPath: 'metadata.namespace' } });
+    expect(env[Env.podName]).toEqual({ fieldRef: { fieldPath: 'metadata.name' } });
+  });
+
+  it('merges and sorts ensured Secrets so the committed JSON is stable', () => {
+    const env = jobOf(
+      synth({
+        ensureSecrets: [
+          { name: 'b', keys: ['y', 'x'] },
+          { name: 'a', keys: ['k'] },
+          { name: 'b', keys: ['x', 'z'] },
+        ],
+      }),
+      RunnerCommand.prepare,
+    ).spec.template.spec.containers[0].env;
+    expect(env.find((v: any) => v.name === Env.ensureSecrets).value).toBe(
+      '[{"name":"a","keys":["k"]},{"name":"b","keys":["x","y","z"]}]',
+    );
+  });
+
+  it('bounds each Job: Never restarts, small backoff, deadline, TTL in minutes, FailJob on non-retriable codes', () => {
+    const job = jobOf(synth({ activeDeadlineSeconds: 7200, ttlMinutesAfterFinished: 90 }), RunnerCommand.backupPhase);
+    expect(job.spec).toMatchObject({ backoffLimit: 1, activeDeadlineSeconds: 7200, ttlSecondsAfterFinished: 5400 });
+    expect(job.spec.template.spec.restartPolicy).toBe('Never');
+    expect(job.spec.template.spec.automountServiceAccountToken).toBe(true);
+    expect(job.spec.template.spec.serviceAccountName).toBe('app-migration');
+    expect(job.spec.podFailurePolicy.rules[0]).toMatchObject({
+      action: 'FailJob',
+      onExitCodes: { containerName: 'runner', operator: 'In', values: [...NON_RETRIABLE_EXIT_CODES] },
+    });
+    expect(job.spec.podFailurePolicy.rules[1]).toEqual({
+      action: 'Ignore',
+      onPodConditions: [{ type: 'DisruptionTarget', status: 'True' }],
+    });
+  });
+});
+
+describe('DatabaseMigration bad input', () => {
+  it('fails when the restore wave is not strictly between the target and the workloads', () => {
+    expect(() => synth({ syncWaves: { target: 0, restore: 10, workloads: 10 } })).toThrow(
+      /syncWaves.restore must be strictly between.*got 10/,
+    );
+    expect(() => synth({ syncWaves: { restore: -1 } })).toThrow(/target 0 < restore < workloads 10/);
+  });
+
+  it('fails when the fixed backup size is below the configured minimum', () => {
+    expect(() => synth({ backup: { size: '500Mi', minSize: '1Gi' } })).toThrow(
+      /backup.size "500Mi" is smaller than backup.minSize "1Gi"/,
+    );
+  });
+
+  it('fails when a size is malformed', () => {
+    expect(() => synth({ backup: { size: '10 GB' } })).toThrow(/backup.size must be a Kubernetes quantity.*"10 GB"/);
+  });
+
+  it('fails when the name is too long for the Job names derived from it', () => {
+    expect(() => synth({ name: 'a'.repeat(49) })).toThrow(/name must be at most 48 characters.*record-failure/);
+  });
+
+  it('fails when the name is not a DNS label', () => {
+    expect(() => synth({ name: 'App_Migration' })).toThrow(/DatabaseMigration name must be a DNS-1123 label/);
+  });
+
+  it('fails when the runner image has no tag or digest', () => {
+    expect(() => synth({ runnerImage: 'ghcr.io/example/runner' })).toThrow(/runnerImage.*neither a tag nor a digest/);
+  });
+
+  it('fails when the target reuses legacy names and deletion before the upgrade is not allowed', () => {
+    const colliding = { targetObjectNames: [{ kind: 'StatefulSet', name: 'app-postgresql' }] };
+    expect(() => synth(colliding)).toThrow(/StatefulSet\/app-postgresql.*deleteLegacy is 'never'.*after-backup/);
+    expect(() => synth({ ...colliding, deleteLegacy: 'after-restore' })).toThrow(/deleteLegacy is 'after-restore'/);
+    expect(() => synth({ ...colliding, deleteLegacy: 'after-backup' })).not.toThrow();
+  });
+
+  it('fails when the Job deadline does not exceed the waits inside it', () => {
+    expect(() => synth({ activeDeadlineSeconds: 600, targetWaitSeconds: 600 })).toThrow(
+      /activeDeadlineSeconds \(600\) must exceed the longest wait/,
+    );
+  });
+
+  it('fails when a workload kind is unknown', () => {
+    expect(() => synth({ workloads: [{ kind: 'daemonset' as 'deployment', name: 'x' }] })).toThrow(
+      /workloads\[0\].kind must be 'statefulset' or 'deployment', got "daemonset"/,
+    );
+  });
+
+  it('fails when volumes are protected but no namespace is known for the ClusterRoleBinding', () => {
+    const chart = Testing.chart();
+    expect(() => new DatabaseMigration(chart, 'm', props())).toThrow(/namespace is required when protectVolumes is true/);
+  });
+
+  it('fails when deleteLegacy is not one of the runner modes', () => {
+    expect(() => synth({ deleteLegacy: 'always' as 'never' })).toThrow(/deleteLegacy must be one of never, after-restore, after-backup/);
+  });
+
+  it('fails when an ensured Secret lists no keys', () => {
+    expect(() => synth({ ensureSecrets: [{ name: 'x', keys: [] }] })).toThrow(/ensureSecrets\[0\].keys must list at least one key/);
+  });
+});
