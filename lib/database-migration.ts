@@ -57,10 +57,13 @@ import {
   validateStatefulSetName,
 } from './validation.js';
 
-/** A workload the runner scales to zero before the backup and back afterwards. */
+/**
+ * A workload the runner scales to zero before the backup and back afterwards. `Keycloak.workload`
+ * is one.
+ */
 export interface QuiescedWorkload {
-  /** `statefulset` or `deployment`. */
-  readonly kind: 'statefulset' | 'deployment';
+  /** Kubernetes kind. */
+  readonly kind: 'StatefulSet' | 'Deployment';
   /** metadata.name of the workload. */
   readonly name: string;
 }
@@ -614,8 +617,8 @@ function validateWorkloads(workloads: readonly QuiescedWorkload[]): readonly Qui
   const seen = new Set<string>();
   workloads.forEach((workload, index) => {
     const field = `DatabaseMigration workloads[${index}]`;
-    if (workload.kind !== 'statefulset' && workload.kind !== 'deployment') {
-      throw new Error(`${field}.kind must be 'statefulset' or 'deployment', got ${JSON.stringify(workload.kind)}`);
+    if (workload.kind !== 'StatefulSet' && workload.kind !== 'Deployment') {
+      throw new Error(`${field}.kind must be 'StatefulSet' or 'Deployment', got ${JSON.stringify(workload.kind)}`);
     }
     validateDnsLabel(`${field}.name`, workload.name);
     const key = `${workload.kind}/${workload.name}`;
@@ -719,8 +722,8 @@ interface RoleInputs {
 function roleRules(inputs: RoleInputs): k8s.PolicyRule[] {
   const { names, workloads, legacy, deleteLegacy, ensureSecrets } = inputs;
   const deletes = deleteLegacy !== DeleteLegacy.never;
-  const statefulSets = workloads.filter((w) => w.kind === 'statefulset').map((w) => w.name);
-  const deployments = workloads.filter((w) => w.kind === 'deployment').map((w) => w.name);
+  const statefulSets = workloads.filter((w) => w.kind === 'StatefulSet').map((w) => w.name);
+  const deployments = workloads.filter((w) => w.kind === 'Deployment').map((w) => w.name);
   const rules: k8s.PolicyRule[] = [
     { apiGroups: [''], resources: ['configmaps'], verbs: ['create'] },
     { apiGroups: [''], resources: ['configmaps'], resourceNames: [names.stateConfigMap], verbs: ['get', 'update', 'patch'] },
@@ -829,7 +832,8 @@ function migrationJobEnv(
     value(Env.backupPvcMinSize, backup.minSize),
     ...(backup.storageClassName !== undefined ? [value(Env.backupStorageClass, backup.storageClassName)] : []),
     ...(mountsBackup ? [value(Env.backupDir, BACKUP_MOUNT_PATH)] : []),
-    value(Env.workloads, inputs.workloads.map((w) => `${w.kind}/${w.name}`).join(',')),
+    // The runner's format: lower-case kind, as kubectl spells resources (`statefulset/<name>`).
+    value(Env.workloads, inputs.workloads.map((w) => `${w.kind.toLowerCase()}/${w.name}`).join(',')),
     value(Env.legacyStatefulSet, legacy.statefulSetName ?? ''),
     value(Env.legacyPvcs, legacy.pvcNames.join(',')),
     value(Env.deleteLegacy, inputs.deleteLegacy),

@@ -23,8 +23,8 @@ function props(overrides: Partial<DatabaseMigrationProps> = {}): DatabaseMigrati
       credentials: { username: 'app', secretName: 'app-db-app', passwordKey: 'password' },
     },
     workloads: [
-      { kind: 'statefulset', name: 'app-web' },
-      { kind: 'deployment', name: 'app-worker' },
+      { kind: 'StatefulSet', name: 'app-web' },
+      { kind: 'Deployment', name: 'app-worker' },
     ],
     legacy: { statefulSetName: 'app-postgresql', pvcNames: ['data-app-postgresql-0'] },
     ensureSecrets: [{ name: 'app-db-app', keys: ['password'] }],
@@ -230,8 +230,8 @@ describe('DatabaseMigration bad input', () => {
   });
 
   it('fails when a workload kind is unknown', () => {
-    expect(() => synth({ workloads: [{ kind: 'daemonset' as 'deployment', name: 'x' }] })).toThrow(
-      /workloads\[0\].kind must be 'statefulset' or 'deployment', got "daemonset"/,
+    expect(() => synth({ workloads: [{ kind: 'DaemonSet' as 'Deployment', name: 'x' }] })).toThrow(
+      /workloads\[0\].kind must be 'StatefulSet' or 'Deployment', got "DaemonSet"/,
     );
   });
 
