@@ -1,0 +1,144 @@
+/**
+ * Running PostgreSQL tools as the `postgres` system user. We are root in CI and on these machines;
+ * PostgreSQL refuses to run as root, so every server, repmgr and Pgpool-II process runs through
+ * `runuser -u postgres --`, in directories that user owns.
+ */
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { chmodSync, chownSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+export const PG_BIN = '/usr/lib/postgresql/15/bin';
+/** pgpool, pg_md5 and pcp_* live here on Debian. */
+export const PGPOOL_SBIN = '/usr/sbin';
+
+let postgresIds: { uid: number; gid: number } | undefined;
+
+/** uid/gid of the `postgres` system user (installed with the PostgreSQL packages). */
+export async function postgresUser(): Promise<{ uid: number; gid: number }> {
+  if (postgresIds) return postgresIds;
+  const [uid, gid] = await Promise.all([capture('id', ['-u', 'postgres']), capture('id', ['-g', 'postgres'])]);
+  postgresIds = { uid: Number(uid.trim()), gid: Number(gid.trim()) };
+  return postgresIds;
+}
+
+/** A fresh temporary directory owned by `postgres` (mode 0700: initdb insists). */
+export async function makePostgresDir(prefix: string, parent = tmpdir()): Promise<string> {
+  const dir = mkdtempSync(join(parent, prefix));
+  await chownToPostgres(dir);
+  return dir;
+}
+
+/** Creates (if needed) and hands a directory to `postgres`. */
+export async function ensurePostgresDir(dir: string): Promise<string> {
+  mkdirSync(dir, { recursive: true });
+  await chownToPostgres(dir);
+  return dir;
+}
+
+/** Writes a file owned by `postgres` with the given mode (password files need 0600). */
+export async function writePostgresFile(path: string, content: string, mode = 0o600): Promise<void> {
+  writeFileSync(path, content);
+  chmodSync(path, mode);
+  const { uid, gid } = await postgresUser();
+  chownSync(path, uid, gid);
+}
+
+async function chownToPostgres(dir: string): Promise<void> {
+  const { uid, gid } = await postgresUser();
+  chownSync(dir, uid, gid);
+  chmodSync(dir, 0o700);
+}
+
+/**
+ * Runs a program as `postgres` and resolves with its stdout; rejects with the command, exit code
+ * and stderr. `env` is passed explicitly through `env(1)` so nothing of root's environment (such
+ * as a PGPASSWORD of the test process) leaks in by accident.
+ */
+export function runAsPostgres(
+  program: string,
+  args: readonly string[],
+  options: { env?: Record<string, string>; timeoutMs?: number; cwd?: string } = {},
+): Promise<string> {
+  const envArgs = Object.entries({ PATH: process.env.PATH ?? '/usr/bin:/bin', LC_ALL: 'C.UTF-8', ...options.env }).map(
+    ([key, value]) => `${key}=${value}`,
+  );
+  return capture('runuser', ['-u', 'postgres', '--', 'env', '-i', ...envArgs, program, ...args], {
+    timeoutMs: options.timeoutMs ?? 120_000,
+    cwd: options.cwd,
+  });
+}
+
+/** Starts a long-running program as `postgres`, detached in its own session, output to a log file. */
+export function spawnAsPostgres(
+  program: string,
+  args: readonly string[],
+  logFile: string,
+  env: Record<string, string> = {},
+): ChildProcess {
+  const envArgs = Object.entries({ PATH: process.env.PATH ?? '/usr/bin:/bin', LC_ALL: 'C.UTF-8', ...env }).map(
+    ([key, value]) => `${key}=${value}`,
+  );
+  // `sh -c 'exec ... >log 2>&1'` so the log is written by the postgres user and survives us.
+  const quoted = [program, ...args].map(shellQuote).join(' ');
+  const child = spawn('runuser', ['-u', 'postgres', '--', 'env', '-i', ...envArgs, 'sh', '-c', `exec ${quoted} >>${shellQuote(logFile)} 2>&1 </dev/null`], {
+    detached: true,
+    stdio: 'ignore',
+  });
+  child.unref();
+  return child;
+}
+
+export function shellQuote(value: string): string {
+  return /^[A-Za-z0-9_./:=@%+-]+$/.test(value) ? value : `'${value.replace(/'/g, `'\\''`)}'`;
+}
+
+function capture(program: string, args: readonly string[], options: { timeoutMs?: number; cwd?: string } = {}): Promise<string> {
+  return new Promise((resolve, reject) => {
+    execFile(
+      program,
+      args as string[],
+      { timeout: options.timeoutMs ?? 60_000, maxBuffer: 64 * 1024 * 1024, cwd: options.cwd },
+      (error, stdout, stderr) => {
+        if (error) {
+          const shown = args.filter((arg) => !/password/i.test(arg)).join(' ');
+          reject(new Error(`${program} ${shown} failed (${error.code ?? error.signal ?? error.message}): ${stderr.trim() || stdout.trim()}`, { cause: error }));
+        } else resolve(stdout);
+      },
+    );
+  });
+}
+
+/** A TCP port on 127.0.0.1 that was free a moment ago (the OS picks it). */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.unref();
+    server.on('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address();
+      server.close(() => (typeof address === 'object' && address ? resolve(address.port) : reject(new Error('no port'))));
+    });
+  });
+}
+
+/** Polls `probe` until it resolves truthy, or rejects after `timeoutMs` with the last error. */
+export async function waitFor<T>(what: string, probe: () => Promise<T | undefined | false>, timeoutMs: number, intervalMs = 100): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let lastError: unknown;
+  for (;;) {
+    try {
+      const value = await probe();
+      if (value) return value;
+    } catch (error) {
+      lastError = error;
+    }
+    if (Date.now() > deadline) {
+      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${lastError ? `: ${(lastError as Error).message}` : ''}`, {
+        cause: lastError,
+      });
+    }
+    await new Promise((resolve) => setTimeout(resolve, intervalMs));
+  }
+}
