@@ -58,6 +58,15 @@ function specOf(object: KubeObject): unknown {
   return rest;
 }
 
+/** JSON with object keys sorted, so that equality ignores the order a client serialized keys in. */
+function canonical(value: unknown): string {
+  return JSON.stringify(value, (_key, inner: unknown) =>
+    typeof inner === 'object' && inner !== null && !Array.isArray(inner)
+      ? Object.fromEntries(Object.entries(inner as Record<string, unknown>).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)))
+      : inner,
+  );
+}
+
 function typeKey(resourceType: ResourceType): string {
   return `${resourceType.group}/${resourceType.plural}`;
 }
@@ -169,8 +178,8 @@ export class ObjectStore {
     if (resourceType.hasGeneration) metadata.generation = current.metadata.generation ?? 1;
     else delete metadata.generation;
     object.metadata = metadata;
-    if (JSON.stringify(object) === JSON.stringify(current)) return structuredClone(current);
-    if (resourceType.hasGeneration && JSON.stringify(specOf(object)) !== JSON.stringify(specOf(current))) {
+    if (canonical(object) === canonical(current)) return structuredClone(current);
+    if (resourceType.hasGeneration && canonical(specOf(object)) !== canonical(specOf(current))) {
       metadata.generation = (current.metadata.generation ?? 1) + 1;
     }
     metadata.resourceVersion = this.nextResourceVersion();

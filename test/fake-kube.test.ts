@@ -1,0 +1,527 @@
+// The fake API server, exercised through the real @kubernetes/client-node over HTTP: if a test
+// here passes, the runner's Kubernetes code sees the same answers it would get from a cluster.
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import {
+  ApiException,
+  AppsV1Api,
+  CoordinationV1Api,
+  CoreV1Api,
+  KubernetesObjectApi,
+  type KubernetesObject,
+  PatchStrategy,
+  RbacAuthorizationV1Api,
+  setHeaderOptions,
+} from '@kubernetes/client-node';
+import { startFakeKubeApiServer, startWorkloadController, type FakeKubeApiServer } from './support/fake-kube/index.js';
+
+const ns = 'kc';
+let server: FakeKubeApiServer;
+let core: CoreV1Api;
+let apps: AppsV1Api;
+
+async function apiError(promise: Promise<unknown>): Promise<{ code: number; body: Record<string, unknown> }> {
+  try {
+    await promise;
+  } catch (error) {
+    expect(error).toBeInstanceOf(ApiException);
+    const exception = error as ApiException<string | undefined>;
+    // client-node leaves the body undefined for a 401, as it does against a real server.
+    const body = exception.body === undefined ? {} : (JSON.parse(exception.body) as Record<string, unknown>);
+    return { code: exception.code, body };
+  }
+  throw new Error('expected the call to fail');
+}
+
+function statefulSet(name: string, replicas = 1) {
+  return {
+    apiVersion: 'apps/v1',
+    kind: 'StatefulSet',
+    metadata: { name, namespace: ns, labels: { app: name } },
+    spec: {
+      replicas,
+      serviceName: name,
+      selector: { matchLabels: { app: name } },
+      template: { metadata: { labels: { app: name } }, spec: { containers: [{ name: 'main', image: 'postgres:15' }] } },
+    },
+  };
+}
+
+beforeAll(async () => {
+  server = await startFakeKubeApiServer();
+  core = server.kubeConfig().makeApiClient(CoreV1Api);
+  apps = server.kubeConfig().makeApiClient(AppsV1Api);
+});
+afterAll(async () => {
+  await server.close();
+});
+beforeEach(() => {
+  server.clearFaults();
+});
+
+describe('CRUD and Status bodies', () => {
+  it('creates, reads, lists, replaces and deletes a ConfigMap with server-owned metadata', async () => {
+    const created = await core.createNamespacedConfigMap({
+      namespace: ns,
+      body: { metadata: { name: 'crud', labels: { tier: 'a' } }, data: { k: 'v' } },
+    });
+    expect(created.metadata?.uid).toMatch(/^[0-9a-f-]{36}$/);
+    expect(created.metadata?.resourceVersion).toMatch(/^\d+$/);
+    expect(created.metadata?.creationTimestamp).toBeInstanceOf(Date);
+    expect(created.metadata?.namespace).toBe(ns);
+    expect(created.metadata?.generation).toBeUndefined();
+
+    const read = await core.readNamespacedConfigMap({ name: 'crud', namespace: ns });
+    expect(read.data).toEqual({ k: 'v' });
+
+    await core.createNamespacedConfigMap({ namespace: ns, body: { metadata: { name: 'other', labels: { tier: 'b' } } } });
+    const byLabel = await core.listNamespacedConfigMap({ namespace: ns, labelSelector: 'tier=a' });
+    expect(byLabel.items.map((item) => item.metadata?.name)).toEqual(['crud']);
+    const byField = await core.listNamespacedConfigMap({ namespace: ns, fieldSelector: 'metadata.name=other' });
+    expect(byField.items.map((item) => item.metadata?.name)).toEqual(['other']);
+    const notIn = await core.listNamespacedConfigMap({ namespace: ns, labelSelector: 'tier notin (a),tier' });
+    expect(notIn.items.map((item) => item.metadata?.name)).toEqual(['other']);
+
+    read.data = { k: 'v2' };
+    const replaced = await core.replaceNamespacedConfigMap({ name: 'crud', namespace: ns, body: read });
+    expect(Number(replaced.metadata?.resourceVersion)).toBeGreaterThan(Number(read.metadata?.resourceVersion));
+    expect(replaced.metadata?.uid).toBe(created.metadata?.uid);
+
+    const status = await core.deleteNamespacedConfigMap({ name: 'crud', namespace: ns, body: { propagationPolicy: 'Foreground' } });
+    expect(status.status).toBe('Success');
+    const missing = await apiError(core.readNamespacedConfigMap({ name: 'crud', namespace: ns }));
+    expect(missing.code).toBe(404);
+    expect(missing.body).toEqual({
+      kind: 'Status',
+      apiVersion: 'v1',
+      metadata: {},
+      status: 'Failure',
+      message: 'configmaps "crud" not found',
+      reason: 'NotFound',
+      details: { name: 'crud', kind: 'configmaps' },
+      code: 404,
+    });
+  });
+
+  it('answers 409 AlreadyExists on a second create and 409 Conflict on a stale resourceVersion', async () => {
+    const first = await core.createNamespacedConfigMap({ namespace: ns, body: { metadata: { name: 'cas' }, data: { n: '0' } } });
+    const duplicate = await apiError(core.createNamespacedConfigMap({ namespace: ns, body: { metadata: { name: 'cas' } } }));
+    expect(duplicate.code).toBe(409);
+    expect(duplicate.body.reason).toBe('AlreadyExists');
+    expect(duplicate.body.message).toBe('configmaps "cas" already exists');
+
+    await core.replaceNamespacedConfigMap({ name: 'cas', namespace: ns, body: { ...first, data: { n: '1' } } });
+    const stale = await apiError(core.replaceNamespacedConfigMap({ name: 'cas', namespace: ns, body: { ...first, data: { n: '2' } } }));
+    expect(stale.code).toBe(409);
+    expect(stale.body.reason).toBe('Conflict');
+    expect(stale.body.message).toBe(
+      'Operation cannot be fulfilled on configmaps "cas": the object has been modified; please apply your changes to the latest version and try again',
+    );
+    expect((await core.readNamespacedConfigMap({ name: 'cas', namespace: ns })).data).toEqual({ n: '1' });
+  });
+
+  it('keeps the resourceVersion on an update that changes nothing', async () => {
+    const created = await core.createNamespacedConfigMap({ namespace: ns, body: { metadata: { name: 'noop' }, data: { a: 'b' } } });
+    const same = await core.replaceNamespacedConfigMap({ name: 'noop', namespace: ns, body: created });
+    expect(same.metadata?.resourceVersion).toBe(created.metadata?.resourceVersion);
+  });
+
+  it('rejects an invalid name with a 422 naming the field', async () => {
+    const invalid = await apiError(core.createNamespacedConfigMap({ namespace: ns, body: { metadata: { name: 'Bad_Name' } } }));
+    expect(invalid.code).toBe(422);
+    expect(invalid.body.reason).toBe('Invalid');
+    expect(String(invalid.body.message)).toContain('metadata.name: Invalid value: "Bad_Name"');
+  });
+
+  it('folds Secret stringData into base64 data', async () => {
+    await core.createNamespacedSecret({ namespace: ns, body: { metadata: { name: 's' }, stringData: { password: 'pä55' } } });
+    const secret = await core.readNamespacedSecret({ name: 's', namespace: ns });
+    expect(Buffer.from(secret.data?.password ?? '', 'base64').toString('utf8')).toBe('pä55');
+    expect(secret.type).toBe('Opaque');
+    expect(secret.stringData).toBeUndefined();
+  });
+
+  it('serves cluster-scoped PersistentVolumes and 404s a namespaced path for them', async () => {
+    await core.createPersistentVolume({
+      body: { metadata: { name: 'pv-a' }, spec: { capacity: { storage: '1Gi' }, accessModes: ['ReadWriteOnce'], hostPath: { path: '/x' } } },
+    });
+    const pv = await core.readPersistentVolume({ name: 'pv-a' });
+    expect(pv.metadata?.namespace).toBeUndefined();
+    expect(pv.spec?.persistentVolumeReclaimPolicy).toBe('Retain');
+  });
+});
+
+describe('patch content types', () => {
+  it('applies JSON patch (the client default), merge patch and strategic merge patch', async () => {
+    await apps.createNamespacedStatefulSet({ namespace: ns, body: statefulSet('patched') });
+
+    const jsonPatched = await apps.patchNamespacedStatefulSet({
+      name: 'patched',
+      namespace: ns,
+      body: [{ op: 'replace', path: '/spec/replicas', value: 2 }],
+    });
+    expect(jsonPatched.spec?.replicas).toBe(2);
+    expect(jsonPatched.metadata?.generation).toBe(2);
+    expect(server.requests.at(-1)?.contentType).toBe(PatchStrategy.JsonPatch);
+
+    const merged = await apps.patchNamespacedStatefulSet(
+      { name: 'patched', namespace: ns, body: { metadata: { labels: { extra: 'yes', app: null } } } },
+      setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
+    );
+    expect(merged.metadata?.labels).toEqual({ extra: 'yes' });
+    expect(merged.metadata?.generation).toBe(2);
+
+    const strategic = await apps.patchNamespacedStatefulSet(
+      {
+        name: 'patched',
+        namespace: ns,
+        body: { spec: { template: { spec: { containers: [{ name: 'sidecar', image: 'busybox' }] } } } },
+      },
+      setHeaderOptions('Content-Type', PatchStrategy.StrategicMergePatch),
+    );
+    expect(strategic.spec?.template.spec?.containers.map((container) => container.name)).toEqual(['main', 'sidecar']);
+
+    const failedTest = await apiError(
+      apps.patchNamespacedStatefulSet({ name: 'patched', namespace: ns, body: [{ op: 'test', path: '/spec/replicas', value: 9 }] }),
+    );
+    expect(failedTest.code).toBe(422);
+  });
+
+  it('treats a resourceVersion inside a merge patch as a precondition', async () => {
+    const created = await core.createNamespacedConfigMap({ namespace: ns, body: { metadata: { name: 'patch-rv' }, data: { a: '1' } } });
+    await core.patchNamespacedConfigMap(
+      { name: 'patch-rv', namespace: ns, body: { data: { a: '2' } } },
+      setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
+    );
+    const stale = await apiError(
+      core.patchNamespacedConfigMap(
+        { name: 'patch-rv', namespace: ns, body: { metadata: { resourceVersion: created.metadata?.resourceVersion }, data: { a: '3' } } },
+        setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
+      ),
+    );
+    expect(stale.code).toBe(409);
+    expect(stale.body.reason).toBe('Conflict');
+  });
+
+  it('refuses to change immutable StatefulSet fields like the real server', async () => {
+    const invalid = await apiError(
+      apps.patchNamespacedStatefulSet(
+        { name: 'patched', namespace: ns, body: { spec: { serviceName: 'other' } } },
+        setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
+      ),
+    );
+    expect(invalid.code).toBe(422);
+    expect(String(invalid.body.message)).toContain("updates to statefulset spec for fields other than 'replicas'");
+  });
+});
+
+describe('scale subresource', () => {
+  it('reads, replaces and patches /scale of StatefulSets and Deployments', async () => {
+    await apps.createNamespacedStatefulSet({ namespace: ns, body: statefulSet('db', 3) });
+    const scale = await apps.readNamespacedStatefulSetScale({ name: 'db', namespace: ns });
+    expect(scale.kind).toBe('Scale');
+    expect(scale.spec?.replicas).toBe(3);
+    expect(scale.status?.selector).toBe('app=db');
+
+    const replaced = await apps.replaceNamespacedStatefulSetScale({
+      name: 'db',
+      namespace: ns,
+      body: { metadata: { name: 'db', namespace: ns, resourceVersion: scale.metadata?.resourceVersion }, spec: { replicas: 1 } },
+    });
+    expect(replaced.spec?.replicas).toBe(1);
+    const stale = await apiError(
+      apps.replaceNamespacedStatefulSetScale({
+        name: 'db',
+        namespace: ns,
+        body: { metadata: { name: 'db', namespace: ns, resourceVersion: scale.metadata?.resourceVersion }, spec: { replicas: 0 } },
+      }),
+    );
+    expect(stale.code).toBe(409);
+
+    await apps.patchNamespacedStatefulSetScale(
+      { name: 'db', namespace: ns, body: { spec: { replicas: 0 } } },
+      setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
+    );
+    const sts = await apps.readNamespacedStatefulSet({ name: 'db', namespace: ns });
+    expect(sts.spec?.replicas).toBe(0);
+    expect(sts.metadata?.generation).toBe(3);
+
+    await apps.createNamespacedDeployment({
+      namespace: ns,
+      body: {
+        metadata: { name: 'web' },
+        spec: {
+          selector: { matchLabels: { app: 'web' } },
+          template: { metadata: { labels: { app: 'web' } }, spec: { containers: [{ name: 'c', image: 'x' }] } },
+        },
+      },
+    });
+    const patched = await apps.patchNamespacedDeploymentScale({
+      name: 'web',
+      namespace: ns,
+      body: [{ op: 'replace', path: '/spec/replicas', value: 4 }],
+    });
+    expect(patched.spec?.replicas).toBe(4);
+    const negative = await apiError(
+      apps.patchNamespacedDeploymentScale({ name: 'web', namespace: ns, body: [{ op: 'replace', path: '/spec/replicas', value: -1 }] }),
+    );
+    expect(negative.code).toBe(422);
+  });
+
+  it('lets a simulated controller create and delete Pods on scale', async () => {
+    const controller = startWorkloadController(server, { terminationDelayMs: 20 });
+    try {
+      await apps.createNamespacedStatefulSet({ namespace: ns, body: statefulSet('ctl', 2) });
+      await controller.settled();
+      let pods = await core.listNamespacedPod({ namespace: ns, labelSelector: 'app=ctl' });
+      expect(pods.items.map((pod) => pod.metadata?.name)).toEqual(['ctl-0', 'ctl-1']);
+      expect((await apps.readNamespacedStatefulSet({ name: 'ctl', namespace: ns })).status?.readyReplicas).toBe(2);
+
+      await apps.patchNamespacedStatefulSetScale({ name: 'ctl', namespace: ns, body: [{ op: 'replace', path: '/spec/replicas', value: 0 }] });
+      pods = await core.listNamespacedPod({ namespace: ns, labelSelector: 'app=ctl' });
+      expect(pods.items).toHaveLength(2);
+      await controller.settled();
+      pods = await core.listNamespacedPod({ namespace: ns, labelSelector: 'app=ctl' });
+      expect(pods.items).toHaveLength(0);
+      expect((await apps.readNamespacedStatefulSet({ name: 'ctl', namespace: ns })).status?.replicas).toBe(0);
+      expect(server.listenerErrors).toEqual([]);
+    } finally {
+      controller.stop();
+    }
+  });
+
+  it('garbage-collects owned Pods when their StatefulSet is deleted, unless orphaned', async () => {
+    const controller = startWorkloadController(server);
+    try {
+      await apps.createNamespacedStatefulSet({ namespace: ns, body: statefulSet('gc', 1) });
+      await apps.createNamespacedStatefulSet({ namespace: ns, body: statefulSet('orphan', 1) });
+      await controller.settled();
+      controller.stop();
+      await apps.deleteNamespacedStatefulSet({ name: 'gc', namespace: ns });
+      await apps.deleteNamespacedStatefulSet({ name: 'orphan', namespace: ns, propagationPolicy: 'Orphan' });
+      const pods = await core.listNamespacedPod({ namespace: ns });
+      const names = pods.items.map((pod) => pod.metadata?.name);
+      expect(names).not.toContain('gc-0');
+      expect(names).toContain('orphan-0');
+      const orphan = server.get({ apiVersion: 'v1', kind: 'Pod', name: 'orphan-0', namespace: ns });
+      expect(orphan?.metadata.ownerReferences).toBeUndefined();
+    } finally {
+      controller.stop();
+    }
+  });
+});
+
+describe('RBAC', () => {
+  const role = 'migration';
+  let saCore: CoreV1Api;
+  let saApps: AppsV1Api;
+
+  beforeAll(async () => {
+    const rbac = server.kubeConfig().makeApiClient(RbacAuthorizationV1Api);
+    await rbac.createNamespacedRole({
+      namespace: ns,
+      body: {
+        metadata: { name: role },
+        rules: [
+          { apiGroups: [''], resources: ['configmaps'], verbs: ['create', 'list'] },
+          { apiGroups: [''], resources: ['configmaps'], verbs: ['get', 'update'], resourceNames: ['state'] },
+          { apiGroups: ['apps'], resources: ['statefulsets/scale'], verbs: ['get', 'patch'], resourceNames: ['keycloak'] },
+        ],
+      },
+    });
+    await rbac.createNamespacedRoleBinding({
+      namespace: ns,
+      body: {
+        metadata: { name: role },
+        roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'Role', name: role },
+        subjects: [{ kind: 'ServiceAccount', name: 'runner', namespace: ns }],
+      },
+    });
+    await rbac.createClusterRole({
+      body: { metadata: { name: 'pv-protect' }, rules: [{ apiGroups: [''], resources: ['persistentvolumes'], verbs: ['get', 'patch'] }] },
+    });
+    await rbac.createClusterRoleBinding({
+      body: {
+        metadata: { name: 'pv-protect' },
+        roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: 'pv-protect' },
+        subjects: [{ kind: 'ServiceAccount', name: 'runner', namespace: ns }],
+      },
+    });
+    await apps.createNamespacedStatefulSet({ namespace: ns, body: statefulSet('keycloak', 2) });
+    const token = server.tokenForServiceAccount(ns, 'runner');
+    saCore = server.kubeConfig(token).makeApiClient(CoreV1Api);
+    saApps = server.kubeConfig(token).makeApiClient(AppsV1Api);
+  });
+
+  it('allows what the Role grants, including resourceNames and subresources', async () => {
+    await saCore.createNamespacedConfigMap({ namespace: ns, body: { metadata: { name: 'state' } } });
+    const state = await saCore.readNamespacedConfigMap({ name: 'state', namespace: ns });
+    await saCore.replaceNamespacedConfigMap({ name: 'state', namespace: ns, body: { ...state, data: { a: 'b' } } });
+    await saCore.listNamespacedConfigMap({ namespace: ns });
+    const scale = await saApps.readNamespacedStatefulSetScale({ name: 'keycloak', namespace: ns });
+    expect(scale.spec?.replicas).toBe(2);
+    await saApps.patchNamespacedStatefulSetScale({ name: 'keycloak', namespace: ns, body: [{ op: 'replace', path: '/spec/replicas', value: 0 }] });
+    await saCore.patchPersistentVolume(
+      { name: 'pv-a', body: { spec: { persistentVolumeReclaimPolicy: 'Retain' } } },
+      setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
+    );
+  });
+
+  it('denies other names, the parent resource of a subresource, other verbs and other namespaces with the real message', async () => {
+    const otherName = await apiError(saCore.readNamespacedConfigMap({ name: 'crud-other', namespace: ns }));
+    expect(otherName.code).toBe(403);
+    expect(otherName.body.message).toBe(
+      `configmaps "crud-other" is forbidden: User "system:serviceaccount:${ns}:runner" cannot get resource "configmaps" in API group "" in the namespace "${ns}"`,
+    );
+    expect(otherName.body.reason).toBe('Forbidden');
+    expect(otherName.body.details).toEqual({ name: 'crud-other', kind: 'configmaps' });
+
+    const parent = await apiError(saApps.readNamespacedStatefulSet({ name: 'keycloak', namespace: ns }));
+    expect(parent.code).toBe(403);
+
+    const scaleOther = await apiError(
+      saApps.patchNamespacedStatefulSetScale({ name: 'db', namespace: ns, body: [{ op: 'replace', path: '/spec/replicas', value: 0 }] }),
+    );
+    expect(scaleOther.body.message).toBe(
+      `statefulsets.apps "db" is forbidden: User "system:serviceaccount:${ns}:runner" cannot patch resource "statefulsets/scale" in API group "apps" in the namespace "${ns}"`,
+    );
+
+    const deleteVerb = await apiError(saCore.deleteNamespacedConfigMap({ name: 'state', namespace: ns }));
+    expect(deleteVerb.code).toBe(403);
+
+    const elsewhere = await apiError(saCore.listNamespacedConfigMap({ namespace: 'other' }));
+    expect(elsewhere.body.message).toBe(
+      `configmaps is forbidden: User "system:serviceaccount:${ns}:runner" cannot list resource "configmaps" in API group "" in the namespace "other"`,
+    );
+
+    const clusterScope = await apiError(saCore.listPersistentVolume());
+    expect(clusterScope.body.message).toBe(
+      `persistentvolumes is forbidden: User "system:serviceaccount:${ns}:runner" cannot list resource "persistentvolumes" in API group "" at the cluster scope`,
+    );
+  });
+
+  it('never matches resourceNames rules for create (the request has no name)', async () => {
+    const rbac = server.kubeConfig().makeApiClient(RbacAuthorizationV1Api);
+    await rbac.createNamespacedRole({
+      namespace: ns,
+      body: { metadata: { name: 'named-create' }, rules: [{ apiGroups: [''], resources: ['secrets'], verbs: ['create'], resourceNames: ['db'] }] },
+    });
+    await rbac.createNamespacedRoleBinding({
+      namespace: ns,
+      body: {
+        metadata: { name: 'named-create' },
+        roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'Role', name: 'named-create' },
+        subjects: [{ kind: 'ServiceAccount', name: 'runner', namespace: ns }],
+      },
+    });
+    const denied = await apiError(saCore.createNamespacedSecret({ namespace: ns, body: { metadata: { name: 'db' } } }));
+    expect(denied.code).toBe(403);
+    expect(denied.body.message).toBe(
+      `secrets is forbidden: User "system:serviceaccount:${ns}:runner" cannot create resource "secrets" in API group "" in the namespace "${ns}"`,
+    );
+  });
+
+  it('answers 401 for an unknown token', async () => {
+    const stranger = server.kubeConfig('nope').makeApiClient(CoreV1Api);
+    const unauthorized = await apiError(stranger.listNamespacedConfigMap({ namespace: ns }));
+    expect(unauthorized.code).toBe(401);
+  });
+});
+
+describe('faults, latency and the request log', () => {
+  it('fails the next N matching requests, then answers normally', async () => {
+    await core.createNamespacedConfigMap({ namespace: ns, body: { metadata: { name: 'flaky' } } });
+    const fault = server.injectFault({ verb: 'get', resource: 'configmaps', name: 'flaky', status: 503, times: 2 });
+    expect((await apiError(core.readNamespacedConfigMap({ name: 'flaky', namespace: ns }))).body.reason).toBe('ServiceUnavailable');
+    await core.readNamespacedConfigMap({ name: 'other', namespace: ns });
+    expect((await apiError(core.readNamespacedConfigMap({ name: 'flaky', namespace: ns }))).code).toBe(503);
+    expect((await core.readNamespacedConfigMap({ name: 'flaky', namespace: ns })).metadata?.name).toBe('flaky');
+    expect(fault.fired).toBe(2);
+    expect(fault.remaining).toBe(0);
+  });
+
+  it('drops the connection on a reset fault', async () => {
+    server.injectFault({ verb: 'list', resource: 'pods', status: 'reset' });
+    await expect(core.listNamespacedPod({ namespace: ns })).rejects.toThrow();
+    await core.listNamespacedPod({ namespace: ns });
+  });
+
+  it('adds latency and counts API calls', async () => {
+    server.clearRequestLog();
+    const removeLatency = server.addLatency(150, { verb: 'get', resource: 'configmaps' });
+    const started = Date.now();
+    await core.readNamespacedConfigMap({ name: 'flaky', namespace: ns });
+    expect(Date.now() - started).toBeGreaterThanOrEqual(140);
+    removeLatency();
+    await core.listNamespacedPod({ namespace: ns });
+    expect(server.requestCount()).toBe(2);
+    expect(server.requestCount({ verb: 'get', resource: 'configmaps' })).toBe(1);
+  });
+
+  it('tells change listeners about every write', async () => {
+    const seen: string[] = [];
+    const unsubscribe = server.onChange((event, object, info) => {
+      seen.push(`${event} ${info.resourceType.plural}/${object.metadata.name}${info.subresource ? `/${info.subresource}` : ''}`);
+    });
+    await core.createNamespacedConfigMap({ namespace: ns, body: { metadata: { name: 'watched' } } });
+    await core.deleteNamespacedConfigMap({ name: 'watched', namespace: ns });
+    await apps.patchNamespacedStatefulSetScale({ name: 'db', namespace: ns, body: [{ op: 'replace', path: '/spec/replicas', value: 2 }] });
+    unsubscribe();
+    expect(seen).toEqual(['ADDED configmaps/watched', 'DELETED configmaps/watched', 'MODIFIED statefulsets/db/scale']);
+  });
+});
+
+describe('generic objects and discovery', () => {
+  it('applies custom resources and other kinds through KubernetesObjectApi', async () => {
+    const objects = KubernetesObjectApi.makeApiClient(server.kubeConfig());
+    const cluster = {
+      apiVersion: 'postgresql.cnpg.io/v1',
+      kind: 'Cluster',
+      metadata: { name: 'pg', namespace: ns },
+      spec: { instances: 3, storage: { size: '1Gi' } },
+    };
+    const created: KubernetesObject = await objects.create(cluster);
+    expect(created.metadata?.uid).toBeDefined();
+    const read = await objects.read({ apiVersion: 'postgresql.cnpg.io/v1', kind: 'Cluster', metadata: { name: 'pg', namespace: ns } });
+    expect((read as unknown as { spec: { instances: number } }).spec.instances).toBe(3);
+    await objects.create({
+      apiVersion: 'policy/v1',
+      kind: 'PodDisruptionBudget',
+      metadata: { name: 'pdb', namespace: ns },
+      spec: { maxUnavailable: 1, selector: { matchLabels: { app: 'x' } } },
+    });
+    expect(server.get({ apiVersion: 'policy/v1', kind: 'PodDisruptionBudget', name: 'pdb', namespace: ns })?.metadata.generation).toBe(1);
+    await objects.delete({ apiVersion: 'postgresql.cnpg.io/v1', kind: 'Cluster', metadata: { name: 'pg', namespace: ns } });
+    expect(server.get({ apiVersion: 'postgresql.cnpg.io/v1', kind: 'Cluster', name: 'pg', namespace: ns })).toBeUndefined();
+  });
+
+  it('stores an unregistered namespaced kind through the generic fallback', async () => {
+    const objects = KubernetesObjectApi.makeApiClient(server.kubeConfig());
+    server.registerResourceType({
+      group: 'example.com',
+      version: 'v1',
+      plural: 'widgets',
+      kind: 'Widget',
+      namespaced: true,
+      subresources: [],
+      hasGeneration: true,
+      deleteReturnsObject: true,
+    });
+    await objects.create({ apiVersion: 'example.com/v1', kind: 'Widget', metadata: { name: 'w', namespace: ns } });
+    const list = await objects.list('example.com/v1', 'Widget', ns);
+    expect(list.items.map((item) => item.metadata?.name)).toEqual(['w']);
+  });
+
+  it('leases: create, update with resourceVersion', async () => {
+    const coordination = server.kubeConfig().makeApiClient(CoordinationV1Api);
+    const lease = await coordination.createNamespacedLease({
+      namespace: ns,
+      body: { metadata: { name: 'lock' }, spec: { holderIdentity: 'a', leaseDurationSeconds: 60 } },
+    });
+    const stale = structuredClone(lease);
+    lease.spec = { ...lease.spec, holderIdentity: 'b' };
+    await coordination.replaceNamespacedLease({ name: 'lock', namespace: ns, body: lease });
+    const conflict = await apiError(coordination.replaceNamespacedLease({ name: 'lock', namespace: ns, body: stale }));
+    expect(conflict.code).toBe(409);
+    expect(conflict.body.message).toContain('leases.coordination.k8s.io "lock"');
+  });
+});
