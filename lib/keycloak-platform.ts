@@ -1,0 +1,182 @@
+/**
+ * KeycloakPlatform: the whole deployable unit, as one cdk8s Chart, in one of two lifecycle shapes
+ * and for one of two GitOps tools.
+ *
+ * - `v1`: Keycloak on {@link PostgresStandalone} (the Bitnami-compatible single PostgreSQL).
+ * - `v2`: Keycloak, held by its database gate, on {@link PostgresHa}, plus a
+ *   {@link DatabaseMigration} from the v1 database. That database is *described* by name only: the
+ *   v1 objects are no longer in the chart, so Helm deletes (Argo CD prunes) the legacy StatefulSet
+ *   after the pre-upgrade backup, while its PVC, created from a volumeClaimTemplate, stays.
+ *
+ * Argo CD waves: database (0) < restore Sync hook (5) < Keycloak (10). Keycloak and the v1
+ * database keep the same names in both shapes, so `v1 → v2` upgrades the same objects in place.
+ */
+import { Chart } from 'cdk8s';
+import type { Construct } from 'constructs';
+import type { RequiredSecret } from './contract.js';
+import { DatabaseMigration } from './database-migration.js';
+import { type GitOpsFlavor, assertGitOpsFlavor, setSyncWave } from './gitops.js';
+import { Keycloak } from './keycloak.js';
+import { type PlatformConfig, type ResolvedPlatformConfig, resolvePlatformConfig } from './platform-config.js';
+import { PostgresHa } from './postgres-ha.js';
+import { type LegacyDatabase, PostgresStandalone, bitnamiFullname } from './postgres-standalone.js';
+import { type KubeObjectName, assertNoNameCollisions } from './validation.js';
+
+/** Props of {@link KeycloakPlatform}: the platform configuration plus the GitOps tool. */
+export interface KeycloakPlatformProps extends PlatformConfig {
+  /** `helm` for helm.sh/hook annotations, `argocd` for Argo CD hooks and sync waves. */
+  readonly flavor: GitOpsFlavor;
+}
+
+/** Key of the bootstrap admin's password in Secret `<keycloak>-admin`. */
+export const KEYCLOAK_ADMIN_PASSWORD_KEY = 'password';
+
+/** Keycloak plus its database(s) and, in v2, the migration hooks. See the module comment. */
+export class KeycloakPlatform extends Chart {
+  /** The configuration after defaults and validation. */
+  public readonly config: ResolvedPlatformConfig;
+  /** The GitOps tool the annotations are written for. */
+  public readonly flavor: GitOpsFlavor;
+  public readonly keycloak: Keycloak;
+  /** v1: the synthesized single PostgreSQL; v2: the described legacy database (nothing synthesized). */
+  public readonly legacyDatabase: LegacyDatabase;
+  /** v2 only: the highly available database Keycloak uses. */
+  public readonly haDatabase?: PostgresHa;
+  /** v2 only: the migration hooks. */
+  public readonly migration?: DatabaseMigration;
+  /**
+   * Secrets the manifests reference but do not contain (GitOps repositories hold no passwords).
+   * In v2 the migration's prepare Job creates them with random passwords when absent; in v1 they
+   * must exist before the install (`kubectl create secret generic ...`).
+   */
+  public readonly requiredSecrets: readonly RequiredSecret[];
+
+  public constructor(scope: Construct, id: string, props: KeycloakPlatformProps) {
+    const { flavor: rawFlavor, ...platformConfig } = props;
+    const config = resolvePlatformConfig(platformConfig);
+    // Explicit names everywhere (the runner and the other chart version look objects up by name);
+    // no hashes, so the output is stable and reviewable.
+    super(scope, id, { namespace: config.namespace, disableResourceNameHashes: true });
+    this.config = config;
+    this.flavor = assertGitOpsFlavor(rawFlavor, 'KeycloakPlatform flavor');
+    const release = config.releaseName;
+    const keycloakName = bitnamiFullname(release, 'keycloak');
+    const legacyNames = {
+      release,
+      database: config.legacyDatabase.database,
+      username: config.legacyDatabase.username,
+      passwordKey: config.legacyDatabase.passwordKey,
+      adminPasswordKey: config.legacyDatabase.adminPasswordKey,
+      ...(config.legacyDatabase.name !== undefined ? { name: config.legacyDatabase.name } : {}),
+      ...(config.legacyDatabase.secretName !== undefined ? { secretName: config.legacyDatabase.secretName } : {}),
+    };
+    const keycloakProps = {
+      name: keycloakName,
+      image: config.images.keycloak,
+      replicas: config.keycloak.replicas,
+      proxyHeaders: config.keycloak.proxyHeaders,
+      bootstrapAdmin: {
+        username: config.keycloak.adminUsername,
+        secretName: `${keycloakName}-admin`,
+        passwordKey: KEYCLOAK_ADMIN_PASSWORD_KEY,
+      },
+      ...(config.keycloak.hostname !== undefined ? { hostname: config.keycloak.hostname } : {}),
+      ...(config.keycloak.resources !== undefined ? { resources: config.keycloak.resources } : {}),
+    };
+
+    const objectNames: KubeObjectName[] = [];
+    if (config.shape === 'v1') {
+      const standalone = new PostgresStandalone(this, 'postgresql', {
+        ...legacyNames,
+        image: config.images.postgresql,
+        storageSize: config.legacyDatabase.storageSize,
+      });
+      this.legacyDatabase = standalone;
+      this.keycloak = new Keycloak(this, 'keycloak', { ...keycloakProps, database: standalone.connection });
+      setSyncWave(standalone, this.flavor, config.syncWaves.database);
+      setSyncWave(this.keycloak, this.flavor, config.syncWaves.keycloak);
+      this.requiredSecrets = mergeSecrets([...standalone.requiredSecrets, ...this.keycloak.requiredSecrets]);
+      objectNames.push(...standalone.objectNames, ...this.keycloak.objectNames);
+    } else {
+      this.legacyDatabase = PostgresStandalone.describeExisting(legacyNames);
+      const repmgr = config.database.flavor === 'repmgr';
+      this.haDatabase = new PostgresHa(this, 'postgresql-ha', {
+        flavor: config.database.flavor,
+        release,
+        instances: config.database.instances,
+        database: config.database.database,
+        username: config.database.username,
+        storageSize: config.database.storageSize,
+        ...(config.database.storageClass !== undefined ? { storageClass: config.database.storageClass } : {}),
+        ...(config.images.postgresqlHa !== undefined ? { image: config.images.postgresqlHa } : {}),
+        ...(repmgr ? { pgpoolImage: config.images.pgpool } : {}),
+      });
+      this.keycloak = new Keycloak(this, 'keycloak', {
+        ...keycloakProps,
+        database: this.haDatabase.connection,
+        // Helm re-applies Keycloak's replicas before the post-upgrade restore runs, and a
+        // selective Argo CD sync may start it early: hold it until the data is in place.
+        databaseGate: { image: config.images.runner },
+      });
+      this.requiredSecrets = mergeSecrets([...this.haDatabase.requiredSecrets, ...this.keycloak.requiredSecrets]);
+      this.migration = new DatabaseMigration(this, 'migration', {
+        name: `${release}-migration`,
+        flavor: this.flavor,
+        namespace: config.namespace,
+        runnerImage: config.images.runner,
+        source: this.legacyDatabase.connection,
+        target: this.haDatabase.connection,
+        workloads: [this.keycloak.workload],
+        legacy: {
+          statefulSetName: this.legacyDatabase.statefulSetName,
+          pvcNames: this.legacyDatabase.pvcNames,
+          objectNames: this.legacyDatabase.objectNames,
+        },
+        targetObjectNames: [...this.haDatabase.objectNames, ...this.keycloak.objectNames],
+        deleteLegacy: config.migration.deleteLegacy,
+        protectVolumes: config.migration.protectVolumes,
+        ensureSecrets: this.requiredSecrets,
+        backup: {
+          minSize: config.migration.backupMinSize,
+          ...(config.migration.backupSize !== undefined ? { size: config.migration.backupSize } : {}),
+          ...(config.migration.backupStorageClass !== undefined
+            ? { storageClassName: config.migration.backupStorageClass }
+            : {}),
+        },
+        syncWaves: {
+          target: config.syncWaves.database,
+          restore: config.syncWaves.restore,
+          workloads: config.syncWaves.keycloak,
+        },
+        activeDeadlineSeconds: config.migration.activeDeadlineSeconds,
+        parallelJobs: config.migration.parallelJobs,
+      });
+      setSyncWave(this.haDatabase, this.flavor, config.syncWaves.database);
+      setSyncWave(this.keycloak, this.flavor, config.syncWaves.keycloak);
+      const migrationNames = this.migration.names;
+      objectNames.push(
+        ...this.haDatabase.objectNames,
+        ...this.keycloak.objectNames,
+        // Created by the runner at run time, but in the same namespace: they must not collide either.
+        { kind: 'ConfigMap', name: migrationNames.stateConfigMap },
+        { kind: 'Lease', name: migrationNames.lockLease },
+        { kind: 'PersistentVolumeClaim', name: migrationNames.backupPvc },
+        ...Object.values(migrationNames.jobs).map((name) => ({ kind: 'Job', name })),
+      );
+    }
+    assertNoNameCollisions(`KeycloakPlatform (release '${release}')`, objectNames);
+  }
+}
+
+/** One entry per Secret with the union of keys, in a stable order. */
+function mergeSecrets(secrets: readonly RequiredSecret[]): RequiredSecret[] {
+  const byName = new Map<string, Set<string>>();
+  for (const secret of secrets) {
+    const keys = byName.get(secret.name) ?? new Set<string>();
+    for (const key of secret.keys) keys.add(key);
+    byName.set(secret.name, keys);
+  }
+  return [...byName.entries()]
+    .sort(([a], [b]) => a.localeCompare(b))
+    .map(([name, keys]) => ({ name, keys: [...keys].sort() }));
+}

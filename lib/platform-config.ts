@@ -1,0 +1,416 @@
+/**
+ * The one typed configuration of the platform that `main.ts` synthesizes into `dist/`.
+ *
+ * Edit {@link platformConfig} (below) to change what `npm run synth` writes; every field is
+ * optional and documented with its default, and {@link resolvePlatformConfig} fills the defaults
+ * and rejects bad values with an error naming the field, the value and the fix. Tests import this
+ * module without synthesizing anything.
+ */
+import { DeleteLegacy, type DeleteLegacyValue } from './contract.js';
+import { DEFAULT_KEYCLOAK_IMAGE } from './keycloak.js';
+import type { ContainerResources } from './pod-security.js';
+import { DEFAULT_PGPOOL_IMAGE, PostgresHaFlavor, type PostgresHaFlavorName } from './postgres-ha.js';
+import { DEFAULT_BITNAMI_POSTGRESQL_IMAGE } from './postgres-standalone.js';
+import {
+  parseQuantity,
+  validateDnsLabel,
+  validateDnsSubdomain,
+  validateImage,
+  validateIntegerRange,
+  validateLabelValue,
+  validateSize,
+} from './validation.js';
+
+/**
+ * The two lifecycle shapes of the platform:
+ * - `v1`: Keycloak on a single PostgreSQL (the Bitnami-compatible legacy layout).
+ * - `v2`: Keycloak, gated on the migration, on a highly available PostgreSQL, plus the migration
+ *   hooks that move the data out of the v1 database during the upgrade.
+ */
+export type LifecycleShape = 'v1' | 'v2';
+export const LIFECYCLE_SHAPES: readonly LifecycleShape[] = ['v1', 'v2'];
+
+/** Container images; each must carry a tag or digest. */
+export interface PlatformImages {
+  /** @default DEFAULT_KEYCLOAK_IMAGE */
+  readonly keycloak?: string;
+  /**
+   * The migration runner (built from `runner/`), used by the hook Jobs and Keycloak's gate.
+   *
+   * @default DEFAULT_RUNNER_IMAGE
+   */
+  readonly runner?: string;
+  /** Legacy single PostgreSQL (v1 only). @default DEFAULT_BITNAMI_POSTGRESQL_IMAGE */
+  readonly postgresql?: string;
+  /**
+   * PostgreSQL of the HA database: the repmgr image, or the CloudNativePG operand image.
+   *
+   * @default - repmgr: DEFAULT_REPMGR_IMAGE; cloudnative-pg: the operator's default
+   */
+  readonly postgresqlHa?: string;
+  /** Pgpool-II (repmgr flavor only). @default DEFAULT_PGPOOL_IMAGE */
+  readonly pgpool?: string;
+}
+
+/** Keycloak settings. */
+export interface PlatformKeycloakConfig {
+  /** @default 2 */
+  readonly replicas?: number;
+  /** Public host name (KC_HOSTNAME). @default - none: Keycloak derives URLs from each request */
+  readonly hostname?: string;
+  /** @default 'xforwarded' */
+  readonly proxyHeaders?: 'xforwarded' | 'forwarded';
+  /** Initial admin user name; its password is generated into Secret `<keycloak>-admin`. @default 'admin' */
+  readonly adminUsername?: string;
+  /** @default - the Keycloak construct's defaults */
+  readonly resources?: ContainerResources;
+}
+
+/** The highly available database of the v2 shape. */
+export interface PlatformDatabaseConfig {
+  /**
+   * `repmgr` (Bitnami postgresql-ha: repmgr + Pgpool-II) or `cloudnative-pg` (needs the operator).
+   *
+   * @default 'repmgr'
+   */
+  readonly flavor?: PostgresHaFlavorName;
+  /** PostgreSQL instances: one primary, the rest standbys. At least 2. @default 3 */
+  readonly instances?: number;
+  /** Data volume size per instance. @default '8Gi' */
+  readonly storageSize?: string;
+  /** @default - the cluster's default storage class */
+  readonly storageClass?: string;
+  /** Database name. @default 'keycloak' */
+  readonly database?: string;
+  /** Application user (owner of every restored object). @default 'keycloak' */
+  readonly username?: string;
+}
+
+/**
+ * The legacy single PostgreSQL: in v1 it is synthesized; in v2 it is only described by name (the
+ * v1 objects are gone from the chart, Helm deletes / Argo CD prunes the StatefulSet, never its PVC).
+ * Defaults match the database Bitnami's Keycloak chart bundles.
+ */
+export interface PlatformLegacyDatabaseConfig {
+  /** Fullname (StatefulSet, Service, Secret). @default `<releaseName>-postgresql` */
+  readonly name?: string;
+  /** @default 'bitnami_keycloak' */
+  readonly database?: string;
+  /** @default 'bn_keycloak' */
+  readonly username?: string;
+  /** Secret holding the passwords. @default - `name` */
+  readonly secretName?: string;
+  /** Key of the application user's password. @default 'password' */
+  readonly passwordKey?: string;
+  /** Key of the `postgres` superuser's password; null when unknown. @default 'postgres-password' */
+  readonly adminPasswordKey?: string | null;
+  /** Data volume size (v1 only). @default '8Gi' */
+  readonly storageSize?: string;
+}
+
+/** The migration of the v2 shape. */
+export interface PlatformMigrationConfig {
+  /** When the runner deletes the legacy StatefulSet and PVCs. @default 'never' */
+  readonly deleteLegacy?: DeleteLegacyValue;
+  /** Set the legacy PVs to Retain (adds a PV-only ClusterRole). @default true */
+  readonly protectVolumes?: boolean;
+  /** Fixed backup PVC size. @default - sized by the runner from the database */
+  readonly backupSize?: string;
+  /** Smallest backup PVC. @default '1Gi' */
+  readonly backupMinSize?: string;
+  /** @default - the cluster's default storage class */
+  readonly backupStorageClass?: string;
+  /**
+   * Upper bound of each hook Job in seconds; run `helm upgrade --timeout` with at least this.
+   *
+   * @default 3600
+   */
+  readonly activeDeadlineSeconds?: number;
+  /** pg_dump / pg_restore parallelism. @default 2 */
+  readonly parallelJobs?: number;
+}
+
+/** Argo CD sync waves of the ordinary resources and of the restore Sync hook. */
+export interface PlatformSyncWaves {
+  /** @default 0 */
+  readonly database?: number;
+  /** Strictly between `database` and `keycloak`. @default 5 */
+  readonly restore?: number;
+  /** @default 10 */
+  readonly keycloak?: number;
+}
+
+/** Name and version of the generated Helm chart (`dist/helm/<name>/Chart.yaml`). */
+export interface PlatformHelmChartConfig {
+  /** @default 'keycloak-platform' */
+  readonly name?: string;
+  /** SemVer 2. @default '0.1.0' */
+  readonly version?: string;
+}
+
+/** Everything `main.ts` needs; all optional. */
+export interface PlatformConfig {
+  /** Prefix of object names, as a Helm release name would be. @default 'keycloak' */
+  readonly releaseName?: string;
+  /** Namespace of every object (the ClusterRoleBinding names it). @default 'keycloak' */
+  readonly namespace?: string;
+  /** @default 'v2' */
+  readonly shape?: LifecycleShape;
+  /** @default - see PlatformImages */
+  readonly images?: PlatformImages;
+  /** @default - see PlatformKeycloakConfig */
+  readonly keycloak?: PlatformKeycloakConfig;
+  /** @default - see PlatformDatabaseConfig */
+  readonly database?: PlatformDatabaseConfig;
+  /** @default - see PlatformLegacyDatabaseConfig */
+  readonly legacyDatabase?: PlatformLegacyDatabaseConfig;
+  /** @default - see PlatformMigrationConfig */
+  readonly migration?: PlatformMigrationConfig;
+  /** @default { database: 0, restore: 5, keycloak: 10 } */
+  readonly syncWaves?: PlatformSyncWaves;
+  /** @default { name: 'keycloak-platform', version: '0.1.0' } */
+  readonly helmChart?: PlatformHelmChartConfig;
+}
+
+/** Default runner image: the image built from `runner/` (override with your registry's copy). */
+export const DEFAULT_RUNNER_IMAGE = 'ghcr.io/keycloak-pg-migration/runner:0.1.0';
+
+/** A {@link PlatformConfig} with every default filled in and every value validated. */
+export interface ResolvedPlatformConfig {
+  readonly releaseName: string;
+  readonly namespace: string;
+  readonly shape: LifecycleShape;
+  readonly images: Required<Omit<PlatformImages, 'postgresqlHa'>> & { readonly postgresqlHa?: string };
+  readonly keycloak: {
+    readonly replicas: number;
+    readonly hostname?: string;
+    readonly proxyHeaders: 'xforwarded' | 'forwarded';
+    readonly adminUsername: string;
+    readonly resources?: ContainerResources;
+  };
+  readonly database: {
+    readonly flavor: PostgresHaFlavorName;
+    readonly instances: number;
+    readonly storageSize: string;
+    readonly storageClass?: string;
+    readonly database: string;
+    readonly username: string;
+  };
+  readonly legacyDatabase: {
+    readonly name?: string;
+    readonly database: string;
+    readonly username: string;
+    readonly secretName?: string;
+    readonly passwordKey: string;
+    readonly adminPasswordKey: string | null;
+    readonly storageSize: string;
+  };
+  readonly migration: {
+    readonly deleteLegacy: DeleteLegacyValue;
+    readonly protectVolumes: boolean;
+    readonly backupSize?: string;
+    readonly backupMinSize: string;
+    readonly backupStorageClass?: string;
+    readonly activeDeadlineSeconds: number;
+    readonly parallelJobs: number;
+  };
+  readonly syncWaves: Required<PlatformSyncWaves>;
+  readonly helmChart: Required<PlatformHelmChartConfig>;
+}
+
+// SemVer 2.0.0's official regular expression (semver.org), as Helm requires for chart versions.
+const SEMVER =
+  /^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(?:-((?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*)(?:\.(?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*))*))?(?:\+([0-9a-zA-Z-]+(?:\.[0-9a-zA-Z-]+)*))?$/;
+
+const KNOWN_KEYS: Record<string, readonly string[]> = {
+  '': ['releaseName', 'namespace', 'shape', 'images', 'keycloak', 'database', 'legacyDatabase', 'migration', 'syncWaves', 'helmChart'],
+  images: ['keycloak', 'runner', 'postgresql', 'postgresqlHa', 'pgpool'],
+  keycloak: ['replicas', 'hostname', 'proxyHeaders', 'adminUsername', 'resources'],
+  database: ['flavor', 'instances', 'storageSize', 'storageClass', 'database', 'username'],
+  legacyDatabase: ['name', 'database', 'username', 'secretName', 'passwordKey', 'adminPasswordKey', 'storageSize'],
+  migration: ['deleteLegacy', 'protectVolumes', 'backupSize', 'backupMinSize', 'backupStorageClass', 'activeDeadlineSeconds', 'parallelJobs'],
+  syncWaves: ['database', 'restore', 'keycloak'],
+  helmChart: ['name', 'version'],
+};
+
+/**
+ * Fills the defaults of `config` and validates what only the platform knows (shape, waves, chart
+ * name and version, unknown keys, sizes). The constructs validate their own props again when the
+ * chart is built, with the same kind of message.
+ */
+export function resolvePlatformConfig(config: PlatformConfig = {}): ResolvedPlatformConfig {
+  rejectUnknownKeys(config);
+  const field = (path: string) => `platform config '${path}'`;
+
+  const releaseName = validateDnsLabel(field('releaseName'), config.releaseName ?? 'keycloak');
+  validateLabelValue(field('releaseName'), releaseName);
+  const namespace = validateDnsLabel(field('namespace'), config.namespace ?? 'keycloak');
+  const shape = config.shape ?? 'v2';
+  if (!LIFECYCLE_SHAPES.includes(shape)) {
+    throw new Error(
+      `${field('shape')} must be 'v1' (Keycloak on a single PostgreSQL) or 'v2' (Keycloak on postgresql-ha with the ` +
+        `migration), got ${JSON.stringify(shape)}`,
+    );
+  }
+
+  const images = {
+    keycloak: config.images?.keycloak ?? DEFAULT_KEYCLOAK_IMAGE,
+    runner: config.images?.runner ?? DEFAULT_RUNNER_IMAGE,
+    postgresql: config.images?.postgresql ?? DEFAULT_BITNAMI_POSTGRESQL_IMAGE,
+    pgpool: config.images?.pgpool ?? DEFAULT_PGPOOL_IMAGE,
+    ...(config.images?.postgresqlHa !== undefined ? { postgresqlHa: config.images.postgresqlHa } : {}),
+  };
+  for (const [key, image] of Object.entries(images)) validateImage(field(`images.${key}`), image);
+
+  const proxyHeaders = config.keycloak?.proxyHeaders ?? 'xforwarded';
+  if (proxyHeaders !== 'xforwarded' && proxyHeaders !== 'forwarded') {
+    throw new Error(`${field('keycloak.proxyHeaders')} must be 'xforwarded' or 'forwarded', got ${JSON.stringify(proxyHeaders)}`);
+  }
+  const keycloak = {
+    replicas: validateIntegerRange(field('keycloak.replicas'), config.keycloak?.replicas ?? 2, 1, 100),
+    proxyHeaders,
+    adminUsername: config.keycloak?.adminUsername ?? 'admin',
+    ...(config.keycloak?.hostname !== undefined ? { hostname: config.keycloak.hostname } : {}),
+    ...(config.keycloak?.resources !== undefined ? { resources: config.keycloak.resources } : {}),
+  };
+
+  const flavors = Object.values(PostgresHaFlavor) as string[];
+  const flavor = config.database?.flavor ?? PostgresHaFlavor.repmgr;
+  if (!flavors.includes(flavor)) {
+    throw new Error(
+      `${field('database.flavor')} must be one of ${flavors.map((f) => `'${f}'`).join(', ')}, got ${JSON.stringify(flavor)}: ` +
+        `'repmgr' for Bitnami postgresql-ha (repmgr + Pgpool-II), 'cloudnative-pg' for a CloudNativePG Cluster`,
+    );
+  }
+  const instances = config.database?.instances ?? 3;
+  if (typeof instances !== 'number' || !Number.isInteger(instances) || instances < 2) {
+    throw new Error(
+      `${field('database.instances')} must be an integer of at least 2 (a primary and a standby to fail over to), ` +
+        `got ${JSON.stringify(instances)}: use shape 'v1' for a single server`,
+    );
+  }
+  const database = {
+    flavor,
+    instances,
+    storageSize: validateSize(field('database.storageSize'), config.database?.storageSize ?? '8Gi', 2 ** 20),
+    database: config.database?.database ?? 'keycloak',
+    username: config.database?.username ?? 'keycloak',
+    ...(config.database?.storageClass !== undefined
+      ? { storageClass: validateDnsSubdomain(field('database.storageClass'), config.database.storageClass) }
+      : {}),
+  };
+
+  const legacy = config.legacyDatabase;
+  const legacyDatabase = {
+    database: legacy?.database ?? 'bitnami_keycloak',
+    username: legacy?.username ?? 'bn_keycloak',
+    passwordKey: legacy?.passwordKey ?? 'password',
+    adminPasswordKey: legacy?.adminPasswordKey === undefined ? 'postgres-password' : legacy.adminPasswordKey,
+    storageSize: validateSize(field('legacyDatabase.storageSize'), legacy?.storageSize ?? '8Gi', 2 ** 20),
+    ...(legacy?.name !== undefined ? { name: legacy.name } : {}),
+    ...(legacy?.secretName !== undefined ? { secretName: legacy.secretName } : {}),
+  };
+
+  const deleteLegacy = config.migration?.deleteLegacy ?? DeleteLegacy.never;
+  const deleteModes = Object.values(DeleteLegacy) as string[];
+  if (!deleteModes.includes(deleteLegacy)) {
+    throw new Error(
+      `${field('migration.deleteLegacy')} must be one of ${deleteModes.map((m) => `'${m}'`).join(', ')}, ` +
+        `got ${JSON.stringify(deleteLegacy)}: 'never' keeps the legacy StatefulSet's volume for a manual clean-up`,
+    );
+  }
+  const backupMinSize = validateSize(field('migration.backupMinSize'), config.migration?.backupMinSize ?? '1Gi', 2 ** 20);
+  const backupSize = config.migration?.backupSize;
+  if (backupSize !== undefined) {
+    validateSize(field('migration.backupSize'), backupSize);
+    if (parseQuantity(field('migration.backupSize'), backupSize) < parseQuantity(field('migration.backupMinSize'), backupMinSize)) {
+      throw new Error(
+        `${field('migration.backupSize')} ${JSON.stringify(backupSize)} is smaller than migration.backupMinSize ` +
+          `${JSON.stringify(backupMinSize)}: raise backupSize, or leave it unset so the runner sizes the volume`,
+      );
+    }
+  }
+  const migration = {
+    deleteLegacy,
+    protectVolumes: config.migration?.protectVolumes ?? true,
+    backupMinSize,
+    activeDeadlineSeconds: validateIntegerRange(
+      field('migration.activeDeadlineSeconds'),
+      config.migration?.activeDeadlineSeconds ?? 3600,
+      60,
+      7 * 86_400,
+    ),
+    parallelJobs: validateIntegerRange(field('migration.parallelJobs'), config.migration?.parallelJobs ?? 2, 1, 64),
+    ...(backupSize !== undefined ? { backupSize } : {}),
+    ...(config.migration?.backupStorageClass !== undefined
+      ? { backupStorageClass: validateDnsSubdomain(field('migration.backupStorageClass'), config.migration.backupStorageClass) }
+      : {}),
+  };
+
+  const syncWaves = {
+    database: config.syncWaves?.database ?? 0,
+    restore: config.syncWaves?.restore ?? 5,
+    keycloak: config.syncWaves?.keycloak ?? 10,
+  };
+  for (const [key, wave] of Object.entries(syncWaves)) validateIntegerRange(field(`syncWaves.${key}`), wave, -1000, 1000);
+  if (!(syncWaves.database < syncWaves.restore && syncWaves.restore < syncWaves.keycloak)) {
+    throw new Error(
+      `${field('syncWaves.restore')} must be strictly between syncWaves.database (${syncWaves.database}) and ` +
+        `syncWaves.keycloak (${syncWaves.keycloak}), got ${syncWaves.restore}: the restore needs a healthy database ` +
+        `and Keycloak must not start before the data is in place`,
+    );
+  }
+
+  const helmChart = {
+    name: config.helmChart?.name ?? 'keycloak-platform',
+    version: config.helmChart?.version ?? '0.1.0',
+  };
+  // Helm chart names: lower case letters, digits and '-' (helm lint rejects upper case and '_').
+  validateDnsLabel(field('helmChart.name'), helmChart.name);
+  if (!SEMVER.test(helmChart.version)) {
+    throw new Error(
+      `${field('helmChart.version')} must be a SemVer 2 version such as "1.2.3" (Helm refuses anything else), ` +
+        `got ${JSON.stringify(helmChart.version)}`,
+    );
+  }
+
+  return { releaseName, namespace, shape, images, keycloak, database, legacyDatabase, migration, syncWaves, helmChart };
+}
+
+function rejectUnknownKeys(config: PlatformConfig): void {
+  // A misspelt key ("instance", "deleteLegacyDatabase") would otherwise be ignored silently and
+  // the default used instead, which for a data migration is worse than failing.
+  const check = (path: string, value: unknown) => {
+    if (value === undefined) return;
+    if (value === null || typeof value !== 'object' || Array.isArray(value)) {
+      throw new Error(`platform config '${path || '(root)'}' must be an object, got ${JSON.stringify(value)}`);
+    }
+    const known = KNOWN_KEYS[path]!;
+    for (const key of Object.keys(value)) {
+      if (!known.includes(key)) {
+        throw new Error(
+          `platform config '${path ? `${path}.` : ''}${key}' is not a known setting (got ${JSON.stringify((value as Record<string, unknown>)[key])}); ` +
+            `known settings${path ? ` of '${path}'` : ''}: ${known.join(', ')}`,
+        );
+      }
+    }
+  };
+  check('', config);
+  for (const section of Object.keys(KNOWN_KEYS).filter((key) => key !== '')) {
+    check(section, (config as Record<string, unknown>)[section]);
+  }
+}
+
+/**
+ * The configuration `npm run synth` writes into `dist/`. Everything left out takes its default:
+ * a v2 platform (Keycloak on a three-instance repmgr postgresql-ha, migrating from the Bitnami
+ * `keycloak-postgresql` database) in namespace `keycloak`.
+ */
+export const platformConfig: PlatformConfig = {
+  releaseName: 'keycloak',
+  namespace: 'keycloak',
+  shape: 'v2',
+  database: { flavor: 'repmgr', instances: 3 },
+  migration: { deleteLegacy: 'never', protectVolumes: true },
+  helmChart: { name: 'keycloak-platform', version: '0.1.0' },
+};
