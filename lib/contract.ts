@@ -202,3 +202,72 @@ export interface RequiredSecret {
   /** Keys that must exist in it, each a password. */
   readonly keys: readonly string[];
 }
+
+/** The runner commands that run as DatabaseMigration hook Jobs. */
+export type MigrationJobCommand =
+  | typeof RunnerCommand.prepare
+  | typeof RunnerCommand.backupPhase
+  | typeof RunnerCommand.restorePhase
+  | typeof RunnerCommand.recordFailure;
+
+// What every migration Job receives: the whole migration configuration, so that each command
+// (and `plan`/`status` run by hand in such a pod) sees the same settings.
+const MIGRATION_JOB_COMMON_ENV: readonly EnvName[] = [
+  Env.sourceHost,
+  Env.sourcePort,
+  Env.sourceUser,
+  Env.sourcePassword,
+  Env.sourceDatabase,
+  Env.targetHost,
+  Env.targetPort,
+  Env.targetUser,
+  Env.targetPassword,
+  Env.targetDatabase,
+  Env.targetOwner,
+  Env.namespace,
+  Env.podName,
+  Env.stateConfigMap,
+  Env.lockLease,
+  Env.lockTtlSeconds,
+  Env.backupPvc,
+  Env.backupPvcMinSize,
+  Env.workloads,
+  Env.legacyStatefulSet,
+  Env.legacyPvcs,
+  Env.deleteLegacy,
+  Env.protectVolumes,
+  Env.ensureSecrets,
+  Env.parallelJobs,
+  Env.dumpCompression,
+  Env.quiesceTimeoutSeconds,
+  Env.targetWaitSeconds,
+  Env.logFormat,
+];
+
+/**
+ * The environment DatabaseMigration gives each hook Job. `always` is set in every Job of that
+ * command (possibly to an empty string where {@link Env} says "Empty: none known"; the
+ * `*_PGPASSWORD` variables come from secretKeyRefs that may be optional, so the runner must treat
+ * an unset password as "Secret absent"); `whenConfigured` only when the user set a value, so the
+ * runner's documented default applies otherwise. Nothing else is set.
+ */
+export const MIGRATION_JOB_ENV: Readonly<
+  Record<MigrationJobCommand, { readonly always: readonly EnvName[]; readonly whenConfigured: readonly EnvName[] }>
+> = {
+  [RunnerCommand.prepare]: {
+    always: MIGRATION_JOB_COMMON_ENV,
+    whenConfigured: [Env.backupPvcSize, Env.backupStorageClass],
+  },
+  [RunnerCommand.backupPhase]: {
+    always: [...MIGRATION_JOB_COMMON_ENV, Env.backupDir],
+    whenConfigured: [Env.backupPvcSize, Env.backupStorageClass],
+  },
+  [RunnerCommand.restorePhase]: {
+    always: [...MIGRATION_JOB_COMMON_ENV, Env.backupDir],
+    whenConfigured: [Env.backupPvcSize, Env.backupStorageClass],
+  },
+  [RunnerCommand.recordFailure]: {
+    always: MIGRATION_JOB_COMMON_ENV,
+    whenConfigured: [Env.backupPvcSize, Env.backupStorageClass],
+  },
+};
