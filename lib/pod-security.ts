@@ -185,14 +185,6 @@ function dropUndefined<T extends object>(value: T | undefined): Partial<T> {
   return Object.fromEntries(Object.entries(value).filter(([, v]) => v !== undefined)) as Partial<T>;
 }
 
-/** A writable emptyDir mounted into a container, for images whose root filesystem is read-only. */
-export interface WritableDirectory {
-  /** Path inside the container. */
-  readonly mountPath: string;
-  /** Sub-directory of the shared `empty-dir` volume (Bitnami's convention: one volume, many subPaths). */
-  readonly subPath: string;
-}
-
 /** cdk8s-plus-27 pod security context props: non-root ids (seccomp is added by {@link hardenPlusWorkload}). */
 export function plusPodSecurityContext(ids: ResolvedPodSecurity): plus.PodSecurityContextProps {
   return {
