@@ -1,0 +1,202 @@
+// The hook rules of shared/reference/hooks-and-sync-waves.md, asserted on the synthesized output of
+// every v2 variant (both GitOps flavors, both HA databases) and on the committed dist/.
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import {
+  Env,
+  MIGRATION_JOB_ENV,
+  type MigrationJobCommand,
+  NON_RETRIABLE_EXIT_CODES,
+  RunnerCommand,
+} from '../lib/contract.js';
+import { ArgoAnnotation, HelmAnnotation, readHookPlacement } from '../lib/gitops.js';
+import { platformConfig, resolvePlatformConfig } from '../lib/platform-config.js';
+import {
+  type Manifest,
+  PLATFORM_VARIANTS,
+  projectRoot,
+  readManifests,
+  synthPlatform,
+  variantName,
+} from './support/synth.js';
+
+const v2Variants = PLATFORM_VARIANTS.filter((variant) => variant.shape === 'v2');
+const helmVariants = v2Variants.filter((variant) => variant.flavor === 'helm');
+const argoVariants = v2Variants.filter((variant) => variant.flavor === 'argocd');
+
+const hooksOf = (manifests: Manifest[]) =>
+  manifests
+    .map((manifest) => ({ manifest, placement: readHookPlacement(manifest.metadata.annotations) }))
+    .filter((entry): entry is { manifest: Manifest; placement: NonNullable<typeof entry.placement> } => !!entry.placement);
+const isJob = (manifest: Manifest) => manifest.kind === 'Job';
+const commandOf = (job: Manifest): string => job.spec.template.spec.containers[0].args[0];
+
+function assertHelmRules(manifests: Manifest[]) {
+  const hooks = hooksOf(manifests);
+  expect(hooks.length).toBeGreaterThan(0);
+  for (const { manifest, placement } of hooks) {
+    const name = `${manifest.kind}/${manifest.metadata.name}`;
+    expect(placement.flavor, name).toBe('helm');
+    expect(manifest.metadata.annotations[HelmAnnotation.weight], `${name} weight is a quoted integer`).toMatch(/^-?\d+$/);
+    expect(placement.deletePolicies, name).toContain('before-hook-creation');
+    // Failed hooks stay for their logs.
+    expect(placement.deletePolicies, name).not.toContain('hook-failed');
+    expect(manifest.metadata.annotations[ArgoAnnotation.hook], name).toBeUndefined();
+  }
+  const jobs = hooks.filter((hook) => isJob(hook.manifest));
+  const support = hooks.filter((hook) => !isJob(hook.manifest));
+  expect(jobs.map((job) => commandOf(job.manifest)).sort()).toEqual(
+    [RunnerCommand.backupPhase, RunnerCommand.prepare, RunnerCommand.restorePhase].sort(),
+  );
+  expect(support.map((hook) => hook.manifest.kind).sort()).toEqual(
+    ['ClusterRole', 'ClusterRoleBinding', 'Role', 'RoleBinding', 'ServiceAccount'].sort(),
+  );
+  for (const job of jobs) {
+    for (const event of job.placement.hooks) {
+      for (const rbac of support) {
+        // The RBAC must be a hook of every event a Job runs in, at a strictly lower weight
+        // (equal weights sort by kind and name: helm/helm#12414).
+        expect(rbac.placement.hooks, `${rbac.manifest.kind} runs in ${event}`).toContain(event);
+        expect(rbac.placement.order, `${rbac.manifest.kind} weight < ${commandOf(job.manifest)}`).toBeLessThan(job.placement.order);
+      }
+    }
+  }
+  const eventsOf = (command: string) => jobs.find((job) => commandOf(job.manifest) === command)!.placement.hooks;
+  expect(eventsOf(RunnerCommand.prepare)).toEqual(['pre-install', 'pre-upgrade']);
+  expect(eventsOf(RunnerCommand.backupPhase)).toEqual(['pre-install', 'pre-upgrade']);
+  expect(eventsOf(RunnerCommand.restorePhase)).toEqual(['post-install', 'post-upgrade']);
+  const weightOf = (command: string) => jobs.find((job) => commandOf(job.manifest) === command)!.placement.order;
+  expect(weightOf(RunnerCommand.prepare)).toBeLessThan(weightOf(RunnerCommand.backupPhase));
+  expect(manifests.some((manifest) => manifest.metadata.annotations?.[ArgoAnnotation.syncWave] !== undefined)).toBe(false);
+}
+
+function assertArgoRules(manifests: Manifest[], waves = resolvePlatformConfig().syncWaves) {
+  const hooks = hooksOf(manifests);
+  for (const { manifest, placement } of hooks) {
+    const name = `${manifest.kind}/${manifest.metadata.name}`;
+    expect(placement.flavor, name).toBe('argocd');
+    expect(placement.deletePolicies, name).toContain('BeforeHookCreation');
+    expect(placement.deletePolicies, name).not.toContain('HookFailed');
+    expect(placement.hooks, `${name}: PostSync waits for healthy workloads and would deadlock`).not.toContain('PostSync');
+    expect(manifest.metadata.annotations[HelmAnnotation.hook], name).toBeUndefined();
+  }
+  const jobs = hooks.filter((hook) => isJob(hook.manifest));
+  const support = hooks.filter((hook) => !isJob(hook.manifest));
+  const job = (command: string) => jobs.find((entry) => commandOf(entry.manifest) === command)!;
+  expect(job(RunnerCommand.prepare).placement.hooks).toEqual(['PreSync']);
+  expect(job(RunnerCommand.backupPhase).placement.hooks).toEqual(['PreSync']);
+  expect(job(RunnerCommand.restorePhase).placement.hooks).toEqual(['Sync']);
+  expect(job(RunnerCommand.recordFailure).placement.hooks).toEqual(['SyncFail']);
+  expect(job(RunnerCommand.prepare).placement.order).toBeLessThan(job(RunnerCommand.backupPhase).placement.order);
+  for (const rbac of support) {
+    expect(rbac.placement.hooks).toEqual(['PreSync']);
+    // The Sync restore and the SyncFail recorder run later in the same sync with the same
+    // ServiceAccount: the RBAC must not be deleted when PreSync succeeds.
+    expect(rbac.placement.deletePolicies).toEqual(['BeforeHookCreation']);
+    for (const preJob of [job(RunnerCommand.prepare), job(RunnerCommand.backupPhase)]) {
+      expect(rbac.placement.order).toBeLessThan(preJob.placement.order);
+    }
+  }
+
+  // Ordinary resources: every one has a wave; the database's waves < restore < Keycloak's waves.
+  const ordinary = manifests.filter((manifest) => readHookPlacement(manifest.metadata.annotations) === undefined);
+  const waveOf = (manifest: Manifest) => Number(manifest.metadata.annotations?.[ArgoAnnotation.syncWave]);
+  for (const manifest of ordinary) expect(Number.isInteger(waveOf(manifest)), manifest.metadata.name).toBe(true);
+  const isKeycloak = (manifest: Manifest) => manifest.metadata.labels?.['app.kubernetes.io/name'] === 'keycloak';
+  const databaseWaves = ordinary.filter((manifest) => !isKeycloak(manifest)).map(waveOf);
+  const keycloakWaves = ordinary.filter(isKeycloak).map(waveOf);
+  expect(databaseWaves.length).toBeGreaterThan(0);
+  expect(keycloakWaves.length).toBeGreaterThan(0);
+  const restoreWave = job(RunnerCommand.restorePhase).placement.order;
+  expect(Math.max(...databaseWaves)).toBeLessThan(restoreWave);
+  expect(restoreWave).toBeLessThan(Math.min(...keycloakWaves));
+  expect(restoreWave).toBe(waves.restore);
+}
+
+function assertJobContract(manifests: Manifest[]) {
+  const jobs = manifests.filter(isJob);
+  expect(jobs.length).toBeGreaterThan(0);
+  const knownEnv = new Set<string>(Object.values(Env));
+  for (const job of jobs) {
+    const command = commandOf(job) as MigrationJobCommand;
+    const name = `Job/${job.metadata.name} (${command})`;
+    const contract = MIGRATION_JOB_ENV[command];
+    expect(contract, `${name} runs a migration hook command`).toBeDefined();
+    const pod = job.spec.template.spec;
+    expect(pod.containers).toHaveLength(1);
+    expect(pod.containers[0].args).toEqual([command]);
+    const names: string[] = pod.containers[0].env.map((variable: any) => variable.name);
+    expect(new Set(names).size, `${name} sets no variable twice`).toBe(names.length);
+    for (const variable of names) {
+      expect(knownEnv.has(variable), `${name} sets ${variable}, which is not in Env`).toBe(true);
+      expect(
+        [...contract.always, ...contract.whenConfigured].includes(variable as never),
+        `${name} sets ${variable}, which MIGRATION_JOB_ENV does not list for ${command}`,
+      ).toBe(true);
+    }
+    for (const required of contract.always) expect(names, `${name} must set ${required}`).toContain(required);
+    const policy = job.spec.podFailurePolicy.rules.find((rule: any) => rule.action === 'FailJob');
+    expect(policy.onExitCodes.values).toEqual([...NON_RETRIABLE_EXIT_CODES].sort((a, b) => a - b));
+    expect(policy.onExitCodes.operator).toBe('In');
+    expect(pod.restartPolicy).toBe('Never');
+    expect(job.spec.backoffLimit).toBeLessThanOrEqual(3);
+    expect(job.spec.activeDeadlineSeconds).toBeGreaterThan(0);
+    expect(job.spec.ttlSecondsAfterFinished % 60, 'TTL is whole minutes').toBe(0);
+    expect(job.spec.ttlSecondsAfterFinished).toBeGreaterThanOrEqual(60);
+  }
+}
+
+function assertNothingCreatedAtRunTimeIsSynthesized(manifests: Manifest[]) {
+  // The backup PVC, the state ConfigMap and the Lease are the runner's: as hooks they would be
+  // deleted and recreated (argo-cd#3837); as ordinary resources Helm/Argo CD would own them.
+  for (const kind of ['PersistentVolumeClaim', 'ConfigMap', 'Lease']) {
+    expect(manifests.filter((manifest) => manifest.kind === kind).map((m) => m.metadata.name)).toEqual([]);
+  }
+}
+
+describe.each(helmVariants.map((variant) => [variantName(variant), variant] as const))('Helm hooks: %s', (_, variant) => {
+  const manifests = synthPlatform(variant);
+  it('orders RBAC before the Jobs of every event, with before-hook-creation and failed Jobs kept', () => assertHelmRules(manifests));
+  it('gives every Job the command, env contract and podFailurePolicy of the runner', () => assertJobContract(manifests));
+  it('synthesizes neither the backup PVC nor the state ConfigMap nor the Lease', () =>
+    assertNothingCreatedAtRunTimeIsSynthesized(manifests));
+});
+
+describe.each(argoVariants.map((variant) => [variantName(variant), variant] as const))('Argo CD hooks: %s', (_, variant) => {
+  const manifests = synthPlatform(variant);
+  it('runs RBAC and the pre-phase Jobs as PreSync, the restore as a Sync hook between database and Keycloak, and a SyncFail recorder', () =>
+    assertArgoRules(manifests));
+  it('gives every Job the command, env contract and podFailurePolicy of the runner', () => assertJobContract(manifests));
+  it('synthesizes neither the backup PVC nor the state ConfigMap nor the Lease', () =>
+    assertNothingCreatedAtRunTimeIsSynthesized(manifests));
+  it('moves the restore with the configured waves', () => {
+    const waves = { database: -5, restore: 1, keycloak: 3 };
+    assertArgoRules(synthPlatform(variant, { syncWaves: waves }), waves);
+  });
+});
+
+describe('committed dist/', () => {
+  const chartName = resolvePlatformConfig(platformConfig).helmChart.name;
+  const readAll = (dir: string, files: string[]) => files.flatMap((file) => readManifests(join(dir, file)));
+  it('follows the Helm rules', () => {
+    const dir = join(projectRoot, 'dist', 'helm', chartName, 'templates');
+    const manifests = readAll(dir, ['keycloak.k8s.yaml']);
+    assertHelmRules(manifests);
+    assertJobContract(manifests);
+    assertNothingCreatedAtRunTimeIsSynthesized(manifests);
+  });
+  it('follows the Argo CD rules', () => {
+    const manifests = readAll(join(projectRoot, 'dist', 'argocd'), ['keycloak.k8s.yaml']);
+    assertArgoRules(manifests);
+    assertJobContract(manifests);
+    assertNothingCreatedAtRunTimeIsSynthesized(manifests);
+  });
+});
+
+describe('the v1 shape', () => {
+  it('has no hooks at all (nothing to migrate from)', () => {
+    for (const variant of PLATFORM_VARIANTS.filter((v) => v.shape === 'v1')) {
+      expect(hooksOf(synthPlatform(variant))).toEqual([]);
+    }
+  });
+});
