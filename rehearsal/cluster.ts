@@ -1,0 +1,151 @@
+/**
+ * {@link ClusterOps} over the fake API server: how Helm and Argo CD create, apply, delete and
+ * wait, expressed against its object store (admin access, not in the request log, so the log
+ * holds exactly the runner's calls).
+ *
+ * `apply` is the common effect of Helm's 3-way merge and `kubectl apply`: every field the
+ * manifest carries is set (a `replicas` changed by the runner is set back), labels and annotations
+ * are merged, `status` and controller-owned metadata stay. The result is compared with the stored
+ * object after the API server's defaulting, so an apply with nothing to change writes nothing.
+ * Updates to immutable fields are rejected with the real API server's message.
+ *
+ * `waitReady` is the tools' readiness: Helm waits on Job hooks until Complete (Failed rejects);
+ * Argo CD's health checks: StatefulSet/Deployment ready replicas = desired for the observed
+ * generation, PVC Bound, Pod Ready, Job Complete; everything else is healthy once it exists.
+ */
+import { applyDefaults, validateUpdate } from '../test/support/fake-kube/admission.js';
+import type { FakeKubeApiServer, KubeObject as StoredObject } from '../test/support/fake-kube/index.js';
+
+import type { ClusterOps } from './lifecycle.js';
+import type { KubeObject } from './manifests.js';
+
+const CLUSTER_SCOPED = new Set(['Namespace', 'PersistentVolume', 'ClusterRole', 'ClusterRoleBinding', 'StorageClass', 'CustomResourceDefinition', 'PriorityClass']);
+
+export class FakeCluster implements ClusterOps {
+  constructor(
+    readonly server: FakeKubeApiServer,
+    readonly namespace: string,
+    private readonly pollMs = 50,
+  ) {}
+
+  /** The object as stored, with the namespace the tools would give it. */
+  placed(object: Pick<KubeObject, 'apiVersion' | 'kind' | 'metadata'>): StoredObject {
+    const copy = structuredClone(object) as StoredObject;
+    if (CLUSTER_SCOPED.has(object.kind)) delete copy.metadata.namespace;
+    else copy.metadata.namespace = object.metadata.namespace ?? this.namespace;
+    return copy;
+  }
+
+  private reference(object: Pick<KubeObject, 'apiVersion' | 'kind' | 'metadata'>) {
+    const placed = this.placed(object);
+    return { apiVersion: object.apiVersion, kind: object.kind, name: object.metadata.name, namespace: placed.metadata.namespace };
+  }
+
+  get(object: Pick<KubeObject, 'apiVersion' | 'kind' | 'metadata'>): StoredObject | undefined {
+    return this.server.get(this.reference(object));
+  }
+
+  async create(object: KubeObject): Promise<void> {
+    if (this.get(object)) {
+      throw new Error(`${object.kind} "${object.metadata.name}" already exists`);
+    }
+    this.server.seed(this.placed(object));
+  }
+
+  async apply(object: KubeObject): Promise<'created' | 'configured' | 'unchanged'> {
+    const live = this.get(object);
+    if (!live) {
+      this.server.seed(this.placed(object));
+      return 'created';
+    }
+    const desired = this.placed(object);
+    const merged: StoredObject = structuredClone(live);
+    for (const [key, value] of Object.entries(desired)) {
+      if (key === 'metadata' || key === 'status' || key === 'apiVersion' || key === 'kind') continue;
+      merged[key] = structuredClone(value);
+    }
+    for (const field of ['labels', 'annotations'] as const) {
+      const wanted = desired.metadata[field];
+      if (wanted) merged.metadata[field] = { ...(live.metadata[field] ?? {}), ...wanted };
+    }
+    const resourceType = this.server.types.forObject(object.apiVersion, object.kind);
+    applyDefaults(resourceType, merged);
+    if (canonical(stripVolatile(merged)) === canonical(stripVolatile(live))) return 'unchanged';
+    validateUpdate(resourceType, live, merged);
+    // The store bumps metadata.generation when the spec changes, as the API server does.
+    this.server.upsert(merged);
+    return 'configured';
+  }
+
+  async delete(object: Pick<KubeObject, 'apiVersion' | 'kind' | 'metadata'>): Promise<boolean> {
+    return this.server.remove(this.reference(object), 'Background');
+  }
+
+  async waitReady(object: KubeObject, timeoutMs: number): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const live = this.get(object);
+      const verdict = live ? readiness(live) : { ready: false, reason: 'not found' };
+      if (verdict.failed) throw new Error(verdict.reason);
+      if (verdict.ready) return;
+      if (Date.now() > deadline) {
+        throw new Error(`${object.kind} ${object.metadata.name} not ready after ${timeoutMs} ms: ${verdict.reason ?? 'no reason reported'}`);
+      }
+      await new Promise((resolve) => setTimeout(resolve, this.pollMs));
+    }
+  }
+}
+
+interface Readiness {
+  ready: boolean;
+  failed?: boolean;
+  reason?: string;
+}
+
+/** The tools' readiness rules per kind. */
+export function readiness(object: StoredObject): Readiness {
+  const status = (object.status ?? {}) as Record<string, unknown>;
+  const spec = (object.spec ?? {}) as Record<string, unknown>;
+  const generation = object.metadata.generation as number | undefined;
+  switch (object.kind) {
+    case 'Job': {
+      const conditions = (status.conditions ?? []) as { type: string; status: string; reason?: string; message?: string }[];
+      const failed = conditions.find((c) => c.type === 'Failed' && c.status === 'True');
+      if (failed) return { ready: false, failed: true, reason: `job failed: ${failed.reason ?? ''}${failed.message ? `: ${failed.message}` : ''}` };
+      if (conditions.some((c) => c.type === 'Complete' && c.status === 'True')) return { ready: true };
+      return { ready: false, reason: 'job not complete' };
+    }
+    case 'StatefulSet':
+    case 'Deployment': {
+      const desired = (spec.replicas as number | undefined) ?? 1;
+      const ready = (status.readyReplicas as number | undefined) ?? 0;
+      const observed = status.observedGeneration as number | undefined;
+      if (generation !== undefined && (observed === undefined || observed < generation)) {
+        return { ready: false, reason: `observed generation ${observed} < ${generation}` };
+      }
+      return ready >= desired ? { ready: true } : { ready: false, reason: `${ready}/${desired} replicas ready` };
+    }
+    case 'PersistentVolumeClaim':
+      return status.phase === 'Bound' ? { ready: true } : { ready: false, reason: `PVC phase ${String(status.phase)}` };
+    case 'Pod': {
+      const conditions = (status.conditions ?? []) as { type: string; status: string }[];
+      return conditions.some((c) => c.type === 'Ready' && c.status === 'True') ? { ready: true } : { ready: false, reason: 'pod not ready' };
+    }
+    default:
+      return { ready: true };
+  }
+}
+
+function stripVolatile(object: StoredObject): unknown {
+  const { status: _status, ...rest } = object;
+  const { resourceVersion: _rv, generation: _g, managedFields: _m, ...metadata } = rest.metadata as Record<string, unknown>;
+  return { ...rest, metadata };
+}
+
+function canonical(value: unknown): string {
+  return JSON.stringify(value, (_key, inner: unknown) =>
+    typeof inner === 'object' && inner !== null && !Array.isArray(inner)
+      ? Object.fromEntries(Object.entries(inner as Record<string, unknown>).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)))
+      : inner,
+  );
+}
