@@ -1,0 +1,225 @@
+/**
+ * Quiescing the applications that write to the legacy database (Keycloak): scale each configured
+ * workload to 0 through its scale subresource, wait until its Pods are gone, and later scale it
+ * back to the replica count recorded before. Only the scale subresource and Pods are touched, so
+ * the migration Role needs `get`/`patch` on `statefulsets/scale` / `deployments/scale` and `list`
+ * on `pods` — never write access to the workloads themselves.
+ */
+import { Env, ExitCode } from '../../../lib/contract.js';
+import { RunnerError } from '../errors.js';
+import { callApi, isNotFound, mergePatchOptions, type KubeContext } from './client.js';
+
+export type WorkloadKind = 'statefulset' | 'deployment';
+
+export interface WorkloadRef {
+  readonly kind: WorkloadKind;
+  readonly name: string;
+}
+
+const NAME = /^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/;
+
+/** `statefulset/keycloak`: the key under which original replicas are recorded in the state. */
+export function workloadKey(ref: WorkloadRef): string {
+  return `${ref.kind}/${ref.name}`;
+}
+
+/**
+ * Parses MIGRATION_WORKLOADS: comma-separated `statefulset/<name>` or `deployment/<name>`
+ * (kinds case-insensitive, Kubernetes spelling `StatefulSet/x` accepted). Empty: no workloads.
+ */
+export function parseWorkloads(value: string | undefined, variable: string = Env.workloads): WorkloadRef[] {
+  if (value === undefined || value.trim() === '') return [];
+  const refs: WorkloadRef[] = [];
+  for (const raw of value.split(',').map((part) => part.trim()).filter((part) => part.length > 0)) {
+    const slash = raw.indexOf('/');
+    const kind = slash > 0 ? raw.slice(0, slash).toLowerCase() : '';
+    const name = slash > 0 ? raw.slice(slash + 1) : '';
+    if ((kind !== 'statefulset' && kind !== 'deployment') || !NAME.test(name)) {
+      throw new RunnerError(`${variable} has an invalid entry "${raw}" (in "${value}")`, {
+        exitCode: ExitCode.usage,
+        hint: `use comma-separated statefulset/<name> or deployment/<name>, e.g. statefulset/keycloak`,
+      });
+    }
+    if (!refs.some((ref) => ref.kind === kind && ref.name === name)) refs.push({ kind, name });
+  }
+  return refs;
+}
+
+/** Parses a key written by `workloadKey`. */
+export function parseWorkloadKey(key: string): WorkloadRef {
+  const [ref] = parseWorkloads(key, 'the state ConfigMap originalReplicas');
+  if (!ref) throw new RunnerError(`invalid workload key "${key}" in the state ConfigMap`, { exitCode: ExitCode.config });
+  return ref;
+}
+
+function scaleResource(ref: WorkloadRef): string {
+  return ref.kind === 'statefulset' ? 'statefulsets/scale' : 'deployments/scale';
+}
+
+/** A configured workload does not exist. */
+export class WorkloadNotFoundError extends RunnerError {
+  constructor(
+    readonly workload: WorkloadRef,
+    message: string,
+    options: { exitCode: typeof ExitCode.usage; hint: string; cause: unknown },
+  ) {
+    super(message, options);
+    this.name = 'WorkloadNotFoundError';
+  }
+}
+
+function missingWorkload(kube: KubeContext, ref: WorkloadRef, cause: unknown): RunnerError {
+  const kind = ref.kind === 'statefulset' ? 'StatefulSet' : 'Deployment';
+  return new WorkloadNotFoundError(ref, `${Env.workloads} names ${workloadKey(ref)}, but no ${kind} ${ref.name} exists in namespace ${kube.namespace}`, {
+    exitCode: ExitCode.usage,
+    hint: `fix ${Env.workloads} (the Keycloak workload's kind and name)`,
+    cause,
+  });
+}
+
+interface ScaleView {
+  readonly replicas: number;
+  readonly selector: string;
+}
+
+async function readScale(kube: KubeContext, ref: WorkloadRef): Promise<ScaleView> {
+  const action = { verb: 'get', resource: scaleResource(ref), group: 'apps', name: ref.name, namespace: kube.namespace };
+  try {
+    const scale = await callApi(kube, action, () =>
+      ref.kind === 'statefulset'
+        ? kube.apps.readNamespacedStatefulSetScale({ name: ref.name, namespace: kube.namespace })
+        : kube.apps.readNamespacedDeploymentScale({ name: ref.name, namespace: kube.namespace }),
+    );
+    return { replicas: scale.spec?.replicas ?? 0, selector: scale.status?.selector ?? '' };
+  } catch (error) {
+    if (isNotFound(error)) throw missingWorkload(kube, ref, error);
+    throw error;
+  }
+}
+
+/** The workload's desired replica count (`spec.replicas`). */
+export async function readReplicas(kube: KubeContext, ref: WorkloadRef): Promise<number> {
+  return (await readScale(kube, ref)).replicas;
+}
+
+/** Sets the desired replica count through the scale subresource (a merge patch of /scale). */
+export async function scaleWorkload(kube: KubeContext, ref: WorkloadRef, replicas: number): Promise<void> {
+  const action = { verb: 'patch', resource: scaleResource(ref), group: 'apps', name: ref.name, namespace: kube.namespace };
+  const body = { spec: { replicas } };
+  try {
+    await callApi(kube, action, () =>
+      ref.kind === 'statefulset'
+        ? kube.apps.patchNamespacedStatefulSetScale({ name: ref.name, namespace: kube.namespace, body }, mergePatchOptions())
+        : kube.apps.patchNamespacedDeploymentScale({ name: ref.name, namespace: kube.namespace, body }, mergePatchOptions()),
+    );
+  } catch (error) {
+    if (isNotFound(error)) throw missingWorkload(kube, ref, error);
+    throw error;
+  }
+  kube.log.info('scaled workload', { workload: workloadKey(ref), replicas });
+}
+
+/**
+ * Names of the Pods that belong to the workload (matching its selector, as reported by the scale
+ * subresource), terminating ones included: a terminating Pod may still write.
+ */
+export async function listWorkloadPods(kube: KubeContext, ref: WorkloadRef): Promise<string[]> {
+  const { selector } = await readScale(kube, ref);
+  if (!selector) {
+    throw new RunnerError(`${workloadKey(ref)} reports no pod selector on its scale subresource`, {
+      exitCode: ExitCode.usage,
+      hint: 'quiesce supports StatefulSets and Deployments with spec.selector',
+    });
+  }
+  const pods = await callApi(kube, { verb: 'list', resource: 'pods', namespace: kube.namespace }, () =>
+    kube.core.listNamespacedPod({ namespace: kube.namespace, labelSelector: selector }),
+  );
+  return pods.items.map((pod) => pod.metadata?.name ?? '').filter((name) => name !== '');
+}
+
+export interface WaitOptions {
+  /** @default 300_000 (MIGRATION_QUIESCE_TIMEOUT_SECONDS default) */
+  readonly timeoutMs?: number;
+  /** @default 2_000 */
+  readonly pollMs?: number;
+}
+
+/** Waits until none of the workload's Pods exist; tempFail naming the Pods left on timeout. */
+export async function waitForPodsGone(kube: KubeContext, ref: WorkloadRef, options: WaitOptions = {}): Promise<void> {
+  const timeoutMs = options.timeoutMs ?? 300_000;
+  const pollMs = options.pollMs ?? 2_000;
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const pods = await listWorkloadPods(kube, ref);
+    if (pods.length === 0) return;
+    if (Date.now() >= deadline) {
+      throw new RunnerError(
+        `timed out after ${Math.round(timeoutMs / 1000)}s waiting for ${workloadKey(ref)} to stop: still running ${pods.join(', ')}`,
+        {
+          exitCode: ExitCode.tempFail,
+          hint: `check why the Pods do not terminate (kubectl describe pod ${pods[0]}), or raise ${Env.quiesceTimeoutSeconds}`,
+        },
+      );
+    }
+    kube.log.debug('waiting for pods to stop', { workload: workloadKey(ref), pods });
+    await new Promise((resolve) => setTimeout(resolve, Math.min(pollMs, Math.max(0, deadline - Date.now()))));
+  }
+}
+
+/** Current replicas of each workload, keyed by `workloadKey`. */
+export async function readReplicaCounts(kube: KubeContext, refs: readonly WorkloadRef[]): Promise<Record<string, number>> {
+  const counts: Record<string, number> = {};
+  for (const ref of refs) counts[workloadKey(ref)] = await readReplicas(kube, ref);
+  return counts;
+}
+
+export interface QuiesceOptions extends WaitOptions {
+  /**
+   * Persists the observed replica counts before anything is scaled and returns the counts on
+   * record (a resumed run keeps the counts recorded by the first run, when it sees 0 now).
+   */
+  readonly persistOriginals: (observed: Readonly<Record<string, number>>) => Promise<Readonly<Record<string, number>>>;
+}
+
+/**
+ * Records the original replica counts (through `persistOriginals`, before touching anything, so a
+ * crash never loses them), scales every workload to 0, then waits for all their Pods to be gone.
+ * Idempotent: a re-run scales to 0 again (a no-op) and waits. Returns the counts on record.
+ */
+export async function quiesceWorkloads(
+  kube: KubeContext,
+  refs: readonly WorkloadRef[],
+  options: QuiesceOptions,
+): Promise<Readonly<Record<string, number>>> {
+  const recorded = await options.persistOriginals(await readReplicaCounts(kube, refs));
+  for (const ref of refs) await scaleWorkload(kube, ref, 0);
+  for (const ref of refs) await waitForPodsGone(kube, ref, options);
+  return recorded;
+}
+
+/** Keeps counts already on record; adds the observed ones for workloads not yet recorded. */
+export function mergeOriginalReplicas(
+  recorded: Readonly<Record<string, number>>,
+  observed: Readonly<Record<string, number>>,
+): Record<string, number> {
+  return { ...observed, ...recorded };
+}
+
+/**
+ * Scales every workload back to its recorded count. A workload that no longer exists (removed by
+ * the upgrade) is skipped with a warning.
+ */
+export async function restoreReplicas(kube: KubeContext, originals: Readonly<Record<string, number>>): Promise<void> {
+  for (const [key, replicas] of Object.entries(originals)) {
+    const ref = parseWorkloadKey(key);
+    try {
+      await scaleWorkload(kube, ref, replicas);
+    } catch (error) {
+      if (error instanceof WorkloadNotFoundError) {
+        kube.log.warn('workload to scale back no longer exists; skipping', { workload: key, replicas });
+        continue;
+      }
+      throw error;
+    }
+  }
+}
