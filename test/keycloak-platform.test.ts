@@ -1,0 +1,141 @@
+import { describe, expect, it } from 'vitest';
+import { Env, RunnerCommand } from '../lib/contract.js';
+import { KeycloakPlatform } from '../lib/keycloak-platform.js';
+import { Testing } from 'cdk8s';
+import { validateObjects } from './support/kube-schema.js';
+import { type Manifest, PLATFORM_VARIANTS, buildPlatform, synthPlatform, variantName } from './support/synth.js';
+
+const find = (manifests: Manifest[], kind: string, name: string) =>
+  manifests.find((manifest) => manifest.kind === kind && manifest.metadata.name === name);
+const envOf = (job: Manifest): Record<string, any> =>
+  Object.fromEntries(job.spec.template.spec.containers[0].env.map((v: any) => [v.name, v.value ?? v.valueFrom]));
+const jobFor = (manifests: Manifest[], command: string) =>
+  manifests.find((m) => m.kind === 'Job' && m.spec.template.spec.containers[0].args[0] === command)!;
+
+describe.each(PLATFORM_VARIANTS.map((variant) => [variantName(variant), variant] as const))('schema: %s', (_, variant) => {
+  it('validates every synthesized object against the Kubernetes OpenAPI schema (and the CNPG CRD)', () => {
+    const manifests = synthPlatform(variant);
+    expect(validateObjects(manifests)).toBe(manifests.length);
+    for (const manifest of manifests) {
+      const clusterScoped = manifest.kind === 'ClusterRole' || manifest.kind === 'ClusterRoleBinding';
+      expect(manifest.metadata.namespace, `${manifest.kind}/${manifest.metadata.name}`).toBe(clusterScoped ? undefined : 'keycloak');
+    }
+  });
+});
+
+describe('v1 shape', () => {
+  const manifests = synthPlatform({ shape: 'v1', flavor: 'argocd', database: 'repmgr' });
+
+  it('runs Keycloak, ungated, on the Bitnami-compatible keycloak-postgresql', () => {
+    const postgres = find(manifests, 'StatefulSet', 'keycloak-postgresql');
+    expect(postgres.spec.volumeClaimTemplates[0].metadata.name).toBe('data');
+    const keycloak = find(manifests, 'StatefulSet', 'keycloak');
+    expect(keycloak.spec.template.spec.initContainers).toBeUndefined();
+    const env = Object.fromEntries(keycloak.spec.template.spec.containers[0].env.map((v: any) => [v.name, v.value ?? v.valueFrom]));
+    expect(env.KC_DB_URL_HOST).toBe('keycloak-postgresql');
+    expect(env.KC_DB_URL_DATABASE).toBe('bitnami_keycloak');
+    expect(manifests.some((m) => m.kind === 'Job')).toBe(false);
+  });
+
+  it('waves the database before Keycloak', () => {
+    expect(find(manifests, 'StatefulSet', 'keycloak-postgresql').metadata.annotations['argocd.argoproj.io/sync-wave']).toBe('0');
+    expect(find(manifests, 'StatefulSet', 'keycloak').metadata.annotations['argocd.argoproj.io/sync-wave']).toBe('10');
+  });
+
+  it('lists the Secrets it references but does not contain', () => {
+    const platform = buildPlatform({ shape: 'v1', flavor: 'helm', database: 'repmgr' });
+    expect(platform.requiredSecrets.map((secret) => secret.name)).toEqual(['keycloak-admin', 'keycloak-postgresql']);
+    expect(Testing.synth(platform).some((m) => m.kind === 'Secret')).toBe(false);
+  });
+});
+
+describe('v2 shape', () => {
+  const manifests = synthPlatform({ shape: 'v2', flavor: 'helm', database: 'repmgr' });
+
+  it('keeps the Keycloak names of v1, so the upgrade changes the same objects in place', () => {
+    const v1 = synthPlatform({ shape: 'v1', flavor: 'helm', database: 'repmgr' });
+    const keycloakObjects = (list: Manifest[]) =>
+      list.filter((m) => m.metadata.labels?.['app.kubernetes.io/name'] === 'keycloak').map((m) => `${m.kind}/${m.metadata.name}`);
+    expect(keycloakObjects(manifests)).toEqual(keycloakObjects(v1));
+  });
+
+  it('no longer contains the legacy database: it is only described by name', () => {
+    expect(find(manifests, 'StatefulSet', 'keycloak-postgresql')).toBeUndefined();
+    expect(manifests.filter((m) => m.metadata.name.startsWith('keycloak-postgresql-')).every((m) => m.metadata.name.startsWith('keycloak-postgresql-ha'))).toBe(true);
+  });
+
+  it('gates Keycloak on the runner and points it at postgresql-ha', () => {
+    const keycloak = find(manifests, 'StatefulSet', 'keycloak');
+    const [gate] = keycloak.spec.template.spec.initContainers;
+    expect(gate.image).toBe('ghcr.io/keycloak-pg-migration/runner:0.1.0');
+    expect(gate.args).toEqual([RunnerCommand.gate]);
+    const env = Object.fromEntries(keycloak.spec.template.spec.containers[0].env.map((v: any) => [v.name, v.value ?? v.valueFrom]));
+    expect(env.KC_DB_URL_HOST).toBe('keycloak-postgresql-ha-pgpool');
+  });
+
+  it('migrates from the described legacy database into postgresql-ha, quiescing Keycloak', () => {
+    const env = envOf(jobFor(manifests, RunnerCommand.prepare));
+    expect(env[Env.sourceHost]).toBe('keycloak-postgresql');
+    expect(env[Env.sourceDatabase]).toBe('bitnami_keycloak');
+    expect(env[Env.sourcePassword]).toEqual({ secretKeyRef: { name: 'keycloak-postgresql', key: 'postgres-password', optional: true } });
+    expect(env[Env.targetHost]).toBe('keycloak-postgresql-ha-pgpool');
+    expect(env[Env.targetOwner]).toBe('keycloak');
+    expect(env[Env.workloads]).toBe('statefulset/keycloak');
+    expect(env[Env.legacyStatefulSet]).toBe('keycloak-postgresql');
+    expect(env[Env.legacyPvcs]).toBe('data-keycloak-postgresql-0');
+    const ensured = JSON.parse(env[Env.ensureSecrets]).map((secret: { name: string }) => secret.name);
+    expect(ensured).toContain('keycloak-admin');
+    expect(ensured).toContain('keycloak-postgresql-ha-postgresql');
+    expect(ensured).not.toContain('keycloak-postgresql');
+  });
+
+  it('uses the CloudNativePG connection with the cloudnative-pg flavor', () => {
+    const cnpg = synthPlatform({ shape: 'v2', flavor: 'argocd', database: 'cloudnative-pg' });
+    expect(cnpg.some((m) => m.kind === 'Cluster' && m.apiVersion === 'postgresql.cnpg.io/v1')).toBe(true);
+    expect(envOf(jobFor(cnpg, RunnerCommand.restorePhase))[Env.targetHost]).toBe('keycloak-postgresql-ha-rw');
+  });
+
+  it('passes the configured migration settings through', () => {
+    const env = envOf(
+      jobFor(
+        synthPlatform(
+          { shape: 'v2', flavor: 'helm', database: 'repmgr' },
+          { migration: { deleteLegacy: 'after-restore', backupSize: '30Gi', backupStorageClass: 'standard', parallelJobs: 4 } },
+        ),
+        RunnerCommand.backupPhase,
+      ),
+    );
+    expect(env).toMatchObject({
+      [Env.deleteLegacy]: 'after-restore',
+      [Env.backupPvcSize]: '30Gi',
+      [Env.backupStorageClass]: 'standard',
+      [Env.parallelJobs]: '4',
+    });
+  });
+});
+
+describe('KeycloakPlatform bad input', () => {
+  it('fails when the release name makes a StatefulSet name too long for its pods', () => {
+    expect(() => buildPlatform({ shape: 'v2', flavor: 'helm', database: 'repmgr' }, { releaseName: 'a'.repeat(30) })).toThrow(
+      /at most 52 characters/,
+    );
+  });
+
+  it('fails when the flavor is unknown', () => {
+    expect(() => new KeycloakPlatform(Testing.app(), 'x', { flavor: 'flux' as never })).toThrow(
+      /KeycloakPlatform flavor' must be one of 'helm', 'argocd', got "flux"/,
+    );
+  });
+
+  it('fails when the legacy database has the new database names and deletion before the upgrade is off', () => {
+    expect(() =>
+      buildPlatform({ shape: 'v2', flavor: 'helm', database: 'repmgr' }, { legacyDatabase: { name: 'keycloak-postgresql-ha-postgresql' } }),
+    ).toThrow(/legacy database's names \(StatefulSet\/keycloak-postgresql-ha-postgresql.*deleteLegacy is 'never'/);
+  });
+
+  it('fails when HA is asked for a single instance', () => {
+    expect(() => buildPlatform({ shape: 'v2', flavor: 'argocd', database: 'repmgr' }, { database: { instances: 1 } })).toThrow(
+      /instances' must be an integer of at least 2/,
+    );
+  });
+});

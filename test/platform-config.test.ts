@@ -1,0 +1,90 @@
+import { describe, expect, it } from 'vitest';
+import {
+  DEFAULT_RUNNER_IMAGE,
+  type PlatformConfig,
+  platformConfig,
+  resolvePlatformConfig,
+} from '../lib/platform-config.js';
+
+describe('platform configuration', () => {
+  it('defaults to a v2 platform on a three-instance repmgr database, migrating from keycloak-postgresql', () => {
+    const resolved = resolvePlatformConfig({});
+    expect(resolved).toMatchObject({
+      releaseName: 'keycloak',
+      namespace: 'keycloak',
+      shape: 'v2',
+      database: { flavor: 'repmgr', instances: 3, storageSize: '8Gi', database: 'keycloak', username: 'keycloak' },
+      legacyDatabase: { database: 'bitnami_keycloak', username: 'bn_keycloak', passwordKey: 'password', adminPasswordKey: 'postgres-password' },
+      migration: { deleteLegacy: 'never', protectVolumes: true, backupMinSize: '1Gi', activeDeadlineSeconds: 3600, parallelJobs: 2 },
+      syncWaves: { database: 0, restore: 5, keycloak: 10 },
+      helmChart: { name: 'keycloak-platform', version: '0.1.0' },
+    });
+    expect(resolved.images.runner).toBe(DEFAULT_RUNNER_IMAGE);
+  });
+
+  it('resolves the committed configuration main.ts synthesizes', () => {
+    expect(resolvePlatformConfig(platformConfig).shape).toBe('v2');
+  });
+
+  it('keeps an explicit null admin password key (superuser unknown)', () => {
+    expect(resolvePlatformConfig({ legacyDatabase: { adminPasswordKey: null } }).legacyDatabase.adminPasswordKey).toBeNull();
+  });
+});
+
+describe('platform configuration bad input', () => {
+  const fails = (config: PlatformConfig, message: RegExp) => expect(() => resolvePlatformConfig(config)).toThrow(message);
+
+  it('fails when a key is misspelt, naming the known ones', () => {
+    fails({ database: { instance: 2 } as never }, /'database.instance' is not a known setting \(got 2\); known settings of 'database': flavor, instances/);
+    fails({ releasename: 'x' } as never, /'releasename' is not a known setting/);
+  });
+
+  it('fails when HA has fewer than two instances', () => {
+    fails({ database: { instances: 1 } }, /'database.instances' must be an integer of at least 2.*got 1: use shape 'v1'/);
+  });
+
+  it('fails when the HA flavor is unknown', () => {
+    fails({ database: { flavor: 'patroni' as never } }, /'database.flavor' must be one of 'repmgr', 'cloudnative-pg', got "patroni"/);
+  });
+
+  it('fails when the shape is unknown', () => {
+    fails({ shape: 'v3' as never }, /'shape' must be 'v1'.*or 'v2'.*got "v3"/);
+  });
+
+  it('fails when the release name is not a DNS label', () => {
+    fails({ releaseName: 'Keycloak_Prod' }, /'releaseName' must be a DNS-1123 label.*"Keycloak_Prod"/);
+  });
+
+  it('fails when an image has no tag', () => {
+    fails({ images: { runner: 'ghcr.io/me/runner' } }, /'images.runner' must be an image reference with a pinned tag or digest/);
+  });
+
+  it('fails when a size is malformed', () => {
+    fails({ database: { storageSize: '8 GB' } }, /'database.storageSize' must be a Kubernetes quantity.*"8 GB"/);
+  });
+
+  it('fails when the backup size is below the configured minimum', () => {
+    fails({ migration: { backupSize: '512Mi', backupMinSize: '2Gi' } }, /'migration.backupSize' "512Mi" is smaller than migration.backupMinSize "2Gi"/);
+  });
+
+  it('fails when the restore wave is not strictly between the database and Keycloak', () => {
+    fails({ syncWaves: { restore: 0 } }, /'syncWaves.restore' must be strictly between syncWaves.database \(0\) and syncWaves.keycloak \(10\), got 0/);
+    fails({ syncWaves: { database: 20 } }, /strictly between syncWaves.database \(20\)/);
+  });
+
+  it('fails when the chart version is not SemVer', () => {
+    fails({ helmChart: { version: '1.0' } }, /'helmChart.version' must be a SemVer 2 version.*"1.0"/);
+  });
+
+  it('fails when the chart name is not a DNS label', () => {
+    fails({ helmChart: { name: 'Keycloak Platform' } }, /'helmChart.name' must be a DNS-1123 label/);
+  });
+
+  it('fails when deleteLegacy is not a runner mode', () => {
+    fails({ migration: { deleteLegacy: 'immediately' as never } }, /'migration.deleteLegacy' must be one of 'never', 'after-restore', 'after-backup', got "immediately"/);
+  });
+
+  it('fails when the Job deadline is too short to be useful', () => {
+    fails({ migration: { activeDeadlineSeconds: 30 } }, /'migration.activeDeadlineSeconds' must be an integer from 60/);
+  });
+});
