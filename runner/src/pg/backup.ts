@@ -1,0 +1,348 @@
+/**
+ * A verified-by-construction backup of the source database:
+ *
+ * 1. check that pg_dump can dump the server (before anything changes);
+ * 2. export a snapshot in a REPEATABLE READ transaction held open, so that pg_dump and the
+ *    statistics read exactly the same data even if something still writes;
+ * 3. check the backup volume's free space against the source's table sizes (config error before
+ *    dumping when it cannot hold them);
+ * 4. `pg_dump -Fd -j N --snapshot` into `<dir>/.dump.partial` while the statistics are taken on
+ *    the snapshot concurrently; pg_dump fsyncs what it wrote;
+ * 5. sha256 of every file; the old backup (if any) is invalidated, `.dump.partial` renamed to
+ *    `dump`, and `manifest.json` written last (tmp + fsync + rename + fsync of the directory):
+ *    a backup is complete exactly when `manifest.json` exists.
+ */
+import { createHash } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import { mkdir, open, readdir, rename, rm, stat, statfs, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import type pg from 'pg';
+import { Env, ReadyMarker } from '../../../lib/contract.js';
+import { classifyDatabaseError, classifyFilesystemError, configError } from '../errors.js';
+import { formatBytes, silentLogger, type Logger, type ProgressEvent, pollProgress } from '../log.js';
+import { connect, describeEndpoint, serverMajorVersion, toolEnv, type ConnectionSettings } from './connection.js';
+import {
+  collectDatabaseStats,
+  DUMP_DIRECTORY,
+  MANIFEST_FILE,
+  MANIFEST_FORMAT_VERSION,
+  totalRows,
+  type BackupManifest,
+  type ManifestFile,
+} from './manifest.js';
+import { assertDumpToolSupports, findPgTools, runTool, toolVersion, type PgTools, type ToolVersion } from './tools.js';
+
+/** Where pg_dump writes until the dump is complete. */
+export const PARTIAL_DUMP_DIRECTORY = '.dump.partial';
+const MANIFEST_TMP_FILE = '.manifest.json.tmp';
+
+export const DEFAULT_PARALLEL_JOBS = 2;
+export const DEFAULT_DUMP_COMPRESSION = 0;
+
+export interface BackupOptions {
+  readonly source: ConnectionSettings;
+  /** The backup directory (the mounted backup PVC). Created if absent. */
+  readonly dir: string;
+  /** pg_dump --jobs. @default 2 */
+  readonly jobs?: number;
+  /** pg_dump --compress (0-9). @default 0: a local volume is faster than gzip on two cores */
+  readonly compression?: number;
+  /** @default - {@link findPgTools} */
+  readonly tools?: PgTools;
+  readonly log?: Logger;
+  readonly onProgress?: (event: ProgressEvent) => void;
+  /** Free bytes of the filesystem holding `dir`. @default - fs.statfs */
+  readonly freeSpace?: (dir: string) => Promise<number>;
+  /** Progress poll interval. @default 2000 */
+  readonly progressIntervalMs?: number;
+}
+
+export interface BackupResult {
+  readonly manifest: BackupManifest;
+  /** sha256 of manifest.json as written: what the state ConfigMap records. */
+  readonly manifestSha256: string;
+  readonly dumpDir: string;
+  readonly estimatedBytes: number;
+}
+
+/** What a backup will need, known before anything changes (used by `prepare` to size the PVC). */
+export interface BackupPreflight {
+  readonly server: ToolVersion;
+  readonly dumpTool: ToolVersion;
+  /** Table + TOAST sizes (not indexes) + large objects: roughly what an uncompressed dump holds. */
+  readonly estimatedBytes: number;
+  /** pg_database_size: an upper bound including indexes. */
+  readonly databaseBytes: number;
+}
+
+/** On-disk size of what a dump contains: table and TOAST data, large objects; not indexes. */
+export async function estimateDumpBytes(client: pg.Client): Promise<{ estimatedBytes: number; databaseBytes: number }> {
+  const result = await client.query<{ tables: string; large_objects: string; database: string }>(`
+    SELECT coalesce(sum(pg_catalog.pg_table_size(c.oid)), 0)::bigint::text AS tables,
+           (SELECT CASE WHEN EXISTS (SELECT 1 FROM pg_catalog.pg_largeobject_metadata)
+                        THEN pg_catalog.pg_table_size('pg_catalog.pg_largeobject') ELSE 0 END)::bigint::text AS large_objects,
+           pg_catalog.pg_database_size(current_database())::text AS database
+      FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+     WHERE c.relkind IN ('r', 'm') AND n.nspname NOT IN ('pg_catalog', 'information_schema', '${ReadyMarker.schema}')
+       AND n.nspname NOT LIKE 'pg\\_%'`);
+  const row = result.rows[0]!;
+  return { estimatedBytes: Number(row.tables) + Number(row.large_objects), databaseBytes: Number(row.database) };
+}
+
+/** Server and tool versions (refusing a server newer than pg_dump) and the size estimate. */
+export async function preflightBackup(source: ConnectionSettings, tools?: PgTools): Promise<BackupPreflight> {
+  const pgTools = tools ?? (await findPgTools());
+  const dumpTool = await toolVersion(pgTools.pgDump);
+  const client = await connect(source, { purpose: 'preflight', action: 'inspect' });
+  try {
+    const server = await serverMajorVersion(client);
+    assertDumpToolSupports(server, dumpTool, describeEndpoint(source));
+    const sizes = await estimateDumpBytes(client);
+    return { server, dumpTool, ...sizes };
+  } finally {
+    await client.end().catch(() => undefined);
+  }
+}
+
+/** Free bytes for an unprivileged writer on the filesystem holding `dir`. */
+export async function freeBytes(dir: string): Promise<number> {
+  const stats = await statfs(dir);
+  return Number(stats.bavail) * Number(stats.bsize);
+}
+
+/** Fails (config, exit 78) when `free` cannot hold `required`, naming both sizes and the fix. */
+export function assertBackupFits(dir: string, requiredBytes: number, availableBytes: number): void {
+  if (availableBytes < requiredBytes) {
+    throw configError(
+      `the backup volume at ${dir} has ${formatBytes(availableBytes)} free but the dump needs about ${formatBytes(requiredBytes)}`,
+      `make the backup volume larger (${Env.backupPvcSize}, at least ${formatBytes(Math.ceil(requiredBytes * 1.2))}) or free space on it; nothing was dumped`,
+    );
+  }
+}
+
+/** Total size of the regular files directly in `dir` (a -Fd dump is flat). */
+export async function directoryBytes(dir: string): Promise<number> {
+  let total = 0;
+  for (const entry of await readdir(dir, { withFileTypes: true })) {
+    if (!entry.isFile()) continue;
+    try {
+      total += (await stat(join(dir, entry.name))).size;
+    } catch {
+      // Renamed or removed meanwhile.
+    }
+  }
+  return total;
+}
+
+/** fsync a directory, so that renames and new entries in it survive a crash. */
+export async function fsyncDirectory(dir: string): Promise<void> {
+  const handle = await open(dir, 'r');
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}
+
+export async function sha256File(path: string): Promise<string> {
+  const hash = createHash('sha256');
+  for await (const chunk of createReadStream(path, { highWaterMark: 1024 * 1024 })) hash.update(chunk as Buffer);
+  return hash.digest('hex');
+}
+
+/** sha256 and size of every file of a dump directory, two at a time. */
+export async function digestDirectory(dir: string): Promise<ManifestFile[]> {
+  const names = (await readdir(dir, { withFileTypes: true }))
+    .filter((entry) => entry.isFile())
+    .map((entry) => entry.name)
+    .sort();
+  const files: ManifestFile[] = new Array<ManifestFile>(names.length);
+  let next = 0;
+  await Promise.all(
+    [0, 1].map(async () => {
+      while (next < names.length) {
+        const index = next++;
+        const name = names[index]!;
+        const path = join(dir, name);
+        const [sha256, info] = await Promise.all([sha256File(path), stat(path)]);
+        files[index] = { path: name, bytes: info.size, sha256 };
+      }
+    }),
+  );
+  return files;
+}
+
+/** Writes `content` to `path` atomically and durably: tmp file, fsync, rename, fsync of the directory. */
+export async function writeFileDurably(dir: string, fileName: string, content: string, tmpName = `.${fileName}.tmp`): Promise<void> {
+  const tmpPath = join(dir, tmpName);
+  await writeFile(tmpPath, content, { mode: 0o644 });
+  const handle = await open(tmpPath, 'r+');
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+  await rename(tmpPath, join(dir, fileName));
+  await fsyncDirectory(dir);
+}
+
+function validateJobs(jobs: number): number {
+  if (!Number.isInteger(jobs) || jobs < 1 || jobs > 64) {
+    throw configError(`parallel jobs must be an integer from 1 to 64, got ${jobs}`, `fix --jobs or ${Env.parallelJobs}`);
+  }
+  return jobs;
+}
+
+function validateCompression(level: number): number {
+  if (!Number.isInteger(level) || level < 0 || level > 9) {
+    throw configError(`dump compression must be an integer from 0 to 9, got ${level}`, `fix --compression or ${Env.dumpCompression}`);
+  }
+  return level;
+}
+
+/** Dumps `source` into `<dir>/dump` with `<dir>/manifest.json`; see the module comment for the steps. */
+export async function backupDatabase(options: BackupOptions): Promise<BackupResult> {
+  const log = options.log ?? silentLogger;
+  const jobs = validateJobs(options.jobs ?? DEFAULT_PARALLEL_JOBS);
+  const compression = validateCompression(options.compression ?? DEFAULT_DUMP_COMPRESSION);
+  const endpoint = describeEndpoint(options.source);
+  const tools = options.tools ?? (await findPgTools());
+  const dumpTool = await toolVersion(tools.pgDump);
+
+  const snapshotClient = await connect(options.source, { purpose: 'backup-snapshot', action: 'read the snapshot of' });
+  let transactionOpen = false;
+  try {
+    const server = await serverMajorVersion(snapshotClient);
+    assertDumpToolSupports(server, dumpTool, endpoint);
+
+    await snapshotClient.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
+    transactionOpen = true;
+    let snapshot: string | null = null;
+    try {
+      snapshot = (await snapshotClient.query<{ id: string }>('SELECT pg_catalog.pg_export_snapshot() AS id')).rows[0]!.id;
+    } catch (error) {
+      // E.g. a connection pooler or a server that cannot share snapshots: the statistics then come
+      // from our own REPEATABLE READ snapshot, exact as long as the source is quiesced.
+      log.warn('could not export a snapshot; pg_dump and the statistics read separately (exact only while the source is quiesced)', {
+        reason: (error as Error).message,
+      });
+      await snapshotClient.query('ROLLBACK');
+      await snapshotClient.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
+    }
+    const { estimatedBytes } = await estimateDumpBytes(snapshotClient);
+
+    await mkdir(options.dir, { recursive: true });
+    const partialDir = join(options.dir, PARTIAL_DUMP_DIRECTORY);
+    // A partial dump is what a crashed run left behind: useless, and in the way of the new one.
+    await rm(partialDir, { recursive: true, force: true });
+    const available = await (options.freeSpace ?? freeBytes)(options.dir);
+    const required = compression > 0 ? Math.ceil(estimatedBytes / 3) : estimatedBytes;
+    assertBackupFits(options.dir, required, available);
+    log.info('dumping', {
+      source: `${endpoint.host}:${endpoint.port}/${endpoint.database}`,
+      serverVersion: server.version,
+      pgDump: dumpTool.version,
+      jobs,
+      compression,
+      estimatedBytes,
+      freeBytes: available,
+      snapshot: snapshot ?? undefined,
+    });
+
+    const dumpArgs = [
+      '--format=directory',
+      `--jobs=${jobs}`,
+      `--compress=${compression}`,
+      `--file=${partialDir}`,
+      `--exclude-schema=${ReadyMarker.schema}`,
+      '--no-password',
+      '--lock-wait-timeout=300000',
+      ...(snapshot ? [`--snapshot=${snapshot}`] : []),
+    ];
+    const onProgress = options.onProgress ?? ((event: ProgressEvent) => log.progress(event));
+    const started = Date.now();
+    const progress = pollProgress({
+      step: 'dump',
+      totalBytes: estimatedBytes,
+      measure: async () => ({ bytes: await directoryBytes(partialDir) }),
+      onProgress,
+      intervalMs: options.progressIntervalMs,
+    });
+
+    let statsDurationMs = 0;
+    const statsWork = (async () => {
+      const statsStarted = Date.now();
+      const stats = await collectDatabaseStats(snapshotClient, {
+        onTable: (table, done, total) => log.debug('checksummed', { table: `${table.schema}.${table.name}`, rows: table.rows, done, total }),
+      });
+      statsDurationMs = Date.now() - statsStarted;
+      return stats;
+    })();
+    const dumpWork = runTool({ tool: tools.pgDump, args: dumpArgs, env: toolEnv(options.source, { purpose: 'dump' }), endpoint, log });
+    let dumpDurationMs = 0;
+    const [statsResult, dumpResult] = await Promise.allSettled([
+      statsWork,
+      dumpWork.then(() => {
+        dumpDurationMs = Date.now() - started;
+      }),
+    ]);
+    await progress.stop(dumpResult.status === 'fulfilled');
+    if (dumpResult.status === 'rejected') throw dumpResult.reason;
+    if (statsResult.status === 'rejected') throw statsResult.reason;
+    const stats = statsResult.value;
+    await snapshotClient.query('COMMIT');
+    transactionOpen = false;
+
+    const digestStarted = Date.now();
+    const files = await digestDirectory(partialDir);
+    const digestsDurationMs = Date.now() - digestStarted;
+    const dumpBytes = files.reduce((sum, file) => sum + file.bytes, 0);
+
+    const manifest: BackupManifest = {
+      formatVersion: MANIFEST_FORMAT_VERSION,
+      createdAt: new Date().toISOString(),
+      source: {
+        host: options.source.host,
+        port: options.source.port,
+        database: options.source.database,
+        user: options.source.user,
+        serverVersion: server.version,
+        serverMajor: server.major,
+      },
+      pgDump: { version: dumpTool.version, major: dumpTool.major },
+      dumpCompression: compression,
+      jobs,
+      snapshot,
+      stats,
+      files,
+      dumpBytes,
+      totalRows: totalRows(stats),
+      durationsMs: { dump: dumpDurationMs, stats: statsDurationMs, digests: digestsDurationMs },
+    };
+
+    // Commit: invalidate the previous backup first, so that no crash can pair a new dump with an
+    // old manifest; the new manifest, written last, is the completion record.
+    const dumpDir = join(options.dir, DUMP_DIRECTORY);
+    await rm(join(options.dir, MANIFEST_FILE), { force: true });
+    await fsyncDirectory(options.dir);
+    await rm(dumpDir, { recursive: true, force: true });
+    await rename(partialDir, dumpDir);
+    await fsyncDirectory(options.dir);
+    const manifestText = `${JSON.stringify(manifest, null, 2)}\n`;
+    await writeFileDurably(options.dir, MANIFEST_FILE, manifestText, MANIFEST_TMP_FILE);
+    const manifestSha256 = createHash('sha256').update(manifestText).digest('hex');
+    log.info('backup complete', {
+      dumpBytes,
+      tables: stats.tables.length,
+      rows: manifest.totalRows,
+      largeObjects: stats.largeObjects.count,
+      manifestSha256,
+    });
+    return { manifest, manifestSha256, dumpDir, estimatedBytes };
+  } catch (error) {
+    throw classifyFilesystemError(error, options.dir) ?? classifyDatabaseError(error, endpoint, 'back up');
+  } finally {
+    if (transactionOpen) await snapshotClient.query('ROLLBACK').catch(() => undefined);
+    await snapshotClient.end().catch(() => undefined);
+  }
+}

@@ -1,0 +1,363 @@
+/**
+ * The backup manifest (`<dir>/manifest.json`) and the database statistics it carries.
+ *
+ * The same {@link collectDatabaseStats} runs on the source (inside the snapshot pg_dump reads) and
+ * on the target after the restore, so a comparison proves the restore complete: per table a row
+ * count and an order-independent checksum (pgcopydb's `count(*)` + `sum(hashtext(row::text))`),
+ * sequence values, large objects (count and a checksum of their contents), extensions, and an
+ * inventory of the objects the data depends on (indexes, constraints, triggers, functions, views,
+ * types, comments).
+ */
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import type pg from 'pg';
+import { ReadyMarker } from '../../../lib/contract.js';
+import { dataError } from '../errors.js';
+import { qualifiedName } from './connection.js';
+
+/** Bumped when the manifest's shape changes incompatibly. */
+export const MANIFEST_FORMAT_VERSION = 1;
+export const MANIFEST_FILE = 'manifest.json';
+/** The finished dump directory inside the backup directory. */
+export const DUMP_DIRECTORY = 'dump';
+
+export interface TableStats {
+  readonly schema: string;
+  readonly name: string;
+  /** `table` (ordinary or a leaf partition) or `materialized view`. Partitioned parents hold no rows and are not listed. */
+  readonly kind: 'table' | 'materialized view';
+  readonly rows: number;
+  /** Decimal string of `sum(hashtext(row::text)::bigint)`; `unpopulated` for a materialized view WITH NO DATA. */
+  readonly checksum: string;
+  /** On-disk size (table + TOAST) where the stats were taken; informative, not compared. */
+  readonly sizeBytes: number;
+}
+
+export interface SequenceStats {
+  readonly schema: string;
+  readonly name: string;
+  /** Decimal string: sequences are bigint. */
+  readonly lastValue: string;
+  readonly isCalled: boolean;
+}
+
+export interface LargeObjectStats {
+  readonly count: number;
+  /** Checksum over OIDs and contents; null when the contents were not readable by the user. */
+  readonly checksum: string | null;
+}
+
+export interface ExtensionInfo {
+  readonly name: string;
+  readonly version: string;
+  readonly schema: string;
+}
+
+/** Sorted identity strings of the objects besides tables and sequences. */
+export interface ObjectInventory {
+  readonly indexes: readonly string[];
+  readonly constraints: readonly string[];
+  readonly triggers: readonly string[];
+  readonly functions: readonly string[];
+  readonly views: readonly string[];
+  readonly types: readonly string[];
+  /** `<object description>: md5(<comment>)`. */
+  readonly comments: readonly string[];
+}
+
+export interface DatabaseStats {
+  /** User schemas (without the ready-marker schema and extension-owned schemas). */
+  readonly schemas: readonly string[];
+  readonly tables: readonly TableStats[];
+  readonly sequences: readonly SequenceStats[];
+  readonly largeObjects: LargeObjectStats;
+  readonly extensions: readonly ExtensionInfo[];
+  readonly objects: ObjectInventory;
+}
+
+export interface ManifestFile {
+  /** Path relative to the dump directory. */
+  readonly path: string;
+  readonly bytes: number;
+  readonly sha256: string;
+}
+
+export interface BackupManifest {
+  readonly formatVersion: typeof MANIFEST_FORMAT_VERSION;
+  readonly createdAt: string;
+  readonly source: {
+    readonly host: string;
+    readonly port: number;
+    readonly database: string;
+    readonly user: string;
+    readonly serverVersion: string;
+    readonly serverMajor: number;
+  };
+  readonly pgDump: { readonly version: string; readonly major: number };
+  readonly dumpCompression: number;
+  readonly jobs: number;
+  /** The exported snapshot pg_dump and the statistics shared (null: none could be exported). */
+  readonly snapshot: string | null;
+  readonly stats: DatabaseStats;
+  /** Every file of the dump directory. */
+  readonly files: readonly ManifestFile[];
+  /** Sum of the files' sizes. */
+  readonly dumpBytes: number;
+  /** Rows over all tables (for summaries). */
+  readonly totalRows: number;
+  readonly durationsMs: { readonly dump: number; readonly stats: number; readonly digests: number };
+}
+
+/** Reads and sanity-checks `<dir>/manifest.json`; a missing or foreign file is a data error. */
+export async function readManifest(dir: string): Promise<BackupManifest> {
+  const path = join(dir, MANIFEST_FILE);
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (error) {
+    throw dataError(
+      `no backup manifest at ${path} (${(error as NodeJS.ErrnoException).code ?? (error as Error).message})`,
+      'run the backup first; a backup without manifest.json is incomplete',
+    );
+  }
+  let parsed: BackupManifest;
+  try {
+    parsed = JSON.parse(text) as BackupManifest;
+  } catch (error) {
+    throw dataError(`${path} is not valid JSON: ${(error as Error).message}`, 'the backup is damaged: take a new backup');
+  }
+  if (parsed.formatVersion !== MANIFEST_FORMAT_VERSION || !parsed.stats || !Array.isArray(parsed.files)) {
+    throw dataError(`${path} is not a backup manifest of format ${MANIFEST_FORMAT_VERSION}`, 'take a new backup with this runner');
+  }
+  return parsed;
+}
+
+/** Schemas that never hold user data, plus the ready marker's own schema. */
+const SYSTEM_SCHEMA_FILTER = `
+  n.nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast', '${ReadyMarker.schema}')
+  AND n.nspname NOT LIKE 'pg\\_temp\\_%' AND n.nspname NOT LIKE 'pg\\_toast\\_temp\\_%'`;
+
+/** Objects that belong to an extension are recreated by CREATE EXTENSION, not by the dump. */
+function notExtensionMember(catalog: string, oidColumn: string): string {
+  return `NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d WHERE d.classid = '${catalog}'::regclass AND d.objid = ${oidColumn} AND d.deptype = 'e')`;
+}
+
+const USER_SCHEMA_FILTER = `${SYSTEM_SCHEMA_FILTER} AND ${notExtensionMember('pg_namespace', 'n.oid')}`;
+
+interface TableRow {
+  schema: string;
+  name: string;
+  relkind: string;
+  populated: boolean;
+  size_bytes: string;
+  float_columns: string[] | null;
+  all_columns: string[];
+}
+
+export interface CollectStatsOptions {
+  /**
+   * Further connections (already inside a transaction on the same snapshot, or the target after
+   * a restore) to spread the table checksums over. The main client does the catalog queries.
+   */
+  readonly extraClients?: readonly pg.Client[];
+  /** Called after each table's checksum, for progress. */
+  readonly onTable?: (table: TableStats, done: number, total: number) => void;
+}
+
+/** Runs `text` on `client` in a savepoint, so that an error does not abort the surrounding transaction. */
+async function queryOrUndefined<R extends pg.QueryResultRow>(client: pg.Client, text: string): Promise<pg.QueryResult<R> | undefined> {
+  await client.query('SAVEPOINT kc_migration_optional');
+  try {
+    const result = await client.query<R>(text);
+    await client.query('RELEASE SAVEPOINT kc_migration_optional');
+    return result;
+  } catch {
+    await client.query('ROLLBACK TO SAVEPOINT kc_migration_optional');
+    return undefined;
+  }
+}
+
+/**
+ * The text form of a row for the checksum. Floats are hashed by their binary form: their text form
+ * changed in PostgreSQL 12 (shortest exact output), so `0.1` from an 11 server and from a 17 server
+ * would not match although the values are identical.
+ */
+function rowExpression(table: TableRow): string {
+  if (!table.float_columns || table.float_columns.length === 0) return 't::text';
+  const floats = new Set(table.float_columns);
+  const columns = table.all_columns.map((column) => {
+    const ref = `t.${quoteIdent(column)}`;
+    return floats.has(column) ? `float8send(${ref}::float8)` : ref;
+  });
+  return `ROW(${columns.join(', ')})::text`;
+}
+
+function quoteIdent(name: string): string {
+  return `"${name.replace(/"/g, '""')}"`;
+}
+
+async function checksumTable(client: pg.Client, table: TableRow): Promise<TableStats> {
+  const kind = table.relkind === 'm' ? 'materialized view' : 'table';
+  const sizeBytes = Number(table.size_bytes);
+  if (table.relkind === 'm' && !table.populated) {
+    return { schema: table.schema, name: table.name, kind, rows: 0, checksum: 'unpopulated', sizeBytes };
+  }
+  const result = await client.query<{ rows: string; checksum: string }>(
+    `SELECT count(*)::bigint AS rows, coalesce(sum(hashtext(${rowExpression(table)})::bigint), 0)::text AS checksum
+       FROM ONLY ${qualifiedName(table.schema, table.name)} AS t`,
+  );
+  const row = result.rows[0]!;
+  return { schema: table.schema, name: table.name, kind, rows: Number(row.rows), checksum: row.checksum, sizeBytes };
+}
+
+/**
+ * Collects the statistics of the connected database. Must run inside a transaction (REPEATABLE READ
+ * for a consistent picture; the backup uses the transaction that exported pg_dump's snapshot).
+ * Works on PostgreSQL 11 and newer.
+ */
+export async function collectDatabaseStats(client: pg.Client, options: CollectStatsOptions = {}): Promise<DatabaseStats> {
+  const serverNum = Number((await client.query<{ v: string }>("SELECT current_setting('server_version_num') AS v")).rows[0]!.v);
+  // Identity strings (regprocedure, pg_describe_object) qualify names unless visible on the
+  // search_path: make them always qualified, the same way on both servers.
+  await client.query('SET LOCAL search_path = pg_catalog');
+
+  const schemas = (
+    await client.query<{ nspname: string }>(`SELECT n.nspname FROM pg_catalog.pg_namespace n WHERE ${USER_SCHEMA_FILTER} ORDER BY 1`)
+  ).rows.map((row) => row.nspname);
+
+  const tables = (
+    await client.query<TableRow>(`
+      SELECT n.nspname AS schema, c.relname AS name, c.relkind::text AS relkind, c.relispopulated AS populated,
+             pg_catalog.pg_table_size(c.oid)::text AS size_bytes,
+             (SELECT array_agg(a.attname::text ORDER BY a.attnum) FROM pg_catalog.pg_attribute a
+               WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+                 AND (a.atttypid IN (700, 701) OR EXISTS (SELECT 1 FROM pg_catalog.pg_type d
+                       WHERE d.oid = a.atttypid AND d.typtype = 'd' AND d.typbasetype IN (700, 701)))) AS float_columns,
+             (SELECT array_agg(a.attname::text ORDER BY a.attnum) FROM pg_catalog.pg_attribute a
+               WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped) AS all_columns
+        FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+       WHERE c.relkind IN ('r', 'm') AND ${USER_SCHEMA_FILTER} AND ${notExtensionMember('pg_class', 'c.oid')}
+       ORDER BY pg_catalog.pg_table_size(c.oid) DESC, 1, 2`)
+  ).rows.map((row) => ({ ...row, all_columns: row.all_columns ?? [] }));
+
+  const sequenceNames = (
+    await client.query<{ schema: string; name: string }>(`
+      SELECT n.nspname AS schema, c.relname AS name
+        FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+       WHERE c.relkind = 'S' AND ${USER_SCHEMA_FILTER} AND ${notExtensionMember('pg_class', 'c.oid')}
+       ORDER BY 1, 2`)
+  ).rows;
+  const sequences: SequenceStats[] = [];
+  for (let start = 0; start < sequenceNames.length; start += 200) {
+    const chunk = sequenceNames.slice(start, start + 200);
+    const union = chunk
+      .map((seq, index) => `SELECT ${index} AS i, last_value::text AS last_value, is_called FROM ${qualifiedName(seq.schema, seq.name)}`)
+      .join(' UNION ALL ');
+    const rows = (await client.query<{ i: number; last_value: string; is_called: boolean }>(union)).rows;
+    for (const row of rows) {
+      const seq = chunk[row.i]!;
+      sequences.push({ schema: seq.schema, name: seq.name, lastValue: row.last_value, isCalled: row.is_called });
+    }
+  }
+
+  const loCount = Number(
+    (await client.query<{ count: string }>('SELECT count(*)::bigint AS count FROM pg_catalog.pg_largeobject_metadata')).rows[0]!.count,
+  );
+  let loChecksum: string | null = '0';
+  if (loCount > 0) {
+    const result = await queryOrUndefined<{ checksum: string }>(
+      client,
+      `SELECT coalesce(sum(hashtext(m.oid::text || ':' || md5(pg_catalog.lo_get(m.oid)))::bigint), 0)::text AS checksum
+         FROM pg_catalog.pg_largeobject_metadata m`,
+    );
+    loChecksum = result ? result.rows[0]!.checksum : null;
+  }
+
+  const extensions = (
+    await client.query<ExtensionInfo>(`
+      SELECT e.extname AS name, e.extversion AS version, n.nspname AS schema
+        FROM pg_catalog.pg_extension e JOIN pg_catalog.pg_namespace n ON n.oid = e.extnamespace
+       WHERE e.extname <> 'plpgsql' ORDER BY 1`)
+  ).rows;
+
+  const objects = await collectObjectInventory(client, serverNum);
+
+  const workers = [client, ...(options.extraClients ?? [])];
+  const results: TableStats[] = new Array<TableStats>(tables.length);
+  let next = 0;
+  let done = 0;
+  await Promise.all(
+    workers.map(async (worker) => {
+      while (next < tables.length) {
+        const index = next++;
+        const stats = await checksumTable(worker, tables[index]!);
+        results[index] = stats;
+        done += 1;
+        options.onTable?.(stats, done, tables.length);
+      }
+    }),
+  );
+  const sortedTables = results.sort((a, b) => a.schema.localeCompare(b.schema) || a.name.localeCompare(b.name));
+
+  return { schemas, tables: sortedTables, sequences, largeObjects: { count: loCount, checksum: loChecksum }, extensions, objects };
+}
+
+async function collectObjectInventory(client: pg.Client, serverNum: number): Promise<ObjectInventory> {
+  const list = async (text: string) => (await client.query<{ id: string }>(text)).rows.map((row) => row.id).sort();
+
+  const indexes = await list(`
+    SELECT n.nspname || '.' || c.relname AS id
+      FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+     WHERE c.relkind IN ('i', 'I') AND ${USER_SCHEMA_FILTER} AND ${notExtensionMember('pg_class', 'c.oid')}`);
+
+  // Constraints cloned onto partitions (conparentid) or inherited are recreated with their parent.
+  const constraints = await list(`
+    SELECT n.nspname || '.' || c.relname || '.' || k.conname || ' (' || k.contype::text || ')' AS id
+      FROM pg_catalog.pg_constraint k
+      JOIN pg_catalog.pg_class c ON c.oid = k.conrelid
+      JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+     WHERE k.contype IN ('p', 'u', 'f', 'c', 'x') AND k.conislocal AND k.conparentid = 0
+       AND ${USER_SCHEMA_FILTER} AND ${notExtensionMember('pg_class', 'c.oid')}`);
+
+  // Before PostgreSQL 13, triggers cloned onto partitions were internal; since 13 they carry tgparentid.
+  const triggers = await list(`
+    SELECT n.nspname || '.' || c.relname || '.' || t.tgname AS id
+      FROM pg_catalog.pg_trigger t
+      JOIN pg_catalog.pg_class c ON c.oid = t.tgrelid
+      JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+     WHERE NOT t.tgisinternal ${serverNum >= 130000 ? 'AND t.tgparentid = 0' : ''}
+       AND ${USER_SCHEMA_FILTER} AND ${notExtensionMember('pg_class', 'c.oid')}`);
+
+  const functions = await list(`
+    SELECT p.oid::pg_catalog.regprocedure::text AS id
+      FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
+     WHERE ${USER_SCHEMA_FILTER} AND ${notExtensionMember('pg_proc', 'p.oid')}`);
+
+  const views = await list(`
+    SELECT n.nspname || '.' || c.relname AS id
+      FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+     WHERE c.relkind = 'v' AND ${USER_SCHEMA_FILTER} AND ${notExtensionMember('pg_class', 'c.oid')}`);
+
+  // Enums, domains, ranges and stand-alone composite types; multiranges (14+) come with their range.
+  const types = await list(`
+    SELECT n.nspname || '.' || t.typname || ' (' || t.typtype::text || ')' AS id
+      FROM pg_catalog.pg_type t JOIN pg_catalog.pg_namespace n ON n.oid = t.typnamespace
+     WHERE (t.typtype IN ('e', 'd', 'r')
+            OR (t.typtype = 'c' AND EXISTS (SELECT 1 FROM pg_catalog.pg_class c WHERE c.oid = t.typrelid AND c.relkind = 'c')))
+       AND ${USER_SCHEMA_FILTER} AND ${notExtensionMember('pg_type', 't.oid')}`);
+
+  // Comments on user objects (OIDs from 16384 up), except extensions' own and their members'.
+  const comments = await list(`
+    SELECT pg_catalog.pg_describe_object(d.classoid, d.objoid, d.objsubid) || ': ' || md5(d.description) AS id
+      FROM pg_catalog.pg_description d
+     WHERE d.objoid >= 16384 AND d.classoid <> 'pg_catalog.pg_extension'::regclass
+       AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend x WHERE x.classid = d.classoid AND x.objid = d.objoid AND x.deptype = 'e')
+       AND pg_catalog.pg_describe_object(d.classoid, d.objoid, d.objsubid) NOT LIKE '%${ReadyMarker.schema}.%'`);
+
+  return { indexes, constraints, triggers, functions, views, types, comments };
+}
+
+/** Rows over all tables. */
+export function totalRows(stats: DatabaseStats): number {
+  return stats.tables.reduce((sum, table) => sum + table.rows, 0);
+}

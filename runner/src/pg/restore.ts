@@ -1,0 +1,443 @@
+/**
+ * Restores a verified backup into the target database, idempotently:
+ *
+ * - the target already holds exactly the backup (statistics and object inventory equal the
+ *   manifest) → nothing to do;
+ * - it holds a partial restore (a crashed run, or Keycloak that started too early) → drop exactly
+ *   the objects a restore creates — owned by the owner, in the schemas the dump contains, large
+ *   objects with the dump's OIDs — and restore again; objects of other owners there stop the run;
+ * - otherwise restore: `pg_restore --no-owner --no-privileges --role=<owner> --jobs N
+ *   --exit-on-error` with a use-list that skips what a fresh CloudNativePG/Bitnami database already
+ *   has (the public schema, pre-installed extensions) instead of ignoring errors.
+ *
+ * A session advisory lock on the target keeps two restores apart; sessions a killed runner's
+ * pg_restore left behind are terminated first.
+ */
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import pg from 'pg';
+import { ExitCode, ReadyMarker } from '../../../lib/contract.js';
+import { classifyDatabaseError, dataError, RunnerError } from '../errors.js';
+import { silentLogger, type Logger, type ProgressEvent, progressEvent } from '../log.js';
+import { APPLICATION_NAME, connect, describeEndpoint, qualifiedName, serverMajorVersion, toolEnv, type ConnectionSettings } from './connection.js';
+import type { BackupManifest } from './manifest.js';
+import { readMarkerWith } from './marker.js';
+import { formatUseList, largeObjectOids, type TocEntry } from './toc.js';
+import { assertRestoreToolReads, findPgTools, runTool, toolVersion, type PgTools } from './tools.js';
+import { verifyBackup } from './verify-backup.js';
+import { collectTargetStats, describeDifferences, diffDatabaseStats } from './verify-target.js';
+import { DEFAULT_PARALLEL_JOBS } from './backup.js';
+
+/** application_name suffix of pg_restore's sessions (to find the ones a killed run left). */
+export const RESTORE_PURPOSE = 'restore';
+
+/** Key of the session advisory lock a restore holds on the target ("kcmigr" in ASCII). */
+export const RESTORE_ADVISORY_LOCK_KEY = 0x6b636d696772;
+
+/**
+ * Server options for pg_restore's sessions. Safe because the restore is verified afterwards and
+ * re-runnable from the backup: asynchronous commit (no WAL flush wait per table), more memory for
+ * index builds, and no role-level timeouts cutting a long index build.
+ */
+export const RESTORE_SESSION_OPTIONS = [
+  '-c synchronous_commit=off',
+  '-c maintenance_work_mem=256MB',
+  '-c statement_timeout=0',
+  '-c lock_timeout=0',
+  '-c idle_in_transaction_session_timeout=0',
+].join(' ');
+
+export interface RestoreOptions {
+  /** Backup directory holding `dump/` and `manifest.json`. */
+  readonly dir: string;
+  readonly target: ConnectionSettings;
+  /** Role that owns every restored object. @default target.user */
+  readonly owner?: string;
+  /** pg_restore --jobs. @default 2 */
+  readonly jobs?: number;
+  readonly tools?: PgTools;
+  readonly log?: Logger;
+  readonly onProgress?: (event: ProgressEvent) => void;
+  /** Progress report interval. @default 2000 */
+  readonly progressIntervalMs?: number;
+  /**
+   * Clean and restore even when the target's ready marker says `ready` (and the data differs).
+   * @default false: such a target may hold Keycloak's newer writes
+   */
+  readonly overwriteReady?: boolean;
+}
+
+export type RestoreAction = 'restored' | 'already-restored';
+
+export interface RestoreResult {
+  readonly action: RestoreAction;
+  readonly manifest: BackupManifest;
+  /** What a partial restore left and this run removed (empty when the target was clean). */
+  readonly cleaned: readonly string[];
+  /** Bytes of table data restored. */
+  readonly bytes: number;
+  readonly durationMs: number;
+}
+
+/** What the target holds in the dump's schemas. */
+export interface TargetInventory {
+  /** Schemas of the dump that exist in the target, with their owners. */
+  readonly existingSchemas: ReadonlyMap<string, string>;
+  /** Extensions installed in the target. */
+  readonly extensions: ReadonlySet<string>;
+  /** Relations, routines and types in the dump's schemas (not extension members). */
+  readonly objectCount: number;
+  /** Large objects with OIDs the dump holds. */
+  readonly largeObjects: readonly number[];
+}
+
+function oidInDump(oid: number, dumpOids: { oids: ReadonlySet<number>; ranges: ReadonlyArray<[number, number]> }): boolean {
+  return dumpOids.oids.has(oid) || dumpOids.ranges.some(([from, to]) => oid >= from && oid <= to);
+}
+
+export async function inspectTarget(client: pg.Client, manifest: BackupManifest, toc: readonly TocEntry[]): Promise<TargetInventory> {
+  const schemas = [...manifest.stats.schemas];
+  const existing = await client.query<{ nspname: string; owner: string }>(
+    `SELECT nspname, pg_catalog.pg_get_userbyid(nspowner) AS owner FROM pg_catalog.pg_namespace WHERE nspname = ANY($1::text[])`,
+    [schemas],
+  );
+  const extensions = await client.query<{ extname: string }>('SELECT extname FROM pg_catalog.pg_extension');
+  const objects = await client.query<{ count: string }>(
+    `
+    WITH s AS (SELECT oid FROM pg_catalog.pg_namespace WHERE nspname = ANY($1::text[]))
+    SELECT (
+      (SELECT count(*) FROM pg_catalog.pg_class c WHERE c.relnamespace IN (SELECT oid FROM s) AND c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f')
+         AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'e'))
+    + (SELECT count(*) FROM pg_catalog.pg_proc p WHERE p.pronamespace IN (SELECT oid FROM s)
+         AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d WHERE d.classid = 'pg_proc'::regclass AND d.objid = p.oid AND d.deptype = 'e'))
+    + (SELECT count(*) FROM pg_catalog.pg_type t WHERE t.typnamespace IN (SELECT oid FROM s) AND t.typtype IN ('e', 'd', 'r')
+         AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d WHERE d.classid = 'pg_type'::regclass AND d.objid = t.oid AND d.deptype = 'e'))
+    )::text AS count`,
+    [schemas],
+  );
+  const dumpOids = largeObjectOids(toc);
+  const dumpOidSet = { oids: new Set(dumpOids.oids), ranges: dumpOids.ranges };
+  const los = await client.query<{ oid: number }>('SELECT oid::bigint AS oid FROM pg_catalog.pg_largeobject_metadata');
+  return {
+    existingSchemas: new Map(existing.rows.map((row) => [row.nspname, row.owner])),
+    extensions: new Set(extensions.rows.map((row) => row.extname)),
+    objectCount: Number(objects.rows[0]!.count),
+    largeObjects: los.rows.map((row) => Number(row.oid)).filter((oid) => oidInDump(oid, dumpOidSet)),
+  };
+}
+
+/**
+ * Drops what a partial restore created: in each schema of the dump, the extensions, relations,
+ * routines and types owned by `owner`; schemas (other than `public`) owned by `owner` once empty;
+ * large objects owned by `owner` whose OIDs the dump holds. Refuses (data error) when objects of
+ * another owner are in the way. Never drops anything outside the current database.
+ */
+export async function dropRestoredObjects(
+  client: pg.Client,
+  manifest: BackupManifest,
+  inventory: TargetInventory,
+  owner: string,
+  log: Logger = silentLogger,
+): Promise<string[]> {
+  const schemas = [...inventory.existingSchemas.keys()];
+  const foreign = await client.query<{ id: string }>(
+    `
+    WITH s AS (SELECT oid, nspname FROM pg_catalog.pg_namespace WHERE nspname = ANY($1::text[]))
+    SELECT s.nspname || '.' || c.relname || ' (' || pg_catalog.pg_get_userbyid(c.relowner) || ')' AS id
+      FROM pg_catalog.pg_class c JOIN s ON s.oid = c.relnamespace
+     WHERE c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f') AND pg_catalog.pg_get_userbyid(c.relowner) <> $2
+       AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'e')
+     ORDER BY 1`,
+    [schemas, owner],
+  );
+  if (foreign.rows.length > 0) {
+    throw dataError(
+      `the target database holds objects not owned by ${owner} in the schemas the backup restores: ${foreign.rows
+        .slice(0, 10)
+        .map((row) => row.id)
+        .join(', ')}`,
+      'restore into an empty database (a fresh CloudNativePG/postgresql-ha database), or remove those objects; nothing was dropped',
+    );
+  }
+
+  const dropped: string[] = [];
+  await client.query('BEGIN');
+  try {
+    // Extensions first: their members cannot be dropped one by one.
+    const manifestExtensions = manifest.stats.extensions.map((extension) => extension.name);
+    const extensions = await client.query<{ extname: string }>(
+      `SELECT e.extname FROM pg_catalog.pg_extension e JOIN pg_catalog.pg_namespace n ON n.oid = e.extnamespace
+        WHERE e.extname = ANY($1::text[]) AND n.nspname = ANY($2::text[]) AND pg_catalog.pg_get_userbyid(e.extowner) = $3`,
+      [manifestExtensions, schemas, owner],
+    );
+    for (const row of extensions.rows) {
+      await client.query(`DROP EXTENSION IF EXISTS ${pg.escapeIdentifier(row.extname)} CASCADE`);
+      dropped.push(`extension ${row.extname}`);
+    }
+
+    const relations = await client.query<{ schema: string; name: string; relkind: string }>(
+      `SELECT n.nspname AS schema, c.relname AS name, c.relkind::text AS relkind
+         FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+        WHERE n.nspname = ANY($1::text[]) AND c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f')
+          AND pg_catalog.pg_get_userbyid(c.relowner) = $2 AND NOT c.relispartition
+          AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'e')
+        ORDER BY CASE c.relkind WHEN 'v' THEN 0 WHEN 'm' THEN 1 WHEN 'p' THEN 2 WHEN 'r' THEN 3 ELSE 4 END`,
+      [schemas, owner],
+    );
+    const dropKeyword: Record<string, string> = { r: 'TABLE', p: 'TABLE', v: 'VIEW', m: 'MATERIALIZED VIEW', S: 'SEQUENCE', f: 'FOREIGN TABLE' };
+    for (const row of relations.rows) {
+      await client.query(`DROP ${dropKeyword[row.relkind]} IF EXISTS ${qualifiedName(row.schema, row.name)} CASCADE`);
+      dropped.push(`${dropKeyword[row.relkind]!.toLowerCase()} ${row.schema}.${row.name}`);
+    }
+
+    const routines = await client.query<{ signature: string }>(
+      `SELECT p.oid::pg_catalog.regprocedure::text AS signature
+         FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
+        WHERE n.nspname = ANY($1::text[]) AND pg_catalog.pg_get_userbyid(p.proowner) = $2
+          AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d WHERE d.classid = 'pg_proc'::regclass AND d.objid = p.oid AND d.deptype = 'e')`,
+      [schemas, owner],
+    );
+    for (const row of routines.rows) {
+      // regprocedure text is already quoted and qualified (search_path is set to pg_catalog below).
+      await client.query(`DROP ROUTINE IF EXISTS ${row.signature} CASCADE`);
+      dropped.push(`routine ${row.signature}`);
+    }
+
+    const types = await client.query<{ schema: string; name: string; typtype: string }>(
+      `SELECT n.nspname AS schema, t.typname AS name, t.typtype::text AS typtype
+         FROM pg_catalog.pg_type t JOIN pg_catalog.pg_namespace n ON n.oid = t.typnamespace
+        WHERE n.nspname = ANY($1::text[]) AND pg_catalog.pg_get_userbyid(t.typowner) = $2
+          AND (t.typtype IN ('e', 'd', 'r') OR (t.typtype = 'c' AND EXISTS (SELECT 1 FROM pg_catalog.pg_class c WHERE c.oid = t.typrelid AND c.relkind = 'c')))
+          AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d WHERE d.classid = 'pg_type'::regclass AND d.objid = t.oid AND d.deptype = 'e')`,
+      [schemas, owner],
+    );
+    for (const row of types.rows) {
+      await client.query(`DROP ${row.typtype === 'd' ? 'DOMAIN' : 'TYPE'} IF EXISTS ${qualifiedName(row.schema, row.name)} CASCADE`);
+      dropped.push(`type ${row.schema}.${row.name}`);
+    }
+
+    for (const [schema, schemaOwner] of inventory.existingSchemas) {
+      if (schema === 'public' || schemaOwner !== owner) continue;
+      // RESTRICT: a schema still holding someone else's object is left alone.
+      await client.query('SAVEPOINT drop_schema');
+      try {
+        await client.query(`DROP SCHEMA ${pg.escapeIdentifier(schema)}`);
+        await client.query('RELEASE SAVEPOINT drop_schema');
+        dropped.push(`schema ${schema}`);
+      } catch (error) {
+        await client.query('ROLLBACK TO SAVEPOINT drop_schema');
+        log.warn('schema not dropped: not empty', { schema, reason: (error as Error).message });
+      }
+    }
+
+    if (inventory.largeObjects.length > 0) {
+      const owned = await client.query<{ oid: string }>(
+        `SELECT oid::bigint::text AS oid FROM pg_catalog.pg_largeobject_metadata WHERE oid::bigint = ANY($1::bigint[]) AND pg_catalog.pg_get_userbyid(lomowner) = $2`,
+        [inventory.largeObjects, owner],
+      );
+      if (owned.rows.length < inventory.largeObjects.length) {
+        throw dataError(
+          `the target holds large objects with the backup's OIDs that ${owner} does not own (${inventory.largeObjects.length - owned.rows.length} of them)`,
+          'remove them as a superuser (lo_unlink) or restore into an empty database; nothing was dropped',
+        );
+      }
+      await client.query('SELECT pg_catalog.lo_unlink(oid::oid) FROM unnest($1::bigint[]) AS oid', [owned.rows.map((row) => row.oid)]);
+      dropped.push(`${owned.rows.length} large object(s)`);
+    }
+    await client.query('COMMIT');
+  } catch (error) {
+    await client.query('ROLLBACK').catch(() => undefined);
+    throw error;
+  }
+  return dropped;
+}
+
+/** Ends the sessions of a pg_restore that a killed runner left (they may hold locks). */
+async function terminateLeftoverRestoreSessions(client: pg.Client, log: Logger): Promise<void> {
+  const query = `SELECT pid FROM pg_catalog.pg_stat_activity
+                  WHERE datname = current_database() AND application_name = $1 AND pid <> pg_backend_pid()`;
+  const appName = `${APPLICATION_NAME}:${RESTORE_PURPOSE}`;
+  const leftovers = await client.query<{ pid: number }>(query, [appName]);
+  if (leftovers.rows.length === 0) return;
+  log.warn('terminating sessions of an earlier restore', { pids: leftovers.rows.map((row) => row.pid) });
+  for (const row of leftovers.rows) {
+    await client.query('SELECT pg_catalog.pg_terminate_backend($1)', [row.pid]).catch(() => undefined);
+  }
+  for (let attempt = 0; attempt < 50; attempt += 1) {
+    if ((await client.query(query, [appName])).rows.length === 0) return;
+    await new Promise((resolve) => setTimeout(resolve, 200));
+  }
+  throw new RunnerError('sessions of an earlier restore are still running on the target', {
+    exitCode: ExitCode.tempFail,
+    hint: 'wait for them to end or terminate them (pg_terminate_backend), then retry',
+  });
+}
+
+/**
+ * Bytes of the dump's data by TOC entry: `<dumpId>.dat[.gz]` for table data; the large objects'
+ * `blob_<oid>.dat` files all belong to the BLOBS entry (or entries).
+ */
+function dataBytesByEntry(manifest: BackupManifest, toc: readonly TocEntry[]): Map<number, number> {
+  const sizes = new Map<number, number>();
+  let blobBytes = 0;
+  for (const file of manifest.files) {
+    const match = /^(\d+)\.dat(\.gz)?$/.exec(file.path);
+    if (match) sizes.set(Number(match[1]), file.bytes);
+    else if (/^blob_\d+\.dat(\.gz)?$/.test(file.path)) blobBytes += file.bytes;
+  }
+  const blobEntries = toc.filter((entry) => entry.desc === 'BLOBS');
+  for (const entry of blobEntries) sizes.set(entry.dumpId, (sizes.get(entry.dumpId) ?? 0) + blobBytes / blobEntries.length);
+  return sizes;
+}
+
+/** Restores `<dir>` into the target; see the module comment. */
+export async function restoreDatabase(options: RestoreOptions): Promise<RestoreResult> {
+  const log = options.log ?? silentLogger;
+  const started = Date.now();
+  const owner = options.owner ?? options.target.user;
+  const jobs = options.jobs ?? DEFAULT_PARALLEL_JOBS;
+  const endpoint = describeEndpoint(options.target);
+  const tools = options.tools ?? (await findPgTools());
+  const backup = await verifyBackup(options.dir, { tools, log });
+  const manifest = backup.manifest;
+  assertRestoreToolReads(manifest.pgDump, await toolVersion(tools.pgRestore));
+
+  const control = await connect(options.target, { purpose: 'restore-control', action: 'restore into' });
+  try {
+    const locked = await control.query<{ locked: boolean }>('SELECT pg_catalog.pg_try_advisory_lock($1) AS locked', [RESTORE_ADVISORY_LOCK_KEY]);
+    if (!locked.rows[0]!.locked) {
+      throw new RunnerError(`another restore is running against ${endpoint.host}:${endpoint.port}/${endpoint.database}`, {
+        exitCode: ExitCode.tempFail,
+        hint: 'wait for it to finish; this run will then find the data in place',
+      });
+    }
+    await terminateLeftoverRestoreSessions(control, log);
+    const target = await serverMajorVersion(control);
+    const ownerExists = await control.query('SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = $1', [owner]);
+    if (ownerExists.rows.length === 0) {
+      throw new RunnerError(`the owner role ${owner} does not exist on ${endpoint.host}:${endpoint.port}`, {
+        exitCode: ExitCode.usage,
+        hint: 'set TARGET_OWNER to the application user of the target database',
+      });
+    }
+
+    let inventory = await inspectTarget(control, manifest, backup.toc);
+    let cleaned: string[] = [];
+    if (inventory.objectCount > 0 || inventory.largeObjects.length > 0) {
+      const stats = await collectTargetStats(options.target, { jobs, log });
+      const differences = diffDatabaseStats(manifest.stats, stats);
+      if (differences.length === 0) {
+        log.info('the target already holds exactly this backup: nothing to restore', { tables: stats.tables.length });
+        return { action: 'already-restored', manifest, cleaned: [], bytes: 0, durationMs: Date.now() - started };
+      }
+      const marker = await readMarkerWith(control);
+      if (marker?.status === ReadyMarker.ready && !options.overwriteReady) {
+        throw dataError(
+          `the target ${endpoint.host}:${endpoint.port}/${endpoint.database} is marked ready (migration ${marker.migrationId}, ${marker.updatedAt.toISOString()}) but differs from the backup: ${describeDifferences(differences, 5)}`,
+          'Keycloak may have written to it since; refusing to clean it. Restore into an empty database, or remove the kc_migration schema deliberately to allow it',
+        );
+      }
+      log.warn('the target holds a partial or different restore: cleaning it before restoring', {
+        differences: describeDifferences(differences, 5),
+      });
+      await control.query('SET search_path = pg_catalog');
+      cleaned = await dropRestoredObjects(control, manifest, inventory, owner, log);
+      log.info('cleaned the partial restore', { dropped: cleaned.length });
+      inventory = await inspectTarget(control, manifest, backup.toc);
+    }
+
+    // Skip what the target already has instead of ignoring pg_restore's errors about it.
+    const skip = (entry: TocEntry): boolean => {
+      if (entry.desc === 'SCHEMA' && inventory.existingSchemas.has(entry.tag)) return true;
+      if (entry.desc === 'COMMENT' && entry.namespace === '-' && entry.tag.startsWith('SCHEMA ')) {
+        return inventory.existingSchemas.has(entry.tag.slice('SCHEMA '.length));
+      }
+      if (entry.desc === 'EXTENSION' && inventory.extensions.has(entry.tag)) return true;
+      if (entry.desc === 'COMMENT' && entry.namespace === '-' && entry.tag.startsWith('EXTENSION ')) {
+        return inventory.extensions.has(entry.tag.slice('EXTENSION '.length));
+      }
+      return false;
+    };
+    const skipped = backup.toc.filter(skip).map((entry) => `${entry.desc} ${entry.tag}`);
+    const workDir = await mkdtemp(join(tmpdir(), 'kc-restore-'));
+    const listFile = join(workDir, 'use-list.txt');
+    await writeFile(listFile, formatUseList(backup.toc, skip), { mode: 0o600 });
+
+    const sizes = dataBytesByEntry(manifest, backup.toc);
+    const totalBytes = [...sizes.values()].reduce((sum, size) => sum + size, 0);
+    const totalItems = backup.toc.length - skipped.length;
+    const dataIdByTable = new Map(
+      backup.toc.filter((entry) => entry.desc === 'TABLE DATA').map((entry) => [`${entry.namespace}.${entry.tag}`, entry.dumpId]),
+    );
+    let bytesDone = 0;
+    let itemsDone = 0;
+    const counted = new Set<number>();
+    const countItem = (dumpId: number) => {
+      if (counted.has(dumpId)) return;
+      counted.add(dumpId);
+      itemsDone += 1;
+      bytesDone += sizes.get(dumpId) ?? 0;
+    };
+    const onProgress = options.onProgress ?? ((event: ProgressEvent) => log.progress(event));
+    const restoreStarted = Date.now();
+    const report = (finished: boolean) =>
+      onProgress(progressEvent('restore', { bytes: bytesDone, items: itemsDone }, { totalBytes, totalItems }, Date.now() - restoreStarted, finished));
+    const timer = setInterval(() => report(false), options.progressIntervalMs ?? 2000);
+    timer.unref();
+
+    log.info('restoring', {
+      target: `${endpoint.host}:${endpoint.port}/${endpoint.database}`,
+      targetVersion: target.version,
+      owner,
+      jobs,
+      bytes: totalBytes,
+      skipped: skipped.length ? skipped : undefined,
+    });
+    try {
+      await runTool({
+        tool: tools.pgRestore,
+        args: [
+          '--format=directory',
+          `--jobs=${Math.max(1, jobs)}`,
+          '--no-owner',
+          '--no-privileges',
+          `--role=${owner}`,
+          '--exit-on-error',
+          '--no-password',
+          '--verbose',
+          `--use-list=${listFile}`,
+          `--dbname=${options.target.database}`,
+          backup.dumpDir,
+        ],
+        env: toolEnv(options.target, { purpose: RESTORE_PURPOSE, pgOptions: RESTORE_SESSION_OPTIONS }),
+        endpoint,
+        log,
+        onStderrLine: (line) => {
+          // Parallel mode: "finished item 3602 TABLE DATA public binary_blob"; serial mode:
+          // "processing data for table "public.binary_blob"" (then the next line finishes it).
+          const finished = /finished item (\d+)/.exec(line);
+          if (finished) countItem(Number(finished[1]));
+          const serial = /processing data for table "(.+)"/.exec(line);
+          if (serial) {
+            const dumpId = dataIdByTable.get(serial[1]!);
+            if (dumpId !== undefined) countItem(dumpId);
+          }
+        },
+      });
+    } finally {
+      clearInterval(timer);
+      await rm(workDir, { recursive: true, force: true });
+    }
+    bytesDone = totalBytes;
+    itemsDone = totalItems;
+    report(true);
+    log.info('restore complete', { bytes: totalBytes, tables: manifest.stats.tables.length, durationMs: Date.now() - started });
+    return { action: 'restored', manifest, cleaned, bytes: totalBytes, durationMs: Date.now() - started };
+  } catch (error) {
+    throw classifyDatabaseError(error, endpoint, 'restore into');
+  } finally {
+    await control.end().catch(() => undefined);
+  }
+}
+

@@ -1,0 +1,89 @@
+/**
+ * Proves a backup directory usable before anything is deleted or restored: every file of the dump
+ * has the size and sha256 the manifest recorded (and no file is missing or extra), pg_restore can
+ * read its table of contents, and that TOC holds the data of every table the manifest counted.
+ */
+import { readdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { dataError } from '../errors.js';
+import { silentLogger, type Logger } from '../log.js';
+import { digestDirectory } from './backup.js';
+import { DUMP_DIRECTORY, readManifest, type BackupManifest } from './manifest.js';
+import { readToc, type TocEntry } from './toc.js';
+import { findPgTools, type PgTools } from './tools.js';
+
+export interface BackupVerification {
+  readonly manifest: BackupManifest;
+  readonly dumpDir: string;
+  readonly toc: readonly TocEntry[];
+  readonly files: number;
+  readonly bytes: number;
+  readonly tables: number;
+  readonly durationMs: number;
+}
+
+export interface VerifyBackupOptions {
+  readonly tools?: PgTools;
+  readonly log?: Logger;
+}
+
+function listProblems(problems: string[], limit = 10): string {
+  const shown = problems.slice(0, limit).join('; ');
+  return problems.length > limit ? `${shown}; and ${problems.length - limit} more` : shown;
+}
+
+/** Checks `<dir>/dump` against `<dir>/manifest.json`; any mismatch is a data error naming the files or tables. */
+export async function verifyBackup(dir: string, options: VerifyBackupOptions = {}): Promise<BackupVerification> {
+  const log = options.log ?? silentLogger;
+  const started = Date.now();
+  const manifest = await readManifest(dir);
+  const dumpDir = join(dir, DUMP_DIRECTORY);
+  try {
+    await readdir(dumpDir);
+  } catch {
+    throw dataError(`the backup at ${dir} has a manifest but no ${DUMP_DIRECTORY}/ directory`, 'take a new backup');
+  }
+
+  const actual = new Map((await digestDirectory(dumpDir)).map((file) => [file.path, file]));
+  const problems: string[] = [];
+  for (const expected of manifest.files) {
+    const found = actual.get(expected.path);
+    if (!found) problems.push(`${expected.path} is missing`);
+    else if (found.bytes !== expected.bytes) problems.push(`${expected.path} has ${found.bytes} bytes, the manifest says ${expected.bytes}`);
+    else if (found.sha256 !== expected.sha256) problems.push(`${expected.path} has sha256 ${found.sha256.slice(0, 12)}…, the manifest says ${expected.sha256.slice(0, 12)}…`);
+    actual.delete(expected.path);
+  }
+  for (const extra of actual.keys()) problems.push(`${extra} is not in the manifest`);
+  if (problems.length > 0) {
+    throw dataError(`the backup at ${dir} does not match its manifest: ${listProblems(problems)}`, 'the backup is damaged or was modified: take a new backup');
+  }
+
+  const tools = options.tools ?? (await findPgTools());
+  let toc: TocEntry[];
+  try {
+    toc = (await readToc(tools, dumpDir, log)).entries;
+  } catch (error) {
+    throw dataError(`pg_restore cannot read the backup at ${dumpDir}: ${(error as Error).message}`, 'take a new backup');
+  }
+  const present = new Set(toc.map((entry) => `${entry.desc}|${entry.namespace}|${entry.tag}`));
+  const missing = manifest.stats.tables
+    .filter((table) => {
+      if (table.kind === 'materialized view') return !present.has(`MATERIALIZED VIEW|${table.schema}|${table.name}`);
+      return !present.has(`TABLE DATA|${table.schema}|${table.name}`);
+    })
+    .map((table) => `${table.schema}.${table.name}`);
+  if (missing.length > 0) {
+    throw dataError(`the backup at ${dir} lacks the data of ${missing.length} table(s) the manifest lists: ${listProblems(missing)}`, 'take a new backup');
+  }
+  const result = {
+    manifest,
+    dumpDir,
+    toc,
+    files: manifest.files.length,
+    bytes: manifest.dumpBytes,
+    tables: manifest.stats.tables.length,
+    durationMs: Date.now() - started,
+  };
+  log.info('backup verified', { dir, files: result.files, bytes: result.bytes, tables: result.tables, tocEntries: toc.length });
+  return result;
+}
