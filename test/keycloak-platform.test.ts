@@ -5,8 +5,13 @@ import { Testing } from 'cdk8s';
 import { validateObjects } from './support/kube-schema.js';
 import { type Manifest, PLATFORM_VARIANTS, buildPlatform, synthPlatform, variantName } from './support/synth.js';
 
-const find = (manifests: Manifest[], kind: string, name: string) =>
+const maybeFind = (manifests: Manifest[], kind: string, name: string): Manifest | undefined =>
   manifests.find((manifest) => manifest.kind === kind && manifest.metadata.name === name);
+const find = (manifests: Manifest[], kind: string, name: string): Manifest => {
+  const found = maybeFind(manifests, kind, name);
+  if (!found) throw new Error(`no ${kind}/${name} among ${manifests.map((m) => `${m.kind}/${m.metadata.name}`).join(', ')}`);
+  return found;
+};
 const envOf = (job: Manifest): Record<string, any> =>
   Object.fromEntries(job.spec.template.spec.containers[0].env.map((v: any) => [v.name, v.value ?? v.valueFrom]));
 const jobFor = (manifests: Manifest[], command: string) =>
@@ -60,7 +65,7 @@ describe('v2 shape', () => {
   });
 
   it('no longer contains the legacy database: it is only described by name', () => {
-    expect(find(manifests, 'StatefulSet', 'keycloak-postgresql')).toBeUndefined();
+    expect(maybeFind(manifests, 'StatefulSet', 'keycloak-postgresql')).toBeUndefined();
     expect(manifests.filter((m) => m.metadata.name.startsWith('keycloak-postgresql-')).every((m) => m.metadata.name.startsWith('keycloak-postgresql-ha'))).toBe(true);
   });
 
