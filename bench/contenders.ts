@@ -1,0 +1,152 @@
+/**
+ * The ways to move the database that the benchmark compares, each as the exact commands a person
+ * (or a hook Job) would run. Every contender copies the source database into an existing, empty
+ * target database; the benchmark checks the result independently afterwards.
+ */
+import { join } from 'node:path';
+import type { DatabaseEndpoint } from './verify-copy.js';
+
+export interface ContenderContext {
+  readonly source: DatabaseEndpoint;
+  readonly target: DatabaseEndpoint;
+  /** Parallel jobs for the tools that take them (pg_dump/pg_restore -j, pgcopydb --table-jobs). */
+  readonly jobs: number;
+  /** An empty directory of this run, for dumps and work files; removed afterwards. */
+  readonly workDir: string;
+  readonly repositoryRoot: string;
+  /** Directory of pg_dump, pg_restore and psql. */
+  readonly pgBinDir: string;
+}
+
+/** One process to run: argv, extra environment, and whether stdout is worth keeping. */
+export interface Step {
+  readonly argv: readonly string[];
+  readonly env: Readonly<Record<string, string>>;
+}
+
+export interface Contender {
+  /** Short id for flags and file names. */
+  readonly id: string;
+  /** Name in the results table. */
+  readonly label: string;
+  /** True for the project's own runner (targets are ratios of it to the others). */
+  readonly isRunner: boolean;
+  /** The steps, run one after the other; the time counts from the first start to the last exit. */
+  steps(context: ContenderContext): Step[];
+  /** Where this contender leaves its on-disk copy of the data, to measure (undefined: none). */
+  dumpDir?(context: ContenderContext): string;
+}
+
+function libpqEnv(endpoint: DatabaseEndpoint, prefix = 'PG'): Record<string, string> {
+  return {
+    [`${prefix}HOST`]: endpoint.host,
+    [`${prefix}PORT`]: String(endpoint.port),
+    [`${prefix}USER`]: endpoint.user,
+    [`${prefix}PASSWORD`]: endpoint.password ?? '',
+    [`${prefix}DATABASE`]: endpoint.database,
+  };
+}
+
+function uri(endpoint: DatabaseEndpoint): string {
+  const password = endpoint.password ? `:${encodeURIComponent(endpoint.password)}` : '';
+  return `postgres://${encodeURIComponent(endpoint.user)}${password}@${endpoint.host}:${endpoint.port}/${encodeURIComponent(endpoint.database)}`;
+}
+
+/** The runner as the hook Jobs run it: backup (dump, manifest, verify), then restore (restore, verify). */
+export const runnerContender: Contender = {
+  id: 'runner',
+  label: 'runner: backup + verify + restore + verify',
+  isRunner: true,
+  steps(context) {
+    const bundle = join(context.repositoryRoot, 'runner', 'dist', 'runner.mjs');
+    const dir = join(context.workDir, 'backup');
+    const common = { MIGRATION_PARALLEL_JOBS: String(context.jobs), MIGRATION_LOG_FORMAT: 'json', PG_BINDIR: context.pgBinDir };
+    return [
+      { argv: ['node', bundle, 'backup', '--dir', dir], env: { ...common, ...prefixed('SOURCE', context.source) } },
+      { argv: ['node', bundle, 'restore', '--dir', dir], env: { ...common, ...prefixed('TARGET', context.target) } },
+    ];
+  },
+  dumpDir: (context) => join(context.workDir, 'backup'),
+};
+
+function prefixed(prefix: 'SOURCE' | 'TARGET', endpoint: DatabaseEndpoint): Record<string, string> {
+  const env = libpqEnv(endpoint, 'PG');
+  return Object.fromEntries(Object.entries(env).map(([name, value]) => [`${prefix}_${name}`, value]));
+}
+
+/** What a hand-written hook script does most often: a plain SQL dump piped into psql. */
+export const dumpPipePsqlContender: Contender = {
+  id: 'pipe',
+  label: 'pg_dump | psql',
+  isRunner: false,
+  steps(context) {
+    const pgDump = join(context.pgBinDir, 'pg_dump');
+    const psql = join(context.pgBinDir, 'psql');
+    // Passwords go through PGPASSWORD of each side, as a script would with two Secrets.
+    const script =
+      `set -o pipefail; PGPASSWORD="$SRC_PASSWORD" ${pgDump} -h ${context.source.host} -p ${context.source.port} ` +
+      `-U ${context.source.user} ${context.source.database} | PGPASSWORD="$DST_PASSWORD" ${psql} -X -q -v ON_ERROR_STOP=1 ` +
+      `-h ${context.target.host} -p ${context.target.port} -U ${context.target.user} -d ${context.target.database} > /dev/null`;
+    return [
+      {
+        argv: ['bash', '-c', script],
+        env: { SRC_PASSWORD: context.source.password ?? '', DST_PASSWORD: context.target.password ?? '' },
+      },
+    ];
+  },
+};
+
+function directoryDumpContender(id: string, label: string, compress: number | undefined): Contender {
+  return {
+    id,
+    label,
+    isRunner: false,
+    steps(context) {
+      const dir = join(context.workDir, 'dump');
+      const compression = compress === undefined ? [] : [`-Z${compress}`];
+      return [
+        {
+          argv: [join(context.pgBinDir, 'pg_dump'), '-Fd', `-j${context.jobs}`, ...compression, '-f', dir],
+          env: libpqEnv(context.source),
+        },
+        {
+          argv: [join(context.pgBinDir, 'pg_restore'), `-j${context.jobs}`, '-d', context.target.database, dir],
+          env: libpqEnv(context.target),
+        },
+      ];
+    },
+    dumpDir: (context) => join(context.workDir, 'dump'),
+  };
+}
+
+/** `pg_dump -Fd -j N` + `pg_restore -j N` with pg_dump's default compression (gzip level 6). */
+export const directoryDumpDefaultContender = directoryDumpContender('fd-gzip', 'pg_dump -Fd -jN + pg_restore -jN (default gzip)', undefined);
+
+/** The same uncompressed: the fastest dump-to-disk a script can do with the stock tools. */
+export const directoryDumpZ0Contender = directoryDumpContender('fd-z0', 'pg_dump -Fd -jN -Z0 + pg_restore -jN', 0);
+
+/** pgcopydb: COPY streamed between the servers, indexes built concurrently, no dump on disk. */
+export const pgcopydbContender: Contender = {
+  id: 'pgcopydb',
+  label: 'pgcopydb clone',
+  isRunner: false,
+  steps(context) {
+    return [
+      {
+        argv: [
+          'pgcopydb', 'clone', '--source', uri(context.source), '--target', uri(context.target),
+          '--dir', join(context.workDir, 'pgcopydb'), '--table-jobs', String(context.jobs), '--index-jobs', String(context.jobs),
+        ],
+        env: { PGCOPYDB_LOG_LEVEL: 'warn', PATH: `${context.pgBinDir}:${process.env.PATH ?? ''}` },
+      },
+    ];
+  },
+};
+
+export const ALL_CONTENDERS: readonly Contender[] = [
+  runnerContender,
+  dumpPipePsqlContender,
+  directoryDumpZ0Contender,
+  directoryDumpDefaultContender,
+  pgcopydbContender,
+];

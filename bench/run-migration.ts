@@ -1,0 +1,204 @@
+/**
+ * One measured migration: a contender copies the source database into a fresh, empty target
+ * database; the benchmark then checks the copy and records time, CPU, memory and bytes written.
+ */
+import { spawn } from 'node:child_process';
+import { mkdtemp, readdir, rm, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import pg from 'pg';
+import type { Contender, ContenderContext, Step } from './contenders.js';
+import { MemorySampler, postmasterPid, reapedChildrenTotals, treeTotals, type MemoryPeak } from './measure.js';
+import { compareSnapshots, snapshotDatabase, type DatabaseEndpoint, type DatabaseSnapshot } from './verify-copy.js';
+
+/** A PostgreSQL server the benchmark talks to as superuser. */
+export interface BenchServer {
+  readonly host: string;
+  readonly port: number;
+  readonly user: string;
+  readonly password: string;
+  readonly dataDir: string;
+}
+
+export interface MigrationSetup {
+  readonly contender: Contender;
+  readonly source: BenchServer;
+  readonly sourceDatabase: string;
+  /** What the source holds, taken once per database (the source never changes). */
+  readonly sourceSnapshot: DatabaseSnapshot;
+  readonly target: BenchServer;
+  /** Created empty before, dropped after (unless kept). */
+  readonly targetDatabase: string;
+  readonly jobs: number;
+  readonly repositoryRoot: string;
+  readonly pgBinDir: string;
+  /** Parent of this run's work directory. */
+  readonly scratchDir: string;
+  /** Keep the target database afterwards (the latency benchmark reads the runner's marker). */
+  readonly keepTarget?: boolean;
+}
+
+export interface StepTiming {
+  readonly command: string;
+  readonly wallSeconds: number;
+}
+
+export interface MigrationResult {
+  readonly contenderId: string;
+  /** Passed the benchmark's own check of the copy; when false, `failure` says why. */
+  readonly ok: boolean;
+  readonly failure?: string;
+  readonly wallSeconds: number;
+  readonly steps: readonly StepTiming[];
+  /** user + system CPU of the contender's processes (the client side). */
+  readonly clientCpuSeconds: number;
+  /** user + system CPU of both PostgreSQL servers' processes during the run. */
+  readonly serverCpuSeconds: number;
+  readonly memory: MemoryPeak;
+  /** Bytes the contender's processes wrote (dump files, work files). */
+  readonly clientWriteBytes: number;
+  /** Bytes both servers wrote, including the target's checkpoint after the run (WAL and data files). */
+  readonly serverWriteBytes: number;
+  /** Size of the dump directory the contender left (0: none). */
+  readonly dumpBytes: number;
+}
+
+/** Runs `setup.contender` once and checks its copy. */
+export async function runMigration(setup: MigrationSetup): Promise<MigrationResult> {
+  const target: DatabaseEndpoint = { ...endpointOf(setup.target), database: setup.targetDatabase };
+  const source: DatabaseEndpoint = { ...endpointOf(setup.source), database: setup.sourceDatabase };
+  await recreateDatabase(setup.target, setup.targetDatabase);
+  // Start every contender from the same place: nothing dirty in either server's buffers.
+  await checkpoint(setup.source);
+  await checkpoint(setup.target);
+  const workDir = await mkdtemp(join(setup.scratchDir, `${setup.contender.id}-`));
+  const context: ContenderContext = {
+    source,
+    target,
+    jobs: setup.jobs,
+    workDir,
+    repositoryRoot: setup.repositoryRoot,
+    pgBinDir: setup.pgBinDir,
+  };
+  const servers = [postmasterPid(setup.source.dataDir), postmasterPid(setup.target.dataDir)];
+  const clientBefore = reapedChildrenTotals();
+  const serversBefore = servers.map(treeTotals);
+  const sampler = new MemorySampler();
+  const started = performance.now();
+  const steps: StepTiming[] = [];
+  let failure: string | undefined;
+  try {
+    for (const step of setup.contender.steps(context)) {
+      const stepStarted = performance.now();
+      await runStep(step, setup.repositoryRoot);
+      steps.push({ command: describeStep(step), wallSeconds: (performance.now() - stepStarted) / 1000 });
+    }
+  } catch (error) {
+    failure = error instanceof Error ? error.message : String(error);
+  }
+  const wallSeconds = (performance.now() - started) / 1000;
+  const memory = sampler.stop();
+  const clientAfter = reapedChildrenTotals();
+  // The target's data pages reach disk at the next checkpoint: count them for this contender.
+  await checkpoint(setup.target);
+  const serversAfter = servers.map(treeTotals);
+  const dumpDir = setup.contender.dumpDir?.(context);
+  const dumpBytes = dumpDir ? await directoryBytes(dumpDir) : 0;
+
+  if (!failure) {
+    const differences = compareSnapshots(setup.sourceSnapshot, await snapshotDatabase(target));
+    if (differences.length > 0) failure = `copy differs from the source: ${differences.slice(0, 5).join('; ')}`;
+  }
+  await rm(workDir, { recursive: true, force: true });
+  if (!setup.keepTarget || failure) await dropDatabase(setup.target, setup.targetDatabase);
+  return {
+    contenderId: setup.contender.id,
+    ok: !failure,
+    ...(failure ? { failure } : {}),
+    wallSeconds,
+    steps,
+    clientCpuSeconds: clientAfter.cpuSeconds - clientBefore.cpuSeconds,
+    serverCpuSeconds: serversAfter.reduce((sum, after, i) => sum + after.cpuSeconds - serversBefore[i]!.cpuSeconds, 0),
+    memory,
+    clientWriteBytes: clientAfter.writeBytes - clientBefore.writeBytes,
+    serverWriteBytes: serversAfter.reduce((sum, after, i) => sum + after.writeBytes - serversBefore[i]!.writeBytes, 0),
+    dumpBytes,
+  };
+}
+
+export function endpointOf(server: BenchServer): Omit<DatabaseEndpoint, 'database'> {
+  return { host: server.host, port: server.port, user: server.user, password: server.password };
+}
+
+/** The command line of a step as it would be typed (passwords are never in argv except pgcopydb's URIs). */
+export function describeStep(step: Step): string {
+  return step.argv
+    .map((arg) => arg.replace(/:\/\/([^:@/]+):[^@]+@/, '://$1:***@'))
+    .map((arg) => (/^[\w./=:,@%+-]+$/.test(arg) ? arg : `'${arg.replace(/'/g, `'\\''`)}'`))
+    .join(' ');
+}
+
+const STDERR_TAIL_BYTES = 4000;
+
+function runStep(step: Step, cwd: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(step.argv[0]!, step.argv.slice(1), {
+      cwd,
+      env: { ...process.env, ...step.env },
+      stdio: ['ignore', 'ignore', 'pipe'],
+    });
+    let stderr = '';
+    child.stderr.setEncoding('utf8');
+    child.stderr.on('data', (chunk: string) => {
+      stderr = (stderr + chunk).slice(-STDERR_TAIL_BYTES);
+    });
+    child.on('error', (error) => reject(new Error(`could not start ${step.argv[0]}: ${error.message}`)));
+    child.on('close', (code, signal) => {
+      if (code === 0) resolve();
+      else reject(new Error(`${describeStep(step).slice(0, 200)} exited with ${code ?? signal}: ${stderr.trim().slice(-1500)}`));
+    });
+  });
+}
+
+async function withAdmin<T>(server: BenchServer, fn: (client: pg.Client) => Promise<T>): Promise<T> {
+  const client = new pg.Client({ ...endpointOf(server), database: 'postgres', application_name: 'bench' });
+  await client.connect();
+  try {
+    return await fn(client);
+  } finally {
+    await client.end();
+  }
+}
+
+export function checkpoint(server: BenchServer): Promise<void> {
+  return withAdmin(server, async (client) => {
+    await client.query('CHECKPOINT');
+  });
+}
+
+export function recreateDatabase(server: BenchServer, name: string): Promise<void> {
+  return withAdmin(server, async (client) => {
+    await client.query(`DROP DATABASE IF EXISTS ${pg.escapeIdentifier(name)} WITH (FORCE)`);
+    await client.query(`CREATE DATABASE ${pg.escapeIdentifier(name)} TEMPLATE template0 ENCODING 'UTF8'`);
+  });
+}
+
+export function dropDatabase(server: BenchServer, name: string): Promise<void> {
+  return withAdmin(server, async (client) => {
+    await client.query(`DROP DATABASE IF EXISTS ${pg.escapeIdentifier(name)} WITH (FORCE)`);
+  });
+}
+
+/** Total size of the regular files under `dir` (0 when it does not exist). */
+export async function directoryBytes(dir: string): Promise<number> {
+  let entries;
+  try {
+    entries = await readdir(dir, { withFileTypes: true, recursive: true });
+  } catch {
+    return 0;
+  }
+  let total = 0;
+  for (const entry of entries) {
+    if (entry.isFile()) total += (await stat(join(entry.parentPath, entry.name))).size;
+  }
+  return total;
+}
