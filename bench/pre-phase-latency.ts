@@ -7,7 +7,8 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Env, Phase, RunnerCommand, StateKey } from '../lib/contract.js';
+import { Env, RunnerCommand } from '../lib/contract.js';
+import { advance, newMigrationState, PHASE_ORDER, serializeState, type MigrationState } from '../runner/src/state.js';
 import { startFakeKubeApiServer } from '../test/support/fake-kube/index.js';
 import { measureLatency, type LatencyResult } from './measure-latency.js';
 
@@ -18,11 +19,16 @@ export interface PrePhaseOptions {
   readonly repositoryRoot: string;
   /** Path of runner/dist/runner.mjs. */
   readonly bundle: string;
-  /** The completed state document to seed, as the runner itself writes it. */
-  readonly completedState: Record<string, unknown>;
   /** Database endpoints the Job's environment carries (the decision must not need them). */
   readonly databaseEnv: Readonly<Record<string, string>>;
   readonly runs?: number;
+}
+
+/** A migration that went through every phase, as the runner's own state module records it. */
+function completedState(): MigrationState {
+  let state = newMigrationState('bench-completed-migration', new Date(Date.now() - 3_600_000));
+  for (const phase of PHASE_ORDER.slice(1)) state = advance(state, phase, `bench: ${phase}`);
+  return state;
 }
 
 export async function measurePrePhaseDecision(options: PrePhaseOptions): Promise<LatencyResult> {
@@ -33,7 +39,7 @@ export async function measurePrePhaseDecision(options: PrePhaseOptions): Promise
       apiVersion: 'v1',
       kind: 'ConfigMap',
       metadata: { name: STATE_CONFIGMAP, namespace: NAMESPACE },
-      data: { [StateKey.phase]: Phase.completed, [StateKey.state]: JSON.stringify(options.completedState) },
+      data: serializeState(completedState()),
     });
     const kubeconfig = kube.writeKubeconfig(join(dir, 'kubeconfig'), kube.adminToken, NAMESPACE);
     return measureLatency({

@@ -250,7 +250,6 @@ async function main(): Promise<void> {
             : measurePrePhaseDecision({
                 repositoryRoot: REPOSITORY_ROOT,
                 bundle: RUNNER_BUNDLE,
-                completedState: { phase: 'Completed' },
                 databaseEnv: {
                   SOURCE_PGHOST: source.host,
                   SOURCE_PGPORT: String(source.port),
