@@ -197,7 +197,8 @@ export class FakeKubeApiServer {
     const document = {
       apiVersion: 'v1',
       kind: 'Config',
-      clusters: [{ name: 'fake', cluster: { server: this.url } }],
+      // client-node refuses plain http unless TLS verification is explicitly off.
+      clusters: [{ name: 'fake', cluster: { server: this.url, 'insecure-skip-tls-verify': true } }],
       users: [{ name: 'fake-user', user: { token } }],
       contexts: [{ name: 'fake', context: { cluster: 'fake', user: 'fake-user', namespace } }],
       'current-context': 'fake',
