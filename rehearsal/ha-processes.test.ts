@@ -24,13 +24,12 @@ describe('repmgr primary + standby behind Pgpool-II', () => {
     baseDir = await makePostgresDir('rehearsal-ha-');
     cluster = await RepmgrCluster.create({
       baseDir,
-      nodes: 2,
       superuserPassword: 'super-pw',
       repmgr: { user: 'repmgr', password: 'repmgr-pw', database: 'repmgr' },
       application,
     });
     const ready: string[] = [];
-    await cluster.start((node) => ready.push(node.name));
+    await cluster.start(2, (node) => ready.push(node.name));
     expect(ready).toEqual(['node0', 'node1']);
     pool = await Pgpool.start({
       dir: `${baseDir}/pgpool`,
@@ -49,18 +48,17 @@ describe('repmgr primary + standby behind Pgpool-II', () => {
     await client.query("INSERT INTO probe VALUES (1, 'through pgpool')");
     await client.end();
 
-    const standby = cluster.nodes[1]!;
     const replicated = await waitFor('the row on the standby', () =>
-      cluster!.withNode(standby, 'keycloak', async (c) => (await c.query('SELECT note FROM probe')).rows[0]?.note as string | undefined), 10_000);
+      cluster!.withNode(1, 'keycloak', async (c) => (await c.query('SELECT note FROM probe')).rows[0]?.note as string | undefined), 10_000);
     expect(replicated).toBe('through pgpool');
-    expect(await cluster.withNode(standby, 'keycloak', async (c) => (await c.query('SELECT pg_is_in_recovery() AS r')).rows[0].r)).toBe(true);
+    expect(await cluster.withNode(1, 'keycloak', async (c) => (await c.query('SELECT pg_is_in_recovery() AS r')).rows[0].r)).toBe(true);
 
     const wrong = new pg.Client({ host: '127.0.0.1', port: pool.port, ...application, password: 'wrong' });
     await expect(wrong.connect()).rejects.toThrow(/authentication failed/);
 
     await pool.stop();
     await cluster.stop();
-    await cluster.start();
+    await cluster.start(2);
     pool = await Pgpool.start({
       dir: `${baseDir}/pgpool`,
       backends: cluster.nodes,

@@ -2,19 +2,19 @@
  * A real repmgr-managed PostgreSQL 15 primary with hot standbys on 127.0.0.1, the process-level
  * twin of the Bitnami `postgresql-repmgr` StatefulSet, following
  * shared/reference/local-postgresql-ha-recipe.md (and its pitfalls: ports only through
- * `pg_ctl -o "-p N"` and `pg_ctl_options` so standby clone and rewind do not copy them; `$BIN/repmgr`
- * rather than Debian's wrapper; SCRAM with a passfile for repmgr and replication).
+ * `pg_ctl -o "-p N"` and `pg_ctl_options`; `$BIN/repmgr` rather than Debian's wrapper; SCRAM with
+ * a passfile for repmgr and replication).
  *
- * Like the image, the first start of node 0 initialises the cluster with the users the
- * StatefulSet's environment names (POSTGRES_USER/PASSWORD/DB, REPMGR_USERNAME/PASSWORD/DATABASE,
- * the `postgres` superuser password); standbys are cloned from the primary. Data directories
- * live under `baseDir/<node>` and survive {@link RepmgrCluster.stop}: they are the PVCs.
+ * Like the image, node 0's first start initialises the cluster with the users the StatefulSet's
+ * environment names (POSTGRES_USER/PASSWORD/DB, REPMGR_USERNAME/PASSWORD/DATABASE, the `postgres`
+ * superuser password) and registers it as primary; any other node's first start clones it and
+ * registers as a standby. Later starts reuse the data directory (the node's PVC).
  */
-import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 
 import pg from 'pg';
 
+import { ident, literal, PostgresNode } from './postgres-node.js';
 import { ensurePostgresDir, freePort, PG_BIN, runAsPostgres, waitFor, writePostgresFile } from './postgres-processes.js';
 
 export interface PostgresAccount {
@@ -23,11 +23,11 @@ export interface PostgresAccount {
 }
 
 export interface RepmgrClusterOptions {
-  /** Directory holding every node's data directory ("the PVCs"); kept across stop/start. */
+  /** Directory for repmgr configuration, the passfile and sockets. */
   readonly baseDir: string;
-  /** Number of nodes: node 0 is the primary, the others hot standbys. */
-  readonly nodes: number;
-  /** Password of the `postgres` superuser (POSTGRESQL_POSTGRES_PASSWORD / postgres-password). */
+  /** Data directory of node `index` (its PVC). @default `<baseDir>/pg<index>` */
+  readonly dataDirOf?: (index: number) => string;
+  /** Password of the `postgres` superuser (POSTGRES_POSTGRES_PASSWORD / postgres-password). */
   readonly superuserPassword: string;
   readonly repmgr: PostgresAccount & { readonly database: string };
   /** The application user and its database (POSTGRES_USER / POSTGRES_PASSWORD / POSTGRES_DB). */
@@ -42,75 +42,72 @@ export interface RepmgrNode {
 }
 
 export class RepmgrCluster {
-  readonly nodes: RepmgrNode[];
+  private readonly servers = new Map<number, PostgresNode>();
   private readonly runDir: string;
   private readonly passFile: string;
-  private running = false;
 
-  private constructor(
-    private readonly options: RepmgrClusterOptions,
-    ports: number[],
-  ) {
-    if (!Number.isInteger(options.nodes) || options.nodes < 1) {
-      throw new Error(`RepmgrCluster 'nodes' must be an integer >= 1, got ${options.nodes}`);
-    }
+  private constructor(private readonly options: RepmgrClusterOptions) {
     this.runDir = join(options.baseDir, 'run');
     this.passFile = join(options.baseDir, 'pgpass');
-    this.nodes = ports.map((port, index) => ({ index, name: `node${index}`, port, dataDir: join(options.baseDir, `pg${index}`) }));
   }
 
-  /** Prepares the cluster description (allocating ports); nothing runs until {@link start}. */
   static async create(options: RepmgrClusterOptions): Promise<RepmgrCluster> {
-    const ports: number[] = [];
-    for (let index = 0; index < options.nodes; index++) ports.push(await freePort());
     await ensurePostgresDir(options.baseDir);
-    return new RepmgrCluster(options, ports);
+    return new RepmgrCluster(options);
   }
 
-  get primary(): RepmgrNode {
-    return this.nodes[0]!;
+  /** Nodes started at least once, by index. */
+  get nodes(): RepmgrNode[] {
+    return [...this.servers.entries()].sort(([a], [b]) => a - b).map(([index, server]) => this.describe(index, server));
   }
 
-  get isRunning(): boolean {
-    return this.running;
+  node(index: number): RepmgrNode | undefined {
+    const server = this.servers.get(index);
+    return server ? this.describe(index, server) : undefined;
   }
 
-  /**
-   * Starts every node, initialising the cluster on the first start. `onNodeReady` fires as each
-   * node accepts connections (the primary first), so pods can report Ready one by one.
-   */
-  async start(onNodeReady: (node: RepmgrNode) => void = () => {}): Promise<void> {
-    await ensurePostgresDir(this.runDir);
-    await writePostgresFile(
-      this.passFile,
-      // repmgr connects to its database and to `replication`; pg_basebackup uses the latter.
-      [`127.0.0.1:*:*:${this.options.repmgr.user}:${escapePass(this.options.repmgr.password)}`].join('\n') + '\n',
-    );
-    const primary = this.primary;
-    if (!existsSync(join(primary.dataDir, 'PG_VERSION'))) await this.initialisePrimary();
-    else await this.pgCtlStart(primary);
-    this.running = true;
-    onNodeReady(primary);
-    for (const node of this.nodes.slice(1)) {
-      if (!existsSync(join(node.dataDir, 'PG_VERSION'))) await this.cloneStandby(node);
-      else await this.pgCtlStart(node);
-      onNodeReady(node);
-    }
+  isRunning(index: number): boolean {
+    return this.servers.get(index)?.isRunning() ?? false;
   }
 
-  /** Stops every node (standbys first), keeping the data directories. */
+  /** Starts nodes 0..count-1 in order (primary first), calling `onNodeReady` as each comes up. */
+  async start(count: number, onNodeReady: (node: RepmgrNode) => void = () => {}): Promise<void> {
+    for (let index = 0; index < count; index++) onNodeReady(await this.startNode(index));
+  }
+
+  /** Stops every node, standbys first, keeping the data. */
   async stop(): Promise<void> {
-    for (const node of [...this.nodes].reverse()) {
-      if (existsSync(join(node.dataDir, 'postmaster.pid'))) {
-        await runAsPostgres(join(PG_BIN, 'pg_ctl'), ['-D', node.dataDir, '-m', 'fast', '-w', 'stop']).catch(() => undefined);
-      }
+    for (const index of [...this.servers.keys()].sort((a, b) => b - a)) await this.stopNode(index);
+  }
+
+  /** Starts one node: initialises the primary or clones a standby on the first start. */
+  async startNode(index: number): Promise<RepmgrNode> {
+    const server = await this.server(index);
+    await writePostgresFile(this.passFile, `127.0.0.1:*:*:${this.options.repmgr.user}:${escapePass(this.options.repmgr.password)}\n`);
+    await ensurePostgresDir(this.runDir);
+    if (server.isInitialised()) {
+      await server.start();
+      return this.describe(index, server);
     }
-    this.running = false;
+    if (index === 0) {
+      await this.initialisePrimary(server);
+    } else {
+      // A standby is cloned from a running primary, as the image's entrypoint waits for one.
+      await waitFor(`the primary (node 0) before cloning node ${index}`, async () => this.isRunning(0), 120_000, 200);
+      await this.cloneStandby(index, server);
+    }
+    return this.describe(index, server);
+  }
+
+  async stopNode(index: number): Promise<void> {
+    await this.servers.get(index)?.stop();
   }
 
   /** Connects as the superuser to one node (for checks: standby contents, recovery state). */
-  async withNode<T>(node: RepmgrNode, database: string, work: (client: pg.Client) => Promise<T>): Promise<T> {
-    const client = new pg.Client({ host: '127.0.0.1', port: node.port, user: 'postgres', password: this.options.superuserPassword, database });
+  async withNode<T>(index: number, database: string, work: (client: pg.Client) => Promise<T>): Promise<T> {
+    const server = this.servers.get(index);
+    if (!server) throw new Error(`repmgr node ${index} was never started`);
+    const client = new pg.Client({ host: '127.0.0.1', port: server.port, user: 'postgres', password: this.options.superuserPassword, database });
     await client.connect();
     try {
       return await work(client);
@@ -119,114 +116,91 @@ export class RepmgrCluster {
     }
   }
 
-  /** repmgr's own view (`cluster show --csv`): node id, upstream, status per node. */
+  /** repmgr's own view of the cluster. */
   async clusterShow(): Promise<string> {
-    return runAsPostgres(join(PG_BIN, 'repmgr'), ['-f', this.repmgrConf(this.primary), 'cluster', 'show'], { env: this.env() });
+    return runAsPostgres(join(PG_BIN, 'repmgr'), ['-f', this.repmgrConf(0), 'cluster', 'show'], { env: this.env() });
   }
 
-  private async initialisePrimary(): Promise<void> {
-    const node = this.primary;
+  private async server(index: number): Promise<PostgresNode> {
+    let server = this.servers.get(index);
+    if (!server) {
+      server = new PostgresNode({
+        dataDir: this.options.dataDirOf?.(index) ?? join(this.options.baseDir, `pg${index}`),
+        port: await freePort(),
+        socketDir: this.runDir,
+        settings: [
+          'wal_level = replica',
+          'max_wal_senders = 10',
+          'max_replication_slots = 10',
+          'wal_keep_size = 128MB',
+          'hot_standby = on',
+          'wal_log_hints = on',
+          `shared_preload_libraries = 'repmgr'`,
+        ],
+      });
+      this.servers.set(index, server);
+    }
+    return server;
+  }
+
+  private describe(index: number, server: PostgresNode): RepmgrNode {
+    return { index, name: `node${index}`, port: server.port, dataDir: server.dataDir };
+  }
+
+  private async initialisePrimary(server: PostgresNode): Promise<void> {
     const { application, repmgr, superuserPassword } = this.options;
-    await runAsPostgres(join(PG_BIN, 'initdb'), ['-D', node.dataDir, '-U', 'postgres', '-A', 'trust', '--no-sync', '-E', 'UTF8', '--locale=C']);
-    await writePostgresFile(
-      join(node.dataDir, 'postgresql.auto.conf'),
-      [
-        // Deliberately no `port`: clones would copy it (recipe pitfall 1).
-        `listen_addresses = '127.0.0.1'`,
-        `unix_socket_directories = '${this.runDir}'`,
-        'wal_level = replica',
-        'max_wal_senders = 10',
-        'max_replication_slots = 10',
-        'wal_keep_size = 128MB',
-        'hot_standby = on',
-        'wal_log_hints = on',
-        `shared_preload_libraries = 'repmgr'`,
-        'max_connections = 60',
-        'fsync = off',
-        `password_encryption = 'scram-sha-256'`,
-        '',
-      ].join('\n'),
-    );
-    // Local socket trust is for this harness's own setup; every TCP client (runner, Pgpool,
-    // Keycloak stand-in, repmgr) must present a SCRAM password as in the real image.
-    await writePostgresFile(
-      join(node.dataDir, 'pg_hba.conf'),
-      ['local all all trust', 'host all all 127.0.0.1/32 scram-sha-256', 'host replication all 127.0.0.1/32 scram-sha-256', ''].join('\n'),
-    );
-    await this.pgCtlStart(node);
-    const sql = [
+    await server.initialise();
+    await server.start();
+    await server.superuserSql([
       `ALTER USER postgres PASSWORD ${literal(superuserPassword)}`,
       `CREATE USER ${ident(repmgr.user)} SUPERUSER REPLICATION PASSWORD ${literal(repmgr.password)}`,
       `CREATE DATABASE ${ident(repmgr.database)} OWNER ${ident(repmgr.user)}`,
       ...(application.user === 'postgres' ? [] : [`CREATE USER ${ident(application.user)} PASSWORD ${literal(application.password)}`]),
       `CREATE DATABASE ${ident(application.database)} OWNER ${ident(application.user)}`,
-    ];
-    for (const statement of sql) {
-      await runAsPostgres(join(PG_BIN, 'psql'), ['-X', '-q', '-v', 'ON_ERROR_STOP=1', '-h', this.runDir, '-p', String(node.port), '-U', 'postgres', '-d', 'postgres', '-c', statement]);
-    }
-    await this.writeRepmgrConf(node);
-    await runAsPostgres(join(PG_BIN, 'repmgr'), ['-f', this.repmgrConf(node), 'primary', 'register'], { env: this.env() });
+    ]);
+    await this.writeRepmgrConf(0, server);
+    await runAsPostgres(join(PG_BIN, 'repmgr'), ['-f', this.repmgrConf(0), 'primary', 'register'], { env: this.env() });
   }
 
-  private async cloneStandby(node: RepmgrNode): Promise<void> {
-    await this.writeRepmgrConf(node);
-    const primary = this.primary;
+  private async cloneStandby(index: number, server: PostgresNode): Promise<void> {
+    const primary = this.servers.get(0)!;
+    await this.writeRepmgrConf(index, server);
     await runAsPostgres(
       join(PG_BIN, 'repmgr'),
-      ['-h', '127.0.0.1', '-p', String(primary.port), '-U', this.options.repmgr.user, '-d', this.options.repmgr.database, '-f', this.repmgrConf(node), 'standby', 'clone', '--fast-checkpoint'],
+      ['-h', '127.0.0.1', '-p', String(primary.port), '-U', this.options.repmgr.user, '-d', this.options.repmgr.database, '-f', this.repmgrConf(index), 'standby', 'clone', '--fast-checkpoint'],
       { env: this.env() },
     );
-    await this.pgCtlStart(node);
-    await runAsPostgres(join(PG_BIN, 'repmgr'), ['-f', this.repmgrConf(node), 'standby', 'register'], { env: this.env() });
+    await server.start();
+    await runAsPostgres(join(PG_BIN, 'repmgr'), ['-f', this.repmgrConf(index), 'standby', 'register'], { env: this.env() });
   }
 
-  private async writeRepmgrConf(node: RepmgrNode): Promise<void> {
+  private async writeRepmgrConf(index: number, server: PostgresNode): Promise<void> {
     const { repmgr } = this.options;
     await writePostgresFile(
-      this.repmgrConf(node),
+      this.repmgrConf(index),
       [
-        `node_id=${node.index + 1}`,
-        `node_name='${node.name}'`,
-        `conninfo='host=127.0.0.1 port=${node.port} user=${repmgr.user} dbname=${repmgr.database} connect_timeout=2'`,
-        `data_directory='${node.dataDir}'`,
+        `node_id=${index + 1}`,
+        `node_name='node${index}'`,
+        `conninfo='host=127.0.0.1 port=${server.port} user=${repmgr.user} dbname=${repmgr.database} connect_timeout=2'`,
+        `data_directory='${server.dataDir}'`,
         `pg_bindir='${PG_BIN}'`,
         'use_replication_slots=yes',
         `passfile='${this.passFile}'`,
-        `pg_ctl_options='-l ${node.dataDir}.log -o "-p ${node.port}"'`,
+        `pg_ctl_options='-l ${server.logFile} -o "-p ${server.port}"'`,
         '',
       ].join('\n'),
     );
   }
 
-  private repmgrConf(node: RepmgrNode): string {
-    return join(this.options.baseDir, `repmgr-${node.name}.conf`);
+  private repmgrConf(index: number): string {
+    return join(this.options.baseDir, `repmgr-node${index}.conf`);
   }
 
   private env(): Record<string, string> {
     return { PGPASSFILE: this.passFile };
   }
-
-  private async pgCtlStart(node: RepmgrNode): Promise<void> {
-    await runAsPostgres(join(PG_BIN, 'pg_ctl'), ['-D', node.dataDir, '-l', `${node.dataDir}.log`, '-o', `-p ${node.port}`, '-w', '-t', '60', 'start']);
-    await waitFor(
-      `${node.name} to accept connections on port ${node.port}`,
-      async () => {
-        await runAsPostgres(join(PG_BIN, 'pg_isready'), ['-h', '127.0.0.1', '-p', String(node.port)]);
-        return true;
-      },
-      30_000,
-    );
-  }
 }
 
 function escapePass(value: string): string {
   return value.replace(/\\/g, '\\\\').replace(/:/g, '\\:');
-}
-
-export function ident(name: string): string {
-  return `"${name.replace(/"/g, '""')}"`;
-}
-
-export function literal(value: string): string {
-  return `'${value.replace(/'/g, "''")}'`;
 }
