@@ -22,6 +22,23 @@ import { PostgresHa } from './postgres-ha.js';
 import { type LegacyDatabase, PostgresStandalone, bitnamiFullname } from './postgres-standalone.js';
 import { type KubeObjectName, assertNoNameCollisions } from './validation.js';
 
+// The configuration types are part of this construct's props; lib/index.ts exports this module.
+export {
+  DEFAULT_RUNNER_IMAGE,
+  LIFECYCLE_SHAPES,
+  resolvePlatformConfig,
+  type LifecycleShape,
+  type PlatformConfig,
+  type PlatformDatabaseConfig,
+  type PlatformHelmChartConfig,
+  type PlatformImages,
+  type PlatformKeycloakConfig,
+  type PlatformLegacyDatabaseConfig,
+  type PlatformMigrationConfig,
+  type PlatformSyncWaves,
+  type ResolvedPlatformConfig,
+} from './platform-config.js';
+
 /** Props of {@link KeycloakPlatform}: the platform configuration plus the GitOps tool. */
 export interface KeycloakPlatformProps extends PlatformConfig {
   /** `helm` for helm.sh/hook annotations, `argocd` for Argo CD hooks and sync waves. */
