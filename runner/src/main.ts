@@ -1,0 +1,78 @@
+/**
+ * Entry point of the runner (`node runner.mjs <command>`, `npm run runner -- <command>`).
+ *
+ * The one place where an error becomes an exit: a RunnerError prints one line — what failed and
+ * what to do — and exits with its code (the Jobs' podFailurePolicy reads it); anything else is an
+ * unexpected error (exit 1, retried), its stack only at debug level. SIGTERM/SIGINT end the
+ * running pg tools first, so a stopped runner leaves nothing writing behind it.
+ */
+import { ExitCode } from '../../lib/contract.js';
+import { runCli } from './cli.js';
+import { commands } from './commands/index.js';
+import { isRunnerError } from './errors.js';
+import { createLogger, redact, type Logger } from './log.js';
+import { findPgTools, terminateActiveTools, toolVersion } from './pg/tools.js';
+
+/** Printed by `--version`; replaced by the bundler with package.json's version. */
+declare const RUNNER_VERSION: string | undefined;
+
+function runnerVersion(): string {
+  return typeof RUNNER_VERSION === 'string' ? RUNNER_VERSION : 'development';
+}
+
+/**
+ * `--version`: the runner's version and what it would work with. Loading client-node here also
+ * proves, in the bundle test, that the Kubernetes client is bundled and loads without node_modules.
+ */
+async function printVersion(): Promise<void> {
+  const lines = [`keycloak-pg-migration-runner ${runnerVersion()}`, `node ${process.version}`];
+  const kube = await import('@kubernetes/client-node');
+  lines.push(`@kubernetes/client-node: ${typeof kube.KubeConfig === 'function' ? 'loaded' : 'missing'}`);
+  try {
+    const tools = await findPgTools();
+    lines.push(`pg_dump ${(await toolVersion(tools.pgDump)).version} (${tools.pgDump})`);
+    lines.push(`pg_restore ${(await toolVersion(tools.pgRestore)).version} (${tools.pgRestore})`);
+  } catch (error) {
+    lines.push(`PostgreSQL client tools: ${isRunnerError(error) ? error.oneLine() : String(error)}`);
+  }
+  process.stdout.write(`${lines.join('\n')}\n`);
+}
+
+function reportFailure(error: unknown, log: Logger): number {
+  if (isRunnerError(error)) {
+    if (error.cause) log.debug('cause', { cause: redact(String((error.cause as Error)?.stack ?? error.cause)) });
+    log.error(error.oneLine(), { exitCode: error.exitCode });
+    return error.exitCode;
+  }
+  const message = error instanceof Error ? error.message : String(error);
+  log.debug('stack', { stack: redact(error instanceof Error ? (error.stack ?? '') : '') });
+  log.error(`unexpected error: ${message}: this is a bug or an unclassified failure; the Job will retry (MIGRATION_LOG_LEVEL=debug shows the stack)`, {
+    exitCode: ExitCode.unexpected,
+  });
+  return ExitCode.unexpected;
+}
+
+export async function main(argv: readonly string[]): Promise<number> {
+  const log = createLogger();
+  const controller = new AbortController();
+  const onSignal = (signal: NodeJS.Signals) => {
+    log.warn(`received ${signal}: stopping`);
+    controller.abort();
+    terminateActiveTools('SIGTERM');
+    // 128 + signal number, as shells report it; the Job retries.
+    process.exit(signal === 'SIGINT' ? 130 : 143);
+  };
+  process.once('SIGTERM', onSignal);
+  process.once('SIGINT', onSignal);
+  try {
+    if (argv[0] === '--version' || argv[0] === 'version') {
+      await printVersion();
+      return 0;
+    }
+    return await runCli(argv, { commands, log, signal: controller.signal });
+  } catch (error) {
+    return reportFailure(error, log);
+  }
+}
+
+process.exitCode = await main(process.argv.slice(2));
