@@ -100,7 +100,7 @@ export async function ensureSecrets(
             body: { metadata: { name: spec.name, labels: { ...options.labels } }, type: 'Opaque', data: encoded(spec.keys) },
           }),
         );
-        kube.log.info('created Secret with generated passwords', { secret: spec.name, keys: [...spec.keys] });
+        kube.log.info('created Secret with generated passwords', { object: `Secret/${spec.name}`, keys: [...spec.keys] });
         results.push({ name: spec.name, created: true, generatedKeys: [...spec.keys] });
         continue;
       } catch (error) {
@@ -133,7 +133,7 @@ export async function ensureSecrets(
         mergePatchOptions(),
       ),
     );
-    kube.log.info('added generated keys to a runner-created Secret', { secret: spec.name, keys: missing });
+    kube.log.info('added generated keys to a runner-created Secret', { object: `Secret/${spec.name}`, keys: missing });
     results.push({ name: spec.name, created: false, generatedKeys: missing });
   }
   return results;
