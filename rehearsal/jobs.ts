@@ -5,15 +5,9 @@
  * Per Job (as batch/v1 does it):
  * - Its ServiceAccount must exist before a pod can be created; the pod waits (Pending) for its
  *   Secrets/ConfigMaps (CreateContainerConfigError) and for its PVCs to be Bound.
- * - The token: when `automountServiceAccountToken` (pod, else ServiceAccount, else true) is on,
- *   `KUBECONFIG` points at a file with a token of `system:serviceaccount:<ns>:<sa>`, so the fake
- *   API enforces exactly the Role/ClusterRole bindings that exist (403 on anything missing).
- *   Without it the runner gets no credentials at all, as in a cluster.
- * - Volume mounts map to directories: `emptyDir` → a fresh directory per pod, a PVC → its
- *   volume's directory (see volumes.ts: the backup PVC persists across Jobs), `configMap` /
- *   `secret` volumes → files. Env values and args that start with a mount path are rewritten to
- *   the directory (`MIGRATION_BACKUP_DIR=/backup` → `<volume dir>`), `TMPDIR` is set when `/tmp`
- *   is a mount, and `HOME` is a per-pod directory. Service hosts map per pod-env.ts.
+ * - The container runs as container-runtime.ts prepares it: volumes as directories (the backup
+ *   PVC persists across Jobs), env with Service hosts mapped, mount paths rewritten, the pod's
+ *   runAsUser, and a ServiceAccount token whose RBAC the fake API enforces (403 when missing).
  * - `activeDeadlineSeconds` kills the running pod (SIGTERM, SIGKILL after the grace period) and
  *   fails the Job with DeadlineExceeded; a failed pod is retried after a back-off until
  *   `backoffLimit` failures (BackoffLimitExceeded), unless a `podFailurePolicy` rule matches its
@@ -23,21 +17,20 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { closeSync, mkdirSync, openSync, readFileSync, writeFileSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync, readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 import type { FakeKubeApiServer, KubeObject as StoredObject } from '../test/support/fake-kube/index.js';
 
-import { expand, mapServiceHosts, PodConfigError, resolveContainerEnv, type Container } from './pod-env.js';
+import { prepareContainer, type PodSpec, type PreparedContainer } from './container-runtime.js';
+import { PodConfigError } from './pod-env.js';
 import type { ServiceProxies } from './service-proxy.js';
 import type { Volumes } from './volumes.js';
 
 const REPOSITORY_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 /** The runner bundle the Jobs execute (built by `npm run build:runner`). */
 export const RUNNER_BUNDLE = join(REPOSITORY_ROOT, 'runner', 'dist', 'runner.mjs');
-/** Client tools first, as in the runner image (pg_dump/pg_restore of major 15 on this machine). */
-const TOOL_PATH = '/usr/lib/postgresql/15/bin:/usr/local/bin:/usr/bin:/bin';
 
 export interface PodFailurePolicyRule {
   action: 'FailJob' | 'Ignore' | 'Count' | 'FailIndex';
@@ -282,11 +275,11 @@ export class JobController {
     mkdirSync(join(podDir, 'home'), { recursive: true });
 
     // Wait for what the kubelet needs: bound PVCs and every referenced Secret/ConfigMap key.
-    let prepared: { env: Record<string, string>; args: string[] } | undefined;
+    let prepared: PreparedContainer | undefined;
     let lastReason = '';
     while (this.stillCurrent(name, state) && !prepared) {
       try {
-        prepared = await this.preparePod(pod as StoredObject, podSpec, container, podDir, serviceAccountName);
+        prepared = await prepareContainer(this.options, pod as StoredObject, podSpec, container, podDir);
       } catch (error) {
         if (!(error instanceof PodConfigError)) throw error;
         if (error.message !== lastReason) {
@@ -305,6 +298,8 @@ export class JobController {
     const child = spawn(process.execPath, [this.options.runnerBundle ?? RUNNER_BUNDLE, ...prepared.args], {
       env: prepared.env,
       cwd: podDir,
+      uid: prepared.uid,
+      gid: prepared.gid,
       stdio: ['ignore', logFd, logFd],
     });
     closeSync(logFd);
@@ -331,102 +326,6 @@ export class JobController {
     }
     return { exitCode: containerExit, containerName: container.name, podName };
   }
-
-  private async preparePod(
-    pod: StoredObject,
-    podSpec: PodSpec,
-    container: Container,
-    podDir: string,
-    serviceAccountName: string,
-  ): Promise<{ env: Record<string, string>; args: string[] }> {
-    const { server, namespace } = this.options;
-    const mountDirs = new Map<string, string>();
-    for (const mount of container.volumeMounts ?? []) {
-      const volume = (podSpec.volumes ?? []).find((v) => v.name === mount.name);
-      if (!volume) throw new Error(`pod ${pod.metadata.name}: volumeMount ${mount.name} names no volume`);
-      let directory: string;
-      if (volume.emptyDir) {
-        directory = join(podDir, 'volumes', volume.name);
-        mkdirSync(directory, { recursive: true });
-      } else if (volume.persistentVolumeClaim) {
-        const claimDir = this.options.volumes.directoryOfClaim(volume.persistentVolumeClaim.claimName);
-        if (!claimDir) {
-          throw new PodConfigError(`persistentvolumeclaim "${volume.persistentVolumeClaim.claimName}" not found or not bound`);
-        }
-        directory = claimDir;
-      } else if (volume.configMap || volume.secret) {
-        directory = join(podDir, 'volumes', volume.name);
-        mkdirSync(directory, { recursive: true });
-        const kind = volume.configMap ? 'ConfigMap' : 'Secret';
-        const sourceName = volume.configMap?.name ?? volume.secret!.secretName;
-        const object = server.get({ apiVersion: 'v1', kind, name: sourceName, namespace });
-        const optional = volume.configMap?.optional ?? volume.secret?.optional ?? false;
-        if (!object && !optional) throw new PodConfigError(`${kind.toLowerCase()} "${sourceName}" not found (volume ${volume.name})`);
-        for (const [key, value] of Object.entries((object?.data ?? {}) as Record<string, string>)) {
-          writeFileSync(join(directory, key), kind === 'Secret' ? Buffer.from(value, 'base64') : value);
-        }
-      } else {
-        throw new Error(`pod ${pod.metadata.name}: volume ${volume.name} has a type the rehearsal does not model: ${JSON.stringify(volume)}`);
-      }
-      mountDirs.set(mount.mountPath, directory);
-    }
-
-    const resolved = resolveContainerEnv(server, pod, container);
-    await mapServiceHosts(resolved, this.options.proxies);
-    const mapPath = (value: string): string => {
-      for (const [mountPath, directory] of mountDirs) {
-        if (value === mountPath) return directory;
-        if (value.startsWith(`${mountPath}/`)) return directory + value.slice(mountPath.length);
-      }
-      return value;
-    };
-    const env: Record<string, string> = Object.fromEntries(Object.entries(resolved).map(([key, value]) => [key, mapPath(value)]));
-    env.PATH = TOOL_PATH;
-    env.HOME = join(podDir, 'home');
-    env.HOSTNAME = pod.metadata.name;
-    if (mountDirs.has('/tmp')) env.TMPDIR = mountDirs.get('/tmp')!;
-
-    const serviceAccount = server.get({ apiVersion: 'v1', kind: 'ServiceAccount', name: serviceAccountName, namespace });
-    const automount =
-      podSpec.automountServiceAccountToken ?? (serviceAccount?.automountServiceAccountToken as boolean | undefined) ?? true;
-    if (automount) {
-      const token = server.tokenForServiceAccount(namespace, serviceAccountName);
-      env.KUBECONFIG = server.writeKubeconfig(join(podDir, 'kubeconfig'), token, namespace);
-    }
-
-    const args = podArgs(container, resolved).map(mapPath);
-    return { env, args };
-  }
-}
-
-interface PodSpec {
-  serviceAccountName?: string;
-  automountServiceAccountToken?: boolean;
-  containers: Container[];
-  volumes?: {
-    name: string;
-    emptyDir?: object;
-    persistentVolumeClaim?: { claimName: string };
-    configMap?: { name: string; optional?: boolean };
-    secret?: { secretName: string; optional?: boolean };
-  }[];
-}
-
-/**
- * The runner's argv from the container: without `command` the image's entrypoint (the bundle)
- * gets `args`; a `command` must itself run the bundle with node (anything else cannot be
- * rehearsed, and says so).
- */
-export function podArgs(container: Container, env: Record<string, string>): string[] {
-  const args = (container.args ?? []).map((arg) => expand(arg, env));
-  if (!container.command || container.command.length === 0) return args;
-  const command = container.command.map((part) => expand(part, env));
-  const [program, script, ...rest] = command;
-  if (program && /(^|\/)node$/.test(program) && script && /runner\.mjs$/.test(script)) return [...rest, ...args];
-  throw new Error(
-    `container ${container.name} overrides the image command with ${JSON.stringify(container.command)}: the rehearsal can only run the runner bundle ` +
-      `(no command, or ["node", "<path>/runner.mjs", ...])`,
-  );
 }
 
 /** The first podFailurePolicy rule matching the exit code, with its index. */

@@ -23,6 +23,8 @@ export interface PgpoolOptions {
   readonly checkUser: PostgresAccount & { readonly database: string };
   /** Admin for pcp (PGPOOL_ADMIN_USERNAME / PASSWORD). */
   readonly admin: PostgresAccount;
+  /** PGPOOL_ENABLE_LOAD_BALANCING=yes. @default false (what Keycloak needs) */
+  readonly loadBalancing?: boolean;
 }
 
 export class Pgpool {
@@ -75,7 +77,7 @@ export class Pgpool {
         `pool_passwd = '${join(dir, 'pool_passwd')}'`,
         'num_init_children = 16',
         'max_pool = 2',
-        'load_balance_mode = off',
+        `load_balance_mode = ${this.options.loadBalancing ? 'on' : 'off'}`,
         'sr_check_period = 2',
         `sr_check_user = '${checkUser.user}'`,
         `sr_check_password = '${checkUser.password.replace(/'/g, "''")}'`,

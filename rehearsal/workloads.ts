@@ -1,0 +1,472 @@
+/**
+ * Real processes behind the workloads applied to the fake API. H4's workload controller keeps one
+ * Pod per desired replica; this module starts and stops what each Pod stands for and reports it
+ * Ready only once the process really serves:
+ *
+ * | workload (recognised by its container's environment)        | process                                   |
+ * |--------------------------------------------------------------|-------------------------------------------|
+ * | StatefulSet with POSTGRES_USER and PGDATA, no REPMGR_*        | PostgreSQL (legacy Bitnami `postgresql`)  |
+ * | StatefulSet with REPMGR_USERNAME                              | repmgr node: ordinal 0 primary, others standbys |
+ * | Deployment with PGPOOL_BACKEND_NODES                          | Pgpool-II over those backends             |
+ * | StatefulSet with KC_DB                                        | init containers via the runner bundle (the database gate), then keycloak-standin.mjs |
+ *
+ * Data directories are `PGDATA` mapped into the pod's `data` volume (its PVC from the
+ * volumeClaimTemplate, see volumes.ts), so they survive scale to 0 and back. The PostgreSQL
+ * major follows the image tag (15 from Debian; 11, 13, 17 from the embedded npm packages).
+ * Credentials come from the resolved environment (the Secrets in the fake API): a Secret that
+ * does not exist yet keeps the pod waiting, as CreateContainerConfigError does.
+ *
+ * Readiness: a pod's `Ready` condition turns True when its process serves, and the owner's
+ * `readyReplicas`/`availableReplicas` count only such pods (H4's controller counts every pod; we
+ * correct it right after each of its status writes, before any API request can observe it).
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { chownSync, closeSync, mkdirSync, openSync, writeSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+
+import { startWorkloadController, type FakeKubeApiServer, type KubeObject as StoredObject, type WorkloadController } from '../test/support/fake-kube/index.js';
+import { postgresBinDir, type PostgresMajor } from '../test/support/postgres.js';
+
+import { prepareContainer, type PodSpec } from './container-runtime.js';
+import { RUNNER_BUNDLE } from './jobs.js';
+import { Pgpool } from './pgpool.js';
+import { PodConfigError, resolveContainerEnv, type Container } from './pod-env.js';
+import { ident, literal, PostgresNode } from './postgres-node.js';
+import { ensurePostgresDir, freePort, postgresUser } from './postgres-processes.js';
+import { RepmgrCluster } from './repmgr-cluster.js';
+import type { PodEndpoints, ServiceProxies } from './service-proxy.js';
+import type { Volumes } from './volumes.js';
+
+const STANDIN = join(dirname(fileURLToPath(import.meta.url)), 'keycloak-standin.mjs');
+const REPOSITORY_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
+
+/** A Keycloak stand-in's first write, as it reported it. */
+export interface KeycloakWrite {
+  readonly pod: string;
+  /** When the stand-in began writing (ms since epoch). */
+  readonly at: number;
+  /** The database host from the manifest (before mapping). */
+  readonly host: string;
+  /** Whether it found an empty database and created Keycloak's tables. */
+  readonly createdSchema: boolean;
+}
+
+/** One run of a Keycloak init container (the database gate). */
+export interface InitContainerRun {
+  readonly pod: string;
+  readonly container: string;
+  readonly args: readonly string[];
+  readonly startedAt: number;
+  endedAt?: number;
+  exitCode?: number | null;
+  readonly logFile: string;
+}
+
+export interface WorkloadBackingOptions {
+  readonly server: FakeKubeApiServer;
+  readonly namespace: string;
+  readonly root: string;
+  readonly volumes: Volumes;
+  readonly proxies: ServiceProxies;
+  readonly endpoints: PodEndpoints;
+  /**
+   * Called once when a legacy database is initialised, before its pod turns Ready: the data
+   * that was in the production volume (e.g. H3's createKeycloakData through the app user).
+   */
+  readonly seedLegacy?: (connection: { host: string; port: number; database: string; user: string; password: string; superuserPassword: string }) => Promise<void>;
+  /** Base of restart back-offs for crashing containers (the kubelet's is 10 s). @default 500 */
+  readonly restartBackoffMs?: number;
+}
+
+type Backing =
+  | { kind: 'legacy'; node: PostgresNode }
+  | { kind: 'repmgr'; cluster: RepmgrCluster; ordinal: number }
+  | { kind: 'pgpool'; pool?: Pgpool }
+  | { kind: 'keycloak'; process?: ChildProcess };
+
+interface PodRuntime {
+  readonly pod: string;
+  backing?: Backing;
+  stopping: boolean;
+  /** Resolves when the start routine finished (or gave up because the pod is stopping). */
+  started?: Promise<void>;
+}
+
+export class WorkloadBacking {
+  private readonly controller: WorkloadController;
+  private readonly pods = new Map<string, PodRuntime>();
+  private readonly clusters = new Map<string, Promise<RepmgrCluster>>();
+  private readonly legacyPorts = new Map<string, number>();
+  private readonly unsubscribe: () => void;
+  /** First writes of every Keycloak stand-in, in order. */
+  readonly keycloakWrites: KeycloakWrite[] = [];
+  readonly initContainerRuns: InitContainerRun[] = [];
+  /** Errors of start routines (a backing that could not start is a rehearsal failure). */
+  readonly errors: Error[] = [];
+
+  constructor(private readonly options: WorkloadBackingOptions) {
+    const { server } = options;
+    this.controller = startWorkloadController(server, {
+      onPodStarted: (pod, workload) => this.podStarted(pod, workload),
+      onPodStopping: (pod) => this.stopPod(pod.metadata.name),
+    });
+    this.unsubscribe = server.onChange((event, object, info) => {
+      if (object.metadata.namespace !== options.namespace) return;
+      if (event === 'DELETED' && object.kind === 'Pod') void this.stopPod(object.metadata.name);
+      // Correct H4's controller's count of ready replicas once it has written it.
+      if ((object.kind === 'StatefulSet' || object.kind === 'Deployment') && event === 'MODIFIED' && info.subresource === 'status') {
+        queueMicrotask(() => this.recomputeStatus(object.kind as string, object.metadata.name));
+      }
+    });
+  }
+
+  /** The repmgr cluster behind a StatefulSet (for checks on primary and standbys). */
+  async repmgrCluster(statefulSetName: string): Promise<RepmgrCluster | undefined> {
+    return this.clusters.get(statefulSetName);
+  }
+
+  /** The legacy server's local port (for checks), while its pod runs. */
+  legacyPort(podName: string): number | undefined {
+    return this.options.endpoints.get(podName);
+  }
+
+  /** Waits until every pod start routine has finished. */
+  async settled(): Promise<void> {
+    await this.controller.settled();
+    await Promise.allSettled([...this.pods.values()].map((runtime) => runtime.started));
+  }
+
+  async close(): Promise<void> {
+    this.controller.stop();
+    this.unsubscribe();
+    await Promise.allSettled([...this.pods.keys()].map((pod) => this.stopPod(pod)));
+    for (const cluster of this.clusters.values()) await (await cluster).stop().catch(() => undefined);
+  }
+
+  private podRef(name: string) {
+    return { apiVersion: 'v1', kind: 'Pod', name, namespace: this.options.namespace };
+  }
+
+  private setPodReady(name: string, ready: boolean, reason?: string): void {
+    const pod = this.options.server.get(this.podRef(name));
+    if (!pod) return;
+    this.options.server.setStatus(this.podRef(name), {
+      phase: 'Running',
+      conditions: [
+        { type: 'Initialized', status: 'True' },
+        { type: 'ContainersReady', status: ready ? 'True' : 'False' },
+        { type: 'Ready', status: ready ? 'True' : 'False', ...(reason ? { reason } : {}) },
+      ],
+    });
+    const owner = (pod.metadata.ownerReferences ?? []).find((reference) => reference.kind === 'StatefulSet' || reference.kind === 'Deployment');
+    if (owner) this.recomputeStatus(owner.kind, owner.name);
+  }
+
+  private recomputeStatus(kind: string, name: string): void {
+    const { server, namespace } = this.options;
+    const workload = server.get({ apiVersion: 'apps/v1', kind, name, namespace });
+    if (!workload) return;
+    const pods = server
+      .list('v1', 'Pod', namespace)
+      .filter((pod) => (pod.metadata.ownerReferences ?? []).some((reference) => reference.uid === workload.metadata.uid));
+    const ready = pods.filter((pod) =>
+      (((pod.status as { conditions?: { type: string; status: string }[] } | undefined)?.conditions ?? []).some((c) => c.type === 'Ready' && c.status === 'True')),
+    ).length;
+    const status = (workload.status ?? {}) as { readyReplicas?: number; availableReplicas?: number; replicas?: number };
+    if (status.readyReplicas === ready && status.availableReplicas === ready && status.replicas === pods.length) return;
+    server.setStatus({ apiVersion: 'apps/v1', kind, name, namespace }, { replicas: pods.length, readyReplicas: ready, availableReplicas: ready });
+  }
+
+  private podStarted(pod: StoredObject, workload: StoredObject): void {
+    // Not Ready until the process serves (H4's controller creates pods Ready).
+    const runtime: PodRuntime = { pod: pod.metadata.name, stopping: false };
+    this.pods.set(pod.metadata.name, runtime);
+    this.setPodReady(pod.metadata.name, false, 'ContainersNotReady');
+    runtime.started = this.startBacking(runtime, pod, workload).catch((error: unknown) => {
+      if (runtime.stopping) return;
+      const wrapped = new Error(`pod ${pod.metadata.name} of ${workload.kind} ${workload.metadata.name} could not start: ${(error as Error).message}`, { cause: error });
+      this.errors.push(wrapped);
+      this.setPodReady(pod.metadata.name, false, 'StartError');
+    });
+  }
+
+  private async startBacking(runtime: PodRuntime, pod: StoredObject, workload: StoredObject): Promise<void> {
+    const spec = pod.spec as PodSpec;
+    const container = spec.containers[0]!;
+    const envNames = new Set((container.env ?? []).map((variable) => variable.name));
+    if (workload.kind === 'StatefulSet' && envNames.has('REPMGR_USERNAME')) return this.startRepmgrNode(runtime, pod, workload, container);
+    if (workload.kind === 'StatefulSet' && envNames.has('POSTGRES_USER') && envNames.has('PGDATA')) return this.startLegacy(runtime, pod, workload, container);
+    if (workload.kind === 'Deployment' && envNames.has('PGPOOL_BACKEND_NODES')) return this.startPgpool(runtime, pod, container);
+    if (workload.kind === 'StatefulSet' && envNames.has('KC_DB')) return this.startKeycloak(runtime, pod);
+    throw new Error(`no rehearsal backing for ${workload.kind} ${workload.metadata.name} (container ${container.name}, image ${container.image})`);
+  }
+
+  /** Resolves the container's env, waiting (as CreateContainerConfigError) for missing Secrets. */
+  private async waitForEnv(runtime: PodRuntime, pod: StoredObject, container: Container): Promise<Record<string, string>> {
+    for (;;) {
+      if (runtime.stopping) throw new Error('pod stopped before its configuration appeared');
+      try {
+        return resolveContainerEnv(this.options.server, pod, container);
+      } catch (error) {
+        if (!(error instanceof PodConfigError)) throw error;
+        this.setPodReady(pod.metadata.name, false, 'CreateContainerConfigError');
+        await sleep(100);
+      }
+    }
+  }
+
+  /** The directory PGDATA lands in: the mount holding it, mapped to its PVC's directory. */
+  private async dataDirectory(runtime: PodRuntime, pod: StoredObject, container: Container, pgdata: string): Promise<string> {
+    const spec = pod.spec as PodSpec;
+    const mount = (container.volumeMounts ?? [])
+      .filter((m) => pgdata === m.mountPath || pgdata.startsWith(`${m.mountPath}/`))
+      .sort((a, b) => b.mountPath.length - a.mountPath.length)[0];
+    if (!mount) throw new Error(`PGDATA ${pgdata} is on no volume mount: the data would be lost with the pod`);
+    const claimName = (spec.volumes ?? []).find((v) => v.name === mount.name)?.persistentVolumeClaim?.claimName ?? `${mount.name}-${pod.metadata.name}`;
+    let directory: string | undefined;
+    while (!(directory = this.options.volumes.directoryOfClaim(claimName))) {
+      if (runtime.stopping) throw new Error('pod stopped before its volume was bound');
+      await sleep(50);
+    }
+    const { uid, gid } = await postgresUser();
+    chownSync(directory, uid, gid);
+    return directory + pgdata.slice(mount.mountPath.length);
+  }
+
+  private async startLegacy(runtime: PodRuntime, pod: StoredObject, _workload: StoredObject, container: Container): Promise<void> {
+    const env = await this.waitForEnv(runtime, pod, container);
+    const dataDir = await this.dataDirectory(runtime, pod, container, requireEnv(env, 'PGDATA', pod));
+    let port = this.legacyPorts.get(pod.metadata.name);
+    if (port === undefined) {
+      port = await freePort();
+      this.legacyPorts.set(pod.metadata.name, port);
+    }
+    const socketDir = await ensurePostgresDir(join(this.options.root, 'run', pod.metadata.name));
+    const node = new PostgresNode({ dataDir, port, socketDir, binDir: postgresBinDir(imageMajor(container.image)) });
+    runtime.backing = { kind: 'legacy', node };
+    if (!node.isInitialised()) {
+      // The Bitnami image's first start: initdb, the superuser password, the application user
+      // and database. Later starts keep what the volume holds (passwords included).
+      const user = requireEnv(env, 'POSTGRES_USER', pod);
+      const password = requireEnv(env, 'POSTGRES_PASSWORD', pod);
+      const database = env.POSTGRES_DATABASE ?? env.POSTGRES_DB ?? user;
+      const superuserPassword = requireEnv(env, 'POSTGRES_POSTGRES_PASSWORD', pod);
+      await node.initialise();
+      await node.start();
+      await node.superuserSql([
+        `ALTER USER postgres PASSWORD ${literal(superuserPassword)}`,
+        `CREATE USER ${ident(user)} PASSWORD ${literal(password)}`,
+        `CREATE DATABASE ${ident(database)} OWNER ${ident(user)}`,
+      ]);
+      await this.options.seedLegacy?.({ host: '127.0.0.1', port, database, user, password, superuserPassword });
+    } else {
+      await node.start();
+    }
+    if (runtime.stopping) return node.stop();
+    this.options.endpoints.set(pod.metadata.name, port);
+    this.setPodReady(pod.metadata.name, true);
+  }
+
+  private async startRepmgrNode(runtime: PodRuntime, pod: StoredObject, workload: StoredObject, container: Container): Promise<void> {
+    const env = await this.waitForEnv(runtime, pod, container);
+    const ordinal = Number(/-(\d+)$/.exec(pod.metadata.name)?.[1] ?? '0');
+    const statefulSetName = workload.metadata.name;
+    const pgdata = requireEnv(env, 'PGDATA', pod);
+    const dataDirs = new Map<number, string>();
+    dataDirs.set(ordinal, await this.dataDirectory(runtime, pod, container, pgdata));
+    let clusterPromise = this.clusters.get(statefulSetName);
+    if (!clusterPromise) {
+      clusterPromise = RepmgrCluster.create({
+        baseDir: join(this.options.root, 'repmgr', statefulSetName),
+        superuserPassword: requireEnv(env, 'POSTGRES_POSTGRES_PASSWORD', pod),
+        repmgr: { user: requireEnv(env, 'REPMGR_USERNAME', pod), password: requireEnv(env, 'REPMGR_PASSWORD', pod), database: env.REPMGR_DATABASE ?? 'repmgr' },
+        application: { user: requireEnv(env, 'POSTGRES_USER', pod), password: requireEnv(env, 'POSTGRES_PASSWORD', pod), database: env.POSTGRES_DB ?? env.POSTGRES_DATABASE ?? 'postgres' },
+        dataDirOf: (index) => {
+          const known = this.repmgrDataDirs.get(`${statefulSetName}-${index}`);
+          if (!known) throw new Error(`the data directory of ${statefulSetName}-${index} is not known yet`);
+          return known;
+        },
+      });
+      this.clusters.set(statefulSetName, clusterPromise);
+    }
+    this.repmgrDataDirs.set(pod.metadata.name, dataDirs.get(ordinal)!);
+    const cluster = await clusterPromise;
+    runtime.backing = { kind: 'repmgr', cluster, ordinal };
+    const node = await cluster.startNode(ordinal);
+    if (runtime.stopping) return cluster.stopNode(ordinal);
+    this.options.endpoints.set(pod.metadata.name, node.port);
+    this.repmgrNodes.set(pod.metadata.name, node);
+    this.setPodReady(pod.metadata.name, true);
+  }
+
+  private readonly repmgrDataDirs = new Map<string, string>();
+  private readonly repmgrNodes = new Map<string, { port: number; dataDir: string }>();
+
+  private async startPgpool(runtime: PodRuntime, pod: StoredObject, container: Container): Promise<void> {
+    const env = await this.waitForEnv(runtime, pod, container);
+    // PGPOOL_BACKEND_NODES: "0:<pod>.<headless svc>:5432,1:...": each host names a repmgr pod.
+    const backendPods = requireEnv(env, 'PGPOOL_BACKEND_NODES', pod)
+      .split(',')
+      .map((entry) => entry.trim().split(':'))
+      .map(([, host]) => host!.split('.')[0]!);
+    const backends: { port: number; dataDir: string }[] = [];
+    for (const backendPod of backendPods) {
+      let node: { port: number; dataDir: string } | undefined;
+      while (!(node = this.repmgrNodes.get(backendPod)) || this.options.endpoints.get(backendPod) === undefined) {
+        if (runtime.stopping) return;
+        await sleep(100);
+      }
+      backends.push(node);
+    }
+    const split = (value: string | undefined) => (value ?? '').split(/[,;]/).map((part) => part.trim()).filter(Boolean);
+    const customUsers = split(env.PGPOOL_POSTGRES_CUSTOM_USERS);
+    const customPasswords = split(env.PGPOOL_POSTGRES_CUSTOM_PASSWORDS);
+    if (customUsers.length !== customPasswords.length) {
+      throw new Error(`PGPOOL_POSTGRES_CUSTOM_USERS has ${customUsers.length} entries but PGPOOL_POSTGRES_CUSTOM_PASSWORDS ${customPasswords.length}`);
+    }
+    const pool = await Pgpool.start({
+      dir: join(this.options.root, 'pgpool', pod.metadata.name),
+      backends,
+      users: [
+        { user: requireEnv(env, 'PGPOOL_POSTGRES_USERNAME', pod), password: requireEnv(env, 'PGPOOL_POSTGRES_PASSWORD', pod) },
+        ...customUsers.map((user, index) => ({ user, password: customPasswords[index]! })),
+      ],
+      checkUser: { user: requireEnv(env, 'PGPOOL_SR_CHECK_USER', pod), password: requireEnv(env, 'PGPOOL_SR_CHECK_PASSWORD', pod), database: env.PGPOOL_SR_CHECK_DATABASE ?? 'postgres' },
+      admin: { user: requireEnv(env, 'PGPOOL_ADMIN_USERNAME', pod), password: requireEnv(env, 'PGPOOL_ADMIN_PASSWORD', pod) },
+      loadBalancing: env.PGPOOL_ENABLE_LOAD_BALANCING === 'yes',
+    });
+    runtime.backing = { kind: 'pgpool', pool };
+    if (runtime.stopping) return pool.stop();
+    this.options.endpoints.set(pod.metadata.name, pool.port);
+    this.setPodReady(pod.metadata.name, true);
+  }
+
+  private async startKeycloak(runtime: PodRuntime, pod: StoredObject): Promise<void> {
+    const spec = pod.spec as PodSpec;
+    const podDir = join(this.options.root, 'pods', pod.metadata.name);
+    mkdirSync(podDir, { recursive: true });
+    runtime.backing = { kind: 'keycloak' };
+    const backoff = this.options.restartBackoffMs ?? 500;
+    // Init containers in order, each until it exits 0 (restartPolicy Always: the kubelet retries).
+    for (const init of spec.initContainers ?? []) {
+      for (let attempt = 1; ; attempt++) {
+        if (runtime.stopping) return;
+        const prepared = await this.prepareWaiting(runtime, pod, spec, init, podDir);
+        if (!prepared) return;
+        const logFile = join(podDir, `${init.name}-${attempt}.log`);
+        const run: InitContainerRun = { pod: pod.metadata.name, container: init.name, args: prepared.args, startedAt: Date.now(), logFile };
+        this.initContainerRuns.push(run);
+        const child = spawnLogged(process.execPath, [RUNNER_BUNDLE, ...prepared.args], prepared, podDir, logFile);
+        (runtime.backing as { process?: ChildProcess }).process = child;
+        const code = await exitOf(child);
+        run.endedAt = Date.now();
+        run.exitCode = code;
+        if (code === 0) break;
+        await sleep(Math.min(backoff * 2 ** (attempt - 1), 10_000));
+      }
+    }
+    // The main container: the Keycloak stand-in, restarted when it crashes.
+    const main = spec.containers[0]!;
+    const originalHost = (main.env ?? []).find((variable) => variable.name === 'KC_DB_URL_HOST')?.value ?? '';
+    for (let attempt = 1; !runtime.stopping; attempt++) {
+      const prepared = await this.prepareWaiting(runtime, pod, spec, { ...main, command: undefined, args: [] }, podDir);
+      if (!prepared) return;
+      const child = spawn(process.execPath, [STANDIN], { env: prepared.env, cwd: REPOSITORY_ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+      (runtime.backing as { process?: ChildProcess }).process = child;
+      const logFd = openSync(join(podDir, `keycloak-${attempt}.log`), 'a');
+      child.stderr.on('data', (chunk: Buffer) => appendLog(logFd, chunk));
+      createInterface({ input: child.stdout }).on('line', (line) => {
+        appendLog(logFd, Buffer.from(`${line}\n`));
+        let event: { event?: string; at?: number; created?: boolean };
+        try {
+          event = JSON.parse(line) as typeof event;
+        } catch {
+          return;
+        }
+        if (event.event === 'first-write') {
+          this.keycloakWrites.push({ pod: pod.metadata.name, at: event.at ?? Date.now(), host: originalHost, createdSchema: event.created === true });
+        }
+        if (event.event === 'ready' && !runtime.stopping) this.setPodReady(pod.metadata.name, true);
+      });
+      const code = await exitOf(child);
+      closeSync(logFd);
+      if (runtime.stopping) return;
+      this.setPodReady(pod.metadata.name, false, `keycloak exited ${code}`);
+      await sleep(Math.min(backoff * 2 ** (attempt - 1), 10_000));
+    }
+  }
+
+  private async prepareWaiting(runtime: PodRuntime, pod: StoredObject, spec: PodSpec, container: Container, podDir: string) {
+    for (;;) {
+      if (runtime.stopping) return undefined;
+      try {
+        return await prepareContainer(this.options, pod, spec, container, podDir);
+      } catch (error) {
+        if (!(error instanceof PodConfigError)) throw error;
+        this.setPodReady(pod.metadata.name, false, 'CreateContainerConfigError');
+        await sleep(100);
+      }
+    }
+  }
+
+  /** Stops whatever backs the pod (scale-down, deletion, or garbage collection). */
+  private async stopPod(name: string): Promise<void> {
+    const runtime = this.pods.get(name);
+    if (!runtime || runtime.stopping) return;
+    runtime.stopping = true;
+    this.options.endpoints.delete(name);
+    this.repmgrNodes.delete(name);
+    const backing = runtime.backing;
+    if (backing?.kind === 'keycloak' && backing.process && backing.process.exitCode === null) {
+      backing.process.kill('SIGTERM');
+      await Promise.race([exitOf(backing.process), sleep(5000)]);
+      if (backing.process.exitCode === null) backing.process.kill('SIGKILL');
+    }
+    // Wait for a start in progress, then stop what it started.
+    await runtime.started;
+    if (backing?.kind === 'legacy' || runtime.backing?.kind === 'legacy') await (runtime.backing as { node: PostgresNode }).node.stop();
+    if (runtime.backing?.kind === 'repmgr') await runtime.backing.cluster.stopNode(runtime.backing.ordinal);
+    if (runtime.backing?.kind === 'pgpool') await runtime.backing.pool?.stop();
+    this.pods.delete(name);
+  }
+}
+
+function requireEnv(env: Record<string, string>, name: string, pod: StoredObject): string {
+  const value = env[name];
+  if (value === undefined || value === '') throw new Error(`pod ${pod.metadata.name}: ${name} is not set in its environment`);
+  return value;
+}
+
+/** The PostgreSQL major of a Bitnami-style image tag (`...:15.8.0-debian-12-r0` → 15). */
+export function imageMajor(image: string | undefined): PostgresMajor {
+  const tag = /:(\d+)(?:\.|$)/.exec(image ?? '')?.[1];
+  const major = Number(tag);
+  if (major === 11 || major === 13 || major === 15 || major === 17) return major;
+  throw new Error(`image ${image} names PostgreSQL ${tag ?? '(no tag)'}; the rehearsal has servers for 11, 13, 15 and 17`);
+}
+
+function spawnLogged(program: string, args: string[], prepared: { env: Record<string, string>; uid: number; gid: number }, cwd: string, logFile: string): ChildProcess {
+  const logFd = openSync(logFile, 'a');
+  const child = spawn(program, args, { env: prepared.env, cwd, uid: prepared.uid, gid: prepared.gid, stdio: ['ignore', logFd, logFd] });
+  closeSync(logFd);
+  return child;
+}
+
+function appendLog(fd: number, chunk: Buffer): void {
+  try {
+    writeSync(fd, chunk);
+  } catch {
+    // The log is closed once the process exited.
+  }
+}
+
+function exitOf(child: ChildProcess): Promise<number | null> {
+  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve(child.exitCode);
+  return new Promise((resolveExit) => child.once('exit', (code) => resolveExit(code)));
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolveSleep) => setTimeout(resolveSleep, ms));
+}
