@@ -188,3 +188,139 @@ export async function createKeycloakData(settings: ConnectionSettings, options: 
     return { tables, largeObjectOids };
   });
 }
+
+/**
+ * Everything a migration must carry, read with the test's own SQL (independent of the runner's
+ * statistics), in a form that compares equal between two servers holding the same database —
+ * also across majors: floats are compared by their binary form, trigger definitions normalised.
+ */
+export interface ComparableDatabase {
+  /** `schema.table` → every row's text, sorted. */
+  readonly tables: Record<string, string[]>;
+  readonly sequences: Record<string, string>;
+  /** `oid: md5(content)`. */
+  readonly largeObjects: string[];
+  readonly comments: string[];
+  readonly triggers: string[];
+  readonly indexes: string[];
+  readonly constraints: string[];
+  readonly extensions: string[];
+  readonly functions: string[];
+  readonly views: string[];
+  readonly types: string[];
+  readonly schemas: string[];
+}
+
+const USER_SCHEMAS = `n.nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast', 'kc_migration') AND n.nspname NOT LIKE 'pg\\_%'`;
+const NOT_EXTENSION_MEMBER = (catalog: string, oid: string) =>
+  `NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = '${catalog}'::regclass AND d.objid = ${oid} AND d.deptype = 'e')`;
+
+export async function readComparableContent(settings: ConnectionSettings): Promise<ComparableDatabase> {
+  return withPgClient(settings, async (client) => {
+    await client.query(`SET TimeZone = 'UTC'; SET DateStyle = 'ISO, MDY'; SET extra_float_digits = 3; SET search_path = pg_catalog; SET bytea_output = 'hex'`);
+    const list = async (text: string) => (await client.query<{ v: string }>(text)).rows.map((row) => row.v).sort();
+
+    const relations = await client.query<{ schema: string; name: string; columns: Array<{ name: string; float: boolean }> | null }>(`
+      SELECT n.nspname AS schema, c.relname AS name,
+             (SELECT json_agg(json_build_object('name', a.attname,
+                       'float', a.atttypid IN (700, 701) OR t.typbasetype IN (700, 701)) ORDER BY a.attnum)
+                FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
+               WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped) AS columns
+        FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+       WHERE c.relkind IN ('r', 'm') AND ${USER_SCHEMAS} AND ${NOT_EXTENSION_MEMBER('pg_class', 'c.oid')}`);
+    const tables: Record<string, string[]> = {};
+    for (const relation of relations.rows) {
+      const columns = (relation.columns ?? []).map((column) =>
+        column.float ? `float8send(t.${pg.escapeIdentifier(column.name)}::float8)` : `t.${pg.escapeIdentifier(column.name)}`,
+      );
+      const expression = columns.length ? `ROW(${columns.join(', ')})::text` : `'()'`;
+      const rows = await client.query<{ v: string }>(
+        `SELECT ${expression} AS v FROM ONLY ${pg.escapeIdentifier(relation.schema)}.${pg.escapeIdentifier(relation.name)} AS t`,
+      );
+      tables[`${relation.schema}.${relation.name}`] = rows.rows.map((row) => row.v).sort();
+    }
+
+    const sequences: Record<string, string> = {};
+    const seqRows = await client.query<{ schema: string; name: string }>(`
+      SELECT schemaname AS schema, sequencename AS name FROM pg_sequences s
+       WHERE schemaname NOT IN ('kc_migration')`);
+    for (const seq of seqRows.rows) {
+      const id = `${pg.escapeIdentifier(seq.schema)}.${pg.escapeIdentifier(seq.name)}`;
+      const state = await client.query<{ v: string }>(`SELECT last_value::text || ' called=' || is_called::text AS v FROM ${id}`);
+      const options = await client.query<{ v: string }>(
+        `SELECT format('start=%s min=%s max=%s inc=%s cycle=%s', start_value, min_value, max_value, increment_by, cycle) AS v
+           FROM pg_sequences WHERE schemaname = $1 AND sequencename = $2`,
+        [seq.schema, seq.name],
+      );
+      sequences[`${seq.schema}.${seq.name}`] = `${state.rows[0]!.v} ${options.rows[0]!.v}`;
+    }
+
+    return {
+      tables,
+      sequences,
+      largeObjects: await list(`SELECT oid::text || ': ' || md5(lo_get(oid)) AS v FROM pg_largeobject_metadata`),
+      comments: await list(`
+        SELECT pg_describe_object(classoid, objoid, objsubid) || ' = ' || description AS v FROM pg_description d
+         WHERE objoid >= 16384 AND classoid <> 'pg_extension'::regclass
+           AND NOT EXISTS (SELECT 1 FROM pg_depend x WHERE x.classid = d.classoid AND x.objid = d.objoid AND x.deptype = 'e')
+           AND pg_describe_object(classoid, objoid, objsubid) NOT LIKE '%kc_migration%'`),
+      triggers: (
+        await list(`
+          SELECT pg_get_triggerdef(t.oid) AS v FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid
+            JOIN pg_namespace n ON n.oid = c.relnamespace WHERE NOT t.tgisinternal AND ${USER_SCHEMAS}`)
+      ).map((definition) => definition.replace('EXECUTE PROCEDURE', 'EXECUTE FUNCTION')),
+      indexes: await list(`SELECT indexdef AS v FROM pg_indexes WHERE schemaname NOT IN ('pg_catalog', 'kc_migration')`),
+      constraints: await list(`
+        SELECT n.nspname || '.' || c.relname || '.' || k.conname || ': ' || pg_get_constraintdef(k.oid) AS v
+          FROM pg_constraint k JOIN pg_class c ON c.oid = k.conrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+         WHERE ${USER_SCHEMAS} AND k.contype <> 'n'`),
+      extensions: await list(`SELECT extname AS v FROM pg_extension`),
+      functions: await list(`
+        SELECT p.oid::regprocedure::text || ' ' || md5(p.prosrc) AS v FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+         WHERE ${USER_SCHEMAS} AND ${NOT_EXTENSION_MEMBER('pg_proc', 'p.oid')}`),
+      views: await list(`
+        SELECT n.nspname || '.' || c.relname || ' ' || c.relkind::text || ' populated=' || c.relispopulated::text AS v
+          FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind IN ('v', 'm') AND ${USER_SCHEMAS}`),
+      types: await list(`
+        SELECT format_type(t.oid, NULL) || ' ' || t.typtype::text AS v FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace
+         WHERE t.typtype IN ('e', 'd') AND ${USER_SCHEMAS}`),
+      schemas: await list(`SELECT nspname AS v FROM pg_namespace n WHERE ${USER_SCHEMAS} AND ${NOT_EXTENSION_MEMBER('pg_namespace', 'n.oid')}`),
+    };
+  });
+}
+
+/**
+ * Objects in the user schemas (and large objects) whose owner is not `owner`, as `kind name (owner)`.
+ * Extension members are the extension's business and excluded.
+ */
+export async function objectsNotOwnedBy(settings: ConnectionSettings, owner: string): Promise<string[]> {
+  return withPgClient(settings, async (client) => {
+    const result = await client.query<{ v: string }>(
+      `
+      SELECT 'relation ' || n.nspname || '.' || c.relname || ' (' || pg_get_userbyid(c.relowner) || ')' AS v
+        FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+       WHERE ${USER_SCHEMAS} AND c.relkind IN ('r', 'p', 'v', 'm', 'S', 'i', 'I') AND pg_get_userbyid(c.relowner) <> $1
+         AND ${NOT_EXTENSION_MEMBER('pg_class', 'c.oid')}
+      UNION ALL
+      SELECT 'function ' || p.oid::regprocedure::text || ' (' || pg_get_userbyid(p.proowner) || ')'
+        FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+       WHERE ${USER_SCHEMAS} AND pg_get_userbyid(p.proowner) <> $1 AND ${NOT_EXTENSION_MEMBER('pg_proc', 'p.oid')}
+      UNION ALL
+      SELECT 'type ' || t.typname || ' (' || pg_get_userbyid(t.typowner) || ')'
+        FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace
+       WHERE ${USER_SCHEMAS} AND t.typtype IN ('e', 'd') AND pg_get_userbyid(t.typowner) <> $1
+      UNION ALL
+      SELECT 'schema ' || n.nspname || ' (' || pg_get_userbyid(n.nspowner) || ')'
+        FROM pg_namespace n WHERE ${USER_SCHEMAS} AND n.nspname <> 'public' AND pg_get_userbyid(n.nspowner) <> $1
+      UNION ALL
+      SELECT 'large object ' || m.oid || ' (' || pg_get_userbyid(m.lomowner) || ')'
+        FROM pg_largeobject_metadata m WHERE pg_get_userbyid(m.lomowner) <> $1
+      UNION ALL
+      SELECT 'extension ' || e.extname || ' (' || pg_get_userbyid(e.extowner) || ')'
+        FROM pg_extension e WHERE e.extname <> 'plpgsql' AND pg_get_userbyid(e.extowner) <> $1
+      ORDER BY 1`,
+      [owner],
+    );
+    return result.rows.map((row) => row.v);
+  });
+}

@@ -128,18 +128,10 @@ export async function inspectTarget(client: pg.Client, manifest: BackupManifest,
 }
 
 /**
- * Drops what a partial restore created: in each schema of the dump, the extensions, relations,
- * routines and types owned by `owner`; schemas (other than `public`) owned by `owner` once empty;
- * large objects owned by `owner` whose OIDs the dump holds. Refuses (data error) when objects of
- * another owner are in the way. Never drops anything outside the current database.
+ * Refuses (data error, nothing dropped) when the dump's schemas in the target hold relations of
+ * another owner: the restore may only ever remove what a restore as `owner` created.
  */
-export async function dropRestoredObjects(
-  client: pg.Client,
-  manifest: BackupManifest,
-  inventory: TargetInventory,
-  owner: string,
-  log: Logger = silentLogger,
-): Promise<string[]> {
+export async function assertNothingForeignInTheWay(client: pg.Client, inventory: TargetInventory, owner: string): Promise<void> {
   const schemas = [...inventory.existingSchemas.keys()];
   const foreign = await client.query<{ id: string }>(
     `
@@ -160,6 +152,23 @@ export async function dropRestoredObjects(
       'restore into an empty database (a fresh CloudNativePG/postgresql-ha database), or remove those objects; nothing was dropped',
     );
   }
+}
+
+/**
+ * Drops what a partial restore created: in each schema of the dump, the extensions, relations,
+ * routines and types owned by `owner`; schemas (other than `public`) owned by `owner` once empty;
+ * large objects owned by `owner` whose OIDs the dump holds. Refuses (data error) when objects of
+ * another owner are in the way. Never drops anything outside the current database.
+ */
+export async function dropRestoredObjects(
+  client: pg.Client,
+  manifest: BackupManifest,
+  inventory: TargetInventory,
+  owner: string,
+  log: Logger = silentLogger,
+): Promise<string[]> {
+  const schemas = [...inventory.existingSchemas.keys()];
+  await assertNothingForeignInTheWay(client, inventory, owner);
 
   const dropped: string[] = [];
   await client.query('BEGIN');
@@ -325,6 +334,7 @@ export async function restoreDatabase(options: RestoreOptions): Promise<RestoreR
     let inventory = await inspectTarget(control, manifest, backup.toc);
     let cleaned: string[] = [];
     if (inventory.objectCount > 0 || inventory.largeObjects.length > 0) {
+      await assertNothingForeignInTheWay(control, inventory, owner);
       const stats = await collectTargetStats(options.target, { jobs, log });
       const differences = diffDatabaseStats(manifest.stats, stats);
       if (differences.length === 0) {

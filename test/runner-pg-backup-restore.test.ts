@@ -1,0 +1,233 @@
+/**
+ * The acceptance path on real PostgreSQL 15 servers: `runner backup --dir D` from one server,
+ * `runner restore --dir D` into a fresh database on another reproduces the database exactly —
+ * checked by comparing the two servers with the test's own SQL, not by the runner's report.
+ */
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createKeycloakData, objectsNotOwnedBy, readComparableContent, type ComparableDatabase } from './support/keycloak-data.js';
+import { startPostgres, type TestPostgres } from './support/postgres.js';
+import { endpointEnv, logLines, runRunner } from './support/runner-cli.js';
+import { restoreDatabase } from '../runner/src/pg/restore.js';
+import { writeMarker } from '../runner/src/pg/marker.js';
+import { spawnSync } from 'node:child_process';
+
+let source: TestPostgres;
+let target: TestPostgres;
+let workDir: string;
+let backupDir: string;
+let sourceContent: ComparableDatabase;
+let databaseCounter = 0;
+
+const SOURCE_USER = 'bn_keycloak';
+const SOURCE_PASSWORD = 'source-Secret-1';
+const TARGET_USER = 'keycloak';
+const TARGET_PASSWORD = 'target-Secret-2';
+
+/** A fresh target database owned by the application user, as CloudNativePG's initdb creates it. */
+async function freshTargetDatabase(): Promise<string> {
+  databaseCounter += 1;
+  const name = `kc_target_${databaseCounter}`;
+  await target.createDatabase(name, TARGET_USER);
+  return name;
+}
+
+function targetEnv(database: string, extra: Record<string, string> = {}): Record<string, string> {
+  return { ...endpointEnv('TARGET', target.settings(database, TARGET_USER, TARGET_PASSWORD)), ...extra };
+}
+
+beforeAll(async () => {
+  [source, target] = await Promise.all([startPostgres({ major: 15 }), startPostgres({ major: 15 })]);
+  await source.createUser(SOURCE_USER, SOURCE_PASSWORD);
+  await source.createDatabase('bitnami_keycloak', SOURCE_USER);
+  await createKeycloakData(source.settings('bitnami_keycloak', SOURCE_USER, SOURCE_PASSWORD));
+  await target.createUser(TARGET_USER, TARGET_PASSWORD);
+  sourceContent = await readComparableContent(source.settings('bitnami_keycloak'));
+  workDir = mkdtempSync(join(tmpdir(), 'kc-runner-pg-'));
+  backupDir = join(workDir, 'backup');
+  const run = await runRunner(['backup', '--dir', backupDir], endpointEnv('SOURCE', source.settings('bitnami_keycloak', SOURCE_USER, SOURCE_PASSWORD)));
+  expect(run.stderr).not.toContain('"level":"error"');
+  expect(run.code).toBe(0);
+});
+
+afterAll(async () => {
+  await Promise.all([source?.stop(), target?.stop()]);
+  if (workDir) rmSync(workDir, { recursive: true, force: true });
+});
+
+describe('runner backup', () => {
+  it('writes a complete dump directory and a manifest describing the source', () => {
+    expect(readdirSync(backupDir).sort()).toEqual(['dump', 'manifest.json']);
+    const manifest = JSON.parse(readFileSync(join(backupDir, 'manifest.json'), 'utf8'));
+    expect(manifest.source.serverMajor).toBe(15);
+    expect(manifest.pgDump.major).toBe(15);
+    expect(manifest.snapshot).toMatch(/^[0-9A-F]+-[0-9A-F]+-\d+$/);
+    const tables = Object.fromEntries(manifest.stats.tables.map((table: { schema: string; name: string; rows: number }) => [`${table.schema}.${table.name}`, table.rows]));
+    // Row counts from the source itself, not from the runner.
+    for (const [name, rows] of Object.entries(sourceContent.tables)) expect(tables[name], name).toBe(rows.length);
+    // Partitioned parent not counted (its rows are in the leaves).
+    expect(tables['public.event_entity']).toBeUndefined();
+    expect(manifest.stats.largeObjects.count).toBe(sourceContent.largeObjects.length);
+    expect(manifest.stats.sequences.find((seq: { name: string }) => seq.name === 'advanced_seq')).toEqual({
+      schema: 'public',
+      name: 'advanced_seq',
+      lastValue: '99990',
+      isCalled: true,
+    });
+    expect(manifest.files.map((file: { path: string }) => file.path).sort()).toEqual(readdirSync(join(backupDir, 'dump')).sort());
+    expect(JSON.stringify(manifest)).not.toContain(SOURCE_PASSWORD);
+  });
+
+  it('ends with a summary table and logs progress as JSON lines', async () => {
+    const again = await runRunner(['backup', '--dir', join(workDir, 'second')], endpointEnv('SOURCE', source.settings('bitnami_keycloak', SOURCE_USER, SOURCE_PASSWORD)));
+    expect(again.code).toBe(0);
+    const lines = logLines(again.stderr);
+    const progress = lines.filter((line) => line.event === 'progress');
+    expect(progress.at(-1)).toMatchObject({ step: 'dump', percent: 100, done: true });
+    const summary = lines.find((line) => line.event === 'summary') as { rows: Array<{ step: string }> } | undefined;
+    expect(summary?.rows.map((row) => row.step)).toEqual(['dump', 'statistics', 'digests', 'verify backup']);
+    expect(again.stderr).not.toContain(SOURCE_PASSWORD);
+  });
+});
+
+describe('runner restore', () => {
+  it('reproduces the source database exactly in a fresh target, every object owned by the new user', async () => {
+    const database = await freshTargetDatabase();
+    const run = await runRunner(['restore', '--dir', backupDir], targetEnv(database));
+    expect(run.code, run.stderr).toBe(0);
+    const restored = await readComparableContent(target.settings(database));
+    // Hygiene changed exactly these two tables; everything else is identical.
+    const { tables: sourceTables, ...sourceRest } = sourceContent;
+    const { tables: restoredTables, ...restoredRest } = restored;
+    expect(restoredRest).toEqual(sourceRest);
+    for (const [name, rows] of Object.entries(sourceTables)) {
+      if (name === 'public.jgroups_ping' || name === 'public.databasechangeloglock') continue;
+      expect(restoredTables[name], name).toEqual(rows);
+    }
+    expect(Object.keys(restoredTables).sort()).toEqual(Object.keys(sourceTables).sort());
+    expect(restoredTables['public.jgroups_ping']).toEqual([]);
+    const locks = await target.query('SELECT id, locked, lockgranted, lockedby FROM public.databasechangeloglock ORDER BY id', [], database);
+    expect(locks).toEqual([
+      { id: 1, locked: false, lockgranted: null, lockedby: null },
+      { id: 1000, locked: false, lockgranted: null, lockedby: null },
+      { id: 1001, locked: false, lockgranted: null, lockedby: null },
+    ]);
+    expect(await objectsNotOwnedBy(target.settings(database), TARGET_USER)).toEqual([]);
+
+    // The restored objects work: the trigger fires, sequences continue where the source stopped.
+    await target.query(`UPDATE public.realm SET enabled = false WHERE name = 'master'`, [], database);
+    expect(await target.query(`SELECT updated_at::text AS at FROM public.realm WHERE name = 'master'`, [], database)).toEqual([{ at: '2030-01-01 00:00:00+00' }]);
+    expect(await target.query(`SELECT nextval('public.advanced_seq')::int AS v, nextval('public.never_called_seq')::int AS n`, [], database)).toEqual([{ v: 99995, n: 42 }]);
+    const summary = logLines(run.stderr).find((line) => line.event === 'summary') as { rows: Array<{ step: string }> };
+    expect(summary.rows.map((row) => row.step)).toEqual(['restore', 'verify target', 'hygiene']);
+  });
+
+  it('restores into a database whose user is a superuser, mapping ownership to TARGET_OWNER', async () => {
+    const database = await freshTargetDatabase();
+    const run = await runRunner(['restore', '--dir', backupDir, '--skip-hygiene'], {
+      ...endpointEnv('TARGET', target.settings(database)),
+      TARGET_OWNER: TARGET_USER,
+    });
+    expect(run.code, run.stderr).toBe(0);
+    expect(await objectsNotOwnedBy(target.settings(database), TARGET_USER)).toEqual([]);
+    expect(await readComparableContent(target.settings(database))).toEqual(sourceContent);
+  });
+
+  it('is a no-op when the target already holds the backup', async () => {
+    const database = await freshTargetDatabase();
+    expect((await runRunner(['restore', '--dir', backupDir], targetEnv(database))).code).toBe(0);
+    const before = await target.query(`SELECT relname, relfilenode FROM pg_class WHERE relnamespace = 'public'::regnamespace ORDER BY 1`, [], database);
+    const again = await runRunner(['restore', '--dir', backupDir], targetEnv(database));
+    expect(again.code, again.stderr).toBe(0);
+    expect(again.stderr).toContain('already holds exactly this backup');
+    const after = await target.query(`SELECT relname, relfilenode FROM pg_class WHERE relnamespace = 'public'::regnamespace ORDER BY 1`, [], database);
+    // Same files: nothing was dropped or rewritten.
+    expect(after).toEqual(before);
+  });
+
+  it('cleans a partial restore (schema and part of the data) and redoes it exactly', async () => {
+    const database = await freshTargetDatabase();
+    // What a run killed during the data section leaves: all definitions, some tables filled.
+    const env = { ...process.env, PGHOST: '127.0.0.1', PGPORT: String(target.port), PGUSER: TARGET_USER, PGPASSWORD: TARGET_PASSWORD, PGDATABASE: database };
+    const partial = spawnSync(
+      '/usr/lib/postgresql/15/bin/pg_restore',
+      ['--no-owner', '--no-privileges', '--section=pre-data', '-d', database, join(backupDir, 'dump')],
+      { env, encoding: 'utf8' },
+    );
+    expect(partial.status, partial.stderr).toBe(0);
+    const data = spawnSync(
+      '/usr/lib/postgresql/15/bin/pg_restore',
+      ['--no-owner', '--no-privileges', '--data-only', '--table=user_entity', '--table=realm', '-d', database, join(backupDir, 'dump')],
+      { env, encoding: 'utf8' },
+    );
+    expect(data.status, data.stderr).toBe(0);
+    expect(await target.query(`SELECT count(*)::int AS n FROM public.user_entity`, [], database)).toEqual([{ n: 300 }]);
+
+    const run = await runRunner(['restore', '--dir', backupDir, '--skip-hygiene'], targetEnv(database));
+    expect(run.code, run.stderr).toBe(0);
+    expect(run.stderr).toContain('cleaning it before restoring');
+    expect(await readComparableContent(target.settings(database))).toEqual(sourceContent);
+    expect(await objectsNotOwnedBy(target.settings(database), TARGET_USER)).toEqual([]);
+  });
+
+  it('fails when objects of another owner are in the way, dropping nothing', async () => {
+    const database = await freshTargetDatabase();
+    await target.query(`CREATE TABLE public.credential (id text)`, [], database);
+    const run = await runRunner(['restore', '--dir', backupDir], targetEnv(database));
+    expect(run.code).toBe(65);
+    expect(run.stderr).toContain('public.credential (postgres)');
+    expect(await target.query(`SELECT count(*)::int AS n FROM pg_class WHERE relname = 'credential'`, [], database)).toEqual([{ n: 1 }]);
+  });
+
+  it('refuses to clean a target whose ready marker says ready when it differs from the backup', async () => {
+    const database = await freshTargetDatabase();
+    expect((await runRunner(['restore', '--dir', backupDir], targetEnv(database))).code).toBe(0);
+    await writeMarker(target.settings(database, TARGET_USER, TARGET_PASSWORD), { status: 'ready', migrationId: 'm-1' });
+    await target.query(`INSERT INTO public.realm (id, name, created_at) VALUES ('new-realm', 'created-after-migration', now())`, [], database);
+    await expect(
+      restoreDatabase({ dir: backupDir, target: target.settings(database, TARGET_USER, TARGET_PASSWORD) }),
+    ).rejects.toMatchObject({ exitCode: 65, message: expect.stringContaining('is marked ready') });
+    expect(await target.query(`SELECT name FROM public.realm WHERE id = 'new-realm'`, [], database)).toEqual([{ name: 'created-after-migration' }]);
+  });
+});
+
+describe('runner verify', () => {
+  it('passes for an intact backup and a restored target', async () => {
+    const database = await freshTargetDatabase();
+    expect((await runRunner(['restore', '--dir', backupDir], targetEnv(database))).code).toBe(0);
+    const run = await runRunner(['verify', '--dir', backupDir], targetEnv(database, { TARGET_OWNER: TARGET_USER }));
+    expect(run.code, run.stderr).toBe(0);
+    const summary = logLines(run.stderr).find((line) => line.event === 'summary') as { rows: Array<{ step: string }> };
+    expect(summary.rows.map((row) => row.step)).toEqual(['verify backup', 'verify target']);
+  });
+
+  it('fails with exit 65 naming the table when a target row was modified', async () => {
+    const database = await freshTargetDatabase();
+    expect((await runRunner(['restore', '--dir', backupDir], targetEnv(database))).code).toBe(0);
+    await target.query(`UPDATE public.credential SET priority = 99 WHERE priority = 1`, [], database);
+    const run = await runRunner(['verify', '--dir', backupDir], targetEnv(database));
+    expect(run.code).toBe(65);
+    const error = logLines(run.stderr).filter((line) => line.level === 'error').at(-1)!;
+    expect(error.msg).toContain('public.credential');
+    expect(error.msg).not.toContain('public.user_entity');
+  });
+
+  it('fails with exit 65 naming the file when a dump file was tampered with (same size)', async () => {
+    const copy = join(workDir, 'tampered');
+    spawnSync('cp', ['-a', backupDir, copy]);
+    const manifest = JSON.parse(readFileSync(join(copy, 'manifest.json'), 'utf8')) as { files: Array<{ path: string; bytes: number }> };
+    const victim = manifest.files.filter((file) => /^\d+\.dat$/.test(file.path)).sort((a, b) => b.bytes - a.bytes)[0]!;
+    const path = join(copy, 'dump', victim.path);
+    const content = readFileSync(path);
+    content[Math.floor(content.length / 2)] ^= 0x01;
+    writeFileSync(path, content);
+    const run = await runRunner(['verify', '--dir', copy], {});
+    expect(run.code).toBe(65);
+    const lines = run.stderr.trim().split('\n');
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).toContain(victim.path);
+    expect(lines[0]).toContain('take a new backup');
+  });
+});
