@@ -269,7 +269,10 @@ export async function readComparableContent(settings: ConnectionSettings): Promi
           SELECT pg_get_triggerdef(t.oid) AS v FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid
             JOIN pg_namespace n ON n.oid = c.relnamespace WHERE NOT t.tgisinternal AND ${USER_SCHEMAS}`)
       ).map((definition) => definition.replace('EXECUTE PROCEDURE', 'EXECUTE FUNCTION')),
-      indexes: await list(`SELECT indexdef AS v FROM pg_indexes WHERE schemaname NOT IN ('pg_catalog', 'kc_migration')`),
+      // Not pg_indexes: before PostgreSQL 12 it leaves out the indexes of partitioned tables.
+      indexes: await list(`
+        SELECT pg_get_indexdef(i.indexrelid) AS v FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
+          JOIN pg_namespace n ON n.oid = c.relnamespace WHERE ${USER_SCHEMAS}`),
       constraints: await list(`
         SELECT n.nspname || '.' || c.relname || '.' || k.conname || ': ' || pg_get_constraintdef(k.oid) AS v
           FROM pg_constraint k JOIN pg_class c ON c.oid = k.conrelid JOIN pg_namespace n ON n.oid = c.relnamespace
