@@ -108,20 +108,24 @@ export interface MemoryPeak {
   readonly peakRssByCommand: Record<string, number>;
 }
 
-/** Samples the RSS of `rootPid`'s descendants (not `rootPid` itself) until stopped. */
+/** Samples the memory of the processes `rootPid` starts from now on, and their descendants, until stopped. */
 export class MemorySampler {
   private treePeak = 0;
   private readonly byCommand = new Map<string, number>();
   private readonly timer: NodeJS.Timeout;
+  /** Descendants alive before the contender started (tsx's esbuild service): not the contender's. */
+  private readonly preexisting: Set<number>;
 
   constructor(private readonly rootPid: number = process.pid) {
+    this.preexisting = new Set(processTree(rootPid));
     this.timer = setInterval(() => this.sample(), SAMPLE_INTERVAL_MS);
     this.timer.unref();
   }
 
   sample(): void {
     let sum = 0;
-    for (const pid of processTree(this.rootPid).slice(1)) {
+    for (const pid of processTree(this.rootPid)) {
+      if (this.preexisting.has(pid)) continue;
       let status: string;
       try {
         status = readFileSync(`/proc/${pid}/status`, 'utf8');
@@ -167,6 +171,17 @@ function proportionalSetSize(pid: number): number {
 function kib(status: string, field: string): number {
   const match = new RegExp(`^${field}:\\s*(\\d+) kB`, 'm').exec(status);
   return match ? Number(match[1]) * 1024 : 0;
+}
+
+/**
+ * CPU seconds all processes on the machine spent busy so far (/proc/stat): subtracting what the
+ * contender and the servers used gives the load other work put on the machine during a run.
+ */
+export function machineBusySeconds(): number {
+  const fields = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1).map(Number);
+  // user nice system idle iowait irq softirq steal: everything but idle and iowait is busy.
+  const busy = fields[0]! + fields[1]! + fields[2]! + fields[5]! + fields[6]! + fields[7]!;
+  return busy / CLOCK_TICKS_PER_SECOND;
 }
 
 /** Main pid of a running PostgreSQL server (first line of postmaster.pid). */

@@ -143,28 +143,31 @@ export function renderResults(report: BenchReport): string {
   lines.push(
     'Medians over the rounds that passed the copy check (row counts of every table, large objects and their bytes, ' +
       'sequence values, index and foreign key counts). Wall time runs from the first command\'s start to the last one\'s exit. ' +
-      'CPU is user + system, of the contender\'s own processes (client) and of both PostgreSQL servers (server). ' +
+      'CPU is user + system, of the contender\'s own processes (client) and of both PostgreSQL servers (server); ' +
+      '"other load" is what the rest of the machine used meanwhile (all busy CPU time minus those two): high values mean ' +
+      'other work competed for the cores and that round\'s time is inflated. ' +
       'Peak memory is the largest sum of PSS (shared pages counted once) over the contender\'s process tree at one 20 ms sample, ' +
       'and the largest RSS of a single process (its kernel high-water mark, VmHWM). Writes are bytes sent to storage (/proc/<pid>/io), client and servers (the target\'s ' +
       'checkpoint after the run included).',
     '',
   );
   lines.push(
-    '| contender | wall (median) | min – max | client CPU | server CPU | peak PSS, tree | largest process RSS | client writes | server writes | dump on disk | vs fastest peer | vs default-gzip dump | rounds ok |',
-    '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
+    '| contender | wall (median) | min – max | client CPU | server CPU | other load CPU | peak PSS, tree | largest process RSS | client writes | server writes | dump on disk | vs fastest peer | vs default-gzip dump | rounds ok |',
+    '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
   );
   for (const contender of report.contenders) {
     const summary = summaries.get(contender.id);
     if (!summary) {
       const reason = contender.unavailable ?? contender.results.find((r) => !r.ok)?.failure ?? 'no result';
-      lines.push(`| ${contender.label} | not measured: ${escapeCell(reason).slice(0, 300)} | | | | | | | | | | | 0/${contender.results.length} |`);
+      lines.push(`| ${escapeCell(contender.label)} | not measured: ${escapeCell(reason).slice(0, 300)} | | | | | | | | | | | | 0/${contender.results.length} |`);
       continue;
     }
     const ok = summary.ok;
     const largest = ok.reduce((best, r) => (r.memory.processPeakRssBytes > best.memory.processPeakRssBytes ? r : best));
     lines.push(
-      `| ${contender.label} | ${s(summary.wall)} s | ${s(summary.minWall)} – ${s(summary.maxWall)} s | ` +
+      `| ${escapeCell(contender.label)} | ${s(summary.wall)} s | ${s(summary.minWall)} – ${s(summary.maxWall)} s | ` +
         `${s(medianOf(ok, (r) => r.clientCpuSeconds))} s | ${s(medianOf(ok, (r) => r.serverCpuSeconds))} s | ` +
+        `${s(medianOf(ok, (r) => r.otherCpuSeconds))} s | ` +
         `${mb(Math.max(...ok.map((r) => r.memory.treePeakRssBytes)))} | ` +
         `${mb(largest.memory.processPeakRssBytes)} (${largest.memory.processPeakCommand}) | ` +
         `${mb(medianOf(ok, (r) => r.clientWriteBytes))} | ${mb(medianOf(ok, (r) => r.serverWriteBytes))} | ` +
@@ -175,7 +178,7 @@ export function renderResults(report: BenchReport): string {
   }
   lines.push('');
   lines.push(
-    `Ratios are wall-time ratios: "vs fastest peer" divides by ${fastestPeer ? `${fastestPeer.label} (${s(fastestPeer.wall)} s)` : 'the fastest peer'}, ` +
+    `Ratios are wall-time ratios: "vs fastest peer" divides by ${fastestPeer ? `${escapeCell(fastestPeer.label)} (${s(fastestPeer.wall)} s)` : 'the fastest peer'}, ` +
       `the fastest of ${FAST_PEERS.join(', ')}; "vs default-gzip dump" divides by ${gzipDump ? `${s(gzipDump.wall)} s` : 'the gzip dump'} ` +
       '(below 1 is faster).',
     '',
@@ -193,7 +196,7 @@ export function renderResults(report: BenchReport): string {
     const stepCount = summary.ok[0]!.steps.length;
     for (let i = 0; i < stepCount; i += 1) {
       lines.push(
-        `| ${contender.label} | \`${escapeCell(shortCommand(summary.ok[0]!.steps[i]!.command))}\` | ${s(medianOf(summary.ok, (r) => r.steps[i]?.wallSeconds ?? Number.NaN))} s |`,
+        `| ${escapeCell(contender.label)} | \`${escapeCell(shortCommand(summary.ok[0]!.steps[i]!.command))}\` | ${s(medianOf(summary.ok, (r) => r.steps[i]?.wallSeconds ?? Number.NaN))} s |`,
       );
     }
   }
@@ -290,7 +293,7 @@ export function renderResults(report: BenchReport): string {
   lines.push('## Exact commands', '');
   lines.push('Paths, ports and database names are this run\'s; `N` is the number of parallel jobs; passwords are passed in the environment (masked in pgcopydb\'s URIs).', '');
   for (const contender of report.contenders) {
-    lines.push(`- ${contender.label}:`);
+    lines.push(`- ${escapeCell(contender.label)}:`);
     for (const command of contender.commands) lines.push(`  - \`${command}\``);
   }
   for (const outcome of report.latency) if (outcome.result) lines.push(`- ${outcome.name}: \`${outcome.result.command}\``);
@@ -319,7 +322,7 @@ function explainMisses(misses: readonly Verdict[], report: BenchReport, summarie
   const z0 = summaries.get('fd-z0');
   for (const miss of misses) {
     if (miss.result === 'not measured') {
-      out.push(`- **${miss.target}**: not measured in this run (${miss.measured}). Build the runner (\`npm run build:runner\`) and re-run.`);
+      out.push(`- **${miss.target}**: not measured in this run: ${miss.measured}.`);
       continue;
     }
     if (miss.target.startsWith('Runner total') || miss.target.startsWith('Runner speed-up')) {
@@ -357,7 +360,7 @@ function explainMisses(misses: readonly Verdict[], report: BenchReport, summarie
 }
 
 function shortCommand(command: string): string {
-  const words = command.split(' ');
+  const words = command.split(' ').filter((word) => !/^[A-Z_]+=/.test(word));
   const tool = (words[0] ?? '').split('/').pop() ?? '';
   if (tool === 'node') return `runner ${words[2] ?? ''}`;
   if (tool === 'bash') return 'pg_dump | psql';

@@ -7,7 +7,7 @@ import { mkdtemp, readdir, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import pg from 'pg';
 import type { Contender, ContenderContext, Step } from './contenders.js';
-import { MemorySampler, postmasterPid, reapedChildrenTotals, treeTotals, type MemoryPeak } from './measure.js';
+import { machineBusySeconds, MemorySampler, postmasterPid, reapedChildrenTotals, treeTotals, type MemoryPeak } from './measure.js';
 import { compareSnapshots, snapshotDatabase, type DatabaseEndpoint, type DatabaseSnapshot } from './verify-copy.js';
 
 /** A PostgreSQL server the benchmark talks to as superuser. */
@@ -54,6 +54,11 @@ export interface MigrationResult {
   /** user + system CPU of both PostgreSQL servers' processes during the run. */
   readonly serverCpuSeconds: number;
   readonly memory: MemoryPeak;
+  /**
+   * CPU seconds the rest of the machine used meanwhile (all busy time minus client and servers,
+   * including the benchmark's own sampling): other work competing for the cores, to judge noise.
+   */
+  readonly otherCpuSeconds: number;
   /** Bytes the contender's processes wrote (dump files, work files). */
   readonly clientWriteBytes: number;
   /** Bytes both servers wrote, including the target's checkpoint after the run (WAL and data files). */
@@ -82,6 +87,7 @@ export async function runMigration(setup: MigrationSetup): Promise<MigrationResu
   const servers = [postmasterPid(setup.source.dataDir), postmasterPid(setup.target.dataDir)];
   const clientBefore = reapedChildrenTotals();
   const serversBefore = servers.map(treeTotals);
+  const busyBefore = machineBusySeconds();
   const sampler = new MemorySampler();
   const started = performance.now();
   const steps: StepTiming[] = [];
@@ -98,6 +104,8 @@ export async function runMigration(setup: MigrationSetup): Promise<MigrationResu
   const wallSeconds = (performance.now() - started) / 1000;
   const memory = sampler.stop();
   const clientAfter = reapedChildrenTotals();
+  const serversAtEnd = servers.map(treeTotals);
+  const busySeconds = machineBusySeconds() - busyBefore;
   // The target's data pages reach disk at the next checkpoint: count them for this contender.
   await checkpoint(setup.target);
   const serversAfter = servers.map(treeTotals);
@@ -105,7 +113,8 @@ export async function runMigration(setup: MigrationSetup): Promise<MigrationResu
   const dumpBytes = dumpDir ? await directoryBytes(dumpDir) : 0;
 
   if (!failure) {
-    const differences = compareSnapshots(setup.sourceSnapshot, await snapshotDatabase(target));
+    const expected = setup.contender.expectedTarget?.(setup.sourceSnapshot) ?? setup.sourceSnapshot;
+    const differences = compareSnapshots(expected, await snapshotDatabase(target));
     if (differences.length > 0) failure = `copy differs from the source: ${differences.slice(0, 5).join('; ')}`;
   }
   await rm(workDir, { recursive: true, force: true });
@@ -118,6 +127,12 @@ export async function runMigration(setup: MigrationSetup): Promise<MigrationResu
     steps,
     clientCpuSeconds: clientAfter.cpuSeconds - clientBefore.cpuSeconds,
     serverCpuSeconds: serversAfter.reduce((sum, after, i) => sum + after.cpuSeconds - serversBefore[i]!.cpuSeconds, 0),
+    otherCpuSeconds: Math.max(
+      0,
+      busySeconds -
+        (clientAfter.cpuSeconds - clientBefore.cpuSeconds) -
+        serversAtEnd.reduce((sum, end, i) => sum + end.cpuSeconds - serversBefore[i]!.cpuSeconds, 0),
+    ),
     memory,
     clientWriteBytes: clientAfter.writeBytes - clientBefore.writeBytes,
     serverWriteBytes: serversAfter.reduce((sum, after, i) => sum + after.writeBytes - serversBefore[i]!.writeBytes, 0),
@@ -129,12 +144,19 @@ export function endpointOf(server: BenchServer): Omit<DatabaseEndpoint, 'databas
   return { host: server.host, port: server.port, user: server.user, password: server.password };
 }
 
-/** The command line of a step as it would be typed (passwords are never in argv except pgcopydb's URIs). */
+/** The command line of a step as it would be typed, environment first, passwords masked. */
 export function describeStep(step: Step): string {
-  return step.argv
+  const env = Object.entries(step.env)
+    .filter(([name]) => name !== 'PATH')
+    .map(([name, value]) => `${name}=${/PASSWORD/.test(name) ? '***' : quote(value)}`);
+  const argv = step.argv
     .map((arg) => arg.replace(/:\/\/([^:@/]+):[^@]+@/, '://$1:***@'))
-    .map((arg) => (/^[\w./=:,@%+-]+$/.test(arg) ? arg : `'${arg.replace(/'/g, `'\\''`)}'`))
-    .join(' ');
+    .map(quote);
+  return [...env, ...argv].join(' ');
+}
+
+function quote(text: string): string {
+  return /^[\w./=:,@%+-]+$/.test(text) ? text : `'${text.replace(/'/g, `'\\''`)}'`;
 }
 
 const STDERR_TAIL_BYTES = 4000;

@@ -147,7 +147,7 @@ async function main(): Promise<void> {
   try {
     const source = benchServer(sourcePg);
     const target = benchServer(targetPg);
-    const versionRows = await sourcePg.query<{ v: string }>('SHOW server_version');
+    const versionRows = await sourcePg.query<{ v: string }>('SELECT version() AS v');
 
     const generated = new Map<number, { database: string; report: GenerationReport; snapshot: DatabaseSnapshot }>();
     async function sourceDatabase(bytes: number): Promise<{ database: string; report: GenerationReport; snapshot: DatabaseSnapshot }> {
