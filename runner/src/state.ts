@@ -106,6 +106,11 @@ export interface MigrationState {
   readonly lastError?: LastError;
   /** Why the runner decided what it did, e.g. NotNeeded: "no legacy database". */
   readonly decisionReason?: string;
+  /**
+   * When the target was found or marked `ready` (ReadyMarker) by this migration: lets later
+   * syncs skip the database, notably on NotNeeded where no restore ever writes it.
+   */
+  readonly readyMarkerAt?: string;
 }
 
 function timestamp(now: Date): string {
