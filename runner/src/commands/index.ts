@@ -6,9 +6,23 @@ import type { AnyCommand } from '../cli.js';
 import { backupCommand } from './backup.js';
 import { restoreCommand } from './restore.js';
 import { verifyCommand } from './verify.js';
+import { prepareCommand } from './prepare.js';
+import { backupPhaseCommand } from './backup-phase.js';
+import { restorePhaseCommand } from './restore-phase.js';
+import { gateCommand } from './gate.js';
+import { recordFailureCommand } from './record-failure.js';
+import { statusCommand } from './status.js';
+import { planCommand } from './plan.js';
 
 export const commands: readonly AnyCommand[] = [
   backupCommand,
   restoreCommand,
   verifyCommand,
+  prepareCommand,
+  backupPhaseCommand,
+  restorePhaseCommand,
+  gateCommand,
+  recordFailureCommand,
+  statusCommand,
+  planCommand,
 ];

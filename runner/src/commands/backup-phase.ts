@@ -1,0 +1,62 @@
+/**
+ * `backup-phase` (hook: Helm pre-install/pre-upgrade weight 10, Argo CD PreSync wave 10; mounts
+ * the backup PVC): dump the quiesced source onto the backup volume, verify the backup, protect the
+ * legacy volumes and — only with MIGRATION_DELETE_LEGACY=after-backup — delete the legacy database.
+ *
+ * Quiesced → BackedUp → BackupVerified → LegacyProtected. Completed, NotNeeded or a backup that is
+ * already protected: exit 0 after one API read.
+ */
+import { Phase, RunnerCommand } from '../../../lib/contract.js';
+import { defineCommand } from '../cli.js';
+import { requireBackupDir } from '../config.js';
+import { usageError } from '../errors.js';
+import { hasReached, isTerminal } from '../state.js';
+import { createHookContext, readState, runHook, withMigrationLock, type HookContext } from '../phases/context.js';
+import { dumpStep } from '../phases/dump.js';
+import { protectLegacyStep } from '../phases/protect-legacy.js';
+import { verifyBackupStep } from '../phases/verify-backup.js';
+
+export async function runBackupPhase(ctx: HookContext): Promise<number> {
+  return runHook(ctx, async () => {
+    const state = await readState(ctx);
+    if (!state) {
+      throw usageError(
+        `no migration state (ConfigMap ${ctx.config.stateConfigMap} does not exist): prepare has not run`,
+        'run the upgrade or sync again; prepare runs before backup-phase',
+      );
+    }
+    if (isTerminal(state) || hasReached(state, Phase.legacyProtected)) {
+      ctx.log.info(`migration ${state.migrationId} is ${state.phase}: nothing to back up`);
+      return 0;
+    }
+    if (!hasReached(state, Phase.quiesced)) {
+      throw usageError(
+        `migration ${state.migrationId} is in phase ${state.phase}: prepare did not finish, so the workloads may still write`,
+        `check the prepare Job's logs (kubectl describe configmap ${ctx.config.stateConfigMap} shows the last error) and run the upgrade or sync again`,
+      );
+    }
+    requireBackupDir(ctx.config, ctx.command);
+    return withMigrationLock(ctx, async () => {
+      const fresh = await readState(ctx);
+      if (!fresh || isTerminal(fresh) || hasReached(fresh, Phase.legacyProtected)) return 0;
+      await dumpStep(ctx);
+      await verifyBackupStep(ctx);
+      await protectLegacyStep(ctx);
+      return 0;
+    });
+  });
+}
+
+export const backupPhaseCommand = defineCommand({
+  name: RunnerCommand.backupPhase,
+  summary: 'Hook, second pre-phase Job: dump the quiesced source, verify the backup, protect (and optionally delete) the legacy database',
+  description: `
+Needs MIGRATION_BACKUP_DIR (the mounted backup PVC) and a state in phase Quiesced or later.
+Quiesced → BackedUp (pg_dump -Fd into <dir>/<migrationId>, manifest digest recorded) →
+BackupVerified (digests, pg_restore --list) → LegacyProtected (PVs set to Retain with
+MIGRATION_PROTECT_VOLUMES=true; legacy deleted only with MIGRATION_DELETE_LEGACY=after-backup).`,
+  flags: {},
+  async run({ env, log, signal }) {
+    return runBackupPhase(createHookContext(RunnerCommand.backupPhase, { env, log, signal }));
+  },
+});

@@ -1,0 +1,191 @@
+/**
+ * `plan`: what the next run of each hook would do, changing nothing. Reads the state ConfigMap,
+ * the backup PVC, the workloads' replica counts and the legacy StatefulSet, and probes the source
+ * and the target read-only (versions, sizes, the ready marker); then walks the same decisions the
+ * hooks take.
+ */
+import { DeleteLegacy, Phase, ReadyMarker, RunnerCommand, type PhaseName } from '../../../lib/contract.js';
+import { defineCommand } from '../cli.js';
+import { hookConfigFromEnv, type HookConfig } from '../config.js';
+import { isRunnerError } from '../errors.js';
+import { callApi, createKubeContext, isNotFound, type KubeContext } from '../kube/client.js';
+import { StateStore } from '../kube/state-store.js';
+import { readReplicaCounts } from '../kube/workloads.js';
+import { formatBytes } from '../log.js';
+import { backupPvcSize } from '../phases/backup-volume.js';
+import { decidePrepare, probeLegacyStatefulSet, probeSource, probeTarget, type LegacyProbe, type SourceProbe, type TargetProbe } from '../phases/decide.js';
+import { effectivePhase, hasReached, isTerminal, type MigrationState } from '../state.js';
+
+export interface PlanInput {
+  readonly config: HookConfig;
+  readonly state: MigrationState | undefined;
+  readonly legacy: LegacyProbe;
+  readonly target: TargetProbe;
+  readonly source: SourceProbe;
+  /** Size of the existing backup PVC, undefined when absent. */
+  readonly backupPvc: string | undefined;
+  /** Current replicas per workload key, or the error reading them. */
+  readonly replicas: Readonly<Record<string, number>> | string;
+}
+
+interface RemainingStep {
+  readonly reaches: PhaseName;
+  readonly hook: string;
+  readonly text: string;
+}
+
+function remainingSteps(input: PlanInput): RemainingStep[] {
+  const { config } = input;
+  const retain = config.legacyPvcs.length
+    ? `set the PVs of ${config.legacyPvcs.join(', ')} to Retain${config.protectVolumes ? '' : ' (skipped: MIGRATION_PROTECT_VOLUMES is not true)'}`
+    : 'no legacy PVCs to protect';
+  const legacyObjects = [config.legacyStatefulSet ? `statefulset/${config.legacyStatefulSet}` : '', ...config.legacyPvcs.map((pvc) => `pvc/${pvc}`)].filter(Boolean).join(', ') || 'nothing';
+  return [
+    { reaches: Phase.quiesced, hook: RunnerCommand.prepare, text: `record the replicas of ${config.workloads.map((w) => `${w.kind}/${w.name}`).join(', ') || 'no workloads'} and scale them to 0` },
+    { reaches: Phase.backedUp, hook: RunnerCommand.backupPhase, text: 'dump the source onto the backup volume' },
+    { reaches: Phase.backupVerified, hook: RunnerCommand.backupPhase, text: 'verify the backup (digests, pg_restore --list)' },
+    {
+      reaches: Phase.legacyProtected,
+      hook: RunnerCommand.backupPhase,
+      text: `${retain}${config.deleteLegacy === DeleteLegacy.afterBackup ? `; delete ${legacyObjects}` : ''}`,
+    },
+    { reaches: Phase.restoring, hook: RunnerCommand.restorePhase, text: `wait for the target to accept writes, mark it ${ReadyMarker.restoring}` },
+    { reaches: Phase.restored, hook: RunnerCommand.restorePhase, text: 'restore the recorded backup' },
+    { reaches: Phase.verified, hook: RunnerCommand.restorePhase, text: 'verify the target against the manifest' },
+    {
+      reaches: Phase.completed,
+      hook: RunnerCommand.restorePhase,
+      text: `hygiene, mark ${ReadyMarker.ready}, scale the workloads back${config.deleteLegacy === DeleteLegacy.afterRestore ? `, delete ${legacyObjects}` : ''}`,
+    },
+  ];
+}
+
+function describeTarget(target: TargetProbe): string {
+  if (target.status === 'absent') return `not reachable (${target.reason})`;
+  return target.marker ? `reachable, marker ${target.marker.status} (migration ${target.marker.migrationId})` : 'reachable, no marker';
+}
+
+function describeSource(source: SourceProbe): string {
+  if (source.status === 'reachable') return `reachable, PostgreSQL ${source.preflight.server.version}, ${formatBytes(source.preflight.databaseBytes)}`;
+  if (source.status === 'absent') return `not reachable (${source.reason})`;
+  return `answers with an error: ${source.error.oneLine()}`;
+}
+
+/** The plan as text (pure, for tests). */
+export function formatPlan(input: PlanInput): string {
+  const { config, state } = input;
+  const lines: string[] = [];
+  const hook = (name: string, text: string) => lines.push(`${`${name}:`.padEnd(16)}${text}`);
+  lines.push(
+    state ? `State: migration ${state.migrationId}, phase ${state.phase}${state.phase === Phase.failed ? ` (resumes from ${effectivePhase(state)})` : ''}` : `State: none (ConfigMap ${config.stateConfigMap} does not exist)`,
+    `Source: ${describeSource(input.source)}`,
+    `Target: ${describeTarget(input.target)}`,
+    `Legacy StatefulSet: ${input.legacy.name ? `${input.legacy.name} ${input.legacy.exists ? 'exists' : 'does not exist'}` : 'none configured'}`,
+    `Backup PVC: ${config.backupPvc} ${input.backupPvc ? `exists (${input.backupPvc})` : 'does not exist'}`,
+    `Workloads: ${typeof input.replicas === 'string' ? input.replicas : Object.entries(input.replicas).map(([key, count]) => `${key}=${count}`).join(', ') || 'none'}`,
+    '',
+  );
+
+  const pvcText = (size: string) => (input.backupPvc ? `keep the backup PVC (${input.backupPvc})` : `create the backup PVC ${config.backupPvc} (${size})`);
+  if (state && isTerminal(state)) {
+    hook(RunnerCommand.prepare, `nothing to decide (${state.phase}); ${pvcText(backupPvcSize(config, undefined))}`);
+    hook(RunnerCommand.backupPhase, 'nothing (exit 0)');
+    hook(
+      RunnerCommand.restorePhase,
+      state.phase === Phase.notNeeded && !state.readyMarkerAt ? `write the ready marker into the target (${describeTarget(input.target)})` : 'nothing (exit 0)',
+    );
+  } else {
+    // Only a migration (new or resumed) gets here; `prepareText` is prepare's own part.
+    let prepareText: string;
+    if (state) {
+      prepareText = `resume migration ${state.migrationId}: ensure the Secrets and the backup PVC, keep the workloads at 0`;
+    } else {
+      let decision: ReturnType<typeof decidePrepare>;
+      try {
+        decision = decidePrepare(input.legacy, input.target, input.source);
+      } catch (error) {
+        hook(RunnerCommand.prepare, `fails: ${isRunnerError(error) ? error.oneLine() : String(error)}`);
+        hook(RunnerCommand.backupPhase, 'fails: prepare did not finish');
+        hook(RunnerCommand.restorePhase, 'fails: prepare did not finish');
+        return finish(lines, input);
+      }
+      if (decision.kind === 'not-needed') {
+        hook(RunnerCommand.prepare, `record NotNeeded: ${decision.reason}; ${pvcText(backupPvcSize(config, undefined))}`);
+        hook(RunnerCommand.backupPhase, 'nothing (exit 0)');
+        hook(RunnerCommand.restorePhase, decision.targetReady ? 'nothing (the target is already marked ready)' : 'write the ready marker into the target');
+        return finish(lines, input);
+      }
+      let size: string;
+      try {
+        size = backupPvcSize(config, decision.preflight);
+      } catch (error) {
+        size = `fails: ${isRunnerError(error) ? error.oneLine() : String(error)}`;
+      }
+      prepareText = `migrate (${decision.reason}): create the state, ensure ${config.ensureSecrets.length} Secret(s), ${pvcText(size)}`;
+    }
+    const steps = remainingSteps(input).filter((step) => !state || !hasReached(state, step.reaches));
+    for (const name of [RunnerCommand.prepare, RunnerCommand.backupPhase, RunnerCommand.restorePhase]) {
+      const texts = [
+        ...(name === RunnerCommand.prepare ? [prepareText] : []),
+        ...steps.filter((step) => step.hook === name).map((step) => `${step.text} → ${step.reaches}`),
+      ];
+      hook(name, texts.length ? texts.join('; ') : 'nothing (its steps are done)');
+    }
+  }
+  return finish(lines, input);
+}
+
+/** Adds the gate's line and renders. */
+function finish(lines: string[], input: PlanInput): string {
+  const marker = input.target.status === 'reachable' ? input.target.marker : undefined;
+  const gate = marker?.status === ReadyMarker.ready ? 'passes (the target is marked ready)' : `waits (${describeTarget(input.target)})`;
+  lines.push(`${`${RunnerCommand.gate}:`.padEnd(16)}${gate}`);
+  return `${lines.join('\n')}\n`;
+}
+
+async function backupPvcSizeIfPresent(kube: KubeContext, name: string): Promise<string | undefined> {
+  try {
+    const pvc = await callApi(kube, { verb: 'get', resource: 'persistentvolumeclaims', name, namespace: kube.namespace }, () =>
+      kube.core.readNamespacedPersistentVolumeClaim({ name, namespace: kube.namespace }),
+    );
+    return pvc.status?.capacity?.storage ?? pvc.spec?.resources?.requests?.storage ?? '?';
+  } catch (error) {
+    if (isNotFound(error)) return undefined;
+    throw error;
+  }
+}
+
+/** Gathers what `formatPlan` needs, read-only. */
+export async function gatherPlanInput(kube: KubeContext, config: HookConfig): Promise<PlanInput> {
+  const store = new StateStore(kube, { name: config.stateConfigMap });
+  const state = (await store.read())?.state;
+  const [legacy, target, source, backupPvc] = await Promise.all([
+    probeLegacyStatefulSet(kube, config),
+    probeTarget(config),
+    probeSource(config),
+    backupPvcSizeIfPresent(kube, config.backupPvc),
+  ]);
+  let replicas: PlanInput['replicas'];
+  try {
+    replicas = await readReplicaCounts(kube, config.workloads);
+  } catch (error) {
+    replicas = `cannot read: ${isRunnerError(error) ? error.message : String(error)}`;
+  }
+  return { config, state, legacy, target, source, backupPvc, replicas };
+}
+
+export const planCommand = defineCommand({
+  name: RunnerCommand.plan,
+  summary: 'Show what the next run of each hook would do, changing nothing',
+  description: `
+Reads the same environment as the hook Jobs (run it in such a pod, or export the variables).
+Only reads: the state ConfigMap, the backup PVC, the workloads' scale, the legacy StatefulSet, and
+the source and target databases (version, size, ready marker).`,
+  flags: {},
+  async run({ env, log, stdout }) {
+    const config = hookConfigFromEnv(env);
+    const kube = createKubeContext({ env, log });
+    stdout.write(formatPlan(await gatherPlanInput(kube, config)));
+    return 0;
+  },
+});

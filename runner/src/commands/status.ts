@@ -1,0 +1,93 @@
+/**
+ * `status`: the state ConfigMap as a person wants to read it — phase, the decision, the step
+ * history with durations and attempts, the backup, the verification, the protected volumes and the
+ * last error. `--json` prints the stored state as it is.
+ *
+ * Needs only read access to the state ConfigMap: MIGRATION_STATE_CONFIGMAP and the namespace
+ * (MIGRATION_NAMESPACE or the kubeconfig context's).
+ */
+import { RunnerCommand } from '../../../lib/contract.js';
+import { defineCommand } from '../cli.js';
+import { createKubeContext } from '../kube/client.js';
+import { StateStore } from '../kube/state-store.js';
+import { formatBytes, formatDuration } from '../log.js';
+import { effectivePhase, type MigrationState } from '../state.js';
+
+function table(header: readonly string[], rows: readonly (readonly string[])[]): string[] {
+  const widths = header.map((title, column) => Math.max(title.length, ...rows.map((row) => (row[column] ?? '').length)));
+  const render = (cells: readonly string[]) =>
+    cells
+      .map((cell, column) => cell.padEnd(widths[column]!))
+      .join('  ')
+      .trimEnd();
+  return [render(header), ...rows.map(render)];
+}
+
+/** The human-readable report of a state (pure, for tests). */
+export function formatStatus(state: MigrationState, configMap: string): string {
+  const lines: string[] = [];
+  const field = (name: string, value: string) => lines.push(`${`${name}:`.padEnd(20)}${value}`);
+  field('Migration', `${state.migrationId} (ConfigMap ${configMap})`);
+  field('Phase', state.phase === 'Failed' ? `Failed (resumes from ${effectivePhase(state)})` : state.phase);
+  if (state.decisionReason) field('Decision', state.decisionReason);
+  field('Created', state.createdAt);
+  field('Updated', state.updatedAt);
+  if (state.currentStep) field('Step in progress', `${state.currentStep.name} since ${state.currentStep.startedAt}`);
+  const backup = state.backup;
+  field(
+    'Backup',
+    backup
+      ? `${formatBytes(backup.bytes)}, ${backup.tableCount} tables, ${backup.rows} rows in ${backup.dir}${backup.pvc ? ` on PVC ${backup.pvc}` : ''} (manifest sha256 ${backup.manifestSha256.slice(0, 16)}…)`
+      : 'none yet',
+  );
+  const verification = state.verification;
+  field(
+    'Verification',
+    verification
+      ? verification.ok
+        ? `passed at ${verification.at}: ${verification.tablesChecked} tables, ${verification.rowsChecked} rows match the backup`
+        : `FAILED at ${verification.at}: ${verification.mismatches.join('; ')}`
+      : 'not yet',
+  );
+  field(
+    'Protected volumes',
+    state.protectedVolumes.length ? state.protectedVolumes.map((volume) => `${volume.pvc} → PV ${volume.pv} Retain (was ${volume.previousReclaimPolicy})`).join(', ') : 'none',
+  );
+  const originals = Object.entries(state.originalReplicas);
+  field('Original replicas', originals.length ? originals.map(([key, replicas]) => `${key}=${replicas}`).join(', ') : 'none recorded');
+  field('Legacy deleted', state.legacyDeleted ? 'yes' : 'no');
+  field('Ready marker', state.readyMarkerAt ? `written at ${state.readyMarkerAt}` : 'not written by this migration');
+  const attempts = Object.entries(state.attempts);
+  field('Attempts', attempts.length ? attempts.map(([step, count]) => `${step}=${count}`).join(', ') : 'none');
+  const error = state.lastError;
+  field('Last error', error ? `${error.step} (exit ${error.exitCode}) at ${error.at}: ${error.message}` : 'none');
+  lines.push('', 'History:');
+  if (state.history.length === 0) lines.push('  (no phase reached yet)');
+  else {
+    const rows = state.history.map((entry) => [entry.phase, entry.startedAt, formatDuration(entry.durationMs), String(entry.attempt), entry.detail ?? '']);
+    lines.push(...table(['PHASE', 'STARTED', 'DURATION', 'ATTEMPT', 'DETAIL'], rows).map((line) => `  ${line}`));
+  }
+  return `${lines.join('\n')}\n`;
+}
+
+export const statusCommand = defineCommand({
+  name: RunnerCommand.status,
+  summary: 'Show the migration state ConfigMap: phase, step history with durations, backup, verification, last error',
+  description: `
+Reads MIGRATION_STATE_CONFIGMAP in MIGRATION_NAMESPACE (or the kubeconfig context's namespace),
+through KUBECONFIG or the pod's ServiceAccount. Exit 0 also when no migration has started.`,
+  flags: {
+    json: { type: 'boolean', description: 'Print the stored state as JSON' },
+  },
+  async run({ flags, env, log, stdout }) {
+    const kube = createKubeContext({ env, log });
+    const store = StateStore.fromEnv(kube, env);
+    const stored = await store.read();
+    if (!stored) {
+      stdout.write(flags.json ? 'null\n' : `No migration state: ConfigMap ${store.name} does not exist in namespace ${kube.namespace} (prepare has not run).\n`);
+      return 0;
+    }
+    stdout.write(flags.json ? `${JSON.stringify(stored.state, null, 2)}\n` : formatStatus(stored.state, store.name));
+    return 0;
+  },
+});

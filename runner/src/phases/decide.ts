@@ -1,0 +1,116 @@
+/**
+ * The first decision of a migration, taken by `prepare` when no state exists yet: is there
+ * anything to migrate? Read-only probes of the legacy StatefulSet, the target's ready marker and
+ * the source database, and a pure function over what they found (also used by `plan`).
+ *
+ * | found                                                   | decision                          |
+ * |---------------------------------------------------------|-----------------------------------|
+ * | target carries the ready marker                         | NotNeeded: the data is in place   |
+ * | source reachable                                        | migrate                           |
+ * | source answers with an error (password, version, …)     | fail with that error              |
+ * | legacy StatefulSet exists, source unreachable           | fail, retriable (69)              |
+ * | no legacy StatefulSet, source unreachable or no Secret  | NotNeeded: fresh install          |
+ */
+import { Env, ExitCode, ReadyMarker } from '../../../lib/contract.js';
+import type { EndpointConfig, HookConfig } from '../config.js';
+import { RunnerError } from '../errors.js';
+import { callApi, isNotFound, type KubeContext } from '../kube/client.js';
+import { preflightBackup, type BackupPreflight } from '../pg/backup.js';
+import { readMarker, type ReadyMarkerRow } from '../pg/marker.js';
+
+export interface LegacyProbe {
+  /** Undefined when no legacy StatefulSet is configured. */
+  readonly name?: string;
+  readonly exists: boolean;
+}
+
+export type SourceProbe =
+  | { readonly status: 'reachable'; readonly preflight: BackupPreflight }
+  | { readonly status: 'absent'; readonly reason: string }
+  | { readonly status: 'error'; readonly error: RunnerError };
+
+export type TargetProbe =
+  | { readonly status: 'reachable'; readonly marker?: ReadyMarkerRow }
+  | { readonly status: 'absent'; readonly reason: string };
+
+export async function probeLegacyStatefulSet(kube: KubeContext, config: HookConfig): Promise<LegacyProbe> {
+  const name = config.legacyStatefulSet;
+  if (!name) return { exists: false };
+  try {
+    await callApi(kube, { verb: 'get', resource: 'statefulsets', group: 'apps', name, namespace: kube.namespace }, () =>
+      kube.apps.readNamespacedStatefulSet({ name, namespace: kube.namespace }),
+    );
+    return { name, exists: true };
+  } catch (error) {
+    if (isNotFound(error)) return { name, exists: false };
+    throw error;
+  }
+}
+
+function missingEndpoint(endpoint: EndpointConfig, prefix: 'SOURCE' | 'TARGET'): string | undefined {
+  if (!endpoint.settings) return `${prefix}_PGHOST is not set`;
+  if (!endpoint.passwordSet) return `${prefix}_PGPASSWORD is unset (its Secret does not exist)`;
+  return undefined;
+}
+
+/**
+ * Connects to the source read-only: server version (refusing one newer than pg_dump) and sizes.
+ * Unreachable means absent; any other failure (wrong password, pg_dump too old) is kept as an
+ * error: the source exists and the migration cannot proceed until it is fixed.
+ */
+export async function probeSource(config: HookConfig): Promise<SourceProbe> {
+  const missing = missingEndpoint(config.source, 'SOURCE');
+  if (missing || !config.source.settings) return { status: 'absent', reason: missing ?? 'not configured' };
+  try {
+    return { status: 'reachable', preflight: await preflightBackup(config.source.settings) };
+  } catch (error) {
+    if (error instanceof RunnerError && error.exitCode === ExitCode.unavailable) return { status: 'absent', reason: error.message };
+    if (error instanceof RunnerError) return { status: 'error', error };
+    throw error;
+  }
+}
+
+/** Reads the target's ready marker; any failure means the target is not (yet) usable. */
+export async function probeTarget(config: HookConfig): Promise<TargetProbe> {
+  const missing = missingEndpoint(config.target, 'TARGET');
+  if (missing || !config.target.settings) return { status: 'absent', reason: missing ?? 'not configured' };
+  try {
+    const marker = await readMarker(config.target.settings);
+    return marker ? { status: 'reachable', marker } : { status: 'reachable' };
+  } catch (error) {
+    if (error instanceof RunnerError) return { status: 'absent', reason: error.message };
+    throw error;
+  }
+}
+
+export type PrepareDecision =
+  | { readonly kind: 'not-needed'; readonly reason: string; readonly targetReady: boolean }
+  | { readonly kind: 'migrate'; readonly reason: string; readonly preflight: BackupPreflight };
+
+/** The decision over what the probes found (pure); throws when it cannot be taken safely. */
+export function decidePrepare(legacy: LegacyProbe, target: TargetProbe, source: SourceProbe): PrepareDecision {
+  if (target.status === 'reachable' && target.marker?.status === ReadyMarker.ready) {
+    return {
+      kind: 'not-needed',
+      reason: `the target already carries the ready marker of migration ${target.marker.migrationId} (since ${target.marker.updatedAt.toISOString()}): its data is in place`,
+      targetReady: true,
+    };
+  }
+  if (source.status === 'reachable') {
+    const { preflight } = source;
+    return {
+      kind: 'migrate',
+      reason: `the source database is reachable (PostgreSQL ${preflight.server.version}, ${preflight.databaseBytes} bytes)${legacy.exists ? ` and the legacy StatefulSet ${legacy.name} exists` : ''}`,
+      preflight,
+    };
+  }
+  if (source.status === 'error') throw source.error;
+  if (legacy.exists) {
+    throw new RunnerError(`the legacy StatefulSet ${legacy.name} exists but its database is not reachable: ${source.reason}`, {
+      exitCode: ExitCode.unavailable,
+      hint: `start the legacy database (kubectl get statefulset ${legacy.name}), or check ${Env.sourceHost}/${Env.sourcePort}; the Job retries`,
+    });
+  }
+  const legacyPart = legacy.name ? `no legacy StatefulSet ${legacy.name}` : `no legacy StatefulSet configured (${Env.legacyStatefulSet})`;
+  return { kind: 'not-needed', reason: `fresh install: ${legacyPart} and no source database (${source.reason})`, targetReady: false };
+}

@@ -1,0 +1,81 @@
+/**
+ * Quiesced → BackedUp: the dump of the source onto the backup volume, in a directory of its own
+ * per migration (`<MIGRATION_BACKUP_DIR>/<migrationId>`), whose manifest digest the state records
+ * so that every later step proves it works on exactly this backup.
+ */
+import { join } from 'node:path';
+import { Phase } from '../../../lib/contract.js';
+import { requireBackupDir, requireEndpoint } from '../config.js';
+import { dataError } from '../errors.js';
+import { backupDatabase, sha256File } from '../pg/backup.js';
+import { MANIFEST_FILE } from '../pg/manifest.js';
+import type { MigrationState } from '../state.js';
+import { runStep, type HookContext } from './context.js';
+import { quiesce } from './quiesce.js';
+
+/** The backup directory of a migration (relative to the volume's mount point in the state). */
+export function backupDirectoryOf(ctx: HookContext, state: MigrationState): string {
+  return join(requireBackupDir(ctx.config, ctx.command), state.backup?.dir ?? state.migrationId);
+}
+
+/**
+ * Checks that `<dir>/manifest.json` is the manifest the state recorded: the restore must read the
+ * backup that was verified, not one written later or by another migration.
+ */
+export async function assertRecordedManifest(dir: string, state: MigrationState): Promise<void> {
+  const recorded = state.backup?.manifestSha256;
+  if (!recorded) throw dataError(`the state records no backup for migration ${state.migrationId}`, 'run backup-phase (the upgrade or sync) again');
+  let actual: string;
+  try {
+    actual = await sha256File(join(dir, MANIFEST_FILE));
+  } catch {
+    throw dataError(
+      `the backup recorded in the state (${dir}/${MANIFEST_FILE}) is missing`,
+      'the backup volume was replaced or cleaned; if the legacy database still exists, delete the state ConfigMap and run the migration again',
+    );
+  }
+  if (actual !== recorded) {
+    throw dataError(
+      `${dir}/${MANIFEST_FILE} has sha256 ${actual.slice(0, 12)}…, but the state recorded ${recorded.slice(0, 12)}…`,
+      'the backup was replaced after it was verified; do not restore it. Inspect the backup volume',
+    );
+  }
+}
+
+export function dumpStep(ctx: HookContext) {
+  return runStep(ctx, {
+    name: 'backup',
+    reaches: Phase.backedUp,
+    async run(state) {
+      // Keycloak must be down while the dump runs, even if someone scaled it up since prepare.
+      await quiesce(ctx);
+      ctx.lock?.assertHeld();
+      const dir = backupDirectoryOf(ctx, state);
+      const result = await backupDatabase({
+        source: requireEndpoint(ctx.config, 'source'),
+        dir,
+        jobs: ctx.config.parallelJobs,
+        compression: ctx.config.dumpCompression,
+        log: ctx.log,
+      });
+      const { manifest } = result;
+      return {
+        detail: `${manifest.stats.tables.length} tables, ${manifest.totalRows} rows, ${manifest.dumpBytes} bytes`,
+        changes: {
+          backup: {
+            dir: state.migrationId,
+            manifestSha256: result.manifestSha256,
+            bytes: manifest.dumpBytes,
+            tableCount: manifest.stats.tables.length,
+            rows: manifest.totalRows,
+            pvc: ctx.config.backupPvc,
+            completedAt: new Date().toISOString(),
+          },
+        },
+        rows: manifest.totalRows,
+        bytes: manifest.dumpBytes,
+        note: `→ ${Phase.backedUp}, ${manifest.files.length} files`,
+      };
+    },
+  });
+}

@@ -1,0 +1,64 @@
+/**
+ * Stopping the applications that write to the legacy database, and starting them again.
+ *
+ * The original replica counts are written into the state BEFORE anything is scaled: a run killed
+ * after scaling to 0 must not find 0 and record it as the original. Scaling back respects what
+ * happened in between: a workload no longer at 0 (Helm re-applied its replicas, someone scaled it)
+ * is left alone.
+ */
+import { mergeOriginalReplicas, parseWorkloadKey, quiesceWorkloads, readReplicas, scaleWorkload, WorkloadNotFoundError } from '../kube/workloads.js';
+import type { HookContext } from './context.js';
+import { updateState } from './context.js';
+
+/** Records the originals (keeping counts already on record), scales to 0, waits for the pods to go. */
+export async function quiesce(ctx: HookContext): Promise<Readonly<Record<string, number>>> {
+  if (ctx.config.workloads.length === 0) return ctx.state?.originalReplicas ?? {};
+  ctx.lock?.assertHeld();
+  return quiesceWorkloads(ctx.kube, ctx.config.workloads, {
+    timeoutMs: ctx.config.quiesceTimeoutSeconds * 1000,
+    pollMs: 1000,
+    persistOriginals: async (observed) => {
+      const state = await updateState(ctx, (current) => {
+        const merged = mergeOriginalReplicas(current.originalReplicas, observed);
+        const unchanged = Object.keys(merged).length === Object.keys(current.originalReplicas).length;
+        return unchanged ? current : { ...current, originalReplicas: merged };
+      });
+      ctx.log.info('original replica counts on record', { originalReplicas: state.originalReplicas });
+      return state.originalReplicas;
+    },
+  });
+}
+
+export interface UnquiesceResult {
+  /** `statefulset/keycloak` → replicas set by this run. */
+  readonly scaled: Readonly<Record<string, number>>;
+  /** Workloads left as they were (not at 0 any more, or gone). */
+  readonly untouched: readonly string[];
+}
+
+/** Sets each workload back to its recorded count, but only where it is still at 0. */
+export async function unquiesce(ctx: HookContext, originals: Readonly<Record<string, number>>): Promise<UnquiesceResult> {
+  const scaled: Record<string, number> = {};
+  const untouched: string[] = [];
+  for (const [key, original] of Object.entries(originals)) {
+    const ref = parseWorkloadKey(key);
+    let current: number;
+    try {
+      current = await readReplicas(ctx.kube, ref);
+    } catch (error) {
+      if (!(error instanceof WorkloadNotFoundError)) throw error;
+      ctx.log.warn('workload to scale back no longer exists; skipping', { workload: key });
+      untouched.push(key);
+      continue;
+    }
+    if (current !== 0 || original === 0) {
+      ctx.log.info('leaving workload as it is', { workload: key, replicas: current, original });
+      untouched.push(key);
+      continue;
+    }
+    ctx.lock?.assertHeld();
+    await scaleWorkload(ctx.kube, ref, original);
+    scaled[key] = original;
+  }
+  return { scaled, untouched };
+}
