@@ -421,3 +421,51 @@ export async function databaseContents(settings: ConnectionSettings): Promise<{ 
     await client.end();
   }
 }
+
+export interface KilledRun extends RunResult {
+  /** The legacy objects as they were when the runner was killed. */
+  readonly legacyAtKill: ReturnType<Scenario['legacyObjects']>;
+}
+
+/**
+ * Runs a hook and SIGKILLs it (with its pg tools, as a dying container) the moment the state
+ * ConfigMap is written with phase `phase` for the first time — before the runner even sees the API's
+ * answer. Fails when the hook exits without reaching that phase.
+ */
+export async function runKilledAtPhase(world: World, scenario: Scenario, command: HookCommand, phase: string): Promise<KilledRun> {
+  let killedAt: ReturnType<Scenario['legacyObjects']> | undefined;
+  let previous: string | undefined = scenario.state()?.phase;
+  let running: RunningHook | undefined;
+  const pending: string[] = [];
+  const unsubscribe = world.server.onChange((_event, object) => {
+    if (object.kind !== 'ConfigMap' || object.metadata.namespace !== scenario.namespace || object.metadata.name !== scenario.names.stateConfigMap) return;
+    const current = phaseOf(object);
+    if (current === phase && previous !== phase && killedAt === undefined) {
+      killedAt = scenario.legacyObjects();
+      if (running) running.kill();
+      else pending.push(phase);
+    }
+    previous = current;
+  });
+  try {
+    running = scenario.start(command);
+    if (pending.length > 0) running.kill();
+    const result = await running.done;
+    if (!killedAt) throw new Error(`${command} exited ${result.code} without reaching phase ${phase}: ${result.stderr.slice(-2000)}`);
+    return { ...result, legacyAtKill: killedAt };
+  } finally {
+    unsubscribe();
+  }
+}
+
+/**
+ * Ages the migration Lease as if its TTL had passed: a killed runner stops renewing it, and the
+ * next runner takes it over once it expired. Tests that kill runners many times use this instead of
+ * waiting for the TTL (one test waits for real).
+ */
+export function expireLease(world: World, scenario: Scenario): void {
+  const lease = world.server.get({ apiVersion: 'coordination.k8s.io/v1', kind: 'Lease', name: scenario.names.lockLease, namespace: scenario.namespace });
+  if (!lease) return;
+  const past = new Date(Date.now() - 3_600_000).toISOString().replace('Z', '000Z');
+  world.server.upsert({ ...lease, spec: { ...(lease.spec as object), renewTime: past, acquireTime: past } });
+}
