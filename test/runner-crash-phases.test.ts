@@ -1,0 +1,104 @@
+// Crash tests: the runner is SIGKILLed (with its pg_dump / pg_restore, as a dying container) right
+// after each persisted phase transition — the moment the state ConfigMap is written, before the
+// runner even sees the answer — and then the hooks run again, as the Job's next pod and the next
+// sync would. Each time the migration converges to Completed with every row, sequence and large
+// object on the target, Keycloak back at its original replicas, and nothing legacy deleted before
+// the restore was verified.
+import pg from 'pg';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { DeleteLegacy, Phase, ReadyMarker, RunnerCommand, type PhaseName } from '../lib/contract.js';
+import {
+  createScenario,
+  databaseContents,
+  expireLease,
+  KEYCLOAK_REPLICAS,
+  runKilledAtPhase,
+  startWorld,
+  type HookCommand,
+  type World,
+} from './support/runner-hooks-harness.js';
+
+let world: World;
+let sourceContents: Awaited<ReturnType<typeof databaseContents>>;
+const HYGIENE_TABLES = ['public.jgroups_ping', 'public.databasechangeloglock'];
+const HOOKS: readonly HookCommand[] = [RunnerCommand.prepare, RunnerCommand.backupPhase, RunnerCommand.restorePhase];
+
+/** The hook whose run records each phase. */
+const RECORDED_BY: Record<string, HookCommand> = {
+  [Phase.pending]: RunnerCommand.prepare,
+  [Phase.quiesced]: RunnerCommand.prepare,
+  [Phase.backedUp]: RunnerCommand.backupPhase,
+  [Phase.backupVerified]: RunnerCommand.backupPhase,
+  [Phase.legacyProtected]: RunnerCommand.backupPhase,
+  [Phase.restoring]: RunnerCommand.restorePhase,
+  [Phase.restored]: RunnerCommand.restorePhase,
+  [Phase.verified]: RunnerCommand.restorePhase,
+  [Phase.completed]: RunnerCommand.restorePhase,
+};
+const BEFORE_VERIFIED: readonly string[] = [Phase.pending, Phase.quiesced, Phase.backedUp, Phase.backupVerified, Phase.legacyProtected, Phase.restoring, Phase.restored];
+
+async function marker(settings: pg.ClientConfig): Promise<string | undefined> {
+  const client = new pg.Client(settings);
+  await client.connect();
+  try {
+    if (!(await client.query(`SELECT to_regclass('${ReadyMarker.schema}.${ReadyMarker.table}') AS t`)).rows[0].t) return undefined;
+    return (await client.query(`SELECT status FROM ${ReadyMarker.schema}.${ReadyMarker.table}`)).rows[0]?.status;
+  } finally {
+    await client.end();
+  }
+}
+
+beforeAll(async () => {
+  world = await startWorld({ users: 30 });
+  sourceContents = await databaseContents(world.source.settings('keycloak'));
+});
+afterAll(async () => {
+  await world?.stop();
+});
+
+describe('killed right after a phase transition, the migration resumes and converges', () => {
+  it.concurrent.each(Object.keys(RECORDED_BY))('killed at %s', async (phase) => {
+    const namespace = `crash-${phase.toLowerCase()}`;
+    const scenario = await createScenario(world, { namespace, deleteLegacy: DeleteLegacy.afterRestore });
+    const killer = RECORDED_BY[phase]!;
+    // The hooks before the one that gets killed run normally.
+    for (const hook of HOOKS.slice(0, HOOKS.indexOf(killer))) {
+      const result = await scenario.run(hook);
+      expect(result.code, result.stderr).toBe(0);
+    }
+    const killed = await runKilledAtPhase(world, scenario, killer, phase);
+    expect(killed.signal).toBe('SIGKILL');
+    if (BEFORE_VERIFIED.includes(phase)) {
+      // Nothing legacy is deleted and Keycloak is not let in before the restore is verified.
+      expect(killed.legacyAtKill).toMatchObject({ statefulSet: true, pvc: true });
+      expect(await marker(scenario.targetSettings())).not.toBe(ReadyMarker.ready);
+    }
+    expect(scenario.state()!.phase).toBe(phase);
+
+    // The Job's next pod (a new name) once the killed pod's Lease has expired, then the rest.
+    expireLease(world, scenario);
+    for (const hook of HOOKS.slice(HOOKS.indexOf(killer))) {
+      const result = await scenario.run(hook);
+      expect(result.code, `${hook}: ${result.stderr.slice(-3000)}`).toBe(0);
+    }
+
+    const state = scenario.state()!;
+    expect(state.phase).toBe(Phase.completed);
+    // The replicas recorded before the first scale-down survive any crash.
+    expect(state.originalReplicas).toEqual({ 'statefulset/keycloak': KEYCLOAK_REPLICAS });
+    expect(scenario.keycloakReplicas()).toBe(KEYCLOAK_REPLICAS);
+    expect(scenario.legacyObjects()).toEqual({ statefulSet: false, pvc: false, pvReclaimPolicy: 'Retain' });
+    expect(await marker(scenario.targetSettings())).toBe(ReadyMarker.ready);
+    // Each phase recorded once, in order: nothing was redone on top of itself.
+    const phases = state.history.map((entry) => entry.phase as PhaseName);
+    expect(phases).toEqual([Phase.quiesced, Phase.backedUp, Phase.backupVerified, Phase.legacyProtected, Phase.restoring, Phase.restored, Phase.verified, Phase.completed]);
+
+    const target = await databaseContents(scenario.targetSettings());
+    for (const [table, digest] of Object.entries(sourceContents.tables)) {
+      if (!HYGIENE_TABLES.includes(table)) expect(target.tables[table], table).toBe(digest);
+    }
+    expect(Object.keys(target.tables).sort()).toEqual(Object.keys(sourceContents.tables).sort());
+    expect(target.sequences).toEqual(sourceContents.sequences);
+    expect(target.largeObjects).toEqual(sourceContents.largeObjects);
+  });
+});
