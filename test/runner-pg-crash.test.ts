@@ -104,7 +104,7 @@ describe('SIGKILL during the restore', () => {
   // pg_restore's verbose lines (logged at debug level) tell where it is; `absent` is an object the
   // killed run cannot have finished.
   const killPoints = [
-    { section: 'data', line: /launching item \d+ TABLE DATA offline_client_session/, absent: 'idx_user_email' },
+    { section: 'data', line: /launching item \d+ TABLE DATA offline_client_session/, absent: 'offline_client_session_pkey' },
     { section: 'post-data', line: /launching item \d+ CONSTRAINT offline_client_session offline_client_session_pkey/, absent: 'offline_client_session_pkey' },
   ];
 

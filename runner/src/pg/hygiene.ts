@@ -34,8 +34,30 @@ async function findTables(client: pg.Client, names: readonly string[]): Promise<
   return result.rows;
 }
 
+/**
+ * `ANALYZE` of the whole database (as `owner` when given). It changes no data, so it may run
+ * concurrently with the target's verification — the restore command does so to save time.
+ */
+export async function analyzeDatabase(target: ConnectionSettings, options: { owner?: string } = {}): Promise<void> {
+  await withClient(
+    target,
+    async (client) => {
+      if (options.owner && options.owner !== target.user) await client.query(`SET ROLE ${pg.escapeIdentifier(options.owner)}`);
+      await client.query('ANALYZE');
+    },
+    { purpose: 'analyze', action: 'analyze' },
+  );
+}
+
+export interface HygieneOptions {
+  readonly owner?: string;
+  readonly log?: Logger;
+  /** Run ANALYZE as part of the hygiene. @default true (false when the caller ran {@link analyzeDatabase}) */
+  readonly analyze?: boolean;
+}
+
 /** Runs the post-restore hygiene on `target` (as the owner, via SET ROLE when it differs from the user). */
-export async function applyKeycloakHygiene(target: ConnectionSettings, options: { owner?: string; log?: Logger } = {}): Promise<HygieneResult> {
+export async function applyKeycloakHygiene(target: ConnectionSettings, options: HygieneOptions = {}): Promise<HygieneResult> {
   const log = options.log ?? silentLogger;
   return withClient(
     target,
@@ -54,8 +76,9 @@ export async function applyKeycloakHygiene(target: ConnectionSettings, options: 
         changelogLocksReleased[`${table.schema}.${table.name}`] = result.rowCount ?? 0;
       }
       // After the changes above, so that their tables' statistics are current too.
-      await client.query('ANALYZE');
-      const result = { analyzed: true, jgroupsRowsDeleted, changelogLocksReleased };
+      const analyze = options.analyze ?? true;
+      if (analyze) await client.query('ANALYZE');
+      const result = { analyzed: analyze, jgroupsRowsDeleted, changelogLocksReleased };
       log.info('Keycloak hygiene done', { ...result });
       return result;
     },

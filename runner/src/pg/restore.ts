@@ -25,7 +25,7 @@ import type { BackupManifest } from './manifest.js';
 import { readMarkerWith } from './marker.js';
 import { formatUseList, largeObjectOids, type TocEntry } from './toc.js';
 import { assertRestoreToolReads, findPgTools, runTool, toolVersion, type PgTools } from './tools.js';
-import { verifyBackup } from './verify-backup.js';
+import { verifyBackup, verifyBackupFiles } from './verify-backup.js';
 import { collectTargetStats, describeDifferences, diffDatabaseStats } from './verify-target.js';
 import { DEFAULT_PARALLEL_JOBS } from './backup.js';
 
@@ -308,7 +308,10 @@ export async function restoreDatabase(options: RestoreOptions): Promise<RestoreR
   const jobs = options.jobs ?? DEFAULT_PARALLEL_JOBS;
   const endpoint = describeEndpoint(options.target);
   const tools = options.tools ?? (await findPgTools());
-  const backup = await verifyBackup(options.dir, { tools, log });
+  // The structure now (manifest, sizes, TOC); the sha256 of every file concurrently with
+  // pg_restore below, which reads the same files: a mismatch stops pg_restore and fails the run
+  // before anything is verified or marked ready.
+  const backup = await verifyBackup(options.dir, { tools, log, digests: false });
   const manifest = backup.manifest;
   assertRestoreToolReads(manifest.pgDump, await toolVersion(tools.pgRestore));
 
@@ -404,8 +407,12 @@ export async function restoreDatabase(options: RestoreOptions): Promise<RestoreR
       bytes: totalBytes,
       skipped: skipped.length ? skipped : undefined,
     });
+    const digestCheck = verifyBackupFiles(options.dir, manifest, { digests: true });
+    const stopRestore = new AbortController();
+    digestCheck.catch(() => stopRestore.abort());
     try {
       await runTool({
+        signal: stopRestore.signal,
         tool: tools.pgRestore,
         args: [
           '--format=directory',
@@ -435,6 +442,11 @@ export async function restoreDatabase(options: RestoreOptions): Promise<RestoreR
           }
         },
       });
+      await digestCheck;
+    } catch (error) {
+      // A damaged backup explains a failed pg_restore better than pg_restore's own message.
+      await digestCheck;
+      throw error;
     } finally {
       clearInterval(timer);
       await rm(workDir, { recursive: true, force: true });

@@ -3,7 +3,7 @@
  * has the size and sha256 the manifest recorded (and no file is missing or extra), pg_restore can
  * read its table of contents, and that TOC holds the data of every table the manifest counted.
  */
-import { readdir } from 'node:fs/promises';
+import { readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { dataError } from '../errors.js';
 import { silentLogger, type Logger } from '../log.js';
@@ -25,6 +25,12 @@ export interface BackupVerification {
 export interface VerifyBackupOptions {
   readonly tools?: PgTools;
   readonly log?: Logger;
+  /**
+   * Recompute every file's sha256. `false` checks presence and sizes only: for the check right
+   * after `backupDatabase`, which computed the digests from these very files.
+   * @default true
+   */
+  readonly digests?: boolean;
 }
 
 function listProblems(problems: string[], limit = 10): string {
@@ -32,7 +38,42 @@ function listProblems(problems: string[], limit = 10): string {
   return problems.length > limit ? `${shown}; and ${problems.length - limit} more` : shown;
 }
 
-/** Checks `<dir>/dump` against `<dir>/manifest.json`; any mismatch is a data error naming the files or tables. */
+/**
+ * Checks the dump's files against the manifest: present, no extras, the recorded sizes, and —
+ * with `digests` — the recorded sha256. A mismatch is a data error naming the files.
+ */
+export async function verifyBackupFiles(dir: string, manifest: BackupManifest, options: { digests: boolean }): Promise<void> {
+  const dumpDir = join(dir, DUMP_DIRECTORY);
+  const actual = new Map(
+    options.digests
+      ? (await digestDirectory(dumpDir)).map((file) => [file.path, file] as const)
+      : await Promise.all(
+          (await readdir(dumpDir, { withFileTypes: true }))
+            .filter((entry) => entry.isFile())
+            .map(async (entry) => [entry.name, { path: entry.name, bytes: (await stat(join(dumpDir, entry.name))).size, sha256: '' }] as const),
+        ),
+  );
+  const problems: string[] = [];
+  for (const expected of manifest.files) {
+    const found = actual.get(expected.path);
+    if (!found) problems.push(`${expected.path} is missing`);
+    else if (found.bytes !== expected.bytes) problems.push(`${expected.path} has ${found.bytes} bytes, the manifest says ${expected.bytes}`);
+    else if (options.digests && found.sha256 !== expected.sha256) {
+      problems.push(`${expected.path} has sha256 ${found.sha256.slice(0, 12)}…, the manifest says ${expected.sha256.slice(0, 12)}…`);
+    }
+    actual.delete(expected.path);
+  }
+  for (const extra of actual.keys()) problems.push(`${extra} is not in the manifest`);
+  if (problems.length > 0) {
+    throw dataError(`the backup at ${dir} does not match its manifest: ${listProblems(problems)}`, 'the backup is damaged or was modified: take a new backup');
+  }
+}
+
+/**
+ * Checks `<dir>/dump` against `<dir>/manifest.json`: files (with their sha256 unless
+ * `digests: false`), the TOC readable by pg_restore, and every manifest table's data in it. Any
+ * mismatch is a data error naming the files or tables.
+ */
 export async function verifyBackup(dir: string, options: VerifyBackupOptions = {}): Promise<BackupVerification> {
   const log = options.log ?? silentLogger;
   const started = Date.now();
@@ -43,20 +84,10 @@ export async function verifyBackup(dir: string, options: VerifyBackupOptions = {
   } catch {
     throw dataError(`the backup at ${dir} has a manifest but no ${DUMP_DIRECTORY}/ directory`, 'take a new backup');
   }
-
-  const actual = new Map((await digestDirectory(dumpDir)).map((file) => [file.path, file]));
-  const problems: string[] = [];
-  for (const expected of manifest.files) {
-    const found = actual.get(expected.path);
-    if (!found) problems.push(`${expected.path} is missing`);
-    else if (found.bytes !== expected.bytes) problems.push(`${expected.path} has ${found.bytes} bytes, the manifest says ${expected.bytes}`);
-    else if (found.sha256 !== expected.sha256) problems.push(`${expected.path} has sha256 ${found.sha256.slice(0, 12)}…, the manifest says ${expected.sha256.slice(0, 12)}…`);
-    actual.delete(expected.path);
-  }
-  for (const extra of actual.keys()) problems.push(`${extra} is not in the manifest`);
-  if (problems.length > 0) {
-    throw dataError(`the backup at ${dir} does not match its manifest: ${listProblems(problems)}`, 'the backup is damaged or was modified: take a new backup');
-  }
+  const digests = options.digests ?? true;
+  const files = verifyBackupFiles(dir, manifest, { digests });
+  // Awaited below; until then a rejection must not count as unhandled (Node would exit).
+  files.catch(() => undefined);
 
   const tools = options.tools ?? (await findPgTools());
   let toc: TocEntry[];
@@ -65,6 +96,7 @@ export async function verifyBackup(dir: string, options: VerifyBackupOptions = {
   } catch (error) {
     throw dataError(`pg_restore cannot read the backup at ${dumpDir}: ${(error as Error).message}`, 'take a new backup');
   }
+  await files;
   const present = new Set(toc.map((entry) => `${entry.desc}|${entry.namespace}|${entry.tag}`));
   const missing = manifest.stats.tables
     .filter((table) => {
@@ -84,6 +116,6 @@ export async function verifyBackup(dir: string, options: VerifyBackupOptions = {
     tables: manifest.stats.tables.length,
     durationMs: Date.now() - started,
   };
-  log.info('backup verified', { dir, files: result.files, bytes: result.bytes, tables: result.tables, tocEntries: toc.length });
+  log.info('backup verified', { dir, files: result.files, bytes: result.bytes, tables: result.tables, tocEntries: toc.length, digests });
   return result;
 }
