@@ -1,70 +1,59 @@
 /**
- * The cost Argo CD pays on every sync once the migration is done: the pre-phase Job's runner
- * starts, reads the state ConfigMap, sees the migration completed and exits 0. Measured from node
- * start-up to exit, against the fake Kubernetes API server (a real HTTP server speaking the API's
- * REST protocol, so the runner's client-node code runs as in a cluster, minus network latency).
+ * Latency of the two commands that run on every sync or pod start once the migration is done:
+ *
+ * - the pre-phase decision (the `prepare` hook Job, which Argo CD runs on every sync): node start-up,
+ *   read the state ConfigMap, see Completed, make sure the backup PVC exists, exit 0;
+ * - Keycloak's database gate (its init container): node start-up, connect with Keycloak's own
+ *   credentials, read the ready marker, exit 0.
+ *
+ * Both against a cluster that really was migrated: the test world of the hook tests (two real
+ * PostgreSQL servers, the fake Kubernetes API server with the RBAC the DatabaseMigration construct
+ * synthesizes) after `prepare`, `backup-phase` and `restore-phase` ran there, so the runner gets
+ * exactly its Job's environment and a ServiceAccount token bound by that RBAC.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { Env, RunnerCommand } from '../lib/contract.js';
-import { advance, newMigrationState, PHASE_ORDER, serializeState, type MigrationState } from '../runner/src/state.js';
-import { startFakeKubeApiServer } from '../test/support/fake-kube/index.js';
+import { RunnerCommand } from '../lib/contract.js';
+import { BUNDLE, createScenario, startWorld, TARGET_APP_USER } from '../test/support/runner-hooks-harness.js';
 import { measureLatency, type LatencyResult } from './measure-latency.js';
 
-const NAMESPACE = 'keycloak';
-const STATE_CONFIGMAP = 'keycloak-db-migration-state';
-
-export interface PrePhaseOptions {
-  readonly repositoryRoot: string;
-  /** Path of runner/dist/runner.mjs. */
-  readonly bundle: string;
-  /** Database endpoints the Job's environment carries (the decision must not need them). */
-  readonly databaseEnv: Readonly<Record<string, string>>;
-  readonly runs?: number;
+export interface MigratedClusterLatency {
+  readonly prePhase: LatencyResult;
+  readonly gate: LatencyResult;
 }
 
-/** A migration that went through every phase, as the runner's own state module records it. */
-function completedState(): MigrationState {
-  let state = newMigrationState('bench-completed-migration', new Date(Date.now() - 3_600_000));
-  for (const phase of PHASE_ORDER.slice(1)) state = advance(state, phase, `bench: ${phase}`);
-  return state;
-}
-
-export async function measurePrePhaseDecision(options: PrePhaseOptions): Promise<LatencyResult> {
-  const kube = await startFakeKubeApiServer();
-  const dir = mkdtempSync(join(tmpdir(), 'bench-kube-'));
+export async function measureMigratedClusterLatency(options: { repositoryRoot: string; runs?: number }): Promise<MigratedClusterLatency> {
+  const world = await startWorld();
   try {
-    kube.seed({
-      apiVersion: 'v1',
-      kind: 'ConfigMap',
-      metadata: { name: STATE_CONFIGMAP, namespace: NAMESPACE },
-      data: serializeState(completedState()),
-    });
-    const kubeconfig = kube.writeKubeconfig(join(dir, 'kubeconfig'), kube.adminToken, NAMESPACE);
-    return measureLatency({
+    const scenario = await createScenario(world, { namespace: 'bench-latency' });
+    await scenario.migrate();
+    const phase = scenario.state()?.phase;
+    if (phase !== 'Completed') throw new Error(`the migration of the latency world ended in phase ${phase}, not Completed`);
+    const runs = options.runs ?? 20;
+    const prePhase = await measureLatency({
       name: 'Pre-phase no-op decision (already migrated)',
-      argv: ['node', options.bundle, RunnerCommand.prepare],
-      env: {
-        KUBECONFIG: kubeconfig,
-        [Env.namespace]: NAMESPACE,
-        [Env.podName]: 'keycloak-db-migration-prepare-bench',
-        [Env.stateConfigMap]: STATE_CONFIGMAP,
-        [Env.lockLease]: 'keycloak-db-migration-lock',
-        [Env.backupPvc]: 'keycloak-db-migration-backup',
-        [Env.backupDir]: '/backup',
-        [Env.workloads]: 'statefulset/keycloak',
-        [Env.legacyStatefulSet]: 'keycloak-postgresql',
-        [Env.legacyPvcs]: 'data-keycloak-postgresql-0',
-        [Env.logFormat]: 'json',
-        ...options.databaseEnv,
-      },
+      argv: [process.execPath, BUNDLE, RunnerCommand.prepare],
+      env: scenario.env(RunnerCommand.prepare, 'kc-migration-prepare-bench'),
       cwd: options.repositoryRoot,
-      runs: options.runs ?? 20,
+      runs,
       warmup: 3,
     });
+    const target = scenario.targetSettings(TARGET_APP_USER);
+    const gate = await measureLatency({
+      name: 'Database gate (marker present)',
+      argv: [process.execPath, BUNDLE, RunnerCommand.gate],
+      env: {
+        TARGET_PGHOST: target.host,
+        TARGET_PGPORT: String(target.port),
+        TARGET_PGUSER: target.user,
+        TARGET_PGPASSWORD: target.password ?? '',
+        TARGET_PGDATABASE: target.database,
+        MIGRATION_LOG_FORMAT: 'json',
+      },
+      cwd: options.repositoryRoot,
+      runs,
+      warmup: 3,
+    });
+    return { prePhase, gate };
   } finally {
-    await kube.close();
-    rmSync(dir, { recursive: true, force: true });
+    await world.stop();
   }
 }

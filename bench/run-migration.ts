@@ -26,15 +26,13 @@ export interface MigrationSetup {
   /** What the source holds, taken once per database (the source never changes). */
   readonly sourceSnapshot: DatabaseSnapshot;
   readonly target: BenchServer;
-  /** Created empty before, dropped after (unless kept). */
+  /** Created empty before, dropped after. */
   readonly targetDatabase: string;
   readonly jobs: number;
   readonly repositoryRoot: string;
   readonly pgBinDir: string;
   /** Parent of this run's work directory. */
   readonly scratchDir: string;
-  /** Keep the target database afterwards (the latency benchmark reads the runner's marker). */
-  readonly keepTarget?: boolean;
 }
 
 export interface StepTiming {
@@ -55,10 +53,13 @@ export interface MigrationResult {
   readonly serverCpuSeconds: number;
   readonly memory: MemoryPeak;
   /**
-   * CPU seconds the rest of the machine used meanwhile (all busy time minus client and servers,
-   * including the benchmark's own sampling): other work competing for the cores, to judge noise.
+   * CPU seconds the rest of the machine used meanwhile: all busy time minus client, servers and
+   * this benchmark process (its sampling), i.e. other work competing for the cores plus kernel
+   * threads (writeback of the dirty pages the migration produced): to judge noise.
    */
   readonly otherCpuSeconds: number;
+  /** CPU seconds of the benchmark process itself during the run (memory sampling). */
+  readonly benchCpuSeconds: number;
   /** Bytes the contender's processes wrote (dump files, work files). */
   readonly clientWriteBytes: number;
   /** Bytes both servers wrote, including the target's checkpoint after the run (WAL and data files). */
@@ -88,6 +89,7 @@ export async function runMigration(setup: MigrationSetup): Promise<MigrationResu
   const clientBefore = reapedChildrenTotals();
   const serversBefore = servers.map(treeTotals);
   const busyBefore = machineBusySeconds();
+  const benchBefore = process.cpuUsage();
   const sampler = new MemorySampler();
   const started = performance.now();
   const steps: StepTiming[] = [];
@@ -106,6 +108,8 @@ export async function runMigration(setup: MigrationSetup): Promise<MigrationResu
   const clientAfter = reapedChildrenTotals();
   const serversAtEnd = servers.map(treeTotals);
   const busySeconds = machineBusySeconds() - busyBefore;
+  const benchUsage = process.cpuUsage(benchBefore);
+  const benchSeconds = (benchUsage.user + benchUsage.system) / 1e6;
   // The target's data pages reach disk at the next checkpoint: count them for this contender.
   await checkpoint(setup.target);
   const serversAfter = servers.map(treeTotals);
@@ -118,7 +122,7 @@ export async function runMigration(setup: MigrationSetup): Promise<MigrationResu
     if (differences.length > 0) failure = `copy differs from the source: ${differences.slice(0, 5).join('; ')}`;
   }
   await rm(workDir, { recursive: true, force: true });
-  if (!setup.keepTarget || failure) await dropDatabase(setup.target, setup.targetDatabase);
+  await dropDatabase(setup.target, setup.targetDatabase);
   return {
     contenderId: setup.contender.id,
     ok: !failure,
@@ -130,10 +134,12 @@ export async function runMigration(setup: MigrationSetup): Promise<MigrationResu
     otherCpuSeconds: Math.max(
       0,
       busySeconds -
+        benchSeconds -
         (clientAfter.cpuSeconds - clientBefore.cpuSeconds) -
         serversAtEnd.reduce((sum, end, i) => sum + end.cpuSeconds - serversBefore[i]!.cpuSeconds, 0),
     ),
     memory,
+    benchCpuSeconds: benchSeconds,
     clientWriteBytes: clientAfter.writeBytes - clientBefore.writeBytes,
     serverWriteBytes: serversAfter.reduce((sum, after, i) => sum + after.writeBytes - serversBefore[i]!.writeBytes, 0),
     dumpBytes,

@@ -22,7 +22,7 @@ import { startPostgres, type TestPostgres } from '../test/support/postgres.js';
 import { ALL_CONTENDERS, type Contender, type ContenderContext } from './contenders.js';
 import { generateKeycloakDatabase, type GenerationReport } from './generate.js';
 import { measureLatency, median } from './measure-latency.js';
-import { measurePrePhaseDecision } from './pre-phase-latency.js';
+import { measureMigratedClusterLatency } from './pre-phase-latency.js';
 import { renderResults, type BenchReport, type ContenderResults, type LatencyOutcome, type ScalingPoint } from './results-report.js';
 import { describeStep, dropDatabase, endpointOf, runMigration, type BenchServer, type MigrationResult } from './run-migration.js';
 import { drawScalingChart } from './scaling-chart.js';
@@ -169,31 +169,27 @@ async function main(): Promise<void> {
     const main = await sourceDatabase(options.sizeBytes);
     const results = new Map<string, MigrationResult[]>(options.contenders.map((c) => [c.id, []]));
     const runnable = options.contenders.filter((c) => !(c.isRunner && runnerUnavailable));
-    const gateDatabase = 'gate_ready';
     for (let round = 0; round < options.rounds; round += 1) {
       const order = round % 2 === 0 ? runnable : [...runnable].reverse();
       for (const contender of order) {
         log(`round ${round + 1}/${options.rounds}: ${contender.label}`);
-        // The runner's last copy stays as the database the gate latency is measured against.
-        const keepForGate = contender.isRunner && round === options.rounds - 1;
         const result = await runMigration({
           contender,
           source,
           sourceDatabase: main.database,
           sourceSnapshot: main.snapshot,
           target,
-          targetDatabase: keepForGate ? gateDatabase : `target_${contender.id.replace(/-/g, '_')}`,
+          targetDatabase: `target_${contender.id.replace(/-/g, '_')}`,
           jobs: options.jobs,
           repositoryRoot: REPOSITORY_ROOT,
           pgBinDir: PG_BIN_DIR,
           scratchDir,
-          keepTarget: keepForGate,
         });
         results.get(contender.id)!.push(result);
         log(
           result.ok
             ? `  ${result.wallSeconds.toFixed(2)} s wall, client CPU ${result.clientCpuSeconds.toFixed(2)} s, server CPU ${result.serverCpuSeconds.toFixed(2)} s, ` +
-                `tree RSS ${formatBytes(result.memory.treePeakRssBytes)}, dump ${formatBytes(result.dumpBytes)}`
+                `tree PSS ${formatBytes(result.memory.treePeakRssBytes)}, largest RSS ${formatBytes(result.memory.processPeakRssBytes)} (${result.memory.processPeakCommand}), dump ${formatBytes(result.dumpBytes)}`
             : `  FAILED: ${result.failure}`,
         );
       }
@@ -243,54 +239,24 @@ async function main(): Promise<void> {
 
     const latency: LatencyOutcome[] = [];
     if (options.latency) {
-      latency.push(
-        await latencyOutcome('Pre-phase no-op decision (already migrated)', () =>
-          runnerUnavailable
-            ? Promise.reject(new Error(runnerUnavailable))
-            : measurePrePhaseDecision({
-                repositoryRoot: REPOSITORY_ROOT,
-                bundle: RUNNER_BUNDLE,
-                databaseEnv: {
-                  SOURCE_PGHOST: source.host,
-                  SOURCE_PGPORT: String(source.port),
-                  SOURCE_PGUSER: source.user,
-                  SOURCE_PGPASSWORD: source.password,
-                  SOURCE_PGDATABASE: main.database,
-                  TARGET_PGHOST: target.host,
-                  TARGET_PGPORT: String(target.port),
-                  TARGET_PGUSER: target.user,
-                  TARGET_PGPASSWORD: target.password,
-                  TARGET_PGDATABASE: gateDatabase,
-                },
-              }),
-        ),
-      );
-      const gateReady = runnerUnavailable
-        ? runnerUnavailable
-        : results.get('runner')?.at(-1)?.ok
-          ? undefined
-          : 'the runner\'s last round did not leave a verified database carrying the ready marker';
-      latency.push(
-        await latencyOutcome('Database gate (marker present)', async () => {
-          if (gateReady) throw new Error(gateReady);
-          return measureLatency({
-            name: 'Database gate (marker present)',
-            argv: ['node', RUNNER_BUNDLE, 'gate'],
-            env: {
-              TARGET_PGHOST: target.host,
-              TARGET_PGPORT: String(target.port),
-              TARGET_PGUSER: target.user,
-              TARGET_PGPASSWORD: target.password,
-              TARGET_PGDATABASE: gateDatabase,
-              MIGRATION_GATE_TIMEOUT_SECONDS: '5',
-              MIGRATION_LOG_FORMAT: 'json',
-            },
-            cwd: REPOSITORY_ROOT,
-            runs: 20,
-            warmup: 3,
-          });
-        }),
-      );
+      const prePhaseName = 'Pre-phase no-op decision (already migrated)';
+      const gateName = 'Database gate (marker present)';
+      if (runnerUnavailable) {
+        latency.push({ name: prePhaseName, unavailable: runnerUnavailable }, { name: gateName, unavailable: runnerUnavailable });
+      } else {
+        log('latency: migrating a small cluster through the hook commands, then timing prepare and gate');
+        try {
+          const measured = await measureMigratedClusterLatency({ repositoryRoot: REPOSITORY_ROOT });
+          for (const result of [measured.prePhase, measured.gate]) {
+            log(`  ${result.name}: median ${result.medianSeconds.toFixed(3)} s over ${result.runs} runs`);
+            latency.push({ name: result.name, result });
+          }
+        } catch (error) {
+          const reason = error instanceof Error ? error.message : String(error);
+          log(`  not measured: ${reason}`);
+          latency.push({ name: prePhaseName, unavailable: reason }, { name: gateName, unavailable: reason });
+        }
+      }
       latency.push(
         await latencyOutcome('npm run synth', async () =>
           measureLatency({ name: 'npm run synth', argv: ['npm', 'run', '--silent', 'synth'], cwd: REPOSITORY_ROOT, runs: 5, warmup: 1 }),
