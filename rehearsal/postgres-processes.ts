@@ -12,6 +12,7 @@ import { join } from 'node:path';
 export const PG_BIN = '/usr/lib/postgresql/15/bin';
 /** pgpool, pg_md5 and pcp_* live here on Debian. */
 export const PGPOOL_SBIN = '/usr/sbin';
+const SYSTEM_PATH = '/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin';
 
 let postgresIds: { uid: number; gid: number } | undefined;
 
@@ -61,7 +62,7 @@ export function runAsPostgres(
   args: readonly string[],
   options: { env?: Record<string, string>; timeoutMs?: number; cwd?: string } = {},
 ): Promise<string> {
-  const envArgs = Object.entries({ PATH: process.env.PATH ?? '/usr/bin:/bin', LC_ALL: 'C.UTF-8', ...options.env }).map(
+  const envArgs = Object.entries({ PATH: SYSTEM_PATH, LC_ALL: 'C.UTF-8', ...options.env }).map(
     ([key, value]) => `${key}=${value}`,
   );
   return capture('runuser', ['-u', 'postgres', '--', 'env', '-i', ...envArgs, program, ...args], {
@@ -77,7 +78,7 @@ export function spawnAsPostgres(
   logFile: string,
   env: Record<string, string> = {},
 ): ChildProcess {
-  const envArgs = Object.entries({ PATH: process.env.PATH ?? '/usr/bin:/bin', LC_ALL: 'C.UTF-8', ...env }).map(
+  const envArgs = Object.entries({ PATH: SYSTEM_PATH, LC_ALL: 'C.UTF-8', ...env }).map(
     ([key, value]) => `${key}=${value}`,
   );
   // `sh -c 'exec ... >log 2>&1'` so the log is written by the postgres user and survives us.
@@ -102,7 +103,8 @@ function capture(program: string, args: readonly string[], options: { timeoutMs?
       { timeout: options.timeoutMs ?? 60_000, maxBuffer: 64 * 1024 * 1024, cwd: options.cwd },
       (error, stdout, stderr) => {
         if (error) {
-          const shown = args.filter((arg) => !/password/i.test(arg)).join(' ');
+          // Neither passwords nor the environment passed through env(1) belong in an error message.
+          const shown = args.filter((arg) => !/password/i.test(arg) && !/^[A-Z_]+=/.test(arg)).join(' ');
           reject(new Error(`${program} ${shown} failed (${error.code ?? error.signal ?? error.message}): ${stderr.trim() || stdout.trim()}`, { cause: error }));
         } else resolve(stdout);
       },

@@ -35,7 +35,7 @@ export class Volumes {
     private readonly root: string,
     options: { sizedVolumes?: boolean } = {},
   ) {
-    mkdirSync(join(root, 'volumes'), { recursive: true });
+    mkdirSync(join(root, 'volumes'), { recursive: true, mode: 0o755 });
     this.sized = options.sizedVolumes ?? canMountTmpfs(root);
     this.unsubscribe = server.onChange((event, object) => {
       if (object.metadata.namespace !== undefined && object.metadata.namespace !== namespace) return;

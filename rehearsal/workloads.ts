@@ -18,7 +18,7 @@
  *
  * Readiness: a pod's `Ready` condition turns True when its process serves, and the owner's
  * `readyReplicas`/`availableReplicas` count only such pods (H4's controller counts every pod; we
- * correct it right after each of its status writes, before any API request can observe it).
+ * correct it inside the change notification of each of its status writes, so nothing observes it).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { chownSync, closeSync, mkdirSync, openSync, writeSync } from 'node:fs';
@@ -115,9 +115,11 @@ export class WorkloadBacking {
     this.unsubscribe = server.onChange((event, object, info) => {
       if (object.metadata.namespace !== options.namespace) return;
       if (event === 'DELETED' && object.kind === 'Pod') void this.stopPod(object.metadata.name);
-      // Correct H4's controller's count of ready replicas once it has written it.
+      // Correct H4's controller's count of ready replicas the moment it has written it: a nested
+      // write inside the change notification, so no reader (API request or tool) sees the count
+      // of pods that are not Ready. Our own correction notifies again and finds nothing to change.
       if ((object.kind === 'StatefulSet' || object.kind === 'Deployment') && event === 'MODIFIED' && info.subresource === 'status') {
-        queueMicrotask(() => this.recomputeStatus(object.kind as string, object.metadata.name));
+        this.recomputeStatus(object.kind as string, object.metadata.name);
       }
     });
   }
@@ -132,10 +134,13 @@ export class WorkloadBacking {
     return this.options.endpoints.get(podName);
   }
 
-  /** Waits until every pod start routine has finished. */
+  /**
+   * Waits until the controller is idle and every database/Pgpool pod finished starting (Keycloak
+   * pods are supervised for their whole life and may wait on their gate: not awaited).
+   */
   async settled(): Promise<void> {
     await this.controller.settled();
-    await Promise.allSettled([...this.pods.values()].map((runtime) => runtime.started));
+    await Promise.allSettled([...this.pods.values()].filter((runtime) => runtime.backing?.kind !== 'keycloak').map((runtime) => runtime.started));
   }
 
   async close(): Promise<void> {

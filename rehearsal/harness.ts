@@ -1,0 +1,187 @@
+/**
+ * One rehearsal "cluster": the fake API server (H4), storage (volumes.ts), Service proxies, the
+ * Job controller running the runner bundle (jobs.ts), real processes behind the workloads
+ * (workloads.ts), and a Helm release and an Argo CD application that apply synthesized
+ * manifests in each tool's order (lifecycle.ts). Everything lives in one temporary directory
+ * and is stopped by {@link Rehearsal.close}.
+ *
+ * What the operator does by hand before the first install — create the Secrets the manifests
+ * reference but (deliberately) do not contain — is {@link Rehearsal.createMissingSecrets}.
+ */
+import { randomBytes } from 'node:crypto';
+import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+import { synthesizePlatform } from '../main.js';
+import type { PlatformConfig } from '../lib/platform-config.js';
+import { startFakeKubeApiServer, type FakeKubeApiServer } from '../test/support/fake-kube/index.js';
+
+import { FakeCluster } from './cluster.js';
+import { JobController, type RunningPod } from './jobs.js';
+import { ArgoApplication, HelmRelease, type ArgoOptions, type HelmOptions } from './lifecycle.js';
+import { readArgoManifests, readHelmChart, type ArgoManifests, type HelmChartManifests, type KubeObject } from './manifests.js';
+import { PodEndpoints, ServiceProxies } from './service-proxy.js';
+import { Volumes } from './volumes.js';
+import { WorkloadBacking, type WorkloadBackingOptions } from './workloads.js';
+
+/**
+ * The platform configuration every rehearsal starts from: two postgresql-ha nodes (a primary
+ * and a standby: enough to prove replication, cheap on two cores) and a legacy image of
+ * PostgreSQL 15 (the client tools here are 15; a newer legacy server is refused by design).
+ */
+export const REHEARSAL_CONFIG: PlatformConfig = {
+  releaseName: 'keycloak',
+  namespace: 'keycloak',
+  images: { postgresql: 'docker.io/bitnamilegacy/postgresql:15.4.0-debian-11-r45' },
+  database: { instances: 2 },
+};
+
+export interface SynthesizedShape {
+  readonly helm: HelmChartManifests;
+  readonly argocd: ArgoManifests;
+}
+
+export interface RehearsalOptions {
+  /** Overrides merged over {@link REHEARSAL_CONFIG} for every synthesis of this rehearsal. */
+  readonly config?: PlatformConfig;
+  readonly seedLegacy?: WorkloadBackingOptions['seedLegacy'];
+  readonly helm?: HelmOptions;
+  readonly argo?: ArgoOptions;
+  /** Fault rules attach here: called for every hook pod the Job controller starts. */
+  readonly onJobPodStarted?: (pod: RunningPod) => void;
+}
+
+export class Rehearsal {
+  readonly root: string;
+  readonly namespace: string;
+  readonly cluster: FakeCluster;
+  readonly volumes: Volumes;
+  readonly endpoints = new PodEndpoints();
+  readonly proxies: ServiceProxies;
+  readonly jobs: JobController;
+  readonly workloads: WorkloadBacking;
+  readonly helm: HelmRelease;
+  readonly argo: ArgoApplication;
+  private readonly jobPodListeners: ((pod: RunningPod) => void)[] = [];
+
+  private constructor(
+    readonly server: FakeKubeApiServer,
+    private readonly options: RehearsalOptions,
+    root: string,
+  ) {
+    this.root = root;
+    this.namespace = options.config?.namespace ?? REHEARSAL_CONFIG.namespace!;
+    this.cluster = new FakeCluster(server, this.namespace);
+    this.volumes = new Volumes(server, this.namespace, root);
+    this.proxies = new ServiceProxies(server, this.namespace, this.endpoints);
+    this.jobs = new JobController({
+      server,
+      namespace: this.namespace,
+      volumes: this.volumes,
+      proxies: this.proxies,
+      root: join(root, 'jobs'),
+      onPodStarted: (pod) => {
+        options.onJobPodStarted?.(pod);
+        for (const listener of this.jobPodListeners) listener(pod);
+      },
+    });
+    this.workloads = new WorkloadBacking({
+      server,
+      namespace: this.namespace,
+      root: join(root, 'workloads'),
+      volumes: this.volumes,
+      proxies: this.proxies,
+      endpoints: this.endpoints,
+      seedLegacy: options.seedLegacy,
+    });
+    this.helm = new HelmRelease(this.cluster, options.helm);
+    this.argo = new ArgoApplication(this.cluster, options.argo);
+  }
+
+  static async start(options: RehearsalOptions = {}): Promise<Rehearsal> {
+    const root = mkdtempSync(join(tmpdir(), 'rehearsal-'));
+    // The postgres user (servers) and the pods' users (runAsUser) must traverse it.
+    chmodSync(root, 0o755);
+    const server = await startFakeKubeApiServer();
+    return new Rehearsal(server, options, root);
+  }
+
+  /** Adds a listener for hook pods (fault rules of one step of a scenario). */
+  onJobPodStarted(listener: (pod: RunningPod) => void): () => void {
+    this.jobPodListeners.push(listener);
+    return () => this.jobPodListeners.splice(this.jobPodListeners.indexOf(listener), 1);
+  }
+
+  /** Synthesizes a lifecycle shape with the library and reads it as Helm and Argo CD would. */
+  synthesize(shape: 'v1' | 'v2', overrides: PlatformConfig = {}): SynthesizedShape {
+    const outdir = join(this.root, 'synth', `${shape}-${randomBytes(3).toString('hex')}`);
+    const config = mergeConfig(mergeConfig(REHEARSAL_CONFIG, this.options.config ?? {}), { ...overrides, shape });
+    const layout = synthesizePlatform(outdir, config);
+    return {
+      helm: readHelmChart(layout.helmChartDir, { releaseName: config.releaseName!, namespace: this.namespace }),
+      argocd: readArgoManifests(layout.argocdDir),
+    };
+  }
+
+  /**
+   * Creates, with random passwords, every Secret a non-optional secretKeyRef of `objects` names
+   * that neither exists nor is among `objects` — what an operator does once before installing.
+   */
+  createMissingSecrets(objects: readonly KubeObject[]): string[] {
+    const wanted = new Map<string, Set<string>>();
+    const shipped = new Set(objects.filter((o) => o.kind === 'Secret').map((o) => o.metadata.name));
+    const visit = (value: unknown): void => {
+      if (Array.isArray(value)) return value.forEach(visit);
+      if (typeof value !== 'object' || value === null) return;
+      const record = value as Record<string, unknown>;
+      const ref = record.secretKeyRef as { name?: string; key?: string; optional?: boolean } | undefined;
+      if (ref?.name && ref.key && !ref.optional) {
+        if (!wanted.has(ref.name)) wanted.set(ref.name, new Set());
+        wanted.get(ref.name)!.add(ref.key);
+      }
+      Object.values(record).forEach(visit);
+    };
+    objects.forEach(visit);
+    const created: string[] = [];
+    for (const [name, keys] of wanted) {
+      if (shipped.has(name) || this.server.get({ apiVersion: 'v1', kind: 'Secret', name, namespace: this.namespace })) continue;
+      this.server.seed({
+        apiVersion: 'v1',
+        kind: 'Secret',
+        metadata: { name, namespace: this.namespace },
+        stringData: Object.fromEntries([...keys].map((key) => [key, randomBytes(12).toString('base64url')])),
+      });
+      created.push(name);
+    }
+    return created;
+  }
+
+  /** A Secret's value (decoded), for checks. */
+  secretValue(name: string, key: string): string | undefined {
+    const secret = this.server.get({ apiVersion: 'v1', kind: 'Secret', name, namespace: this.namespace });
+    const encoded = (secret?.data as Record<string, string> | undefined)?.[key];
+    return encoded === undefined ? undefined : Buffer.from(encoded, 'base64').toString('utf8');
+  }
+
+  async close(): Promise<void> {
+    await this.jobs.close();
+    await this.workloads.close();
+    await this.proxies.close();
+    this.volumes.close();
+    await this.server.close();
+    if (!process.env.REHEARSAL_KEEP) rmSync(this.root, { recursive: true, force: true });
+  }
+}
+
+function mergeConfig(base: PlatformConfig, override: PlatformConfig): PlatformConfig {
+  const merged: Record<string, unknown> = { ...base };
+  for (const [key, value] of Object.entries(override)) {
+    const current = merged[key];
+    merged[key] =
+      typeof value === 'object' && value !== null && !Array.isArray(value) && typeof current === 'object' && current !== null
+        ? { ...(current as object), ...value }
+        : value;
+  }
+  return merged as PlatformConfig;
+}
