@@ -101,7 +101,7 @@ describe('hookConfigFromEnv', () => {
     expect(failure({ [Env.workloads]: 'daemonset/x' }).message).toMatch(/^MIGRATION_WORKLOADS has an invalid entry "daemonset\/x"/);
     expect(failure({ [Env.ensureSecrets]: '{' }).message).toMatch(/^MIGRATION_ENSURE_SECRETS is not valid JSON/);
     expect(failure({ [Env.lockTtlSeconds]: '1' }).message).toMatch(/^MIGRATION_LOCK_TTL_SECONDS must be a whole number of seconds between 5 and 3600, got "1"/);
-    for (const env of [{ [Env.deleteLegacy]: 'x' }, { [Env.parallelJobs]: 'x' }]) expect(failure(env).exitCode).toBe(ExitCode.usage);
+    for (const env of [{ [Env.deleteLegacy]: "x" }, { [Env.parallelJobs]: "x" }] as Record<string, string>[]) expect(failure(env).exitCode).toBe(ExitCode.usage);
   });
 });
 
