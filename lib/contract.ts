@@ -131,6 +131,13 @@ export const Env = {
   gateTimeoutSeconds: 'MIGRATION_GATE_TIMEOUT_SECONDS',
   /** Log format: json | text. @default - text on a TTY, json otherwise */
   logFormat: 'MIGRATION_LOG_FORMAT',
+  /** Lowest log level written: debug | info | warn | error (debug shows pg tool output and stacks). @default info */
+  logLevel: 'MIGRATION_LOG_LEVEL',
+  /**
+   * Directory holding pg_dump, pg_restore and psql. The runner image sets it to its client's bin
+   * directory. @default - the newest /usr/lib/postgresql/NN/bin, else PATH
+   */
+  pgBinDir: 'PG_BINDIR',
 } as const;
 export type EnvName = (typeof Env)[keyof typeof Env];
 

@@ -77,7 +77,7 @@ export interface LoggerOptions {
 const LEVEL_ORDER: Record<LogLevel, number> = { debug: 10, info: 20, warn: 30, error: 40 };
 
 /** Environment variable selecting the lowest log level (debug|info|warn|error). */
-export const LOG_LEVEL_VARIABLE = 'MIGRATION_LOG_LEVEL';
+export const LOG_LEVEL_VARIABLE = Env.logLevel;
 
 const registeredSecrets = new Set<string>();
 

@@ -6,12 +6,12 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { access, constants, readdir } from 'node:fs/promises';
 import { delimiter, join } from 'node:path';
-import { ExitCode } from '../../../lib/contract.js';
+import { Env, ExitCode } from '../../../lib/contract.js';
 import { classifyToolFailure, configError, RunnerError, type EndpointDescription } from '../errors.js';
 import { redact, silentLogger, type Logger } from '../log.js';
 
 /** Environment variable naming the directory holding pg_dump, pg_restore and psql. */
-export const PG_BINDIR_VARIABLE = 'PG_BINDIR';
+export const PG_BINDIR_VARIABLE = Env.pgBinDir;
 
 /** Debian's layout: one directory per installed major. */
 const DEBIAN_POSTGRESQL_ROOT = '/usr/lib/postgresql';
