@@ -11,7 +11,8 @@ import { createKeycloakData, objectsNotOwnedBy, readComparableContent, type Comp
 import { startPostgres, type TestPostgres } from './support/postgres.js';
 import { endpointEnv, logLines, runRunner } from './support/runner-cli.js';
 import { restoreDatabase } from '../runner/src/pg/restore.js';
-import { writeMarker } from '../runner/src/pg/marker.js';
+import { isMarkedReady, readMarker, writeMarker } from '../runner/src/pg/marker.js';
+import { applyKeycloakHygiene } from '../runner/src/pg/hygiene.js';
 import { spawnSync } from 'node:child_process';
 
 let source: TestPostgres;
@@ -236,5 +237,37 @@ describe('runner verify', () => {
     expect(restore.code).toBe(65);
     expect(logLines(restore.stderr).at(-1)!.msg).toContain(victim.path);
     expect(restore.stderr).not.toContain('target verified');
+  });
+});
+
+describe('ready marker and hygiene', () => {
+  it('writes and reads the marker, which neither statistics nor the restore touch', async () => {
+    const database = await freshTargetDatabase();
+    const settings = target.settings(database, TARGET_USER, TARGET_PASSWORD);
+    expect(await readMarker(settings)).toBeUndefined();
+    await writeMarker(settings, { status: 'restoring', migrationId: 'm-42' });
+    expect(await readMarker(settings)).toMatchObject({ status: 'restoring', migrationId: 'm-42' });
+    expect(await isMarkedReady(settings)).toBe(false);
+    const run = await runRunner(['restore', '--dir', backupDir], targetEnv(database));
+    expect(run.code, run.stderr).toBe(0);
+    // The marker survived the restore and does not disturb the verification or the no-op check.
+    expect(await readMarker(settings)).toMatchObject({ status: 'restoring', migrationId: 'm-42' });
+    await writeMarker(settings, { status: 'ready', migrationId: 'm-42' });
+    expect(await isMarkedReady(settings, 'm-42')).toBe(true);
+    expect(await isMarkedReady(settings, 'm-other')).toBe(false);
+    const again = await runRunner(['restore', '--dir', backupDir], targetEnv(database));
+    expect(again.code, again.stderr).toBe(0);
+    expect(again.stderr).toContain('already holds exactly this backup');
+    // Readable by the owner, as Keycloak's gate reads it with Keycloak's credentials.
+    expect(await objectsNotOwnedBy(target.settings(database), TARGET_USER)).toEqual([]);
+  });
+
+  it('tolerates a database that is not Keycloak\'s', async () => {
+    const database = await freshTargetDatabase();
+    await expect(applyKeycloakHygiene(target.settings(database, TARGET_USER, TARGET_PASSWORD))).resolves.toEqual({
+      analyzed: true,
+      jgroupsRowsDeleted: {},
+      changelogLocksReleased: {},
+    });
   });
 });
