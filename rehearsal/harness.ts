@@ -157,6 +157,19 @@ export class Rehearsal {
     return created;
   }
 
+  /**
+   * Waits until `object` is ready in the tools' sense; a timeout names the workload start errors
+   * (the reason a pod never became Ready) as well.
+   */
+  async waitReady(object: KubeObject, timeoutMs = 60_000): Promise<void> {
+    try {
+      await this.cluster.waitReady(object, timeoutMs);
+    } catch (error) {
+      const startErrors = this.workloads.errors.map((e) => e.message);
+      throw new Error(`${(error as Error).message}${startErrors.length ? `; workload start errors: ${startErrors.join('; ')}` : ''}`, { cause: error });
+    }
+  }
+
   /** A Secret's value (decoded), for checks. */
   secretValue(name: string, key: string): string | undefined {
     const secret = this.server.get({ apiVersion: 'v1', kind: 'Secret', name, namespace: this.namespace });

@@ -43,6 +43,8 @@ export interface RepmgrNode {
 
 export class RepmgrCluster {
   private readonly servers = new Map<number, PostgresNode>();
+  /** Nodes whose start routine completed (for node 0: initialised, users created, registered). */
+  private readonly up = new Set<number>();
   private readonly runDir: string;
   private readonly passFile: string;
 
@@ -66,8 +68,9 @@ export class RepmgrCluster {
     return server ? this.describe(index, server) : undefined;
   }
 
+  /** Whether the node finished starting (and is not stopped since). */
   isRunning(index: number): boolean {
-    return this.servers.get(index)?.isRunning() ?? false;
+    return this.up.has(index) && (this.servers.get(index)?.isRunning() ?? false);
   }
 
   /** Starts nodes 0..count-1 in order (primary first), calling `onNodeReady` as each comes up. */
@@ -87,19 +90,19 @@ export class RepmgrCluster {
     await ensurePostgresDir(this.runDir);
     if (server.isInitialised()) {
       await server.start();
-      return this.describe(index, server);
-    }
-    if (index === 0) {
+    } else if (index === 0) {
       await this.initialisePrimary(server);
     } else {
-      // A standby is cloned from a running primary, as the image's entrypoint waits for one.
+      // A standby is cloned from a registered primary, as the image's entrypoint waits for one.
       await waitFor(`the primary (node 0) before cloning node ${index}`, async () => this.isRunning(0), 120_000, 200);
       await this.cloneStandby(index, server);
     }
+    this.up.add(index);
     return this.describe(index, server);
   }
 
   async stopNode(index: number): Promise<void> {
+    this.up.delete(index);
     await this.servers.get(index)?.stop();
   }
 
