@@ -185,6 +185,8 @@ describe('a fresh install', () => {
     // Keycloak was never touched; the backup PVC exists for the Job that mounts it.
     expect(scenario.keycloakReplicas()).toBe(KEYCLOAK_REPLICAS);
     expect(world.server.get({ apiVersion: 'v1', kind: 'PersistentVolumeClaim', name: scenario.names.backupPvc, namespace: scenario.namespace })).toBeDefined();
+    // The Secrets the new database and Keycloak read exist on a fresh install too.
+    expect(world.server.get({ apiVersion: 'v1', kind: 'Secret', name: 'kc-generated-admin', namespace: scenario.namespace })).toBeDefined();
 
     const backup = await scenario.run(RunnerCommand.backupPhase);
     expect(backup.code, backup.stderr).toBe(0);

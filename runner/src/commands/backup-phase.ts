@@ -11,7 +11,7 @@ import { defineCommand } from '../cli.js';
 import { requireBackupDir } from '../config.js';
 import { usageError } from '../errors.js';
 import { hasReached, isTerminal } from '../state.js';
-import { createHookContext, readState, runHook, withMigrationLock, type HookContext } from '../phases/context.js';
+import { createHookContext, describePhase, readState, runHook, withMigrationLock, type HookContext } from '../phases/context.js';
 import { dumpStep } from '../phases/dump.js';
 import { protectLegacyStep } from '../phases/protect-legacy.js';
 import { verifyBackupStep } from '../phases/verify-backup.js';
@@ -31,7 +31,7 @@ export async function runBackupPhase(ctx: HookContext): Promise<number> {
     }
     if (!hasReached(state, Phase.quiesced)) {
       throw usageError(
-        `migration ${state.migrationId} is in phase ${state.phase}: prepare did not finish, so the workloads may still write`,
+        `migration ${state.migrationId} is in phase ${describePhase(state)}: prepare did not finish, so the workloads may still write`,
         `check the prepare Job's logs (kubectl describe configmap ${ctx.config.stateConfigMap} shows the last error) and run the upgrade or sync again`,
       );
     }

@@ -8,11 +8,11 @@ import { DeleteLegacy, Phase, ReadyMarker, RunnerCommand, type PhaseName } from 
 import { defineCommand } from '../cli.js';
 import { hookConfigFromEnv, type HookConfig } from '../config.js';
 import { isRunnerError } from '../errors.js';
-import { callApi, createKubeContext, isNotFound, type KubeContext } from '../kube/client.js';
+import { createKubeContext, type KubeContext } from '../kube/client.js';
 import { StateStore } from '../kube/state-store.js';
 import { readReplicaCounts } from '../kube/workloads.js';
 import { formatBytes } from '../log.js';
-import { backupPvcSize } from '../phases/backup-volume.js';
+import { backupPvcSize, existingBackupPvcSize } from '../phases/backup-volume.js';
 import { decidePrepare, probeLegacyStatefulSet, probeSource, probeTarget, type LegacyProbe, type SourceProbe, type TargetProbe } from '../phases/decide.js';
 import { effectivePhase, hasReached, isTerminal, type MigrationState } from '../state.js';
 
@@ -143,18 +143,6 @@ function finish(lines: string[], input: PlanInput): string {
   return `${lines.join('\n')}\n`;
 }
 
-async function backupPvcSizeIfPresent(kube: KubeContext, name: string): Promise<string | undefined> {
-  try {
-    const pvc = await callApi(kube, { verb: 'get', resource: 'persistentvolumeclaims', name, namespace: kube.namespace }, () =>
-      kube.core.readNamespacedPersistentVolumeClaim({ name, namespace: kube.namespace }),
-    );
-    return pvc.status?.capacity?.storage ?? pvc.spec?.resources?.requests?.storage ?? '?';
-  } catch (error) {
-    if (isNotFound(error)) return undefined;
-    throw error;
-  }
-}
-
 /** Gathers what `formatPlan` needs, read-only. */
 export async function gatherPlanInput(kube: KubeContext, config: HookConfig): Promise<PlanInput> {
   const store = new StateStore(kube, { name: config.stateConfigMap });
@@ -163,7 +151,7 @@ export async function gatherPlanInput(kube: KubeContext, config: HookConfig): Pr
     probeLegacyStatefulSet(kube, config),
     probeTarget(config),
     probeSource(config),
-    backupPvcSizeIfPresent(kube, config.backupPvc),
+    existingBackupPvcSize(kube, config.backupPvc),
   ]);
   let replicas: PlanInput['replicas'];
   try {

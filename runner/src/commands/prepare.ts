@@ -14,7 +14,7 @@ import { ensureSecrets } from '../kube/secrets.js';
 import { runnerLabels } from '../kube/state-store.js';
 import type { BackupPreflight } from '../pg/backup.js';
 import { advance, hasReached, isTerminal, newMigrationState, type MigrationState } from '../state.js';
-import { backupPvcSize, ensureBackupVolume } from '../phases/backup-volume.js';
+import { backupPvcSize, ensureBackupVolume, ensureBackupVolumeExists } from '../phases/backup-volume.js';
 import {
   advanceTo,
   beginStep,
@@ -42,7 +42,7 @@ async function decide(ctx: HookContext): Promise<PrepareDecision> {
 
 /** Terminal: only make sure the backup PVC exists for the Job that mounts it next. */
 async function finishTerminal(ctx: HookContext, state: MigrationState): Promise<number> {
-  await ensureBackupVolume(ctx, backupPvcSize(ctx.config, undefined));
+  await ensureBackupVolumeExists(ctx);
   ctx.log.info(`migration ${state.migrationId} is ${state.phase}: nothing to prepare`, { reason: state.decisionReason });
   return 0;
 }
@@ -91,6 +91,8 @@ export async function runPrepare(ctx: HookContext): Promise<number> {
 
     const decision = await decide(ctx);
     if (decision.kind === 'migrate') return prepareMigration(ctx, decision);
+    // A fresh install needs the generated Secrets too: the new database and Keycloak read them.
+    await ensureSecrets(ctx.kube, ctx.config.ensureSecrets, { labels: runnerLabels(SECRET_COMPONENT) });
     const at = new Date();
     const stored = await ctx.store.ensure(() =>
       advance(newMigrationState(newMigrationId(at), at), Phase.notNeeded, decision.reason, {

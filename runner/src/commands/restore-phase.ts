@@ -13,7 +13,7 @@ import { requireBackupDir, requireEndpoint } from '../config.js';
 import { usageError } from '../errors.js';
 import { hasReached, isTerminal } from '../state.js';
 import { completeStep } from '../phases/complete.js';
-import { createHookContext, readState, runHook, timed, withMigrationLock, type HookContext } from '../phases/context.js';
+import { createHookContext, describePhase, readState, runHook, timed, withMigrationLock, type HookContext } from '../phases/context.js';
 import { ensureReadyMarkerWithoutMigration } from '../phases/fresh-install-marker.js';
 import { markRestoringStep, restoreStep } from '../phases/restore.js';
 import { verifyTargetStep } from '../phases/verify-target.js';
@@ -46,7 +46,7 @@ export async function runRestorePhase(ctx: HookContext): Promise<number> {
     }
     if (!hasReached(state, Phase.legacyProtected)) {
       throw usageError(
-        `migration ${state.migrationId} is in phase ${state.phase}, but the restore needs a verified, protected backup (phase ${Phase.legacyProtected})`,
+        `migration ${state.migrationId} is in phase ${describePhase(state)}, but the restore needs a verified, protected backup (phase ${Phase.legacyProtected})`,
         `the pre-upgrade/PreSync Jobs (prepare, backup-phase) did not finish: check their logs and kubectl describe configmap ${ctx.config.stateConfigMap}, then run the upgrade or sync again`,
       );
     }

@@ -6,6 +6,7 @@
 import { Env } from '../../../lib/contract.js';
 import { configError } from '../errors.js';
 import { formatBytes } from '../log.js';
+import { callApi, isNotFound, type KubeContext } from '../kube/client.js';
 import { runnerLabels } from '../kube/state-store.js';
 import { bytesToQuantity, ensureBackupPvc, quantityToBytes, type BackupPvc } from '../kube/volumes.js';
 import type { BackupPreflight } from '../pg/backup.js';
@@ -52,4 +53,26 @@ export async function ensureBackupVolume(ctx: HookContext, size: string): Promis
     ...(ctx.config.backupStorageClass ? { storageClass: ctx.config.backupStorageClass } : {}),
     labels: runnerLabels(BACKUP_PVC_COMPONENT),
   });
+}
+
+/** The size of the existing backup PVC (bound capacity, else request), or undefined when absent. */
+export async function existingBackupPvcSize(kube: KubeContext, name: string): Promise<string | undefined> {
+  try {
+    const pvc = await callApi(kube, { verb: 'get', resource: 'persistentvolumeclaims', name, namespace: kube.namespace }, () =>
+      kube.core.readNamespacedPersistentVolumeClaim({ name, namespace: kube.namespace }),
+    );
+    return pvc.status?.capacity?.storage ?? pvc.spec?.resources?.requests?.storage ?? '?';
+  } catch (error) {
+    if (isNotFound(error)) return undefined;
+    throw error;
+  }
+}
+
+/**
+ * For a migration with nothing left to do: the PVC only has to exist for the Job that mounts it
+ * next (whatever its size), so an existing one costs one read and is never judged by its size.
+ */
+export async function ensureBackupVolumeExists(ctx: HookContext): Promise<void> {
+  if ((await existingBackupPvcSize(ctx.kube, ctx.config.backupPvc)) !== undefined) return;
+  await ensureBackupVolume(ctx, backupPvcSize(ctx.config, undefined));
 }

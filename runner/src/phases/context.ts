@@ -15,7 +15,7 @@ import { createKubeContext, type KubeContext } from '../kube/client.js';
 import { acquireLock, type HeldLock } from '../kube/lock.js';
 import { StateStore } from '../kube/state-store.js';
 import { redact, type Logger, type SummaryRow } from '../log.js';
-import { advance, hasReached, recordFailure, startStep, type AdvanceOptions, type MigrationState } from '../state.js';
+import { advance, effectivePhase, hasReached, recordFailure, startStep, type AdvanceOptions, type MigrationState } from '../state.js';
 
 export interface HookContext {
   /** The command running (`prepare`, `backup-phase`, …), for logs and lastError. */
@@ -67,6 +67,11 @@ export function createHookContext(command: string, options: HookContextOptions):
 export function newMigrationId(now: Date = new Date()): string {
   const stamp = now.toISOString().replace(/[-:]/g, '').replace('T', '-').slice(0, 15);
   return `m-${stamp}-${randomBytes(3).toString('hex')}`;
+}
+
+/** `Quiesced`, or `Failed (resumes from Quiesced)`: the phase as an operator needs to read it. */
+export function describePhase(state: MigrationState): string {
+  return state.phase === 'Failed' ? `Failed (resumes from ${effectivePhase(state)})` : state.phase;
 }
 
 /** Reads the state (one API request); undefined when no migration has started. */
