@@ -13,6 +13,7 @@ import { endpointEnv, logLines, runRunner } from './support/runner-cli.js';
 import { restoreDatabase } from '../runner/src/pg/restore.js';
 import { isMarkedReady, readMarker, writeMarker } from '../runner/src/pg/marker.js';
 import { applyKeycloakHygiene } from '../runner/src/pg/hygiene.js';
+import { collectTargetStats } from '../runner/src/pg/verify-target.js';
 import { spawnSync } from 'node:child_process';
 
 let source: TestPostgres;
@@ -269,5 +270,30 @@ describe('ready marker and hygiene', () => {
       jgroupsRowsDeleted: {},
       changelogLocksReleased: {},
     });
+  });
+});
+
+describe('table checksum', () => {
+  it('changes with any single changed value, swapped columns, NULL versus empty, or a duplicated row, and not with row order', async () => {
+    const database = await freshTargetDatabase();
+    const settings = target.settings(database, TARGET_USER, TARGET_PASSWORD);
+    const checksumOf = async (rows: string) => {
+      await target.query(`DROP TABLE IF EXISTS public.t; CREATE TABLE public.t (a text, b text, c double precision); ALTER TABLE public.t OWNER TO ${TARGET_USER}; ${rows}`, [], database);
+      const stats = await collectTargetStats(settings);
+      return stats.tables.find((table) => table.name === 't')!.checksum;
+    };
+    const base = await checksumOf(`INSERT INTO public.t VALUES ('x', 'y', 0.1), ('p', NULL, 2)`);
+    const variants = [
+      `INSERT INTO public.t VALUES ('x', 'y', 0.1), ('p', '', 2)`,
+      `INSERT INTO public.t VALUES ('y', 'x', 0.1), ('p', NULL, 2)`,
+      `INSERT INTO public.t VALUES ('x', 'y', 0.1000000000000001), ('p', NULL, 2)`,
+      `INSERT INTO public.t VALUES ('x', 'y', 0.1), ('p', NULL, 2), ('p', NULL, 2)`,
+      `INSERT INTO public.t VALUES ('x', 'Y', 0.1), ('p', NULL, 2)`,
+    ];
+    const checksums = [];
+    for (const rows of variants) checksums.push(await checksumOf(rows));
+    for (const checksum of checksums) expect(checksum).not.toBe(base);
+    expect(new Set(checksums).size).toBe(variants.length);
+    expect(await checksumOf(`INSERT INTO public.t VALUES ('p', NULL, 2), ('x', 'y', 0.1)`)).toBe(base);
   });
 });
