@@ -106,7 +106,7 @@ describe('runner/Dockerfile', () => {
   it('builds the bundle with npm ci and the repository build script', () => {
     expect(instructions).toContain('RUN npm ci --ignore-scripts --no-audit --no-fund');
     expect(instructions.some((line) => line.startsWith('RUN node runner/build.mjs'))).toBe(true);
-    const ignored = readFileSync(join(REPOSITORY_ROOT, 'runner', '.dockerignore'), 'utf8');
+    const ignored = readFileSync(join(REPOSITORY_ROOT, 'runner', 'Dockerfile.dockerignore'), 'utf8');
     expect(ignored).toMatch(/^\*\*\/node_modules$/m);
   });
 });
