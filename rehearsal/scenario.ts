@@ -140,6 +140,13 @@ export async function verifyMigrated(rehearsal: Rehearsal, v2: SynthesizedShape,
       problems.push(`${write.pod} wrote to the new database at ${new Date(write.at).toISOString()}, before the restore was verified (${verifiedAt ?? 'never'})`);
     }
   }
+  // A write to the legacy database after it was quiesced for the backup would be lost.
+  const quiescedAt = state?.history.find((entry) => entry.phase === Phase.quiesced)?.finishedAt;
+  for (const write of rehearsal.workloads.keycloakWrites.filter((w) => w.host === NAMES.legacyStatefulSet)) {
+    if (quiescedAt && write.at > Date.parse(quiescedAt)) {
+      problems.push(`${write.pod} wrote to the legacy database at ${new Date(write.at).toISOString()}, after it was quiesced for the backup (${quiescedAt}): that write is lost`);
+    }
+  }
   if (problems.length > 0) throw new Error(`the migrated platform is not right:\n- ${problems.join('\n- ')}`);
 }
 

@@ -121,6 +121,9 @@ export class WorkloadBacking {
       if ((object.kind === 'StatefulSet' || object.kind === 'Deployment') && event === 'MODIFIED' && info.subresource === 'status') {
         this.recomputeStatus(object.kind as string, object.metadata.name);
       }
+      if ((object.kind === 'StatefulSet' || object.kind === 'Deployment') && event === 'MODIFIED' && !info.subresource) {
+        this.rollOut(object);
+      }
     });
   }
 
@@ -182,6 +185,68 @@ export class WorkloadBacking {
     const status = (workload.status ?? {}) as { readyReplicas?: number; availableReplicas?: number; replicas?: number };
     if (status.readyReplicas === ready && status.availableReplicas === ready && status.replicas === pods.length) return;
     server.setStatus({ apiVersion: 'apps/v1', kind, name, namespace }, { replicas: pods.length, readyReplicas: ready, availableReplicas: ready });
+  }
+
+  /**
+   * The rolling update H4's controller does not do: pods whose spec differs from the workload's
+   * current template are replaced one at a time, highest ordinal first, each replacement waited
+   * for until Ready before the next (RollingUpdate with maxUnavailable 1, as StatefulSets and
+   * Deployments default to). The controller recreates each deleted pod from the new template.
+   */
+  private rollOut(workload: StoredObject): void {
+    const key = `${workload.kind}/${workload.metadata.name}`;
+    if (this.rollouts.has(key)) {
+      this.rolloutAgain.add(key);
+      return;
+    }
+    const work = (async () => {
+      do {
+        this.rolloutAgain.delete(key);
+        await this.rollOutOnce(workload.kind as string, workload.metadata.name);
+      } while (this.rolloutAgain.has(key));
+    })()
+      .catch((error: unknown) => {
+        this.errors.push(error as Error);
+      })
+      .finally(() => this.rollouts.delete(key));
+    this.rollouts.set(key, work);
+  }
+
+  private readonly rollouts = new Map<string, Promise<void>>();
+  private readonly rolloutAgain = new Set<string>();
+
+  private async rollOutOnce(kind: string, name: string): Promise<void> {
+    const { server, namespace } = this.options;
+    for (;;) {
+      const workload = server.get({ apiVersion: 'apps/v1', kind, name, namespace });
+      if (!workload) return;
+      const template = (workload.spec as { template?: { spec?: unknown } }).template?.spec;
+      const stale = server
+        .list('v1', 'Pod', namespace)
+        .filter((pod) => (pod.metadata.ownerReferences ?? []).some((reference) => reference.uid === workload.metadata.uid))
+        .filter((pod) => canonicalJson(pod.spec) !== canonicalJson(template))
+        .sort((a, b) => b.metadata.name.localeCompare(a.metadata.name, undefined, { numeric: true }));
+      const next = stale[0];
+      if (!next) return;
+      await this.stopPod(next.metadata.name);
+      server.remove(this.podRef(next.metadata.name));
+      // Wait for the controller to recreate it and for it to become Ready (or to go away, on a
+      // scale-down meanwhile) before touching the next one.
+      for (;;) {
+        await sleep(100);
+        const replacement = server.get(this.podRef(next.metadata.name));
+        const current = server.get({ apiVersion: 'apps/v1', kind, name, namespace });
+        if (!current) return;
+        const desired = (current.spec as { replicas?: number }).replicas ?? 1;
+        const ordinal = Number(/-(\d+)$/.exec(next.metadata.name)?.[1] ?? '0');
+        if (!replacement && kind === 'StatefulSet' && ordinal >= desired) break;
+        if (kind === 'Deployment' && !replacement) break;
+        const ready = ((replacement?.status as { conditions?: { type: string; status: string }[] } | undefined)?.conditions ?? []).some(
+          (c) => c.type === 'Ready' && c.status === 'True',
+        );
+        if (ready) break;
+      }
+    }
   }
 
   private podStarted(pod: StoredObject, workload: StoredObject): void {
@@ -436,6 +501,14 @@ export class WorkloadBacking {
     if (runtime.backing?.kind === 'pgpool') await runtime.backing.pool?.stop();
     this.pods.delete(name);
   }
+}
+
+function canonicalJson(value: unknown): string {
+  return JSON.stringify(value, (_key, inner: unknown) =>
+    typeof inner === 'object' && inner !== null && !Array.isArray(inner)
+      ? Object.fromEntries(Object.entries(inner as Record<string, unknown>).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)))
+      : inner,
+  );
 }
 
 function requireEnv(env: Record<string, string>, name: string, pod: StoredObject): string {
