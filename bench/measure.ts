@@ -190,6 +190,23 @@ export function machineBusySeconds(): number {
   return busy / CLOCK_TICKS_PER_SECOND;
 }
 
+/**
+ * Waits until the machine has been quiet for a second (less than `maxBusyCores` of CPU used, e.g.
+ * by other jobs on a shared machine), at most `timeoutMs`; returns the seconds waited and whether
+ * it became quiet. Runs are fairer when they start on an idle machine.
+ */
+export async function waitForQuietMachine(maxBusyCores = 0.25, timeoutMs = 60_000): Promise<{ waitedSeconds: number; quiet: boolean }> {
+  const started = performance.now();
+  for (;;) {
+    const before = machineBusySeconds();
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+    const busyCores = machineBusySeconds() - before;
+    const waitedSeconds = (performance.now() - started) / 1000;
+    if (busyCores < maxBusyCores) return { waitedSeconds, quiet: true };
+    if (waitedSeconds * 1000 >= timeoutMs) return { waitedSeconds, quiet: false };
+  }
+}
+
 /** Main pid of a running PostgreSQL server (first line of postmaster.pid). */
 export function postmasterPid(dataDir: string): number {
   const pid = Number(readFileSync(`${dataDir}/postmaster.pid`, 'utf8').split('\n')[0]);

@@ -146,21 +146,22 @@ export function renderResults(report: BenchReport): string {
       'CPU is user + system, of the contender\'s own processes (client) and of both PostgreSQL servers (server); ' +
       '"other CPU" is what the rest of the machine used meanwhile (all busy CPU time minus those two and the benchmark\'s ' +
       'own sampling): kernel threads writing back the dirty pages, plus any other work competing for the cores (then that ' +
-      'round\'s time is inflated). ' +
+      'round\'s time is inflated; each run waits up to 60 s for a quiet machine before it starts, and "noisy" counts the rounds ' +
+      'where other CPU exceeded a quarter of the cores over the run). ' +
       'Peak memory is the largest sum of PSS (shared pages counted once) over the contender\'s process tree at one 20 ms sample, ' +
       'and the largest RSS of a single process (its kernel high-water mark, VmHWM). Writes are bytes sent to storage (/proc/<pid>/io), client and servers (the target\'s ' +
       'checkpoint after the run included).',
     '',
   );
   lines.push(
-    '| contender | wall (median) | min – max | client CPU | server CPU | other CPU | peak PSS, tree | largest process RSS | client writes | server writes | dump on disk | vs fastest peer | vs default-gzip dump | rounds ok |',
-    '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
+    '| contender | wall (median) | min – max | client CPU | server CPU | other CPU | peak PSS, tree | largest process RSS | client writes | server writes | dump on disk | vs fastest peer | vs default-gzip dump | rounds ok | noisy |',
+    '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
   );
   for (const contender of report.contenders) {
     const summary = summaries.get(contender.id);
     if (!summary) {
       const reason = contender.unavailable ?? contender.results.find((r) => !r.ok)?.failure ?? 'no result';
-      lines.push(`| ${escapeCell(contender.label)} | not measured: ${escapeCell(reason).slice(0, 300)} | | | | | | | | | | | | 0/${contender.results.length} |`);
+      lines.push(`| ${escapeCell(contender.label)} | not measured: ${escapeCell(reason).slice(0, 300)} | | | | | | | | | | | | 0/${contender.results.length} | |`);
       continue;
     }
     const ok = summary.ok;
@@ -174,7 +175,7 @@ export function renderResults(report: BenchReport): string {
         `${mb(medianOf(ok, (r) => r.clientWriteBytes))} | ${mb(medianOf(ok, (r) => r.serverWriteBytes))} | ` +
         `${mb(medianOf(ok, (r) => r.dumpBytes))} | ` +
         `${fastestPeer ? x(summary.wall / fastestPeer.wall) : '–'} | ${gzipDump ? x(summary.wall / gzipDump.wall) : '–'} | ` +
-        `${ok.length}/${contender.results.length} |`,
+        `${ok.length}/${contender.results.length} | ${ok.filter((r) => isNoisy(r, report.machine)).length} |`,
     );
   }
   lines.push('');
@@ -302,6 +303,12 @@ export function renderResults(report: BenchReport): string {
   return lines.join('\n');
 }
 
+/** Other work used more than a quarter of the machine's cores over the run. */
+function isNoisy(result: MigrationResult, machine: Readonly<Record<string, string>>): boolean {
+  const cores = Number(machine.cores ?? 1);
+  return result.otherCpuSeconds > 0.25 * cores * result.wallSeconds;
+}
+
 interface Verdict {
   readonly target: string;
   readonly goal: string;
@@ -339,16 +346,32 @@ function explainMisses(misses: readonly Verdict[], report: BenchReport, summarie
       }
       out.push(
         `- **${miss.target}** (${miss.measured}). Measured: ${parts.join('; ')}. ` +
-          'The runner does what the uncompressed dump does plus verification (digests of the dump, per-table counts and checksums on both sides), ' +
-          'so its floor is the -Z0 dump + restore time plus the verification passes. What would close the gap: compute the source checksums ' +
-          'concurrently with the dump (same snapshot) instead of after it; restore with session settings that are safe because the restore is ' +
-          'verified and re-runnable (synchronous_commit=off, larger maintenance_work_mem for index builds); verify the target table by table ' +
-          'while later tables still restore; table-level parallelism above N for the few big tables; keep compression off (-Z0) on local volumes.',
+          'Why: the runner runs the same pg_dump -Fd -Z0 / pg_restore -j as the fastest script and adds, in series, the work that ' +
+          'makes it safe: a checksum pass over every column of every table on the source (runner/src/pg/manifest.ts: ' +
+          'per-column hashtext sums) and the same pass on the target after the restore, sha256 of every dump file ' +
+          '(written, then verified), md5 of every large object on both sides, fsyncs, and hygiene with a database-wide ANALYZE. ' +
+          'On 2 cores those passes compete with pg_dump/pg_restore for the same CPU (compare client + server CPU with the ' +
+          'uncompressed dump\'s). Its restore sessions already use synchronous_commit=off and maintenance_work_mem=256MB. ' +
+          'What would close it: take the source checksums in the dump\'s exported snapshot concurrently with pg_dump (the data ' +
+          'is in the page cache then), not before or after it; hash the dump files while pg_dump writes them (or trust the ' +
+          'per-table checksums and drop the second sha256 read); checksum each target table as soon as its COPY has finished, ' +
+          'overlapping the index builds; one hashtext over the row text instead of one per column; ANALYZE only the big tables ' +
+          '(autovacuum does the rest); table-level parallelism above N for the few big tables (event_entity is a third of the data).',
       );
       continue;
     }
     if (miss.target.startsWith('Runner peak RSS')) {
-      out.push(`- **${miss.target}** (${miss.measured}): the runner must stream rows (cursors, COPY) instead of collecting whole tables or result sets in memory; check where the node heap grows with size in the scaling table.`);
+      const points = report.scaling.filter((p) => p.result?.ok);
+      const trend = points.map((p) => `${formatBytes(p.databaseBytes)} → ${mb(p.result!.memory.peakRssByCommand.node ?? 0)}`).join(', ');
+      out.push(
+        `- **${miss.target}** (${miss.measured}). Node's peak RSS by database size: ${trend || 'no scaling run'}. ` +
+          'When it is nearly the same at every size the excess is the baseline, not data held in memory: node itself plus ' +
+          'parsing and compiling the whole bundle (runner/dist/runner.mjs, @kubernetes/client-node included) and V8\'s heap ' +
+          'growth under the pg result sets of the verification queries. What would close it: load client-node lazily (the ' +
+          'stand-alone backup/restore and the gate never call the API), run the Jobs with `node --max-semi-space-size=2 ' +
+          '--max-old-space-size=96` (the runner streams the dump through pg_dump and holds only per-table summaries), ' +
+          'and read large-object checksums in batches; a size-dependent growth instead would point at a result set held whole.',
+      );
       continue;
     }
     out.push(

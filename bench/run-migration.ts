@@ -7,7 +7,7 @@ import { mkdtemp, readdir, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import pg from 'pg';
 import type { Contender, ContenderContext, Step } from './contenders.js';
-import { machineBusySeconds, MemorySampler, postmasterPid, reapedChildrenTotals, treeTotals, type MemoryPeak } from './measure.js';
+import { machineBusySeconds, MemorySampler, waitForQuietMachine, postmasterPid, reapedChildrenTotals, treeTotals, type MemoryPeak } from './measure.js';
 import { compareSnapshots, snapshotDatabase, type DatabaseEndpoint, type DatabaseSnapshot } from './verify-copy.js';
 
 /** A PostgreSQL server the benchmark talks to as superuser. */
@@ -58,6 +58,8 @@ export interface MigrationResult {
    * threads (writeback of the dirty pages the migration produced): to judge noise.
    */
   readonly otherCpuSeconds: number;
+  /** Whether the machine was idle for a second before the run (else it started after waiting 60 s). */
+  readonly startedQuiet: boolean;
   /** CPU seconds of the benchmark process itself during the run (memory sampling). */
   readonly benchCpuSeconds: number;
   /** Bytes the contender's processes wrote (dump files, work files). */
@@ -77,6 +79,7 @@ export async function runMigration(setup: MigrationSetup): Promise<MigrationResu
   await checkpoint(setup.source);
   await checkpoint(setup.target);
   const workDir = await mkdtemp(join(setup.scratchDir, `${setup.contender.id}-`));
+  const quiet = await waitForQuietMachine();
   const context: ContenderContext = {
     source,
     target,
@@ -140,6 +143,7 @@ export async function runMigration(setup: MigrationSetup): Promise<MigrationResu
     ),
     memory,
     benchCpuSeconds: benchSeconds,
+    startedQuiet: quiet.quiet,
     clientWriteBytes: clientAfter.writeBytes - clientBefore.writeBytes,
     serverWriteBytes: serversAfter.reduce((sum, after, i) => sum + after.writeBytes - serversBefore[i]!.writeBytes, 0),
     dumpBytes,
