@@ -195,7 +195,7 @@ export function machineBusySeconds(): number {
  * by other jobs on a shared machine), at most `timeoutMs`; returns the seconds waited and whether
  * it became quiet. Runs are fairer when they start on an idle machine.
  */
-export async function waitForQuietMachine(maxBusyCores = 0.25, timeoutMs = 60_000): Promise<{ waitedSeconds: number; quiet: boolean }> {
+export async function waitForQuietMachine(maxBusyCores = 0.25, timeoutMs = 15_000): Promise<{ waitedSeconds: number; quiet: boolean }> {
   const started = performance.now();
   for (;;) {
     const before = machineBusySeconds();

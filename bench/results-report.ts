@@ -146,7 +146,7 @@ export function renderResults(report: BenchReport): string {
       'CPU is user + system, of the contender\'s own processes (client) and of both PostgreSQL servers (server); ' +
       '"other CPU" is what the rest of the machine used meanwhile (all busy CPU time minus those two and the benchmark\'s ' +
       'own sampling): kernel threads writing back the dirty pages, plus any other work competing for the cores (then that ' +
-      'round\'s time is inflated; each run waits up to 60 s for a quiet machine before it starts, and "noisy" counts the rounds ' +
+      'round\'s time is inflated; each run waits up to 15 s for a quiet machine before it starts, and "noisy" counts the rounds ' +
       'where other CPU exceeded a quarter of the cores over the run). ' +
       'Peak memory is the largest sum of PSS (shared pages counted once) over the contender\'s process tree at one 20 ms sample, ' +
       'and the largest RSS of a single process (its kernel high-water mark, VmHWM). Writes are bytes sent to storage (/proc/<pid>/io), client and servers (the target\'s ' +
