@@ -195,6 +195,8 @@ export interface HelmOptions {
 export class HelmRelease {
   private deployed: KubeObject[] | undefined;
   private revision = 0;
+  /** Whether any release exists (an upgrade after a failed install is still an upgrade). */
+  private released = false;
   status: 'none' | 'deployed' | 'failed' = 'none';
 
   constructor(
@@ -204,7 +206,8 @@ export class HelmRelease {
 
   /** `helm upgrade --install`: install when there is no release yet, upgrade otherwise. */
   async upgradeInstall(chart: HelmChartManifests): Promise<LifecycleResult> {
-    const isUpgrade = this.deployed !== undefined;
+    const isUpgrade = this.released;
+    this.released = true;
     const events: LifecycleEvent[] = [];
     const log = (action: LifecycleEvent['action'], target: string, detail?: string) =>
       events.push({ tool: 'helm', action, target, detail, at: Date.now() });
@@ -214,8 +217,11 @@ export class HelmRelease {
     this.revision++;
     try {
       await this.runHooks(chart, pre, log, counter);
-      await this.applyRelease(chart, isUpgrade, log, counter);
+      const applied = await this.applyRelease(chart, isUpgrade, log, counter);
       await this.runHooks(chart, post, log, counter);
+      // Only a release that succeeded becomes the "deployed" one the next upgrade diffs against
+      // (pkg/action/upgrade.go: after a failed release, Helm uses the last deployed release).
+      this.deployed = applied;
       this.status = 'deployed';
       return { ok: true, events, writes: counter.writes };
     } catch (error) {
@@ -268,11 +274,13 @@ export class HelmRelease {
     isUpgrade: boolean,
     log: (action: LifecycleEvent['action'], target: string, detail?: string) => void,
     counter: { writes: number },
-  ): Promise<void> {
+  ): Promise<KubeObject[]> {
     const ordered = helmResourceOrder(chart.resources);
     for (const object of ordered) {
       if (!isUpgrade) {
-        await this.cluster.create(object);
+        await this.cluster.create(object).catch((cause: unknown) => {
+          throw new Error(`installation failed: ${(cause as Error).message}`, { cause });
+        });
         counter.writes++;
         log('apply', objectKey(object), 'created');
         continue;
@@ -295,7 +303,7 @@ export class HelmRelease {
         }
       }
     }
-    this.deployed = ordered;
+    return ordered;
   }
 }
 

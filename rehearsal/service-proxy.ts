@@ -39,6 +39,8 @@ interface ParsedHost {
 export class ServiceProxies {
   private readonly proxies = new Map<string, { server: Server; port: number }>();
   private readonly sockets = new Set<Socket>();
+  /** Services made unreachable by a fault (connections refused, as with no endpoints). */
+  private readonly blocked = new Set<string>();
 
   constructor(
     private readonly server: FakeKubeApiServer,
@@ -83,6 +85,15 @@ export class ServiceProxies {
     return listening;
   }
 
+  /** Fault: every new connection to the Service is refused until {@link unblock}. */
+  block(service: string): void {
+    this.blocked.add(service);
+  }
+
+  unblock(service: string): void {
+    this.blocked.delete(service);
+  }
+
   /** The port of a Ready pod behind the name right now (for harness checks), if any. */
   currentBackend(host: string): number | undefined {
     const parsed = this.parseHost(host);
@@ -100,6 +111,7 @@ export class ServiceProxies {
   }
 
   private pickBackend(parsed: ParsedHost): number | undefined {
+    if (this.blocked.has(parsed.service)) return undefined;
     const service = this.service(parsed.service);
     if (!service) return undefined;
     const selector = (service.spec as { selector?: Record<string, string> } | undefined)?.selector;

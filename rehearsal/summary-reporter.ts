@@ -20,10 +20,11 @@ export default class RehearsalSummaryReporter implements Reporter {
     const header: [string, string, string] = ['scenario', 'outcome', 'duration'];
     const widths = header.map((title, column) => Math.max(title.length, ...rows.map((row) => row[column]!.length)));
     const line = (cells: readonly string[]) => cells.map((cell, column) => cell.padEnd(widths[column]!)).join('  ');
-    const failed = rows.filter((row) => row[1] !== 'PASSED').length;
+    const failed = rows.filter((row) => row[1] === 'FAILED').length;
+    const skipped = rows.filter((row) => row[1] === 'SKIPPED').length;
     process.stdout.write(
       ['', 'Rehearsal summary', line(header), widths.map((width) => '-'.repeat(width)).join('  '), ...rows.map(line), '',
-        `${rows.length - failed} passed, ${failed} not passed`, ''].join('\n'),
+        `${rows.length - failed - skipped} passed, ${failed} failed${skipped ? `, ${skipped} not run (filtered)` : ''}`, ''].join('\n'),
     );
   }
 }

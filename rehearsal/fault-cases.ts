@@ -1,0 +1,210 @@
+/**
+ * The fault matrix of issue 4 as data. Each entry breaks the first v2 deployment in one way,
+ * checks what must hold right after (nothing deleted, a clear error, the failure recorded), lets
+ * the operator fix the cause, and then the unchanged v2 is deployed again; run-fault-case.ts
+ * requires the full migration checks afterwards. Kill points follow the runner's step log lines.
+ */
+import { expect } from 'vitest';
+
+import {
+  compose,
+  exitCodesOf,
+  ExitCode,
+  expectLegacyIntact,
+  jobEnv,
+  jobLogs,
+  jobSpec,
+  NAMES,
+  Phase,
+  readState,
+  transformShape,
+  withoutPermission,
+  type FaultCase,
+  type FaultContext,
+} from './faults.js';
+import { findObject, killRunnerWhen, objectsOf } from './scenario.js';
+
+/** A killed runner holds the Lease until it expires: 5 s (the runner's minimum) keeps the matrix fast. */
+const SHORT_LOCK = jobEnv('', 'MIGRATION_LOCK_TTL_SECONDS', '5');
+
+interface KillPoint {
+  readonly job: 'prepare' | 'backup' | 'restore';
+  readonly label: string;
+  /** The log line after which the runner is killed. */
+  readonly after: RegExp;
+  /** For kills inside a long step: the line that must not have appeared yet when killed. */
+  readonly before?: RegExp;
+  readonly bulk?: boolean;
+}
+
+export const KILL_POINTS: readonly KillPoint[] = [
+  { job: 'prepare', label: 'after the state and Secrets exist, before the backup PVC', after: /created Secret with generated passwords/ },
+  { job: 'prepare', label: 'after scaling Keycloak down, before Quiesced is recorded', after: /"msg":"scaled workload"/ },
+  { job: 'backup', label: 'at the start of the backup step', after: /step backup: starting/ },
+  { job: 'backup', label: 'inside pg_dump', after: /"msg":"dumping"/, before: /"msg":"backup complete"/, bulk: true },
+  { job: 'backup', label: 'after backup, before verify-backup', after: /step backup: done/ },
+  { job: 'backup', label: 'after verify-backup, before protect', after: /step verify-backup: done/ },
+  { job: 'backup', label: 'after protect (end of the pre-phase)', after: /step protect: done/ },
+  { job: 'restore', label: 'after mark-restoring, before pg_restore', after: /step mark-restoring: done/ },
+  { job: 'restore', label: 'inside pg_restore', after: /"msg":"restoring"/, before: /"msg":"restore complete"/, bulk: true },
+  { job: 'restore', label: 'after restore, before verify-target', after: /step restore: done/ },
+  { job: 'restore', label: 'after verify-target, before complete', after: /step verify-target: done/ },
+  { job: 'restore', label: 'after the Keycloak hygiene, before unquiesce', after: /Keycloak hygiene done/ },
+];
+
+function killCase(point: KillPoint): FaultCase {
+  let killer: { killed: () => boolean } | undefined;
+  return {
+    name: `runner killed in the ${point.job} Job ${point.label}, then the Job's retry resumes`,
+    tools: ['helm', 'argocd'],
+    always: SHORT_LOCK,
+    bulk: point.bulk,
+    arm: ({ rehearsal }) => {
+      killer = killRunnerWhen(rehearsal, `-${point.job}`, (_pod, line) => point.after.test(line));
+    },
+    firstAttempt: 'succeeds',
+    afterFirst: (context) => {
+      expect(killer?.killed()).toBe(true);
+      const runs = context.rehearsal.jobs.runs.filter((run) => run.jobName.endsWith(`-${point.job}`));
+      expect(runs[0]?.signal).toBe('SIGKILL');
+      expect(runs.at(-1)?.exitCode).toBe(0);
+      if (point.before) {
+        // The kill really happened inside the step: the killed pod never reached its end.
+        expect(context.rehearsal.jobs.logsOf(runs[0]!.podName)).not.toMatch(point.before);
+      }
+    },
+  };
+}
+
+/** Makes the Pgpool Service unreachable once the pre-phase is done (the restore's target). */
+function blockTargetDuringRestore({ rehearsal }: FaultContext): void {
+  rehearsal.proxies.block(NAMES.pgpoolService);
+}
+
+/** Every runner kill point, as fault cases. */
+export const KILL_CASES: readonly FaultCase[] = KILL_POINTS.map(killCase);
+
+/** The failures an operator has to fix, the concurrency and the RBAC cases. */
+export const FAILURE_CASES: readonly FaultCase[] = [
+  {
+    name: 'restore Job fails: target unreachable; the operator makes it reachable and upgrades again',
+    tools: ['helm', 'argocd'],
+    always: SHORT_LOCK,
+    transform: jobEnv('-restore', 'MIGRATION_TARGET_WAIT_SECONDS', '3'),
+    arm: blockTargetDuringRestore,
+    firstAttempt: 'fails',
+    afterFirst: async (context, result) => {
+      expect(result.error?.message).toMatch(/keycloak-migration-restore/);
+      expect(exitCodesOf(context, '-restore').every((code) => code === ExitCode.unavailable)).toBe(true);
+      const { state } = readState(context.rehearsal);
+      expect(state?.lastError?.message).toBeTruthy();
+      if (context.tool === 'argocd') expect(jobLogs(context, '-record-failure')).toMatch(/recorded the failed sync/);
+      expect(context.rehearsal.workloads.keycloakWrites.filter((w) => w.host === NAMES.pgpoolService)).toEqual([]);
+    },
+    fix: ({ rehearsal }) => rehearsal.proxies.unblock(NAMES.pgpoolService),
+  },
+  {
+    name: 'restore Job fails: wrong target password (Secret changed after the database was initialised); the operator restores it',
+    tools: ['helm', 'argocd'],
+    always: SHORT_LOCK,
+    arm: (context) => {
+      const { rehearsal } = context;
+      // Just before the restore Job, the Secret drifts from the password the database holds.
+      const stop = rehearsal.server.onChange((event, object) => {
+        if (event !== 'ADDED' || object.kind !== 'Job' || !object.metadata.name.endsWith('-restore')) return;
+        stop();
+        const secret = rehearsal.server.get({ apiVersion: 'v1', kind: 'Secret', name: NAMES.haSecret, namespace: rehearsal.namespace })!;
+        originalPassword.set(context, rehearsal.secretValue(NAMES.haSecret, 'postgres-password')!);
+        rehearsal.server.upsert({ ...secret, data: { ...(secret.data as object), 'postgres-password': Buffer.from('drifted-password').toString('base64') } });
+      });
+    },
+    firstAttempt: 'fails',
+    afterFirst: (context) => {
+      // Non-retriable: the podFailurePolicy fails the Job after one pod.
+      expect(exitCodesOf(context, '-restore')).toEqual([ExitCode.noPermission]);
+      expect(jobLogs(context, '-restore')).toMatch(/password|authentication/i);
+      expect(jobLogs(context, '-restore')).not.toContain('drifted-password');
+    },
+    fix: (context) => {
+      const { rehearsal } = context;
+      const secret = rehearsal.server.get({ apiVersion: 'v1', kind: 'Secret', name: NAMES.haSecret, namespace: rehearsal.namespace })!;
+      rehearsal.server.upsert({ ...secret, data: { ...(secret.data as object), 'postgres-password': Buffer.from(originalPassword.get(context)!).toString('base64') } });
+    },
+  },
+  {
+    name: 'restore Job fails: activeDeadlineSeconds exceeded while the target is unreachable; the operator fixes the target and upgrades again',
+    tools: ['helm', 'argocd'],
+    always: SHORT_LOCK,
+    transform: jobSpec('-restore', { activeDeadlineSeconds: 4 }),
+    arm: blockTargetDuringRestore,
+    firstAttempt: 'fails',
+    afterFirst: (context, result) => {
+      expect(result.error?.message).toMatch(/DeadlineExceeded/);
+      expect(context.rehearsal.workloads.keycloakWrites.filter((w) => w.host === NAMES.pgpoolService)).toEqual([]);
+    },
+    fix: ({ rehearsal }) => rehearsal.proxies.unblock(NAMES.pgpoolService),
+  },
+  {
+    name: 'two pre-phase Jobs started together: one acts, the other waits or finds the work done',
+    tools: ['helm', 'argocd'],
+    always: SHORT_LOCK,
+    arm: async ({ rehearsal, tool }) => {
+      const v2 = transformShape(rehearsal.synthesize('v2'), SHORT_LOCK);
+      const objects = objectsOf(v2, tool);
+      for (const object of objects.filter((o) => ['ServiceAccount', 'Role', 'RoleBinding', 'ClusterRole', 'ClusterRoleBinding'].includes(o.kind))) {
+        await rehearsal.cluster.apply(object);
+      }
+      for (const step of ['-prepare', '-backup']) {
+        const job = objects.find((o) => o.kind === 'Job' && o.metadata.name.endsWith(step))!;
+        const twins = ['a', 'b'].map((suffix) => ({ ...structuredClone(job), metadata: { ...job.metadata, name: `${job.metadata.name}-${suffix}`, annotations: {} } }));
+        await Promise.all(twins.map((twin) => rehearsal.cluster.create(twin)));
+        await Promise.all(twins.map((twin) => rehearsal.waitReady(twin, 120_000)));
+      }
+      const { state } = readState(rehearsal);
+      const phases = state!.history.map((entry) => entry.phase);
+      expect(new Set(phases).size).toBe(phases.length);
+      expect(phases).toContain(Phase.legacyProtected);
+    },
+    firstAttempt: 'succeeds',
+  },
+  {
+    name: 'backup volume too small: stops before anything is deleted; Keycloak can be scaled back; a larger volume converges',
+    tools: ['helm', 'argocd'],
+    v2Config: { migration: { backupSize: '1Mi', backupMinSize: '1Mi' } },
+    always: SHORT_LOCK,
+    firstAttempt: 'fails',
+    afterFirst: async (context) => {
+      const { rehearsal } = context;
+      expect(exitCodesOf(context, '-backup').at(-1) ?? exitCodesOf(context, '-prepare').at(-1)).toBe(ExitCode.config);
+      expect(`${jobLogs(context, '-prepare')}${jobLogs(context, '-backup')}`).toMatch(/too small|not enough|cannot hold/i);
+      await expectLegacyIntact(context);
+      // The operator scales Keycloak back up: it runs on the untouched legacy database.
+      const keycloak = findObject(context.v1, 'StatefulSet', NAMES.keycloak);
+      const live = rehearsal.cluster.get(keycloak)!;
+      rehearsal.server.upsert({ ...live, spec: { ...(live.spec as object), replicas: 2 } });
+      await rehearsal.waitReady(keycloak, 60_000);
+    },
+    fix: async ({ rehearsal }) => {
+      // The recovery the README documents: delete the too small backup PVC, configure a larger one.
+      await rehearsal.cluster.delete({ apiVersion: 'v1', kind: 'PersistentVolumeClaim', metadata: { name: NAMES.backupPvc } });
+    },
+    fixConfig: { migration: { backupSize: '64Mi', backupMinSize: '1Mi' } },
+  },
+  {
+    name: 'missing RBAC permission (patch statefulsets/scale): a clear error naming verb and resource, nothing deleted',
+    tools: ['helm', 'argocd'],
+    always: SHORT_LOCK,
+    transform: compose(withoutPermission('statefulsets/scale', 'patch')),
+    firstAttempt: 'fails',
+    afterFirst: async (context) => {
+      expect(exitCodesOf(context, '-prepare')).toEqual([ExitCode.noPermission]);
+      const logs = jobLogs(context, '-prepare');
+      expect(logs).toMatch(/patch/);
+      expect(logs).toMatch(/statefulsets\/scale/);
+      await expectLegacyIntact(context);
+    },
+  },
+];
+
+const originalPassword = new WeakMap<FaultContext, string>();
+
