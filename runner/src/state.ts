@@ -51,6 +51,22 @@ export interface BackupInfo {
   readonly completedAt?: string;
 }
 
+/**
+ * A backup the runner stopped trusting: the source changed after it was taken (a rollback to the
+ * old release wrote to the legacy database), so a new backup replaced it. Its directory is deleted
+ * once the migration completes.
+ */
+export interface SupersededBackup {
+  /** Directory of the dump on the backup volume (relative to its mount point). */
+  readonly dir: string;
+  readonly manifestSha256: string;
+  /** The phase the migration had reached when the backup was superseded. */
+  readonly phase: PhaseName;
+  /** Why, e.g. `12 write(s) to table public.user_entity`. */
+  readonly reason: string;
+  readonly at: string;
+}
+
 /** Result of comparing the restored target with the manifest. */
 export interface VerificationResult {
   readonly ok: boolean;
@@ -100,6 +116,8 @@ export interface MigrationState {
   /** `statefulset/keycloak` → replicas before quiesce; restored at unquiesce. */
   readonly originalReplicas: Readonly<Record<string, number>>;
   readonly backup?: BackupInfo;
+  /** Earlier backups of this migration that a new one replaced (oldest first). */
+  readonly supersededBackups?: readonly SupersededBackup[];
   readonly verification?: VerificationResult;
   readonly protectedVolumes: readonly ProtectedVolume[];
   readonly legacyDeleted: boolean;
@@ -226,6 +244,46 @@ export function recordFailure(
   const lastError: LastError = { step: failure.step, message: failure.message, exitCode: failure.exitCode, at };
   if (isTerminal(state) || !failure.terminal) return { ...state, lastError, updatedAt: at };
   return { ...state, phase: Phase.failed, resumeFrom: effectivePhase(state), lastError, updatedAt: at };
+}
+
+/**
+ * The directory (relative to the backup volume) the next dump of this migration goes to: the
+ * migration id, then `<id>.2`, `<id>.3`… once earlier backups were superseded, so that a new dump
+ * never overwrites the backup it replaces.
+ */
+export function nextBackupDirName(state: MigrationState): string {
+  const superseded = state.supersededBackups?.length ?? 0;
+  return superseded === 0 ? state.migrationId : `${state.migrationId}.${superseded + 1}`;
+}
+
+/**
+ * Drops the recorded backup because the source changed after it was taken, and takes the migration
+ * back to Quiesced so that the next backup-phase dumps again (and the restore redoes its work from
+ * the new backup). The history gets an entry saying why; the workloads' original replica counts,
+ * the protected volumes and the attempts are kept.
+ */
+export function supersedeBackup(state: MigrationState, reason: string, now: Date = new Date()): MigrationState {
+  if (isTerminal(state)) throw illegal(state.phase, Phase.quiesced);
+  const backup = state.backup;
+  if (!backup) throw new Error('supersedeBackup without a recorded backup: this is a bug in the runner');
+  const at = timestamp(now);
+  const from = effectivePhase(state);
+  const entry: PhaseHistoryEntry = {
+    phase: Phase.quiesced,
+    startedAt: at,
+    finishedAt: at,
+    durationMs: 0,
+    attempt: 1,
+    detail: `backup ${backup.dir} superseded at ${from}: the legacy database changed after it (${reason})`,
+  };
+  const { backup: _dropped, verification: _stale, currentStep: _closed, resumeFrom: _resumed, ...rest } = state;
+  return {
+    ...rest,
+    phase: Phase.quiesced,
+    history: [...state.history, entry],
+    supersededBackups: [...(state.supersededBackups ?? []), { dir: backup.dir, manifestSha256: backup.manifestSha256, phase: from, reason, at }],
+    updatedAt: at,
+  };
 }
 
 /** The state ConfigMap's data for a state. */

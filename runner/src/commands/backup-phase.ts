@@ -3,8 +3,10 @@
  * the backup PVC): dump the quiesced source onto the backup volume, verify the backup, protect the
  * legacy volumes and — only with MIGRATION_DELETE_LEGACY=after-backup — delete the legacy database.
  *
- * Quiesced → BackedUp → BackupVerified → LegacyProtected. Completed, NotNeeded or a backup that is
- * already protected: exit 0 after one API read.
+ * Quiesced → BackedUp → BackupVerified → LegacyProtected. Completed or NotNeeded: exit 0 after one
+ * API read. A backup already on record (a re-run after a failed restore, or after a rollback) is
+ * reused only if the legacy database has not changed since it; otherwise it is superseded and the
+ * source dumped again (phases/source-freshness.ts).
  */
 import { Phase, RunnerCommand } from '../../../lib/contract.js';
 import { defineCommand } from '../cli.js';
@@ -14,6 +16,7 @@ import { hasReached, isTerminal } from '../state.js';
 import { createHookContext, describePhase, readState, runHook, withMigrationLock, type HookContext } from '../phases/context.js';
 import { dumpStep } from '../phases/dump.js';
 import { protectLegacyStep } from '../phases/protect-legacy.js';
+import { reuseOrSupersedeBackup } from '../phases/source-freshness.js';
 import { verifyBackupStep } from '../phases/verify-backup.js';
 
 export async function runBackupPhase(ctx: HookContext): Promise<number> {
@@ -25,7 +28,7 @@ export async function runBackupPhase(ctx: HookContext): Promise<number> {
         'run the upgrade or sync again; prepare runs before backup-phase',
       );
     }
-    if (isTerminal(state) || hasReached(state, Phase.legacyProtected)) {
+    if (isTerminal(state)) {
       ctx.log.info(`migration ${state.migrationId} is ${state.phase}: nothing to back up`);
       return 0;
     }
@@ -38,7 +41,9 @@ export async function runBackupPhase(ctx: HookContext): Promise<number> {
     requireBackupDir(ctx.config, ctx.command);
     return withMigrationLock(ctx, async () => {
       const fresh = await readState(ctx);
-      if (!fresh || isTerminal(fresh) || hasReached(fresh, Phase.legacyProtected)) return 0;
+      if (!fresh || isTerminal(fresh)) return 0;
+      // A backup on record is reused only while the legacy database is unchanged since it.
+      if (fresh.backup) await reuseOrSupersedeBackup(ctx);
       await dumpStep(ctx);
       await verifyBackupStep(ctx);
       await protectLegacyStep(ctx);
@@ -54,7 +59,11 @@ export const backupPhaseCommand = defineCommand({
 Needs MIGRATION_BACKUP_DIR (the mounted backup PVC) and a state in phase Quiesced or later.
 Quiesced → BackedUp (pg_dump -Fd into <dir>/<migrationId>, manifest digest recorded) →
 BackupVerified (digests, pg_restore --list) → LegacyProtected (PVs set to Retain with
-MIGRATION_PROTECT_VOLUMES=true; legacy deleted only with MIGRATION_DELETE_LEGACY=after-backup).`,
+MIGRATION_PROTECT_VOLUMES=true; legacy deleted only with MIGRATION_DELETE_LEGACY=after-backup).
+With a backup already on record: quiesces again and compares the legacy database's write counters
+with the backup's; unchanged → nothing to do; changed (e.g. written during a rollback) → the backup
+is superseded (state back to Quiesced, Event MigrationBackupSuperseded) and taken anew into
+<dir>/<migrationId>.N. Legacy StatefulSet present but its database unreachable: exit 69.`,
   flags: {},
   async run({ env, log, signal }) {
     return runBackupPhase(createHookContext(RunnerCommand.backupPhase, { env, log, signal }));

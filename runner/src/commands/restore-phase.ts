@@ -16,6 +16,7 @@ import { completeStep } from '../phases/complete.js';
 import { createHookContext, describePhase, readState, runHook, timed, withMigrationLock, type HookContext } from '../phases/context.js';
 import { ensureReadyMarkerWithoutMigration } from '../phases/fresh-install-marker.js';
 import { markRestoringStep, restoreStep } from '../phases/restore.js';
+import { assertSourceUnchangedSinceBackup } from '../phases/source-freshness.js';
 import { verifyTargetStep } from '../phases/verify-target.js';
 import { waitForWritableTarget } from '../phases/wait-for-target.js';
 
@@ -55,6 +56,8 @@ export async function runRestorePhase(ctx: HookContext): Promise<number> {
     return withMigrationLock(ctx, async () => {
       const fresh = await readState(ctx);
       if (!fresh || isTerminal(fresh)) return 0;
+      // Never restore (or mark ready) a backup the legacy database has moved on from.
+      await timed(ctx, 'check-source', () => assertSourceUnchangedSinceBackup(ctx));
       await timed(ctx, 'wait-target', () => waitForWritableTarget(target, { timeoutSeconds: ctx.config.targetWaitSeconds, log: ctx.log, signal: ctx.signal }));
       await markRestoringStep(ctx);
       await restoreStep(ctx);
@@ -70,7 +73,9 @@ export const restorePhaseCommand = defineCommand({
   summary: 'Hook, restore phase: wait for the new primary, restore, verify, Keycloak hygiene, ready marker, unquiesce',
   description: `
 Needs MIGRATION_BACKUP_DIR (the mounted backup PVC) and a state in phase LegacyProtected or later.
-Waits up to MIGRATION_TARGET_WAIT_SECONDS for the target primary to accept writes, marks the target
+If the legacy database is reachable and changed after the backup (write counters, e.g. written
+during a rollback), exits 65 without restoring: run the upgrade again so backup-phase takes a new
+backup. Waits up to MIGRATION_TARGET_WAIT_SECONDS for the target primary to accept writes, marks the target
 "restoring", restores the recorded backup, verifies it (a mismatch exits 65 naming the tables and
 never marks the target ready), ANALYZE, empties jgroups_ping, releases databasechangeloglock, marks
 the target "ready", scales the workloads back to their recorded replicas (only those still at 0),

@@ -173,12 +173,17 @@ export class StateStore {
   private async emitEvent(stored: StoredState, before: MigrationState | undefined, after: MigrationState): Promise<void> {
     const phaseChanged = before === undefined || before.phase !== after.phase;
     const newError = after.lastError !== undefined && after.lastError.at !== before?.lastError?.at;
-    if (!phaseChanged && !newError) return;
-    const failed = after.phase === Phase.failed || (newError && !phaseChanged);
+    const superseded = (after.supersededBackups?.length ?? 0) > (before?.supersededBackups?.length ?? 0);
+    if (!phaseChanged && !newError && !superseded) return;
+    const failed = after.phase === Phase.failed || (newError && !phaseChanged) || superseded;
     const last = after.history[after.history.length - 1];
     let message: string;
     let reason: string;
-    if (newError && after.lastError) {
+    if (superseded) {
+      // Going back to Quiesced is unusual enough to be a Warning: someone wrote to the legacy database.
+      reason = 'MigrationBackupSuperseded';
+      message = `migration ${after.migrationId}: ${before?.phase ?? '?'} → ${after.phase}: ${last?.detail ?? 'the backup was superseded'}; taking a new backup`;
+    } else if (newError && after.lastError) {
       reason = after.phase === Phase.failed ? 'MigrationFailed' : 'MigrationStepFailed';
       message = `migration ${after.migrationId}: step ${after.lastError.step} failed (exit ${after.lastError.exitCode}): ${after.lastError.message}`;
     } else if (before === undefined) {

@@ -2,7 +2,8 @@
  * A verified-by-construction backup of the source database:
  *
  * 1. check that pg_dump can dump the server (before anything changes);
- * 2. export a snapshot in a REPEATABLE READ transaction held open, so that pg_dump and the
+ * 2. record the source's write counters (pg/source-changes.ts), then export a snapshot in a
+ *    REPEATABLE READ transaction held open, so that pg_dump and the
  *    statistics read exactly the same data even if something still writes;
  * 3. check the backup volume's free space against the source's table sizes (config error before
  *    dumping when it cannot hold them);
@@ -31,6 +32,7 @@ import {
   type BackupManifest,
   type ManifestFile,
 } from './manifest.js';
+import { readSourceFingerprint } from './source-changes.js';
 import { assertDumpToolSupports, findPgTools, runTool, toolVersion, type PgTools, type ToolVersion } from './tools.js';
 
 /** Where pg_dump writes until the dump is complete. */
@@ -215,6 +217,9 @@ export async function backupDatabase(options: BackupOptions): Promise<BackupResu
   try {
     const server = await serverMajorVersion(snapshotClient);
     assertDumpToolSupports(server, dumpTool, endpoint);
+    // Before the snapshot: a write between the two shows up as a change later (a needless new
+    // dump), never as a write the dump holds but the counters hide.
+    const sourceFingerprint = await readSourceFingerprint(snapshotClient);
 
     await snapshotClient.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
     transactionOpen = true;
@@ -320,6 +325,7 @@ export async function backupDatabase(options: BackupOptions): Promise<BackupResu
       dumpBytes,
       totalRows: totalRows(stats),
       durationsMs: { dump: dumpDurationMs, stats: statsDurationMs, digests: digestsDurationMs },
+      sourceFingerprint,
     };
 
     // Commit: invalidate the previous backup first, so that no crash can pair a new dump with an

@@ -15,6 +15,7 @@ import type pg from 'pg';
 import { ReadyMarker } from '../../../lib/contract.js';
 import { dataError } from '../errors.js';
 import { qualifiedName } from './connection.js';
+import type { SourceFingerprint } from './source-changes.js';
 
 /** Bumped when the manifest's shape changes incompatibly. */
 export const MANIFEST_FORMAT_VERSION = 1;
@@ -109,6 +110,12 @@ export interface BackupManifest {
   /** Rows over all tables (for summaries). */
   readonly totalRows: number;
   readonly durationsMs: { readonly dump: number; readonly stats: number; readonly digests: number };
+  /**
+   * The source's write counters, taken just before the snapshot: a later run compares them with
+   * the source to tell whether it changed since this backup (pg/source-changes.ts). Absent in
+   * manifests of older runners, which then always count as changed.
+   */
+  readonly sourceFingerprint?: SourceFingerprint;
 }
 
 /** Reads and sanity-checks `<dir>/manifest.json`; a missing or foreign file is a data error. */

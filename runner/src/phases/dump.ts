@@ -1,6 +1,7 @@
 /**
  * Quiesced → BackedUp: the dump of the source onto the backup volume, in a directory of its own
- * per migration (`<MIGRATION_BACKUP_DIR>/<migrationId>`), whose manifest digest the state records
+ * per migration (`<MIGRATION_BACKUP_DIR>/<migrationId>`, `<migrationId>.2` for a backup that
+ * replaced a superseded one), whose manifest digest the state records
  * so that every later step proves it works on exactly this backup.
  */
 import { join } from 'node:path';
@@ -9,13 +10,16 @@ import { requireBackupDir, requireEndpoint } from '../config.js';
 import { dataError } from '../errors.js';
 import { backupDatabase, sha256File } from '../pg/backup.js';
 import { MANIFEST_FILE } from '../pg/manifest.js';
-import type { MigrationState } from '../state.js';
+import { nextBackupDirName, type MigrationState } from '../state.js';
 import { runStep, type HookContext } from './context.js';
 import { quiesce } from './quiesce.js';
 
-/** The backup directory of a migration (relative to the volume's mount point in the state). */
+/**
+ * The backup directory of a migration: the recorded backup's, else where the next dump goes
+ * (the state records it relative to the volume's mount point).
+ */
 export function backupDirectoryOf(ctx: HookContext, state: MigrationState): string {
-  return join(requireBackupDir(ctx.config, ctx.command), state.backup?.dir ?? state.migrationId);
+  return join(requireBackupDir(ctx.config, ctx.command), state.backup?.dir ?? nextBackupDirName(state));
 }
 
 /**
@@ -63,7 +67,7 @@ export function dumpStep(ctx: HookContext) {
         detail: `${manifest.stats.tables.length} tables, ${manifest.totalRows} rows, ${manifest.dumpBytes} bytes`,
         changes: {
           backup: {
-            dir: state.migrationId,
+            dir: nextBackupDirName(state),
             manifestSha256: result.manifestSha256,
             bytes: manifest.dumpBytes,
             tableCount: manifest.stats.tables.length,

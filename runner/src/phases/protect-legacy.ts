@@ -36,7 +36,11 @@ export function protectLegacyStep(ctx: HookContext) {
     name: 'protect',
     reaches: Phase.legacyProtected,
     async run(state) {
-      const protectedVolumes = await protectLegacyVolumes(ctx);
+      // Protecting again (a new backup replaced a superseded one) finds the PVs at Retain already:
+      // keep the reclaim policy recorded the first time, the one to go back to.
+      const protectedVolumes = (await protectLegacyVolumes(ctx)).map(
+        (volume) => state.protectedVolumes.find((earlier) => earlier.pv === volume.pv) ?? volume,
+      );
       const deleteNow = ctx.config.deleteLegacy === DeleteLegacy.afterBackup && !state.legacyDeleted;
       const report = deleteNow ? await removeLegacy(ctx) : undefined;
       const retained = protectedVolumes.map((volume) => volume.pv).join(', ') || 'none';

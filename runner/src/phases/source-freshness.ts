@@ -1,0 +1,120 @@
+/**
+ * Before a run reuses the backup on record, it asks the legacy database whether anything was
+ * written since that backup (pg/source-changes.ts). This matters after a rollback: the restore
+ * failed, the operator went back to the old release, whose Keycloak wrote to the legacy database
+ * again, then upgraded again — and restoring the old backup would lose those writes.
+ *
+ * - backup-phase quiesces the workloads again, checks, and if the source changed supersedes the
+ *   backup (state back to Quiesced, recorded in the history and as an Event) and dumps anew;
+ * - restore-phase checks before it restores or marks anything ready, and refuses with a data
+ *   error (65) if the source changed: the pre-upgrade hooks are what take a new backup.
+ *
+ * Never re-dumped: a source the runner itself deleted (MIGRATION_DELETE_LEGACY=after-backup). A
+ * database answering there later is a new one (e.g. recreated by a rollback with an empty
+ * volume), and the verified backup is the only copy of the data besides the retained volume.
+ */
+import { Env, ExitCode } from '../../../lib/contract.js';
+import { isRunnerError, RunnerError, dataError } from '../errors.js';
+import { withClient } from '../pg/connection.js';
+import { readManifest } from '../pg/manifest.js';
+import { compareSourceFingerprints, readSourceFingerprint, type SourceComparison } from '../pg/source-changes.js';
+import { supersedeBackup, type MigrationState } from '../state.js';
+import { timed, updateState, type HookContext } from './context.js';
+import { probeLegacyStatefulSet } from './decide.js';
+import { backupDirectoryOf } from './dump.js';
+import { quiesce } from './quiesce.js';
+
+export type SourceFreshness =
+  | { readonly kind: 'compared'; readonly comparison: SourceComparison }
+  /** The source could not be asked (unreachable, no credentials); `error` when it answered with one. */
+  | { readonly kind: 'unreachable'; readonly reason: string; readonly error?: RunnerError }
+  /** The runner deleted the legacy database: whatever answers there is not the database backed up. */
+  | { readonly kind: 'deleted-by-runner' };
+
+/** Compares the source now with the fingerprint in the recorded backup's manifest. */
+export async function checkSourceSinceBackup(ctx: HookContext, state: MigrationState): Promise<SourceFreshness> {
+  if (state.legacyDeleted) return { kind: 'deleted-by-runner' };
+  const source = ctx.config.source;
+  if (!source.settings) return { kind: 'unreachable', reason: `${Env.sourceHost} is not set` };
+  if (!source.passwordSet) return { kind: 'unreachable', reason: `${Env.sourcePassword} is unset (its Secret does not exist)` };
+  const manifest = await readManifest(backupDirectoryOf(ctx, state));
+  try {
+    const current = await withClient(source.settings, (client) => readSourceFingerprint(client), { purpose: 'source-changes', action: 'read the write counters of' });
+    return { kind: 'compared', comparison: compareSourceFingerprints(manifest.sourceFingerprint, current) };
+  } catch (error) {
+    if (!isRunnerError(error)) throw error;
+    return { kind: 'unreachable', reason: error.message, error };
+  }
+}
+
+/**
+ * backup-phase with a backup on record: quiesce again (the rolled-back release may have scaled
+ * the workloads up; prepare did too, but this Job must not rely on it), then keep the backup if the
+ * source is unchanged, or supersede it so that the steps that follow dump, verify and protect anew.
+ */
+export async function reuseOrSupersedeBackup(ctx: HookContext): Promise<void> {
+  await timed(ctx, 'quiesce', () => quiesce(ctx), (originals) => ({ note: `workloads at 0 (originals ${JSON.stringify(originals)})` }));
+  const state = ctx.state!;
+  const backupDir = state.backup!.dir;
+  const freshness = await timed(ctx, 'check-source', () => checkSourceSinceBackup(ctx, state), (result) => ({ note: describeFreshness(result) }));
+  switch (freshness.kind) {
+    case 'deleted-by-runner':
+      ctx.log.info(`reusing backup ${backupDir}: the runner deleted the legacy database after it, so nothing can have written to it`);
+      return;
+    case 'unreachable': {
+      // An answering server that refuses us (password, permissions) must be fixed, not ignored.
+      if (freshness.error && freshness.error.exitCode !== ExitCode.unavailable) throw freshness.error;
+      const legacy = await probeLegacyStatefulSet(ctx.kube, ctx.config);
+      if (legacy.exists) {
+        throw new RunnerError(`cannot tell whether the legacy database changed after backup ${backupDir}: ${freshness.reason}`, {
+          exitCode: ExitCode.unavailable,
+          hint: `start the legacy database (StatefulSet ${legacy.name}) so the runner can compare it with the backup; the Job retries`,
+        });
+      }
+      ctx.log.warn(`reusing backup ${backupDir}: the legacy database is not reachable and no legacy StatefulSet exists, so nothing can have written to it`, {
+        reason: freshness.reason,
+      });
+      return;
+    }
+    case 'compared': {
+      const { comparison } = freshness;
+      if (!comparison.changed) {
+        ctx.log.info(`reusing backup ${backupDir}: the legacy database has not changed since it`);
+        return;
+      }
+      ctx.log.warn(`the legacy database changed after backup ${backupDir} (${comparison.summary}): taking a new backup`, { writes: comparison.writes });
+      ctx.lock?.assertHeld();
+      await updateState(ctx, (current) => (current.backup?.dir === backupDir ? supersedeBackup(current, comparison.summary) : current));
+      return;
+    }
+  }
+}
+
+/**
+ * restore-phase: refuses (65) to restore or mark ready a backup the source moved on from. An
+ * unreachable source is no reason to stop here: backup-phase, which ran before in the same upgrade,
+ * already checked it strictly.
+ */
+export async function assertSourceUnchangedSinceBackup(ctx: HookContext): Promise<void> {
+  const state = ctx.state!;
+  const freshness = await checkSourceSinceBackup(ctx, state);
+  if (freshness.kind === 'compared' && freshness.comparison.changed) {
+    throw dataError(
+      `the legacy database changed after the backup (${freshness.comparison.summary})`,
+      'run the upgrade (or sync) again so the pre-upgrade hooks take a new backup; nothing was restored or marked ready',
+    );
+  }
+  if (freshness.kind === 'unreachable') ctx.log.info('could not compare the legacy database with the backup; restoring the verified backup', { reason: freshness.reason });
+  else ctx.log.info(`the backup is current: ${describeFreshness(freshness)}`);
+}
+
+function describeFreshness(freshness: SourceFreshness): string {
+  switch (freshness.kind) {
+    case 'compared':
+      return freshness.comparison.changed ? `legacy database changed: ${freshness.comparison.summary}` : 'legacy database unchanged since the backup';
+    case 'unreachable':
+      return `legacy database not reachable (${freshness.reason})`;
+    case 'deleted-by-runner':
+      return 'legacy database deleted by the runner after the backup';
+  }
+}

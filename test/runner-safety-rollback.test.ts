@@ -1,0 +1,175 @@
+// A rollback in the middle of a migration must not lose data. The restore fails after the backup
+// was protected; the operator rolls back to the old release, whose Keycloak writes to the legacy
+// database again; later the upgrade runs again. The hooks must notice that the legacy database
+// changed after the backup: prepare quiesces again (keeping the original replica counts),
+// backup-phase supersedes the stale backup and dumps anew, and the rows written during the rollback
+// end up on the target. restore-phase alone refuses (65) to restore a stale backup.
+import pg from 'pg';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { DeleteLegacy, ExitCode, Phase, ReadyMarker, RunnerCommand } from '../lib/contract.js';
+import { createScenario, databaseContents, expireLease, KEYCLOAK_REPLICAS, runKilledAtPhase, SOURCE_APP_USER, SOURCE_DATABASE, startWorld, type RunResult, type Scenario, type World } from './support/runner-hooks-harness.js';
+
+let world: World;
+
+beforeAll(async () => {
+  world = await startWorld({ users: 20 });
+});
+afterAll(async () => {
+  await world?.stop();
+});
+
+/** Writes as the legacy Keycloak would (its own user), and makes the server publish the counts at once. */
+async function writeAsLegacyKeycloak(tag: string, events: number): Promise<void> {
+  const client = new pg.Client(world.source.settings(SOURCE_DATABASE, SOURCE_APP_USER, world.sourceAppPassword));
+  await client.connect();
+  try {
+    // Tables no materialized view reads: a view refreshed by the restore but stale on the source would differ.
+    await client.query(
+      `INSERT INTO audit.admin_event (id, realm_id, at, representation)
+       SELECT md5($1 || g)::uuid, (SELECT id FROM public.realm ORDER BY id LIMIT 1), now(), jsonb_build_object('tag', $1::text) FROM generate_series(1, $2::int) g`,
+      [tag, events],
+    );
+    await client.query("UPDATE public.realm SET ssl_required = $1 WHERE id = (SELECT id FROM public.realm ORDER BY id LIMIT 1)", [tag]);
+    // PostgreSQL 15 publishes a session's counters when it goes idle or ends; don't race it.
+    await client.query('SELECT pg_stat_force_next_flush()');
+    await client.query('SELECT 1');
+  } finally {
+    await client.end();
+  }
+}
+
+async function targetEventsTagged(scenario: Scenario, tag: string): Promise<number> {
+  const rows = await world.target.query<{ n: string }>(`SELECT count(*)::text AS n FROM audit.admin_event WHERE representation->>'tag' = $1`, [tag], scenario.targetDatabase);
+  return Number(rows[0]!.n);
+}
+
+async function markerStatus(scenario: Scenario): Promise<string | undefined> {
+  const exists = await world.target.query<{ t: string | null }>(`SELECT to_regclass('${ReadyMarker.schema}.${ReadyMarker.table}')::text AS t`, [], scenario.targetDatabase);
+  if (!exists[0]!.t) return undefined;
+  return (await world.target.query<{ status: string }>(`SELECT status FROM ${ReadyMarker.schema}.${ReadyMarker.table}`, [], scenario.targetDatabase))[0]?.status;
+}
+
+/** What `helm rollback` to the old release does to Keycloak: its replicas come back (here: 3). */
+async function rollBackKeycloak(scenario: Scenario, replicas: number): Promise<void> {
+  const statefulSet = world.server.get({ apiVersion: 'apps/v1', kind: 'StatefulSet', name: 'keycloak', namespace: scenario.namespace })!;
+  world.server.upsert({ ...statefulSet, spec: { ...(statefulSet.spec as object), replicas } });
+  await world.controller.settled();
+  expect(scenario.keycloakPods()).toHaveLength(replicas);
+}
+
+function errorLine(result: RunResult): string {
+  const errors = result.lines.filter((line) => line.level === 'error' && typeof line.exitCode === 'number');
+  expect(errors, result.stderr).toHaveLength(1);
+  return errors[0]!.msg as string;
+}
+
+function expectSameTables(source: Awaited<ReturnType<typeof databaseContents>>, target: Awaited<ReturnType<typeof databaseContents>>, tables: string[]): void {
+  for (const table of tables) expect(target.tables[table], table).toBe(source.tables[table]);
+}
+
+describe('rollback in the middle of a migration', () => {
+  it('the restore failed, the old release wrote to the legacy database, the next upgrade takes a new backup and the new rows reach the target', async () => {
+    const scenario = await createScenario(world, { namespace: 'rollback', deleteLegacy: DeleteLegacy.afterRestore });
+    expect((await scenario.run(RunnerCommand.prepare)).code).toBe(0);
+    expect((await scenario.run(RunnerCommand.backupPhase)).code).toBe(0);
+    const first = scenario.state()!;
+    expect(first.phase).toBe(Phase.legacyProtected);
+    expect(first.backup?.dir).toBe(first.migrationId);
+    // The restore dies after restoring the (soon stale) backup, before verifying it.
+    const killed = await runKilledAtPhase(world, scenario, RunnerCommand.restorePhase, Phase.restored);
+    expect(killed.signal).toBe('SIGKILL');
+    expireLease(world, scenario);
+
+    // Rollback: the old release's Keycloak runs again (scaled to 3 meanwhile) and writes.
+    await rollBackKeycloak(scenario, 3);
+    await writeAsLegacyKeycloak('rollback', 7);
+
+    // The upgrade again: prepare quiesces again and keeps the replica count of before the migration.
+    const prepare = await scenario.run(RunnerCommand.prepare);
+    expect(prepare.code, prepare.stderr).toBe(0);
+    expect(scenario.keycloakReplicas()).toBe(0);
+    expect(scenario.keycloakPods()).toEqual([]);
+    expect(scenario.state()!.originalReplicas).toEqual({ 'statefulset/keycloak': KEYCLOAK_REPLICAS });
+
+    const backup = await scenario.run(RunnerCommand.backupPhase);
+    expect(backup.code, backup.stderr).toBe(0);
+    const state = scenario.state()!;
+    expect(state.phase).toBe(Phase.legacyProtected);
+    expect(state.backup?.dir).toBe(`${first.migrationId}.2`);
+    expect(state.backup?.manifestSha256).not.toBe(first.backup?.manifestSha256);
+    expect(state.backup?.rows).toBe(first.backup!.rows + 7);
+    expect(state.supersededBackups).toEqual([
+      expect.objectContaining({ dir: first.migrationId, manifestSha256: first.backup!.manifestSha256, phase: Phase.restored }),
+    ]);
+    expect(state.supersededBackups![0]!.reason).toMatch(/^7 write\(s\) to table audit\.admin_event, 1 to public\.realm/);
+    // The PVs were protected the first time: the reclaim policy to go back to is still the original one.
+    expect(state.protectedVolumes).toEqual([expect.objectContaining({ previousReclaimPolicy: 'Delete' })]);
+    const superseded = state.history.find((entry) => entry.detail?.includes('superseded'));
+    expect(superseded?.detail).toMatch(new RegExp(`^backup ${first.migrationId} superseded at Restored: the legacy database changed after it \\(7 write`));
+    const warning = backup.lines.find((line) => line.level === 'warn' && String(line.msg).startsWith('the legacy database changed after backup'));
+    expect(warning?.msg, backup.stderr).toMatch(/\(7 write\(s\) to table audit\.admin_event, 1 to public\.realm\): taking a new backup$/);
+    const event = world.server.list('v1', 'Event', scenario.namespace).find((candidate) => candidate.reason === 'MigrationBackupSuperseded');
+    expect(event?.type).toBe('Warning');
+    expect(event?.message).toMatch(/Failed → Quiesced|Restored → Quiesced|Restoring → Quiesced/);
+    expect(await markerStatus(scenario)).toBe(ReadyMarker.restoring);
+
+    const restore = await scenario.run(RunnerCommand.restorePhase);
+    expect(restore.code, restore.stderr).toBe(0);
+    expect(scenario.state()!.phase).toBe(Phase.completed);
+    expect(await targetEventsTagged(scenario, 'rollback')).toBe(7);
+    const [source, target] = await Promise.all([databaseContents(world.source.settings(SOURCE_DATABASE)), databaseContents(scenario.targetSettings())]);
+    expectSameTables(source, target, ['public.user_entity', 'public.realm', 'public.credential', 'audit.admin_event']);
+    expect(scenario.keycloakReplicas()).toBe(KEYCLOAK_REPLICAS);
+    expect(await markerStatus(scenario)).toBe(ReadyMarker.ready);
+  });
+
+  it('restore-phase refuses (65) a backup the legacy database moved on from, marks nothing ready, and the next upgrade recovers', async () => {
+    const scenario = await createScenario(world, { namespace: 'stale-restore' });
+    expect((await scenario.run(RunnerCommand.prepare)).code).toBe(0);
+    expect((await scenario.run(RunnerCommand.backupPhase)).code).toBe(0);
+    await writeAsLegacyKeycloak('late', 2);
+
+    const refused = await scenario.run(RunnerCommand.restorePhase);
+    expect(refused.code).toBe(ExitCode.dataError);
+    expect(errorLine(refused)).toBe(
+      'the legacy database changed after the backup (2 write(s) to table audit.admin_event, 1 to public.realm): run the upgrade (or sync) again so the pre-upgrade hooks take a new backup; nothing was restored or marked ready',
+    );
+    expect(scenario.state()).toMatchObject({ phase: Phase.failed, resumeFrom: Phase.legacyProtected, lastError: { step: 'check-source', exitCode: ExitCode.dataError } });
+    expect(await markerStatus(scenario)).toBeUndefined();
+    expect(scenario.legacyObjects()).toEqual({ statefulSet: true, pvc: true, pvReclaimPolicy: 'Retain' });
+    expect(scenario.keycloakReplicas()).toBe(0);
+
+    for (const command of [RunnerCommand.prepare, RunnerCommand.backupPhase, RunnerCommand.restorePhase] as const) {
+      const result = await scenario.run(command);
+      expect(result.code, `${command}: ${result.stderr}`).toBe(0);
+    }
+    expect(scenario.state()!.phase).toBe(Phase.completed);
+    expect(scenario.state()!.supersededBackups).toHaveLength(1);
+    expect(await targetEventsTagged(scenario, 'late')).toBe(2);
+  });
+
+  it('reuses the backup when nothing was written, and stops (69) when the legacy database exists but cannot be asked', async () => {
+    const scenario = await createScenario(world, { namespace: 'reuse' });
+    expect((await scenario.run(RunnerCommand.prepare)).code).toBe(0);
+    expect((await scenario.run(RunnerCommand.backupPhase)).code).toBe(0);
+    const before = scenario.state()!;
+
+    const again = await scenario.run(RunnerCommand.backupPhase);
+    expect(again.code, again.stderr).toBe(0);
+    expect(again.lines.some((line) => line.msg === `reusing backup ${before.migrationId}: the legacy database has not changed since it`)).toBe(true);
+    const after = scenario.state()!;
+    expect(after.backup).toEqual(before.backup);
+    expect(after.supersededBackups).toBeUndefined();
+
+    const unreachable = await scenario.run(RunnerCommand.backupPhase, { env: { SOURCE_PGPORT: '1' } });
+    expect(unreachable.code).toBe(ExitCode.unavailable);
+    expect(errorLine(unreachable)).toMatch(
+      new RegExp(`^cannot tell whether the legacy database changed after backup ${before.migrationId}: .*start the legacy database \\(StatefulSet legacy-postgresql\\)`),
+    );
+    expect(scenario.state()!.backup).toEqual(before.backup);
+
+    const restore = await scenario.run(RunnerCommand.restorePhase);
+    expect(restore.code, restore.stderr).toBe(0);
+    expect(restore.lines.some((line) => line.msg === 'the backup is current: legacy database unchanged since the backup')).toBe(true);
+  });
+});
