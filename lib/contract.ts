@@ -80,6 +80,21 @@ export const Env = {
   targetDatabase: 'TARGET_PGDATABASE',
   /** Role that owns every restored object (pg_restore --role). @default TARGET_PGUSER */
   targetOwner: 'TARGET_OWNER',
+  /**
+   * libpq sslmode of the source connections ({@link SslMode}). @default - unset: pg_dump/psql use
+   * libpq's `prefer`; the runner's own connections try without TLS first and use TLS (unverified)
+   * only if the server refuses an unencrypted connection (libpq's `allow`)
+   */
+  sourceSslMode: 'SOURCE_PGSSLMODE',
+  /** libpq sslmode of the target connections ({@link SslMode}). @default - as {@link Env.sourceSslMode} */
+  targetSslMode: 'TARGET_PGSSLMODE',
+  /**
+   * PEM file of the CA(s) that sign the source server's certificate (libpq sslrootcert); required
+   * by sslmode verify-ca and verify-full. @default - none
+   */
+  sourceSslRootCert: 'SOURCE_PGSSLROOTCERT',
+  /** As {@link Env.sourceSslRootCert}, for the target. @default - none */
+  targetSslRootCert: 'TARGET_PGSSLROOTCERT',
 
   /** Namespace of everything the runner touches (downward API metadata.namespace). */
   namespace: 'MIGRATION_NAMESPACE',
@@ -140,6 +155,24 @@ export const Env = {
   pgBinDir: 'PG_BINDIR',
 } as const;
 export type EnvName = (typeof Env)[keyof typeof Env];
+
+/**
+ * Values of {@link Env.sourceSslMode} / {@link Env.targetSslMode}: libpq's sslmode. The runner
+ * passes the value to pg_dump, pg_restore and psql as PGSSLMODE, and makes its own (node-postgres)
+ * connections behave the same way: `disable` never uses TLS; `allow` tries without TLS first;
+ * `prefer` tries TLS first; `require` insists on TLS without checking the certificate (checking
+ * its chain, as libpq does, when a root certificate is configured); `verify-ca` checks the chain
+ * against the configured root certificate; `verify-full` also checks the host name.
+ */
+export const SslMode = {
+  disable: 'disable',
+  allow: 'allow',
+  prefer: 'prefer',
+  require: 'require',
+  verifyCa: 'verify-ca',
+  verifyFull: 'verify-full',
+} as const;
+export type SslModeValue = (typeof SslMode)[keyof typeof SslMode];
 
 /** Values of {@link Env.deleteLegacy}. */
 export const DeleteLegacy = {
@@ -251,6 +284,14 @@ const MIGRATION_JOB_COMMON_ENV: readonly EnvName[] = [
   Env.logFormat,
 ];
 
+// Set only when the user configured them, so that the runner's documented default applies otherwise.
+const MIGRATION_JOB_OPTIONAL_ENV: readonly EnvName[] = [
+  Env.backupPvcSize,
+  Env.backupStorageClass,
+  Env.sourceSslMode,
+  Env.targetSslMode,
+];
+
 /**
  * The environment DatabaseMigration gives each hook Job. `always` is set in every Job of that
  * command (possibly to an empty string where {@link Env} says "Empty: none known"; the
@@ -263,18 +304,18 @@ export const MIGRATION_JOB_ENV: Readonly<
 > = {
   [RunnerCommand.prepare]: {
     always: MIGRATION_JOB_COMMON_ENV,
-    whenConfigured: [Env.backupPvcSize, Env.backupStorageClass],
+    whenConfigured: MIGRATION_JOB_OPTIONAL_ENV,
   },
   [RunnerCommand.backupPhase]: {
     always: [...MIGRATION_JOB_COMMON_ENV, Env.backupDir],
-    whenConfigured: [Env.backupPvcSize, Env.backupStorageClass],
+    whenConfigured: MIGRATION_JOB_OPTIONAL_ENV,
   },
   [RunnerCommand.restorePhase]: {
     always: [...MIGRATION_JOB_COMMON_ENV, Env.backupDir],
-    whenConfigured: [Env.backupPvcSize, Env.backupStorageClass],
+    whenConfigured: MIGRATION_JOB_OPTIONAL_ENV,
   },
   [RunnerCommand.recordFailure]: {
     always: MIGRATION_JOB_COMMON_ENV,
-    whenConfigured: [Env.backupPvcSize, Env.backupStorageClass],
+    whenConfigured: MIGRATION_JOB_OPTIONAL_ENV,
   },
 };

@@ -33,6 +33,8 @@ import {
   RunnerCommand,
   type RunnerCommandName,
   type RequiredSecret,
+  SslMode,
+  type SslModeValue,
 } from './contract.js';
 import type { DatabaseConnection, DatabaseCredentials } from './database-connection.js';
 import { type GitOpsFlavor, assertGitOpsFlavor, markAsHook } from './gitops.js';
@@ -266,6 +268,16 @@ export interface DatabaseMigrationProps {
    */
   readonly lockTtlSeconds?: number;
   /**
+   * libpq sslmode of the runner's connections to each side (`SOURCE_PGSSLMODE` /
+   * `TARGET_PGSSLMODE`), for pg_dump/pg_restore/psql and the runner's own connections alike.
+   * `verify-ca` and `verify-full` also need `SOURCE_PGSSLROOTCERT` / `TARGET_PGSSLROOTCERT` (a
+   * mounted CA file), which this construct does not mount yet.
+   *
+   * @default - unset: the tools use libpq's `prefer`; the runner's own connections try without TLS
+   * first and use TLS (certificate unchecked) only when the server refuses an unencrypted one
+   */
+  readonly sslMode?: MigrationSslModes;
+  /**
    * Requests and limits of the runner container.
    *
    * @default - requests 100m CPU / 256Mi, limit 1Gi memory
@@ -277,6 +289,22 @@ export interface DatabaseMigrationProps {
    * @default - 1001 for user, group and fsGroup
    */
   readonly podSecurity?: PodSecurityOptions;
+}
+
+/** libpq sslmode per side of a migration. */
+export interface MigrationSslModes {
+  /**
+   * sslmode of the connections to the source (legacy) database.
+   *
+   * @default - unset (see DatabaseMigrationProps.sslMode)
+   */
+  readonly source?: SslModeValue;
+  /**
+   * sslmode of the connections to the target database.
+   *
+   * @default - unset (see DatabaseMigrationProps.sslMode)
+   */
+  readonly target?: SslModeValue;
 }
 
 /** Defaults of the Argo CD sync waves. */
@@ -394,6 +422,7 @@ export class DatabaseMigration extends Construct {
     }
     this.restoreSyncWave = waves.restore;
 
+    const sslMode = validateSslModes(props.sslMode);
     const backup = validateBackup(props.backup);
     const quiesceTimeoutSeconds = validateIntegerRange('DatabaseMigration quiesceTimeoutSeconds', props.quiesceTimeoutSeconds ?? 300, 1, 86_400);
     const targetWaitSeconds = validateIntegerRange('DatabaseMigration targetWaitSeconds', props.targetWaitSeconds ?? 600, 1, 86_400);
@@ -470,6 +499,7 @@ export class DatabaseMigration extends Construct {
       quiesceTimeoutSeconds,
       targetWaitSeconds,
       lockTtlSeconds,
+      sslMode,
     };
     const jobs: Partial<Record<RunnerCommandName, ApiObject>> = {};
     for (const spec of JOBS) {
@@ -785,6 +815,18 @@ interface CommonEnvInputs {
   readonly quiesceTimeoutSeconds: number;
   readonly targetWaitSeconds: number;
   readonly lockTtlSeconds: number;
+  readonly sslMode: MigrationSslModes;
+}
+
+function validateSslModes(modes: MigrationSslModes | undefined): MigrationSslModes {
+  const allowed = Object.values(SslMode) as string[];
+  for (const side of ['source', 'target'] as const) {
+    const mode = modes?.[side];
+    if (mode !== undefined && !allowed.includes(mode)) {
+      throw new Error(`DatabaseMigration sslMode.${side} must be one of ${allowed.join(', ')} (libpq sslmode), got ${JSON.stringify(mode)}`);
+    }
+  }
+  return { ...(modes?.source !== undefined ? { source: modes.source } : {}), ...(modes?.target !== undefined ? { target: modes.target } : {}) };
 }
 
 /**
@@ -815,11 +857,13 @@ function migrationJobEnv(
     value(Env.sourceDatabase, inputs.source.database),
     value(Env.sourceUser, sourceLogin.username),
     secret(Env.sourcePassword, sourceLogin, optionalSecrets.source),
+    ...(inputs.sslMode.source !== undefined ? [value(Env.sourceSslMode, inputs.sslMode.source)] : []),
     value(Env.targetHost, inputs.target.host),
     value(Env.targetPort, String(inputs.target.port)),
     value(Env.targetDatabase, inputs.target.database),
     value(Env.targetUser, targetLogin.username),
     secret(Env.targetPassword, targetLogin, optionalSecrets.target),
+    ...(inputs.sslMode.target !== undefined ? [value(Env.targetSslMode, inputs.sslMode.target)] : []),
     // Restored objects belong to the application user, whoever runs pg_restore.
     value(Env.targetOwner, inputs.target.credentials.username),
     field(Env.namespace, 'metadata.namespace'),
