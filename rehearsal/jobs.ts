@@ -142,6 +142,9 @@ export class JobController {
   }
 
   private async startJob(job: StoredObject): Promise<void> {
+    // The Job controller and the kubelet act after the API write, never inside it: whatever else
+    // reacts to the same change (a Secret edited meanwhile) is seen by the pod.
+    await new Promise((resolveTick) => setImmediate(resolveTick));
     const state: JobState = { uid: String(job.metadata.uid), attempts: 0, failed: 0, finished: false, deleted: false };
     this.jobs.set(this.key(job.metadata.name), state);
     const spec = job.spec as { activeDeadlineSeconds?: number };
