@@ -185,6 +185,16 @@ export function renderResults(report: BenchReport): string {
       '(below 1 is faster).',
     '',
   );
+  const allRuns = report.contenders.flatMap((contender) => contender.results.filter((r) => r.ok));
+  const noisyRuns = allRuns.filter((r) => isNoisy(r, report.machine));
+  if (noisyRuns.length > 0) {
+    lines.push(
+      `**Noise:** ${noisyRuns.length} of ${allRuns.length} runs were noisy (other work used over a quarter of the cores while they ran; ` +
+        'the machine was shared). Their wall times are inflated, and not evenly across contenders: compare the "other CPU" column, ' +
+        'and prefer a re-run on an idle machine for the ratios.',
+      '',
+    );
+  }
   const failures = report.contenders.flatMap((contender) =>
     contender.results.filter((r) => !r.ok).map((r) => `- ${contender.label}: ${escapeCell(r.failure ?? '')}`),
   );
@@ -283,7 +293,7 @@ export function renderResults(report: BenchReport): string {
     verdicts.push(verdict(outcome.name, `≤ ${TARGETS.latencySeconds} s wall incl. node start-up`, `median ${s(m)} s`,
       m <= TARGETS.latencySeconds, `${s(m - TARGETS.latencySeconds)} s over`, `${s(TARGETS.latencySeconds - m)} s to spare`));
   }
-  for (const v of verdicts) lines.push(`| ${v.target} | ${v.goal} | ${escapeCell(v.measured)} | ${v.result} |`);
+  for (const v of verdicts) lines.push(`| ${escapeCell(v.target)} | ${escapeCell(v.goal)} | ${escapeCell(v.measured)} | ${v.result} |`);
   lines.push('');
 
   const misses = verdicts.filter((v) => v.result !== 'pass' && !v.result.startsWith('pass'));

@@ -10,11 +10,12 @@
  *   npm run bench                       # 1 GiB, 3 rounds, scaling 0.25/1/4 GiB, latency
  *   npm run bench -- --quick            # 0.1 GiB, 1 round, no scaling: a smoke run (~1 min)
  *   npm run bench -- --size 0.5GiB --rounds 5 --scaling 0.25GiB,2GiB --contenders runner,fd-z0
+ *   npm run bench -- --rerender         # rewrite RESULTS.md from RESULTS.json (after changing the report's layout)
  *   flags: --size S  --rounds N  --scaling S,S,..|none  --contenders id,id,..  --jobs N
- *          --no-latency  --output FILE  --quick
+ *          --no-latency  --output FILE  --quick  --rerender
  */
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { availableParallelism, cpus, release, tmpdir, totalmem } from 'node:os';
 import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -59,7 +60,7 @@ interface Options {
 function parseOptions(argv: readonly string[]): Options {
   const quick = argv.includes('--quick');
   const flags = new Map<string, string>();
-  const switches = new Set(['--quick', '--no-latency']);
+  const switches = new Set(['--quick', '--no-latency', '--rerender']);
   for (let i = 0; i < argv.length; i += 1) {
     const flag = argv[i]!;
     if (switches.has(flag)) continue;
@@ -133,8 +134,17 @@ function machineInfo(postgresVersion: string): Record<string, string> {
   };
 }
 
+/** Renders RESULTS.md again from the RESULTS.json of the last run: no measuring, no new numbers. */
+function rerender(output: string): void {
+  const json = output.replace(/\.md$/, '.json');
+  const parsed = JSON.parse(readFileSync(json, 'utf8')) as BenchReport & { startedAt: string };
+  writeFileSync(output, renderResults({ ...parsed, startedAt: new Date(parsed.startedAt) }));
+  log(`rewrote ${relative(process.cwd(), output)} from ${relative(process.cwd(), json)}`);
+}
+
 async function main(): Promise<void> {
   const options = parseOptions(process.argv.slice(2));
+  if (process.argv.includes('--rerender')) return rerender(options.output);
   const startedAt = new Date();
   const commandLine = `npm run bench${process.argv.length > 2 ? ` -- ${process.argv.slice(2).join(' ')}` : ''}`;
   const runnerUnavailable = ensureRunnerBundle();
