@@ -4,6 +4,7 @@
 // changed after the backup: prepare quiesces again (keeping the original replica counts),
 // backup-phase supersedes the stale backup and dumps anew, and the rows written during the rollback
 // end up on the target. restore-phase alone refuses (65) to restore a stale backup.
+import { readdirSync } from 'node:fs';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DeleteLegacy, ExitCode, Phase, ReadyMarker, RunnerCommand } from '../lib/contract.js';
@@ -121,6 +122,8 @@ describe('rollback in the middle of a migration', () => {
     expectSameTables(source, target, ['public.user_entity', 'public.realm', 'public.credential', 'audit.admin_event']);
     expect(scenario.keycloakReplicas()).toBe(KEYCLOAK_REPLICAS);
     expect(await markerStatus(scenario)).toBe(ReadyMarker.ready);
+    // Completed: the stale backup is deleted, the one restored and verified is kept.
+    expect(readdirSync(scenario.backupDir)).toEqual([`${first.migrationId}.2`]);
   });
 
   it('restore-phase refuses (65) a backup the legacy database moved on from, marks nothing ready, and the next upgrade recovers', async () => {

@@ -37,7 +37,7 @@ import { assertDumpToolSupports, findPgTools, runTool, toolVersion, type PgTools
 
 /** Where pg_dump writes until the dump is complete. */
 export const PARTIAL_DUMP_DIRECTORY = '.dump.partial';
-const MANIFEST_TMP_FILE = '.manifest.json.tmp';
+export const MANIFEST_TMP_FILE = '.manifest.json.tmp';
 
 export const DEFAULT_PARALLEL_JOBS = 2;
 export const DEFAULT_DUMP_COMPRESSION = 0;

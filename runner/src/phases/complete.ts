@@ -1,17 +1,19 @@
 /**
  * Verified → Completed: Keycloak hygiene, the ready marker, the workloads back at their recorded
- * replicas, and (with MIGRATION_DELETE_LEGACY=after-restore) the legacy database removed.
+ * replicas, (with MIGRATION_DELETE_LEGACY=after-restore) the legacy database removed, and older
+ * backups the runner left on the backup volume deleted (prune-backups.ts).
  *
  * Every part is idempotent, and the hygiene runs only while the marker is not yet `ready`: once it
  * is, Keycloak may be running (its gate passed) and releasing Liquibase's lock under it, or
  * emptying its discovery table, would harm it.
  */
 import { DeleteLegacy, Phase, ReadyMarker } from '../../../lib/contract.js';
-import { requireEndpoint } from '../config.js';
+import { requireBackupDir, requireEndpoint } from '../config.js';
 import { applyKeycloakHygiene } from '../pg/hygiene.js';
 import { readMarker, writeMarker } from '../pg/marker.js';
 import { runStep, timed, type HookContext } from './context.js';
 import { removeLegacy } from './protect-legacy.js';
+import { pruneBackups } from './prune-backups.js';
 import { unquiesce } from './quiesce.js';
 import { targetOwner } from './restore.js';
 
@@ -44,8 +46,12 @@ export function completeStep(ctx: HookContext) {
       if (deleteNow) {
         await timed(ctx, 'delete-legacy', () => removeLegacy(ctx), (report) => ({ note: `deleted ${report.deleted.join(', ') || 'nothing (already gone)'}` }));
       }
+      // The verified backup stays; older ones the runner left on the volume go (best effort).
+      const pruned = await timed(ctx, 'prune-backups', () => pruneBackups(requireBackupDir(ctx.config, ctx.command), state, ctx.log), (removed) => ({
+        note: removed.length ? `deleted ${removed.map((backup) => backup.dir).join(', ')}; kept ${state.backup?.dir}` : `nothing to delete; kept ${state.backup?.dir}`,
+      }));
       return {
-        detail: `marker ready; scaled back ${Object.keys(restored.scaled).join(', ') || 'nothing'}${deleteNow ? '; legacy deleted' : ''}`,
+        detail: `marker ready; scaled back ${Object.keys(restored.scaled).join(', ') || 'nothing'}${deleteNow ? '; legacy deleted' : ''}${pruned.length ? `; deleted old backup(s) ${pruned.map((backup) => backup.dir).join(', ')}` : ''}`,
         changes: { legacyDeleted: state.legacyDeleted || deleteNow, readyMarkerAt: new Date().toISOString() },
         note: `→ ${Phase.completed}`,
       };
