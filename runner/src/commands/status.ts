@@ -3,11 +3,13 @@
  * history with durations and attempts, the backup, the verification, the protected volumes and the
  * last error. `--json` prints the stored state as it is.
  *
- * Needs only read access to the state ConfigMap: MIGRATION_STATE_CONFIGMAP and the namespace
- * (MIGRATION_NAMESPACE or the kubeconfig context's).
+ * Needs only read access to the state ConfigMap. Namespace and name come from flags, the Jobs'
+ * variables, or defaults (the kubeconfig context's namespace, {@link DEFAULT_STATE_CONFIGMAP}), so
+ * that `npm run runner -- status -n keycloak` works from a workstation.
  */
-import { RunnerCommand } from '../../../lib/contract.js';
+import { Env, RunnerCommand } from '../../../lib/contract.js';
 import { defineCommand } from '../cli.js';
+import { usageError } from '../errors.js';
 import { createKubeContext } from '../kube/client.js';
 import { StateStore } from '../kube/state-store.js';
 import { formatBytes, formatDuration } from '../log.js';
@@ -70,18 +72,39 @@ export function formatStatus(state: MigrationState, configMap: string): string {
   return `${lines.join('\n')}\n`;
 }
 
+/**
+ * The state ConfigMap's name when neither --configmap nor MIGRATION_STATE_CONFIGMAP is given: what
+ * KeycloakPlatform names it for a release called `keycloak` (`<release>-migration-state`).
+ */
+export const DEFAULT_STATE_CONFIGMAP = 'keycloak-migration-state';
+
+const DNS_LABEL = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
+const DNS_SUBDOMAIN = /^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$/;
+
 export const statusCommand = defineCommand({
   name: RunnerCommand.status,
   summary: 'Show the migration state ConfigMap: phase, step history with durations, backup, verification, last error',
   description: `
-Reads MIGRATION_STATE_CONFIGMAP in MIGRATION_NAMESPACE (or the kubeconfig context's namespace),
-through KUBECONFIG or the pod's ServiceAccount. Exit 0 also when no migration has started.`,
+Reads the state ConfigMap through KUBECONFIG (or the pod's ServiceAccount). From a workstation:
+  npm run runner -- status -n keycloak
+The namespace is --namespace, else ${Env.namespace}, else the kubeconfig context's; the ConfigMap is
+--configmap, else ${Env.stateConfigMap}, else ${DEFAULT_STATE_CONFIGMAP}. Exit 0 also when no
+migration has started.`,
   flags: {
     json: { type: 'boolean', description: 'Print the stored state as JSON' },
+    namespace: { type: 'string', short: 'n', env: Env.namespace, valueName: 'NAMESPACE', description: "Namespace of the release (default: the kubeconfig context's)" },
+    configmap: { type: 'string', short: 'c', env: Env.stateConfigMap, default: DEFAULT_STATE_CONFIGMAP, valueName: 'NAME', description: 'Name of the state ConfigMap' },
   },
   async run({ flags, env, log, stdout }) {
-    const kube = createKubeContext({ env, log });
-    const store = StateStore.fromEnv(kube, env);
+    if (flags.namespace !== undefined && !DNS_LABEL.test(flags.namespace)) {
+      throw usageError(`--namespace must be a Kubernetes namespace name (lower-case letters, digits and '-'), got "${flags.namespace}"`, 'fix --namespace (or MIGRATION_NAMESPACE)');
+    }
+    if (!DNS_SUBDOMAIN.test(flags.configmap)) {
+      throw usageError(`--configmap must be a ConfigMap name (lower-case letters, digits, '-' and '.'), got "${flags.configmap}"`, 'fix --configmap (or MIGRATION_STATE_CONFIGMAP)');
+    }
+    // The flag wins over MIGRATION_NAMESPACE; without either, createKubeContext takes the context's.
+    const kube = createKubeContext({ env: flags.namespace !== undefined ? { ...env, [Env.namespace]: flags.namespace } : env, log });
+    const store = new StateStore(kube, { name: flags.configmap, ...(env[Env.podName] ? { instance: env[Env.podName] } : {}) });
     const stored = await store.read();
     if (!stored) {
       stdout.write(flags.json ? 'null\n' : `No migration state: ConfigMap ${store.name} does not exist in namespace ${kube.namespace} (prepare has not run).\n`);
