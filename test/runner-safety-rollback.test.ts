@@ -171,6 +171,14 @@ describe('rollback in the middle of a migration', () => {
     );
     expect(scenario.state()!.backup).toEqual(before.backup);
 
+    // plan says so, without the backup volume.
+    const plan = await scenario.run(RunnerCommand.plan);
+    expect(plan.code, plan.stderr).toBe(0);
+    expect(plan.stdout).toContain(
+      `backup-phase:   quiesce the workloads again and compare the legacy database's write counters with backup ${before.migrationId}: unchanged → keep it; changed → supersede it and redo the steps from BackedUp\n`,
+    );
+    expect(plan.stdout).toMatch(new RegExp(`^restore-phase: +refuse \\(exit 65\\) if the legacy database changed after backup ${before.migrationId}; wait for the target`, 'm'));
+
     const restore = await scenario.run(RunnerCommand.restorePhase);
     expect(restore.code, restore.stderr).toBe(0);
     expect(restore.lines.some((line) => line.msg === 'the backup is current: legacy database unchanged since the backup')).toBe(true);

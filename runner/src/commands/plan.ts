@@ -125,8 +125,16 @@ export function formatPlan(input: PlanInput): string {
     }
     const steps = remainingSteps(input).filter((step) => !state || !hasReached(state, step.reaches));
     for (const name of [RunnerCommand.prepare, RunnerCommand.backupPhase, RunnerCommand.restorePhase]) {
+      // A backup on record is reused only if the legacy database did not change since it (source-freshness.ts).
+      const recheck =
+        state?.backup && name === RunnerCommand.backupPhase
+          ? [`quiesce the workloads again and compare the legacy database's write counters with backup ${state.backup.dir}: unchanged → keep it; changed → supersede it and redo the steps from ${Phase.backedUp}`]
+          : state?.backup && name === RunnerCommand.restorePhase
+            ? [`refuse (exit 65) if the legacy database changed after backup ${state.backup.dir}`]
+            : [];
       const texts = [
         ...(name === RunnerCommand.prepare ? [prepareText] : []),
+        ...recheck,
         ...steps.filter((step) => step.hook === name).map((step) => `${step.text} → ${step.reaches}`),
       ];
       hook(name, texts.length ? texts.join('; ') : 'nothing (its steps are done)');
