@@ -4,7 +4,10 @@
 // changed after the backup: prepare quiesces again (keeping the original replica counts),
 // backup-phase supersedes the stale backup and dumps anew, and the rows written during the rollback
 // end up on the target. restore-phase alone refuses (65) to restore a stale backup.
-import { readdirSync } from 'node:fs';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { mkdirSync, readdirSync, statfsSync } from 'node:fs';
+import { join } from 'node:path';
+import { estimateDumpBytes } from '../runner/src/pg/backup.js';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DeleteLegacy, ExitCode, Phase, ReadyMarker, RunnerCommand } from '../lib/contract.js';
@@ -182,5 +185,41 @@ describe('rollback in the middle of a migration', () => {
     const restore = await scenario.run(RunnerCommand.restorePhase);
     expect(restore.code, restore.stderr).toBe(0);
     expect(restore.lines.some((line) => line.msg === 'the backup is current: legacy database unchanged since the backup')).toBe(true);
+  });
+
+  it('a backup volume with room for one backup: the superseded backup is deleted to make room for the new one', async () => {
+    const scenario = await createScenario(world, { namespace: 'one-backup-room' });
+    expect((await scenario.run(RunnerCommand.prepare)).code).toBe(0);
+    expect((await scenario.run(RunnerCommand.backupPhase)).code).toBe(0);
+    const first = scenario.state()!;
+    await writeAsLegacyKeycloak('roomless', 3);
+
+    // Move the backup onto a volume that holds it and about half of another one.
+    const source = new pg.Client(world.source.settings(SOURCE_DATABASE));
+    await source.connect();
+    const { estimatedBytes } = await estimateDumpBytes(source).finally(() => source.end());
+    const volume = join(world.root, 'one-backup-room', 'small-volume');
+    mkdirSync(volume, { recursive: true });
+    const size = Math.ceil((estimatedBytes + first.backup!.bytes / 2) / 4096) * 4096 + 64 * 1024;
+    execFileSync('mount', ['-t', 'tmpfs', '-o', `size=${size}`, 'tmpfs', volume]);
+    try {
+      execFileSync('cp', ['-a', join(scenario.backupDir, first.migrationId), volume]);
+      const free = () => Number(statfsSync(volume).bavail) * Number(statfsSync(volume).bsize);
+      // Without making room, the new dump could not start.
+      expect(free()).toBeLessThan(estimatedBytes);
+      const onSmallVolume = { env: { MIGRATION_BACKUP_DIR: volume } };
+      expect((await scenario.run(RunnerCommand.prepare)).code).toBe(0);
+      const backup = await scenario.run(RunnerCommand.backupPhase, onSmallVolume);
+      expect(backup.code, backup.stderr).toBe(0);
+      expect(backup.lines.some((line) => line.level === 'warn' && line.msg === `deleted superseded backup ${first.migrationId} to make room for the new one`)).toBe(true);
+      expect(scenario.state()!.backup?.dir).toBe(`${first.migrationId}.2`);
+      expect(readdirSync(volume)).toEqual([`${first.migrationId}.2`]);
+      const restore = await scenario.run(RunnerCommand.restorePhase, onSmallVolume);
+      expect(restore.code, restore.stderr).toBe(0);
+      expect(scenario.state()!.phase).toBe(Phase.completed);
+      expect(await targetEventsTagged(scenario, 'roomless')).toBe(3);
+    } finally {
+      spawnSync('umount', [volume]);
+    }
   });
 });

@@ -5,13 +5,14 @@
  * so that every later step proves it works on exactly this backup.
  */
 import { join } from 'node:path';
-import { Phase } from '../../../lib/contract.js';
+import { ExitCode, Phase } from '../../../lib/contract.js';
 import { requireBackupDir, requireEndpoint } from '../config.js';
-import { dataError } from '../errors.js';
+import { dataError, isRunnerError } from '../errors.js';
 import { backupDatabase, sha256File } from '../pg/backup.js';
 import { MANIFEST_FILE } from '../pg/manifest.js';
 import { nextBackupDirName, type MigrationState } from '../state.js';
 import { runStep, type HookContext } from './context.js';
+import { removeSupersededBackups } from './prune-backups.js';
 import { quiesce } from './quiesce.js';
 
 /**
@@ -55,13 +56,24 @@ export function dumpStep(ctx: HookContext) {
       await quiesce(ctx);
       ctx.lock?.assertHeld();
       const dir = backupDirectoryOf(ctx, state);
-      const result = await backupDatabase({
-        source: requireEndpoint(ctx.config, 'source'),
-        dir,
-        jobs: ctx.config.parallelJobs,
-        compression: ctx.config.dumpCompression,
-        log: ctx.log,
-      });
+      const dump = () =>
+        backupDatabase({
+          source: requireEndpoint(ctx.config, 'source'),
+          dir,
+          jobs: ctx.config.parallelJobs,
+          compression: ctx.config.dumpCompression,
+          log: ctx.log,
+        });
+      let result: Awaited<ReturnType<typeof backupDatabase>>;
+      try {
+        result = await dump();
+      } catch (error) {
+        // The volume was sized for one backup: a stale one superseded by this dump must not block it.
+        if (!isRunnerError(error) || error.exitCode !== ExitCode.config) throw error;
+        const removed = await removeSupersededBackups(requireBackupDir(ctx.config, ctx.command), state, ctx.log);
+        if (removed.length === 0) throw error;
+        result = await dump();
+      }
       const { manifest } = result;
       return {
         detail: `${manifest.stats.tables.length} tables, ${manifest.totalRows} rows, ${manifest.dumpBytes} bytes`,

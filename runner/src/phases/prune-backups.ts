@@ -107,3 +107,23 @@ export async function pruneBackups(backupRoot: string, state: MigrationState, lo
   }
   return removed;
 }
+
+/**
+ * Deletes this migration's superseded backups (runner layout only) and returns their names. For
+ * a backup volume that cannot hold a new backup next to the stale one: the stale one is useless,
+ * the legacy database that moved on from it holds all its data and more (a backup is never
+ * superseded once the runner deleted the legacy database).
+ */
+export async function removeSupersededBackups(backupRoot: string, state: MigrationState, log: Logger): Promise<string[]> {
+  const removed: string[] = [];
+  for (const backup of state.supersededBackups ?? []) {
+    if (backup.dir === state.backup?.dir || !RUNNER_BACKUP_DIR_NAME.test(backup.dir)) continue;
+    const path = join(backupRoot, backup.dir);
+    const layout = await runnerLayout(path).catch(() => undefined);
+    if (layout === undefined) continue;
+    await rm(path, { recursive: true, force: true });
+    log.warn(`deleted superseded backup ${backup.dir} to make room for the new one`, { reason: backup.reason });
+    removed.push(backup.dir);
+  }
+  return removed;
+}
