@@ -3,7 +3,9 @@
 // is --configmap, else MIGRATION_STATE_CONFIGMAP, else keycloak-migration-state.
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ExitCode, RunnerCommand } from '../lib/contract.js';
+import { ExitCode, Phase, RunnerCommand } from '../lib/contract.js';
+import { formatStatus } from '../runner/src/commands/status.js';
+import { advance, newMigrationState, startStep, supersedeBackup } from '../runner/src/state.js';
 import { createScenario, startWorld, type Scenario, type World } from './support/runner-hooks-harness.js';
 import { logLines, runRunner } from './support/runner-cli.js';
 
@@ -65,5 +67,17 @@ describe('status flags', () => {
     expect(help.code).toBe(0);
     expect(help.stdout).toMatch(/-n, --namespace NAMESPACE +Namespace of the release \(default: the kubeconfig context's\) \(env MIGRATION_NAMESPACE\)/);
     expect(help.stdout).toMatch(/-c, --configmap NAME +Name of the state ConfigMap \(env MIGRATION_STATE_CONFIGMAP, default keycloak-migration-state\)/);
+  });
+
+  it('shows superseded backups', () => {
+    let state = advance(startStep(newMigrationState('m-20260101-120000-aaaaaa'), 'backup'), Phase.backedUp, 'dump', {
+      changes: { backup: { dir: 'm-20260101-120000-aaaaaa', manifestSha256: 'a'.repeat(64), bytes: 1, tableCount: 1, rows: 1 } },
+    });
+    state = supersedeBackup(state, '7 write(s) to table audit.admin_event', new Date('2026-01-02T00:00:00Z'));
+    expect(state.phase).toBe(Phase.quiesced);
+    expect(state.backup).toBeUndefined();
+    expect(formatStatus(state, 'kc-migration-state')).toContain(
+      'Superseded backups: m-20260101-120000-aaaaaa at BackedUp (2026-01-02T00:00:00.000Z): 7 write(s) to table audit.admin_event\n',
+    );
   });
 });

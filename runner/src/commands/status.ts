@@ -42,6 +42,9 @@ export function formatStatus(state: MigrationState, configMap: string): string {
       ? `${formatBytes(backup.bytes)}, ${backup.tableCount} tables, ${backup.rows} rows in ${backup.dir}${backup.pvc ? ` on PVC ${backup.pvc}` : ''} (manifest sha256 ${backup.manifestSha256.slice(0, 16)}…)`
       : 'none yet',
   );
+  if (state.supersededBackups?.length) {
+    field('Superseded backups', state.supersededBackups.map((backup) => `${backup.dir} at ${backup.phase} (${backup.at}): ${backup.reason}`).join('; '));
+  }
   const verification = state.verification;
   field(
     'Verification',
