@@ -35,6 +35,11 @@ interface KillPoint {
   /** For kills inside a long step: the line that must not have appeared yet when killed. */
   readonly before?: RegExp;
   readonly bulk?: boolean;
+  /**
+   * The last step of a command is followed only by releasing the Lease and exiting: hold the
+   * release (1.5 s of API latency on Lease updates) so that the kill lands before the exit.
+   */
+  readonly holdLeaseRelease?: boolean;
 }
 
 export const KILL_POINTS: readonly KillPoint[] = [
@@ -44,16 +49,18 @@ export const KILL_POINTS: readonly KillPoint[] = [
   { job: 'backup', label: 'inside pg_dump', after: /"msg":"dumping"/, before: /"msg":"backup complete"/, bulk: true },
   { job: 'backup', label: 'after backup, before verify-backup', after: /step backup: done/ },
   { job: 'backup', label: 'after verify-backup, before protect', after: /step verify-backup: done/ },
-  { job: 'backup', label: 'after protect (end of the pre-phase)', after: /step protect: done/ },
+  { job: 'backup', label: 'after protect (end of the pre-phase)', after: /step protect: done/, holdLeaseRelease: true },
   { job: 'restore', label: 'after mark-restoring, before pg_restore', after: /step mark-restoring: done/ },
   { job: 'restore', label: 'inside pg_restore', after: /"msg":"restoring"/, before: /"msg":"restore complete"/, bulk: true },
   { job: 'restore', label: 'after restore, before verify-target', after: /step restore: done/ },
   { job: 'restore', label: 'after verify-target, before complete', after: /step verify-target: done/ },
   { job: 'restore', label: 'after the Keycloak hygiene, before unquiesce', after: /Keycloak hygiene done/ },
+  { job: 'restore', label: 'after complete (end of the restore phase)', after: /step complete: done/, holdLeaseRelease: true },
 ];
 
 function killCase(point: KillPoint): FaultCase {
   let killer: { killed: () => boolean } | undefined;
+  let releaseLatency: (() => void) | undefined;
   return {
     name: `runner killed in the ${point.job} Job ${point.label}, then the Job's retry resumes`,
     tools: ['helm', 'argocd'],
@@ -61,9 +68,11 @@ function killCase(point: KillPoint): FaultCase {
     bulk: point.bulk,
     arm: ({ rehearsal }) => {
       killer = killRunnerWhen(rehearsal, `-${point.job}`, (_pod, line) => point.after.test(line));
+      if (point.holdLeaseRelease) releaseLatency = rehearsal.server.addLatency(1500, { resource: 'leases', verb: 'update' });
     },
     firstAttempt: 'succeeds',
     afterFirst: (context) => {
+      releaseLatency?.();
       expect(killer?.killed()).toBe(true);
       const runs = context.rehearsal.jobs.runs.filter((run) => run.jobName.endsWith(`-${point.job}`));
       expect(runs[0]?.signal).toBe('SIGKILL');

@@ -25,6 +25,7 @@ import type { FakeKubeApiServer, KubeObject as StoredObject } from '../test/supp
 
 import { prepareContainer, type PodSpec, type PreparedContainer } from './container-runtime.js';
 import { PodConfigError } from './pod-env.js';
+import { onProcessExit } from './postgres-processes.js';
 import type { ServiceProxies } from './service-proxy.js';
 import type { Volumes } from './volumes.js';
 
@@ -307,6 +308,8 @@ export class JobController {
     });
     closeSync(logFd);
     state.current = { podName, process: child };
+    const forget = onProcessExit(() => child.kill('SIGKILL'));
+    child.once('exit', forget);
     server.setStatus({ apiVersion: 'v1', kind: 'Pod', name: podName, namespace }, { phase: 'Running', startTime: new Date().toISOString() });
     this.options.onPodStarted?.({ jobName: name, podName, attempt: state.attempts, process: child, logFile, env: prepared.env, args: prepared.args });
 

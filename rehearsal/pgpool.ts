@@ -10,7 +10,7 @@ import { join } from 'node:path';
 
 import pg from 'pg';
 
-import { ensurePostgresDir, freePort, PGPOOL_SBIN, runAsPostgres, spawnAsPostgres, waitFor, writePostgresFile } from './postgres-processes.js';
+import { ensurePostgresDir, freePort, onProcessExit, PGPOOL_SBIN, runAsPostgres, signalPidFile, spawnAsPostgres, waitFor, writePostgresFile } from './postgres-processes.js';
 import type { PostgresAccount, RepmgrNode } from './repmgr-cluster.js';
 
 export interface PgpoolOptions {
@@ -28,6 +28,8 @@ export interface PgpoolOptions {
 }
 
 export class Pgpool {
+  private forgetExitCleanup: (() => void) | undefined;
+
   private constructor(
     readonly port: number,
     readonly pcpPort: number,
@@ -39,6 +41,7 @@ export class Pgpool {
     const port = await freePort();
     const pcpPort = await freePort();
     const pool = new Pgpool(port, pcpPort, options);
+    pool.forgetExitCleanup = onProcessExit(() => signalPidFile(join(options.dir, 'run', 'pgpool.pid'), 'SIGINT'));
     await pool.launch();
     await pool.waitUntilBackendsUp(timeoutMs);
     return pool;
@@ -162,6 +165,7 @@ export class Pgpool {
 
   /** Stops Pgpool (SIGINT: fast shutdown) and waits for the process to go away. */
   async stop(): Promise<void> {
+    this.forgetExitCleanup?.();
     const pid = this.pid();
     if (pid === undefined) return;
     try {

@@ -11,7 +11,7 @@
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 
-import { ensurePostgresDir, PG_BIN, runAsPostgres, waitFor, writePostgresFile } from './postgres-processes.js';
+import { ensurePostgresDir, onProcessExit, PG_BIN, runAsPostgres, signalPidFile, waitFor, writePostgresFile } from './postgres-processes.js';
 
 export interface PostgresNodeOptions {
   readonly dataDir: string;
@@ -25,6 +25,8 @@ export interface PostgresNodeOptions {
 }
 
 export class PostgresNode {
+  private forgetExitCleanup: (() => void) | undefined;
+
   constructor(readonly options: PostgresNodeOptions) {}
 
   get port(): number {
@@ -87,10 +89,14 @@ export class PostgresNode {
       },
       30_000,
     );
+    // Immediate shutdown (SIGQUIT) if the test process dies without stopping us.
+    this.forgetExitCleanup ??= onProcessExit(() => signalPidFile(join(this.options.dataDir, 'postmaster.pid'), 'SIGQUIT'));
   }
 
   /** Fast shutdown, keeping the data directory. */
   async stop(mode: 'fast' | 'immediate' = 'fast'): Promise<void> {
+    this.forgetExitCleanup?.();
+    this.forgetExitCleanup = undefined;
     if (!this.isRunning()) return;
     await runAsPostgres(join(this.binDir, 'pg_ctl'), ['-D', this.options.dataDir, '-m', mode, '-w', 'stop']).catch(() => undefined);
   }

@@ -4,7 +4,7 @@
  * `runuser -u postgres --`, in directories that user owns.
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { chmodSync, chownSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -15,6 +15,37 @@ export const PGPOOL_SBIN = '/usr/sbin';
 const SYSTEM_PATH = '/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin';
 
 let postgresIds: { uid: number; gid: number } | undefined;
+
+const exitCleanups = new Set<() => void>();
+let exitHookInstalled = false;
+
+/**
+ * Registers a synchronous cleanup for when this process exits without closing the rehearsal (a
+ * crashed or timed-out test worker): servers and Pgpool run detached as `postgres` and would
+ * outlive it. Returns a function that unregisters it.
+ */
+export function onProcessExit(cleanup: () => void): () => void {
+  if (!exitHookInstalled) {
+    exitHookInstalled = true;
+    process.on('exit', () => {
+      for (const run of exitCleanups) {
+        try {
+          run();
+        } catch {
+          // Best effort: the next cleanup must still run.
+        }
+      }
+    });
+  }
+  exitCleanups.add(cleanup);
+  return () => exitCleanups.delete(cleanup);
+}
+
+/** Sends `signal` to the pid in a pid file (PostgreSQL's first line; Pgpool's ends in NUL). */
+export function signalPidFile(pidFile: string, signal: NodeJS.Signals): void {
+  const pid = Number(readFileSync(pidFile, 'utf8').split('\n')[0]!.replace(/[^0-9]/g, ''));
+  if (pid > 0) process.kill(pid, signal);
+}
 
 /** uid/gid of the `postgres` system user (installed with the PostgreSQL packages). */
 export async function postgresUser(): Promise<{ uid: number; gid: number }> {

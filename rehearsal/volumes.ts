@@ -22,6 +22,8 @@ import type { FakeKubeApiServer, KubeObject as StoredObject } from '../test/supp
 
 import { parseQuantity } from '../lib/validation.js';
 
+import { onProcessExit } from './postgres-processes.js';
+
 export class Volumes {
   /** PV name → directory. */
   private readonly directories = new Map<string, string>();
@@ -101,6 +103,10 @@ export class Volumes {
     if (this.sized && !isStatefulSetData) {
       execFileSync('mount', ['-t', 'tmpfs', '-o', `size=${parseQuantity('PVC spec.resources.requests.storage', requested)}`, 'tmpfs', directory]);
       this.mounts.add(directory);
+      // A crashed test process must not leave mounts behind in /tmp.
+      onProcessExit(() => {
+        if (this.mounts.has(directory)) execFileSync('umount', ['-l', directory], { stdio: 'ignore' });
+      });
     }
     this.directories.set(volumeName, directory);
     this.server.seed({

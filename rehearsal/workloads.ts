@@ -34,7 +34,7 @@ import { RUNNER_BUNDLE } from './jobs.js';
 import { Pgpool } from './pgpool.js';
 import { PodConfigError, resolveContainerEnv, type Container } from './pod-env.js';
 import { ident, literal, PostgresNode } from './postgres-node.js';
-import { ensurePostgresDir, freePort, postgresUser } from './postgres-processes.js';
+import { ensurePostgresDir, freePort, onProcessExit, postgresUser } from './postgres-processes.js';
 import { RepmgrCluster } from './repmgr-cluster.js';
 import type { PodEndpoints, ServiceProxies } from './service-proxy.js';
 import type { Volumes } from './volumes.js';
@@ -444,6 +444,7 @@ export class WorkloadBacking {
       const prepared = await this.prepareWaiting(runtime, pod, spec, { ...main, command: undefined, args: [] }, podDir);
       if (!prepared) return;
       const child = spawn(process.execPath, [STANDIN], { env: prepared.env, cwd: REPOSITORY_ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+      killOnExit(child);
       (runtime.backing as { process?: ChildProcess }).process = child;
       const logFd = openSync(join(podDir, `keycloak-${attempt}.log`), 'a');
       child.stderr.on('data', (chunk: Buffer) => appendLog(logFd, chunk));
@@ -529,7 +530,14 @@ function spawnLogged(program: string, args: string[], prepared: { env: Record<st
   const logFd = openSync(logFile, 'a');
   const child = spawn(program, args, { env: prepared.env, cwd, uid: prepared.uid, gid: prepared.gid, stdio: ['ignore', logFd, logFd] });
   closeSync(logFd);
+  killOnExit(child);
   return child;
+}
+
+/** A child that must not outlive a crashed test process. */
+function killOnExit(child: ChildProcess): void {
+  const forget = onProcessExit(() => child.kill('SIGKILL'));
+  child.once('exit', forget);
 }
 
 function appendLog(fd: number, chunk: Buffer): void {
