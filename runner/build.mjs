@@ -31,7 +31,12 @@ const result = await build({
   external: ['pg-native'],
   define: { RUNNER_VERSION: JSON.stringify(packageJson.version) },
   sourcemap: false,
-  minify: false,
+  // Whitespace and syntax only: comments go (some are non-ASCII, which made V8 hold the whole
+  // 15.8 MB source as a two-byte string) and the bundle shrinks to ~6 MB: ~34 MB less resident
+  // memory and ~0.1 s less start-up per run. Identifiers stay, so stack traces stay readable.
+  minifyWhitespace: true,
+  minifySyntax: true,
+  minifyIdentifiers: false,
   legalComments: 'none',
   logLevel: 'warning',
   metafile: true,

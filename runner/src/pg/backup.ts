@@ -14,7 +14,6 @@
  *    a backup is complete exactly when `manifest.json` exists.
  */
 import { createHash } from 'node:crypto';
-import { createReadStream } from 'node:fs';
 import { mkdir, open, readdir, rename, rm, stat, statfs, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type pg from 'pg';
@@ -147,9 +146,26 @@ export async function fsyncDirectory(dir: string): Promise<void> {
   }
 }
 
-export async function sha256File(path: string): Promise<string> {
+/** Read size of the digest passes: large enough for few syscalls, small enough to stay cache-resident. */
+const DIGEST_BUFFER_BYTES = 256 * 1024;
+
+/**
+ * sha256 of a file, read into `buffer` (reused across files): a read stream would allocate a new
+ * chunk per read, hundreds of MB of garbage per dump that the runner's resident memory grows by
+ * ~30 MB before the collector catches up.
+ */
+export async function sha256File(path: string, buffer: Buffer = Buffer.allocUnsafe(DIGEST_BUFFER_BYTES)): Promise<string> {
   const hash = createHash('sha256');
-  for await (const chunk of createReadStream(path, { highWaterMark: 1024 * 1024 })) hash.update(chunk as Buffer);
+  const handle = await open(path, 'r');
+  try {
+    for (;;) {
+      const { bytesRead } = await handle.read(buffer, 0, buffer.length, null);
+      if (bytesRead === 0) break;
+      hash.update(buffer.subarray(0, bytesRead));
+    }
+  } finally {
+    await handle.close();
+  }
   return hash.digest('hex');
 }
 
@@ -163,11 +179,12 @@ export async function digestDirectory(dir: string): Promise<ManifestFile[]> {
   let next = 0;
   await Promise.all(
     [0, 1].map(async () => {
+      const buffer = Buffer.allocUnsafe(DIGEST_BUFFER_BYTES);
       while (next < names.length) {
         const index = next++;
         const name = names[index]!;
         const path = join(dir, name);
-        const [sha256, info] = await Promise.all([sha256File(path), stat(path)]);
+        const [sha256, info] = await Promise.all([sha256File(path, buffer), stat(path)]);
         files[index] = { path: name, bytes: info.size, sha256 };
       }
     }),
