@@ -160,7 +160,8 @@ function notExtensionMember(catalog: string, oidColumn: string): string {
 
 const USER_SCHEMA_FILTER = `${SYSTEM_SCHEMA_FILTER} AND ${notExtensionMember('pg_namespace', 'n.oid')}`;
 
-interface TableRow {
+/** A table (or materialized view) as {@link listTables} finds it: what {@link checksumTable} needs. */
+export interface TableToChecksum {
   schema: string;
   name: string;
   relkind: string;
@@ -178,6 +179,11 @@ export interface CollectStatsOptions {
   readonly extraClients?: readonly pg.Client[];
   /** Called after each table's checksum, for progress. */
   readonly onTable?: (table: TableStats, done: number, total: number) => void;
+  /**
+   * Checksums already taken (by `schema.name`), e.g. by the restore right after each table's data
+   * was loaded: such a table is still listed from the catalog, but not scanned again.
+   */
+  readonly checksummedTables?: ReadonlyMap<string, TableStats>;
 }
 
 /** Runs `text` on `client` in a savepoint, so that an error does not abort the surrounding transaction. */
@@ -216,7 +222,8 @@ export function rowHashExpression(columns: readonly string[], floatColumns: Read
     .join(' # ');
 }
 
-async function checksumTable(client: pg.Client, table: TableRow): Promise<TableStats> {
+/** Row count and checksum of one table (or materialized view), in the client's current transaction or snapshot. */
+export async function checksumTable(client: pg.Client, table: TableToChecksum): Promise<TableStats> {
   const kind = table.relkind === 'm' ? 'materialized view' : 'table';
   const sizeBytes = Number(table.size_bytes);
   if (table.relkind === 'm' && !table.populated) {
@@ -229,6 +236,26 @@ async function checksumTable(client: pg.Client, table: TableRow): Promise<TableS
   );
   const row = result.rows[0]!;
   return { schema: table.schema, name: table.name, kind, rows: Number(row.rows), checksum: row.checksum, sizeBytes };
+}
+
+/**
+ * The user tables and materialized views to checksum, largest first (partitioned parents hold no
+ * rows: their leaf partitions are listed). Works on PostgreSQL 11 and newer.
+ */
+export async function listTables(client: pg.Client): Promise<TableToChecksum[]> {
+  const result = await client.query<TableToChecksum>(`
+      SELECT n.nspname AS schema, c.relname AS name, c.relkind::text AS relkind, c.relispopulated AS populated,
+             pg_catalog.pg_table_size(c.oid)::text AS size_bytes,
+             (SELECT array_agg(a.attname::text ORDER BY a.attnum) FROM pg_catalog.pg_attribute a
+               WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+                 AND (a.atttypid IN (700, 701) OR EXISTS (SELECT 1 FROM pg_catalog.pg_type d
+                       WHERE d.oid = a.atttypid AND d.typtype = 'd' AND d.typbasetype IN (700, 701)))) AS float_columns,
+             (SELECT array_agg(a.attname::text ORDER BY a.attnum) FROM pg_catalog.pg_attribute a
+               WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped) AS all_columns
+        FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+       WHERE c.relkind IN ('r', 'm') AND ${USER_SCHEMA_FILTER} AND ${notExtensionMember('pg_class', 'c.oid')}
+       ORDER BY pg_catalog.pg_table_size(c.oid) DESC, 1, 2`);
+  return result.rows.map((row) => ({ ...row, all_columns: row.all_columns ?? [] }));
 }
 
 /**
@@ -246,20 +273,7 @@ export async function collectDatabaseStats(client: pg.Client, options: CollectSt
     await client.query<{ nspname: string }>(`SELECT n.nspname FROM pg_catalog.pg_namespace n WHERE ${USER_SCHEMA_FILTER} ORDER BY 1`)
   ).rows.map((row) => row.nspname);
 
-  const tables = (
-    await client.query<TableRow>(`
-      SELECT n.nspname AS schema, c.relname AS name, c.relkind::text AS relkind, c.relispopulated AS populated,
-             pg_catalog.pg_table_size(c.oid)::text AS size_bytes,
-             (SELECT array_agg(a.attname::text ORDER BY a.attnum) FROM pg_catalog.pg_attribute a
-               WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
-                 AND (a.atttypid IN (700, 701) OR EXISTS (SELECT 1 FROM pg_catalog.pg_type d
-                       WHERE d.oid = a.atttypid AND d.typtype = 'd' AND d.typbasetype IN (700, 701)))) AS float_columns,
-             (SELECT array_agg(a.attname::text ORDER BY a.attnum) FROM pg_catalog.pg_attribute a
-               WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped) AS all_columns
-        FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-       WHERE c.relkind IN ('r', 'm') AND ${USER_SCHEMA_FILTER} AND ${notExtensionMember('pg_class', 'c.oid')}
-       ORDER BY pg_catalog.pg_table_size(c.oid) DESC, 1, 2`)
-  ).rows.map((row) => ({ ...row, all_columns: row.all_columns ?? [] }));
+  const tables = await listTables(client);
 
   const sequenceNames = (
     await client.query<{ schema: string; name: string }>(`
@@ -311,7 +325,8 @@ export async function collectDatabaseStats(client: pg.Client, options: CollectSt
     workers.map(async (worker) => {
       while (next < tables.length) {
         const index = next++;
-        const stats = await checksumTable(worker, tables[index]!);
+        const table = tables[index]!;
+        const stats = options.checksummedTables?.get(`${table.schema}.${table.name}`) ?? (await checksumTable(worker, table));
         results[index] = stats;
         done += 1;
         options.onTable?.(stats, done, tables.length);

@@ -21,13 +21,14 @@ import { ExitCode, ReadyMarker } from '../../../lib/contract.js';
 import { classifyDatabaseError, dataError, RunnerError } from '../errors.js';
 import { silentLogger, type Logger, type ProgressEvent, progressEvent } from '../log.js';
 import { APPLICATION_NAME, connect, describeEndpoint, qualifiedName, serverMajorVersion, toolEnv, type ConnectionSettings } from './connection.js';
-import type { BackupManifest } from './manifest.js';
+import type { BackupManifest, TableStats } from './manifest.js';
 import { readMarkerWith } from './marker.js';
 import { formatUseList, largeObjectOids, type TocEntry } from './toc.js';
 import { assertRestoreToolReads, findPgTools, runTool, toolVersion, type PgTools } from './tools.js';
 import { verifyBackup, verifyBackupFiles } from './verify-backup.js';
 import { collectTargetStats, describeDifferences, diffDatabaseStats } from './verify-target.js';
 import { DEFAULT_PARALLEL_JOBS } from './backup.js';
+import { TableVerifierDuringRestore } from './verify-during-restore.js';
 
 /** application_name suffix of pg_restore's sessions (to find the ones a killed run left). */
 export const RESTORE_PURPOSE = 'restore';
@@ -66,6 +67,20 @@ export interface RestoreOptions {
    * @default false: such a target may hold Keycloak's newer writes
    */
   readonly overwriteReady?: boolean;
+  /**
+   * Checksum each table right after pg_restore loaded it (pg/verify-during-restore.ts), for
+   * {@link verifyTarget}'s `checksummedTables`: the scan then overlaps the rest of the restore.
+   * Only with jobs > 1 (pg_restore reports finished items only in parallel mode).
+   * @default false
+   */
+  readonly checksumDuringRestore?: boolean;
+  /**
+   * ANALYZE the restored tables (each right after its checksum when `checksumDuringRestore`; what
+   * is left — partitioned tables, materialized views, tables with expression indexes — after
+   * pg_restore), so that the caller need not ANALYZE again.
+   * @default false
+   */
+  readonly analyze?: boolean;
 }
 
 export type RestoreAction = 'restored' | 'already-restored';
@@ -78,6 +93,10 @@ export interface RestoreResult {
   /** Bytes of table data restored. */
   readonly bytes: number;
   readonly durationMs: number;
+  /** With `checksumDuringRestore`: the tables checksummed after their data was restored, by `schema.name`. */
+  readonly checksummedTables: ReadonlyMap<string, TableStats>;
+  /** Whether the restored database was ANALYZEd (`analyze`, and not already restored). */
+  readonly analyzed: boolean;
 }
 
 /** What the target holds in the dump's schemas. */
@@ -300,6 +319,37 @@ function dataBytesByEntry(manifest: BackupManifest, toc: readonly TocEntry[]): M
   return sizes;
 }
 
+/**
+ * ANALYZE what the verifier during the restore did not: every user table, partitioned table and
+ * materialized view it did not analyze (serial mode, a table it had no time for, partitioned parents,
+ * materialized views refreshed at the end), and again those with expression indexes (their
+ * statistics need the index, which pg_restore may have built after the table's ANALYZE).
+ */
+async function analyzeRemaining(client: pg.Client, owner: string, analyzed: ReadonlySet<string>, log: Logger): Promise<void> {
+  const started = Date.now();
+  const relations = await client.query<{ schema: string; name: string; expression_index: boolean }>(
+    `SELECT n.nspname AS schema, c.relname AS name,
+            EXISTS (SELECT 1 FROM pg_catalog.pg_index i WHERE i.indrelid = c.oid AND i.indexprs IS NOT NULL) AS expression_index
+       FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+      WHERE c.relkind IN ('r', 'p', 'm') AND pg_catalog.pg_get_userbyid(c.relowner) = $1
+        AND n.nspname NOT IN ('pg_catalog', 'information_schema', '${ReadyMarker.schema}') AND n.nspname NOT LIKE 'pg\\_%'
+      ORDER BY 1, 2`,
+    [owner],
+  );
+  const remaining = relations.rows.filter((row) => row.expression_index || !analyzed.has(`${row.schema}.${row.name}`));
+  if (remaining.length === 0) return;
+  // As the owner (like hygiene's ANALYZE): a non-superuser login may not analyze its tables otherwise.
+  const asOwner = (await client.query<{ user: string }>('SELECT current_user AS user')).rows[0]!.user !== owner;
+  if (asOwner) await client.query(`SET ROLE ${pg.escapeIdentifier(owner)}`);
+  try {
+    // Several tables in one statement: locks are taken and released one table at a time.
+    await client.query(`ANALYZE ${remaining.map((row) => qualifiedName(row.schema, row.name)).join(', ')}`);
+  } finally {
+    if (asOwner) await client.query('RESET ROLE');
+  }
+  log.debug('analyzed after the restore', { relations: remaining.length, ms: Date.now() - started });
+}
+
 /** Restores `<dir>` into the target; see the module comment. */
 export async function restoreDatabase(options: RestoreOptions): Promise<RestoreResult> {
   const log = options.log ?? silentLogger;
@@ -342,7 +392,7 @@ export async function restoreDatabase(options: RestoreOptions): Promise<RestoreR
       const differences = diffDatabaseStats(manifest.stats, stats);
       if (differences.length === 0) {
         log.info('the target already holds exactly this backup: nothing to restore', { tables: stats.tables.length });
-        return { action: 'already-restored', manifest, cleaned: [], bytes: 0, durationMs: Date.now() - started };
+        return { action: 'already-restored', manifest, cleaned: [], bytes: 0, durationMs: Date.now() - started, checksummedTables: new Map(), analyzed: false };
       }
       const marker = await readMarkerWith(control);
       if (marker?.status === ReadyMarker.ready && !options.overwriteReady) {
@@ -410,6 +460,11 @@ export async function restoreDatabase(options: RestoreOptions): Promise<RestoreR
     const digestCheck = verifyBackupFiles(options.dir, manifest, { digests: true });
     const stopRestore = new AbortController();
     digestCheck.catch(() => stopRestore.abort());
+    const verifier =
+      options.checksumDuringRestore && jobs > 1
+        ? new TableVerifierDuringRestore({ target: options.target, owner, analyze: options.analyze ?? false, log })
+        : undefined;
+    const tocById = new Map(backup.toc.map((entry) => [entry.dumpId, entry]));
     try {
       await runTool({
         signal: stopRestore.signal,
@@ -434,7 +489,12 @@ export async function restoreDatabase(options: RestoreOptions): Promise<RestoreR
           // Parallel mode: "finished item 3602 TABLE DATA public binary_blob"; serial mode:
           // "processing data for table "public.binary_blob"" (then the next line finishes it).
           const finished = /finished item (\d+)/.exec(line);
-          if (finished) countItem(Number(finished[1]));
+          if (finished) {
+            const dumpId = Number(finished[1]);
+            countItem(dumpId);
+            const entry = tocById.get(dumpId);
+            if (verifier && entry?.desc === 'TABLE DATA') verifier.tableLoaded(entry.namespace, entry.tag);
+          }
           const serial = /processing data for table "(.+)"/.exec(line);
           if (serial) {
             const dumpId = dataIdByTable.get(serial[1]!);
@@ -449,13 +509,23 @@ export async function restoreDatabase(options: RestoreOptions): Promise<RestoreR
       throw error;
     } finally {
       clearInterval(timer);
+      await verifier?.finish();
       await rm(workDir, { recursive: true, force: true });
     }
+    if (options.analyze) await analyzeRemaining(control, owner, verifier?.analyzed ?? new Set(), log);
     bytesDone = totalBytes;
     itemsDone = totalItems;
     report(true);
     log.info('restore complete', { bytes: totalBytes, tables: manifest.stats.tables.length, durationMs: Date.now() - started });
-    return { action: 'restored', manifest, cleaned, bytes: totalBytes, durationMs: Date.now() - started };
+    return {
+      action: 'restored',
+      manifest,
+      cleaned,
+      bytes: totalBytes,
+      durationMs: Date.now() - started,
+      checksummedTables: verifier?.checksums ?? new Map(),
+      analyzed: options.analyze ?? false,
+    };
   } catch (error) {
     throw classifyDatabaseError(error, endpoint, 'restore into');
   } finally {

@@ -8,7 +8,7 @@ import { dataError } from '../errors.js';
 import { silentLogger, type Logger } from '../log.js';
 import { connect, withClient, type ConnectionSettings } from './connection.js';
 import { CHANGELOG_LOCK_TABLE, JGROUPS_TABLES } from './hygiene.js';
-import { collectDatabaseStats, type BackupManifest, type DatabaseStats, type ObjectInventory } from './manifest.js';
+import { collectDatabaseStats, type BackupManifest, type DatabaseStats, type ObjectInventory, type TableStats } from './manifest.js';
 
 export type DifferenceKind = 'table' | 'sequence' | 'largeObjects' | 'extension' | 'schema' | keyof ObjectInventory | 'ownership';
 
@@ -109,6 +109,11 @@ export interface TargetStatsOptions {
   /** Connections used for table checksums. @default 2 */
   readonly jobs?: number;
   readonly log?: Logger;
+  /**
+   * Checksums the restore took right after loading each table (`RestoreResult.checksummedTables`):
+   * those tables are listed and compared but not scanned again.
+   */
+  readonly checksummedTables?: ReadonlyMap<string, TableStats>;
 }
 
 /** The target's statistics, taken in one REPEATABLE READ snapshot shared by `jobs` connections. */
@@ -140,6 +145,7 @@ export async function collectTargetStats(target: ConnectionSettings, options: Ta
         }
         return await collectDatabaseStats(main, {
           extraClients: extras,
+          checksummedTables: options.checksummedTables,
           onTable: (table, done, total) => options.log?.debug('checksummed', { table: `${table.schema}.${table.name}`, rows: table.rows, done, total }),
         });
       } finally {
