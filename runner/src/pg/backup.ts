@@ -192,6 +192,72 @@ export async function digestDirectory(dir: string): Promise<ManifestFile[]> {
   return files;
 }
 
+/**
+ * Digests a dump's files while pg_dump still writes others: each table's `<dumpId>.dat` as soon as
+ * pg_dump reports that item finished (`--verbose`: "finished item N TABLE DATA tag"), the large
+ * objects' files after the BLOBS item. {@link finish} then digests what is left (toc.dat) and
+ * re-digests any file whose size changed since, so the result is exactly {@link digestDirectory}'s.
+ */
+export class DumpDigester {
+  private readonly digested = new Map<string, ManifestFile>();
+  private readonly buffer = Buffer.allocUnsafe(DIGEST_BUFFER_BYTES);
+  private chain: Promise<void> = Promise.resolve();
+
+  constructor(private readonly dir: string) {}
+
+  /** A line of pg_dump's verbose stderr. */
+  onDumpLine(line: string): void {
+    const finished = /finished item (\d+) (TABLE DATA|BLOBS) /.exec(line);
+    if (!finished) return;
+    const dumpId = finished[1]!;
+    const isData = finished[2] === 'TABLE DATA';
+    this.chain = this.chain.then(async () => {
+      const names = (await readdir(this.dir)).filter((name) =>
+        isData ? name === `${dumpId}.dat` || name.startsWith(`${dumpId}.dat.`) : /^blob_\d+\.dat/.test(name) || name.startsWith('blobs.toc'),
+      );
+      for (const name of names) {
+        if (this.digested.has(name)) continue;
+        const path = join(this.dir, name);
+        const [sha256, info] = await Promise.all([sha256File(path, this.buffer), stat(path)]);
+        this.digested.set(name, { path: name, bytes: info.size, sha256 });
+      }
+    });
+    // Best effort: finish() digests whatever this missed.
+    this.chain = this.chain.catch(() => undefined);
+  }
+
+  /** Every file of the directory with its digest, sorted by name: call once pg_dump has exited. */
+  async finish(): Promise<{ files: ManifestFile[]; digestedEarly: number }> {
+    await this.chain;
+    const names = (await readdir(this.dir, { withFileTypes: true }))
+      .filter((entry) => entry.isFile())
+      .map((entry) => entry.name)
+      .sort();
+    const files: ManifestFile[] = new Array<ManifestFile>(names.length);
+    const left: number[] = [];
+    let digestedEarly = 0;
+    for (const [index, name] of names.entries()) {
+      const early = this.digested.get(name);
+      if (early && (await stat(join(this.dir, name))).size === early.bytes) {
+        files[index] = early;
+        digestedEarly += 1;
+      } else left.push(index);
+    }
+    let next = 0;
+    await Promise.all(
+      [this.buffer, Buffer.allocUnsafe(DIGEST_BUFFER_BYTES)].map(async (buffer) => {
+        while (next < left.length) {
+          const index = left[next++]!;
+          const path = join(this.dir, names[index]!);
+          const [sha256, info] = await Promise.all([sha256File(path, buffer), stat(path)]);
+          files[index] = { path: names[index]!, bytes: info.size, sha256 };
+        }
+      }),
+    );
+    return { files, digestedEarly };
+  }
+}
+
 /** Writes `content` to `path` atomically and durably: tmp file, fsync, rename, fsync of the directory. */
 export async function writeFileDurably(dir: string, fileName: string, content: string, tmpName = `.${fileName}.tmp`): Promise<void> {
   const tmpPath = join(dir, tmpName);
@@ -280,6 +346,8 @@ export async function backupDatabase(options: BackupOptions): Promise<BackupResu
       `--exclude-schema=${ReadyMarker.schema}`,
       '--no-password',
       '--lock-wait-timeout=300000',
+      // "finished item N TABLE DATA ..." lines: each file is digested as soon as it is complete.
+      '--verbose',
       ...(snapshot ? [`--snapshot=${snapshot}`] : []),
     ];
     const onProgress = options.onProgress ?? ((event: ProgressEvent) => log.progress(event));
@@ -301,7 +369,15 @@ export async function backupDatabase(options: BackupOptions): Promise<BackupResu
       statsDurationMs = Date.now() - statsStarted;
       return stats;
     })();
-    const dumpWork = runTool({ tool: tools.pgDump, args: dumpArgs, env: toolEnv(options.source, { purpose: 'dump' }), endpoint, log });
+    const digester = new DumpDigester(partialDir);
+    const dumpWork = runTool({
+      tool: tools.pgDump,
+      args: dumpArgs,
+      env: toolEnv(options.source, { purpose: 'dump' }),
+      endpoint,
+      log,
+      onStderrLine: (line) => digester.onDumpLine(line),
+    });
     let dumpDurationMs = 0;
     const [statsResult, dumpResult] = await Promise.allSettled([
       statsWork,
@@ -316,9 +392,11 @@ export async function backupDatabase(options: BackupOptions): Promise<BackupResu
     await snapshotClient.query('COMMIT');
     transactionOpen = false;
 
+    // Most files were digested while pg_dump wrote the others; this is the rest (toc.dat).
     const digestStarted = Date.now();
-    const files = await digestDirectory(partialDir);
+    const { files, digestedEarly } = await digester.finish();
     const digestsDurationMs = Date.now() - digestStarted;
+    log.debug('digests', { files: files.length, digestedDuringDump: digestedEarly, msAfterDump: digestsDurationMs });
     const dumpBytes = files.reduce((sum, file) => sum + file.bytes, 0);
 
     const manifest: BackupManifest = {
