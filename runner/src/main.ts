@@ -6,7 +6,7 @@
  * unexpected error (exit 1, retried), its stack only at debug level. SIGTERM/SIGINT end the
  * running pg tools first, so a stopped runner leaves nothing writing behind it.
  */
-import { ExitCode } from '../../lib/contract.js';
+import { ExitCode, RunnerCommand } from '../../lib/contract.js';
 import { runCli } from './cli.js';
 import type { AnyCommand } from './cli.js';
 import { isRunnerError } from './errors.js';
@@ -44,7 +44,11 @@ async function printVersion(): Promise<void> {
  * evaluating the Kubernetes client it never uses (~100 ms of a ~250 ms start here).
  */
 async function loadCommands(name: string | undefined): Promise<readonly AnyCommand[]> {
-  if (name === 'gate') return [(await import('./commands/gate.js')).gateCommand];
+  if (name === RunnerCommand.gate) return [(await import('./commands/gate.js')).gateCommand];
+  // The stand-alone data commands do not use the Kubernetes client either (~8 MB and ~0.1 s less).
+  if (name === RunnerCommand.backup) return [(await import('./commands/backup.js')).backupCommand];
+  if (name === RunnerCommand.restore) return [(await import('./commands/restore.js')).restoreCommand];
+  if (name === RunnerCommand.verify) return [(await import('./commands/verify.js')).verifyCommand];
   return (await import('./commands/index.js')).commands;
 }
 
