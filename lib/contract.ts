@@ -120,6 +120,17 @@ export const Env = {
 
   /** Workloads to quiesce, comma separated `statefulset/<name>` or `deployment/<name>`. */
   workloads: 'MIGRATION_WORKLOADS',
+  /**
+   * Whether restore-phase scales the workloads back to their recorded replicas: `true` | `false`.
+   * `false` leaves that to the GitOps tool. Under Argo CD the restore is a Sync hook that runs
+   * BEFORE the workloads' wave applies their new (gated, new-database) template, so scaling them up
+   * from the hook starts pods of the OLD template, which write to the quiesced legacy database;
+   * Argo CD's apply at the workloads' wave re-applies Git's `replicas` anyway. Under Helm the new
+   * template is already applied before the post-upgrade hook (and Helm's 3-way merge re-applied the
+   * chart's replicas), so scaling back there is harmless and covers workloads whose manifests carry
+   * no `replicas` (HPA-managed, or not deployed by the chart). @default true
+   */
+  restoreReplicas: 'MIGRATION_RESTORE_REPLICAS',
   /** Legacy StatefulSet name (protected, optionally deleted). Empty: none known. */
   legacyStatefulSet: 'MIGRATION_LEGACY_STATEFULSET',
   /** Legacy PVC names, comma separated (their PVs are set to Retain). */
@@ -272,6 +283,7 @@ const MIGRATION_JOB_COMMON_ENV: readonly EnvName[] = [
   Env.backupPvc,
   Env.backupPvcMinSize,
   Env.workloads,
+  Env.restoreReplicas,
   Env.legacyStatefulSet,
   Env.legacyPvcs,
   Env.deleteLegacy,

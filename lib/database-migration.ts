@@ -164,6 +164,22 @@ export interface DatabaseMigrationProps {
    */
   readonly workloads: readonly QuiescedWorkload[];
   /**
+   * Whether the restore hook scales the workloads back to their recorded replicas
+   * (`MIGRATION_RESTORE_REPLICAS`). With `false` they stay at 0 until the GitOps tool applies
+   * their manifests' `replicas`.
+   *
+   * Under Argo CD the restore is a Sync hook at `syncWaves.restore`, BEFORE the workloads' wave
+   * applies their new template: scaling up from the hook would start pods of the OLD template
+   * (pointing at the legacy database, without the gate), which write to the quiesced legacy
+   * database; Argo CD's apply at the workloads' wave re-applies Git's `replicas` anyway. Under
+   * Helm the new template is applied before the post-upgrade hook, so scaling back is harmless and
+   * also covers workloads whose manifests set no `replicas` (HPA-managed, or outside the chart).
+   * Set `true` with Argo CD only for such workloads, accepting the old template's pods.
+   *
+   * @default - true with flavor `helm`, false with flavor `argocd`
+   */
+  readonly restoreReplicas?: boolean;
+  /**
    * The legacy database's objects.
    *
    * @default - none: no volume is protected, nothing deleted
@@ -395,6 +411,10 @@ export class DatabaseMigration extends Construct {
       );
     }
     const protectVolumes = props.protectVolumes ?? true;
+    const restoreReplicas = props.restoreReplicas ?? flavor === 'helm';
+    if (typeof restoreReplicas !== 'boolean') {
+      throw new Error(`DatabaseMigration restoreReplicas must be true or false, got ${JSON.stringify(restoreReplicas)}`);
+    }
     if (protectVolumes && namespace === undefined) {
       throw new Error(
         `DatabaseMigration namespace is required when protectVolumes is true: the ClusterRoleBinding must name the ` +
@@ -490,6 +510,7 @@ export class DatabaseMigration extends Construct {
       names: this.names,
       backup,
       workloads,
+      restoreReplicas,
       legacy,
       deleteLegacy,
       protectVolumes,
@@ -806,6 +827,7 @@ interface CommonEnvInputs {
   readonly names: DatabaseMigrationNames;
   readonly backup: ValidatedBackup;
   readonly workloads: readonly QuiescedWorkload[];
+  readonly restoreReplicas: boolean;
   readonly legacy: ValidatedLegacy;
   readonly deleteLegacy: DeleteLegacyValue;
   readonly protectVolumes: boolean;
@@ -878,6 +900,7 @@ function migrationJobEnv(
     ...(mountsBackup ? [value(Env.backupDir, BACKUP_MOUNT_PATH)] : []),
     // The runner's format: lower-case kind, as kubectl spells resources (`statefulset/<name>`).
     value(Env.workloads, inputs.workloads.map((w) => `${w.kind.toLowerCase()}/${w.name}`).join(',')),
+    value(Env.restoreReplicas, String(inputs.restoreReplicas)),
     value(Env.legacyStatefulSet, legacy.statefulSetName ?? ''),
     value(Env.legacyPvcs, legacy.pvcNames.join(',')),
     value(Env.deleteLegacy, inputs.deleteLegacy),

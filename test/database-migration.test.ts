@@ -153,6 +153,18 @@ describe('DatabaseMigration objects', () => {
     expect(env[Env.podName]).toEqual({ fieldRef: { fieldPath: 'metadata.name' } });
   });
 
+  it('scales the workloads back from the restore hook under Helm only, unless told otherwise', () => {
+    const restoreReplicasOf = (overrides: Partial<DatabaseMigrationProps>) =>
+      synth(overrides)
+        .filter((o: any) => o.kind === 'Job')
+        .map((job: any) => job.spec.template.spec.containers[0].env.find((v: any) => v.name === Env.restoreReplicas)?.value);
+    expect(restoreReplicasOf({ flavor: 'helm' })).toEqual(['true', 'true', 'true']);
+    // Argo CD: the restore Sync hook runs before the workloads' wave applies their new template.
+    expect(restoreReplicasOf({ flavor: 'argocd' })).toEqual(['false', 'false', 'false', 'false']);
+    expect(restoreReplicasOf({ flavor: 'argocd', restoreReplicas: true })).toEqual(['true', 'true', 'true', 'true']);
+    expect(restoreReplicasOf({ flavor: 'helm', restoreReplicas: false })).toEqual(['false', 'false', 'false']);
+  });
+
   it('merges and sorts ensured Secrets so the committed JSON is stable', () => {
     const env = jobOf(
       synth({
@@ -242,6 +254,10 @@ describe('DatabaseMigration bad input', () => {
 
   it('fails when deleteLegacy is not one of the runner modes', () => {
     expect(() => synth({ deleteLegacy: 'always' as 'never' })).toThrow(/deleteLegacy must be one of never, after-restore, after-backup/);
+  });
+
+  it('fails when restoreReplicas is not a boolean', () => {
+    expect(() => synth({ restoreReplicas: 'yes' as unknown as boolean })).toThrow(/DatabaseMigration restoreReplicas must be true or false, got "yes"/);
   });
 
   it('fails when an ensured Secret lists no keys', () => {

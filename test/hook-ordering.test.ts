@@ -154,12 +154,29 @@ function assertNothingCreatedAtRunTimeIsSynthesized(manifests: Manifest[]) {
   }
 }
 
+/**
+ * Who brings the quiesced workloads back. Under Argo CD the restore hook runs before Keycloak's
+ * wave applies its new (gated) template, so it must leave the replicas to Argo CD (scaling the old
+ * template up would write to the legacy database), which is safe only because Keycloak's manifest
+ * carries `replicas`. Under Helm the new template is already applied, and the hook scales back.
+ */
+function assertReplicaRestoration(manifests: Manifest[], flavor: 'helm' | 'argocd') {
+  const restore = manifests.find((manifest) => isJob(manifest) && commandOf(manifest) === RunnerCommand.restorePhase)!;
+  const env = restore.spec.template.spec.containers[0].env as Array<{ name: string; value?: string }>;
+  expect(env.find((variable) => variable.name === Env.restoreReplicas)?.value).toBe(flavor === 'helm' ? 'true' : 'false');
+  const keycloak = manifests.find((manifest) => manifest.kind === 'StatefulSet' && manifest.metadata.labels?.['app.kubernetes.io/name'] === 'keycloak')!;
+  expect(keycloak, 'Keycloak StatefulSet').toBeDefined();
+  expect(keycloak.spec.replicas, "Keycloak's manifest carries the replicas the GitOps tool re-applies").toBeGreaterThan(0);
+}
+
 describe.each(helmVariants.map((variant) => [variantName(variant), variant] as const))('Helm hooks: %s', (_, variant) => {
   const manifests = synthPlatform(variant);
   it('orders RBAC before the Jobs of every event, with before-hook-creation and failed Jobs kept', () => assertHelmRules(manifests));
   it('gives every Job the command, env contract and podFailurePolicy of the runner', () => assertJobContract(manifests));
   it('synthesizes neither the backup PVC nor the state ConfigMap nor the Lease', () =>
     assertNothingCreatedAtRunTimeIsSynthesized(manifests));
+  it('lets the post-upgrade restore scale Keycloak back (its new template is already applied)', () =>
+    assertReplicaRestoration(manifests, 'helm'));
 });
 
 describe.each(argoVariants.map((variant) => [variantName(variant), variant] as const))('Argo CD hooks: %s', (_, variant) => {
@@ -169,6 +186,8 @@ describe.each(argoVariants.map((variant) => [variantName(variant), variant] as c
   it('gives every Job the command, env contract and podFailurePolicy of the runner', () => assertJobContract(manifests));
   it('synthesizes neither the backup PVC nor the state ConfigMap nor the Lease', () =>
     assertNothingCreatedAtRunTimeIsSynthesized(manifests));
+  it("leaves Keycloak's replicas to its own wave (scaling up from the restore hook would start the old template)", () =>
+    assertReplicaRestoration(manifests, 'argocd'));
   it('moves the restore with the configured waves', () => {
     const waves = { database: -5, restore: 1, keycloak: 3 };
     assertArgoRules(synthPlatform(variant, { syncWaves: waves }), waves);
@@ -184,12 +203,14 @@ describe('committed dist/', () => {
     assertHelmRules(manifests);
     assertJobContract(manifests);
     assertNothingCreatedAtRunTimeIsSynthesized(manifests);
+    assertReplicaRestoration(manifests, 'helm');
   });
   it('follows the Argo CD rules', () => {
     const manifests = readAll(join(projectRoot, 'dist', 'argocd'), ['keycloak.k8s.yaml']);
     assertArgoRules(manifests);
     assertJobContract(manifests);
     assertNothingCreatedAtRunTimeIsSynthesized(manifests);
+    assertReplicaRestoration(manifests, 'argocd');
   });
 });
 

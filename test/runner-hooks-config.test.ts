@@ -61,6 +61,7 @@ describe('hookConfigFromEnv', () => {
       backupPvcMinSize: '1Gi',
       backupDir: '/backup',
       workloads: [{ kind: 'statefulset', name: 'keycloak' }],
+      restoreReplicas: true,
       legacyStatefulSet: 'legacy',
       legacyPvcs: ['data-legacy-0'],
       deleteLegacy: 'after-restore',
@@ -73,6 +74,11 @@ describe('hookConfigFromEnv', () => {
       source: { passwordSet: true, settings: { host: 'legacy', user: 'bn_keycloak', database: 'keycloak' } },
     });
     expect(config.backupPvcSize).toBeUndefined();
+  });
+
+  it('scales the workloads back unless MIGRATION_RESTORE_REPLICAS=false (plan and status run by hand keep the old behaviour)', () => {
+    expect(hookConfigFromEnv({ ...BASE }).restoreReplicas).toBe(true);
+    expect(hookConfigFromEnv({ ...BASE, [Env.restoreReplicas]: 'false' }).restoreReplicas).toBe(false);
   });
 
   it('treats an unset password as an absent Secret, not an error', () => {
@@ -92,6 +98,7 @@ describe('hookConfigFromEnv', () => {
     expect(failure({ [Env.parallelJobs]: '0' }).message).toBe('MIGRATION_PARALLEL_JOBS must be a whole number from 1 to 64, got "0"');
     expect(failure({ [Env.targetWaitSeconds]: '10s' }).message).toBe('MIGRATION_TARGET_WAIT_SECONDS must be a whole number from 1 to 86400, got "10s"');
     expect(failure({ [Env.protectVolumes]: 'maybe' }).message).toBe('MIGRATION_PROTECT_VOLUMES must be true or false, got "maybe"');
+    expect(failure({ [Env.restoreReplicas]: 'later' }).message).toBe('MIGRATION_RESTORE_REPLICAS must be true or false, got "later"');
     expect(failure({ [Env.legacyPvcs]: 'data-0,Data_1' }).message).toBe('MIGRATION_LEGACY_PVCS has an invalid name "Data_1" (in "data-0,Data_1")');
     expect(failure({ [Env.backupPvcSize]: '10 GB' }).message).toMatch(/^MIGRATION_BACKUP_PVC_SIZE must be a Kubernetes quantity .*got "10 GB"/);
     expect(failure({ [Env.backupPvcSize]: '512Mi' }).oneLine()).toBe(

@@ -4,7 +4,7 @@
 // re-runs touch a few API requests and no database; a fresh install is NotNeeded and the gate passes.
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Labels, MANAGED_BY_RUNNER, Phase, ReadyMarker, RunnerCommand } from '../lib/contract.js';
+import { Env, Labels, MANAGED_BY_RUNNER, Phase, ReadyMarker, RunnerCommand } from '../lib/contract.js';
 import {
   connectionCount,
   createScenario,
@@ -218,5 +218,51 @@ describe('a fresh install', () => {
       },
     });
     expect(gate.code, gate.stderr).toBe(0);
+  });
+});
+
+describe("who brings the workloads back: each flavor's default", () => {
+  it('Argo CD: the restore Sync hook leaves Keycloak at 0 (its old template would write to the legacy database) and still completes', async () => {
+    const scenario = await createScenario(world, { namespace: 'argo-replicas', flavor: 'argocd', restoreReplicas: 'flavor-default' });
+    expect(scenario.env(RunnerCommand.restorePhase)[Env.restoreReplicas]).toBe('false');
+    for (const command of [RunnerCommand.prepare, RunnerCommand.backupPhase]) {
+      const result = await scenario.run(command);
+      expect(result.code, result.stderr).toBe(0);
+    }
+    expect(scenario.keycloakReplicas()).toBe(0);
+    world.server.clearRequestLog();
+    const restore = await scenario.run(RunnerCommand.restorePhase);
+    expect(restore.code, restore.stderr).toBe(0);
+    const state = scenario.state()!;
+    expect(state.phase).toBe(Phase.completed);
+    expect(state.originalReplicas).toEqual({ 'statefulset/keycloak': KEYCLOAK_REPLICAS });
+    expect(state.history.at(-1)).toMatchObject({
+      phase: Phase.completed,
+      detail: expect.stringContaining(`replicas left to the GitOps tool (${Env.restoreReplicas}=false; recorded statefulset/keycloak=${KEYCLOAK_REPLICAS})`),
+    });
+    const summary = restore.lines.find((line) => line.event === 'summary') as { rows?: Array<{ step: string; note?: string }> } | undefined;
+    expect(summary?.rows?.find((row) => row.step === 'unquiesce')?.note).toMatch(/^replicas left to the GitOps tool/);
+    // Not even a read of the workloads: Argo CD applies Git's replicas with the new template at Keycloak's wave.
+    const workloadRequests = world.server.requests.filter((request) => request.namespace === scenario.namespace && request.resource.startsWith('statefulsets'));
+    expect(workloadRequests.map((request) => `${request.verb} ${request.resource}/${request.name}`)).not.toContainEqual(expect.stringMatching(/keycloak$/));
+    await world.controller.settled();
+    expect(scenario.keycloakReplicas()).toBe(0);
+    expect(scenario.keycloakPods()).toEqual([]);
+    const marker = await query<{ status: string }>(scenario.targetSettings(), `SELECT status FROM ${ReadyMarker.schema}.${ReadyMarker.table}`);
+    expect(marker).toEqual([{ status: ReadyMarker.ready }]);
+    // A later sync's hook does not scale either.
+    const again = await scenario.run(RunnerCommand.restorePhase);
+    expect(again.code, again.stderr).toBe(0);
+    expect(scenario.keycloakReplicas()).toBe(0);
+  });
+
+  it('Helm: the post-upgrade hook scales Keycloak back (the new template is already applied)', async () => {
+    const scenario = await createScenario(world, { namespace: 'helm-replicas', flavor: 'helm', restoreReplicas: 'flavor-default' });
+    expect(scenario.env(RunnerCommand.restorePhase)[Env.restoreReplicas]).toBe('true');
+    await scenario.migrate();
+    const state = scenario.state()!;
+    expect(state.phase).toBe(Phase.completed);
+    expect(state.history.at(-1)?.detail).toContain('scaled back statefulset/keycloak');
+    expect(scenario.keycloakReplicas()).toBe(KEYCLOAK_REPLICAS);
   });
 });

@@ -46,6 +46,8 @@ export interface HookConfig {
   /** Where the backup PVC is mounted; only the backup and restore Jobs have it. */
   readonly backupDir?: string;
   readonly workloads: readonly WorkloadRef[];
+  /** Whether restore-phase scales the workloads back (MIGRATION_RESTORE_REPLICAS; see the contract). */
+  readonly restoreReplicas: boolean;
   /** Undefined: no legacy StatefulSet is known. */
   readonly legacyStatefulSet?: string;
   readonly legacyPvcs: readonly string[];
@@ -177,6 +179,7 @@ export function hookConfigFromEnv(env: NodeJS.ProcessEnv = process.env): HookCon
     ...(storageClass ? { backupStorageClass: storageClass } : {}),
     ...(backupDir ? { backupDir } : {}),
     workloads: parseWorkloads(env[Env.workloads]),
+    restoreReplicas: booleanFromEnv(env, Env.restoreReplicas, true),
     ...(legacyStatefulSet ? { legacyStatefulSet } : {}),
     legacyPvcs: nameList(env, Env.legacyPvcs),
     deleteLegacy: deleteLegacyFromEnv(env),

@@ -119,6 +119,14 @@ export interface ScenarioOptions {
   readonly createTargetDatabase?: boolean;
   /** @default 'argocd' */
   readonly flavor?: 'helm' | 'argocd';
+  /**
+   * DatabaseMigration `restoreReplicas`; `'flavor-default'` leaves it to the construct (false for
+   * argocd, true for helm).
+   *
+   * @default true: most scenarios check the runner's own scale-back (and its crash/rollback
+   * edge cases); the flavor defaults are run end to end in runner-hooks-happy.test.ts
+   */
+  readonly restoreReplicas?: boolean | 'flavor-default';
 }
 
 export interface RunResult {
@@ -200,6 +208,7 @@ export async function createScenario(world: World, options: ScenarioOptions): Pr
     quiesceTimeoutSeconds: 30,
     targetWaitSeconds: 20,
     lockTtlSeconds: 10,
+    ...(options.restoreReplicas === 'flavor-default' ? {} : { restoreReplicas: options.restoreReplicas ?? true }),
     ...(options.backupSize ? { backup: { size: options.backupSize } } : {}),
   });
   const objects = Testing.synth(chart) as KubeObject[];

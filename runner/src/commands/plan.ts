@@ -55,7 +55,7 @@ function remainingSteps(input: PlanInput): RemainingStep[] {
     {
       reaches: Phase.completed,
       hook: RunnerCommand.restorePhase,
-      text: `hygiene, mark ${ReadyMarker.ready}, scale the workloads back${config.deleteLegacy === DeleteLegacy.afterRestore ? `, delete ${legacyObjects}` : ''}`,
+      text: `hygiene, mark ${ReadyMarker.ready}, ${config.restoreReplicas ? 'scale the workloads back' : 'leave the workloads at 0 for the GitOps tool to scale back'}${config.deleteLegacy === DeleteLegacy.afterRestore ? `, delete ${legacyObjects}` : ''}`,
     },
   ];
 }

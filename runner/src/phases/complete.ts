@@ -1,13 +1,13 @@
 /**
  * Verified → Completed: Keycloak hygiene, the ready marker, the workloads back at their recorded
- * replicas, (with MIGRATION_DELETE_LEGACY=after-restore) the legacy database removed, and older
+ * replicas (unless MIGRATION_RESTORE_REPLICAS=false leaves that to the GitOps tool), (with MIGRATION_DELETE_LEGACY=after-restore) the legacy database removed, and older
  * backups the runner left on the backup volume deleted (prune-backups.ts).
  *
  * Every part is idempotent, and the hygiene runs only while the marker is not yet `ready`: once it
  * is, Keycloak may be running (its gate passed) and releasing Liquibase's lock under it, or
  * emptying its discovery table, would harm it.
  */
-import { DeleteLegacy, Phase, ReadyMarker } from '../../../lib/contract.js';
+import { DeleteLegacy, Env, Phase, ReadyMarker } from '../../../lib/contract.js';
 import { requireBackupDir, requireEndpoint } from '../config.js';
 import { applyKeycloakHygiene } from '../pg/hygiene.js';
 import { readMarker, writeMarker } from '../pg/marker.js';
@@ -37,11 +37,7 @@ export function completeStep(ctx: HookContext) {
           note: `ready marker ${ReadyMarker.schema}.${ReadyMarker.table} = ${ReadyMarker.ready}`,
         }));
       }
-      const restored = await timed(ctx, 'unquiesce', () => unquiesce(ctx, state.originalReplicas), (result) => ({
-        note: Object.keys(result.scaled).length
-          ? `scaled ${Object.entries(result.scaled).map(([key, replicas]) => `${key}=${replicas}`).join(', ')}`
-          : 'nothing to scale (not at 0 any more, or no workloads)',
-      }));
+      const scaledBack = await scaleBackOrLeaveToGitOps(ctx, state.originalReplicas);
       const deleteNow = ctx.config.deleteLegacy === DeleteLegacy.afterRestore && !state.legacyDeleted;
       if (deleteNow) {
         await timed(ctx, 'delete-legacy', () => removeLegacy(ctx), (report) => ({ note: `deleted ${report.deleted.join(', ') || 'nothing (already gone)'}` }));
@@ -51,10 +47,32 @@ export function completeStep(ctx: HookContext) {
         note: removed.length ? `deleted ${removed.map((backup) => backup.dir).join(', ')}; kept ${state.backup?.dir}` : `nothing to delete; kept ${state.backup?.dir}`,
       }));
       return {
-        detail: `marker ready; scaled back ${Object.keys(restored.scaled).join(', ') || 'nothing'}${deleteNow ? '; legacy deleted' : ''}${pruned.length ? `; deleted old backup(s) ${pruned.map((backup) => backup.dir).join(', ')}` : ''}`,
+        detail: `marker ready; ${scaledBack}${deleteNow ? '; legacy deleted' : ''}${pruned.length ? `; deleted old backup(s) ${pruned.map((backup) => backup.dir).join(', ')}` : ''}`,
         changes: { legacyDeleted: state.legacyDeleted || deleteNow, readyMarkerAt: new Date().toISOString() },
         note: `→ ${Phase.completed}`,
       };
     },
   });
+}
+
+/**
+ * Scales the workloads back, or (MIGRATION_RESTORE_REPLICAS=false) leaves them at 0 for the GitOps
+ * tool: under Argo CD this hook runs before the workloads' wave applies their new template, so
+ * scaling up here would start the OLD template's pods against the quiesced legacy database, while
+ * Argo CD's apply at that wave brings Git's replicas back anyway. Returns the history detail.
+ */
+async function scaleBackOrLeaveToGitOps(ctx: HookContext, originals: Readonly<Record<string, number>>): Promise<string> {
+  const recorded = Object.entries(originals).map(([key, replicas]) => `${key}=${replicas}`).join(', ') || 'none';
+  if (!ctx.config.restoreReplicas) {
+    const note = `replicas left to the GitOps tool (${Env.restoreReplicas}=false; recorded ${recorded})`;
+    ctx.log.info('leaving the workloads at 0: the GitOps tool applies their replicas with their new template', { originalReplicas: originals });
+    ctx.summary.push({ step: 'unquiesce', durationMs: 0, note });
+    return note;
+  }
+  const restored = await timed(ctx, 'unquiesce', () => unquiesce(ctx, originals), (result) => ({
+    note: Object.keys(result.scaled).length
+      ? `scaled ${Object.entries(result.scaled).map(([key, replicas]) => `${key}=${replicas}`).join(', ')}`
+      : 'nothing to scale (not at 0 any more, or no workloads)',
+  }));
+  return `scaled back ${Object.keys(restored.scaled).join(', ') || 'nothing'}`;
 }
