@@ -14,16 +14,17 @@ export default class RehearsalSummaryReporter implements Reporter {
       for (const testCase of testModule.children.allTests()) {
         const result = testCase.result();
         const seconds = ((testCase.diagnostic()?.duration ?? 0) / 1000).toFixed(1);
-        rows.push([`${file} › ${testCase.fullName}`, result.state.toUpperCase(), `${seconds} s`]);
+        rows.push([result.state.toUpperCase(), `${seconds} s`, `${file.replace(/^rehearsal\//, '').replace(/\.test\.ts$/, '')} › ${testCase.fullName}`]);
       }
     }
-    const header: [string, string, string] = ['scenario', 'outcome', 'duration'];
+    // Outcome and duration first: scenario names are long, and the last column needs no padding.
+    const header: [string, string, string] = ['outcome', 'duration', 'scenario'];
     const widths = header.map((title, column) => Math.max(title.length, ...rows.map((row) => row[column]!.length)));
-    const line = (cells: readonly string[]) => cells.map((cell, column) => cell.padEnd(widths[column]!)).join('  ');
-    const failed = rows.filter((row) => row[1] === 'FAILED').length;
-    const skipped = rows.filter((row) => row[1] === 'SKIPPED').length;
+    const line = (cells: readonly string[]) => cells.map((cell, column) => (column === cells.length - 1 ? cell : cell.padEnd(widths[column]!))).join('  ');
+    const failed = rows.filter((row) => row[0] === 'FAILED').length;
+    const skipped = rows.filter((row) => row[0] === 'SKIPPED').length;
     process.stdout.write(
-      ['', 'Rehearsal summary', line(header), widths.map((width) => '-'.repeat(width)).join('  '), ...rows.map(line), '',
+      ['', 'Rehearsal summary', line(header), widths.map((width, column) => '-'.repeat(column === 2 ? 8 : width)).join('  '), ...rows.map(line), '',
         `${rows.length - failed - skipped} passed, ${failed} failed${skipped ? `, ${skipped} not run (filtered)` : ''}`, ''].join('\n'),
     );
   }
