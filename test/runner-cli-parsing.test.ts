@@ -148,6 +148,8 @@ describe('logger', () => {
 describe('error classification', () => {
   const cases: Array<[string, number, Record<string, unknown>, string]> = [
     ['wrong password', 77, { code: '28P01', message: 'password authentication failed for user "bn_keycloak"' }, 'authentication failed for user bn_keycloak at db.example:5432'],
+    ['wrong password through Pgpool-II', 77, { code: 'XX000', message: 'authentication failed for user "keycloak"' }, 'authentication failed for user bn_keycloak'],
+    ['unknown user through Pgpool-II', 77, { code: 'XX000', message: 'SCRAM authentication failed' }, 'authentication failed for user bn_keycloak'],
     ['unknown role', 77, { code: '28000', message: 'role "x" does not exist' }, 'rejected user bn_keycloak'],
     ['missing database', 64, { code: '3D000', message: 'database "keycloak" does not exist' }, 'database keycloak does not exist'],
     ['refused', 69, { code: 'ECONNREFUSED', message: 'connect ECONNREFUSED' }, 'cannot reach PostgreSQL at db.example:5432'],
@@ -177,6 +179,7 @@ describe('error classification', () => {
     expect(tool('pg_dump: error: could not write to file "x": No space left on device').exitCode).toBe(78);
     expect(tool('connection to server at "h" (1.2.3.4), port 5432 failed: Connection refused').exitCode).toBe(69);
     expect(tool('FATAL:  password authentication failed for user "u"').exitCode).toBe(77);
+    expect(tool('connection to server at "h" (1.2.3.4), port 5432 failed: ERROR:  authentication failed for user "u"').exitCode).toBe(77);
     expect(tool('pg_restore: error: could not execute query: ERROR:  permission denied to create extension "pg_stat_statements"').exitCode).toBe(77);
     expect(tool('pg_dump: error: something new').message).toBe('pg_dump exited with code 1 on bn_keycloak@db.example:5432/keycloak: pg_dump: error: something new');
   });

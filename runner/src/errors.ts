@@ -112,7 +112,9 @@ export function classifyDatabaseError(error: unknown, endpoint: EndpointDescript
   const where = describe(endpoint);
   const pgCode = typeof code === 'string' ? code : '';
 
-  if (pgCode === '28P01' || /password authentication failed/i.test(message)) {
+  // Pgpool-II answers a wrong password with SQLSTATE XX000 and "authentication failed" (or "SCRAM
+  // authentication failed") rather than PostgreSQL's 28P01: waiting cannot fix either.
+  if (pgCode === '28P01' || /password authentication failed/i.test(message) || (pgCode === 'XX000' && /authentication failed/i.test(message))) {
     return new RunnerError(`authentication failed for user ${endpoint.user} at ${endpoint.host}:${endpoint.port}`, {
       exitCode: ExitCode.noPermission,
       hint: `check the Secret behind ${variable(endpoint, 'PGPASSWORD')} (the password stored in an old data volume wins over a changed Secret)`,
@@ -208,7 +210,8 @@ export function classifyToolFailure(
   const detail = lastLine ? `: ${lastLine}` : '';
   const where = describe(endpoint);
 
-  if (/password authentication failed/i.test(stderrTail)) {
+  // libpq's "password authentication failed", or Pgpool-II's "(SCRAM) authentication failed".
+  if (/(password |SCRAM )?authentication failed/i.test(stderrTail)) {
     return classifyDatabaseError({ code: '28P01', message: lastLine }, endpoint);
   }
   if (/database ".*" does not exist/i.test(stderrTail)) {
