@@ -102,3 +102,48 @@ describe('killed right after a phase transition, the migration resumes and conve
     expect(target.largeObjects).toEqual(sourceContents.largeObjects);
   });
 });
+
+describe('checksums and ANALYZE taken during a restore live only in the process that saw it finish', () => {
+  async function killedAtPhase(namespace: string, phase: PhaseName) {
+    const scenario = await createScenario(world, { namespace, deleteLegacy: DeleteLegacy.afterRestore });
+    for (const hook of [RunnerCommand.prepare, RunnerCommand.backupPhase]) {
+      const result = await scenario.run(hook);
+      expect(result.code, result.stderr).toBe(0);
+    }
+    const killed = await runKilledAtPhase(world, scenario, RunnerCommand.restorePhase, phase);
+    expect(killed.signal).toBe('SIGKILL');
+    expireLease(world, scenario);
+    return scenario;
+  }
+  const summaryRows = (lines: Array<Record<string, unknown>>) =>
+    (lines.find((line) => line.event === 'summary') as { rows: Array<{ step: string; note?: string }> }).rows;
+
+  it('a resumed run scans every table again: a row changed after the killed run restored it is found', async () => {
+    const scenario = await killedAtPhase('crash-stale-checksums', Phase.restored);
+    // Had the killed run's checksums been kept, the verification would compare them, not the table.
+    await world.target.query("UPDATE public.user_entity SET email = 'changed-after-the-restore@example.org' WHERE id = (SELECT min(id) FROM public.user_entity)", [], scenario.targetDatabase);
+    const resumed = await scenario.run(RunnerCommand.restorePhase);
+    expect(resumed.code, resumed.stderr).toBe(65);
+    expect(resumed.stderr).toMatch(/does not match the backup in table\(s\) public\.user_entity/);
+    expect(scenario.state()!.verification).toMatchObject({ ok: false });
+
+    // The next run restores again; its own checksums, taken in the same process, are used.
+    const again = await scenario.run(RunnerCommand.restorePhase);
+    expect(again.code, again.stderr).toBe(0);
+    const state = scenario.state()!;
+    expect(state.phase).toBe(Phase.completed);
+    expect(state.history.find((entry) => entry.phase === Phase.verified)?.detail).toMatch(/\(\d+ checksummed during the restore\)/);
+    const target = await databaseContents(scenario.targetSettings());
+    expect(target.tables['public.user_entity']).toBe(sourceContents.tables['public.user_entity']);
+  });
+
+  it('a run resumed after the restore verifies by scanning and lets the hygiene ANALYZE', async () => {
+    const scenario = await killedAtPhase('crash-after-restore', Phase.restored);
+    const resumed = await scenario.run(RunnerCommand.restorePhase);
+    expect(resumed.code, resumed.stderr).toBe(0);
+    const state = scenario.state()!;
+    expect(state.phase).toBe(Phase.completed);
+    expect(state.history.find((entry) => entry.phase === Phase.verified)?.detail).not.toMatch(/during the restore/);
+    expect(summaryRows(resumed.lines).find((row) => row.step === 'hygiene')?.note).toMatch(/^ANALYZE;/);
+  });
+});

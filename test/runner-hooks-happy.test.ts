@@ -131,10 +131,24 @@ describe('a migration through the three hooks', () => {
     // Events for the phase changes.
     const reasons = world.server.list('v1', 'Event', scenario.namespace).map((event) => event.reason as string);
     expect(reasons).toEqual(expect.arrayContaining(['MigrationPending', 'MigrationQuiesced', 'MigrationVerified', 'MigrationCompleted']));
-    const summary = result.lines.find((line) => line.event === 'summary') as { rows?: Array<{ step: string }> } | undefined;
+    const summary = result.lines.find((line) => line.event === 'summary') as { rows?: Array<{ step: string; note?: string }> } | undefined;
     expect(summary?.rows?.map((row) => row.step), result.stderr).toEqual(
       expect.arrayContaining(['wait-target', 'mark-restoring', 'restore', 'verify-target', 'hygiene', 'mark-ready', 'unquiesce', 'delete-legacy', 'complete']),
     );
+
+    // The tables were checksummed and ANALYZEd while pg_restore went on; the verification reused
+    // those checksums and the hygiene did not ANALYZE again.
+    const verified = state.history.find((entry) => entry.phase === Phase.verified)!;
+    const early = Number(/\((\d+) checksummed during the restore\)/.exec(verified.detail ?? '')?.[1] ?? 0);
+    expect(early, verified.detail).toBeGreaterThan(0);
+    expect(early).toBeLessThanOrEqual(state.verification!.tablesChecked);
+    expect(summary?.rows?.find((row) => row.step === 'hygiene')?.note).toMatch(/^ANALYZE during the restore;/);
+    // ANALYZEd all the same: a table never analyzed has reltuples -1 (PostgreSQL 14+).
+    const unanalyzed = await query<{ name: string }>(
+      target,
+      "SELECT n.nspname || '.' || c.relname AS name FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname IN ('public', 'audit') AND c.relkind = 'r' AND c.reltuples < 0",
+    );
+    expect(unanalyzed).toEqual([]);
   });
 
   it('re-runs of all three hooks are no-ops: a few API requests and no database connection', async () => {

@@ -15,7 +15,7 @@ import { runStep, timed, type HookContext } from './context.js';
 import { removeLegacy } from './protect-legacy.js';
 import { pruneBackups } from './prune-backups.js';
 import { unquiesce } from './quiesce.js';
-import { targetOwner } from './restore.js';
+import { restoredInThisRun, targetOwner } from './restore.js';
 
 export function completeStep(ctx: HookContext) {
   return runStep(ctx, {
@@ -29,8 +29,11 @@ export function completeStep(ctx: HookContext) {
       if (alreadyReady) {
         ctx.log.info('the target is already marked ready: skipping the hygiene (Keycloak may be running)');
       } else {
-        await timed(ctx, 'hygiene', () => applyKeycloakHygiene(target, { owner, log: ctx.log }), (result) => ({
-          note: `ANALYZE; emptied ${Object.keys(result.jgroupsRowsDeleted).length} JGroups table(s); released ${Object.values(result.changelogLocksReleased).reduce((a, b) => a + b, 0)} Liquibase lock(s)`,
+        // The restore this process saw finish ANALYZEd every table as it loaded them; after a resume
+        // (or an already-restored target) nothing says so, and the hygiene ANALYZEs.
+        const analyzedByRestore = restoredInThisRun(ctx, state)?.analyzed ?? false;
+        await timed(ctx, 'hygiene', () => applyKeycloakHygiene(target, { owner, log: ctx.log, analyze: !analyzedByRestore }), (result) => ({
+          note: `${analyzedByRestore ? 'ANALYZE during the restore' : 'ANALYZE'}; emptied ${Object.keys(result.jgroupsRowsDeleted).length} JGroups table(s); released ${Object.values(result.changelogLocksReleased).reduce((a, b) => a + b, 0)} Liquibase lock(s)`,
         }));
         ctx.lock?.assertHeld();
         await timed(ctx, 'mark-ready', () => writeMarker(target, { status: ReadyMarker.ready, migrationId: state.migrationId, owner }), () => ({

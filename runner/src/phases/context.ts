@@ -15,6 +15,7 @@ import { createKubeContext, type KubeContext } from '../kube/client.js';
 import { acquireLock, type HeldLock } from '../kube/lock.js';
 import { StateStore } from '../kube/state-store.js';
 import { redact, type Logger, type SummaryRow } from '../log.js';
+import type { RestoreResult } from '../pg/restore.js';
 import { advance, effectivePhase, hasReached, recordFailure, startStep, type AdvanceOptions, type MigrationState } from '../state.js';
 
 export interface HookContext {
@@ -33,6 +34,19 @@ export interface HookContext {
   state: MigrationState | undefined;
   /** The lock, while held. */
   lock: HeldLock | undefined;
+  /**
+   * The restore this process ran and finished (restore-phase), in memory only: its checksums
+   * taken during the restore and whether it ANALYZEd may be trusted only by the process that saw
+   * the restore finish. A restore that crashed, or one run by an earlier process, leaves this
+   * undefined, so the verification scans every table and the hygiene ANALYZEs.
+   */
+  restoredInThisRun: RestoredInThisRun | undefined;
+}
+
+export interface RestoredInThisRun {
+  /** The backup restored (`state.backup.manifestSha256`): the result is used only for that backup. */
+  readonly manifestSha256: string;
+  readonly result: RestoreResult;
 }
 
 export interface HookContextOptions {
@@ -60,6 +74,7 @@ export function createHookContext(command: string, options: HookContextOptions):
     currentStep: undefined,
     state: undefined,
     lock: undefined,
+    restoredInThisRun: undefined,
   };
 }
 

@@ -7,7 +7,8 @@
 import { Phase, ReadyMarker } from '../../../lib/contract.js';
 import { requireEndpoint } from '../config.js';
 import { writeMarker } from '../pg/marker.js';
-import { restoreDatabase } from '../pg/restore.js';
+import { restoreDatabase, type RestoreResult } from '../pg/restore.js';
+import type { MigrationState } from '../state.js';
 import { runStep, type HookContext } from './context.js';
 import { assertRecordedManifest, backupDirectoryOf } from './dump.js';
 
@@ -26,13 +27,36 @@ export function markRestoringStep(ctx: HookContext) {
   });
 }
 
-/** Restores the recorded backup into the target (idempotent); shared by the restore and a re-restore after a failed verification. */
+/**
+ * Restores the recorded backup into the target (idempotent); shared by the restore and a
+ * re-restore after a failed verification. Each table is checksummed and ANALYZEd as soon as
+ * pg_restore has loaded it, overlapping the rest of the restore; the result is kept in memory
+ * only (`ctx.restoredInThisRun`) for this process's verification and hygiene — never persisted, so
+ * a restore that crashes leaves nothing the next process could wrongly trust.
+ */
 export async function restoreRecordedBackup(ctx: HookContext) {
   const state = ctx.state!;
   const dir = backupDirectoryOf(ctx, state);
   await assertRecordedManifest(dir, state);
   ctx.lock?.assertHeld();
-  return restoreDatabase({ dir, target: requireEndpoint(ctx.config, 'target'), owner: targetOwner(ctx), jobs: ctx.config.parallelJobs, log: ctx.log });
+  ctx.restoredInThisRun = undefined;
+  const result = await restoreDatabase({
+    dir,
+    target: requireEndpoint(ctx.config, 'target'),
+    owner: targetOwner(ctx),
+    jobs: ctx.config.parallelJobs,
+    log: ctx.log,
+    checksumDuringRestore: true,
+    analyze: true,
+  });
+  ctx.restoredInThisRun = { manifestSha256: state.backup!.manifestSha256, result };
+  return result;
+}
+
+/** What this process's finished restore of the backup on record left for the steps after it. */
+export function restoredInThisRun(ctx: HookContext, state: MigrationState): RestoreResult | undefined {
+  const restored = ctx.restoredInThisRun;
+  return restored && state.backup && restored.manifestSha256 === state.backup.manifestSha256 ? restored.result : undefined;
 }
 
 export function restoreStep(ctx: HookContext) {
@@ -47,7 +71,8 @@ export function restoreStep(ctx: HookContext) {
           : result.cleaned.length > 0
             ? `cleaned ${result.cleaned.length} objects of a partial restore, restored again`
             : 'restored';
-      return { detail: how, rows: result.manifest.totalRows, bytes: result.bytes, note: `→ ${Phase.restored}, ${how}` };
+      const early = result.checksummedTables.size ? `; ${result.checksummedTables.size} table(s) checksummed during the restore` : '';
+      return { detail: how, rows: result.manifest.totalRows, bytes: result.bytes, note: `→ ${Phase.restored}, ${how}${early}` };
     },
   });
 }

@@ -14,7 +14,7 @@ import { readManifest } from '../pg/manifest.js';
 import { verifyTarget } from '../pg/verify-target.js';
 import { runStep, updateState, type HookContext } from './context.js';
 import { backupDirectoryOf } from './dump.js';
-import { restoreRecordedBackup, targetOwner } from './restore.js';
+import { restoredInThisRun, restoreRecordedBackup, targetOwner } from './restore.js';
 
 export function verifyTargetStep(ctx: HookContext) {
   return runStep(ctx, {
@@ -26,9 +26,16 @@ export function verifyTargetStep(ctx: HookContext) {
         await restoreRecordedBackup(ctx);
       }
       const manifest = await readManifest(backupDirectoryOf(ctx, state));
+      // Checksums taken during a restore this process saw finish; after a resume, every table is scanned.
+      const checksummedTables = restoredInThisRun(ctx, state)?.checksummedTables;
       let verification;
       try {
-        verification = await verifyTarget(requireEndpoint(ctx.config, 'target'), manifest, { owner: targetOwner(ctx), jobs: ctx.config.parallelJobs, log: ctx.log });
+        verification = await verifyTarget(requireEndpoint(ctx.config, 'target'), manifest, {
+          owner: targetOwner(ctx),
+          jobs: ctx.config.parallelJobs,
+          log: ctx.log,
+          ...(checksummedTables ? { checksummedTables } : {}),
+        });
       } catch (error) {
         // Only a difference is a verification result; an unreachable target is just a failed attempt.
         if (isRunnerError(error) && error.exitCode === ExitCode.dataError) {
@@ -41,7 +48,7 @@ export function verifyTargetStep(ctx: HookContext) {
         throw error;
       }
       return {
-        detail: `${verification.tables} tables, ${verification.rows} rows match the manifest`,
+        detail: `${verification.tables} tables, ${verification.rows} rows match the manifest${checksummedTables?.size ? ` (${checksummedTables.size} checksummed during the restore)` : ''}`,
         changes: {
           verification: { ok: true, at: new Date().toISOString(), tablesChecked: verification.tables, rowsChecked: verification.rows, mismatches: [] },
         },
