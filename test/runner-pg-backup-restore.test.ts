@@ -15,6 +15,7 @@ import { isMarkedReady, readMarker, writeMarker } from '../runner/src/pg/marker.
 import { applyKeycloakHygiene } from '../runner/src/pg/hygiene.js';
 import { collectTargetStats } from '../runner/src/pg/verify-target.js';
 import { spawnSync } from 'node:child_process';
+import pg from 'pg';
 
 let source: TestPostgres;
 let target: TestPostgres;
@@ -295,5 +296,74 @@ describe('table checksum', () => {
     for (const checksum of checksums) expect(checksum).not.toBe(base);
     expect(new Set(checksums).size).toBe(variants.length);
     expect(await checksumOf(`INSERT INTO public.t VALUES ('p', NULL, 2), ('x', 'y', 0.1)`)).toBe(base);
+  });
+});
+
+describe('materialized views', () => {
+  // A source with a view refreshed after its table's last change (fresh), one not refreshed since
+  // (stale), and one WITH NO DATA. pg_restore refreshes populated views from the restored tables.
+  let viewsBackup: string;
+  const sourceDatabase = 'matviews';
+  const sourceSettings = () => source.settings(sourceDatabase, SOURCE_USER, SOURCE_PASSWORD);
+  const contentsOf = (settings: TestPostgres, database: string, view: string) =>
+    settings.query<{ name: string; n: number }>(`SELECT name, n FROM public.${view} ORDER BY name`, [], database);
+
+  beforeAll(async () => {
+    await source.createDatabase(sourceDatabase, SOURCE_USER);
+    const client = new pg.Client(sourceSettings());
+    await client.connect();
+    try {
+      await client.query(`
+        CREATE TABLE public.item (id int PRIMARY KEY, name text NOT NULL);
+        INSERT INTO public.item SELECT g, 'group-' || (g % 3) FROM generate_series(1, 30) g;
+        CREATE MATERIALIZED VIEW public.stale_counts AS SELECT name, count(*)::int AS n FROM public.item GROUP BY name;
+        CREATE MATERIALIZED VIEW public.fresh_counts AS SELECT name, count(*)::int AS n FROM public.item GROUP BY name;
+        CREATE MATERIALIZED VIEW public.empty_counts AS SELECT name, count(*)::int AS n FROM public.item GROUP BY name WITH NO DATA;
+        -- The table changes; only fresh_counts is refreshed afterwards.
+        INSERT INTO public.item SELECT g, 'group-new' FROM generate_series(31, 40) g;
+        REFRESH MATERIALIZED VIEW public.fresh_counts;
+      `);
+    } finally {
+      await client.end();
+    }
+    viewsBackup = join(workDir, 'matviews-backup');
+    const run = await runRunner(['backup', '--dir', viewsBackup], endpointEnv('SOURCE', sourceSettings()));
+    expect(run.code, run.stderr).toBe(0);
+  });
+
+  it('restores and verifies a stale view (refreshed by the restore) and a fresh one, and keeps WITH NO DATA', async () => {
+    const database = await freshTargetDatabase();
+    const run = await runRunner(['restore', '--dir', viewsBackup], targetEnv(database));
+    expect(run.code, run.stderr).toBe(0);
+    // The stale view comes back as the source's would be when refreshed: derived from the same rows.
+    const staleOnSource = await contentsOf(source, sourceDatabase, 'stale_counts');
+    expect(staleOnSource.map((row) => row.name)).not.toContain('group-new');
+    const refreshed = await contentsOf(target, database, 'stale_counts');
+    expect(refreshed).toEqual(await contentsOf(source, sourceDatabase, 'fresh_counts'));
+    expect(refreshed).not.toEqual(staleOnSource);
+    expect(await contentsOf(target, database, 'fresh_counts')).toEqual(await contentsOf(source, sourceDatabase, 'fresh_counts'));
+    expect(await target.query('SELECT matviewname, ispopulated FROM pg_matviews ORDER BY 1', [], database)).toEqual([
+      { matviewname: 'empty_counts', ispopulated: false },
+      { matviewname: 'fresh_counts', ispopulated: true },
+      { matviewname: 'stale_counts', ispopulated: true },
+    ]);
+    // Re-running finds the target already holding the backup (the same comparison decides that).
+    const again = await runRunner(['restore', '--dir', viewsBackup], targetEnv(database));
+    expect(again.code, again.stderr).toBe(0);
+    const summary = logLines(again.stderr).find((line) => line.event === 'summary') as { rows: Array<{ step: string; note?: string }> };
+    expect(summary.rows[0]!.note).toBe('skipped: target already holds the backup');
+  });
+
+  it('fails with exit 65 naming a view whose populated state or existence differs', async () => {
+    const database = await freshTargetDatabase();
+    expect((await runRunner(['restore', '--dir', viewsBackup], targetEnv(database))).code).toBe(0);
+    await target.query(`REFRESH MATERIALIZED VIEW public.fresh_counts WITH NO DATA; REFRESH MATERIALIZED VIEW public.empty_counts; DROP MATERIALIZED VIEW public.stale_counts`, [], database);
+    const run = await runRunner(['verify', '--dir', viewsBackup], targetEnv(database));
+    expect(run.code, run.stderr).toBe(65);
+    const error = logLines(run.stderr).filter((line) => line.level === 'error').at(-1)!;
+    expect(error.msg).toContain('table public.fresh_counts: expected populated, found WITH NO DATA');
+    expect(error.msg).toContain('table public.empty_counts: expected WITH NO DATA, found populated');
+    expect(error.msg).toContain('table public.stale_counts: expected');
+    expect(error.msg).toMatch(/public\.stale_counts: expected \d+ rows, found missing/);
   });
 });

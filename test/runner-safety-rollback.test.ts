@@ -27,7 +27,7 @@ async function writeAsLegacyKeycloak(tag: string, events: number): Promise<void>
   const client = new pg.Client(world.source.settings(SOURCE_DATABASE, SOURCE_APP_USER, world.sourceAppPassword));
   await client.connect();
   try {
-    // Tables no materialized view reads: a view refreshed by the restore but stale on the source would differ.
+    // Tables no materialized view reads, so the rollback's writes leave the views as they were.
     await client.query(
       `INSERT INTO audit.admin_event (id, realm_id, at, representation)
        SELECT md5($1 || g)::uuid, (SELECT id FROM public.realm ORDER BY id LIMIT 1), now(), jsonb_build_object('tag', $1::text) FROM generate_series(1, $2::int) g`,

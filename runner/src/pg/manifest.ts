@@ -222,12 +222,15 @@ export function rowHashExpression(columns: readonly string[], floatColumns: Read
     .join(' # ');
 }
 
+/** {@link TableStats.checksum} of a materialized view WITH NO DATA (it cannot be read). */
+export const UNPOPULATED_CHECKSUM = 'unpopulated';
+
 /** Row count and checksum of one table (or materialized view), in the client's current transaction or snapshot. */
 export async function checksumTable(client: pg.Client, table: TableToChecksum): Promise<TableStats> {
   const kind = table.relkind === 'm' ? 'materialized view' : 'table';
   const sizeBytes = Number(table.size_bytes);
   if (table.relkind === 'm' && !table.populated) {
-    return { schema: table.schema, name: table.name, kind, rows: 0, checksum: 'unpopulated', sizeBytes };
+    return { schema: table.schema, name: table.name, kind, rows: 0, checksum: UNPOPULATED_CHECKSUM, sizeBytes };
   }
   const expression = rowHashExpression(table.all_columns, new Set(table.float_columns ?? []));
   const result = await client.query<{ rows: string; checksum: string }>(

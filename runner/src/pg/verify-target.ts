@@ -8,7 +8,7 @@ import { dataError } from '../errors.js';
 import { silentLogger, type Logger } from '../log.js';
 import { connect, withClient, type ConnectionSettings } from './connection.js';
 import { CHANGELOG_LOCK_TABLE, JGROUPS_TABLES } from './hygiene.js';
-import { collectDatabaseStats, type BackupManifest, type DatabaseStats, type ObjectInventory, type TableStats } from './manifest.js';
+import { collectDatabaseStats, UNPOPULATED_CHECKSUM, type BackupManifest, type DatabaseStats, type ObjectInventory, type TableStats } from './manifest.js';
 
 export type DifferenceKind = 'table' | 'sequence' | 'largeObjects' | 'extension' | 'schema' | keyof ObjectInventory | 'ownership';
 
@@ -34,7 +34,17 @@ export function hygieneTables(stats: DatabaseStats): Set<string> {
   return new Set(stats.tables.filter((table) => names.has(table.name.toLowerCase())).map((table) => `${table.schema}.${table.name}`));
 }
 
-/** Differences between expected (the manifest's) and actual statistics; empty when equal. */
+/**
+ * Differences between expected (the manifest's) and actual statistics; empty when equal.
+ *
+ * A materialized view must exist, and be populated exactly when the source's was; its rows and
+ * checksum are not compared. Its contents are derived data: pg_restore does not copy them but
+ * runs REFRESH MATERIALIZED VIEW over the restored (and checksummed) tables, so a view the source
+ * had not refreshed since its tables changed always comes back different although nothing is
+ * lost, and PostgreSQL keeps no record of whether a view is stale (comparing only "fresh" views
+ * would need the view's query re-run on the source inside the dump's snapshot: a second full
+ * evaluation of arbitrary, possibly volatile SQL, for data the restore recomputes anyway).
+ */
 export function diffDatabaseStats(expected: DatabaseStats, actual: DatabaseStats, options: DiffOptions = {}): StatsDifference[] {
   const differences: StatsDifference[] = [];
   const contentMayDiffer = options.contentMayDiffer ?? hygieneTables(expected);
@@ -53,6 +63,10 @@ export function diffDatabaseStats(expected: DatabaseStats, actual: DatabaseStats
       differences.push({ kind: 'table', name: key, expected: `${table.rows} rows`, actual: 'missing' });
     } else if (contentMayDiffer.has(key)) {
       continue;
+    } else if (table.kind === 'materialized view' || found.kind === 'materialized view') {
+      const populated = (stats: TableStats) => (stats.checksum === UNPOPULATED_CHECKSUM ? 'WITH NO DATA' : 'populated');
+      if (found.kind !== table.kind) differences.push({ kind: 'table', name: key, expected: table.kind, actual: found.kind });
+      else if (populated(found) !== populated(table)) differences.push({ kind: 'table', name: key, expected: populated(table), actual: populated(found) });
     } else if (found.rows !== table.rows) {
       differences.push({ kind: 'table', name: key, expected: `${table.rows} rows`, actual: `${found.rows} rows` });
     } else if (found.checksum !== table.checksum) {
