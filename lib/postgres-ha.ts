@@ -1,6 +1,12 @@
 import { ApiObject } from 'cdk8s';
 import { k8s } from 'cdk8s-plus-27';
 import { Construct } from 'constructs';
+import {
+  bitnamiPostgresqlDataDirEnv,
+  bitnamiPostgresqlVolumeMounts,
+  bitnamiPostgresqlVolumes,
+  dataVolumeClaimTemplate,
+} from './bitnami-postgresql-pod.js';
 import type { RequiredSecret } from './contract.js';
 import type { DatabaseConnection } from './database-connection.js';
 import {
@@ -12,7 +18,7 @@ import {
   restrictedContainerSecurityContext,
   restrictedPodSecurityContext,
 } from './pod-security.js';
-import { BITNAMI_POSTGRESQL_VOLUME_DIR, bitnamiFullname } from './postgres-standalone.js';
+import { bitnamiFullname } from './postgres-standalone.js';
 import {
   type KubeObjectName,
   validateDnsSubdomain,
@@ -430,8 +436,7 @@ function buildRepmgr(scope: Construct, common: CommonSettings, props: PostgresHa
               // Order matters: $(MY_POD_NAME) and $(REPMGR_NAMESPACE) expand only from earlier entries.
               env: [
                 { name: 'BITNAMI_DEBUG', value: 'false' },
-                { name: 'POSTGRESQL_VOLUME_DIR', value: BITNAMI_POSTGRESQL_VOLUME_DIR },
-                { name: 'PGDATA', value: `${BITNAMI_POSTGRESQL_VOLUME_DIR}/data` },
+                ...bitnamiPostgresqlDataDirEnv(),
                 fromPostgresSecret('POSTGRES_POSTGRES_PASSWORD', key.postgresPassword),
                 { name: 'POSTGRES_USER', value: common.username },
                 fromPostgresSecret('POSTGRES_PASSWORD', key.password),
@@ -473,35 +478,18 @@ function buildRepmgr(scope: Construct, common: CommonSettings, props: PostgresHa
               livenessProbe: execProbe(30, 6),
               readinessProbe: execProbe(5, 6),
               resources: postgresResources,
-              volumeMounts: [
-                { name: 'empty-dir', mountPath: '/tmp', subPath: 'tmp-dir' },
-                { name: 'empty-dir', mountPath: '/opt/bitnami/postgresql/conf', subPath: 'app-conf-dir' },
-                { name: 'empty-dir', mountPath: '/opt/bitnami/postgresql/tmp', subPath: 'app-tmp-dir' },
+              volumeMounts: bitnamiPostgresqlVolumeMounts([
                 { name: 'empty-dir', mountPath: '/opt/bitnami/postgresql/logs', subPath: 'app-logs-dir' },
                 { name: 'empty-dir', mountPath: '/opt/bitnami/repmgr/conf', subPath: 'repmgr-conf-dir' },
                 { name: 'empty-dir', mountPath: '/opt/bitnami/repmgr/tmp', subPath: 'repmgr-tmp-dir' },
                 { name: 'empty-dir', mountPath: '/opt/bitnami/repmgr/logs', subPath: 'repmgr-logs-dir' },
-                { name: 'dshm', mountPath: '/dev/shm' },
-                { name: 'data', mountPath: BITNAMI_POSTGRESQL_VOLUME_DIR },
-              ],
+              ]),
             },
           ],
-          volumes: [
-            { name: 'empty-dir', emptyDir: {} },
-            { name: 'dshm', emptyDir: { medium: 'Memory' } },
-          ],
+          volumes: bitnamiPostgresqlVolumes(),
         },
       },
-      volumeClaimTemplates: [
-        {
-          metadata: { name: 'data' },
-          spec: {
-            accessModes: ['ReadWriteOnce'],
-            resources: { requests: { storage: k8s.Quantity.fromString(common.storageSize) } },
-            ...(common.storageClass !== undefined ? { storageClassName: common.storageClass } : {}),
-          },
-        },
-      ],
+      volumeClaimTemplates: [dataVolumeClaimTemplate(common.storageSize, common.storageClass)],
     },
   });
 

@@ -1,5 +1,12 @@
 import { k8s } from 'cdk8s-plus-27';
 import { Construct } from 'constructs';
+import {
+  BITNAMI_POSTGRESQL_VOLUME_DIR,
+  bitnamiPostgresqlDataDirEnv,
+  bitnamiPostgresqlVolumeMounts,
+  bitnamiPostgresqlVolumes,
+  dataVolumeClaimTemplate,
+} from './bitnami-postgresql-pod.js';
 import type { RequiredSecret } from './contract.js';
 import type { DatabaseConnection } from './database-connection.js';
 import {
@@ -44,8 +51,8 @@ export interface LegacyDatabase {
 /** Default image: Bitnami's free versioned images moved to `bitnamilegacy` in August 2025. */
 export const DEFAULT_BITNAMI_POSTGRESQL_IMAGE = 'docker.io/bitnamilegacy/postgresql:17.6.0-debian-12-r4';
 
-/** Where the Bitnami image keeps its data volume and PGDATA. */
-export const BITNAMI_POSTGRESQL_VOLUME_DIR = '/bitnami/postgresql';
+// Defined beside the rest of the Bitnami pod layout; re-exported here, where it has always been public.
+export { BITNAMI_POSTGRESQL_VOLUME_DIR } from './bitnami-postgresql-pod.js';
 
 /**
  * Bitnami's `common.names.fullname`: the release name when it already contains the chart name,
@@ -385,8 +392,7 @@ export class PostgresStandalone extends Construct implements LegacyDatabase {
                 env: [
                   { name: 'BITNAMI_DEBUG', value: 'false' },
                   { name: 'POSTGRESQL_PORT_NUMBER', value: String(names.port) },
-                  { name: 'POSTGRESQL_VOLUME_DIR', value: BITNAMI_POSTGRESQL_VOLUME_DIR },
-                  { name: 'PGDATA', value: `${BITNAMI_POSTGRESQL_VOLUME_DIR}/data` },
+                  ...bitnamiPostgresqlDataDirEnv(),
                   { name: 'POSTGRES_USER', value: names.username },
                   secretEnv('POSTGRES_PASSWORD', names.passwordKey),
                   secretEnv('POSTGRES_POSTGRES_PASSWORD', names.adminPasswordKey),
@@ -425,32 +431,13 @@ export class PostgresStandalone extends Construct implements LegacyDatabase {
                   failureThreshold: 6,
                 },
                 resources,
-                volumeMounts: [
-                  { name: 'empty-dir', mountPath: '/tmp', subPath: 'tmp-dir' },
-                  { name: 'empty-dir', mountPath: '/opt/bitnami/postgresql/conf', subPath: 'app-conf-dir' },
-                  { name: 'empty-dir', mountPath: '/opt/bitnami/postgresql/tmp', subPath: 'app-tmp-dir' },
-                  { name: 'dshm', mountPath: '/dev/shm' },
-                  { name: 'data', mountPath: BITNAMI_POSTGRESQL_VOLUME_DIR },
-                ],
+                volumeMounts: bitnamiPostgresqlVolumeMounts(),
               },
             ],
-            volumes: [
-              { name: 'empty-dir', emptyDir: {} },
-              // PostgreSQL's parallel queries use shared memory; the container default of 64Mi is too small.
-              { name: 'dshm', emptyDir: { medium: 'Memory' } },
-            ],
+            volumes: bitnamiPostgresqlVolumes(),
           },
         },
-        volumeClaimTemplates: [
-          {
-            metadata: { name: 'data' },
-            spec: {
-              accessModes: ['ReadWriteOnce'],
-              resources: { requests: { storage: k8s.Quantity.fromString(storageSize) } },
-              ...(props.storageClass !== undefined ? { storageClassName: props.storageClass } : {}),
-            },
-          },
-        ],
+        volumeClaimTemplates: [dataVolumeClaimTemplate(storageSize, props.storageClass)],
       },
     });
   }
