@@ -133,7 +133,10 @@ export class KeycloakPlatform extends Chart {
         database: this.haDatabase.connection,
         // Helm re-applies Keycloak's replicas before the post-upgrade restore runs, and a
         // selective Argo CD sync may start it early: hold it until the data is in place.
-        databaseGate: { image: config.images.runner },
+        databaseGate: {
+          image: config.images.runner,
+          ...(config.database.sslMode !== undefined ? { sslMode: config.database.sslMode } : {}),
+        },
       });
       this.requiredSecrets = mergeSecrets([...this.haDatabase.requiredSecrets, ...this.keycloak.requiredSecrets]);
       this.migration = new DatabaseMigration(this, 'migration', {
@@ -167,6 +170,10 @@ export class KeycloakPlatform extends Chart {
         },
         activeDeadlineSeconds: config.migration.activeDeadlineSeconds,
         parallelJobs: config.migration.parallelJobs,
+        sslMode: {
+          ...(config.legacyDatabase.sslMode !== undefined ? { source: config.legacyDatabase.sslMode } : {}),
+          ...(config.database.sslMode !== undefined ? { target: config.database.sslMode } : {}),
+        },
       });
       setSyncWave(this.haDatabase, this.flavor, config.syncWaves.database);
       setSyncWave(this.keycloak, this.flavor, config.syncWaves.keycloak);

@@ -1,6 +1,6 @@
 import { k8s } from 'cdk8s-plus-27';
 import { Construct } from 'constructs';
-import { Env, type RequiredSecret, RunnerCommand } from './contract.js';
+import { Env, type RequiredSecret, RunnerCommand, SslMode, type SslModeValue } from './contract.js';
 import type { DatabaseConnection } from './database-connection.js';
 import {
   type ContainerResources,
@@ -90,6 +90,13 @@ export interface KeycloakDatabaseGate {
    * @default SMALL_CONTAINER_RESOURCES
    */
   readonly resources?: ContainerResources;
+  /**
+   * libpq sslmode of the gate's connection (`TARGET_PGSSLMODE`). Set it to the same mode as the
+   * migration's `sslMode.target` when the database requires TLS or a verified certificate.
+   *
+   * @default - unset: plain first, TLS if the server requires it
+   */
+  readonly sslMode?: SslModeValue;
 }
 
 /** Properties of {@link Keycloak}. */
@@ -427,6 +434,13 @@ function gateContainer(
   if (gate.command !== undefined && (!Array.isArray(gate.command) || gate.command.length === 0)) {
     throw new Error(`${field}.command must be a non-empty list, got ${JSON.stringify(gate.command)}`);
   }
+  const sslModes = Object.values(SslMode) as string[];
+  if (gate.sslMode !== undefined && !sslModes.includes(gate.sslMode)) {
+    throw new Error(
+      `${field}.sslMode must be one of ${sslModes.join(', ')} (libpq sslmode), got ${JSON.stringify(gate.sslMode)}: ` +
+        `leave it unset to connect without TLS first and with TLS when the server requires it`,
+    );
+  }
   return {
     name: 'database-gate',
     image: gate.image,
@@ -443,6 +457,8 @@ function gateContainer(
         valueFrom: { secretKeyRef: { name: database.credentials.secretName, key: database.credentials.passwordKey } },
       },
       { name: Env.gateTimeoutSeconds, value: String(timeoutSeconds) },
+      // Only when configured, so an unconfigured gate keeps the runner's own default.
+      ...(gate.sslMode !== undefined ? [{ name: Env.targetSslMode, value: gate.sslMode }] : []),
     ],
     resources: resourceRequirements(`${field}.resources`, gate.resources, SMALL_CONTAINER_RESOURCES),
     securityContext: restrictedContainerSecurityContext(ids),

@@ -6,7 +6,7 @@
  * and rejects bad values with an error naming the field, the value and the fix. Tests import this
  * module without synthesizing anything.
  */
-import { DeleteLegacy, type DeleteLegacyValue } from './contract.js';
+import { DeleteLegacy, type DeleteLegacyValue, SslMode, type SslModeValue } from './contract.js';
 import { DEFAULT_KEYCLOAK_IMAGE } from './keycloak.js';
 import type { ContainerResources } from './pod-security.js';
 import { DEFAULT_PGPOOL_IMAGE, PostgresHaFlavor, type PostgresHaFlavorName } from './postgres-ha.js';
@@ -84,6 +84,13 @@ export interface PlatformDatabaseConfig {
   readonly database?: string;
   /** Application user (owner of every restored object). @default 'keycloak' */
   readonly username?: string;
+  /**
+   * libpq sslmode towards this database: the migration's `sslMode.target` and Keycloak's
+   * database gate (`TARGET_PGSSLMODE`).
+   *
+   * @default - unset: plain first, TLS if the server requires it
+   */
+  readonly sslMode?: SslModeValue;
 }
 
 /**
@@ -106,6 +113,13 @@ export interface PlatformLegacyDatabaseConfig {
   readonly adminPasswordKey?: string | null;
   /** Data volume size (v1 only). @default '8Gi' */
   readonly storageSize?: string;
+  /**
+   * libpq sslmode of the migration's connections to this database (its `sslMode.source`,
+   * `SOURCE_PGSSLMODE`; v2 only).
+   *
+   * @default - unset: plain first, TLS if the server requires it
+   */
+  readonly sslMode?: SslModeValue;
 }
 
 /** The migration of the v2 shape. */
@@ -195,6 +209,7 @@ export interface ResolvedPlatformConfig {
     readonly storageClass?: string;
     readonly database: string;
     readonly username: string;
+    readonly sslMode?: SslModeValue;
   };
   readonly legacyDatabase: {
     readonly name?: string;
@@ -204,6 +219,7 @@ export interface ResolvedPlatformConfig {
     readonly passwordKey: string;
     readonly adminPasswordKey: string | null;
     readonly storageSize: string;
+    readonly sslMode?: SslModeValue;
   };
   readonly migration: {
     readonly deleteLegacy: DeleteLegacyValue;
@@ -226,8 +242,8 @@ const KNOWN_KEYS: Record<string, readonly string[]> = {
   '': ['releaseName', 'namespace', 'shape', 'images', 'keycloak', 'database', 'legacyDatabase', 'migration', 'syncWaves', 'helmChart'],
   images: ['keycloak', 'runner', 'postgresql', 'postgresqlHa', 'pgpool'],
   keycloak: ['replicas', 'hostname', 'proxyHeaders', 'adminUsername', 'resources'],
-  database: ['flavor', 'instances', 'storageSize', 'storageClass', 'database', 'username'],
-  legacyDatabase: ['name', 'database', 'username', 'secretName', 'passwordKey', 'adminPasswordKey', 'storageSize'],
+  database: ['flavor', 'instances', 'storageSize', 'storageClass', 'database', 'username', 'sslMode'],
+  legacyDatabase: ['name', 'database', 'username', 'secretName', 'passwordKey', 'adminPasswordKey', 'storageSize', 'sslMode'],
   migration: ['deleteLegacy', 'protectVolumes', 'backupSize', 'backupMinSize', 'backupStorageClass', 'activeDeadlineSeconds', 'parallelJobs'],
   syncWaves: ['database', 'restore', 'keycloak'],
   helmChart: ['name', 'version'],
@@ -298,6 +314,9 @@ export function resolvePlatformConfig(config: PlatformConfig = {}): ResolvedPlat
     ...(config.database?.storageClass !== undefined
       ? { storageClass: validateDnsSubdomain(field('database.storageClass'), config.database.storageClass) }
       : {}),
+    ...(config.database?.sslMode !== undefined
+      ? { sslMode: validateSslMode(field('database.sslMode'), config.database.sslMode) }
+      : {}),
   };
 
   const legacy = config.legacyDatabase;
@@ -309,6 +328,7 @@ export function resolvePlatformConfig(config: PlatformConfig = {}): ResolvedPlat
     storageSize: validateSize(field('legacyDatabase.storageSize'), legacy?.storageSize ?? '8Gi', 2 ** 20),
     ...(legacy?.name !== undefined ? { name: legacy.name } : {}),
     ...(legacy?.secretName !== undefined ? { secretName: legacy.secretName } : {}),
+    ...(legacy?.sslMode !== undefined ? { sslMode: validateSslMode(field('legacyDatabase.sslMode'), legacy.sslMode) } : {}),
   };
 
   const deleteLegacy = config.migration?.deleteLegacy ?? DeleteLegacy.never;
@@ -375,6 +395,17 @@ export function resolvePlatformConfig(config: PlatformConfig = {}): ResolvedPlat
   }
 
   return { releaseName, namespace, shape, images, keycloak, database, legacyDatabase, migration, syncWaves, helmChart };
+}
+
+function validateSslMode(field: string, mode: unknown): SslModeValue {
+  const modes = Object.values(SslMode) as string[];
+  if (typeof mode !== 'string' || !modes.includes(mode)) {
+    throw new Error(
+      `${field} must be one of ${modes.map((m) => `'${m}'`).join(', ')} (libpq sslmode), got ${JSON.stringify(mode)}: ` +
+        `leave it unset to connect without TLS first and with TLS when the server requires it`,
+    );
+  }
+  return mode as SslModeValue;
 }
 
 function rejectUnknownKeys(config: PlatformConfig): void {

@@ -119,6 +119,41 @@ describe('v2 shape', () => {
   });
 });
 
+describe('v2 sslmodes', () => {
+  const variant = { shape: 'v2', flavor: 'argocd', database: 'cloudnative-pg' } as const;
+  const jobs = (manifests: Manifest[]) => manifests.filter((m) => m.kind === 'Job');
+  const gateEnv = (manifests: Manifest[]) =>
+    Object.fromEntries(find(manifests, 'StatefulSet', 'keycloak').spec.template.spec.initContainers[0].env.map((v: any) => [v.name, v.value]));
+
+  it('sets no sslmode anywhere by default', () => {
+    const manifests = synthPlatform(variant);
+    expect(jobs(manifests).length).toBeGreaterThan(0);
+    for (const job of jobs(manifests)) {
+      expect(envOf(job)).not.toHaveProperty(Env.sourceSslMode);
+      expect(envOf(job)).not.toHaveProperty(Env.targetSslMode);
+    }
+    expect(gateEnv(manifests)).not.toHaveProperty(Env.targetSslMode);
+  });
+
+  it("passes database.sslMode to every Job's target and to Keycloak's gate, legacyDatabase.sslMode to every Job's source", () => {
+    const manifests = synthPlatform(variant, { database: { sslMode: 'verify-full' }, legacyDatabase: { sslMode: 'require' } });
+    expect(jobs(manifests).length).toBeGreaterThan(0);
+    for (const job of jobs(manifests)) {
+      expect(envOf(job), job.metadata.name).toMatchObject({ [Env.sourceSslMode]: 'require', [Env.targetSslMode]: 'verify-full' });
+    }
+    expect(gateEnv(manifests)[Env.targetSslMode]).toBe('verify-full');
+  });
+
+  it('sets only the side that is configured', () => {
+    const manifests = synthPlatform(variant, { legacyDatabase: { sslMode: 'disable' } });
+    for (const job of jobs(manifests)) {
+      expect(envOf(job)[Env.sourceSslMode]).toBe('disable');
+      expect(envOf(job)).not.toHaveProperty(Env.targetSslMode);
+    }
+    expect(gateEnv(manifests)).not.toHaveProperty(Env.targetSslMode);
+  });
+});
+
 describe('KeycloakPlatform bad input', () => {
   it('fails when the release name makes a StatefulSet name too long for its pods', () => {
     expect(() => buildPlatform({ shape: 'v2', flavor: 'helm', database: 'repmgr' }, { releaseName: 'a'.repeat(30) })).toThrow(
@@ -136,6 +171,12 @@ describe('KeycloakPlatform bad input', () => {
     expect(() =>
       buildPlatform({ shape: 'v2', flavor: 'helm', database: 'repmgr' }, { legacyDatabase: { name: 'keycloak-postgresql-ha-postgresql' } }),
     ).toThrow(/legacy database's names \(StatefulSet\/keycloak-postgresql-ha-postgresql.*deleteLegacy is 'never'/);
+  });
+
+  it('fails when an sslmode is unknown, naming the field', () => {
+    expect(() => buildPlatform({ shape: 'v2', flavor: 'helm', database: 'repmgr' }, { database: { sslMode: 'tls' as never } })).toThrow(
+      /platform config 'database.sslMode' must be one of .*got "tls"/,
+    );
   });
 
   it('fails when HA is asked for a single instance', () => {

@@ -144,6 +144,16 @@ describe('Keycloak', () => {
     expect(synth().pod.initContainers).toBeUndefined();
   });
 
+  it('passes the target sslmode to the gate only when configured', () => {
+    const gateEnv = (sslMode?: 'verify-full' | 'disable') =>
+      synth({ databaseGate: { image: 'r/x:1', ...(sslMode !== undefined ? { sslMode } : {}) } }).pod.initContainers[0].env;
+    expect(gateEnv('verify-full')).toContainEqual({ name: Env.targetSslMode, value: 'verify-full' });
+    expect(gateEnv('disable')).toContainEqual({ name: Env.targetSslMode, value: 'disable' });
+    expect(gateEnv().map((variable: { name: string }) => variable.name)).not.toContain(Env.targetSslMode);
+    // Keycloak itself is not given the runner's variable.
+    expect(synth({ databaseGate: { image: 'r/x:1', sslMode: 'require' } }).env[Env.targetSslMode]).toBeUndefined();
+  });
+
   it('passes schema validation together with a PostgresHa it connects to', () => {
     const chart = Testing.chart();
     const ha = new PostgresHa(chart, 'db');
@@ -186,6 +196,12 @@ describe('Keycloak', () => {
     expect(() => synth({ proxyHeaders: 'x-forwarded' as 'xforwarded' })).toThrow(/'proxyHeaders' must be 'xforwarded' or 'forwarded'/);
     expect(() => synth({ hostname: 'sso example.com' })).toThrow(/Keycloak 'hostname' must be a DNS-1123 subdomain/);
     expect(() => synth({ databaseGate: { image: 'r/x:1', timeoutSeconds: 0 } })).toThrow(/'databaseGate'.timeoutSeconds must be an integer from 1/);
+  });
+
+  it('fails on an unknown gate sslmode, naming the prop, the value and the allowed modes', () => {
+    expect(() => synth({ databaseGate: { image: 'r/x:1', sslMode: 'verify_full' as never } })).toThrow(
+      /Keycloak 'databaseGate'.sslMode must be one of disable, allow, prefer, require, verify-ca, verify-full \(libpq sslmode\), got "verify_full"/,
+    );
   });
 
   it('fails when extraEnv overrides a variable the construct owns', () => {

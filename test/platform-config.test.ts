@@ -26,6 +26,15 @@ describe('platform configuration', () => {
     expect(resolvePlatformConfig(platformConfig).shape).toBe('v2');
   });
 
+  it('leaves the sslmodes unset by default and keeps configured ones', () => {
+    const defaults = resolvePlatformConfig({});
+    expect('sslMode' in defaults.database).toBe(false);
+    expect('sslMode' in defaults.legacyDatabase).toBe(false);
+    const resolved = resolvePlatformConfig({ database: { sslMode: 'verify-full' }, legacyDatabase: { sslMode: 'require' } });
+    expect(resolved.database.sslMode).toBe('verify-full');
+    expect(resolved.legacyDatabase.sslMode).toBe('require');
+  });
+
   it('keeps an explicit null admin password key (superuser unknown)', () => {
     expect(resolvePlatformConfig({ legacyDatabase: { adminPasswordKey: null } }).legacyDatabase.adminPasswordKey).toBeNull();
   });
@@ -37,6 +46,14 @@ describe('platform configuration bad input', () => {
   it('fails when a key is misspelt, naming the known ones', () => {
     fails({ database: { instance: 2 } as never }, /'database.instance' is not a known setting \(got 2\); known settings of 'database': flavor, instances/);
     fails({ releasename: 'x' } as never, /'releasename' is not a known setting/);
+  });
+
+  it('fails when an sslmode is not a libpq sslmode', () => {
+    fails(
+      { database: { sslMode: 'on' as never } },
+      /'database.sslMode' must be one of 'disable', 'allow', 'prefer', 'require', 'verify-ca', 'verify-full' \(libpq sslmode\), got "on"/,
+    );
+    fails({ legacyDatabase: { sslMode: true as never } }, /'legacyDatabase.sslMode' must be one of .*got true/);
   });
 
   it('fails when HA has fewer than two instances', () => {
