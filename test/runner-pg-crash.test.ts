@@ -8,7 +8,7 @@ import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createKeycloakData, readComparableContent, type ComparableDatabase } from './support/keycloak-data.js';
+import { createKeycloakData, readComparableContent, type ComparableDatabase, KEYCLOAK_HYGIENE_TABLES } from './support/keycloak-data.js';
 import { startPostgres, type TestPostgres } from './support/postgres.js';
 import { endpointEnv, runRunner, startRunner, type RunnerProcess } from './support/runner-cli.js';
 
@@ -20,7 +20,6 @@ const SOURCE = { user: 'bn_keycloak', password: 'src-pass-1' };
 const TARGET = { user: 'keycloak', password: 'dst-pass-2' };
 
 /** Tables the restore's hygiene changes on purpose. */
-const HYGIENE_TABLES = ['public.jgroups_ping', 'public.databasechangeloglock'];
 
 beforeAll(async () => {
   [source, target] = await Promise.all([startPostgres({ major: 15 }), startPostgres({ major: 15 })]);
@@ -67,7 +66,7 @@ function expectSameAsSource(restored: ComparableDatabase): void {
   expect(restoredRest).toEqual(sourceRest);
   expect(Object.keys(restoredTables).sort()).toEqual(Object.keys(sourceTables).sort());
   for (const [name, rows] of Object.entries(sourceTables)) {
-    if (HYGIENE_TABLES.includes(name)) continue;
+    if (KEYCLOAK_HYGIENE_TABLES.includes(name)) continue;
     expect(restoredTables[name]?.length, name).toBe(rows.length);
     expect(restoredTables[name], name).toEqual(rows);
   }

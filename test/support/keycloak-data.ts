@@ -12,6 +12,12 @@
 import pg from 'pg';
 import type { ConnectionSettings } from '../../runner/src/pg/connection.js';
 
+/**
+ * Tables whose rows Keycloak's hygiene rewrites after a verified restore (stale cluster members
+ * removed, the Liquibase lock released): comparisons of source and target skip their contents.
+ */
+export const KEYCLOAK_HYGIENE_TABLES: readonly string[] = ['public.jgroups_ping', 'public.databasechangeloglock'];
+
 export interface KeycloakDataOptions {
   /** Number of users (credentials and events scale with it). @default 300 */
   readonly users?: number;
