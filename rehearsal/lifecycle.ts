@@ -198,6 +198,12 @@ export class HelmRelease {
   /** Whether any release exists (an upgrade after a failed install is still an upgrade). */
   private released = false;
   status: 'none' | 'deployed' | 'failed' = 'none';
+  /**
+   * Awaited before the hooks of each event run. Scenarios use it to pin an interleaving that a
+   * real cluster leaves to chance: e.g. hold the post-upgrade restore Job (its image pull is slow)
+   * until Keycloak's re-scaled pods have reached the new database.
+   */
+  beforeHooks?: (event: HelmHookEvent) => Promise<void>;
 
   constructor(
     private readonly cluster: ClusterOps,
@@ -236,6 +242,7 @@ export class HelmRelease {
     log: (action: LifecycleEvent['action'], target: string, detail?: string) => void,
     counter: { writes: number },
   ): Promise<void> {
+    await this.beforeHooks?.(event);
     const ordered = helmHookOrder(chart.hooks, event);
     for (const hook of ordered) {
       const key = objectKey(hook.object);

@@ -2,7 +2,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 
 import { Rehearsal } from './harness.js';
-import { deploy, expectNoOpRepeat, installV1, seedKeycloakData, verifyMigrated, type Tool } from './scenario.js';
+import { deploy, expectNoOpRepeat, holdRestoreUntilKeycloakReachedTheNewDatabase, installV1, seedKeycloakData, verifyMigrated, type Tool } from './scenario.js';
 
 describe.each(['helm', 'argocd'] as Tool[])('upgrade v1 → v2 with %s', (tool) => {
   let rehearsal: Rehearsal | undefined;
@@ -17,6 +17,9 @@ describe.each(['helm', 'argocd'] as Tool[])('upgrade v1 → v2 with %s', (tool) 
     expect(Object.keys(legacy.tables).length).toBeGreaterThan(5);
 
     const v2 = rehearsal.synthesize('v2');
+    // Helm re-applies Keycloak's replicas before the post-upgrade restore: hold the restore until
+    // Keycloak's gate has reached the empty new database, so the gate is what keeps it out.
+    if (tool === 'helm') holdRestoreUntilKeycloakReachedTheNewDatabase(rehearsal);
     const result = await deploy(rehearsal, tool, v2);
     expect(result.error?.message).toBeUndefined();
     await verifyMigrated(rehearsal, v2, legacy);

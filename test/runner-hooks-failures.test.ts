@@ -16,6 +16,7 @@ import {
   KEYCLOAK_REPLICAS,
   runKilledAtPhase,
   startWorld,
+  TARGET_APP_USER,
   type RunResult,
   type World,
 } from './support/runner-hooks-harness.js';
@@ -82,6 +83,40 @@ describe('verification', () => {
       (await databaseContents(world.source.settings('keycloak'))).tables['public.credential'],
     );
     expect(scenario.keycloakReplicas()).toBe(KEYCLOAK_REPLICAS);
+  });
+
+  it('refuses with 65 to restore over a target someone wrote to before the restore (no marker), drops nothing, and resumes once it is empty', async () => {
+    const scenario = await createScenario(world, { namespace: 'written-early', deleteLegacy: DeleteLegacy.afterRestore });
+    expect((await scenario.run(RunnerCommand.prepare)).code).toBe(0);
+    expect((await scenario.run(RunnerCommand.backupPhase)).code).toBe(0);
+    // A Keycloak without its database gate found the new database empty and created its schema.
+    const app = new pg.Client(scenario.targetSettings(TARGET_APP_USER));
+    await app.connect();
+    try {
+      await app.query('CREATE TABLE public.databasechangeloglock (id integer PRIMARY KEY, locked boolean NOT NULL)');
+      await app.query('INSERT INTO public.databasechangeloglock VALUES (1, false)');
+      await app.query('CREATE TABLE public.realm (id varchar(36) PRIMARY KEY, name varchar(255))');
+      await app.query("INSERT INTO public.realm VALUES ('written-before-the-restore', 'master')");
+    } finally {
+      await app.end();
+    }
+
+    const refused = await scenario.run(RunnerCommand.restorePhase);
+    expect(refused.code).toBe(ExitCode.dataError);
+    expect(errorLine(refused)).toMatch(
+      new RegExp(`already holds 2 relation\\(s\\): public\\.databasechangeloglock, public\\.realm, but no restore has started there .*Nothing was dropped`),
+    );
+    expect(scenario.state()).toMatchObject({ phase: Phase.failed, resumeFrom: Phase.legacyProtected, lastError: { step: 'mark-restoring', exitCode: ExitCode.dataError } });
+    expect(await markerOf(scenario.targetSettings())).toBeUndefined();
+    expect((await databaseContents(scenario.targetSettings())).tables['public.realm']).toBeDefined();
+    expect(scenario.keycloakReplicas()).toBe(0);
+
+    // The fix the hint names: the database emptied (here: the two tables dropped); the next run resumes.
+    await world.target.query('DROP TABLE public.databasechangeloglock, public.realm', [], scenario.targetDatabase);
+    const again = await scenario.run(RunnerCommand.restorePhase);
+    expect(again.code, again.stderr).toBe(0);
+    expect(scenario.state()!.phase).toBe(Phase.completed);
+    expect(await markerOf(scenario.targetSettings())).toBe(ReadyMarker.ready);
   });
 
   it('fails with 65 naming the file when the dump was changed after it was written, and deletes nothing (after-backup)', async () => {
