@@ -131,6 +131,13 @@ export const Env = {
    * no `replicas` (HPA-managed, or not deployed by the chart). @default true
    */
   restoreReplicas: 'MIGRATION_RESTORE_REPLICAS',
+  /**
+   * The id of a Completed migration (`m-YYYYMMDD-HHMMSS-xxxxxx`) whose legacy database may have
+   * changed since — a rollback ran the old release on it — and whose new database is to be kept
+   * anyway. Without it, backup-phase refuses (65) to let such an upgrade put Keycloak back on the
+   * new database, where the rollback's writes are missing. @default - unset: refuse
+   */
+  acceptLegacyChangesOf: 'MIGRATION_ACCEPT_LEGACY_CHANGES_OF',
   /** Legacy StatefulSet name (protected, optionally deleted). Empty: none known. */
   legacyStatefulSet: 'MIGRATION_LEGACY_STATEFULSET',
   /** Legacy PVC names, comma separated (their PVs are set to Retain). */
@@ -166,6 +173,9 @@ export const Env = {
   pgBinDir: 'PG_BINDIR',
 } as const;
 export type EnvName = (typeof Env)[keyof typeof Env];
+
+/** The shape of a migration id (the runner's `newMigrationId`), e.g. `m-20261125-031500-a1b2c3`. */
+export const MIGRATION_ID_PATTERN = /^m-\d{8}-\d{6}-[0-9a-f]{6}$/;
 
 /**
  * Values of {@link Env.sourceSslMode} / {@link Env.targetSslMode}: libpq's sslmode. The runner
@@ -302,6 +312,7 @@ const MIGRATION_JOB_OPTIONAL_ENV: readonly EnvName[] = [
   Env.backupStorageClass,
   Env.sourceSslMode,
   Env.targetSslMode,
+  Env.acceptLegacyChangesOf,
 ];
 
 /**

@@ -55,6 +55,7 @@ import {
   validateIntegerRange,
   validatePort,
   validateSecretKey,
+  validateMigrationId,
   validateSize,
   validateStatefulSetName,
 } from './validation.js';
@@ -179,6 +180,15 @@ export interface DatabaseMigrationProps {
    * @default - true with flavor `helm`, false with flavor `argocd`
    */
   readonly restoreReplicas?: boolean;
+  /**
+   * The id of a Completed migration (`m-YYYYMMDD-HHMMSS-xxxxxx`) whose legacy database changed
+   * afterwards — a rollback ran the old release on it — when the new database is to be kept and
+   * those legacy changes discarded (`MIGRATION_ACCEPT_LEGACY_CHANGES_OF`). Without it, the backup
+   * Job refuses such an upgrade (exit 65) and names the id to put here.
+   *
+   * @default - unset: refuse
+   */
+  readonly acceptLegacyChangesOf?: string;
   /**
    * The legacy database's objects.
    *
@@ -415,6 +425,8 @@ export class DatabaseMigration extends Construct {
     if (typeof restoreReplicas !== 'boolean') {
       throw new Error(`DatabaseMigration restoreReplicas must be true or false, got ${JSON.stringify(restoreReplicas)}`);
     }
+    const acceptLegacyChangesOf =
+      props.acceptLegacyChangesOf === undefined ? undefined : validateMigrationId('DatabaseMigration acceptLegacyChangesOf', props.acceptLegacyChangesOf);
     if (protectVolumes && namespace === undefined) {
       throw new Error(
         `DatabaseMigration namespace is required when protectVolumes is true: the ClusterRoleBinding must name the ` +
@@ -511,6 +523,7 @@ export class DatabaseMigration extends Construct {
       backup,
       workloads,
       restoreReplicas,
+      ...(acceptLegacyChangesOf !== undefined ? { acceptLegacyChangesOf } : {}),
       legacy,
       deleteLegacy,
       protectVolumes,
@@ -828,6 +841,7 @@ interface CommonEnvInputs {
   readonly backup: ValidatedBackup;
   readonly workloads: readonly QuiescedWorkload[];
   readonly restoreReplicas: boolean;
+  readonly acceptLegacyChangesOf?: string;
   readonly legacy: ValidatedLegacy;
   readonly deleteLegacy: DeleteLegacyValue;
   readonly protectVolumes: boolean;
@@ -901,6 +915,7 @@ function migrationJobEnv(
     // The runner's format: lower-case kind, as kubectl spells resources (`statefulset/<name>`).
     value(Env.workloads, inputs.workloads.map((w) => `${w.kind.toLowerCase()}/${w.name}`).join(',')),
     value(Env.restoreReplicas, String(inputs.restoreReplicas)),
+    ...(inputs.acceptLegacyChangesOf !== undefined ? [value(Env.acceptLegacyChangesOf, inputs.acceptLegacyChangesOf)] : []),
     value(Env.legacyStatefulSet, legacy.statefulSetName ?? ''),
     value(Env.legacyPvcs, legacy.pvcNames.join(',')),
     value(Env.deleteLegacy, inputs.deleteLegacy),

@@ -170,6 +170,7 @@ export class KeycloakPlatform extends Chart {
         },
         activeDeadlineSeconds: config.migration.activeDeadlineSeconds,
         parallelJobs: config.migration.parallelJobs,
+        ...(config.migration.acceptLegacyChangesOf !== undefined ? { acceptLegacyChangesOf: config.migration.acceptLegacyChangesOf } : {}),
         sslMode: {
           ...(config.legacyDatabase.sslMode !== undefined ? { source: config.legacyDatabase.sslMode } : {}),
           ...(config.database.sslMode !== undefined ? { target: config.database.sslMode } : {}),

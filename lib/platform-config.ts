@@ -18,6 +18,7 @@ import {
   validateImage,
   validateIntegerRange,
   validateLabelValue,
+  validateMigrationId,
   validateSize,
 } from './validation.js';
 
@@ -142,6 +143,12 @@ export interface PlatformMigrationConfig {
   readonly activeDeadlineSeconds?: number;
   /** pg_dump / pg_restore parallelism. @default 2 */
   readonly parallelJobs?: number;
+  /**
+   * After a rollback to v1 wrote to the legacy database of a completed migration, upgrading again
+   * is refused until you choose: put that migration's id here to keep the new database and discard
+   * the legacy changes (the backup Job's error names the id). @default - unset: refuse
+   */
+  readonly acceptLegacyChangesOf?: string;
 }
 
 /** Argo CD sync waves of the ordinary resources and of the restore Sync hook. */
@@ -229,6 +236,7 @@ export interface ResolvedPlatformConfig {
     readonly backupStorageClass?: string;
     readonly activeDeadlineSeconds: number;
     readonly parallelJobs: number;
+    readonly acceptLegacyChangesOf?: string;
   };
   readonly syncWaves: Required<PlatformSyncWaves>;
   readonly helmChart: Required<PlatformHelmChartConfig>;
@@ -244,7 +252,7 @@ const KNOWN_KEYS: Record<string, readonly string[]> = {
   keycloak: ['replicas', 'hostname', 'proxyHeaders', 'adminUsername', 'resources'],
   database: ['flavor', 'instances', 'storageSize', 'storageClass', 'database', 'username', 'sslMode'],
   legacyDatabase: ['name', 'database', 'username', 'secretName', 'passwordKey', 'adminPasswordKey', 'storageSize', 'sslMode'],
-  migration: ['deleteLegacy', 'protectVolumes', 'backupSize', 'backupMinSize', 'backupStorageClass', 'activeDeadlineSeconds', 'parallelJobs'],
+  migration: ['deleteLegacy', 'protectVolumes', 'backupSize', 'backupMinSize', 'backupStorageClass', 'activeDeadlineSeconds', 'parallelJobs', 'acceptLegacyChangesOf'],
   syncWaves: ['database', 'restore', 'keycloak'],
   helmChart: ['name', 'version'],
 };
@@ -364,6 +372,9 @@ export function resolvePlatformConfig(config: PlatformConfig = {}): ResolvedPlat
     ...(backupSize !== undefined ? { backupSize } : {}),
     ...(config.migration?.backupStorageClass !== undefined
       ? { backupStorageClass: validateDnsSubdomain(field('migration.backupStorageClass'), config.migration.backupStorageClass) }
+      : {}),
+    ...(config.migration?.acceptLegacyChangesOf !== undefined
+      ? { acceptLegacyChangesOf: validateMigrationId(field('migration.acceptLegacyChangesOf'), config.migration.acceptLegacyChangesOf) }
       : {}),
   };
 

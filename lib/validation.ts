@@ -1,4 +1,5 @@
 import type { DatabaseConnection } from './database-connection.js';
+import { MIGRATION_ID_PATTERN } from './contract.js';
 
 /**
  * Validators shared by every construct. Each throws an Error that names the field, the value
@@ -349,4 +350,16 @@ export function validateDatabaseConnection(field: string, connection: DatabaseCo
     validateSecretKey(`${field}.${name}.passwordKey`, credentials.passwordKey);
   }
   return connection;
+}
+
+/** A migration id as the runner writes it (`m-20261125-031500-a1b2c3`), e.g. copied from an error. */
+export function validateMigrationId(field: string, value: string): string {
+  requireString(field, value);
+  if (!MIGRATION_ID_PATTERN.test(value)) {
+    throw new Error(
+      `${field} must be a migration id like m-20261125-031500-a1b2c3, got ${show(value)}: ` +
+        "copy the id from the backup Job's error (or the state ConfigMap), or leave it unset",
+    );
+  }
+  return value;
 }

@@ -165,6 +165,16 @@ describe('DatabaseMigration objects', () => {
     expect(restoreReplicasOf({ flavor: 'helm', restoreReplicas: false })).toEqual(['false', 'false', 'false']);
   });
 
+  it('passes acceptLegacyChangesOf to every Job only when set, and rejects what is not a migration id', () => {
+    const acceptedOf = (overrides: Partial<DatabaseMigrationProps>) =>
+      synth(overrides)
+        .filter((o: any) => o.kind === 'Job')
+        .map((job: any) => job.spec.template.spec.containers[0].env.find((v: any) => v.name === Env.acceptLegacyChangesOf)?.value);
+    expect(acceptedOf({ flavor: 'helm' })).toEqual([undefined, undefined, undefined]);
+    expect(acceptedOf({ flavor: 'helm', acceptLegacyChangesOf: 'm-20261125-031500-a1b2c3' })).toEqual(Array(3).fill('m-20261125-031500-a1b2c3'));
+    expect(() => synth({ acceptLegacyChangesOf: 'm-1' })).toThrow(/DatabaseMigration acceptLegacyChangesOf must be a migration id like m-20261125-031500-a1b2c3, got "m-1"/);
+  });
+
   it('merges and sorts ensured Secrets so the committed JSON is stable', () => {
     const env = jobOf(
       synth({

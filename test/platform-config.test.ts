@@ -101,6 +101,12 @@ describe('platform configuration bad input', () => {
     fails({ migration: { deleteLegacy: 'immediately' as never } }, /'migration.deleteLegacy' must be one of 'never', 'after-restore', 'after-backup', got "immediately"/);
   });
 
+  it('fails when acceptLegacyChangesOf is not a migration id, and keeps a valid one', () => {
+    fails({ migration: { acceptLegacyChangesOf: 'yes' } }, /'migration.acceptLegacyChangesOf' must be a migration id like m-20261125-031500-a1b2c3, got "yes": copy the id/);
+    expect(resolvePlatformConfig({ migration: { acceptLegacyChangesOf: 'm-20261125-031500-a1b2c3' } }).migration.acceptLegacyChangesOf).toBe('m-20261125-031500-a1b2c3');
+    expect(resolvePlatformConfig({}).migration.acceptLegacyChangesOf).toBeUndefined();
+  });
+
   it('fails when the Job deadline is too short to be useful', () => {
     fails({ migration: { activeDeadlineSeconds: 30 } }, /'migration.activeDeadlineSeconds' must be an integer from 60/);
   });

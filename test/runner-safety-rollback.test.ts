@@ -223,3 +223,59 @@ describe('rollback in the middle of a migration', () => {
     }
   });
 });
+
+describe('rollback after the migration completed', () => {
+  it('backup-phase refuses (65) while the legacy database holds writes the new one lacks, changes nothing, and goes on once they are accepted', async () => {
+    const scenario = await createScenario(world, { namespace: 'after-complete', deleteLegacy: DeleteLegacy.never });
+    for (const command of [RunnerCommand.prepare, RunnerCommand.backupPhase, RunnerCommand.restorePhase]) {
+      const result = await scenario.run(command);
+      expect(result.code, result.stderr).toBe(0);
+    }
+    const completed = scenario.state()!;
+    expect(completed.phase).toBe(Phase.completed);
+
+    // Every later sync with the legacy StatefulSet still there (Argo CD without prune) and nothing written: a no-op.
+    const quiet = await scenario.run(RunnerCommand.backupPhase);
+    expect(quiet.code, quiet.stderr).toBe(0);
+    expect(quiet.lines.some((line) => String(line.msg).endsWith(`its database is unchanged since migration ${completed.migrationId}'s backup`))).toBe(true);
+
+    const plan = await scenario.run(RunnerCommand.plan);
+    expect(plan.stdout).toMatch(
+      new RegExp(`^backup-phase: +compare the legacy database \\(its StatefulSet exists again: a rollback\\?\\) with backup ${completed.backup!.dir}: unchanged → nothing \\(exit 0\\); changed → refuse \\(exit 65\\)`, 'm'),
+    );
+
+    // helm rollback to the old release: its Keycloak runs on the legacy database and writes.
+    await rollBackKeycloak(scenario, 2);
+    await writeAsLegacyKeycloak('after-complete', 4);
+
+    // The upgrade again: the pre-upgrade backup-phase stops it before Keycloak is switched over.
+    const refused = await scenario.run(RunnerCommand.backupPhase);
+    expect(refused.code).toBe(ExitCode.dataError);
+    expect(errorLine(refused)).toMatch(
+      new RegExp(`^the legacy database changed after migration ${completed.migrationId} completed \\(4 write\\(s\\) to table audit\\.admin_event, 1 to public\\.realm\\).*Nothing was changed`),
+    );
+    expect(refused.stderr).toContain(`MIGRATION_ACCEPT_LEGACY_CHANGES_OF=${completed.migrationId}`);
+    const after = scenario.state()!;
+    expect(after.phase).toBe(Phase.completed);
+    expect(after.backup).toEqual(completed.backup);
+    expect(after.lastError).toMatchObject({ step: expect.any(String), exitCode: ExitCode.dataError });
+    expect(scenario.keycloakReplicas()).toBe(2);
+    expect(await targetEventsTagged(scenario, 'after-complete')).toBe(0);
+
+    // A wrong id is a usage error naming the variable; the right one lets the upgrade go on.
+    const typo = await scenario.run(RunnerCommand.backupPhase, { env: { MIGRATION_ACCEPT_LEGACY_CHANGES_OF: 'yes' } });
+    expect(typo.code).toBe(ExitCode.usage);
+    expect(errorLine(typo)).toMatch(/^MIGRATION_ACCEPT_LEGACY_CHANGES_OF must be a migration id like m-20261125-031500-a1b2c3, got "yes"/);
+    const otherMigration = await scenario.run(RunnerCommand.backupPhase, { env: { MIGRATION_ACCEPT_LEGACY_CHANGES_OF: 'm-20200101-000000-abcdef' } });
+    expect(otherMigration.code).toBe(ExitCode.dataError);
+    const accepted = await scenario.run(RunnerCommand.backupPhase, { env: { MIGRATION_ACCEPT_LEGACY_CHANGES_OF: completed.migrationId } });
+    expect(accepted.code, accepted.stderr).toBe(0);
+    expect(accepted.lines.some((line) => line.level === 'warn' && String(line.msg).includes('accepts its later changes'))).toBe(true);
+    expect(scenario.state()!.phase).toBe(Phase.completed);
+
+    // With the legacy StatefulSet gone (the upgrade deleted it), nothing is compared: one more API read, no database.
+    world.server.remove({ apiVersion: 'apps/v1', kind: 'StatefulSet', name: 'legacy-postgresql', namespace: scenario.namespace });
+    const gone = await scenario.run(RunnerCommand.backupPhase, { env: { SOURCE_PGPORT: '1' } });
+    expect(gone.code, gone.stderr).toBe(0);
+  });
+});

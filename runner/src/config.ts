@@ -10,7 +10,7 @@
  * - optional settings fall back to the defaults documented in the contract, so `plan` and `status`
  *   run by hand need only the names of the state ConfigMap and the Lease.
  */
-import { BACKUP_MOUNT_PATH, DeleteLegacy, Env, type DeleteLegacyValue } from '../../lib/contract.js';
+import { BACKUP_MOUNT_PATH, DeleteLegacy, Env, MIGRATION_ID_PATTERN, type DeleteLegacyValue } from '../../lib/contract.js';
 import { usageError } from './errors.js';
 import { lockOptionsFromEnv, type LockOptions } from './kube/lock.js';
 import { parseEnsureSecrets, type SecretSpec } from './kube/secrets.js';
@@ -48,6 +48,8 @@ export interface HookConfig {
   readonly workloads: readonly WorkloadRef[];
   /** Whether restore-phase scales the workloads back (MIGRATION_RESTORE_REPLICAS; see the contract). */
   readonly restoreReplicas: boolean;
+  /** A Completed migration whose legacy database's later changes are accepted (MIGRATION_ACCEPT_LEGACY_CHANGES_OF). */
+  readonly acceptLegacyChangesOf?: string;
   /** Undefined: no legacy StatefulSet is known. */
   readonly legacyStatefulSet?: string;
   readonly legacyPvcs: readonly string[];
@@ -168,6 +170,13 @@ export function hookConfigFromEnv(env: NodeJS.ProcessEnv = process.env): HookCon
   const storageClass = optionalName(env, Env.backupStorageClass);
   const legacyStatefulSet = optionalName(env, Env.legacyStatefulSet);
   const owner = text(env, Env.targetOwner) ?? target.settings?.user;
+  const acceptLegacyChangesOf = text(env, Env.acceptLegacyChangesOf);
+  if (acceptLegacyChangesOf !== undefined && !MIGRATION_ID_PATTERN.test(acceptLegacyChangesOf)) {
+    throw usageError(
+      `${Env.acceptLegacyChangesOf} must be a migration id like m-20261125-031500-a1b2c3, got "${acceptLegacyChangesOf}"`,
+      `copy the id from the error that asked for it (or from kubectl describe configmap ${stateConfigMap}), or unset ${Env.acceptLegacyChangesOf}`,
+    );
+  }
   return {
     stateConfigMap,
     lock,
@@ -180,6 +189,7 @@ export function hookConfigFromEnv(env: NodeJS.ProcessEnv = process.env): HookCon
     ...(backupDir ? { backupDir } : {}),
     workloads: parseWorkloads(env[Env.workloads]),
     restoreReplicas: booleanFromEnv(env, Env.restoreReplicas, true),
+    ...(acceptLegacyChangesOf ? { acceptLegacyChangesOf } : {}),
     ...(legacyStatefulSet ? { legacyStatefulSet } : {}),
     legacyPvcs: nameList(env, Env.legacyPvcs),
     deleteLegacy: deleteLegacyFromEnv(env),

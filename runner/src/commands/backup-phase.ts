@@ -4,7 +4,8 @@
  * legacy volumes and — only with MIGRATION_DELETE_LEGACY=after-backup — delete the legacy database.
  *
  * Quiesced → BackedUp → BackupVerified → LegacyProtected. Completed or NotNeeded: exit 0 after one
- * API read. A backup already on record (a re-run after a failed restore, or after a rollback) is
+ * API read (Completed with the legacy StatefulSet back, e.g. after a rollback: refuse (65) if its
+ * database changed since the backup, see assertLegacyUnchangedSinceCompletion). A backup already on record (a re-run after a failed restore, or after a rollback) is
  * reused only if the legacy database has not changed since it; otherwise it is superseded and the
  * source dumped again (phases/source-freshness.ts).
  */
@@ -16,7 +17,7 @@ import { hasReached, isTerminal } from '../state.js';
 import { createHookContext, describePhase, readState, runHook, withMigrationLock, type HookContext } from '../phases/context.js';
 import { dumpStep } from '../phases/dump.js';
 import { protectLegacyStep } from '../phases/protect-legacy.js';
-import { reuseOrSupersedeBackup } from '../phases/source-freshness.js';
+import { assertLegacyUnchangedSinceCompletion, reuseOrSupersedeBackup } from '../phases/source-freshness.js';
 import { verifyBackupStep } from '../phases/verify-backup.js';
 
 export async function runBackupPhase(ctx: HookContext): Promise<number> {
@@ -29,6 +30,8 @@ export async function runBackupPhase(ctx: HookContext): Promise<number> {
       );
     }
     if (isTerminal(state)) {
+      // After a rollback the legacy database may hold writes the new one lacks.
+      if (state.phase === Phase.completed && ctx.config.backupDir) await assertLegacyUnchangedSinceCompletion(ctx, state);
       ctx.log.info(`migration ${state.migrationId} is ${state.phase}: nothing to back up`);
       return 0;
     }
@@ -63,7 +66,9 @@ MIGRATION_PROTECT_VOLUMES=true; legacy deleted only with MIGRATION_DELETE_LEGACY
 With a backup already on record: quiesces again and compares the legacy database's write counters
 with the backup's; unchanged → nothing to do; changed (e.g. written during a rollback) → the backup
 is superseded (state back to Quiesced, Event MigrationBackupSuperseded) and taken anew into
-<dir>/<migrationId>.N. Legacy StatefulSet present but its database unreachable: exit 69.`,
+<dir>/<migrationId>.N. Legacy StatefulSet present but its database unreachable: exit 69.
+Completed, and the legacy StatefulSet exists again (a rollback): its database changed since the
+backup → exit 65 (nothing changed) unless MIGRATION_ACCEPT_LEGACY_CHANGES_OF names the migration.`,
   flags: {},
   async run({ env, log, signal }) {
     return runBackupPhase(createHookContext(RunnerCommand.backupPhase, { env, log, signal }));

@@ -4,7 +4,7 @@
  * and the target read-only (versions, sizes, the ready marker); then walks the same decisions the
  * hooks take.
  */
-import { DeleteLegacy, Phase, ReadyMarker, RunnerCommand, type PhaseName } from '../../../lib/contract.js';
+import { DeleteLegacy, Env, Phase, ReadyMarker, RunnerCommand, type PhaseName } from '../../../lib/contract.js';
 import { defineCommand } from '../cli.js';
 import { hookConfigFromEnv, type HookConfig } from '../config.js';
 import { isRunnerError } from '../errors.js';
@@ -89,7 +89,15 @@ export function formatPlan(input: PlanInput): string {
   const pvcText = (size: string) => (input.backupPvc ? `keep the backup PVC (${input.backupPvc})` : `create the backup PVC ${config.backupPvc} (${size})`);
   if (state && isTerminal(state)) {
     hook(RunnerCommand.prepare, `nothing to decide (${state.phase}); ${pvcText(backupPvcSize(config, undefined))}`);
-    hook(RunnerCommand.backupPhase, 'nothing (exit 0)');
+    const comparesLegacy = state.phase === Phase.completed && !state.legacyDeleted && state.backup !== undefined && input.legacy.exists;
+    hook(
+      RunnerCommand.backupPhase,
+      !comparesLegacy
+        ? 'nothing (exit 0)'
+        : config.acceptLegacyChangesOf === state.migrationId
+          ? `nothing (exit 0): ${Env.acceptLegacyChangesOf} accepts the legacy database's changes since backup ${state.backup!.dir}`
+          : `compare the legacy database (its StatefulSet exists again: a rollback?) with backup ${state.backup!.dir}: unchanged → nothing (exit 0); changed → refuse (exit 65) until ${Env.acceptLegacyChangesOf}=${state.migrationId} or a new migration`,
+    );
     hook(
       RunnerCommand.restorePhase,
       state.phase === Phase.notNeeded && !state.readyMarkerAt ? `write the ready marker into the target (${describeTarget(input.target)})` : 'nothing (exit 0)',

@@ -108,6 +108,51 @@ export async function assertSourceUnchangedSinceBackup(ctx: HookContext): Promis
   else ctx.log.info(`the backup is current: ${describeFreshness(freshness)}`);
 }
 
+/**
+ * backup-phase of a Completed migration (every later upgrade or sync): if the legacy database is
+ * back — its StatefulSet exists again, as after a rollback to the old release — and changed since
+ * the backup the new database was restored from, refuse (65). The rolled-back Keycloak wrote those
+ * changes; the upgrade would switch Keycloak back to the new database, where they are missing, and
+ * nothing would ever copy them. Failing the pre-upgrade / PreSync hook leaves the old release
+ * running on the legacy database, so nothing is lost while the operator chooses which side wins.
+ *
+ * Costs one API read when the legacy StatefulSet is gone (the normal case after Helm's upgrade or
+ * Argo CD's prune), and a few catalog queries when it exists. Statistics that were reset (the
+ * legacy server crashed) count as a change, as everywhere in source-freshness: a false alarm is
+ * answered with {@link Env.acceptLegacyChangesOf}, a missed one would lose data.
+ */
+export async function assertLegacyUnchangedSinceCompletion(ctx: HookContext, state: MigrationState): Promise<void> {
+  if (state.legacyDeleted || !state.backup) return;
+  const legacy = await probeLegacyStatefulSet(ctx.kube, ctx.config);
+  if (!legacy.exists) return;
+  if (ctx.config.acceptLegacyChangesOf === state.migrationId) {
+    ctx.log.warn(`not comparing the legacy database with migration ${state.migrationId}'s backup: ${Env.acceptLegacyChangesOf} accepts its later changes`, { legacy: legacy.name });
+    return;
+  }
+  let freshness: SourceFreshness;
+  try {
+    freshness = await checkSourceSinceBackup(ctx, state);
+  } catch (error) {
+    // The completed backup's manifest is gone (volume replaced or cleaned by hand): nothing to compare.
+    if (!isRunnerError(error)) throw error;
+    ctx.log.warn(`cannot compare the legacy database with migration ${state.migrationId}'s backup: ${error.message}`);
+    return;
+  }
+  if (freshness.kind !== 'compared') {
+    ctx.log.info(`legacy StatefulSet ${legacy.name} exists but could not be compared with the backup: ${describeFreshness(freshness)}`);
+    return;
+  }
+  if (!freshness.comparison.changed) {
+    ctx.log.info(`legacy StatefulSet ${legacy.name} exists; its database is unchanged since migration ${state.migrationId}'s backup`);
+    return;
+  }
+  throw dataError(
+    `the legacy database changed after migration ${state.migrationId} completed (${freshness.comparison.summary}): the old release ran on it again (a rollback?), and this upgrade would move Keycloak back to the new database, where those changes are missing. Nothing was changed; the old release keeps running`,
+    `choose which database wins. Keep the new one and discard the legacy changes: set ${Env.acceptLegacyChangesOf}=${state.migrationId} (platform config migration.acceptLegacyChangesOf) and upgrade again. ` +
+      `Migrate the legacy database again (the new database's writes since ${state.updatedAt} are replaced): scale Keycloak down, recreate the new database empty, delete ConfigMap ${ctx.config.stateConfigMap}, upgrade again`,
+  );
+}
+
 function describeFreshness(freshness: SourceFreshness): string {
   switch (freshness.kind) {
     case 'compared':
