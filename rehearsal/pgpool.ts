@@ -5,7 +5,7 @@
  * `failover_on_backend_error=off`, `-n` run in the background by us (pitfall 2), the pid file
  * read without its trailing NUL (pitfall 3), SCRAM through `pool_passwd` TEXT entries.
  */
-import { readFileSync } from 'node:fs';
+import { readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 
 import pg from 'pg';
@@ -41,9 +41,16 @@ export class Pgpool {
     const port = await freePort();
     const pcpPort = await freePort();
     const pool = new Pgpool(port, pcpPort, options);
+    // A Pgpool pod starts on an empty filesystem: nothing of an earlier pod of the same name (pid
+    // file, sockets, pgpool_status with backends it last saw down) may carry over.
+    rmSync(options.dir, { recursive: true, force: true });
     pool.forgetExitCleanup = onProcessExit(() => signalPidFile(join(options.dir, 'run', 'pgpool.pid'), 'SIGINT'));
     await pool.launch();
-    await pool.waitUntilBackendsUp(timeoutMs);
+    try {
+      await pool.waitUntilBackendsUp(timeoutMs);
+    } catch (error) {
+      throw new Error(`${(error as Error).message}; Pgpool's log ends:\n${pool.logTail()}`, { cause: error });
+    }
     return pool;
   }
 

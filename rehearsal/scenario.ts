@@ -127,6 +127,7 @@ export async function installV1(rehearsal: Rehearsal, tool: Tool): Promise<{ v1:
 }
 
 export interface MigrationState {
+  migrationId: string;
   phase: string;
   history: { phase: string; startedAt: string; finishedAt: string }[];
   lastError?: { step: string; message: string; exitCode: number };
@@ -148,8 +149,9 @@ export async function pgpoolConnection(rehearsal: Rehearsal): Promise<Connection
 /** Checks 1–4 of the module comment; throws with every problem found. */
 export interface VerifyOptions {
   /**
-   * Judge only Keycloak's writes from this time (ms) on: a scenario that already judged the earlier
-   * ones (a deliberately broken first attempt) checks the recovery with the same rules.
+   * Judge only Keycloak's writes (to either database) from this time (ms) on: a scenario that
+   * already judged the earlier ones (a deliberately broken first attempt, a rollback whose legacy
+   * writes the operator chose to discard) checks the recovery with the same rules.
    * @default every write of the rehearsal
    */
   readonly keycloakWritesSince?: number;
@@ -195,7 +197,7 @@ export async function verifyMigrated(rehearsal: Rehearsal, v2: SynthesizedShape,
   }
   // A write to the legacy database after it was quiesced for the backup would be lost.
   const quiescedAt = state?.history.find((entry) => entry.phase === Phase.quiesced)?.finishedAt;
-  for (const write of rehearsal.workloads.keycloakWrites.filter((w) => w.host === NAMES.legacyStatefulSet)) {
+  for (const write of rehearsal.workloads.keycloakWrites.filter((w) => w.host === NAMES.legacyStatefulSet && w.at >= since)) {
     if (quiescedAt && write.at > Date.parse(quiescedAt)) {
       problems.push(`${write.pod} wrote to the legacy database at ${new Date(write.at).toISOString()}, after it was quiesced for the backup (${quiescedAt}): that write is lost`);
     }
