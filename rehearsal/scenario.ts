@@ -227,13 +227,21 @@ export function killRunnerWhen(rehearsal: Rehearsal, job: string, when: (pod: Ru
   let killed = false;
   rehearsal.onJobPodStarted((pod) => {
     if (killed || !pod.jobName.endsWith(job)) return;
+    // The log is polled, and a loaded machine delays the poll: until the kill, every API request
+    // waits 100 ms, so the step after the matching line (each begins by recording itself in the
+    // state ConfigMap) cannot finish before the kill lands.
+    const releaseLatency = rehearsal.server.addLatency(100);
     const timer = setInterval(() => {
-      if (killed || pod.process.exitCode !== null) return clearInterval(timer);
+      if (killed || pod.process.exitCode !== null) {
+        releaseLatency();
+        return clearInterval(timer);
+      }
       // The pod's log so far, line by line.
       const lines = rehearsal.jobs.logsOf(pod.podName).split('\n');
       if (lines.some((line) => when(pod, line))) {
         killed = true;
         pod.process.kill('SIGKILL');
+        releaseLatency();
         clearInterval(timer);
       }
     }, 20);
