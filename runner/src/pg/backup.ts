@@ -14,6 +14,7 @@
  *    a backup is complete exactly when `manifest.json` exists.
  */
 import { createHash } from 'node:crypto';
+import { closeSync, openSync, readSync } from 'node:fs';
 import { mkdir, open, readdir, rename, rm, stat, statfs, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type pg from 'pg';
@@ -148,23 +149,35 @@ export async function fsyncDirectory(dir: string): Promise<void> {
 
 /** Read size of the digest passes: large enough for few syscalls, small enough to stay cache-resident. */
 const DIGEST_BUFFER_BYTES = 256 * 1024;
+/** Bytes read and hashed between two turns of the event loop (a few milliseconds of work). */
+const DIGEST_SLICE_BYTES = 4 * 1024 * 1024;
 
 /**
  * sha256 of a file, read into `buffer` (reused across files): a read stream would allocate a new
  * chunk per read, hundreds of MB of garbage per dump that the runner's resident memory grows by
  * ~30 MB before the collector catches up.
+ *
+ * The reads are synchronous, in slices of {@link DIGEST_SLICE_BYTES} with a turn of the event loop
+ * between them: hashing each block on the thread that just read it (still in its cache) instead of
+ * handing every read to libuv's thread pool takes ~30 % less CPU (measured: 644 MiB in 0.47 s
+ * instead of 0.68 s), which the dump or restore running next to it gets instead.
  */
 export async function sha256File(path: string, buffer: Buffer = Buffer.allocUnsafe(DIGEST_BUFFER_BYTES)): Promise<string> {
   const hash = createHash('sha256');
-  const handle = await open(path, 'r');
+  const fd = openSync(path, 'r');
   try {
-    for (;;) {
-      const { bytesRead } = await handle.read(buffer, 0, buffer.length, null);
+    for (let sliceBytes = 0; ; ) {
+      const bytesRead = readSync(fd, buffer, 0, buffer.length, null);
       if (bytesRead === 0) break;
       hash.update(buffer.subarray(0, bytesRead));
+      sliceBytes += bytesRead;
+      if (sliceBytes >= DIGEST_SLICE_BYTES) {
+        sliceBytes = 0;
+        await new Promise<void>((resolve) => setImmediate(resolve));
+      }
     }
   } finally {
-    await handle.close();
+    closeSync(fd);
   }
   return hash.digest('hex');
 }
@@ -192,6 +205,9 @@ export async function digestDirectory(dir: string): Promise<ManifestFile[]> {
   return files;
 }
 
+/** Names a table's data file can have in a directory dump: uncompressed, gzip, lz4, zstd (pg_dump 16+). */
+const DATA_FILE_SUFFIXES = ['.dat', '.dat.gz', '.dat.lz4', '.dat.zst'];
+
 /**
  * Digests a dump's files while pg_dump still writes others: each table's `<dumpId>.dat` as soon as
  * pg_dump reports that item finished (`--verbose`: "finished item N TABLE DATA tag"), the large
@@ -212,14 +228,22 @@ export class DumpDigester {
     const dumpId = finished[1]!;
     const isData = finished[2] === 'TABLE DATA';
     this.chain = this.chain.then(async () => {
-      const names = (await readdir(this.dir)).filter((name) =>
-        isData ? name === `${dumpId}.dat` || name.startsWith(`${dumpId}.dat.`) : /^blob_\d+\.dat/.test(name) || name.startsWith('blobs.toc'),
-      );
+      // A table's file by name (listing the directory per table would read it hundreds of times).
+      const names = isData
+        ? DATA_FILE_SUFFIXES.map((suffix) => `${dumpId}${suffix}`)
+        : (await readdir(this.dir)).filter((name) => /^blob_\d+\.dat/.test(name) || name.startsWith('blobs.toc'));
       for (const name of names) {
         if (this.digested.has(name)) continue;
         const path = join(this.dir, name);
-        const [sha256, info] = await Promise.all([sha256File(path, this.buffer), stat(path)]);
-        this.digested.set(name, { path: name, bytes: info.size, sha256 });
+        let bytes: number;
+        try {
+          bytes = (await stat(path)).size;
+        } catch {
+          continue; // Not this compression's name.
+        }
+        const sha256 = await sha256File(path, this.buffer);
+        // A file that grew while it was read is digested again by finish().
+        if ((await stat(path)).size === bytes) this.digested.set(name, { path: name, bytes, sha256 });
       }
     });
     // Best effort: finish() digests whatever this missed.
@@ -364,6 +388,7 @@ export async function backupDatabase(options: BackupOptions): Promise<BackupResu
     const statsWork = (async () => {
       const statsStarted = Date.now();
       const stats = await collectDatabaseStats(snapshotClient, {
+        concurrent: true,
         onTable: (table, done, total) => log.debug('checksummed', { table: `${table.schema}.${table.name}`, rows: table.rows, done, total }),
       });
       statsDurationMs = Date.now() - statsStarted;

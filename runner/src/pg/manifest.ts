@@ -139,9 +139,9 @@ export async function readManifest(dir: string): Promise<BackupManifest> {
   if (parsed.formatVersion !== MANIFEST_FORMAT_VERSION || !parsed.stats || !Array.isArray(parsed.files)) {
     throw dataError(`${path} is not a backup manifest of format ${MANIFEST_FORMAT_VERSION}`, 'take a new backup with this runner');
   }
-  if (parsed.checksumAlgorithm !== ROW_CHECKSUM_ALGORITHM) {
+  if (!ROW_CHECKSUM_ALGORITHMS.includes(parsed.checksumAlgorithm)) {
     throw dataError(
-      `${path} has table checksums of kind ${String(parsed.checksumAlgorithm)}, this runner computes ${ROW_CHECKSUM_ALGORITHM}`,
+      `${path} has table checksums of kind ${String(parsed.checksumAlgorithm)}, this runner computes ${ROW_CHECKSUM_ALGORITHMS.join(' or ')}`,
       'take a new backup with this runner version',
     );
   }
@@ -184,6 +184,13 @@ export interface CollectStatsOptions {
    * was loaded: such a table is still listed from the catalog, but not scanned again.
    */
   readonly checksummedTables?: ReadonlyMap<string, TableStats>;
+  /** The manifest's {@link BackupManifest.checksumAlgorithm} to compare with. @default ROW_CHECKSUM_ALGORITHM */
+  readonly checksumAlgorithm?: string;
+  /**
+   * The scans run next to pg_dump or pg_restore ({@link CONCURRENT_CHECKSUM_SETTINGS}). @default false:
+   * PostgreSQL may use parallel workers, as for the verification after a restore.
+   */
+  readonly concurrent?: boolean;
 }
 
 /** Runs `text` on `client` in a savepoint, so that an error does not abort the surrounding transaction. */
@@ -199,40 +206,113 @@ async function queryOrUndefined<R extends pg.QueryResultRow>(client: pg.Client, 
   }
 }
 
-/** Identifies the row checksum below in the manifest, so that a changed formula is never compared with an old one. */
-export const ROW_CHECKSUM_ALGORITHM = 'sum-xor-column-hashtext-v1';
+/**
+ * Identifies the row checksum of a manifest, so that a changed formula is never compared with an
+ * old one: new backups use {@link ROW_CHECKSUM_ALGORITHM}; a restore of a backup taken by an older
+ * runner computes the target's checksums with the backup's algorithm (any of
+ * {@link ROW_CHECKSUM_ALGORITHMS}).
+ */
+export const ROW_CHECKSUM_ALGORITHM = 'sum-xor-column-hashtextextended-v2';
+/** The v1 formula: 32-bit `hashtext` per column, shifted by position; still verified for older manifests. */
+export const ROW_CHECKSUM_ALGORITHM_V1 = 'sum-xor-column-hashtext-v1';
+export const ROW_CHECKSUM_ALGORITHMS: readonly string[] = [ROW_CHECKSUM_ALGORITHM, ROW_CHECKSUM_ALGORITHM_V1];
 
 /**
  * The per-row hash whose sum is a table's checksum. Like pgcopydb's `sum(hashtext(row::text))`
  * it is order-independent and covers every column, but it hashes each column's text on its own
- * and combines the hashes (each shifted by its position, NULLs as their position) with XOR: that
- * skips building and quoting the whole row's text, 3-4 times faster on Keycloak's long text and
- * JSON columns. Floats are hashed by their binary form: their text form changed in PostgreSQL 12
- * (shortest exact output), so `0.1` from an 11 server and from a 17 server would not match
- * although the values are identical.
+ * and combines the hashes with XOR: that skips building and quoting the whole row's text, 3-4
+ * times faster on Keycloak's long text and JSON columns.
+ *
+ * v2 (the default): a 64-bit `hashtextextended` of each column's text, seeded with the column's
+ * position (so that swapped values change the hash; a NULL hashes as its position), in the C
+ * collation (bytes, whatever the column's collation: a nondeterministic ICU collation would hash
+ * equal-but-different strings alike). Two function calls per column instead of v1's five: ~20 %
+ * less CPU per scan, on both servers, and 64 instead of 32 bits per column.
+ *
+ * Floats are hashed by their binary form: their text form changed in PostgreSQL 12 (shortest
+ * exact output), so `0.1` from an 11 server and from a 17 server would not match although the
+ * values are identical. Both functions exist from PostgreSQL 11 on and are the hash-index support
+ * functions of text, which pg_upgrade keeps: their results cannot change between majors.
  */
-export function rowHashExpression(columns: readonly string[], floatColumns: ReadonlySet<string>): string {
+export function rowHashExpression(columns: readonly string[], floatColumns: ReadonlySet<string>, algorithm: string = ROW_CHECKSUM_ALGORITHM): string {
   if (columns.length === 0) return '0::bigint';
+  if (algorithm === ROW_CHECKSUM_ALGORITHM_V1) {
+    return columns
+      .map((column, position) => {
+        const ref = `t."${column.replace(/"/g, '""')}"`;
+        const text = floatColumns.has(column) ? `float8send(${ref}::float8)::text` : `${ref}::text`;
+        return `((coalesce(hashtext(${text}), ${position + 1})::bigint & 4294967295) << ${(position * 11) % 32})`;
+      })
+      .join(' # ');
+  }
+  assertKnownAlgorithm(algorithm);
   return columns
     .map((column, position) => {
       const ref = `t."${column.replace(/"/g, '""')}"`;
       const text = floatColumns.has(column) ? `float8send(${ref}::float8)::text` : `${ref}::text`;
-      return `((coalesce(hashtext(${text}), ${position + 1})::bigint & 4294967295) << ${(position * 11) % 32})`;
+      return `coalesce(pg_catalog.hashtextextended(${text} COLLATE "C", ${position + 1}), ${position + 1})`;
     })
     .join(' # ');
+}
+
+function assertKnownAlgorithm(algorithm: string): void {
+  if (!ROW_CHECKSUM_ALGORITHMS.includes(algorithm)) {
+    throw dataError(`unknown table checksum algorithm ${algorithm}`, `take a new backup with this runner version (it computes ${ROW_CHECKSUM_ALGORITHM})`);
+  }
+}
+
+/**
+ * Session settings under which the checksums are taken (v2), `SET LOCAL` in the checksum's
+ * transaction: the text output of some types depends on them (timestamptz on TimeZone, bytea on
+ * bytea_output, dates on DateStyle, intervals on IntervalStyle), and a source and a target
+ * configured differently must still agree. v1 checksums were taken with the servers' defaults and
+ * are recomputed the same way.
+ */
+export const CHECKSUM_OUTPUT_SETTINGS: Readonly<Record<string, string>> = {
+  TimeZone: 'UTC',
+  DateStyle: 'ISO, MDY',
+  IntervalStyle: 'postgres',
+  bytea_output: 'hex',
+};
+
+/**
+ * Planner settings for a checksum pass that runs next to pg_dump or pg_restore: no parallel
+ * workers (the cores are busy with the dump or restore already; the workers' start-up and the
+ * partial aggregates only add CPU) and no JIT (compiling the long per-column expression of a big
+ * table costs more than it saves on one scan).
+ */
+export const CONCURRENT_CHECKSUM_SETTINGS: Readonly<Record<string, string>> = {
+  max_parallel_workers_per_gather: '0',
+  jit: 'off',
+};
+
+/** What a session taking checksums of `algorithm` sets (see {@link CHECKSUM_OUTPUT_SETTINGS}, {@link CONCURRENT_CHECKSUM_SETTINGS}). */
+export function checksumSessionSettings(algorithm: string, concurrent: boolean): Record<string, string> {
+  return {
+    ...(algorithm === ROW_CHECKSUM_ALGORITHM_V1 ? {} : CHECKSUM_OUTPUT_SETTINGS),
+    ...(concurrent ? CONCURRENT_CHECKSUM_SETTINGS : {}),
+  };
+}
+
+/** `SET LOCAL` (or, with `local: false`, session-wide `SET`) of each setting; inside a transaction for LOCAL. */
+export async function applySettings(client: pg.Client, settings: Readonly<Record<string, string>>, options: { local: boolean }): Promise<void> {
+  const assignments = Object.entries(settings).map(
+    ([name, value]) => `SET ${options.local ? 'LOCAL ' : ''}${name} = '${value.replace(/'/g, "''")}'`,
+  );
+  if (assignments.length > 0) await client.query(assignments.join('; '));
 }
 
 /** {@link TableStats.checksum} of a materialized view WITH NO DATA (it cannot be read). */
 export const UNPOPULATED_CHECKSUM = 'unpopulated';
 
 /** Row count and checksum of one table (or materialized view), in the client's current transaction or snapshot. */
-export async function checksumTable(client: pg.Client, table: TableToChecksum): Promise<TableStats> {
+export async function checksumTable(client: pg.Client, table: TableToChecksum, algorithm: string = ROW_CHECKSUM_ALGORITHM): Promise<TableStats> {
   const kind = table.relkind === 'm' ? 'materialized view' : 'table';
   const sizeBytes = Number(table.size_bytes);
   if (table.relkind === 'm' && !table.populated) {
     return { schema: table.schema, name: table.name, kind, rows: 0, checksum: UNPOPULATED_CHECKSUM, sizeBytes };
   }
-  const expression = rowHashExpression(table.all_columns, new Set(table.float_columns ?? []));
+  const expression = rowHashExpression(table.all_columns, new Set(table.float_columns ?? []), algorithm);
   const result = await client.query<{ rows: string; checksum: string }>(
     `SELECT count(*)::bigint AS rows, coalesce(sum(${expression}), 0)::text AS checksum
        FROM ONLY ${qualifiedName(table.schema, table.name)} AS t`,
@@ -272,6 +352,12 @@ export async function collectDatabaseStats(client: pg.Client, options: CollectSt
   // search_path: make them always qualified, the same way on both servers.
   await client.query('SET LOCAL search_path = pg_catalog');
 
+  // The large objects' checksum reads every one of them: on a second connection when there is
+  // one, while this one reads the catalog (it is the longest query after the table scans).
+  const largeObjectsWork = largeObjectStats(options.extraClients?.[0] ?? client);
+  // Awaited below; until then a rejection must not count as unhandled.
+  largeObjectsWork.catch(() => undefined);
+
   const schemas = (
     await client.query<{ nspname: string }>(`SELECT n.nspname FROM pg_catalog.pg_namespace n WHERE ${USER_SCHEMA_FILTER} ORDER BY 1`)
   ).rows.map((row) => row.nspname);
@@ -298,18 +384,7 @@ export async function collectDatabaseStats(client: pg.Client, options: CollectSt
     }
   }
 
-  const loCount = Number(
-    (await client.query<{ count: string }>('SELECT count(*)::bigint AS count FROM pg_catalog.pg_largeobject_metadata')).rows[0]!.count,
-  );
-  let loChecksum: string | null = '0';
-  if (loCount > 0) {
-    const result = await queryOrUndefined<{ checksum: string }>(
-      client,
-      `SELECT coalesce(sum(hashtext(m.oid::text || ':' || md5(pg_catalog.lo_get(m.oid)))::bigint), 0)::text AS checksum
-         FROM pg_catalog.pg_largeobject_metadata m`,
-    );
-    loChecksum = result ? result.rows[0]!.checksum : null;
-  }
+  const largeObjects = await largeObjectsWork;
 
   const extensions = (
     await client.query<ExtensionInfo>(`
@@ -321,6 +396,8 @@ export async function collectDatabaseStats(client: pg.Client, options: CollectSt
   const objects = await collectObjectInventory(client, serverNum);
 
   const workers = [client, ...(options.extraClients ?? [])];
+  const algorithm = options.checksumAlgorithm ?? ROW_CHECKSUM_ALGORITHM;
+  for (const worker of workers) await applySettings(worker, checksumSessionSettings(algorithm, options.concurrent ?? false), { local: true });
   const results: TableStats[] = new Array<TableStats>(tables.length);
   let next = 0;
   let done = 0;
@@ -329,7 +406,7 @@ export async function collectDatabaseStats(client: pg.Client, options: CollectSt
       while (next < tables.length) {
         const index = next++;
         const table = tables[index]!;
-        const stats = options.checksummedTables?.get(`${table.schema}.${table.name}`) ?? (await checksumTable(worker, table));
+        const stats = options.checksummedTables?.get(`${table.schema}.${table.name}`) ?? (await checksumTable(worker, table, algorithm));
         results[index] = stats;
         done += 1;
         options.onTable?.(stats, done, tables.length);
@@ -338,7 +415,21 @@ export async function collectDatabaseStats(client: pg.Client, options: CollectSt
   );
   const sortedTables = results.sort((a, b) => a.schema.localeCompare(b.schema) || a.name.localeCompare(b.name));
 
-  return { schemas, tables: sortedTables, sequences, largeObjects: { count: loCount, checksum: loChecksum }, extensions, objects };
+  return { schemas, tables: sortedTables, sequences, largeObjects, extensions, objects };
+}
+
+/** Count of the large objects and a checksum over their OIDs and contents (null when the user may not read them). */
+async function largeObjectStats(client: pg.Client): Promise<LargeObjectStats> {
+  const count = Number(
+    (await client.query<{ count: string }>('SELECT count(*)::bigint AS count FROM pg_catalog.pg_largeobject_metadata')).rows[0]!.count,
+  );
+  if (count === 0) return { count, checksum: '0' };
+  const result = await queryOrUndefined<{ checksum: string }>(
+    client,
+    `SELECT coalesce(sum(pg_catalog.hashtext(m.oid::text || ':' || pg_catalog.md5(pg_catalog.lo_get(m.oid)))::bigint), 0)::text AS checksum
+       FROM pg_catalog.pg_largeobject_metadata m`,
+  );
+  return { count, checksum: result ? result.rows[0]!.checksum : null };
 }
 
 async function collectObjectInventory(client: pg.Client, serverNum: number): Promise<ObjectInventory> {

@@ -388,7 +388,7 @@ export async function restoreDatabase(options: RestoreOptions): Promise<RestoreR
     let cleaned: string[] = [];
     if (inventory.objectCount > 0 || inventory.largeObjects.length > 0) {
       await assertNothingForeignInTheWay(control, inventory, owner);
-      const stats = await collectTargetStats(options.target, { jobs, log });
+      const stats = await collectTargetStats(options.target, { jobs, log, checksumAlgorithm: manifest.checksumAlgorithm });
       const differences = diffDatabaseStats(manifest.stats, stats);
       if (differences.length === 0) {
         log.info('the target already holds exactly this backup: nothing to restore', { tables: stats.tables.length });
@@ -462,7 +462,7 @@ export async function restoreDatabase(options: RestoreOptions): Promise<RestoreR
     digestCheck.catch(() => stopRestore.abort());
     const verifier =
       options.checksumDuringRestore && jobs > 1
-        ? new TableVerifierDuringRestore({ target: options.target, owner, analyze: options.analyze ?? false, log })
+        ? new TableVerifierDuringRestore({ target: options.target, owner, analyze: options.analyze ?? false, log, checksumAlgorithm: manifest.checksumAlgorithm })
         : undefined;
     const tocById = new Map(backup.toc.map((entry) => [entry.dumpId, entry]));
     try {

@@ -20,7 +20,7 @@
 import pg from 'pg';
 import { silentLogger, type Logger } from '../log.js';
 import { connect, qualifiedName, type ConnectionSettings } from './connection.js';
-import { checksumTable, listTables, type TableStats, type TableToChecksum } from './manifest.js';
+import { applySettings, checksumSessionSettings, checksumTable, listTables, type TableStats, type TableToChecksum } from './manifest.js';
 
 export interface VerifyDuringRestoreOptions {
   readonly target: ConnectionSettings;
@@ -29,6 +29,8 @@ export interface VerifyDuringRestoreOptions {
   /** ANALYZE each table after its checksum. */
   readonly analyze: boolean;
   readonly log?: Logger;
+  /** The backup's {@link BackupManifest.checksumAlgorithm}. */
+  readonly checksumAlgorithm: string;
 }
 
 /** How long a checksum or ANALYZE waits for a table pg_restore holds (an index build) before moving on. */
@@ -126,7 +128,7 @@ export class TableVerifierDuringRestore {
           const entry = this.tables.get(key);
           if (!entry) continue;
           if (queue === this.toChecksum) {
-            const stats = await checksumTable(client, entry);
+            const stats = await checksumTable(client, entry, this.options.checksumAlgorithm);
             this.checksums.set(key, stats);
             this.toAnalyze.push(table);
             this.log.debug('checksummed during the restore', { table: key, rows: stats.rows, ms: Date.now() - started });
@@ -153,6 +155,8 @@ export class TableVerifierDuringRestore {
     this.client = client;
     await client.query('SET search_path = pg_catalog');
     await client.query(`SET lock_timeout = '${LOCK_WAIT}'`);
+    // Session-wide: each checksum runs in a transaction of its own.
+    await applySettings(client, checksumSessionSettings(this.options.checksumAlgorithm, true), { local: false });
     if (this.options.owner && this.options.owner !== this.options.target.user) {
       await client.query(`SET ROLE ${pg.escapeIdentifier(this.options.owner)}`);
     }

@@ -128,6 +128,8 @@ export interface TargetStatsOptions {
    * those tables are listed and compared but not scanned again.
    */
   readonly checksummedTables?: ReadonlyMap<string, TableStats>;
+  /** The backup's {@link BackupManifest.checksumAlgorithm}. @default ROW_CHECKSUM_ALGORITHM */
+  readonly checksumAlgorithm?: string;
 }
 
 /** The target's statistics, taken in one REPEATABLE READ snapshot shared by `jobs` connections. */
@@ -160,6 +162,7 @@ export async function collectTargetStats(target: ConnectionSettings, options: Ta
         return await collectDatabaseStats(main, {
           extraClients: extras,
           checksummedTables: options.checksummedTables,
+          checksumAlgorithm: options.checksumAlgorithm,
           onTable: (table, done, total) => options.log?.debug('checksummed', { table: `${table.schema}.${table.name}`, rows: table.rows, done, total }),
         });
       } finally {
@@ -216,13 +219,14 @@ export interface VerifyTargetOptions extends TargetStatsOptions, DiffOptions {
 export async function verifyTarget(target: ConnectionSettings, manifest: BackupManifest, options: VerifyTargetOptions = {}): Promise<TargetVerification> {
   const log = options.log ?? silentLogger;
   const started = Date.now();
-  const stats = await collectTargetStats(target, options);
+  const owner = options.owner;
+  // The ownership check reads only the catalog: on its own connection, alongside the statistics.
+  const [stats, foreign] = await Promise.all([
+    collectTargetStats(target, { ...options, checksumAlgorithm: manifest.checksumAlgorithm }),
+    owner ? withClient(target, (client) => findObjectsNotOwnedBy(client, manifest.stats.schemas, owner), { purpose: 'verify' }) : Promise.resolve([]),
+  ]);
   const differences = diffDatabaseStats(manifest.stats, stats, options);
-  if (options.owner) {
-    const owner = options.owner;
-    const foreign = await withClient(target, (client) => findObjectsNotOwnedBy(client, manifest.stats.schemas, owner), { purpose: 'verify' });
-    for (const id of foreign) differences.push({ kind: 'ownership', name: id, expected: `owned by ${owner}`, actual: 'another owner' });
-  }
+  for (const id of foreign) differences.push({ kind: 'ownership', name: id, expected: `owned by ${owner}`, actual: 'another owner' });
   if (differences.length > 0) {
     const tables = [...new Set(differences.filter((d) => d.kind === 'table').map((d) => d.name))];
     log.error('target verification failed', { differences: differences.slice(0, 50) });
