@@ -14,6 +14,7 @@ import { restoreDatabase } from '../runner/src/pg/restore.js';
 import { isMarkedReady, readMarker, writeMarker } from '../runner/src/pg/marker.js';
 import { applyKeycloakHygiene } from '../runner/src/pg/hygiene.js';
 import { collectTargetStats } from '../runner/src/pg/verify-target.js';
+import { ROW_CHECKSUM_ALGORITHM_V1 } from '../runner/src/pg/manifest.js';
 import { spawnSync } from 'node:child_process';
 import pg from 'pg';
 
@@ -295,6 +296,26 @@ describe('table checksum', () => {
     for (const rows of variants) checksums.push(await checksumOf(rows));
     for (const checksum of checksums) expect(checksum).not.toBe(base);
     expect(new Set(checksums).size).toBe(variants.length);
+    expect(await checksumOf(`INSERT INTO public.t VALUES ('p', NULL, 2), ('x', 'y', 0.1)`)).toBe(base);
+  });
+
+  it('keeps the same properties with the v1 formula, which backups of older runners carry', async () => {
+    const database = await freshTargetDatabase();
+    const settings = target.settings(database, TARGET_USER, TARGET_PASSWORD);
+    const checksumOf = async (rows: string) => {
+      await target.query(`DROP TABLE IF EXISTS public.t; CREATE TABLE public.t (a text, b text, c double precision); ALTER TABLE public.t OWNER TO ${TARGET_USER}; ${rows}`, [], database);
+      const stats = await collectTargetStats(settings, { checksumAlgorithm: ROW_CHECKSUM_ALGORITHM_V1 });
+      return stats.tables.find((table) => table.name === 't')!.checksum;
+    };
+    const base = await checksumOf(`INSERT INTO public.t VALUES ('x', 'y', 0.1), ('p', NULL, 2)`);
+    const v2 = (await collectTargetStats(settings)).tables.find((table) => table.name === 't')!.checksum;
+    expect(v2).not.toBe(base);
+    const variants = [
+      `INSERT INTO public.t VALUES ('x', 'y', 0.1), ('p', '', 2)`,
+      `INSERT INTO public.t VALUES ('y', 'x', 0.1), ('p', NULL, 2)`,
+      `INSERT INTO public.t VALUES ('x', 'y', 0.1), ('p', NULL, 2), ('p', NULL, 2)`,
+    ];
+    for (const rows of variants) expect(await checksumOf(rows)).not.toBe(base);
     expect(await checksumOf(`INSERT INTO public.t VALUES ('p', NULL, 2), ('x', 'y', 0.1)`)).toBe(base);
   });
 });

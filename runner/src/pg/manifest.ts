@@ -262,20 +262,6 @@ function assertKnownAlgorithm(algorithm: string): void {
 }
 
 /**
- * Session settings under which the checksums are taken (v2), `SET LOCAL` in the checksum's
- * transaction: the text output of some types depends on them (timestamptz on TimeZone, bytea on
- * bytea_output, dates on DateStyle, intervals on IntervalStyle), and a source and a target
- * configured differently must still agree. v1 checksums were taken with the servers' defaults and
- * are recomputed the same way.
- */
-export const CHECKSUM_OUTPUT_SETTINGS: Readonly<Record<string, string>> = {
-  TimeZone: 'UTC',
-  DateStyle: 'ISO, MDY',
-  IntervalStyle: 'postgres',
-  bytea_output: 'hex',
-};
-
-/**
  * Planner settings for a checksum pass that runs next to pg_dump or pg_restore: no parallel
  * workers (the cores are busy with the dump or restore already; the workers' start-up and the
  * partial aggregates only add CPU) and no JIT (compiling the long per-column expression of a big
@@ -285,14 +271,6 @@ export const CONCURRENT_CHECKSUM_SETTINGS: Readonly<Record<string, string>> = {
   max_parallel_workers_per_gather: '0',
   jit: 'off',
 };
-
-/** What a session taking checksums of `algorithm` sets (see {@link CHECKSUM_OUTPUT_SETTINGS}, {@link CONCURRENT_CHECKSUM_SETTINGS}). */
-export function checksumSessionSettings(algorithm: string, concurrent: boolean): Record<string, string> {
-  return {
-    ...(algorithm === ROW_CHECKSUM_ALGORITHM_V1 ? {} : CHECKSUM_OUTPUT_SETTINGS),
-    ...(concurrent ? CONCURRENT_CHECKSUM_SETTINGS : {}),
-  };
-}
 
 /** `SET LOCAL` (or, with `local: false`, session-wide `SET`) of each setting; inside a transaction for LOCAL. */
 export async function applySettings(client: pg.Client, settings: Readonly<Record<string, string>>, options: { local: boolean }): Promise<void> {
@@ -397,7 +375,8 @@ export async function collectDatabaseStats(client: pg.Client, options: CollectSt
 
   const workers = [client, ...(options.extraClients ?? [])];
   const algorithm = options.checksumAlgorithm ?? ROW_CHECKSUM_ALGORITHM;
-  for (const worker of workers) await applySettings(worker, checksumSessionSettings(algorithm, options.concurrent ?? false), { local: true });
+  // The text forms hashed are the same on both servers: connect() sets COMPARABLE_SESSION_SETTINGS.
+  if (options.concurrent) for (const worker of workers) await applySettings(worker, CONCURRENT_CHECKSUM_SETTINGS, { local: true });
   const results: TableStats[] = new Array<TableStats>(tables.length);
   let next = 0;
   let done = 0;

@@ -20,7 +20,7 @@
 import pg from 'pg';
 import { silentLogger, type Logger } from '../log.js';
 import { connect, qualifiedName, type ConnectionSettings } from './connection.js';
-import { applySettings, checksumSessionSettings, checksumTable, listTables, type TableStats, type TableToChecksum } from './manifest.js';
+import { applySettings, checksumTable, CONCURRENT_CHECKSUM_SETTINGS, listTables, type TableStats, type TableToChecksum } from './manifest.js';
 
 export interface VerifyDuringRestoreOptions {
   readonly target: ConnectionSettings;
@@ -156,7 +156,7 @@ export class TableVerifierDuringRestore {
     await client.query('SET search_path = pg_catalog');
     await client.query(`SET lock_timeout = '${LOCK_WAIT}'`);
     // Session-wide: each checksum runs in a transaction of its own.
-    await applySettings(client, checksumSessionSettings(this.options.checksumAlgorithm, true), { local: false });
+    await applySettings(client, CONCURRENT_CHECKSUM_SETTINGS, { local: false });
     if (this.options.owner && this.options.owner !== this.options.target.user) {
       await client.query(`SET ROLE ${pg.escapeIdentifier(this.options.owner)}`);
     }
