@@ -312,6 +312,8 @@ const MIGRATION_JOB_OPTIONAL_ENV: readonly EnvName[] = [
   Env.backupStorageClass,
   Env.sourceSslMode,
   Env.targetSslMode,
+  Env.sourceSslRootCert,
+  Env.targetSslRootCert,
   Env.acceptLegacyChangesOf,
 ];
 

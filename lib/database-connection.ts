@@ -2,6 +2,8 @@
  * How a client reaches a PostgreSQL database: the object every database construct exposes and
  * every consumer (Keycloak, DatabaseMigration) takes, so nobody re-derives service or Secret names.
  */
+import type { DatabaseTls } from './database-tls.js';
+
 export interface DatabaseConnection {
   /** DNS name of the service clients connect to (in the same namespace). */
   readonly host: string;
@@ -16,6 +18,12 @@ export interface DatabaseConnection {
    * extensions and to read sizes). Absent: the application user is used.
    */
   readonly adminCredentials?: DatabaseCredentials;
+  /**
+   * TLS of every client of this database: Keycloak (JDBC and its gate) and the migration Jobs.
+   *
+   * @default - unset: libpq's and pgjdbc's default (`prefer`: TLS when the server offers it, unverified)
+   */
+  readonly tls?: DatabaseTls;
 }
 
 /** A user name and a reference to the Secret key holding its password. */

@@ -23,6 +23,7 @@
 import { ApiObject, Chart, JsonPatch } from 'cdk8s';
 import { k8s } from 'cdk8s-plus-27';
 import { Construct } from 'constructs';
+import { caFile, caVolume, validateDatabaseTls } from './database-tls.js';
 import {
   BACKUP_MOUNT_PATH,
   DeleteLegacy,
@@ -296,11 +297,13 @@ export interface DatabaseMigrationProps {
   /**
    * libpq sslmode of the runner's connections to each side (`SOURCE_PGSSLMODE` /
    * `TARGET_PGSSLMODE`), for pg_dump/pg_restore/psql and the runner's own connections alike.
-   * `verify-ca` and `verify-full` also need `SOURCE_PGSSLROOTCERT` / `TARGET_PGSSLROOTCERT` (a
-   * mounted CA file), which this construct does not mount yet.
+   * Overrides the side's `DatabaseConnection.tls.sslMode`; a CA (needed by `verify-ca` and
+   * `verify-full`) comes from the connection's `tls.caSecret`, mounted into every Job and named
+   * by `SOURCE_PGSSLROOTCERT` / `TARGET_PGSSLROOTCERT`.
    *
-   * @default - unset: the tools use libpq's `prefer`; the runner's own connections try without TLS
-   * first and use TLS (certificate unchecked) only when the server refuses an unencrypted one
+   * @default - each connection's `tls.sslMode`; when that is unset too, the tools use libpq's
+   * `prefer` and the runner's own connections try without TLS first and use TLS (certificate
+   * unchecked) only when the server refuses an unencrypted one
    */
   readonly sslMode?: MigrationSslModes;
   /**
@@ -454,7 +457,16 @@ export class DatabaseMigration extends Construct {
     }
     this.restoreSyncWave = waves.restore;
 
-    const sslMode = validateSslModes(props.sslMode);
+    const connectionTls = {
+      source: props.source.tls === undefined ? undefined : validateDatabaseTls('DatabaseMigration source.tls', props.source.tls),
+      target: props.target.tls === undefined ? undefined : validateDatabaseTls('DatabaseMigration target.tls', props.target.tls),
+    };
+    const explicitSslModes = validateSslModes(props.sslMode);
+    const sslMode: MigrationSslModes = {
+      ...((explicitSslModes.source ?? connectionTls.source?.sslMode) !== undefined ? { source: explicitSslModes.source ?? connectionTls.source!.sslMode } : {}),
+      ...((explicitSslModes.target ?? connectionTls.target?.sslMode) !== undefined ? { target: explicitSslModes.target ?? connectionTls.target!.sslMode } : {}),
+    };
+    const caSecrets = { source: connectionTls.source?.caSecret, target: connectionTls.target?.caSecret };
     const backup = validateBackup(props.backup);
     const quiesceTimeoutSeconds = validateIntegerRange('DatabaseMigration quiesceTimeoutSeconds', props.quiesceTimeoutSeconds ?? 300, 1, 86_400);
     const targetWaitSeconds = validateIntegerRange('DatabaseMigration targetWaitSeconds', props.targetWaitSeconds ?? 600, 1, 86_400);
@@ -534,7 +546,18 @@ export class DatabaseMigration extends Construct {
       targetWaitSeconds,
       lockTtlSeconds,
       sslMode,
+      caFiles: {
+        ...(caSecrets.source ? { source: caFile(MIGRATION_CA_MOUNTS.source) } : {}),
+        ...(caSecrets.target ? { target: caFile(MIGRATION_CA_MOUNTS.target) } : {}),
+      },
     };
+    const caMounts: k8s.VolumeMount[] = (['source', 'target'] as const)
+      .filter((side) => caSecrets[side] !== undefined)
+      .map((side) => ({ name: `${side}-ca`, mountPath: MIGRATION_CA_MOUNTS[side], readOnly: true }));
+    const caVolumes: k8s.Volume[] = (['source', 'target'] as const).flatMap((side) => {
+      const secret = caSecrets[side];
+      return secret ? [caVolume(`${side}-ca`, secret)] : [];
+    });
     const jobs: Partial<Record<RunnerCommandName, ApiObject>> = {};
     for (const spec of JOBS) {
       if (spec.command === RunnerCommand.recordFailure && flavor !== 'argocd') continue;
@@ -587,6 +610,7 @@ export class DatabaseMigration extends Construct {
                   volumeMounts: [
                     { name: 'tmp', mountPath: '/tmp' },
                     ...(spec.mountsBackup ? [{ name: 'backup', mountPath: BACKUP_MOUNT_PATH }] : []),
+                    ...caMounts,
                   ],
                 },
               ],
@@ -596,6 +620,7 @@ export class DatabaseMigration extends Construct {
                 ...(spec.mountsBackup
                   ? [{ name: 'backup', persistentVolumeClaim: { claimName: this.names.backupPvc } }]
                   : []),
+                ...caVolumes,
               ],
             },
           },
@@ -852,7 +877,12 @@ interface CommonEnvInputs {
   readonly targetWaitSeconds: number;
   readonly lockTtlSeconds: number;
   readonly sslMode: MigrationSslModes;
+  /** Mounted CA files per side (from the connections' `tls.caSecret`). */
+  readonly caFiles: { readonly source?: string; readonly target?: string };
 }
+
+/** Where each Job finds the CA of each side (`DatabaseConnection.tls.caSecret`). */
+const MIGRATION_CA_MOUNTS = { source: '/etc/migration-tls/source', target: '/etc/migration-tls/target' } as const;
 
 function validateSslModes(modes: MigrationSslModes | undefined): MigrationSslModes {
   const allowed = Object.values(SslMode) as string[];
@@ -894,12 +924,14 @@ function migrationJobEnv(
     value(Env.sourceUser, sourceLogin.username),
     secret(Env.sourcePassword, sourceLogin, optionalSecrets.source),
     ...(inputs.sslMode.source !== undefined ? [value(Env.sourceSslMode, inputs.sslMode.source)] : []),
+    ...(inputs.caFiles.source !== undefined ? [value(Env.sourceSslRootCert, inputs.caFiles.source)] : []),
     value(Env.targetHost, inputs.target.host),
     value(Env.targetPort, String(inputs.target.port)),
     value(Env.targetDatabase, inputs.target.database),
     value(Env.targetUser, targetLogin.username),
     secret(Env.targetPassword, targetLogin, optionalSecrets.target),
     ...(inputs.sslMode.target !== undefined ? [value(Env.targetSslMode, inputs.sslMode.target)] : []),
+    ...(inputs.caFiles.target !== undefined ? [value(Env.targetSslRootCert, inputs.caFiles.target)] : []),
     // Restored objects belong to the application user, whoever runs pg_restore.
     value(Env.targetOwner, inputs.target.credentials.username),
     field(Env.namespace, 'metadata.namespace'),

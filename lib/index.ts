@@ -1,6 +1,7 @@
 // The public API of the construct library. Each construct can be used on its own in another cdk8s app.
 export * from './contract.js';
 export * from './database-connection.js';
+export * from './database-tls.js';
 export * from './validation.js';
 export * from './pod-security.js';
 export * from './keycloak.js';

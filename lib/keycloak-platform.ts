@@ -14,6 +14,7 @@
 import { Chart } from 'cdk8s';
 import type { Construct } from 'constructs';
 import type { RequiredSecret } from './contract.js';
+import type { DatabaseConnection } from './database-connection.js';
 import { DatabaseMigration } from './database-migration.js';
 import { type GitOpsFlavor, assertGitOpsFlavor, setSyncWave } from './gitops.js';
 import { Keycloak } from './keycloak.js';
@@ -128,15 +129,15 @@ export class KeycloakPlatform extends Chart {
         ...(config.images.postgresqlHa !== undefined ? { image: config.images.postgresqlHa } : {}),
         ...(repmgr ? { pgpoolImage: config.images.pgpool } : {}),
       });
+      // TLS travels with each connection: Keycloak, its gate and the Jobs all connect alike.
+      const target = withTls(this.haDatabase.connection, config.database);
+      const source = withTls(this.legacyDatabase.connection, config.legacyDatabase);
       this.keycloak = new Keycloak(this, 'keycloak', {
         ...keycloakProps,
-        database: this.haDatabase.connection,
+        database: target,
         // Helm re-applies Keycloak's replicas before the post-upgrade restore runs, and a
         // selective Argo CD sync may start it early: hold it until the data is in place.
-        databaseGate: {
-          image: config.images.runner,
-          ...(config.database.sslMode !== undefined ? { sslMode: config.database.sslMode } : {}),
-        },
+        databaseGate: { image: config.images.runner },
       });
       this.requiredSecrets = mergeSecrets([...this.haDatabase.requiredSecrets, ...this.keycloak.requiredSecrets]);
       this.migration = new DatabaseMigration(this, 'migration', {
@@ -144,8 +145,8 @@ export class KeycloakPlatform extends Chart {
         flavor: this.flavor,
         namespace: config.namespace,
         runnerImage: config.images.runner,
-        source: this.legacyDatabase.connection,
-        target: this.haDatabase.connection,
+        source,
+        target,
         workloads: [this.keycloak.workload],
         legacy: {
           statefulSetName: this.legacyDatabase.statefulSetName,
@@ -171,10 +172,6 @@ export class KeycloakPlatform extends Chart {
         activeDeadlineSeconds: config.migration.activeDeadlineSeconds,
         parallelJobs: config.migration.parallelJobs,
         ...(config.migration.acceptLegacyChangesOf !== undefined ? { acceptLegacyChangesOf: config.migration.acceptLegacyChangesOf } : {}),
-        sslMode: {
-          ...(config.legacyDatabase.sslMode !== undefined ? { source: config.legacyDatabase.sslMode } : {}),
-          ...(config.database.sslMode !== undefined ? { target: config.database.sslMode } : {}),
-        },
       });
       setSyncWave(this.haDatabase, this.flavor, config.syncWaves.database);
       setSyncWave(this.keycloak, this.flavor, config.syncWaves.keycloak);
@@ -191,6 +188,12 @@ export class KeycloakPlatform extends Chart {
     }
     assertNoNameCollisions(`KeycloakPlatform (release '${release}')`, objectNames);
   }
+}
+
+/** The connection with the section's sslMode and CA, when configured. */
+function withTls(connection: DatabaseConnection, section: ResolvedPlatformConfig['database'] | ResolvedPlatformConfig['legacyDatabase']): DatabaseConnection {
+  if (section.sslMode === undefined) return connection;
+  return { ...connection, tls: { sslMode: section.sslMode, ...(section.caSecret ? { caSecret: section.caSecret } : {}) } };
 }
 
 /** One entry per Secret with the union of keys, in a stable order. */

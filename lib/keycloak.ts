@@ -2,6 +2,7 @@ import { k8s } from 'cdk8s-plus-27';
 import { Construct } from 'constructs';
 import { Env, type RequiredSecret, RunnerCommand, SslMode, type SslModeValue } from './contract.js';
 import type { DatabaseConnection } from './database-connection.js';
+import { caFile, caVolume, jdbcTlsProperties, validateDatabaseTls } from './database-tls.js';
 import {
   type ContainerResources,
   KEYCLOAK_USER_ID,
@@ -266,6 +267,8 @@ export class Keycloak extends Construct {
     };
     const labels = { ...selector };
 
+    const tls = database.tls === undefined ? undefined : validateDatabaseTls(`${field} 'database.tls'`, database.tls);
+    const caMounts: k8s.VolumeMount[] = tls?.caSecret ? [{ name: DATABASE_CA_VOLUME, mountPath: DATABASE_CA_MOUNT, readOnly: true }] : [];
     const dbPassword = (envName: string): k8s.EnvVar => ({
       name: envName,
       valueFrom: { secretKeyRef: { name: database.credentials.secretName, key: database.credentials.passwordKey } },
@@ -278,6 +281,7 @@ export class Keycloak extends Construct {
       { name: 'KC_DB_SCHEMA', value: 'public' },
       { name: 'KC_DB_USERNAME', value: database.credentials.username },
       dbPassword('KC_DB_PASSWORD'),
+      ...(tls !== undefined ? [{ name: 'KC_DB_URL_PROPERTIES', value: jdbcTlsProperties(tls.sslMode, tls.caSecret ? caFile(DATABASE_CA_MOUNT) : undefined) }] : []),
       { name: 'KC_HTTP_ENABLED', value: 'true' },
       { name: 'KC_HTTP_PORT', value: String(KEYCLOAK_HTTP_PORT) },
       { name: 'KC_HTTP_MANAGEMENT_PORT', value: String(KEYCLOAK_MANAGEMENT_PORT) },
@@ -324,7 +328,7 @@ export class Keycloak extends Construct {
 
     const initContainers: k8s.Container[] = [];
     if (props.databaseGate !== undefined) {
-      initContainers.push(gateContainer(`${field} 'databaseGate'`, props.databaseGate, database, ids));
+      initContainers.push(gateContainer(`${field} 'databaseGate'`, props.databaseGate, database, ids, tls, caMounts));
     }
 
     const httpProbe = (path: string): Pick<k8s.Probe, 'httpGet'> => ({
@@ -395,12 +399,14 @@ export class Keycloak extends Construct {
                 volumeMounts: [
                   { name: 'tmp', mountPath: '/tmp' },
                   { name: 'data', mountPath: '/opt/keycloak/data' },
+                  ...caMounts,
                 ],
               },
             ],
             volumes: [
               { name: 'tmp', emptyDir: {} },
               { name: 'data', emptyDir: {} },
+              ...(tls?.caSecret ? [caVolume(DATABASE_CA_VOLUME, tls.caSecret)] : []),
             ],
           },
         },
@@ -419,6 +425,10 @@ export class Keycloak extends Construct {
   }
 }
 
+/** Where Keycloak's containers find the database CA (`database.tls.caSecret`). */
+const DATABASE_CA_VOLUME = 'database-ca';
+const DATABASE_CA_MOUNT = '/etc/keycloak-database-tls';
+
 /**
  * The init container that runs the runner's `gate` against the same database, user and Secret
  * as Keycloak.
@@ -428,6 +438,8 @@ function gateContainer(
   gate: KeycloakDatabaseGate,
   database: DatabaseConnection,
   ids: ReturnType<typeof resolvePodSecurity>,
+  tls: ReturnType<typeof validateDatabaseTls> | undefined,
+  caMounts: readonly k8s.VolumeMount[],
 ): k8s.Container {
   validateImage(`${field}.image`, gate.image);
   const timeoutSeconds = validateIntegerRange(`${field}.timeoutSeconds`, gate.timeoutSeconds ?? 600, 1, 86_400);
@@ -441,6 +453,7 @@ function gateContainer(
         `leave it unset to connect without TLS first and with TLS when the server requires it`,
     );
   }
+  const sslMode = gate.sslMode ?? tls?.sslMode;
   return {
     name: 'database-gate',
     image: gate.image,
@@ -457,12 +470,14 @@ function gateContainer(
         valueFrom: { secretKeyRef: { name: database.credentials.secretName, key: database.credentials.passwordKey } },
       },
       { name: Env.gateTimeoutSeconds, value: String(timeoutSeconds) },
-      // Only when configured, so an unconfigured gate keeps the runner's own default.
-      ...(gate.sslMode !== undefined ? [{ name: Env.targetSslMode, value: gate.sslMode }] : []),
+      // Only when configured, so an unconfigured gate keeps the runner's own default; the gate's
+      // own sslMode wins over the connection's.
+      ...(sslMode !== undefined ? [{ name: Env.targetSslMode, value: sslMode }] : []),
+      ...(tls?.caSecret ? [{ name: Env.targetSslRootCert, value: caFile(DATABASE_CA_MOUNT) }] : []),
     ],
     resources: resourceRequirements(`${field}.resources`, gate.resources, SMALL_CONTAINER_RESOURCES),
     securityContext: restrictedContainerSecurityContext(ids),
-    volumeMounts: [{ name: 'tmp', mountPath: '/tmp' }],
+    volumeMounts: [{ name: 'tmp', mountPath: '/tmp' }, ...caMounts],
   };
 }
 

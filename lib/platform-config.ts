@@ -19,6 +19,7 @@ import {
   validateIntegerRange,
   validateLabelValue,
   validateMigrationId,
+  validateSecretKey,
   validateSize,
 } from './validation.js';
 
@@ -86,12 +87,22 @@ export interface PlatformDatabaseConfig {
   /** Application user (owner of every restored object). @default 'keycloak' */
   readonly username?: string;
   /**
-   * libpq sslmode towards this database: the migration's `sslMode.target` and Keycloak's
-   * database gate (`TARGET_PGSSLMODE`).
+   * sslmode towards this database, for every client: Keycloak's JDBC pool (`KC_DB_URL_PROPERTIES`),
+   * its database gate and the migration Jobs (`TARGET_PGSSLMODE`). `verify-ca` / `verify-full`
+   * need `caSecret`.
    *
-   * @default - unset: plain first, TLS if the server requires it
+   * @default - unset: libpq's and pgjdbc's default (TLS when offered, unverified)
    */
   readonly sslMode?: SslModeValue;
+  /**
+   * Secret holding the PEM CA that signed this database's server certificate, mounted read-only
+   * into Keycloak, its gate and the migration Jobs (CloudNativePG: `<cluster>-ca`). Needs `sslMode`.
+   *
+   * @default - none
+   */
+  readonly caSecret?: string;
+  /** Key of the CA in `caSecret`. @default 'ca.crt' */
+  readonly caKey?: string;
 }
 
 /**
@@ -115,12 +126,16 @@ export interface PlatformLegacyDatabaseConfig {
   /** Data volume size (v1 only). @default '8Gi' */
   readonly storageSize?: string;
   /**
-   * libpq sslmode of the migration's connections to this database (its `sslMode.source`,
-   * `SOURCE_PGSSLMODE`; v2 only).
+   * libpq sslmode of the migration's connections to this database (`SOURCE_PGSSLMODE`; v2 only).
+   * `verify-ca` / `verify-full` need `caSecret`.
    *
    * @default - unset: plain first, TLS if the server requires it
    */
   readonly sslMode?: SslModeValue;
+  /** Secret holding the PEM CA of this database's server certificate (migration Jobs; v2 only). Needs `sslMode`. @default - none */
+  readonly caSecret?: string;
+  /** Key of the CA in `caSecret`. @default 'ca.crt' */
+  readonly caKey?: string;
 }
 
 /** The migration of the v2 shape. */
@@ -217,6 +232,7 @@ export interface ResolvedPlatformConfig {
     readonly database: string;
     readonly username: string;
     readonly sslMode?: SslModeValue;
+    readonly caSecret?: { readonly secretName: string; readonly key: string };
   };
   readonly legacyDatabase: {
     readonly name?: string;
@@ -227,6 +243,7 @@ export interface ResolvedPlatformConfig {
     readonly adminPasswordKey: string | null;
     readonly storageSize: string;
     readonly sslMode?: SslModeValue;
+    readonly caSecret?: { readonly secretName: string; readonly key: string };
   };
   readonly migration: {
     readonly deleteLegacy: DeleteLegacyValue;
@@ -250,8 +267,8 @@ const KNOWN_KEYS: Record<string, readonly string[]> = {
   '': ['releaseName', 'namespace', 'shape', 'images', 'keycloak', 'database', 'legacyDatabase', 'migration', 'syncWaves', 'helmChart'],
   images: ['keycloak', 'runner', 'postgresql', 'postgresqlHa', 'pgpool'],
   keycloak: ['replicas', 'hostname', 'proxyHeaders', 'adminUsername', 'resources'],
-  database: ['flavor', 'instances', 'storageSize', 'storageClass', 'database', 'username', 'sslMode'],
-  legacyDatabase: ['name', 'database', 'username', 'secretName', 'passwordKey', 'adminPasswordKey', 'storageSize', 'sslMode'],
+  database: ['flavor', 'instances', 'storageSize', 'storageClass', 'database', 'username', 'sslMode', 'caSecret', 'caKey'],
+  legacyDatabase: ['name', 'database', 'username', 'secretName', 'passwordKey', 'adminPasswordKey', 'storageSize', 'sslMode', 'caSecret', 'caKey'],
   migration: ['deleteLegacy', 'protectVolumes', 'backupSize', 'backupMinSize', 'backupStorageClass', 'activeDeadlineSeconds', 'parallelJobs', 'acceptLegacyChangesOf'],
   syncWaves: ['database', 'restore', 'keycloak'],
   helmChart: ['name', 'version'],
@@ -325,6 +342,7 @@ export function resolvePlatformConfig(config: PlatformConfig = {}): ResolvedPlat
     ...(config.database?.sslMode !== undefined
       ? { sslMode: validateSslMode(field('database.sslMode'), config.database.sslMode) }
       : {}),
+    ...resolveCaSecret(field, 'database', config.database),
   };
 
   const legacy = config.legacyDatabase;
@@ -337,6 +355,7 @@ export function resolvePlatformConfig(config: PlatformConfig = {}): ResolvedPlat
     ...(legacy?.name !== undefined ? { name: legacy.name } : {}),
     ...(legacy?.secretName !== undefined ? { secretName: legacy.secretName } : {}),
     ...(legacy?.sslMode !== undefined ? { sslMode: validateSslMode(field('legacyDatabase.sslMode'), legacy.sslMode) } : {}),
+    ...resolveCaSecret(field, 'legacyDatabase', legacy),
   };
 
   const deleteLegacy = config.migration?.deleteLegacy ?? DeleteLegacy.never;
@@ -456,3 +475,37 @@ export const platformConfig: PlatformConfig = {
   migration: { deleteLegacy: 'never', protectVolumes: true },
   helmChart: { name: 'keycloak-platform', version: '0.1.0' },
 };
+
+/**
+ * `caSecret` / `caKey` of a database section: both only with an sslMode (a CA alone changes
+ * nothing), and an sslMode that verifies only with a CA (libpq would look for a root.crt that no
+ * container has).
+ */
+function resolveCaSecret(
+  field: (path: string) => string,
+  section: 'database' | 'legacyDatabase',
+  config: { readonly sslMode?: SslModeValue; readonly caSecret?: string; readonly caKey?: string } | undefined,
+): { caSecret?: { secretName: string; key: string } } {
+  const verifies = config?.sslMode === SslMode.verifyCa || config?.sslMode === SslMode.verifyFull;
+  if (config?.caSecret === undefined) {
+    if (config?.caKey !== undefined) throw new Error(`${field(`${section}.caKey`)} is set but ${section}.caSecret is not: name the Secret too, or remove caKey`);
+    if (verifies) {
+      throw new Error(
+        `${field(`${section}.sslMode`)} ${JSON.stringify(config!.sslMode)} verifies the server's certificate, but ${section}.caSecret is not set: ` +
+          `name the Secret holding the CA (CloudNativePG: '<cluster>-ca'), or use 'require' for encryption without verification`,
+      );
+    }
+    return {};
+  }
+  if (config.sslMode === undefined || config.sslMode === SslMode.disable) {
+    throw new Error(
+      `${field(`${section}.caSecret`)} is set but ${section}.sslMode is ${config.sslMode === undefined ? 'unset' : "'disable'"}: set ${section}.sslMode to 'verify-full' (or 'verify-ca') to use the CA`,
+    );
+  }
+  return {
+    caSecret: {
+      secretName: validateDnsSubdomain(field(`${section}.caSecret`), config.caSecret),
+      key: validateSecretKey(field(`${section}.caKey`), config.caKey ?? 'ca.crt'),
+    },
+  };
+}

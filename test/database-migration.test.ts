@@ -175,6 +175,28 @@ describe('DatabaseMigration objects', () => {
     expect(() => synth({ acceptLegacyChangesOf: 'm-1' })).toThrow(/DatabaseMigration acceptLegacyChangesOf must be a migration id like m-20261125-031500-a1b2c3, got "m-1"/);
   });
 
+  it("mounts each side's CA into every Job and names it; an explicit sslMode overrides the connection's", () => {
+    const base = props();
+    const objects = synth({
+      source: { ...base.source, tls: { sslMode: 'verify-full', caSecret: { secretName: 'legacy-ca' } } },
+      target: { ...base.target, tls: { sslMode: 'require' } },
+      sslMode: { source: 'verify-ca' },
+    });
+    const jobs = objects.filter((o: any) => o.kind === 'Job');
+    expect(jobs.length).toBeGreaterThan(0);
+    for (const job of jobs) {
+      const pod = job.spec.template.spec;
+      const env = Object.fromEntries(pod.containers[0].env.map((v: any) => [v.name, v.value]));
+      expect(env).toMatchObject({ [Env.sourceSslMode]: 'verify-ca', [Env.sourceSslRootCert]: '/etc/migration-tls/source/ca.crt', [Env.targetSslMode]: 'require' });
+      expect(env).not.toHaveProperty(Env.targetSslRootCert);
+      expect(pod.volumes).toContainEqual({ name: 'source-ca', secret: { secretName: 'legacy-ca', items: [{ key: 'ca.crt', path: 'ca.crt' }], defaultMode: 0o444 } });
+      expect(pod.containers[0].volumeMounts).toContainEqual({ name: 'source-ca', mountPath: '/etc/migration-tls/source', readOnly: true });
+    }
+    expect(() => synth({ target: { ...base.target, tls: { sslMode: 'verify-full' } } })).toThrow(
+      /^DatabaseMigration target.tls.sslMode verify-full verifies the server's certificate, but DatabaseMigration target.tls.caSecret is not set/,
+    );
+  });
+
   it('merges and sorts ensured Secrets so the committed JSON is stable', () => {
     const env = jobOf(
       synth({

@@ -135,13 +135,44 @@ describe('v2 sslmodes', () => {
     expect(gateEnv(manifests)).not.toHaveProperty(Env.targetSslMode);
   });
 
-  it("passes database.sslMode to every Job's target and to Keycloak's gate, legacyDatabase.sslMode to every Job's source", () => {
-    const manifests = synthPlatform(variant, { database: { sslMode: 'verify-full' }, legacyDatabase: { sslMode: 'require' } });
+  it("passes database.sslMode and its CA to every Job's target, Keycloak's gate and Keycloak's JDBC URL; legacyDatabase.sslMode to every Job's source", () => {
+    const manifests = synthPlatform(variant, {
+      database: { sslMode: 'verify-full', caSecret: 'keycloak-postgresql-ha-ca' },
+      legacyDatabase: { sslMode: 'require' },
+    });
     expect(jobs(manifests).length).toBeGreaterThan(0);
     for (const job of jobs(manifests)) {
-      expect(envOf(job), job.metadata.name).toMatchObject({ [Env.sourceSslMode]: 'require', [Env.targetSslMode]: 'verify-full' });
+      const env = envOf(job);
+      expect(env, job.metadata.name).toMatchObject({
+        [Env.sourceSslMode]: 'require',
+        [Env.targetSslMode]: 'verify-full',
+        [Env.targetSslRootCert]: '/etc/migration-tls/target/ca.crt',
+      });
+      expect(env).not.toHaveProperty(Env.sourceSslRootCert);
+      const pod = job.spec.template.spec;
+      expect(pod.volumes).toContainEqual({ name: 'target-ca', secret: { secretName: 'keycloak-postgresql-ha-ca', items: [{ key: 'ca.crt', path: 'ca.crt' }], defaultMode: 0o444 } });
+      expect(pod.containers[0].volumeMounts).toContainEqual({ name: 'target-ca', mountPath: '/etc/migration-tls/target', readOnly: true });
     }
-    expect(gateEnv(manifests)[Env.targetSslMode]).toBe('verify-full');
+    expect(gateEnv(manifests)).toMatchObject({ [Env.targetSslMode]: 'verify-full', [Env.targetSslRootCert]: '/etc/keycloak-database-tls/ca.crt' });
+    const keycloakPod = find(manifests, 'StatefulSet', 'keycloak').spec.template.spec;
+    const keycloakEnv = Object.fromEntries(keycloakPod.containers[0].env.map((v: any) => [v.name, v.value]));
+    expect(keycloakEnv.KC_DB_URL_PROPERTIES).toBe('?sslmode=verify-full&sslrootcert=/etc/keycloak-database-tls/ca.crt');
+    for (const container of [keycloakPod.containers[0], keycloakPod.initContainers[0]]) {
+      expect(container.volumeMounts).toContainEqual({ name: 'database-ca', mountPath: '/etc/keycloak-database-tls', readOnly: true });
+    }
+    expect(keycloakPod.volumes).toContainEqual({ name: 'database-ca', secret: { secretName: 'keycloak-postgresql-ha-ca', items: [{ key: 'ca.crt', path: 'ca.crt' }], defaultMode: 0o444 } });
+  });
+
+  it('without a CA: sslmode only, nothing mounted', () => {
+    const manifests = synthPlatform(variant, { database: { sslMode: 'require' } });
+    for (const job of jobs(manifests)) {
+      expect(envOf(job)).toMatchObject({ [Env.targetSslMode]: 'require' });
+      expect(envOf(job)).not.toHaveProperty(Env.targetSslRootCert);
+      expect(job.spec.template.spec.volumes.map((v: any) => v.name)).not.toContain('target-ca');
+    }
+    const keycloakPod = find(manifests, 'StatefulSet', 'keycloak').spec.template.spec;
+    expect(keycloakPod.containers[0].env).toContainEqual({ name: 'KC_DB_URL_PROPERTIES', value: '?sslmode=require' });
+    expect(keycloakPod.volumes.map((v: any) => v.name)).not.toContain('database-ca');
   });
 
   it('sets only the side that is configured', () => {

@@ -154,6 +154,31 @@ describe('Keycloak', () => {
     expect(synth({ databaseGate: { image: 'r/x:1', sslMode: 'require' } }).env[Env.targetSslMode]).toBeUndefined();
   });
 
+  it("uses the connection's TLS for its JDBC URL and its gate; the gate's own sslMode wins", () => {
+    const tls = { sslMode: 'verify-full' as const, caSecret: { secretName: 'pg-ca', key: 'root.pem' } };
+    const { pod, env, container } = synth({ database: { ...database, tls }, databaseGate: { image: 'r/x:1' } });
+    expect(env.KC_DB_URL_PROPERTIES).toBe('?sslmode=verify-full&sslrootcert=/etc/keycloak-database-tls/ca.crt');
+    expect(pod.volumes).toContainEqual({ name: 'database-ca', secret: { secretName: 'pg-ca', items: [{ key: 'root.pem', path: 'ca.crt' }], defaultMode: 0o444 } });
+    expect(container.volumeMounts).toContainEqual({ name: 'database-ca', mountPath: '/etc/keycloak-database-tls', readOnly: true });
+    const gate = pod.initContainers[0];
+    expect(gate.env).toContainEqual({ name: Env.targetSslMode, value: 'verify-full' });
+    expect(gate.env).toContainEqual({ name: Env.targetSslRootCert, value: '/etc/keycloak-database-tls/ca.crt' });
+    expect(gate.volumeMounts).toContainEqual({ name: 'database-ca', mountPath: '/etc/keycloak-database-tls', readOnly: true });
+    const overridden = synth({ database: { ...database, tls }, databaseGate: { image: 'r/x:1', sslMode: 'require' } }).pod.initContainers[0].env;
+    expect(overridden).toContainEqual({ name: Env.targetSslMode, value: 'require' });
+    // No TLS configured: nothing added.
+    const plain = synth({ databaseGate: { image: 'r/x:1' } });
+    expect(plain.env.KC_DB_URL_PROPERTIES).toBeUndefined();
+    expect(plain.pod.volumes.map((v: { name: string }) => v.name)).not.toContain('database-ca');
+  });
+
+  it("fails when the connection's TLS verifies without a CA, naming the field", () => {
+    expect(() => synth({ database: { ...database, tls: { sslMode: 'verify-ca' } } })).toThrow(
+      /^Keycloak 'database.tls'.sslMode verify-ca verifies the server's certificate, but Keycloak 'database.tls'.caSecret is not set: name the Secret/,
+    );
+    expect(() => synth({ database: { ...database, tls: { sslMode: 'required' as never } } })).toThrow(/'database.tls'.sslMode must be one of disable, allow/);
+  });
+
   it('passes schema validation together with a PostgresHa it connects to', () => {
     const chart = Testing.chart();
     const ha = new PostgresHa(chart, 'db');

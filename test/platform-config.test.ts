@@ -30,9 +30,12 @@ describe('platform configuration', () => {
     const defaults = resolvePlatformConfig({});
     expect('sslMode' in defaults.database).toBe(false);
     expect('sslMode' in defaults.legacyDatabase).toBe(false);
-    const resolved = resolvePlatformConfig({ database: { sslMode: 'verify-full' }, legacyDatabase: { sslMode: 'require' } });
+    const resolved = resolvePlatformConfig({ database: { sslMode: 'verify-full', caSecret: 'pg-ca', caKey: 'root.pem' }, legacyDatabase: { sslMode: 'require' } });
     expect(resolved.database.sslMode).toBe('verify-full');
+    expect(resolved.database.caSecret).toEqual({ secretName: 'pg-ca', key: 'root.pem' });
     expect(resolved.legacyDatabase.sslMode).toBe('require');
+    expect(resolved.legacyDatabase.caSecret).toBeUndefined();
+    expect(resolvePlatformConfig({ legacyDatabase: { sslMode: 'verify-ca', caSecret: 'legacy-ca' } }).legacyDatabase.caSecret).toEqual({ secretName: 'legacy-ca', key: 'ca.crt' });
   });
 
   it('keeps an explicit null admin password key (superuser unknown)', () => {
@@ -46,6 +49,14 @@ describe('platform configuration bad input', () => {
   it('fails when a key is misspelt, naming the known ones', () => {
     fails({ database: { instance: 2 } as never }, /'database.instance' is not a known setting \(got 2\); known settings of 'database': flavor, instances/);
     fails({ releasename: 'x' } as never, /'releasename' is not a known setting/);
+  });
+
+  it('fails when a verifying sslmode has no CA, or a CA has no sslmode to use it', () => {
+    fails({ database: { sslMode: 'verify-full' } }, /'database.sslMode' "verify-full" verifies the server's certificate, but database.caSecret is not set: name the Secret holding the CA/);
+    fails({ legacyDatabase: { caSecret: 'legacy-ca' } }, /'legacyDatabase.caSecret' is set but legacyDatabase.sslMode is unset: set legacyDatabase.sslMode to 'verify-full'/);
+    fails({ database: { sslMode: 'disable', caSecret: 'ca' } }, /'database.caSecret' is set but database.sslMode is 'disable'/);
+    fails({ database: { caKey: 'ca.pem' } }, /'database.caKey' is set but database.caSecret is not/);
+    fails({ database: { sslMode: 'require', caSecret: 'Bad_Name' } }, /'database.caSecret' must be a DNS-1123 subdomain/);
   });
 
   it('fails when an sslmode is not a libpq sslmode', () => {
