@@ -116,9 +116,14 @@ export async function expectLegacyIntact(context: FaultContext): Promise<void> {
 
 /** The pod logs of every run of the Job whose name ends in `suffix`, joined. */
 export function jobLogs(context: FaultContext, suffix: string): string {
-  return context.rehearsal.jobs.runs
+  return jobLogsOf(context.rehearsal, suffix);
+}
+
+/** Every pod log of the Jobs whose name ends with `suffix`, in run order. */
+export function jobLogsOf(rehearsal: Rehearsal, suffix: string): string {
+  return rehearsal.jobs.runs
     .filter((run) => run.jobName.endsWith(suffix))
-    .map((run) => context.rehearsal.jobs.logsOf(run.podName))
+    .map((run) => rehearsal.jobs.logsOf(run.podName))
     .join('\n');
 }
 

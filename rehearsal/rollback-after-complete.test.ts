@@ -7,15 +7,9 @@ import { afterEach, describe, expect, it } from 'vitest';
 
 import { Phase } from '../lib/contract.js';
 import { withClient } from './checks.js';
+import { jobLogsOf } from './faults.js';
 import { Rehearsal } from './harness.js';
 import { deploy, findObject, installV1, legacyConnection, NAMES, readState, seedKeycloakData, until, verifyMigrated } from './scenario.js';
-
-function logsOfJob(rehearsal: Rehearsal, suffix: string): string {
-  return rehearsal.jobs.runs
-    .filter((run) => run.jobName.endsWith(suffix))
-    .map((run) => rehearsal.jobs.logsOf(run.podName))
-    .join('\n');
-}
 
 describe('rollback to v1 after the migration completed, with helm', () => {
   let rehearsal: Rehearsal | undefined;
@@ -44,8 +38,8 @@ describe('rollback to v1 after the migration completed, with helm', () => {
     expect(refused.ok).toBe(false);
     expect(refused.error?.message).toMatch(/pre-upgrade hooks failed: .*keycloak-migration-backup/);
     expect(refused.events.some((event) => event.action === 'apply')).toBe(false);
-    expect(logsOfJob(rehearsal, '-backup')).toMatch(new RegExp(`the legacy database changed after migration ${migrationId} completed`));
-    expect(logsOfJob(rehearsal, '-backup')).toContain(`MIGRATION_ACCEPT_LEGACY_CHANGES_OF=${migrationId}`);
+    expect(jobLogsOf(rehearsal, '-backup')).toMatch(new RegExp(`the legacy database changed after migration ${migrationId} completed`));
+    expect(jobLogsOf(rehearsal, '-backup')).toContain(`MIGRATION_ACCEPT_LEGACY_CHANGES_OF=${migrationId}`);
     expect(readState(rehearsal).state?.phase).toBe(Phase.completed);
     // v1 keeps serving from the legacy database, the rollback's write in place.
     await rehearsal.waitReady(findObject(v1, 'StatefulSet', NAMES.keycloak), 60_000);
