@@ -45,7 +45,7 @@ cleaned.`,
     // verification reads the same tables.
     const analyzeStarted = Date.now();
     const [verification] = await Promise.all([
-      verifyTarget(target, restore.manifest, { owner, jobs: flags.jobs, log, checksummedTables: restore.checksummedTables }),
+      verifyTarget(target, restore.manifest, { owner, jobs: flags.jobs, log, checksummedTables: restore.checksummedTables, checksummedLargeObjects: restore.checksummedLargeObjects }),
       analyze && !restore.analyzed ? analyzeDatabase(target, { owner }) : Promise.resolve(),
     ]);
     const analyzeMs = Date.now() - analyzeStarted;

@@ -21,7 +21,7 @@ import { ExitCode, ReadyMarker } from '../../../lib/contract.js';
 import { classifyDatabaseError, dataError, RunnerError } from '../errors.js';
 import { silentLogger, type Logger, type ProgressEvent, progressEvent } from '../log.js';
 import { APPLICATION_NAME, connect, describeEndpoint, qualifiedName, serverMajorVersion, toolEnv, type ConnectionSettings } from './connection.js';
-import type { BackupManifest, TableStats } from './manifest.js';
+import type { BackupManifest, LargeObjectStats, TableStats } from './manifest.js';
 import { readMarkerWith } from './marker.js';
 import { formatUseList, largeObjectOids, type TocEntry } from './toc.js';
 import { assertRestoreToolReads, findPgTools, runTool, toolVersion, type PgTools } from './tools.js';
@@ -95,6 +95,8 @@ export interface RestoreResult {
   readonly durationMs: number;
   /** With `checksumDuringRestore`: the tables checksummed after their data was restored, by `schema.name`. */
   readonly checksummedTables: ReadonlyMap<string, TableStats>;
+  /** With `checksumDuringRestore`: the large objects' statistics, taken after pg_restore loaded them (if it had time). */
+  readonly checksummedLargeObjects?: LargeObjectStats;
   /** Whether the restored database was ANALYZEd (`analyze`, and not already restored). */
   readonly analyzed: boolean;
 }
@@ -465,6 +467,9 @@ export async function restoreDatabase(options: RestoreOptions): Promise<RestoreR
         ? new TableVerifierDuringRestore({ target: options.target, owner, analyze: options.analyze ?? false, log, checksumAlgorithm: manifest.checksumAlgorithm })
         : undefined;
     const tocById = new Map(backup.toc.map((entry) => [entry.dumpId, entry]));
+    // pg_dump 17 splits the large objects' data into several BLOBS items.
+    const blobItems = backup.toc.filter((entry) => entry.desc === 'BLOBS' && !skip(entry)).length;
+    let blobItemsDone = 0;
     try {
       await runTool({
         signal: stopRestore.signal,
@@ -494,6 +499,7 @@ export async function restoreDatabase(options: RestoreOptions): Promise<RestoreR
             countItem(dumpId);
             const entry = tocById.get(dumpId);
             if (verifier && entry?.desc === 'TABLE DATA') verifier.tableLoaded(entry.namespace, entry.tag);
+            if (verifier && entry?.desc === 'BLOBS' && ++blobItemsDone === blobItems) verifier.largeObjectsLoaded();
           }
           const serial = /processing data for table "(.+)"/.exec(line);
           if (serial) {
@@ -524,6 +530,7 @@ export async function restoreDatabase(options: RestoreOptions): Promise<RestoreR
       bytes: totalBytes,
       durationMs: Date.now() - started,
       checksummedTables: verifier?.checksums ?? new Map(),
+      ...(verifier?.largeObjects ? { checksummedLargeObjects: verifier.largeObjects } : {}),
       analyzed: options.analyze ?? false,
     };
   } catch (error) {

@@ -20,7 +20,16 @@
 import pg from 'pg';
 import { silentLogger, type Logger } from '../log.js';
 import { connect, qualifiedName, type ConnectionSettings } from './connection.js';
-import { applySettings, checksumTable, CONCURRENT_CHECKSUM_SETTINGS, listTables, type TableStats, type TableToChecksum } from './manifest.js';
+import {
+  applySettings,
+  checksumTable,
+  CONCURRENT_CHECKSUM_SETTINGS,
+  largeObjectStats,
+  listTables,
+  type LargeObjectStats,
+  type TableStats,
+  type TableToChecksum,
+} from './manifest.js';
 
 export interface VerifyDuringRestoreOptions {
   readonly target: ConnectionSettings;
@@ -54,6 +63,9 @@ export class TableVerifierDuringRestore {
   readonly checksums = new Map<string, TableStats>();
   /** `schema.name` of the tables this verifier ANALYZEd. */
   readonly analyzed = new Set<string>();
+  /** The large objects' statistics, taken after pg_restore finished every BLOBS item. */
+  largeObjects: LargeObjectStats | undefined;
+  private largeObjectsPending = false;
   private readonly toChecksum: Pending[] = [];
   private readonly toAnalyze: Pending[] = [];
   private readonly log: Logger;
@@ -82,6 +94,13 @@ export class TableVerifierDuringRestore {
     this.wake?.();
   }
 
+  /** pg_restore finished every BLOBS item: the large objects are complete (nothing else writes them). */
+  largeObjectsLoaded(): void {
+    if (this.closed) return;
+    this.largeObjectsPending = true;
+    this.wake?.();
+  }
+
   /** Stops after the statement in progress (pg_restore ended) and closes the session. */
   async finish(): Promise<void> {
     this.closed = true;
@@ -107,6 +126,24 @@ export class TableVerifierDuringRestore {
       // Consecutive tables found locked: when the whole queue is, wait a little before retrying.
       let lockedInARow = 0;
       while (!this.closed) {
+        if (this.toChecksum.length === 0 && this.largeObjectsPending) {
+          this.largeObjectsPending = false;
+          const client = await this.session();
+          const started = Date.now();
+          // In a transaction: an object the user may not read is skipped in a savepoint.
+          await client.query('BEGIN');
+          try {
+            this.largeObjects = await largeObjectStats(client, this.options.checksumAlgorithm);
+            this.log.debug('large objects checksummed during the restore', { count: this.largeObjects.count, ms: Date.now() - started });
+          } catch (error) {
+            if ((error as { code?: string }).code !== LOCK_NOT_AVAILABLE) throw error;
+            // Left to the verification after the restore.
+          } finally {
+            // After an error the transaction is aborted: COMMIT then rolls it back.
+            await client.query('COMMIT');
+          }
+          continue;
+        }
         const queue = this.toChecksum.length > 0 ? this.toChecksum : this.options.analyze ? this.toAnalyze : [];
         if (queue.length === 0) {
           await this.idle();

@@ -8,7 +8,7 @@ import { dataError } from '../errors.js';
 import { silentLogger, type Logger } from '../log.js';
 import { connect, withClient, type ConnectionSettings } from './connection.js';
 import { CHANGELOG_LOCK_TABLE, JGROUPS_TABLES } from './hygiene.js';
-import { collectDatabaseStats, UNPOPULATED_CHECKSUM, type BackupManifest, type DatabaseStats, type ObjectInventory, type TableStats } from './manifest.js';
+import { collectDatabaseStats, UNPOPULATED_CHECKSUM, type BackupManifest, type DatabaseStats, type LargeObjectStats, type ObjectInventory, type TableStats } from './manifest.js';
 
 export type DifferenceKind = 'table' | 'sequence' | 'largeObjects' | 'extension' | 'schema' | keyof ObjectInventory | 'ownership';
 
@@ -128,6 +128,8 @@ export interface TargetStatsOptions {
    * those tables are listed and compared but not scanned again.
    */
   readonly checksummedTables?: ReadonlyMap<string, TableStats>;
+  /** The large objects' statistics the restore took right after loading them (`RestoreResult.checksummedLargeObjects`). */
+  readonly checksummedLargeObjects?: LargeObjectStats;
   /** The backup's {@link BackupManifest.checksumAlgorithm}. @default ROW_CHECKSUM_ALGORITHM */
   readonly checksumAlgorithm?: string;
 }
@@ -163,6 +165,7 @@ export async function collectTargetStats(target: ConnectionSettings, options: Ta
           extraClients: extras,
           checksummedTables: options.checksummedTables,
           checksumAlgorithm: options.checksumAlgorithm,
+          checksummedLargeObjects: options.checksummedLargeObjects,
           onTable: (table, done, total) => options.log?.debug('checksummed', { table: `${table.schema}.${table.name}`, rows: table.rows, done, total }),
         });
       } finally {

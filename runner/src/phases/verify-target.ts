@@ -27,7 +27,9 @@ export function verifyTargetStep(ctx: HookContext) {
       }
       const manifest = await readManifest(backupDirectoryOf(ctx, state));
       // Checksums taken during a restore this process saw finish; after a resume, every table is scanned.
-      const checksummedTables = restoredInThisRun(ctx, state)?.checksummedTables;
+      const restored = restoredInThisRun(ctx, state);
+      const checksummedTables = restored?.checksummedTables;
+      const checksummedLargeObjects = restored?.checksummedLargeObjects;
       let verification;
       try {
         verification = await verifyTarget(requireEndpoint(ctx.config, 'target'), manifest, {
@@ -35,6 +37,7 @@ export function verifyTargetStep(ctx: HookContext) {
           jobs: ctx.config.parallelJobs,
           log: ctx.log,
           ...(checksummedTables ? { checksummedTables } : {}),
+          ...(checksummedLargeObjects ? { checksummedLargeObjects } : {}),
         });
       } catch (error) {
         // Only a difference is a verification result; an unreachable target is just a failed attempt.
