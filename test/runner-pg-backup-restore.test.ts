@@ -11,6 +11,7 @@ import { createKeycloakData, objectsNotOwnedBy, readComparableContent, type Comp
 import { startPostgres, type TestPostgres } from './support/postgres.js';
 import { endpointEnv, logLines, runRunner } from './support/runner-cli.js';
 import { restoreDatabase } from '../runner/src/pg/restore.js';
+import { TableVerifierDuringRestore } from '../runner/src/pg/verify-during-restore.js';
 import { isMarkedReady, readMarker, writeMarker } from '../runner/src/pg/marker.js';
 import { applyKeycloakHygiene } from '../runner/src/pg/hygiene.js';
 import { collectTargetStats } from '../runner/src/pg/verify-target.js';
@@ -216,6 +217,29 @@ describe('runner verify', () => {
     const error = logLines(run.stderr).filter((line) => line.level === 'error').at(-1)!;
     expect(error.msg).toContain('public.credential');
     expect(error.msg).not.toContain('public.user_entity');
+  });
+
+  it('fails with exit 65 when a large object\'s contents differ', async () => {
+    const database = await freshTargetDatabase();
+    expect((await runRunner(['restore', '--dir', backupDir], targetEnv(database))).code).toBe(0);
+    await target.query(`SELECT lo_put(oid, 0, '\\x58') FROM pg_largeobject_metadata ORDER BY oid LIMIT 1`, [], database);
+    const run = await runRunner(['verify', '--dir', backupDir], targetEnv(database));
+    expect(run.code).toBe(65);
+    const error = logLines(run.stderr).filter((line) => line.level === 'error').at(-1)!;
+    expect(error.msg).toContain('largeObjects large objects: expected checksum');
+  });
+
+  it('takes the large objects\' checksum during a restore equal to the backup\'s and to the one after it', async () => {
+    const database = await freshTargetDatabase();
+    const settings = target.settings(database, TARGET_USER, TARGET_PASSWORD);
+    const restored = await restoreDatabase({ dir: backupDir, target: settings });
+    const verifier = new TableVerifierDuringRestore({ target: settings, analyze: false, checksumAlgorithm: restored.manifest.checksumAlgorithm });
+    verifier.largeObjectsLoaded();
+    for (let waited = 0; !verifier.largeObjects && waited < 10_000; waited += 20) await new Promise((resolve) => setTimeout(resolve, 20));
+    await verifier.finish();
+    expect(verifier.error).toBeUndefined();
+    expect(verifier.largeObjects).toEqual(restored.manifest.stats.largeObjects);
+    expect((await collectTargetStats(settings)).largeObjects).toEqual(restored.manifest.stats.largeObjects);
   });
 
   it('fails with exit 65 naming the file when a dump file was tampered with (same size)', async () => {
