@@ -307,11 +307,17 @@ export async function checksumTable(client: pg.Client, table: TableToChecksum, a
 /**
  * The user tables and materialized views to checksum, largest first (partitioned parents hold no
  * rows: their leaf partitions are listed). Works on PostgreSQL 11 and newer.
+ *
+ * `sizes: false` reads the catalog only: pg_table_size takes a lock on every table, which waits
+ * for each table pg_restore is still loading (its TRUNCATE + COPY holds an exclusive lock) — the
+ * verifier during a restore would not get its list until the big tables were loaded. The sizes
+ * are then 0 and the order is by name.
  */
-export async function listTables(client: pg.Client): Promise<TableToChecksum[]> {
+export async function listTables(client: pg.Client, options: { sizes?: boolean } = {}): Promise<TableToChecksum[]> {
+  const sizes = options.sizes ?? true;
   const result = await client.query<TableToChecksum>(`
       SELECT n.nspname AS schema, c.relname AS name, c.relkind::text AS relkind, c.relispopulated AS populated,
-             pg_catalog.pg_table_size(c.oid)::text AS size_bytes,
+             ${sizes ? 'pg_catalog.pg_table_size(c.oid)' : '0'}::text AS size_bytes,
              (SELECT array_agg(a.attname::text ORDER BY a.attnum) FROM pg_catalog.pg_attribute a
                WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
                  AND (a.atttypid IN (700, 701) OR EXISTS (SELECT 1 FROM pg_catalog.pg_type d
@@ -320,7 +326,7 @@ export async function listTables(client: pg.Client): Promise<TableToChecksum[]> 
                WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped) AS all_columns
         FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
        WHERE c.relkind IN ('r', 'm') AND ${USER_SCHEMA_FILTER} AND ${notExtensionMember('pg_class', 'c.oid')}
-       ORDER BY pg_catalog.pg_table_size(c.oid) DESC, 1, 2`);
+       ORDER BY ${sizes ? 'pg_catalog.pg_table_size(c.oid) DESC, ' : ''}1, 2`);
   return result.rows.map((row) => ({ ...row, all_columns: row.all_columns ?? [] }));
 }
 

@@ -160,8 +160,9 @@ export class TableVerifierDuringRestore {
         const started = Date.now();
         try {
           // The catalog once, when the first table is loaded: pg_restore creates every table
-          // (pre-data) before it loads any data. (pg_table_size locks each table: under the lock timeout too.)
-          this.tables ??= new Map((await listTables(client)).map((entry) => [`${entry.schema}.${entry.name}`, entry]));
+          // (pre-data) before it loads any data. Without sizes: they would lock every table,
+          // waiting for those pg_restore is still loading.
+          this.tables ??= new Map((await listTables(client, { sizes: false })).map((entry) => [`${entry.schema}.${entry.name}`, entry]));
           const entry = this.tables.get(key);
           if (!entry) continue;
           if (queue === this.toChecksum) {
