@@ -357,16 +357,21 @@ function explainMisses(misses: readonly Verdict[], report: BenchReport, summarie
       out.push(
         `- **${miss.target}** (${miss.measured}). Measured: ${parts.join('; ')}. ` +
           'Why: the runner runs the same pg_dump -Fd -Z0 / pg_restore -j as the fastest script and adds the work that makes it ' +
-          'safe, overlapped where it can be: during the dump, a per-column checksum pass over every table in the dump\'s exported ' +
-          'snapshot (runner/src/pg/manifest.ts) and sha256 of each file as pg_dump finishes it; during the restore, sha256 of ' +
-          'every dump file again (a tampered backup must stop the restore), a checksum pass and ANALYZE of each table as soon as ' +
-          'pg_restore reports its data loaded (runner/src/pg/verify-during-restore.ts), then catalog, sequence and large-object ' +
-          'checks, fsyncs and Keycloak hygiene. Overlapping hides the waiting but not the CPU: on 2 cores the extra passes take ' +
-          'cycles from pg_dump and pg_restore (compare client + server CPU with the uncompressed dump\'s). ' +
-          'What would close it: compute the source checksums from the COPY text the runner already reads to digest the dump ' +
-          'files, and the target\'s from a COPY TO stream through the same line hash, instead of two server-side scans (floats ' +
-          'need care across majors); ANALYZE only the large tables and leave the rest to autovacuum; split the few large tables ' +
-          '(event_entity is a third of the data) so more than N streams run at once.' +
+          'safe, overlapped where it can be: during the dump, a checksum pass over every table in the dump\'s exported snapshot ' +
+          '(runner/src/pg/manifest.ts: one 64-bit hashtextextended per column, no parallel workers or JIT next to pg_dump) and ' +
+          'sha256 of each file as pg_dump finishes it; during the restore, sha256 of every dump file again (a tampered backup must ' +
+          'stop the restore), a checksum pass and ANALYZE of each table, and the large objects\' checksum, as soon as pg_restore ' +
+          'reports them loaded (runner/src/pg/verify-during-restore.ts), then the catalog, sequence and ownership checks, fsyncs ' +
+          'and Keycloak hygiene; node starts twice. Overlapping hides the waiting but not the CPU: both steps keep the 2 cores ' +
+          'busy, so every extra pass takes cycles from pg_dump and pg_restore (compare client + server CPU with the uncompressed ' +
+          'dump\'s). The largest single addition is ANALYZE of the big tables (the planner statistics Keycloak needs on its first ' +
+          'queries; the plain script has none, pgcopydb runs VACUUM ANALYZE), then the two checksum scans and the two sha256 passes. ' +
+          'What would close it: load the table data with the runner\'s own COPY ... FREEZE (TRUNCATE in the same transaction) ' +
+          'from the dump files, hashed as they stream, with pg_restore only for the pre-data, large objects and post-data: one ' +
+          'read of each file instead of two, and rows already frozen, so that the checksum scan, the index builds and ANALYZE ' +
+          'stop dirtying and rewriting every page; a smaller bundle (client-node loaded lazily) for the two node start-ups. ' +
+          'Leaving the big tables\' ANALYZE to autovacuum would save most of the rest, at the price of Keycloak planning on ' +
+          'guesses until autovacuum\'s first round.' +
           (miss.target.startsWith('Runner speed-up') && z0 && summaries.get('fd-gzip')
             ? ` On this machine even the uncompressed script is only ${s(
                 medianOf(summaries.get('fd-gzip')!.ok, (r) => r.wallSeconds) / medianOf(z0.ok, (r) => r.wallSeconds),
