@@ -12,6 +12,7 @@ import { withClient } from './checks.js';
 import { transformShape } from './faults.js';
 import { Rehearsal } from './harness.js';
 import type { KubeObject } from './manifests.js';
+import { waitFor } from './postgres-processes.js';
 import {
   deploy,
   findObject,
@@ -22,7 +23,6 @@ import {
   pgpoolConnection,
   readState,
   seedKeycloakData,
-  until,
   verifyMigrated,
 } from './scenario.js';
 
@@ -68,7 +68,7 @@ describe('without the database gate', () => {
     const keycloak = findObject(v2, 'StatefulSet', NAMES.keycloak);
     const live = rehearsal.cluster.get(keycloak)!;
     rehearsal.server.upsert({ ...live, spec: { ...(live.spec as object), replicas: 0 } });
-    await until('Keycloak pods to be gone', () => !rehearsal!.server.list('v1', 'Pod', rehearsal!.namespace).some((pod) => isKeycloakPod(pod.metadata.name)));
+    await waitFor('Keycloak pods to be gone', async () => !rehearsal!.server.list('v1', 'Pod', rehearsal!.namespace).some((pod) => isKeycloakPod(pod.metadata.name)), 120_000);
     const primary = (await rehearsal.workloads.repmgrCluster(NAMES.haStatefulSet))!.nodes[0]!;
     const superuser = { host: '127.0.0.1', port: primary.port, user: 'postgres', password: rehearsal.secretValue(NAMES.haSecret, 'postgres-password')!, database: 'postgres' };
     await withClient(superuser, async (client) => {

@@ -9,7 +9,8 @@ import { Phase } from '../lib/contract.js';
 import { withClient } from './checks.js';
 import { jobLogsOf } from './faults.js';
 import { Rehearsal } from './harness.js';
-import { deploy, findObject, installV1, legacyConnection, NAMES, readState, seedKeycloakData, until, verifyMigrated } from './scenario.js';
+import { waitFor } from './postgres-processes.js';
+import { deploy, findObject, installV1, legacyConnection, NAMES, readState, seedKeycloakData, verifyMigrated } from './scenario.js';
 
 describe('rollback to v1 after the migration completed, with helm', () => {
   let rehearsal: Rehearsal | undefined;
@@ -28,8 +29,9 @@ describe('rollback to v1 after the migration completed, with helm', () => {
     const back = await deploy(rehearsal, 'helm', v1);
     expect(back.error?.message).toBeUndefined();
     // The StatefulSet's pods roll to the v1 template one by one: wait for one on the legacy database.
-    await until('a v1 Keycloak pod to write to the legacy database', () =>
+    await waitFor('a v1 Keycloak pod to write to the legacy database', async () =>
       rehearsal!.workloads.keycloakWrites.some((write) => write.host === NAMES.legacyStatefulSet && write.at >= rolledBackAt),
+      120_000,
     );
     await withClient(legacyConnection(rehearsal), (client) => client.query(`UPDATE realm SET ssl_required = 'rolled-back' WHERE id = (SELECT min(id) FROM realm)`));
 

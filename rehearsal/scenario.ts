@@ -26,6 +26,7 @@ import { Rehearsal, type SynthesizedShape } from './harness.js';
 import type { RunningPod } from './jobs.js';
 import type { LifecycleResult } from './lifecycle.js';
 import type { KubeObject } from './manifests.js';
+import { waitFor } from './postgres-processes.js';
 
 export type Tool = 'helm' | 'argocd';
 
@@ -50,15 +51,6 @@ export async function seedKeycloakData(connection: Connection, users = 40): Prom
   await withClient(connection, (client) => client.query('UPDATE databasechangeloglock SET locked = false, lockgranted = NULL, lockedby = NULL'));
 }
 
-/** Polls `holds` every 100 ms; fails naming `what` after `timeoutMs`. */
-export async function until(what: string, holds: () => boolean, timeoutMs = 120_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!holds()) {
-    if (Date.now() > deadline) throw new Error(`waited ${timeoutMs / 1000}s for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
-}
-
 /**
  * Pins the interleaving the database gate exists for: the next Helm upgrade holds its
  * post-upgrade hooks (the restore Job) until a Keycloak pod of the new release has reached the
@@ -71,10 +63,10 @@ export function holdRestoreUntilKeycloakReachedTheNewDatabase(rehearsal: Rehears
   const [writesBefore, runsBefore] = [keycloakWrites.length, initContainerRuns.length];
   rehearsal.helm.beforeHooks = async (event) => {
     if (event !== 'post-upgrade') return;
-    await until('a Keycloak pod to reach the new database before the restore', () => {
+    await waitFor('a Keycloak pod to reach the new database before the restore', async () => {
       if (keycloakWrites.slice(writesBefore).some((write) => write.host === NAMES.pgpoolService)) return true;
       return initContainerRuns.slice(runsBefore).some((run) => isKeycloakPod(run.pod) && gateFoundNoMarker(run.logFile));
-    });
+    }, 120_000);
   };
 }
 
