@@ -24,6 +24,7 @@ import { ApiObject, Chart, JsonPatch } from 'cdk8s';
 import { k8s } from 'cdk8s-plus-27';
 import { Construct } from 'constructs';
 import { caFile, caVolume, validateDatabaseTls } from './database-tls.js';
+import { customizePod, type PodCustomization } from './pod-customization.js';
 import {
   BACKUP_MOUNT_PATH,
   DeleteLegacy,
@@ -318,6 +319,14 @@ export interface DatabaseMigrationProps {
    * @default - 1001 for user, group and fsGroup
    */
   readonly podSecurity?: PodSecurityOptions;
+  /**
+   * Additions to the pods of every migration Job: tolerations, node selector, affinity, topology spread, priority
+   * class, pod annotations and labels, extra env, volumes and mounts, sidecars, pull secrets. The
+   * result must still meet the Pod Security "restricted" profile.
+   *
+   * @default - none
+   */
+  readonly jobPod?: PodCustomization;
 }
 
 /** libpq sslmode per side of a migration. */
@@ -402,6 +411,10 @@ const JOBS: readonly JobSpecOfCommand[] = [
 export class DatabaseMigration extends Construct {
   /** Names of every object the migration uses, synthesized or created at run time. */
   public readonly names: DatabaseMigrationNames;
+  /** The migration's name (label `app.kubernetes.io/instance` of its Jobs' pods). */
+  public readonly name: string;
+  /** Labels every migration Job's pod carries (NetworkPolicies, mesh exclusions). */
+  public readonly jobPodSelectorLabels: Readonly<Record<string, string>>;
   /** The Jobs, by runner command (record-failure only with flavor `argocd`). */
   public readonly jobs: Readonly<Partial<Record<RunnerCommandName, ApiObject>>>;
   /** The restore hook's sync wave (Argo CD). */
@@ -416,6 +429,9 @@ export class DatabaseMigration extends Construct {
     const namespace = props.namespace ?? Chart.of(this).namespace;
     if (namespace !== undefined) validateDnsLabel('DatabaseMigration namespace', namespace);
     this.names = deriveNames(props.name, namespace, props.backup?.pvcName);
+    this.name = props.name;
+    const { 'app.kubernetes.io/component': _command, ...jobPodSelector } = jobLabels(props.name, RunnerCommand.prepare);
+    this.jobPodSelectorLabels = jobPodSelector;
 
     const deleteLegacy = props.deleteLegacy ?? DeleteLegacy.never;
     if (!(Object.values(DeleteLegacy) as string[]).includes(deleteLegacy)) {
@@ -634,6 +650,7 @@ export class DatabaseMigration extends Construct {
             : spec.command === RunnerCommand.restorePhase
               ? ({ phase: 'restore', order: flavor === 'helm' ? MIGRATION_HOOK_ORDER.helmRestore : waves.restore } as const)
               : ({ phase: 'sync-failed', order: MIGRATION_HOOK_ORDER.recordFailure } as const);
+      customizePod(job, `DatabaseMigration 'jobPod'`, props.jobPod, [RUNNER_CONTAINER_NAME]);
       markAsHook(job, flavor, { ...placement, role: 'job' });
       jobs[spec.command] = job;
     }

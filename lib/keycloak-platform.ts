@@ -18,27 +18,13 @@ import type { DatabaseConnection } from './database-connection.js';
 import { DatabaseMigration } from './database-migration.js';
 import { type GitOpsFlavor, assertGitOpsFlavor, setSyncWave } from './gitops.js';
 import { Keycloak } from './keycloak.js';
+import { KeycloakIngress } from './keycloak-ingress.js';
+import { KeycloakMonitor } from './keycloak-monitor.js';
+import { KeycloakNetworkPolicies } from './keycloak-network-policies.js';
 import { type PlatformConfig, type ResolvedPlatformConfig, resolvePlatformConfig } from './platform-config.js';
 import { PostgresHa } from './postgres-ha.js';
 import { type LegacyDatabase, PostgresStandalone, bitnamiFullname } from './postgres-standalone.js';
 import { type KubeObjectName, assertNoNameCollisions } from './validation.js';
-
-// The configuration types are part of this construct's props; lib/index.ts exports this module.
-export {
-  DEFAULT_RUNNER_IMAGE,
-  LIFECYCLE_SHAPES,
-  resolvePlatformConfig,
-  type LifecycleShape,
-  type PlatformConfig,
-  type PlatformDatabaseConfig,
-  type PlatformHelmChartConfig,
-  type PlatformImages,
-  type PlatformKeycloakConfig,
-  type PlatformLegacyDatabaseConfig,
-  type PlatformMigrationConfig,
-  type PlatformSyncWaves,
-  type ResolvedPlatformConfig,
-} from './platform-config.js';
 
 /** Props of {@link KeycloakPlatform}: the platform configuration plus the GitOps tool. */
 export interface KeycloakPlatformProps extends PlatformConfig {
@@ -186,7 +172,48 @@ export class KeycloakPlatform extends Chart {
         ...Object.values(migrationNames.jobs).map((name) => ({ kind: 'Job', name })),
       );
     }
+    this.addOptionalObjects(config, objectNames);
     assertNoNameCollisions(`KeycloakPlatform (release '${release}')`, objectNames);
+  }
+
+  /** The Ingress, NetworkPolicies and monitor, when configured; Argo CD applies them with Keycloak. */
+  private addOptionalObjects(config: ResolvedPlatformConfig, objectNames: KubeObjectName[]): void {
+    const database = this.haDatabase ?? (this.legacyDatabase as PostgresStandalone);
+    if (config.ingress !== undefined) {
+      const ingress = new KeycloakIngress(this, 'ingress', {
+        keycloak: this.keycloak,
+        host: config.ingress.host,
+        ...(config.ingress.ingressClassName !== undefined ? { ingressClassName: config.ingress.ingressClassName } : {}),
+        ...(config.ingress.tlsSecretName !== undefined ? { tls: { secretName: config.ingress.tlsSecretName } } : {}),
+        ...(config.ingress.annotations !== undefined ? { annotations: config.ingress.annotations } : {}),
+      });
+      setSyncWave(ingress, this.flavor, config.syncWaves.keycloak);
+      objectNames.push({ kind: 'Ingress', name: ingress.name });
+    }
+    if (config.networkPolicies !== undefined) {
+      const policies = config.networkPolicies;
+      const networkPolicies = new KeycloakNetworkPolicies(this, 'network-policies', {
+        keycloak: this.keycloak,
+        database,
+        ...(this.migration !== undefined ? { migration: this.migration } : {}),
+        ...(policies.httpFrom !== undefined ? { httpFrom: policies.httpFrom } : {}),
+        ...(policies.managementFrom !== undefined ? { managementFrom: policies.managementFrom } : {}),
+        ...(policies.apiServerCidrs !== undefined
+          ? { apiServer: { cidrs: policies.apiServerCidrs, ...(policies.apiServerPorts !== undefined ? { ports: policies.apiServerPorts } : {}) } }
+          : {}),
+      });
+      setSyncWave(networkPolicies, this.flavor, config.syncWaves.database);
+      objectNames.push(...networkPolicies.policyNames.map((name) => ({ kind: 'NetworkPolicy', name })));
+    }
+    if (config.monitoring !== undefined) {
+      const monitor = new KeycloakMonitor(this, 'monitoring', {
+        keycloak: this.keycloak,
+        ...(config.monitoring.kind !== undefined ? { kind: config.monitoring.kind } : {}),
+        ...(config.monitoring.interval !== undefined ? { interval: config.monitoring.interval } : {}),
+        ...(config.monitoring.labels !== undefined ? { labels: config.monitoring.labels } : {}),
+      });
+      setSyncWave(monitor, this.flavor, config.syncWaves.keycloak);
+    }
   }
 }
 

@@ -3,6 +3,7 @@ import { Construct } from 'constructs';
 import { Env, type RequiredSecret, RunnerCommand, SslMode, type SslModeValue } from './contract.js';
 import type { DatabaseConnection } from './database-connection.js';
 import { caFile, caVolume, jdbcTlsProperties, validateDatabaseTls } from './database-tls.js';
+import { customizePod, type PodCustomization } from './pod-customization.js';
 import {
   type ContainerResources,
   KEYCLOAK_USER_ID,
@@ -189,6 +190,14 @@ export interface KeycloakProps {
    * @default - none
    */
   readonly extraEnv?: Readonly<Record<string, string>>;
+  /**
+   * Additions to the Keycloak pods: tolerations, node selector, affinity, topology spread, priority
+   * class, pod annotations and labels, extra env, volumes and mounts, sidecars, pull secrets. The
+   * result must still meet the Pod Security "restricted" profile.
+   *
+   * @default - none
+   */
+  readonly pod?: PodCustomization;
 }
 
 const DEFAULT_RESOURCES: ContainerResources = {
@@ -223,6 +232,10 @@ export class Keycloak extends Construct {
   public readonly gated: boolean;
   /** The StatefulSet object, for escape hatches. */
   public readonly statefulSet: k8s.KubeStatefulSet;
+  /** Whether Keycloak serves Prometheus metrics on the management port. */
+  public readonly metricsEnabled: boolean;
+  /** Labels that select Keycloak's pods (NetworkPolicies, monitors, spread constraints). */
+  public readonly podSelectorLabels: Readonly<Record<string, string>>;
 
   public constructor(scope: Construct, id: string, props: KeycloakProps) {
     super(scope, id);
@@ -266,6 +279,8 @@ export class Keycloak extends Construct {
       'app.kubernetes.io/component': 'keycloak',
     };
     const labels = { ...selector };
+    this.podSelectorLabels = selector;
+    this.metricsEnabled = props.metricsEnabled ?? true;
 
     const tls = database.tls === undefined ? undefined : validateDatabaseTls(`${field} 'database.tls'`, database.tls);
     const caMounts: k8s.VolumeMount[] = tls?.caSecret ? [{ name: DATABASE_CA_VOLUME, mountPath: DATABASE_CA_MOUNT, readOnly: true }] : [];
@@ -286,7 +301,7 @@ export class Keycloak extends Construct {
       { name: 'KC_HTTP_PORT', value: String(KEYCLOAK_HTTP_PORT) },
       { name: 'KC_HTTP_MANAGEMENT_PORT', value: String(KEYCLOAK_MANAGEMENT_PORT) },
       { name: 'KC_HEALTH_ENABLED', value: 'true' },
-      { name: 'KC_METRICS_ENABLED', value: String(props.metricsEnabled ?? true) },
+      { name: 'KC_METRICS_ENABLED', value: String(this.metricsEnabled) },
       { name: 'KC_PROXY_HEADERS', value: proxyHeaders },
       ...(props.hostname !== undefined
         ? [{ name: 'KC_HOSTNAME', value: props.hostname }]
@@ -416,6 +431,7 @@ export class Keycloak extends Construct {
       metadata: { name, labels },
       spec: { maxUnavailable: k8s.IntOrString.fromNumber(1), selector: { matchLabels: selector } },
     });
+    customizePod(this.statefulSet, `${field} 'pod'`, props.pod, ['keycloak']);
     this.objectNames = [
       { kind: 'StatefulSet', name },
       { kind: 'Service', name: serviceName },

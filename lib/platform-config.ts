@@ -8,6 +8,7 @@
  */
 import { DeleteLegacy, type DeleteLegacyValue, SslMode, type SslModeValue } from './contract.js';
 import { DEFAULT_KEYCLOAK_IMAGE } from './keycloak.js';
+import type { NetworkPeer } from './keycloak-network-policies.js';
 import type { ContainerResources } from './pod-security.js';
 import { DEFAULT_PGPOOL_IMAGE, PostgresHaFlavor, type PostgresHaFlavorName } from './postgres-ha.js';
 import { DEFAULT_BITNAMI_POSTGRESQL_IMAGE } from './postgres-standalone.js';
@@ -184,6 +185,40 @@ export interface PlatformHelmChartConfig {
   readonly version?: string;
 }
 
+/** An Ingress for Keycloak, as Bitnami's `ingress.*` values give one. */
+export interface PlatformIngressConfig {
+  /** Public host name, e.g. `sso.example.com`. */
+  readonly host: string;
+  /** @default - the cluster's default IngressClass */
+  readonly ingressClassName?: string;
+  /** Secret with the host's certificate. @default - no TLS at the Ingress */
+  readonly tlsSecretName?: string;
+  /** @default - none */
+  readonly annotations?: Readonly<Record<string, string>>;
+}
+
+/** NetworkPolicies for Keycloak and the migration Jobs (see KeycloakNetworkPolicies). */
+export interface PlatformNetworkPoliciesConfig {
+  /** Who may reach Keycloak's HTTP port. @default - anyone */
+  readonly httpFrom?: readonly NetworkPeer[];
+  /** Who may reach the management port (health, metrics). @default - anyone */
+  readonly managementFrom?: readonly NetworkPeer[];
+  /** The API server's endpoint CIDRs, for the Jobs. @default - any address on 443 and 6443 */
+  readonly apiServerCidrs?: readonly string[];
+  /** @default [443, 6443] */
+  readonly apiServerPorts?: readonly number[];
+}
+
+/** A Prometheus Operator monitor for Keycloak's metrics (see KeycloakMonitor). */
+export interface PlatformMonitoringConfig {
+  /** @default 'ServiceMonitor' */
+  readonly kind?: 'ServiceMonitor' | 'PodMonitor';
+  /** @default '30s' */
+  readonly interval?: string;
+  /** Labels for the Prometheus' monitor selector. @default - none */
+  readonly labels?: Readonly<Record<string, string>>;
+}
+
 /** Everything `main.ts` needs; all optional. */
 export interface PlatformConfig {
   /** Prefix of object names, as a Helm release name would be. @default 'keycloak' */
@@ -206,6 +241,12 @@ export interface PlatformConfig {
   readonly syncWaves?: PlatformSyncWaves;
   /** @default { name: 'keycloak-platform', version: '0.1.0' } */
   readonly helmChart?: PlatformHelmChartConfig;
+  /** @default - no Ingress */
+  readonly ingress?: PlatformIngressConfig;
+  /** @default - no NetworkPolicies */
+  readonly networkPolicies?: PlatformNetworkPoliciesConfig;
+  /** @default - no ServiceMonitor */
+  readonly monitoring?: PlatformMonitoringConfig;
 }
 
 /** Default runner image: the image built from `runner/` (override with your registry's copy). */
@@ -257,6 +298,10 @@ export interface ResolvedPlatformConfig {
   };
   readonly syncWaves: Required<PlatformSyncWaves>;
   readonly helmChart: Required<PlatformHelmChartConfig>;
+  /** Validated by the constructs they configure (KeycloakIngress, KeycloakNetworkPolicies, KeycloakMonitor). */
+  readonly ingress?: PlatformIngressConfig;
+  readonly networkPolicies?: PlatformNetworkPoliciesConfig;
+  readonly monitoring?: PlatformMonitoringConfig;
 }
 
 // SemVer 2.0.0's official regular expression (semver.org), as Helm requires for chart versions.
@@ -264,7 +309,10 @@ const SEMVER =
   /^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(?:-((?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*)(?:\.(?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*))*))?(?:\+([0-9a-zA-Z-]+(?:\.[0-9a-zA-Z-]+)*))?$/;
 
 const KNOWN_KEYS: Record<string, readonly string[]> = {
-  '': ['releaseName', 'namespace', 'shape', 'images', 'keycloak', 'database', 'legacyDatabase', 'migration', 'syncWaves', 'helmChart'],
+  '': ['releaseName', 'namespace', 'shape', 'images', 'keycloak', 'database', 'legacyDatabase', 'migration', 'syncWaves', 'helmChart', 'ingress', 'networkPolicies', 'monitoring'],
+  ingress: ['host', 'ingressClassName', 'tlsSecretName', 'annotations'],
+  networkPolicies: ['httpFrom', 'managementFrom', 'apiServerCidrs', 'apiServerPorts'],
+  monitoring: ['kind', 'interval', 'labels'],
   images: ['keycloak', 'runner', 'postgresql', 'postgresqlHa', 'pgpool'],
   keycloak: ['replicas', 'hostname', 'proxyHeaders', 'adminUsername', 'resources'],
   database: ['flavor', 'instances', 'storageSize', 'storageClass', 'database', 'username', 'sslMode', 'caSecret', 'caKey'],
@@ -424,7 +472,15 @@ export function resolvePlatformConfig(config: PlatformConfig = {}): ResolvedPlat
     );
   }
 
-  return { releaseName, namespace, shape, images, keycloak, database, legacyDatabase, migration, syncWaves, helmChart };
+  if (config.ingress !== undefined && (typeof config.ingress.host !== 'string' || config.ingress.host === '')) {
+    throw new Error(`${field('ingress.host')} is required when 'ingress' is set: the public host name, e.g. "sso.example.com"`);
+  }
+  return {
+    releaseName, namespace, shape, images, keycloak, database, legacyDatabase, migration, syncWaves, helmChart,
+    ...(config.ingress !== undefined ? { ingress: config.ingress } : {}),
+    ...(config.networkPolicies !== undefined ? { networkPolicies: config.networkPolicies } : {}),
+    ...(config.monitoring !== undefined ? { monitoring: config.monitoring } : {}),
+  };
 }
 
 function validateSslMode(field: string, mode: unknown): SslModeValue {

@@ -1,6 +1,7 @@
 import { ApiObject } from 'cdk8s';
 import { k8s } from 'cdk8s-plus-27';
 import { Construct } from 'constructs';
+import { cloudNativePgPodSpec, customizePod, type PodCustomization } from './pod-customization.js';
 import {
   bitnamiPostgresqlDataDirEnv,
   bitnamiPostgresqlVolumeMounts,
@@ -161,6 +162,22 @@ export interface PostgresHaProps {
    */
   readonly podSecurity?: PodSecurityOptions;
   /**
+   * Additions to the PostgreSQL pods (repmgr: the StatefulSet's pods; cloudnative-pg: mapped onto the Cluster's `affinity`, `topologySpreadConstraints`, `priorityClassName`, `inheritedMetadata`, `env` and `imagePullSecrets` — sidecars and volumes are refused there, the operator makes the pods): tolerations, node selector, affinity, topology spread, priority
+   * class, pod annotations and labels, extra env, volumes and mounts, sidecars, pull secrets. The
+   * result must still meet the Pod Security "restricted" profile.
+   *
+   * @default - none
+   */
+  readonly pod?: PodCustomization;
+  /**
+   * Additions to the Pgpool-II pods (repmgr only): tolerations, node selector, affinity, topology spread, priority
+   * class, pod annotations and labels, extra env, volumes and mounts, sidecars, pull secrets. The
+   * result must still meet the Pod Security "restricted" profile.
+   *
+   * @default - none
+   */
+  readonly pgpoolPod?: PodCustomization;
+  /**
    * cloudnative-pg only: Secret (kubernetes.io/basic-auth, keys `username` = owner and `password`)
    * for the owner. It must exist before the Cluster: the runner's random Secrets have no `username`.
    *
@@ -205,6 +222,7 @@ const REPMGR_ONLY_PROPS = [
   'clusterDomain',
   'podSecurity',
   'insecureSecretValues',
+  'pgpoolPod',
 ] as const;
 const CNPG_ONLY_PROPS = ['appSecretName', 'enableSuperuserAccess'] as const;
 
@@ -231,6 +249,11 @@ export class PostgresHa extends Construct {
   public readonly statefulSetName?: string;
   /** The main object synthesized: the StatefulSet (repmgr) or the Cluster (cloudnative-pg). */
   public readonly apiObject: ApiObject;
+  /**
+   * Labels of the pods that clients' connections reach ({@link connection}): Pgpool's (repmgr) or
+   * the Cluster's instances (cloudnative-pg, `cnpg.io/cluster`), e.g. for NetworkPolicies.
+   */
+  public readonly clientPodSelectorLabels: Readonly<Record<string, string>>;
 
   public constructor(scope: Construct, id: string, props: PostgresHaProps = {}) {
     super(scope, id);
@@ -289,6 +312,7 @@ export class PostgresHa extends Construct {
     this.readinessTargets = built.readinessTargets;
     this.statefulSetName = built.statefulSetName;
     this.apiObject = built.apiObject;
+    this.clientPodSelectorLabels = built.clientPodSelectorLabels;
   }
 }
 
@@ -311,6 +335,7 @@ interface BuiltDatabase {
   readonly readinessTargets: readonly ReadinessTarget[];
   readonly statefulSetName?: string;
   readonly apiObject: ApiObject;
+  readonly clientPodSelectorLabels: Readonly<Record<string, string>>;
 }
 
 const POSTGRES_PORT = 5432;
@@ -492,12 +517,13 @@ function buildRepmgr(scope: Construct, common: CommonSettings, props: PostgresHa
       volumeClaimTemplates: [dataVolumeClaimTemplate(common.storageSize, common.storageClass)],
     },
   });
+  customizePod(statefulSet, `${field} 'pod'`, props.pod, ['postgresql']);
 
   const backendNodes = Array.from(
     { length: common.instances },
     (_, i) => `${i}:${statefulSetName}-${i}.${headlessServiceName}:${POSTGRES_PORT}`,
   ).join(',');
-  new k8s.KubeDeployment(scope, 'pgpool', {
+  const pgpool = new k8s.KubeDeployment(scope, 'pgpool', {
     metadata: { name: pgpoolName, labels: pgpoolSelector },
     spec: {
       replicas: pgpoolReplicas,
@@ -577,6 +603,7 @@ function buildRepmgr(scope: Construct, common: CommonSettings, props: PostgresHa
       },
     },
   });
+  customizePod(pgpool, `${field} 'pgpoolPod'`, props.pgpoolPod, ['pgpool']);
   new k8s.KubePodDisruptionBudget(scope, 'postgresql-pdb', {
     metadata: { name: statefulSetName, labels: postgresSelector },
     spec: { maxUnavailable: k8s.IntOrString.fromNumber(1), selector: { matchLabels: postgresSelector } },
@@ -614,6 +641,7 @@ function buildRepmgr(scope: Construct, common: CommonSettings, props: PostgresHa
     ],
     statefulSetName,
     apiObject: statefulSet,
+    clientPodSelectorLabels: pgpoolSelector,
   };
 }
 
@@ -663,6 +691,7 @@ function buildCloudNativePg(scope: Construct, common: CommonSettings, props: Pos
         ...(resources.requests ? { requests: quantitiesToStrings(resources.requests) } : {}),
         ...(resources.limits ? { limits: quantitiesToStrings(resources.limits) } : {}),
       },
+      ...cloudNativePgPodSpec(`${field} 'pod'`, props.pod),
     },
   });
   const serial = Array.from({ length: common.instances }, (_, i) => `${name}-${i + 1}`);
@@ -690,6 +719,8 @@ function buildCloudNativePg(scope: Construct, common: CommonSettings, props: Pos
     ],
     readinessTargets: [{ apiVersion: CNPG_CLUSTER_API_VERSION, kind: CNPG_CLUSTER_KIND, name, condition: 'Ready' }],
     apiObject: cluster,
+    // The label CloudNativePG puts on every instance pod of a Cluster.
+    clientPodSelectorLabels: { 'cnpg.io/cluster': name },
   };
 }
 

@@ -1,5 +1,6 @@
 import { k8s } from 'cdk8s-plus-27';
 import { Construct } from 'constructs';
+import { customizePod, type PodCustomization } from './pod-customization.js';
 import {
   BITNAMI_POSTGRESQL_VOLUME_DIR,
   bitnamiPostgresqlDataDirEnv,
@@ -162,6 +163,14 @@ export interface PostgresStandaloneProps extends ExistingPostgresStandaloneOptio
    */
   readonly podSecurity?: PodSecurityOptions;
   /**
+   * Additions to the PostgreSQL pod: tolerations, node selector, affinity, topology spread, priority
+   * class, pod annotations and labels, extra env, volumes and mounts, sidecars, pull secrets. The
+   * result must still meet the Pod Security "restricted" profile.
+   *
+   * @default - none
+   */
+  readonly pod?: PodCustomization;
+  /**
    * FOR TESTS AND DEVELOPMENT ONLY: synthesize the Secret with these passwords. They end up in
    * the manifests (and a GitOps repository) in clear text. Without it the Secret is only
    * referenced and listed in {@link PostgresStandalone.requiredSecrets}, for the migration
@@ -281,6 +290,8 @@ export class PostgresStandalone extends Construct implements LegacyDatabase {
   public readonly replicas: number;
   /** The StatefulSet object, for escape hatches. */
   public readonly statefulSet: k8s.KubeStatefulSet;
+  /** Labels of the PostgreSQL pod (Bitnami's selector), e.g. for NetworkPolicies. */
+  public readonly clientPodSelectorLabels: Readonly<Record<string, string>>;
 
   public constructor(scope: Construct, id: string, props: PostgresStandaloneProps = {}) {
     super(scope, id);
@@ -325,6 +336,7 @@ export class PostgresStandalone extends Construct implements LegacyDatabase {
       'app.kubernetes.io/component': 'primary',
     };
     const labels = { ...selector };
+    this.clientPodSelectorLabels = selector;
 
     if (props.insecureSecretValues) {
       const values = props.insecureSecretValues;
@@ -440,5 +452,6 @@ export class PostgresStandalone extends Construct implements LegacyDatabase {
         volumeClaimTemplates: [dataVolumeClaimTemplate(storageSize, props.storageClass)],
       },
     });
+    customizePod(this.statefulSet, `${field} 'pod'`, props.pod, ['postgresql']);
   }
 }

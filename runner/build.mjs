@@ -1,6 +1,6 @@
 // Bundles the runner into one ES module that runs with plain `node` and no node_modules:
 // runner/dist/runner.mjs (git-ignored), the image's entrypoint.
-import { readFile, mkdir } from 'node:fs/promises';
+import { chmod, readFile, mkdir } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { build } from 'esbuild';
@@ -41,6 +41,9 @@ const result = await build({
   logLevel: 'warning',
   metafile: true,
 });
+
+// Executable: the package's bins (npx, the kubectl plugin) point at it.
+await chmod(outfile, 0o755);
 
 const bytes = Object.values(result.metafile.outputs).reduce((sum, output) => sum + output.bytes, 0);
 console.log(`runner bundle: ${outfile} (${(bytes / 1e6).toFixed(1)} MB)`);

@@ -154,17 +154,22 @@ export type ParsedCommandLine =
   | { readonly kind: 'run'; readonly command: AnyCommand; readonly flags: Record<string, unknown>; readonly args: string[] };
 
 /** Parses `<command> [flags]`; unknown commands and flags are usage errors naming them. */
-export function parseCommandLine(argv: readonly string[], commands: readonly AnyCommand[], env: NodeJS.ProcessEnv = process.env): ParsedCommandLine {
+export function parseCommandLine(
+  argv: readonly string[],
+  commands: readonly AnyCommand[],
+  env: NodeJS.ProcessEnv = process.env,
+  programName = 'runner',
+): ParsedCommandLine {
   const [name, ...rest] = argv;
   if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
     const topic = name === 'help' ? commands.find((command) => command.name === rest[0]) : undefined;
-    return { kind: 'help', text: topic ? formatCommandHelp(topic) : formatGlobalHelp(commands) };
+    return { kind: 'help', text: topic ? formatCommandHelp(topic, programName) : formatGlobalHelp(commands, programName) };
   }
   const command = commands.find((candidate) => candidate.name === name);
   if (!command) {
     throw usageError(`unknown command "${name}"`, `use one of: ${commands.map((candidate) => candidate.name).join(', ')}`);
   }
-  if (rest.includes('--help') || rest.includes('-h')) return { kind: 'help', text: formatCommandHelp(command) };
+  if (rest.includes('--help') || rest.includes('-h')) return { kind: 'help', text: formatCommandHelp(command, programName) };
 
   const options: Record<string, { type: 'string' | 'boolean'; short?: string }> = {};
   for (const [flag, spec] of Object.entries(command.flags)) {
@@ -189,13 +194,28 @@ export interface RunCliOptions {
   readonly log: Logger;
   readonly stdout?: Writable;
   readonly signal?: AbortSignal;
+  /** How the user invoked the runner, for the help text (see {@link programNameOf}). */
+  readonly programName?: string;
+}
+
+/**
+ * The name the help text shows, from the path the runner was started as: the package's bins
+ * (`keycloak-migration`, `keycloak-postgres-ha-migration`), kubectl's plugin convention
+ * (`kubectl-keycloak_migration` is run as `kubectl keycloak-migration`), else `runner`
+ * (`node runner.mjs`, the image's entrypoint).
+ */
+export function programNameOf(scriptPath: string | undefined): string {
+  const base = (scriptPath ?? '').split('/').pop() ?? '';
+  if (base.startsWith('kubectl-')) return `kubectl ${base.slice('kubectl-'.length).replaceAll('_', '-')}`;
+  if (base === 'keycloak-migration' || base === 'keycloak-postgres-ha-migration') return base;
+  return 'runner';
 }
 
 /** Parses and runs; returns the exit code. Errors propagate to the caller's single handler. */
 export async function runCli(argv: readonly string[], options: RunCliOptions): Promise<number> {
   const env = options.env ?? process.env;
   const stdout = options.stdout ?? process.stdout;
-  const parsed = parseCommandLine(argv, options.commands, env);
+  const parsed = parseCommandLine(argv, options.commands, env, options.programName);
   if (parsed.kind === 'help') {
     stdout.write(parsed.text);
     return 0;

@@ -1,5 +1,6 @@
 /**
- * Entry point of the runner (`node runner.mjs <command>`, `npm run runner -- <command>`).
+ * Entry point of the runner (`node runner.mjs <command>`, the package's bins `keycloak-migration` and
+ * `kubectl-keycloak_migration`, `npm run runner -- <command>` in this repository).
  *
  * The one place where an error becomes an exit: a RunnerError prints one line — what failed and
  * what to do — and exits with its code (the Jobs' podFailurePolicy reads it); anything else is an
@@ -7,7 +8,7 @@
  * running pg tools first, so a stopped runner leaves nothing writing behind it.
  */
 import { ExitCode, RunnerCommand } from '../../lib/contract.js';
-import { runCli } from './cli.js';
+import { programNameOf, runCli } from './cli.js';
 import type { AnyCommand } from './cli.js';
 import { isRunnerError } from './errors.js';
 import { createLogger, redact, type Logger } from './log.js';
@@ -83,7 +84,7 @@ export async function main(argv: readonly string[]): Promise<number> {
       await printVersion();
       return 0;
     }
-    return await runCli(argv, { commands: await loadCommands(argv[0]), log, signal: controller.signal });
+    return await runCli(argv, { commands: await loadCommands(argv[0]), log, signal: controller.signal, programName: programNameOf(process.argv[1]) });
   } catch (error) {
     return reportFailure(error, log);
   }

@@ -5,7 +5,7 @@
  *
  * Needs only read access to the state ConfigMap. Namespace and name come from flags, the Jobs'
  * variables, or defaults (the kubeconfig context's namespace, {@link DEFAULT_STATE_CONFIGMAP}), so
- * that `npm run runner -- status -n keycloak` works from a workstation.
+ * that `npx keycloak-postgres-ha-migration status -n keycloak` works from a workstation.
  */
 import { Env, RunnerCommand } from '../../../lib/contract.js';
 import { defineCommand } from '../cli.js';
@@ -89,7 +89,8 @@ export const statusCommand = defineCommand({
   summary: 'Show the migration state ConfigMap: phase, step history with durations, backup, verification, last error',
   description: `
 Reads the state ConfigMap through KUBECONFIG (or the pod's ServiceAccount). From a workstation:
-  npm run runner -- status -n keycloak
+  npx keycloak-postgres-ha-migration status -n keycloak
+  kubectl keycloak-migration status -n keycloak     (the package's kubectl plugin)
 The namespace is --namespace, else ${Env.namespace}, else the kubeconfig context's; the ConfigMap is
 --configmap, else ${Env.stateConfigMap}, else ${DEFAULT_STATE_CONFIGMAP}. Exit 0 also when no
 migration has started.`,
