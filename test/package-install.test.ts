@@ -120,6 +120,13 @@ describe('the npm package', () => {
     expect(repositoryOnly).toEqual([]);
   });
 
+  it('runs as `npx <tarball> --help` without an app around it', () => {
+    const empty = freshDir('npx');
+    const help = run('npx', ['--yes', '--prefer-offline', tarball, '--help'], empty);
+    expect(help).toContain('Usage: keycloak-postgres-ha-migration <command> [flags]');
+    for (const command of ['status', 'plan', 'backup', 'restore', 'verify']) expect(help).toContain(`  ${command} `);
+  }, 5 * MINUTES);
+
   it('in an app made like `cdk8s init typescript-app`: tsc, the template\'s jest test and cdk8s synth pass on the README example', () => {
     const app = freshDir('cdk8s-init-app');
     const versions = PACKAGE.devDependencies;
