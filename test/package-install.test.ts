@@ -122,7 +122,9 @@ describe('the npm package', () => {
 
   it('runs as `npx <tarball> --help` without an app around it', () => {
     const empty = freshDir('npx');
-    const help = run('npx', ['--yes', '--prefer-offline', tarball, '--help'], empty);
+    cpSync(tarball, join(empty, 'package.tgz'));
+    // npx takes a tarball as a relative path (an absolute one is run as a command).
+    const help = run('npx', ['--yes', '--prefer-offline', './package.tgz', '--help'], empty);
     expect(help).toContain('Usage: keycloak-postgres-ha-migration <command> [flags]');
     for (const command of ['status', 'plan', 'backup', 'restore', 'verify']) expect(help).toContain(`  ${command} `);
   }, 5 * MINUTES);
