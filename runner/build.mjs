@@ -1,6 +1,6 @@
 // Bundles the runner into one ES module that runs with plain `node` and no node_modules:
 // runner/dist/runner.mjs (git-ignored), the image's entrypoint.
-import { readFile, mkdir } from 'node:fs/promises';
+import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { build } from 'esbuild';
@@ -40,7 +40,15 @@ const result = await build({
   legalComments: 'none',
   logLevel: 'warning',
   metafile: true,
+  // Written below through a rename: tests run the bundle while others rebuild it (the image build,
+  // runner-bundle.test.ts), and must never read a half-written file.
+  write: false,
 });
 
+for (const file of result.outputFiles) {
+  const partial = `${file.path}.${process.pid}.partial`;
+  await writeFile(partial, file.contents, { mode: 0o644 });
+  await rename(partial, file.path);
+}
 const bytes = Object.values(result.metafile.outputs).reduce((sum, output) => sum + output.bytes, 0);
 console.log(`runner bundle: ${outfile} (${(bytes / 1e6).toFixed(1)} MB)`);
