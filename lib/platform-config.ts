@@ -249,8 +249,8 @@ export interface PlatformConfig {
   readonly monitoring?: PlatformMonitoringConfig;
 }
 
-/** Default runner image: the image built from `runner/` (override with your registry's copy). */
-export const DEFAULT_RUNNER_IMAGE = 'ghcr.io/keycloak-pg-migration/runner:0.1.0';
+/** Default runner image: what .github/workflows/runner-image.yml pushes for tag v0.1.0 (override with your registry's copy). */
+export const DEFAULT_RUNNER_IMAGE = 'ghcr.io/keycloak-pg-migration/keycloak-pg-migration-runner:0.1.0';
 
 /** A {@link PlatformConfig} with every default filled in and every value validated. */
 export interface ResolvedPlatformConfig {

@@ -1,40 +1,87 @@
 /**
- * What the kubelet does before it starts a runner container (a hook Job's or Keycloak's
- * database-gate init container), as local processes can have it:
+ * The kubelet and container runtime of the rehearsal for runner containers (each hook Job's
+ * container and Keycloak's database-gate init container): a real `podman run` of the runner image
+ * (`npm run image`; scripts/build-image.ts), as the kubelet would have containerd run it.
  *
- * - Volumes → directories: `emptyDir` → a fresh directory per pod; a PVC → its volume's
- *   directory (volumes.ts; the pod waits while the claim is missing or unbound); `configMap` /
- *   `secret` → files. With a pod `fsGroup`, volume directories get that group, group-writable and
- *   setgid, as the kubelet's ownership management does.
- * - Environment per pod-env.ts (Secrets, ConfigMaps, downward API, `$(VAR)`), Service hosts
- *   mapped to the rehearsal's proxies; then any value or argument equal to a mount path or below
- *   one is rewritten to the directory (`MIGRATION_BACKUP_DIR=/backup` → the backup volume's
- *   directory). `PATH` is the image's (PostgreSQL 15 client tools first), `HOME` a per-pod
- *   directory, `TMPDIR` the directory of a `/tmp` mount when there is one, `HOSTNAME` the pod.
- * - Identity: the process runs with the container's (else the pod's) `runAsUser`/`runAsGroup`.
- * - The ServiceAccount token: when `automountServiceAccountToken` (pod, else ServiceAccount,
- *   else true) is on, `KUBECONFIG` names a file with a token of
- *   `system:serviceaccount:<ns>:<sa>` for the fake API, which then enforces exactly the RBAC
- *   objects that exist; otherwise there is no credential at all.
+ * - Volumes → host directories mounted at their `mountPath` (`readOnly` → `:ro`, `subPath`):
+ *   `emptyDir` → a fresh directory per pod; a PVC → its volume's directory (volumes.ts; the pod
+ *   waits while the claim is missing or unbound); `configMap` / `secret` → files. With a pod
+ *   `fsGroup`, volume directories get that group, group-writable and setgid (the kubelet's
+ *   ownership management), and the container gets it as a supplementary group.
+ * - Environment per pod-env.ts (Secrets, ConfigMaps, downward API, `$(VAR)`) with Service hosts
+ *   mapped to the rehearsal's proxies (the containers share the host's network, so 127.0.0.1
+ *   reaches them); nothing else is rewritten: paths are the manifest's, inside the container.
+ * - securityContext (container over pod): runAsUser/runAsGroup (`--user`; else the image's USER),
+ *   runAsNonRoot (refused with the kubelet's message when the user is 0), readOnlyRootFilesystem
+ *   (`--read-only`, without podman's extra tmpfs mounts: only the pod's volumes are writable),
+ *   capabilities drop/add, allowPrivilegeEscalation false (`no-new-privileges`), seccompProfile
+ *   RuntimeDefault (podman's default profile; unset or Unconfined → unconfined, the kubelet's
+ *   default).
+ * - The ServiceAccount token as a real pod gets it: when `automountServiceAccountToken` (pod,
+ *   else ServiceAccount, else true) is on, `token`, `ca.crt` and `namespace` at
+ *   /var/run/secrets/kubernetes.io/serviceaccount and KUBERNETES_SERVICE_HOST/PORT naming an HTTPS
+ *   front of the fake API server, so client-node's in-cluster configuration is what the runner
+ *   uses. The token is of `system:serviceaccount:<ns>:<sa>`; the fake API enforces exactly the RBAC
+ *   objects that exist. Otherwise there is no credential at all.
+ * - `command` replaces the image's ENTRYPOINT, `args` its CMD, as in Kubernetes.
+ * - One deliberate addition, {@link REHEARSAL_TARGET_CLIENT_TOOLS}: this machine's PostgreSQL 15
+ *   client tools, mounted read-only, and PG_BINDIR naming them (unless the manifest sets it).
+ * - Stopping: {@link ContainerProcess.kill} is `podman kill --signal`; the runner is PID 1, so a
+ *   signal it does not handle is ignored, as in a pod.
  */
-import { chmodSync, chownSync, mkdirSync, writeFileSync } from 'node:fs';
+import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { EventEmitter } from 'node:events';
+import { chmodSync, chownSync, closeSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { connect, type AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { createServer as createTlsServer } from 'node:tls';
 
 import type { FakeKubeApiServer, KubeObject as StoredObject } from '../test/support/fake-kube/index.js';
 
+import { ensureRunnerImage, formatImageSize } from '../scripts/build-image.js';
+
 import { expand, mapServiceHosts, PodConfigError, resolveContainerEnv, type Container, type HostMapping } from './pod-env.js';
+import { onProcessExit } from './postgres-processes.js';
 import type { ServiceProxies } from './service-proxy.js';
 import type { Volumes } from './volumes.js';
 
-/** Client tools first, as in the runner image (pg_dump/pg_restore of major 15 on this machine). */
-export const IMAGE_PATH = '/usr/lib/postgresql/15/bin:/usr/local/bin:/usr/bin:/bin';
+/** Where a pod's ServiceAccount credentials are mounted (client-node's in-cluster paths). */
+export const SERVICE_ACCOUNT_MOUNT = '/var/run/secrets/kubernetes.io/serviceaccount';
+/** The image's numeric USER (runner/Dockerfile), used when no securityContext names a user. */
+const IMAGE_USER = { uid: 65532, gid: 65532 };
+/**
+ * The rehearsal's postgresql-ha is PostgreSQL 15 (Debian bookworm packages repmgr for 15 only),
+ * and the image's pg_restore 17 cannot restore into an older server: every restore it runs begins
+ * with `SET transaction_timeout = 0` (a PostgreSQL 17 setting; pg_restore emits it whatever the
+ * server), which 15 rejects, and pg_restore 15 cannot read a pg_dump 17 archive. So the runner
+ * containers use the client tools of the rehearsal's target major, this machine's, mounted
+ * read-only (the trixie image carries every library they link). The image's own PostgreSQL 17
+ * tools are proven by test/runner-image.test.ts: sources 11, 13, 15 and 17 into a 17 target, the
+ * product's default.
+ */
+export const REHEARSAL_TARGET_CLIENT_TOOLS = { hostPath: '/usr/lib/postgresql/15', binDir: '/usr/lib/postgresql/15/bin' } as const;
+/** Where the image's entrypoint finds the bundle: a test program can be mounted over it. */
+const IMAGE_BUNDLE_PATH = '/opt/runner/runner.mjs';
+
+export interface SecurityContext {
+  runAsUser?: number;
+  runAsGroup?: number;
+  runAsNonRoot?: boolean;
+  readOnlyRootFilesystem?: boolean;
+  allowPrivilegeEscalation?: boolean;
+  privileged?: boolean;
+  capabilities?: { drop?: string[]; add?: string[] };
+  seccompProfile?: { type: string };
+}
 
 export interface PodSpec {
   serviceAccountName?: string;
   automountServiceAccountToken?: boolean;
-  securityContext?: { runAsUser?: number; runAsGroup?: number; fsGroup?: number };
-  initContainers?: Container[];
-  containers: Container[];
+  securityContext?: SecurityContext & { fsGroup?: number; supplementalGroups?: number[] };
+  initContainers?: RunnerContainer[];
+  containers: RunnerContainer[];
   volumes?: {
     name: string;
     emptyDir?: object;
@@ -44,6 +91,8 @@ export interface PodSpec {
   }[];
 }
 
+export type RunnerContainer = Container & { securityContext?: SecurityContext; workingDir?: string };
+
 export interface RuntimeContext {
   readonly server: FakeKubeApiServer;
   readonly namespace: string;
@@ -51,32 +100,52 @@ export interface RuntimeContext {
   readonly proxies: ServiceProxies;
 }
 
+export interface VolumeMount {
+  readonly hostPath: string;
+  readonly containerPath: string;
+  readonly readOnly: boolean;
+}
+
 export interface PreparedContainer {
+  /** The container's environment exactly as resolved (Service hosts mapped), plus the API server's. */
   readonly env: Record<string, string>;
+  /** `command` with `$(VAR)` expanded: replaces the image's ENTRYPOINT when set. */
+  readonly command?: string[];
+  /** `args` with `$(VAR)` expanded. */
   readonly args: string[];
   readonly uid: number;
   readonly gid: number;
+  readonly supplementaryGroups: readonly number[];
   readonly mappings: readonly HostMapping[];
-  /** mountPath → directory. */
-  readonly mounts: ReadonlyMap<string, string>;
+  readonly mounts: readonly VolumeMount[];
+  /** podman flags for the securityContext. */
+  readonly securityOptions: readonly string[];
+  readonly workingDir?: string;
 }
 
 /**
- * Prepares `container` of `pod` to run as a local process. Throws {@link PodConfigError} while
- * something it needs is missing (the caller waits and retries, as the kubelet does).
+ * Prepares `container` of `pod`. Throws {@link PodConfigError} while something it needs is
+ * missing (the caller waits and retries, as the kubelet does).
  */
 export async function prepareContainer(
   context: RuntimeContext,
   pod: StoredObject,
   podSpec: PodSpec,
-  container: Container & { securityContext?: { runAsUser?: number; runAsGroup?: number } },
+  container: RunnerContainer,
   podDir: string,
 ): Promise<PreparedContainer> {
   const { server, namespace } = context;
-  const uid = container.securityContext?.runAsUser ?? podSpec.securityContext?.runAsUser ?? 0;
-  const gid = container.securityContext?.runAsGroup ?? podSpec.securityContext?.runAsGroup ?? 0;
-  const fsGroup = podSpec.securityContext?.fsGroup;
-  const mounts = new Map<string, string>();
+  const podSecurity = podSpec.securityContext ?? {};
+  const security: SecurityContext = { ...podSecurity, ...(container.securityContext ?? {}) };
+  const uid = security.runAsUser ?? IMAGE_USER.uid;
+  const gid = security.runAsGroup ?? (security.runAsUser === undefined ? IMAGE_USER.gid : 0);
+  if (security.runAsNonRoot && uid === 0) {
+    throw new Error(`pod ${pod.metadata.name}: container ${container.name} has runAsNonRoot and image will run as root`);
+  }
+  const fsGroup = podSecurity.fsGroup;
+  const supplementaryGroups = [...(fsGroup !== undefined ? [fsGroup] : []), ...(podSecurity.supplementalGroups ?? [])];
+
+  const mounts: VolumeMount[] = [];
   for (const mount of container.volumeMounts ?? []) {
     const volume = (podSpec.volumes ?? []).find((v) => v.name === mount.name);
     if (!volume) throw new Error(`pod ${pod.metadata.name}: volumeMount ${mount.name} names no volume`);
@@ -99,62 +168,230 @@ export async function prepareContainer(
       const optional = volume.configMap?.optional ?? volume.secret?.optional ?? false;
       if (!object && !optional) throw new PodConfigError(`${kind.toLowerCase()} "${sourceName}" not found (volume ${volume.name})`);
       for (const [key, value] of Object.entries((object?.data ?? {}) as Record<string, string>)) {
-        writeFileSync(join(directory, key), kind === 'Secret' ? Buffer.from(value, 'base64') : value);
+        writeFileSync(join(directory, key), kind === 'Secret' ? Buffer.from(value, 'base64') : value, { mode: 0o644 });
       }
-      giveToGroup(directory, fsGroup ?? gid, uid);
+      giveToGroup(directory, fsGroup ?? gid, 0);
     } else {
       throw new Error(`pod ${pod.metadata.name}: volume ${volume.name} has a type the rehearsal does not model: ${JSON.stringify(volume)}`);
     }
-    mounts.set(mount.mountPath, directory);
+    const hostPath = mount.subPath ? join(directory, mount.subPath) : directory;
+    if (mount.subPath) mkdirSync(hostPath, { recursive: true });
+    mounts.push({ hostPath, containerPath: mount.mountPath, readOnly: mount.readOnly ?? false });
   }
 
   const resolved = resolveContainerEnv(server, pod, container);
   const mappings = await mapServiceHosts(resolved, context.proxies);
-  const mapPath = (value: string): string => {
-    for (const [mountPath, directory] of mounts) {
-      if (value === mountPath) return directory;
-      if (value.startsWith(`${mountPath}/`)) return directory + value.slice(mountPath.length);
-    }
-    return value;
-  };
-  const env: Record<string, string> = Object.fromEntries(Object.entries(resolved).map(([key, value]) => [key, mapPath(value)]));
-  const home = join(podDir, 'home', container.name);
-  mkdirSync(home, { recursive: true });
-  chownSync(home, uid, gid);
-  env.PATH = IMAGE_PATH;
-  env.HOME = home;
-  env.HOSTNAME = pod.metadata.name;
-  if (mounts.has('/tmp')) env.TMPDIR = mounts.get('/tmp')!;
+  const env: Record<string, string> = {};
 
   const serviceAccountName = podSpec.serviceAccountName ?? 'default';
   const serviceAccount = server.get({ apiVersion: 'v1', kind: 'ServiceAccount', name: serviceAccountName, namespace });
   const automount = podSpec.automountServiceAccountToken ?? (serviceAccount?.automountServiceAccountToken as boolean | undefined) ?? true;
   if (automount) {
-    const token = server.tokenForServiceAccount(namespace, serviceAccountName);
-    const kubeconfig = join(podDir, `kubeconfig-${container.name}`);
-    env.KUBECONFIG = server.writeKubeconfig(kubeconfig, token, namespace);
-    chownSync(kubeconfig, uid, gid);
+    const front = await apiServerTlsFront(server);
+    // What the kubelet puts into every pod's environment for the `kubernetes` Service.
+    env.KUBERNETES_SERVICE_HOST = front.host;
+    env.KUBERNETES_SERVICE_PORT = String(front.port);
+    env.KUBERNETES_SERVICE_PORT_HTTPS = String(front.port);
+    const credentials = join(podDir, `serviceaccount-${container.name}`);
+    mkdirSync(credentials, { recursive: true, mode: 0o755 });
+    writeFileSync(join(credentials, 'token'), server.tokenForServiceAccount(namespace, serviceAccountName), { mode: 0o644 });
+    writeFileSync(join(credentials, 'ca.crt'), front.caCertificate, { mode: 0o644 });
+    writeFileSync(join(credentials, 'namespace'), namespace, { mode: 0o644 });
+    mounts.push({ hostPath: credentials, containerPath: SERVICE_ACCOUNT_MOUNT, readOnly: true });
+  }
+  Object.assign(env, resolved);
+  if (env.PG_BINDIR === undefined) {
+    env.PG_BINDIR = REHEARSAL_TARGET_CLIENT_TOOLS.binDir;
+    mounts.push({ hostPath: REHEARSAL_TARGET_CLIENT_TOOLS.hostPath, containerPath: REHEARSAL_TARGET_CLIENT_TOOLS.hostPath, readOnly: true });
   }
 
-  const args = containerArgs(container, resolved).map(mapPath);
-  return { env, args, uid, gid, mappings, mounts };
+  const command = container.command && container.command.length > 0 ? container.command.map((part) => expand(part, resolved)) : undefined;
+  const args = (container.args ?? []).map((arg) => expand(arg, resolved));
+  return {
+    env,
+    ...(command ? { command } : {}),
+    args,
+    uid,
+    gid,
+    supplementaryGroups,
+    mappings,
+    mounts,
+    securityOptions: securityOptions(security),
+    ...(container.workingDir ? { workingDir: container.workingDir } : {}),
+  };
+}
+
+/** podman's flags for a (merged pod + container) securityContext. */
+export function securityOptions(security: SecurityContext): string[] {
+  const options: string[] = [];
+  if (security.privileged) options.push('--privileged');
+  if (security.readOnlyRootFilesystem) options.push('--read-only', '--read-only-tmpfs=false');
+  for (const capability of security.capabilities?.drop ?? []) options.push(`--cap-drop=${capability}`);
+  for (const capability of security.capabilities?.add ?? []) options.push(`--cap-add=${capability}`);
+  if (security.allowPrivilegeEscalation === false) options.push('--security-opt', 'no-new-privileges');
+  const seccomp = security.seccompProfile?.type;
+  if (seccomp === 'Localhost') throw new Error('seccompProfile Localhost is not modelled by the rehearsal');
+  if (seccomp !== 'RuntimeDefault') options.push('--security-opt', 'seccomp=unconfined');
+  return options;
+}
+
+export interface StartContainerOptions {
+  /** Unique among running containers; a random suffix is added. */
+  readonly name: string;
+  readonly hostname: string;
+  readonly prepared: PreparedContainer;
+  /** stdout and stderr of the container (and podman's own errors), appended. */
+  readonly logFile: string;
+  /** @default runnerImage() */
+  readonly image?: string;
+  /** A host file mounted over the image's bundle (a stand-in program for the Job controller's own tests). */
+  readonly bundleOverride?: string;
+}
+
+/** Starts the container with `podman run`; it runs until it exits or is killed. */
+export function startContainer(options: StartContainerOptions): ContainerProcess {
+  const { prepared } = options;
+  const name = `rehearsal-${options.name}-${randomBytes(3).toString('hex')}`.slice(0, 250);
+  const argv = [
+    'run', '--rm', '--pull=never', '--name', name, '--network=host', '--hostname', options.hostname,
+    // Output goes to the attached client, i.e. the log file; podman keeps no second copy.
+    '--log-driver=none',
+    '--user', `${prepared.uid}:${prepared.gid}`,
+    ...prepared.supplementaryGroups.flatMap((group) => ['--group-add', String(group)]),
+    ...prepared.securityOptions,
+    ...prepared.mounts.flatMap((mount) => ['-v', `${mount.hostPath}:${mount.containerPath}${mount.readOnly ? ':ro' : ''}`]),
+    ...(options.bundleOverride ? ['-v', `${options.bundleOverride}:${IMAGE_BUNDLE_PATH}:ro`] : []),
+    ...Object.entries(prepared.env).flatMap(([key, value]) => ['-e', `${key}=${value}`]),
+    ...(prepared.workingDir ? ['--workdir', prepared.workingDir] : []),
+    ...(prepared.command ? ['--entrypoint', JSON.stringify(prepared.command)] : []),
+    options.image ?? runnerImage(),
+    ...prepared.args,
+  ];
+  const logFd = openSync(options.logFile, 'a');
+  const client = spawn('podman', argv, { stdio: ['ignore', logFd, logFd] });
+  closeSync(logFd);
+  return new ContainerProcess(name, client);
 }
 
 /**
- * The runner's argv from the container: without `command` the image's entrypoint (the bundle)
- * gets `args`; a `command` must itself run the bundle with node (anything else cannot be
- * rehearsed, and says so).
+ * A running container, shaped like the ChildProcess the rehearsal's callers know: `kill(signal)`
+ * (delivered by `podman kill` to the container's PID 1), `exitCode`/`signalCode` once it ended,
+ * an `exit` event. A container that exits with 128 + n after the rehearsal sent it signal n
+ * reports that signal, as a killed process would.
  */
-export function containerArgs(container: Container, env: Record<string, string>): string[] {
-  const args = (container.args ?? []).map((arg) => expand(arg, env));
-  if (!container.command || container.command.length === 0) return args;
-  const command = container.command.map((part) => expand(part, env));
-  const [program, script, ...rest] = command;
-  if (program && /(^|\/)node$/.test(program) && script && /runner\.mjs$/.test(script)) return [...rest, ...args];
-  throw new Error(
-    `container ${container.name} overrides the image command with ${JSON.stringify(container.command)}: the rehearsal can only run the runner bundle ` +
-      `(no command, or ["node", "<path>/runner.mjs", ...])`,
-  );
+export class ContainerProcess extends EventEmitter {
+  exitCode: number | null = null;
+  signalCode: NodeJS.Signals | null = null;
+  private readonly signalsSent = new Set<NodeJS.Signals>();
+  private ended = false;
+  private readonly forgetExitCleanup: () => void;
+
+  constructor(
+    readonly containerName: string,
+    client: ChildProcess,
+  ) {
+    super();
+    // A test process that dies must not leave containers behind.
+    this.forgetExitCleanup = onProcessExit(() => {
+      spawnSync('podman', ['rm', '--force', '--time', '0', containerName], { stdio: 'ignore' });
+    });
+    client.once('exit', (code, signal) => {
+      this.ended = true;
+      this.forgetExitCleanup();
+      const killedBy = [...this.signalsSent].find((sent) => code === 128 + SIGNAL_NUMBERS[sent]!);
+      if (killedBy) this.signalCode = killedBy;
+      else this.exitCode = code ?? 128 + (signal ? SIGNAL_NUMBERS[signal] ?? 0 : 0);
+      this.emit('exit', this.exitCode, this.signalCode);
+    });
+  }
+
+  /** Sends `signal` to the container; retried while podman is still creating it. */
+  kill(signal: NodeJS.Signals = 'SIGTERM'): boolean {
+    if (this.ended) return false;
+    this.signalsSent.add(signal);
+    const attempt = (): void => {
+      if (this.ended) return;
+      const killer = spawn('podman', ['kill', '--signal', signal, this.containerName], { stdio: 'ignore' });
+      killer.once('exit', (code) => {
+        if (code !== 0 && !this.ended) setTimeout(attempt, 100);
+      });
+    };
+    attempt();
+    return true;
+  }
+}
+
+const SIGNAL_NUMBERS: Partial<Record<NodeJS.Signals, number>> = { SIGINT: 2, SIGKILL: 9, SIGTERM: 15 };
+
+let imageReference: string | undefined;
+
+/**
+ * The runner image of the current sources: REHEARSAL_RUNNER_IMAGE (set by the rehearsal's global
+ * set-up, which builds it), else {@link ensureRunnerImage} in this process.
+ */
+export function runnerImage(): string {
+  imageReference ??= process.env.REHEARSAL_RUNNER_IMAGE || ensureRunnerImage().reference;
+  return imageReference;
+}
+
+/** `<reference> (<size>)` for reports. */
+export function describeRunnerImage(reference: string): string {
+  const size = Number(execFileSync('podman', ['image', 'inspect', '--format', '{{.Size}}', reference], { encoding: 'utf8' }).trim());
+  return `${reference} (${formatImageSize(size)})`;
+}
+
+interface TlsFront {
+  readonly host: string;
+  readonly port: number;
+  readonly caCertificate: string;
+}
+
+const tlsFronts = new WeakMap<FakeKubeApiServer, Promise<TlsFront>>();
+
+/**
+ * An HTTPS listener in front of the fake API server (which speaks plain HTTP): client-node's
+ * in-cluster configuration always uses https with the mounted ca.crt, as a pod's does.
+ */
+function apiServerTlsFront(server: FakeKubeApiServer): Promise<TlsFront> {
+  let front = tlsFronts.get(server);
+  if (!front) {
+    front = new Promise<TlsFront>((resolveFront, rejectFront) => {
+      const { key, certificate } = selfSignedCertificate();
+      const upstream = new URL(server.url);
+      const listener = createTlsServer({ key, cert: certificate }, (socket) => {
+        const backend = connect(Number(upstream.port), upstream.hostname);
+        socket.pipe(backend).pipe(socket);
+        socket.on('error', () => backend.destroy());
+        backend.on('error', () => socket.destroy());
+      });
+      listener.on('error', rejectFront);
+      listener.listen(0, '127.0.0.1', () => {
+        listener.unref();
+        resolveFront({ host: '127.0.0.1', port: (listener.address() as AddressInfo).port, caCertificate: certificate });
+      });
+    });
+    tlsFronts.set(server, front);
+  }
+  return front;
+}
+
+let certificateOfProcess: { key: string; certificate: string } | undefined;
+
+/** One key and self-signed certificate for 127.0.0.1 per test process (openssl, ~50 ms). */
+function selfSignedCertificate(): { key: string; certificate: string } {
+  if (!certificateOfProcess) {
+    const dir = mkdtempSync(join(tmpdir(), 'rehearsal-apiserver-tls-'));
+    const keyFile = join(dir, 'key.pem');
+    const certificateFile = join(dir, 'cert.pem');
+    execFileSync('openssl', [
+      'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '2',
+      '-subj', '/CN=kubernetes', '-addext', 'subjectAltName=IP:127.0.0.1,DNS:kubernetes.default.svc',
+      '-keyout', keyFile, '-out', certificateFile,
+    ], { stdio: 'ignore' });
+    certificateOfProcess = { key: readFileSync(keyFile, 'utf8'), certificate: readFileSync(certificateFile, 'utf8') };
+    rmSync(dir, { recursive: true, force: true });
+  }
+  return certificateOfProcess;
 }
 
 function giveToGroup(directory: string, group: number, owner?: number): void {

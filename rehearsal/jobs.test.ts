@@ -1,7 +1,9 @@
-// The Job controller on its own, with a stand-in program instead of the runner bundle: retries
-// up to backoffLimit, podFailurePolicy FailJob on listed exit codes, activeDeadlineSeconds, env
-// from Secrets and the downward API, a PVC mounted as a directory, RBAC through the pod's token.
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+// The Job controller on its own, with a stand-in program mounted over the runner image's bundle
+// (the containers are real: podman run of the runner image): retries up to backoffLimit,
+// podFailurePolicy FailJob on listed exit codes, activeDeadlineSeconds (and PID 1 ignoring a
+// SIGTERM it has no handler for), env from Secrets and the downward API, a PVC mounted at its
+// path, RBAC through the pod's in-cluster ServiceAccount token.
+import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -22,18 +24,26 @@ let proxies: ServiceProxies;
 let cluster: FakeCluster;
 let root: string;
 
-// Behaves like the runner as far as the controller can see: args decide the exit code.
+// Behaves like the runner as far as the controller can see: args decide the exit code. Like the
+// runner it ends on SIGTERM with 128 + 15; 'sleep-ignoring-term' has no handler, so as PID 1 of
+// its container it ignores SIGTERM (the kernel does not apply default actions to PID 1).
 const PROGRAM = `
 import { appendFileSync, readFileSync } from 'node:fs';
+import { get } from 'node:https';
 const [mode, value] = process.argv.slice(2);
 if (mode === 'exit') process.exit(Number(value));
-if (mode === 'sleep') setTimeout(() => process.exit(0), Number(value));
-if (mode === 'env') { console.log(JSON.stringify({ secret: process.env.SECRET, ns: process.env.NS, pod: process.env.POD, dir: process.env.DIR, home: process.env.HOME })); appendFileSync(process.env.DIR + '/written', 'x'); }
+if (mode === 'sleep') { process.on('SIGTERM', () => process.exit(143)); setTimeout(() => process.exit(0), Number(value)); }
+if (mode === 'sleep-ignoring-term') setTimeout(() => process.exit(0), Number(value));
+if (mode === 'env') { console.log(JSON.stringify({ secret: process.env.SECRET, ns: process.env.NS, pod: process.env.POD, dir: process.env.DIR, uid: process.getuid() })); appendFileSync(process.env.DIR + '/written', 'x'); }
 if (mode === 'api') {
-  const config = readFileSync(process.env.KUBECONFIG, 'utf8');
-  const { clusters, users } = JSON.parse(config);
-  const response = await fetch(clusters[0].cluster.server + '/api/v1/namespaces/${NS}/secrets/s', { headers: { authorization: 'Bearer ' + users[0].user.token } });
-  process.exit(response.status === 200 ? 0 : 77);
+  // What client-node's loadFromCluster does: the mounted token and CA, the kubernetes Service env.
+  const dir = '/var/run/secrets/kubernetes.io/serviceaccount';
+  const namespace = readFileSync(dir + '/namespace', 'utf8');
+  const status = await new Promise((resolve, reject) => get({
+    host: process.env.KUBERNETES_SERVICE_HOST, port: process.env.KUBERNETES_SERVICE_PORT, ca: readFileSync(dir + '/ca.crt'),
+    path: '/api/v1/namespaces/' + namespace + '/secrets/s', headers: { authorization: 'Bearer ' + readFileSync(dir + '/token', 'utf8') },
+  }, (response) => { response.resume(); resolve(response.statusCode); }).on('error', reject));
+  process.exit(status === 200 ? 0 : 77);
 }
 `;
 
@@ -52,7 +62,9 @@ function job(name: string, args: string[], spec: Record<string, unknown> = {}, e
 
 beforeAll(async () => {
   root = mkdtempSync(join(tmpdir(), 'rehearsal-jobs-'));
-  writeFileSync(join(root, 'program.mjs'), PROGRAM);
+  // The pods' users must reach the pod directories and read the program.
+  chmodSync(root, 0o755);
+  writeFileSync(join(root, 'program.mjs'), PROGRAM, { mode: 0o644 });
   server = await startFakeKubeApiServer();
   volumes = new Volumes(server, NS, root, { sizedVolumes: false });
   proxies = new ServiceProxies(server, NS, new PodEndpoints());
@@ -90,14 +102,26 @@ describe('the rehearsal Job controller', () => {
   });
 
   it('kills the pod at activeDeadlineSeconds and fails with DeadlineExceeded', async () => {
-    const object = job('deadline', ['sleep', '60000'], { activeDeadlineSeconds: 1 });
+    // Long enough for the program to install its SIGTERM handler on a loaded machine: before that,
+    // its container's PID 1 ignores SIGTERM (the next test).
+    const object = job('deadline', ['sleep', '60000'], { activeDeadlineSeconds: 4 });
     await cluster.create(object);
     await expect(cluster.waitReady(object, 20_000)).rejects.toThrow(/DeadlineExceeded/);
-    await new Promise((resolve) => setTimeout(resolve, 300));
-    expect(controller.runsOf('deadline')[0]!.signal).toBe('SIGTERM');
+    // podman kill, the container's exit and podman's clean-up take a moment after the Job failed.
+    await expect.poll(() => controller.runsOf('deadline')[0]!.signal, { timeout: 10_000 }).toBe('SIGTERM');
   });
 
-  it('resolves secretKeyRef and fieldRef, maps a PVC mount, and completes', async () => {
+  it('kills a container whose PID 1 ignores SIGTERM with SIGKILL after the grace period', async () => {
+    const object = job('deadline-ignored', ['sleep-ignoring-term', '60000'], { activeDeadlineSeconds: 1 });
+    await cluster.create(object);
+    await expect(cluster.waitReady(object, 20_000)).rejects.toThrow(/DeadlineExceeded/);
+    await expect.poll(() => controller.runsOf('deadline-ignored')[0]!.signal, { timeout: 10_000 }).toBe('SIGKILL');
+    const run = controller.runsOf('deadline-ignored')[0]!;
+    // It started before the deadline (1 s) and ended no sooner than the grace period (2 s) after it.
+    expect(run.endedAt! - run.startedAt).toBeGreaterThanOrEqual(2000 - 100);
+  });
+
+  it('resolves secretKeyRef and fieldRef, mounts the PVC at its path, and completes', async () => {
     server.seed({ apiVersion: 'v1', kind: 'PersistentVolumeClaim', metadata: { name: 'data', namespace: NS }, spec: { resources: { requests: { storage: '1Mi' } } } });
     const object = job('env', ['env'], {}, {
       env: [
@@ -107,15 +131,16 @@ describe('the rehearsal Job controller', () => {
         { name: 'DIR', value: '/data/sub' },
       ],
       volumeMounts: [{ name: 'data', mountPath: '/data' }],
-      podSpec: { volumes: [{ name: 'data', persistentVolumeClaim: { claimName: 'data' } }] },
+      podSpec: { securityContext: { runAsUser: 1001, runAsGroup: 1001, fsGroup: 1001 }, volumes: [{ name: 'data', persistentVolumeClaim: { claimName: 'data' } }] },
     });
     const pvcDir = volumes.directoryOfClaim('data')!;
-    (await import('node:fs')).mkdirSync(join(pvcDir, 'sub'));
+    mkdirSync(join(pvcDir, 'sub'));
+    chmodSync(join(pvcDir, 'sub'), 0o777);
     await cluster.create(object);
     await cluster.waitReady(object, 20_000);
     const [run] = controller.runsOf('env');
     const printed = JSON.parse(readFileSync(run!.logFile, 'utf8').trim()) as Record<string, string>;
-    expect(printed).toEqual(expect.objectContaining({ secret: 'from-the-secret', ns: NS, pod: run!.podName, dir: join(pvcDir, 'sub') }));
+    expect(printed).toEqual({ secret: 'from-the-secret', ns: NS, pod: run!.podName, dir: '/data/sub', uid: 1001 });
     expect(readFileSync(join(pvcDir, 'sub', 'written'), 'utf8')).toBe('x');
   });
 

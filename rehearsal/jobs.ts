@@ -1,37 +1,32 @@
 /**
- * The Job controller and kubelet of the rehearsal: a Job applied to the fake API "runs" as
- * `node runner/dist/runner.mjs` with exactly its container's command/args and environment.
+ * The Job controller and kubelet of the rehearsal: a Job applied to the fake API runs its pod's
+ * container in the runner image (`podman run`, container-runtime.ts) with exactly its
+ * container's command/args, environment, volumes and securityContext.
  *
  * Per Job (as batch/v1 does it):
  * - Its ServiceAccount must exist before a pod can be created; the pod waits (Pending) for its
  *   Secrets/ConfigMaps (CreateContainerConfigError) and for its PVCs to be Bound.
- * - The container runs as container-runtime.ts prepares it: volumes as directories (the backup
- *   PVC persists across Jobs), env with Service hosts mapped, mount paths rewritten, the pod's
- *   runAsUser, and a ServiceAccount token whose RBAC the fake API enforces (403 when missing).
+ * - The container runs as container-runtime.ts prepares it: volumes as host directories mounted
+ *   at their paths (the backup PVC persists across Jobs), env with Service hosts mapped, the
+ *   securityContext applied, and a ServiceAccount token whose RBAC the fake API enforces (403
+ *   when missing).
  * - `activeDeadlineSeconds` kills the running pod (SIGTERM, SIGKILL after the grace period) and
  *   fails the Job with DeadlineExceeded; a failed pod is retried after a back-off until
  *   `backoffLimit` failures (BackoffLimitExceeded), unless a `podFailurePolicy` rule matches its
  *   exit code first (FailJob: fail at once; Ignore: not counted; Count: counted).
- * - Deleting the Job kills its pod (the garbage collector removes the Pod object).
+ * - Deleting the Job kills its pod's container (the garbage collector removes the Pod object).
  * Pod logs (stdout+stderr) are kept per pod: {@link JobController.logsOf}.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { closeSync, mkdirSync, openSync, readFileSync } from 'node:fs';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { mkdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
 
 import type { FakeKubeApiServer, KubeObject as StoredObject } from '../test/support/fake-kube/index.js';
 
-import { prepareContainer, type PodSpec, type PreparedContainer } from './container-runtime.js';
+import { prepareContainer, startContainer, type ContainerProcess, type PodSpec, type PreparedContainer } from './container-runtime.js';
 import { PodConfigError } from './pod-env.js';
-import { onProcessExit } from './postgres-processes.js';
 import type { ServiceProxies } from './service-proxy.js';
 import type { Volumes } from './volumes.js';
-
-const REPOSITORY_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
-/** The runner bundle the Jobs execute (built by `npm run build:runner`). */
-export const RUNNER_BUNDLE = join(REPOSITORY_ROOT, 'runner', 'dist', 'runner.mjs');
 
 export interface PodFailurePolicyRule {
   action: 'FailJob' | 'Ignore' | 'Count' | 'FailIndex';
@@ -39,15 +34,15 @@ export interface PodFailurePolicyRule {
   onPodConditions?: { type: string; status?: string }[];
 }
 
-/** A started pod's process, handed to fault rules. */
+/** A started pod's container, handed to fault rules. */
 export interface RunningPod {
   readonly jobName: string;
   readonly podName: string;
   /** 1 for the first pod of the Job, 2 for its first retry, ... */
   readonly attempt: number;
-  readonly process: ChildProcess;
+  readonly process: ContainerProcess;
   readonly logFile: string;
-  /** The environment the process got (after mapping). */
+  /** The environment the container got (after mapping). */
   readonly env: Readonly<Record<string, string>>;
   readonly args: readonly string[];
 }
@@ -72,7 +67,7 @@ export interface JobControllerOptions {
   readonly proxies: ServiceProxies;
   /** Directory for pod directories, kubeconfigs and logs. */
   readonly root: string;
-  /** @default RUNNER_BUNDLE */
+  /** A program mounted over the image's bundle (the controller's own tests). @default - the image's bundle */
   readonly runnerBundle?: string;
   /** Base of the retry back-off (Kubernetes: 10 s, doubling). @default 500 */
   readonly backoffBaseMs?: number;
@@ -88,7 +83,7 @@ interface JobState {
   failed: number;
   finished: boolean;
   deadlineTimer?: NodeJS.Timeout;
-  current?: { podName: string; process?: ChildProcess };
+  current?: { podName: string; process?: ContainerProcess };
   deleted: boolean;
 }
 
@@ -234,7 +229,7 @@ export class JobController {
     this.jobs.delete(this.key(job.metadata.name));
   }
 
-  private terminate(child: ChildProcess | undefined): void {
+  private terminate(child: ContainerProcess | undefined): void {
     if (!child || child.exitCode !== null || child.signalCode !== null) return;
     child.kill('SIGTERM');
     const timer = setTimeout(() => child.kill('SIGKILL'), this.options.terminationGraceMs ?? 2000);
@@ -298,18 +293,14 @@ export class JobController {
     const logFile = join(podDir, 'container.log');
     const run: PodRun = { jobName: name, podName, attempt: state.attempts, args: prepared.args, startedAt: Date.now(), logFile };
     this.runs.push(run);
-    const logFd = openSync(logFile, 'a');
-    const child = spawn(process.execPath, [this.options.runnerBundle ?? RUNNER_BUNDLE, ...prepared.args], {
-      env: prepared.env,
-      cwd: podDir,
-      uid: prepared.uid,
-      gid: prepared.gid,
-      stdio: ['ignore', logFd, logFd],
+    const child = startContainer({
+      name: `${podName}-${container.name}`,
+      hostname: podName,
+      prepared,
+      logFile,
+      ...(this.options.runnerBundle ? { bundleOverride: this.options.runnerBundle } : {}),
     });
-    closeSync(logFd);
     state.current = { podName, process: child };
-    const forget = onProcessExit(() => child.kill('SIGKILL'));
-    child.once('exit', forget);
     server.setStatus({ apiVersion: 'v1', kind: 'Pod', name: podName, namespace }, { phase: 'Running', startTime: new Date().toISOString() });
     this.options.onPodStarted?.({ jobName: name, podName, attempt: state.attempts, process: child, logFile, env: prepared.env, args: prepared.args });
 

@@ -1,6 +1,7 @@
 /**
- * Prints the rehearsal's summary table (scenario, outcome, duration) after every run, as the
- * issue asks. vitest already exits non-zero when a scenario fails; this only makes the run
+ * Prints the rehearsal's summary table (scenario, outcome, duration) after every run, and the
+ * runner image every hook Job and database gate ran in (reference and size). vitest already exits
+ * non-zero when a scenario fails; this only makes the run
  * readable at a glance in CI logs.
  */
 import { relative } from 'node:path';
@@ -25,7 +26,8 @@ export default class RehearsalSummaryReporter implements Reporter {
     const skipped = rows.filter((row) => row[0] === 'SKIPPED').length;
     process.stdout.write(
       ['', 'Rehearsal summary', line(header), widths.map((width, column) => '-'.repeat(column === 2 ? 8 : width)).join('  '), ...rows.map(line), '',
-        `${rows.length - failed - skipped} passed, ${failed} failed${skipped ? `, ${skipped} not run (filtered)` : ''}`, ''].join('\n'),
+        `${rows.length - failed - skipped} passed, ${failed} failed${skipped ? `, ${skipped} not run (filtered)` : ''}`,
+        `runner image: ${process.env.REHEARSAL_RUNNER_IMAGE ?? '(not built)'}${process.env.REHEARSAL_RUNNER_IMAGE_SIZE ? ` (${process.env.REHEARSAL_RUNNER_IMAGE_SIZE})` : ''}`, ''].join('\n'),
     );
   }
 }

@@ -8,7 +8,7 @@
  * | StatefulSet with POSTGRES_USER and PGDATA, no REPMGR_*        | PostgreSQL (legacy Bitnami `postgresql`)  |
  * | StatefulSet with REPMGR_USERNAME                              | repmgr node: ordinal 0 primary, others standbys |
  * | Deployment with PGPOOL_BACKEND_NODES                          | Pgpool-II over those backends             |
- * | StatefulSet with KC_DB                                        | init containers via the runner bundle (the database gate), then keycloak-standin.mjs |
+ * | StatefulSet with KC_DB                                        | init containers in the runner image (the database gate, `podman run`), then keycloak-standin.mjs |
  *
  * Data directories are `PGDATA` mapped into the pod's `data` volume (its PVC from the
  * volumeClaimTemplate, see volumes.ts), so they survive scale to 0 and back. The PostgreSQL
@@ -29,8 +29,7 @@ import { fileURLToPath } from 'node:url';
 import { startWorkloadController, type FakeKubeApiServer, type KubeObject as StoredObject, type WorkloadController } from '../test/support/fake-kube/index.js';
 import { postgresBinDir, type PostgresMajor } from '../test/support/postgres.js';
 
-import { prepareContainer, type PodSpec } from './container-runtime.js';
-import { RUNNER_BUNDLE } from './jobs.js';
+import { prepareContainer, startContainer, type ContainerProcess, type PodSpec } from './container-runtime.js';
 import { Pgpool } from './pgpool.js';
 import { PodConfigError, resolveContainerEnv, type Container } from './pod-env.js';
 import { ident, literal, PostgresNode } from './postgres-node.js';
@@ -84,7 +83,7 @@ type Backing =
   | { kind: 'legacy'; node: PostgresNode }
   | { kind: 'repmgr'; cluster: RepmgrCluster; ordinal: number }
   | { kind: 'pgpool'; pool?: Pgpool }
-  | { kind: 'keycloak'; process?: ChildProcess };
+  | { kind: 'keycloak'; process?: ChildProcess | ContainerProcess };
 
 interface PodRuntime {
   readonly pod: string;
@@ -428,8 +427,8 @@ export class WorkloadBacking {
         const logFile = join(podDir, `${init.name}-${attempt}.log`);
         const run: InitContainerRun = { pod: pod.metadata.name, container: init.name, args: prepared.args, startedAt: Date.now(), logFile };
         this.initContainerRuns.push(run);
-        const child = spawnLogged(process.execPath, [RUNNER_BUNDLE, ...prepared.args], prepared, podDir, logFile);
-        (runtime.backing as { process?: ChildProcess }).process = child;
+        const child = startContainer({ name: `${pod.metadata.name}-${init.name}-${attempt}`, hostname: pod.metadata.name, prepared, logFile });
+        (runtime.backing as { process?: ContainerProcess }).process = child;
         const code = await exitOf(child);
         run.endedAt = Date.now();
         run.exitCode = code;
@@ -443,7 +442,7 @@ export class WorkloadBacking {
     for (let attempt = 1; !runtime.stopping; attempt++) {
       const prepared = await this.prepareWaiting(runtime, pod, spec, { ...main, command: undefined, args: [] }, podDir);
       if (!prepared) return;
-      const child = spawn(process.execPath, [STANDIN], { env: prepared.env, cwd: REPOSITORY_ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+      const child = spawn(process.execPath, [STANDIN], { env: { ...prepared.env, HOSTNAME: pod.metadata.name }, cwd: REPOSITORY_ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
       killOnExit(child);
       (runtime.backing as { process?: ChildProcess }).process = child;
       const logFd = openSync(join(podDir, `keycloak-${attempt}.log`), 'a');
@@ -526,14 +525,6 @@ export function imageMajor(image: string | undefined): PostgresMajor {
   throw new Error(`image ${image} names PostgreSQL ${tag ?? '(no tag)'}; the rehearsal has servers for 11, 13, 15 and 17`);
 }
 
-function spawnLogged(program: string, args: string[], prepared: { env: Record<string, string>; uid: number; gid: number }, cwd: string, logFile: string): ChildProcess {
-  const logFd = openSync(logFile, 'a');
-  const child = spawn(program, args, { env: prepared.env, cwd, uid: prepared.uid, gid: prepared.gid, stdio: ['ignore', logFd, logFd] });
-  closeSync(logFd);
-  killOnExit(child);
-  return child;
-}
-
 /** A child that must not outlive a crashed test process. */
 function killOnExit(child: ChildProcess): void {
   const forget = onProcessExit(() => child.kill('SIGKILL'));
@@ -548,7 +539,7 @@ function appendLog(fd: number, chunk: Buffer): void {
   }
 }
 
-function exitOf(child: ChildProcess): Promise<number | null> {
+function exitOf(child: ChildProcess | ContainerProcess): Promise<number | null> {
   if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve(child.exitCode);
   return new Promise((resolveExit) => child.once('exit', (code) => resolveExit(code)));
 }

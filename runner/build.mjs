@@ -1,6 +1,6 @@
 // Bundles the runner into one ES module that runs with plain `node` and no node_modules:
 // runner/dist/runner.mjs (git-ignored), the image's entrypoint.
-import { chmod, readFile, mkdir } from 'node:fs/promises';
+import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { build } from 'esbuild';
@@ -40,10 +40,16 @@ const result = await build({
   legalComments: 'none',
   logLevel: 'warning',
   metafile: true,
+  // Written below through a rename: tests run the bundle while others rebuild it (the image build,
+  // runner-bundle.test.ts), and must never read a half-written file.
+  write: false,
 });
 
-// Executable: the package's bins (npx, the kubectl plugin) point at it.
-await chmod(outfile, 0o755);
-
+for (const file of result.outputFiles) {
+  const partial = `${file.path}.${process.pid}.partial`;
+  // Executable: the package's bins (npx, the kubectl plugin) point at it.
+  await writeFile(partial, file.contents, { mode: 0o755 });
+  await rename(partial, file.path);
+}
 const bytes = Object.values(result.metafile.outputs).reduce((sum, output) => sum + output.bytes, 0);
 console.log(`runner bundle: ${outfile} (${(bytes / 1e6).toFixed(1)} MB)`);

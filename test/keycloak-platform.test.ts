@@ -72,7 +72,7 @@ describe('v2 shape', () => {
   it('gates Keycloak on the runner and points it at postgresql-ha', () => {
     const keycloak = find(manifests, 'StatefulSet', 'keycloak');
     const [gate] = keycloak.spec.template.spec.initContainers;
-    expect(gate.image).toBe('ghcr.io/keycloak-pg-migration/runner:0.1.0');
+    expect(gate.image).toBe('ghcr.io/keycloak-pg-migration/keycloak-pg-migration-runner:0.1.0');
     expect(gate.args).toEqual([RunnerCommand.gate]);
     const env = Object.fromEntries(keycloak.spec.template.spec.containers[0].env.map((v: any) => [v.name, v.value ?? v.valueFrom]));
     expect(env.KC_DB_URL_HOST).toBe('keycloak-postgresql-ha-pgpool');
