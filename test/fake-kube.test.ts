@@ -268,7 +268,9 @@ describe('scale subresource', () => {
   });
 
   it('lets a simulated controller create and delete Pods on scale', async () => {
-    const controller = startWorkloadController(server, { terminationDelayMs: 20 });
+    // Pods terminate after a grace period, as the kubelet's do: long enough that a loaded machine
+    // still lists both right after the scale (20 ms was outrun in CI).
+    const controller = startWorkloadController(server, { terminationDelayMs: 2000 });
     try {
       await apps.createNamespacedStatefulSet({ namespace: ns, body: statefulSet('ctl', 2) });
       await controller.settled();
