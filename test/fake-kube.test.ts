@@ -379,7 +379,9 @@ describe('scale subresource', () => {
   });
 
   it('lets a simulated controller create and delete Pods on scale', async () => {
-    const controller = startWorkloadController(server, { terminationDelayMs: 20 });
+    // Long enough that the list right after the scale-down still sees the terminating Pods on a
+    // loaded 2-core machine (20 ms was not: the Pods were sometimes already gone).
+    const controller = startWorkloadController(server, { terminationDelayMs: 1000 });
     try {
       await apps.createNamespacedStatefulSet({ namespace: ns, body: statefulSet('ctl', 2) });
       await controller.settled();
