@@ -1,6 +1,6 @@
 /**
  * The cdk8s app: synthesizes the platform configured in `lib/platform-config.ts` for both GitOps
- * tools in one run:
+ * tools in one run (or the YAML/JSON file named by `PLATFORM_CONFIG`, see lib/platform-config-file.ts):
  *
  * - `<outdir>/argocd/`: plain manifests with Argo CD hooks and sync waves (point an Argo CD
  *   Application's `path` here);
@@ -19,6 +19,7 @@ import { App, YamlOutputType } from 'cdk8s';
 import { stringify } from 'yaml';
 import { KeycloakPlatform } from './lib/keycloak-platform.js';
 import { type PlatformConfig, platformConfig, resolvePlatformConfig } from './lib/platform-config.js';
+import { platformConfigFromEnvironment } from './lib/platform-config-file.js';
 
 /** Where each flavor lands below the output directory. */
 export interface SynthesizedLayout {
@@ -64,5 +65,6 @@ export function synthesizePlatform(outdir: string, config: PlatformConfig = plat
 
 // Synthesize only when run as the app (`cdk8s synth`, `tsx main.ts`), not when a test imports it.
 if (process.argv[1] !== undefined && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
-  synthesizePlatform(process.env.CDK8S_OUTDIR ?? 'dist');
+  // PLATFORM_CONFIG=<file.yaml|json> replaces the typed configuration (lib/platform-config-file.ts).
+  synthesizePlatform(process.env.CDK8S_OUTDIR ?? 'dist', platformConfigFromEnvironment());
 }

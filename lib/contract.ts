@@ -138,10 +138,33 @@ export const Env = {
    * new database, where the rollback's writes are missing. @default - unset: refuse
    */
   acceptLegacyChangesOf: 'MIGRATION_ACCEPT_LEGACY_CHANGES_OF',
+  /**
+   * The immutable fields of each quiesced StatefulSet's NEW manifest, JSON
+   * `{"statefulset/keycloak": {"selector": {...}, "serviceName": "...", "volumeClaimTemplates": []}}`
+   * ({@link WorkloadImmutableSpec}). When the live StatefulSet (another chart's, e.g. Bitnami's)
+   * differs in any of them, no apply can update it (the API server refuses), so prepare deletes it
+   * once its pods are gone and the tool creates the new one. @default - unset: nothing replaced
+   */
+  workloadSpecs: 'MIGRATION_WORKLOAD_SPECS',
+  /**
+   * Secrets of the release being taken over that must outlive the upgrade, comma separated (the
+   * legacy database's passwords, the admin password of the realm being migrated). prepare
+   * annotates the live ones with {@link KEEP_ANNOTATIONS}, which Helm and Argo CD read on the live
+   * object before deleting what the new chart no longer has. Absent ones are skipped.
+   * @default - unset: none
+   */
+  keepSecrets: 'MIGRATION_KEEP_SECRETS',
   /** Legacy StatefulSet name (protected, optionally deleted). Empty: none known. */
   legacyStatefulSet: 'MIGRATION_LEGACY_STATEFULSET',
   /** Legacy PVC names, comma separated (their PVs are set to Retain). */
   legacyPvcs: 'MIGRATION_LEGACY_PVCS',
+  /**
+   * Label selector of the legacy database's StatefulSets and PVCs whatever their names (Bitnami
+   * keeps `app.kubernetes.io/name=postgresql,app.kubernetes.io/instance=<release>` through every
+   * name override and architecture). prepare decides "fresh install" only when nothing matches it.
+   * @default - unset: only the configured names are looked at
+   */
+  legacySelector: 'MIGRATION_LEGACY_SELECTOR',
   /** When the runner deletes the legacy StatefulSet and PVCs: never | after-restore | after-backup. */
   deleteLegacy: 'MIGRATION_DELETE_LEGACY',
   /** "true" when the PV ClusterRole exists and PVs should be set to Retain. */
@@ -315,7 +338,36 @@ const MIGRATION_JOB_OPTIONAL_ENV: readonly EnvName[] = [
   Env.sourceSslRootCert,
   Env.targetSslRootCert,
   Env.acceptLegacyChangesOf,
+  Env.workloadSpecs,
+  Env.keepSecrets,
+  Env.legacySelector,
 ];
+
+/**
+ * The fields of a StatefulSet that no update may change (the API server answers 422 "updates to
+ * statefulset spec for fields other than 'replicas', 'ordinals', 'template', 'updateStrategy',
+ * 'persistentVolumeClaimRetentionPolicy' and 'minReadySeconds' are forbidden"), as the new
+ * manifest will carry them.
+ */
+export interface WorkloadImmutableSpec {
+  /** `spec.selector.matchLabels`. */
+  readonly selector: Readonly<Record<string, string>>;
+  /** `spec.serviceName`; undefined when the manifest has none. */
+  readonly serviceName?: string;
+  /** Names of `spec.volumeClaimTemplates`, in order. */
+  readonly volumeClaimTemplates: readonly string[];
+}
+
+/**
+ * What keeps a live object through an upgrade that drops it from the chart: Helm reads
+ * `helm.sh/resource-policy: keep` from the LIVE object before deleting (pkg/kube/client.go,
+ * pkg/action/resource_policy.go); Argo CD skips pruning an object whose live annotation
+ * `argocd.argoproj.io/sync-options` holds `Prune=false` (gitops-engine pkg/sync/sync_context.go).
+ */
+export const KEEP_ANNOTATIONS = {
+  helmResourcePolicy: { key: 'helm.sh/resource-policy', value: 'keep' },
+  argoSyncOptions: { key: 'argocd.argoproj.io/sync-options', value: 'Prune=false' },
+} as const;
 
 /**
  * The environment DatabaseMigration gives each hook Job. `always` is set in every Job of that

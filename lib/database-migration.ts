@@ -37,6 +37,7 @@ import {
   type RequiredSecret,
   SslMode,
   type SslModeValue,
+  type WorkloadImmutableSpec,
 } from './contract.js';
 import type { DatabaseConnection, DatabaseCredentials } from './database-connection.js';
 import { type GitOpsFlavor, assertGitOpsFlavor, markAsHook } from './gitops.js';
@@ -55,6 +56,7 @@ import {
   validateDnsSubdomain,
   validateImage,
   validateIntegerRange,
+  validateLabelValue,
   validatePort,
   validateSecretKey,
   validateMigrationId,
@@ -71,6 +73,14 @@ export interface QuiescedWorkload {
   readonly kind: 'StatefulSet' | 'Deployment';
   /** metadata.name of the workload. */
   readonly name: string;
+  /**
+   * The immutable fields of this StatefulSet's new manifest. When the live one (made by another
+   * chart, e.g. Bitnami's) differs, prepare deletes it once its pods are gone so that the upgrade
+   * can create it (`MIGRATION_WORKLOAD_SPECS`); the Role then allows `delete` on it.
+   *
+   * @default - none: the live StatefulSet is never replaced
+   */
+  readonly immutableSpec?: WorkloadImmutableSpec;
 }
 
 /** The legacy database's Kubernetes objects (not its connection), protected and optionally deleted. */
@@ -94,6 +104,14 @@ export interface LegacyDatabaseObjects {
    * @default - the StatefulSet and the PVCs above
    */
   readonly objectNames?: readonly KubeObjectName[];
+  /**
+   * Labels of the legacy database's StatefulSets and PVCs, whatever their names
+   * (`MIGRATION_LEGACY_SELECTOR`). prepare decides "nothing to migrate" only when nothing carries
+   * them; the Role then allows `list` of statefulsets and persistentvolumeclaims (never Secrets).
+   *
+   * @default - none: only the names above are looked at
+   */
+  readonly labels?: Readonly<Record<string, string>>;
 }
 
 /** Sizing of the backup PVC that the runner creates at run time. */
@@ -225,6 +243,17 @@ export interface DatabaseMigrationProps {
    * @default []
    */
   readonly ensureSecrets?: readonly RequiredSecret[];
+  /**
+   * Secrets of the release being taken over that the upgrade must not delete although the new
+   * chart lacks them: the legacy database's passwords and the admin password of the realm being
+   * migrated (Keycloak ignores a bootstrap admin once the master realm exists). prepare annotates
+   * the live ones with `helm.sh/resource-policy: keep` and `argocd.argoproj.io/sync-options:
+   * Prune=false` (`MIGRATION_KEEP_SECRETS`); absent ones are skipped. The Role allows `get` and
+   * `patch` on exactly these names.
+   *
+   * @default []
+   */
+  readonly keepSecrets?: readonly string[];
   /**
    * The backup PVC.
    *
@@ -459,6 +488,7 @@ export class DatabaseMigration extends Construct {
     const legacy = validateLegacy(props.legacy);
     assertNoCollisionWithLegacy(props.targetObjectNames ?? [], legacy, deleteLegacy);
     const ensureSecrets = validateEnsureSecrets(props.ensureSecrets ?? []);
+    const keepSecrets = unique((props.keepSecrets ?? []).map((name, index) => validateDnsSubdomain(`DatabaseMigration keepSecrets[${index}]`, name)));
 
     const waves = { ...DEFAULT_MIGRATION_SYNC_WAVES, ...props.syncWaves };
     for (const [key, wave] of Object.entries(waves)) {
@@ -518,6 +548,7 @@ export class DatabaseMigration extends Construct {
         legacy,
         deleteLegacy,
         ensureSecrets,
+        keepSecrets,
       }),
     });
     new k8s.KubeRoleBinding(rbac, 'role-binding', {
@@ -556,6 +587,7 @@ export class DatabaseMigration extends Construct {
       deleteLegacy,
       protectVolumes,
       ensureSecrets,
+      keepSecrets,
       parallelJobs,
       dumpCompression,
       quiesceTimeoutSeconds,
@@ -727,6 +759,20 @@ function validateWorkloads(workloads: readonly QuiescedWorkload[]): readonly Qui
       throw new Error(`${field}.kind must be 'StatefulSet' or 'Deployment', got ${JSON.stringify(workload.kind)}`);
     }
     validateDnsLabel(`${field}.name`, workload.name);
+    if (workload.immutableSpec !== undefined) {
+      if (workload.kind !== 'StatefulSet') {
+        throw new Error(`${field}.immutableSpec applies to StatefulSets only, got kind ${workload.kind}: remove it`);
+      }
+      const { selector, serviceName, volumeClaimTemplates } = workload.immutableSpec;
+      if (typeof selector !== 'object' || selector === null || Object.keys(selector).length === 0) {
+        throw new Error(`${field}.immutableSpec.selector must hold the StatefulSet's matchLabels, got ${JSON.stringify(selector)}`);
+      }
+      for (const [key, value] of Object.entries(selector)) validateLabelValue(`${field}.immutableSpec.selector['${key}']`, value as string);
+      if (serviceName !== undefined) validateDnsLabel(`${field}.immutableSpec.serviceName`, serviceName);
+      if (!Array.isArray(volumeClaimTemplates)) {
+        throw new Error(`${field}.immutableSpec.volumeClaimTemplates must be a list of names, got ${JSON.stringify(volumeClaimTemplates)}`);
+      }
+    }
     const key = `${workload.kind}/${workload.name}`;
     if (seen.has(key)) throw new Error(`${field} repeats ${key}: list each workload once`);
     seen.add(key);
@@ -738,6 +784,7 @@ interface ValidatedLegacy {
   readonly statefulSetName?: string;
   readonly pvcNames: readonly string[];
   readonly objectNames: readonly KubeObjectName[];
+  readonly labels?: Readonly<Record<string, string>>;
 }
 
 function validateLegacy(legacy: LegacyDatabaseObjects | undefined): ValidatedLegacy {
@@ -749,7 +796,14 @@ function validateLegacy(legacy: LegacyDatabaseObjects | undefined): ValidatedLeg
     ...(statefulSetName !== undefined ? [{ kind: 'StatefulSet', name: statefulSetName }] : []),
     ...pvcNames.map((name) => ({ kind: 'PersistentVolumeClaim', name })),
   ];
-  return { ...(statefulSetName !== undefined ? { statefulSetName } : {}), pvcNames, objectNames };
+  const labels = legacy?.labels;
+  if (labels !== undefined) {
+    if (typeof labels !== 'object' || labels === null || Object.keys(labels).length === 0) {
+      throw new Error(`DatabaseMigration legacy.labels must name at least one label (e.g. app.kubernetes.io/instance), got ${JSON.stringify(labels)}: omit it to look at names only`);
+    }
+    for (const [key, value] of Object.entries(labels)) validateLabelValue(`DatabaseMigration legacy.labels['${key}']`, value);
+  }
+  return { ...(statefulSetName !== undefined ? { statefulSetName } : {}), pvcNames, objectNames, ...(labels !== undefined ? { labels } : {}) };
 }
 
 function assertNoCollisionWithLegacy(
@@ -819,6 +873,7 @@ interface RoleInputs {
   readonly legacy: ValidatedLegacy;
   readonly deleteLegacy: DeleteLegacyValue;
   readonly ensureSecrets: readonly RequiredSecret[];
+  readonly keepSecrets: readonly string[];
 }
 
 /**
@@ -826,7 +881,7 @@ interface RoleInputs {
  * name is not known to the authorizer then).
  */
 function roleRules(inputs: RoleInputs): k8s.PolicyRule[] {
-  const { names, workloads, legacy, deleteLegacy, ensureSecrets } = inputs;
+  const { names, workloads, legacy, deleteLegacy, ensureSecrets, keepSecrets } = inputs;
   const deletes = deleteLegacy !== DeleteLegacy.never;
   const statefulSets = workloads.filter((w) => w.kind === 'StatefulSet').map((w) => w.name);
   const deployments = workloads.filter((w) => w.kind === 'Deployment').map((w) => w.name);
@@ -853,6 +908,15 @@ function roleRules(inputs: RoleInputs): k8s.PolicyRule[] {
   if (deletes && legacy.statefulSetName) {
     rules.push({ apiGroups: ['apps'], resources: ['statefulsets'], resourceNames: [legacy.statefulSetName], verbs: ['delete'] });
   }
+  const replaceable = workloads.filter((w) => w.kind === 'StatefulSet' && w.immutableSpec !== undefined).map((w) => w.name);
+  if (replaceable.length > 0) {
+    // Taking over another chart's StatefulSet whose immutable fields differ (phases/take-over.ts).
+    rules.push({ apiGroups: ['apps'], resources: ['statefulsets'], resourceNames: replaceable, verbs: ['delete'] });
+  }
+  if (keepSecrets.length > 0) {
+    // Read and annotated by name only: listing Secrets would return every Secret's data.
+    rules.push({ apiGroups: [''], resources: ['secrets'], resourceNames: [...keepSecrets], verbs: ['get', 'patch'] });
+  }
   if (statefulSets.length > 0) {
     // patch on the workload itself records the replica count to restore in an annotation.
     rules.push({ apiGroups: ['apps'], resources: ['statefulsets'], resourceNames: statefulSets, verbs: ['patch'] });
@@ -866,10 +930,23 @@ function roleRules(inputs: RoleInputs): k8s.PolicyRule[] {
     rules.push({ apiGroups: [''], resources: ['secrets'], verbs: ['create'] });
     rules.push({ apiGroups: [''], resources: ['secrets'], resourceNames: ensureSecrets.map((s) => s.name), verbs: ['get'] });
   }
+  if (legacy.labels !== undefined) {
+    // Evidence of a legacy database under other names: lists by label, of these two kinds only.
+    rules.push({ apiGroups: ['apps'], resources: ['statefulsets'], verbs: ['list'] });
+    rules.push({ apiGroups: [''], resources: ['persistentvolumeclaims'], verbs: ['list'] });
+  }
   // Waiting until the quiesced pods are gone needs a list by label selector.
   rules.push({ apiGroups: [''], resources: ['pods'], verbs: ['list'] });
   rules.push({ apiGroups: [''], resources: ['events'], verbs: ['create'] });
   return rules;
+}
+
+/** MIGRATION_WORKLOAD_SPECS, when any workload declares its immutable fields. */
+function workloadSpecsEnv(workloads: readonly QuiescedWorkload[]): k8s.EnvVar[] {
+  const specs = Object.fromEntries(
+    workloads.filter((w) => w.immutableSpec !== undefined).map((w) => [`${w.kind.toLowerCase()}/${w.name}`, w.immutableSpec]),
+  );
+  return Object.keys(specs).length > 0 ? [{ name: Env.workloadSpecs, value: JSON.stringify(specs) }] : [];
 }
 
 function unique(values: readonly string[]): string[] {
@@ -888,6 +965,7 @@ interface CommonEnvInputs {
   readonly deleteLegacy: DeleteLegacyValue;
   readonly protectVolumes: boolean;
   readonly ensureSecrets: readonly RequiredSecret[];
+  readonly keepSecrets: readonly string[];
   readonly parallelJobs: number;
   readonly dumpCompression: number;
   readonly quiesceTimeoutSeconds: number;
@@ -964,9 +1042,14 @@ function migrationJobEnv(
     // The runner's format: lower-case kind, as kubectl spells resources (`statefulset/<name>`).
     value(Env.workloads, inputs.workloads.map((w) => `${w.kind.toLowerCase()}/${w.name}`).join(',')),
     value(Env.restoreReplicas, String(inputs.restoreReplicas)),
+    ...workloadSpecsEnv(inputs.workloads),
+    ...(inputs.keepSecrets.length > 0 ? [value(Env.keepSecrets, inputs.keepSecrets.join(','))] : []),
     ...(inputs.acceptLegacyChangesOf !== undefined ? [value(Env.acceptLegacyChangesOf, inputs.acceptLegacyChangesOf)] : []),
     value(Env.legacyStatefulSet, legacy.statefulSetName ?? ''),
     value(Env.legacyPvcs, legacy.pvcNames.join(',')),
+    ...(legacy.labels !== undefined
+      ? [value(Env.legacySelector, Object.entries(legacy.labels).map(([key, labelValue]) => `${key}=${labelValue}`).join(','))]
+      : []),
     value(Env.deleteLegacy, inputs.deleteLegacy),
     value(Env.protectVolumes, String(inputs.protectVolumes)),
     value(Env.ensureSecrets, JSON.stringify(inputs.ensureSecrets)),

@@ -138,11 +138,16 @@ export class KeycloakPlatform extends Chart {
           statefulSetName: this.legacyDatabase.statefulSetName,
           pvcNames: this.legacyDatabase.pvcNames,
           objectNames: this.legacyDatabase.objectNames,
+          labels: this.legacyDatabase.labels,
         },
         targetObjectNames: [...this.haDatabase.objectNames, ...this.keycloak.objectNames],
         deleteLegacy: config.migration.deleteLegacy,
         protectVolumes: config.migration.protectVolumes,
         ensureSecrets: this.requiredSecrets,
+        // Taking over a Bitnami release: its chart shipped the legacy database's Secret and the
+        // admin Secret `<keycloak fullname>` (key admin-password, user `user`); the migrated master
+        // realm still authenticates that admin, and a rollback needs the database passwords.
+        keepSecrets: [...new Set([source.credentials.secretName, keycloakName])],
         backup: {
           minSize: config.migration.backupMinSize,
           ...(config.migration.backupSize !== undefined ? { size: config.migration.backupSize } : {}),

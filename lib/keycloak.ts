@@ -1,6 +1,6 @@
 import { k8s } from 'cdk8s-plus-27';
 import { Construct } from 'constructs';
-import { Env, type RequiredSecret, RunnerCommand, SslMode, type SslModeValue } from './contract.js';
+import { Env, type RequiredSecret, RunnerCommand, SslMode, type SslModeValue, type WorkloadImmutableSpec } from './contract.js';
 import type { DatabaseConnection } from './database-connection.js';
 import { caFile, caVolume, jdbcTlsProperties, validateDatabaseTls } from './database-tls.js';
 import { customizePod, type PodCustomization } from './pod-customization.js';
@@ -31,6 +31,8 @@ export const DEFAULT_KEYCLOAK_IMAGE = 'quay.io/keycloak/keycloak:26.3.3';
 
 /** Keycloak's HTTP port (TLS is expected to end at the ingress or a mesh). */
 export const KEYCLOAK_HTTP_PORT = 8080;
+/** The Service's HTTP port, as Bitnami's Keycloak chart serves it (`service.ports.http`). */
+export const KEYCLOAK_SERVICE_PORT = 80;
 /** Keycloak's management port: health and metrics endpoints. */
 export const KEYCLOAK_MANAGEMENT_PORT = 9000;
 /** JGroups port of the embedded Infinispan cluster. */
@@ -44,6 +46,12 @@ export interface WorkloadReference {
   readonly name: string;
   /** Replicas the manifests declare (what the workload is scaled back to). */
   readonly replicas: number;
+  /**
+   * The StatefulSet's immutable fields, so that a migration taking over another chart's Keycloak
+   * (Bitnami's selector adds `part-of` from chart 25, its serviceName is `<name>-headless`) can
+   * replace it instead of failing the upgrade on them.
+   */
+  readonly immutableSpec: WorkloadImmutableSpec;
 }
 
 /** Where the initial admin's password lives; Keycloak creates that admin on its first start only. */
@@ -112,7 +120,7 @@ export interface KeycloakProps {
    */
   readonly name?: string;
   /**
-   * Name of the Service for HTTP (8080) and management (9000).
+   * Name of the Service for HTTP (80 and 8080) and management (9000).
    *
    * @default - `name`
    */
@@ -212,7 +220,7 @@ const DEFAULT_RESOURCES: ContainerResources = {
 export class Keycloak extends Construct {
   /** StatefulSet name. */
   public readonly statefulSetName: string;
-  /** Service for HTTP (port 8080, `http`) and management (port 9000, `management`). */
+  /** Service for HTTP (port 80 `http`, as Bitnami's; 8080 `http-direct`) and management (port 9000, `management`). */
   public readonly serviceName: string;
   /** Headless Service that governs the StatefulSet and carries JGroups (7800). */
   public readonly discoveryServiceName: string;
@@ -268,7 +276,7 @@ export class Keycloak extends Construct {
     this.discoveryServiceName = discoveryServiceName;
     this.podDisruptionBudgetName = name;
     this.replicas = replicas;
-    this.workload = { kind: 'StatefulSet', name, replicas };
+
     this.database = database;
     this.gated = props.databaseGate !== undefined;
 
@@ -281,6 +289,7 @@ export class Keycloak extends Construct {
     const labels = { ...selector };
     this.podSelectorLabels = selector;
     this.metricsEnabled = props.metricsEnabled ?? true;
+    this.workload = { kind: 'StatefulSet', name, replicas, immutableSpec: { selector, serviceName: discoveryServiceName, volumeClaimTemplates: [] } };
 
     const tls = database.tls === undefined ? undefined : validateDatabaseTls(`${field} 'database.tls'`, database.tls);
     const caMounts: k8s.VolumeMount[] = tls?.caSecret ? [{ name: DATABASE_CA_VOLUME, mountPath: DATABASE_CA_MOUNT, readOnly: true }] : [];
@@ -365,7 +374,9 @@ export class Keycloak extends Construct {
       spec: {
         type: 'ClusterIP',
         ports: [
-          { name: 'http', port: KEYCLOAK_HTTP_PORT, targetPort: k8s.IntOrString.fromString('http'), protocol: 'TCP' },
+          // Port 80 as Bitnami's Keycloak Service has it: in-cluster clients keep http://<service>.
+          { name: 'http', port: KEYCLOAK_SERVICE_PORT, targetPort: k8s.IntOrString.fromString('http'), protocol: 'TCP' },
+          { name: 'http-direct', port: KEYCLOAK_HTTP_PORT, targetPort: k8s.IntOrString.fromString('http'), protocol: 'TCP' },
           {
             name: 'management',
             port: KEYCLOAK_MANAGEMENT_PORT,

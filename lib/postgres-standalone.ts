@@ -47,6 +47,12 @@ export interface LegacyDatabase {
   readonly pvcNames: readonly string[];
   /** Every object it consists of, for name-collision checks against the new database. */
   readonly objectNames: readonly KubeObjectName[];
+  /**
+   * Labels that Bitnami's `postgresql` chart puts on its StatefulSets and PVCs whatever their
+   * names (`fullnameOverride`, `nameOverride`, `architecture: replication` change names only):
+   * the evidence the migration looks for before deciding that there is nothing to migrate.
+   */
+  readonly labels: Readonly<Record<string, string>>;
 }
 
 /** Default image: Bitnami's free versioned images moved to `bitnamilegacy` in August 2025. */
@@ -239,6 +245,7 @@ function describe(names: ResolvedNames): LegacyDatabase {
     },
     statefulSetName: names.name,
     pvcNames,
+    labels: { 'app.kubernetes.io/name': 'postgresql', 'app.kubernetes.io/instance': names.release },
     objectNames: [
       { kind: 'StatefulSet', name: names.name },
       { kind: 'Service', name: names.serviceName },
@@ -282,6 +289,8 @@ export class PostgresStandalone extends Construct implements LegacyDatabase {
   public readonly pvcNames: readonly string[];
   /** Everything this construct creates (and the PVC its StatefulSet creates). */
   public readonly objectNames: readonly KubeObjectName[];
+  /** Bitnami's name and instance labels, on the StatefulSet and its PVC. */
+  public readonly labels: Readonly<Record<string, string>>;
   /** Secrets referenced but not synthesized: create them before (or let the runner create them). */
   public readonly requiredSecrets: readonly RequiredSecret[];
   /** The image in use. */
@@ -325,6 +334,7 @@ export class PostgresStandalone extends Construct implements LegacyDatabase {
     this.connection = description.connection;
     this.pvcNames = description.pvcNames;
     this.objectNames = description.objectNames;
+    this.labels = description.labels;
     this.image = image;
     this.replicas = 1;
 

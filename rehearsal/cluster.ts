@@ -13,7 +13,7 @@
  * Argo CD's health checks: StatefulSet/Deployment ready replicas = desired for the observed
  * generation, PVC Bound, Pod Ready, Job Complete; everything else is healthy once it exists.
  */
-import { applyDefaults, validateUpdate } from '../test/support/fake-kube/admission.js';
+import { applyDefaults, carryAllocatedValues, validateUpdate } from '../test/support/fake-kube/admission.js';
 import type { FakeKubeApiServer, KubeObject as StoredObject } from '../test/support/fake-kube/index.js';
 
 import type { ClusterOps } from './lifecycle.js';
@@ -69,6 +69,7 @@ export class FakeCluster implements ClusterOps {
       if (wanted) merged.metadata[field] = { ...(live.metadata[field] ?? {}), ...wanted };
     }
     const resourceType = this.server.types.forObject(object.apiVersion, object.kind);
+    carryAllocatedValues(resourceType, live, merged);
     applyDefaults(resourceType, merged);
     if (canonical(stripVolatile(merged)) === canonical(stripVolatile(live))) return 'unchanged';
     validateUpdate(resourceType, live, merged);

@@ -30,6 +30,7 @@ import type {
   KubeObject,
 } from './manifests.js';
 import { objectKey } from './manifests.js';
+import { KEEP_ANNOTATIONS } from '../lib/contract.js';
 
 /**
  * Helm's InstallOrder (pkg/releaseutil/kind_sorter.go); gitops-engine's kind order is the same
@@ -143,6 +144,8 @@ export function argoSyncPlan(manifests: ArgoManifests): { phases: ArgoPhasePlan[
 
 /** What the lifecycle needs from a cluster. Implemented over the fake API server in cluster.ts. */
 export interface ClusterOps {
+  /** The live object, or undefined when absent (the tools read live annotations before deleting). */
+  get(object: Pick<KubeObject, 'apiVersion' | 'kind' | 'metadata'>): { metadata: { annotations?: Record<string, string> } } | undefined;
   /** Creates the object; rejects with an "already exists" error when it exists (Helm hooks rely on it). */
   create(object: KubeObject): Promise<void>;
   /**
@@ -303,7 +306,10 @@ export class HelmRelease {
       // Deleted in reverse install order, as Helm's UninstallOrder does.
       const dropped = helmResourceOrder(this.deployed.filter((object) => !keep.has(objectKey(object)))).reverse();
       for (const object of dropped) {
-        if (object.metadata.annotations?.['helm.sh/resource-policy'] === 'keep') continue;
+        // Helm reads the policy from the LIVE object (pkg/kube/client.go Update →
+        // pkg/action/resource_policy.go), so an annotation added after the install protects it too.
+        const live = this.cluster.get(object);
+        if (live?.metadata.annotations?.[KEEP_ANNOTATIONS.helmResourcePolicy.key] === KEEP_ANNOTATIONS.helmResourcePolicy.value) continue;
         if (await this.cluster.delete(object)) {
           counter.writes++;
           log('prune', objectKey(object));
@@ -353,6 +359,12 @@ export class ArgoApplication {
           log('wave', `${phase.phase} ${wave}`);
           await this.runWave(tasks, log, counter, succeededHooks, failedHooks);
           for (const entry of pruneWaves.filter((p) => p.wave === wave)) {
+            // gitops-engine skips pruning a live object whose sync-options hold Prune=false.
+            const options = this.cluster.get(entry.object)?.metadata.annotations?.[KEEP_ANNOTATIONS.argoSyncOptions.key] ?? '';
+            if (options.split(',').map((o) => o.trim()).includes(KEEP_ANNOTATIONS.argoSyncOptions.value)) {
+              this.managed.delete(objectKey(entry.object));
+              continue;
+            }
             if (await this.cluster.delete(entry.object)) {
               counter.writes++;
               log('prune', objectKey(entry.object));

@@ -85,6 +85,27 @@ describe('DatabaseMigration objects', () => {
     ]);
   });
 
+  it('taking over another chart: delete on exactly the replaceable StatefulSet, get/patch on exactly the kept Secrets, both in the Jobs\' env', () => {
+    const immutableSpec = { selector: { 'app.kubernetes.io/name': 'web' }, serviceName: 'app-web-discovery', volumeClaimTemplates: [] };
+    const objects = synth({
+      workloads: [{ kind: 'StatefulSet', name: 'app-web', immutableSpec }, { kind: 'Deployment', name: 'app-worker' }],
+      keepSecrets: ['app-postgresql', 'app-admin'],
+    });
+    const role = objects.find((o) => o.kind === 'Role');
+    const deletes = role.rules.filter((r: any) => r.verbs.includes('delete') && !r.resources.includes('leases'));
+    expect(deletes).toEqual([{ apiGroups: ['apps'], resources: ['statefulsets'], resourceNames: ['app-web'], verbs: ['delete'] }]);
+    const secretRules = role.rules.filter((r: any) => r.resources.includes('secrets') && r.verbs.includes('patch'));
+    expect(secretRules).toEqual([{ apiGroups: [''], resources: ['secrets'], resourceNames: ['app-postgresql', 'app-admin'], verbs: ['get', 'patch'] }]);
+    expect(role.rules.some((r: any) => r.resources.includes('secrets') && r.verbs.includes('list'))).toBe(false);
+    const env = jobOf(objects, RunnerCommand.prepare).spec.template.spec.containers[0].env;
+    expect(env.find((e: any) => e.name === Env.workloadSpecs).value).toBe(JSON.stringify({ 'statefulset/app-web': immutableSpec }));
+    expect(env.find((e: any) => e.name === Env.keepSecrets).value).toBe('app-postgresql,app-admin');
+    // Without them: neither the permissions nor the variables.
+    const plain = synth();
+    expect(jobOf(plain, RunnerCommand.prepare).spec.template.spec.containers[0].env.map((e: any) => e.name)).not.toContain(Env.workloadSpecs);
+    expect(plain.find((o) => o.kind === 'Role').rules.some((r: any) => r.resources.includes('secrets') && r.verbs.includes('patch'))).toBe(false);
+  });
+
   it('binds a ClusterRole limited to get/patch of persistentvolumes, without a namespace, only when protecting volumes', () => {
     const objects = synth();
     const clusterRole = objects.find((o) => o.kind === 'ClusterRole');
@@ -250,6 +271,17 @@ describe('DatabaseMigration bad input', () => {
 
   it('fails when the name is too long for the Job names derived from it', () => {
     expect(() => synth({ name: 'a'.repeat(49) })).toThrow(/name must be at most 48 characters.*record-failure/);
+  });
+
+  it('fails when a workload\'s immutableSpec is on a Deployment or has no selector, or a kept Secret name is invalid', () => {
+    const spec = { selector: { app: 'web' }, volumeClaimTemplates: [] };
+    expect(() => synth({ workloads: [{ kind: 'Deployment', name: 'app-worker', immutableSpec: spec }] })).toThrow(
+      /workloads\[0\]\.immutableSpec applies to StatefulSets only, got kind Deployment: remove it/,
+    );
+    expect(() => synth({ workloads: [{ kind: 'StatefulSet', name: 'app-web', immutableSpec: { selector: {}, volumeClaimTemplates: [] } }] })).toThrow(
+      /workloads\[0\]\.immutableSpec\.selector must hold the StatefulSet's matchLabels, got \{\}/,
+    );
+    expect(() => synth({ keepSecrets: ['Bad_Name'] })).toThrow(/keepSecrets\[0\]/);
   });
 
   it('fails when the name is not a DNS label', () => {

@@ -214,6 +214,117 @@ describe('patch content types', () => {
   });
 });
 
+// The fields a takeover of another chart's release trips over (kubernetes pkg/apis/*/validation,
+// pkg/registry/core/service/storage): each refused with 422 Invalid and the real message.
+describe('immutable fields', () => {
+  const merge = setHeaderOptions('Content-Type', PatchStrategy.MergePatch);
+  const forbiddenSpec =
+    "spec: Forbidden: updates to statefulset spec for fields other than 'replicas', 'ordinals', 'template', 'updateStrategy', 'persistentVolumeClaimRetentionPolicy' and 'minReadySeconds' are forbidden";
+
+  it('refuses a StatefulSet selector, serviceName or volumeClaimTemplates change with the real message and Status', async () => {
+    await apps.createNamespacedStatefulSet({ namespace: ns, body: statefulSet('imm-sts') });
+    const live = await apps.readNamespacedStatefulSet({ name: 'imm-sts', namespace: ns });
+    const changes: Record<string, unknown>[] = [
+      { selector: { matchLabels: { app: 'imm-sts', extra: 'x' } }, template: { metadata: { labels: { app: 'imm-sts', extra: 'x' } } } },
+      { serviceName: 'imm-sts-headless' },
+      { volumeClaimTemplates: [{ metadata: { name: 'data' }, spec: { accessModes: ['ReadWriteOnce'], resources: { requests: { storage: '1Gi' } } } }] },
+    ];
+    for (const spec of changes) {
+      const invalid = await apiError(apps.patchNamespacedStatefulSet({ name: 'imm-sts', namespace: ns, body: { spec } }, merge));
+      expect(invalid.code).toBe(422);
+      expect(invalid.body).toMatchObject({ kind: 'Status', status: 'Failure', reason: 'Invalid', details: { name: 'imm-sts', group: 'apps', kind: 'StatefulSet' } });
+      expect(invalid.body.message).toBe(`StatefulSet.apps "imm-sts" is invalid: ${forbiddenSpec}`);
+    }
+    // A PUT of the whole object with another serviceName is refused the same way.
+    const replaced = await apiError(
+      apps.replaceNamespacedStatefulSet({ name: 'imm-sts', namespace: ns, body: { ...live, spec: { ...live.spec!, serviceName: 'other' } } }),
+    );
+    expect(replaced.code).toBe(422);
+    // What stays mutable: replicas, template, updateStrategy, minReadySeconds.
+    const allowed = await apps.patchNamespacedStatefulSet(
+      { name: 'imm-sts', namespace: ns, body: { spec: { replicas: 0, minReadySeconds: 5, updateStrategy: { type: 'OnDelete' } } } },
+      merge,
+    );
+    expect(allowed.spec?.replicas).toBe(0);
+    expect((await apps.readNamespacedStatefulSet({ name: 'imm-sts', namespace: ns })).spec?.serviceName).toBe('imm-sts');
+  });
+
+  it('allocates a Service clusterIP, keeps it when an update omits it and refuses to change it', async () => {
+    const created = await core.createNamespacedService({
+      namespace: ns,
+      body: { metadata: { name: 'imm-svc' }, spec: { selector: { app: 'a' }, ports: [{ name: 'http', port: 80 }] } },
+    });
+    const ip = created.spec?.clusterIP;
+    expect(ip).toMatch(/^10\.96\.\d+\.\d+$/);
+    expect(created.spec?.clusterIPs).toEqual([ip]);
+    expect(created.spec?.type).toBe('ClusterIP');
+    // A replace without clusterIP (kubectl apply / Helm's merge of a manifest that has none) keeps it.
+    const replaced = await core.replaceNamespacedService({
+      name: 'imm-svc',
+      namespace: ns,
+      body: { metadata: { name: 'imm-svc', resourceVersion: created.metadata?.resourceVersion }, spec: { selector: { app: 'b' }, ports: [{ name: 'http', port: 8080 }] } },
+    });
+    expect(replaced.spec?.clusterIP).toBe(ip);
+    expect(replaced.spec?.ports?.[0]?.port).toBe(8080);
+    // Headless in the new manifest: refused.
+    const headless = await apiError(core.patchNamespacedService({ name: 'imm-svc', namespace: ns, body: { spec: { clusterIP: 'None', clusterIPs: ['None'] } } }, merge));
+    expect(headless.code).toBe(422);
+    expect(headless.body.message).toBe('Service "imm-svc" is invalid: spec.clusterIPs[0]: Invalid value: []string{"None"}: may not change once set');
+    expect(headless.body).toMatchObject({ reason: 'Invalid', details: { name: 'imm-svc', kind: 'Service' } });
+    const other = await apiError(core.patchNamespacedService({ name: 'imm-svc', namespace: ns, body: { spec: { clusterIP: '10.96.200.200' } } }, merge));
+    expect(other.code).toBe(422);
+    expect(String(other.body.message)).toContain('spec.clusterIPs[0]: Invalid value: []string{"10.96.200.200"}: may not change once set');
+    // A headless Service stays headless.
+    const none = await core.createNamespacedService({ namespace: ns, body: { metadata: { name: 'imm-hl' }, spec: { clusterIP: 'None', ports: [{ port: 5432 }] } } });
+    expect(none.spec?.clusterIPs).toEqual(['None']);
+  });
+
+  it('refuses a Job selector or template change', async () => {
+    const client = KubernetesObjectApi.makeApiClient(server.kubeConfig());
+    const job = {
+      apiVersion: 'batch/v1',
+      kind: 'Job',
+      metadata: { name: 'imm-job', namespace: ns },
+      spec: {
+        selector: { matchLabels: { job: 'imm-job' } },
+        manualSelector: true,
+        template: { metadata: { labels: { job: 'imm-job' } }, spec: { restartPolicy: 'Never', containers: [{ name: 'main', image: 'busybox:1' }] } },
+      },
+    };
+    await client.create(job as KubernetesObject);
+    const template = await apiError(
+      client.patch(
+        { ...job, spec: { template: { spec: { containers: [{ name: 'main', image: 'busybox:2' }] } } } } as KubernetesObject,
+        undefined, undefined, undefined, undefined, PatchStrategy.MergePatch,
+      ),
+    );
+    expect(template.code).toBe(422);
+    expect(template.body.message).toBe('Job.batch "imm-job" is invalid: spec.template: Invalid value: field is immutable');
+    const selector = await apiError(
+      client.patch(
+        { ...job, spec: { selector: { matchLabels: { job: 'other' } } } } as KubernetesObject,
+        undefined, undefined, undefined, undefined, PatchStrategy.MergePatch,
+      ),
+    );
+    expect(selector.code).toBe(422);
+    expect(String(selector.body.message)).toMatch(/^Job\.batch "imm-job" is invalid: spec\.selector: Invalid value: .*: field is immutable/);
+  });
+
+  it('lets a PVC grow its request but refuses any other spec change', async () => {
+    await core.createNamespacedPersistentVolumeClaim({
+      namespace: ns,
+      body: { metadata: { name: 'imm-pvc' }, spec: { accessModes: ['ReadWriteOnce'], resources: { requests: { storage: '1Gi' } } } },
+    });
+    const grown = await core.patchNamespacedPersistentVolumeClaim({ name: 'imm-pvc', namespace: ns, body: { spec: { resources: { requests: { storage: '2Gi' } } } } }, merge);
+    expect(grown.spec?.resources?.requests?.storage).toBe('2Gi');
+    const invalid = await apiError(
+      core.patchNamespacedPersistentVolumeClaim({ name: 'imm-pvc', namespace: ns, body: { spec: { accessModes: ['ReadWriteMany'] } } }, merge),
+    );
+    expect(invalid.code).toBe(422);
+    expect(String(invalid.body.message)).toMatch(/^PersistentVolumeClaim "imm-pvc" is invalid: spec: Forbidden: spec is immutable after creation/);
+  });
+});
+
 describe('scale subresource', () => {
   it('reads, replaces and patches /scale of StatefulSets and Deployments', async () => {
     await apps.createNamespacedStatefulSet({ namespace: ns, body: statefulSet('db', 3) });

@@ -42,16 +42,23 @@ describe('Keycloak', () => {
     expect(keycloak.statefulSetName).toBe('keycloak');
     expect(keycloak.serviceName).toBe('keycloak');
     expect(keycloak.discoveryServiceName).toBe('keycloak-discovery');
-    expect(keycloak.workload).toEqual({ kind: 'StatefulSet', name: 'keycloak', replicas: 2 });
+    expect(keycloak.workload).toEqual({
+      kind: 'StatefulSet',
+      name: 'keycloak',
+      replicas: 2,
+      // What a migration compares with a live StatefulSet of another chart before taking it over.
+      immutableSpec: { selector: statefulSet.spec.selector.matchLabels, serviceName: 'keycloak-discovery', volumeClaimTemplates: [] },
+    });
     expect(statefulSet.spec.replicas).toBe(2);
     expect(statefulSet.spec.serviceName).toBe('keycloak-discovery');
     expect(keycloak.requiredSecrets).toEqual([]);
   });
 
-  it('exposes http 8080 and management 9000, and JGroups 7800 on the headless service', () => {
+  it('exposes http on 80 (as Bitnami\'s Service) and 8080, management 9000, and JGroups 7800 on the headless service', () => {
     const { find } = synth();
     expect(find('Service', 'keycloak').spec.ports).toEqual([
-      { name: 'http', port: 8080, targetPort: 'http', protocol: 'TCP' },
+      { name: 'http', port: 80, targetPort: 'http', protocol: 'TCP' },
+      { name: 'http-direct', port: 8080, targetPort: 'http', protocol: 'TCP' },
       { name: 'management', port: 9000, targetPort: 'management', protocol: 'TCP' },
     ]);
     const discovery = find('Service', 'keycloak-discovery');

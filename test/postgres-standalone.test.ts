@@ -130,6 +130,8 @@ describe('PostgresStandalone', () => {
         { kind: 'Secret', name: 'iam-postgresql' },
         { kind: 'PersistentVolumeClaim', name: 'data-iam-postgresql-0' },
       ],
+      // Bitnami keeps these through every name override: the migration's evidence of a legacy database.
+      labels: { 'app.kubernetes.io/name': 'postgresql', 'app.kubernetes.io/instance': 'iam' },
     });
     expect(PostgresStandalone.describeExisting({ name: 'pg', replicas: 2 }).pvcNames).toEqual(['data-pg-0', 'data-pg-1']);
   });

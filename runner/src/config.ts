@@ -10,12 +10,13 @@
  * - optional settings fall back to the defaults documented in the contract, so `plan` and `status`
  *   run by hand need only the names of the state ConfigMap and the Lease.
  */
-import { BACKUP_MOUNT_PATH, DeleteLegacy, Env, MIGRATION_ID_PATTERN, type DeleteLegacyValue } from '../../lib/contract.js';
+import { BACKUP_MOUNT_PATH, DeleteLegacy, Env, MIGRATION_ID_PATTERN, type DeleteLegacyValue, type WorkloadImmutableSpec } from '../../lib/contract.js';
 import { usageError } from './errors.js';
 import { lockOptionsFromEnv, type LockOptions } from './kube/lock.js';
 import { parseEnsureSecrets, type SecretSpec } from './kube/secrets.js';
 import { quantityToBytes } from './kube/volumes.js';
 import { parseWorkloads, type WorkloadRef } from './kube/workloads.js';
+import { parseWorkloadSpecs } from './kube/takeover.js';
 import { hasEndpointInEnv, settingsFromEnv, type ConnectionSettings } from './pg/connection.js';
 
 /** Smallest backup PVC the runner creates when MIGRATION_BACKUP_PVC_MIN_SIZE is unset. */
@@ -50,8 +51,14 @@ export interface HookConfig {
   readonly restoreReplicas: boolean;
   /** A Completed migration whose legacy database's later changes are accepted (MIGRATION_ACCEPT_LEGACY_CHANGES_OF). */
   readonly acceptLegacyChangesOf?: string;
+  /** New manifests' immutable fields per `statefulset/<name>` (MIGRATION_WORKLOAD_SPECS); empty: none. */
+  readonly workloadSpecs: Readonly<Record<string, WorkloadImmutableSpec>>;
+  /** Secrets of the taken-over release to keep through the upgrade (MIGRATION_KEEP_SECRETS). */
+  readonly keepSecrets: readonly string[];
   /** Undefined: no legacy StatefulSet is known. */
   readonly legacyStatefulSet?: string;
+  /** Label selector of the legacy database's objects (MIGRATION_LEGACY_SELECTOR); undefined: names only. */
+  readonly legacySelector?: string;
   readonly legacyPvcs: readonly string[];
   readonly deleteLegacy: DeleteLegacyValue;
   readonly protectVolumes: boolean;
@@ -91,6 +98,22 @@ function optionalName(env: NodeJS.ProcessEnv, name: string): string | undefined 
   return value;
 }
 
+const LABEL_REQUIREMENT = /^([a-z0-9]([-a-z0-9.]*[a-z0-9])?\/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?=[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$/;
+
+/** MIGRATION_LEGACY_SELECTOR: `key=value` requirements, comma separated. */
+function legacySelectorFromEnv(env: NodeJS.ProcessEnv): { legacySelector?: string } {
+  const value = text(env, Env.legacySelector);
+  if (value === undefined) return {};
+  const requirements = value.split(',').map((part) => part.trim());
+  if (requirements.some((requirement) => !LABEL_REQUIREMENT.test(requirement))) {
+    throw usageError(
+      `${Env.legacySelector} must be comma-separated key=value label requirements, got "${value}"`,
+      `set it like app.kubernetes.io/name=postgresql,app.kubernetes.io/instance=keycloak, or unset it`,
+    );
+  }
+  return { legacySelector: requirements.join(',') };
+}
+
 function nameList(env: NodeJS.ProcessEnv, name: string): string[] {
   const value = text(env, name);
   if (!value) return [];
@@ -100,7 +123,7 @@ function nameList(env: NodeJS.ProcessEnv, name: string): string[] {
     .filter((part) => part.length > 0);
   for (const entry of names) {
     if (entry.length > 253 || !NAME.test(entry)) {
-      throw usageError(`${name} has an invalid name "${entry}" (in "${value}")`, `set ${name} to comma-separated PVC names such as data-keycloak-postgresql-0`);
+      throw usageError(`${name} has an invalid name "${entry}" (in "${value}")`, `set ${name} to comma-separated object names such as data-keycloak-postgresql-0`);
     }
   }
   return [...new Set(names)];
@@ -188,10 +211,13 @@ export function hookConfigFromEnv(env: NodeJS.ProcessEnv = process.env): HookCon
     ...(storageClass ? { backupStorageClass: storageClass } : {}),
     ...(backupDir ? { backupDir } : {}),
     workloads: parseWorkloads(env[Env.workloads]),
+    workloadSpecs: parseWorkloadSpecs(env[Env.workloadSpecs], Env.workloadSpecs),
+    keepSecrets: nameList(env, Env.keepSecrets),
     restoreReplicas: booleanFromEnv(env, Env.restoreReplicas, true),
     ...(acceptLegacyChangesOf ? { acceptLegacyChangesOf } : {}),
     ...(legacyStatefulSet ? { legacyStatefulSet } : {}),
     legacyPvcs: nameList(env, Env.legacyPvcs),
+    ...legacySelectorFromEnv(env),
     deleteLegacy: deleteLegacyFromEnv(env),
     protectVolumes: booleanFromEnv(env, Env.protectVolumes, false),
     ensureSecrets: parseEnsureSecrets(env[Env.ensureSecrets]),

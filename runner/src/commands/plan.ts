@@ -13,7 +13,7 @@ import { StateStore } from '../kube/state-store.js';
 import { readReplicaCounts } from '../kube/workloads.js';
 import { formatBytes } from '../log.js';
 import { backupPvcSize, existingBackupPvcSize } from '../phases/backup-volume.js';
-import { decidePrepare, probeLegacyStatefulSet, probeSource, probeTarget, type LegacyProbe, type SourceProbe, type TargetProbe } from '../phases/decide.js';
+import { decidePrepare, probeLegacyDatabase, probeSource, probeTarget, type LegacyProbe, type SourceProbe, type TargetProbe } from '../phases/decide.js';
 import { effectivePhase, hasReached, isTerminal, type MigrationState } from '../state.js';
 
 export interface PlanInput {
@@ -164,7 +164,7 @@ export async function gatherPlanInput(kube: KubeContext, config: HookConfig): Pr
   const store = new StateStore(kube, { name: config.stateConfigMap });
   const state = (await store.read())?.state;
   const [legacy, target, source, backupPvc] = await Promise.all([
-    probeLegacyStatefulSet(kube, config),
+    probeLegacyDatabase(kube, config),
     probeTarget(config),
     probeSource(config),
     existingBackupPvcSize(kube, config.backupPvc),

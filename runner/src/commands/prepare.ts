@@ -25,13 +25,14 @@ import {
   withMigrationLock,
   type HookContext,
 } from '../phases/context.js';
-import { decidePrepare, probeLegacyStatefulSet, probeSource, probeTarget, type PrepareDecision } from '../phases/decide.js';
+import { decidePrepare, probeLegacyDatabase, probeSource, probeTarget, type PrepareDecision } from '../phases/decide.js';
 import { quiesce } from '../phases/quiesce.js';
+import { takeOverReleaseObjects } from '../phases/take-over.js';
 
 export const SECRET_COMPONENT = 'migration-secret';
 
 async function decide(ctx: HookContext): Promise<PrepareDecision> {
-  const legacy = await probeLegacyStatefulSet(ctx.kube, ctx.config);
+  const legacy = await probeLegacyDatabase(ctx.kube, ctx.config);
   const target = await probeTarget(ctx.config);
   // Skip the source when the target already says the data is in place (the source may be gone).
   const source = target.status === 'reachable' && target.marker?.status === 'ready' ? ({ status: 'absent', reason: 'not probed' } as const) : await probeSource(ctx.config);
@@ -73,11 +74,13 @@ async function prepareMigration(ctx: HookContext, decision: PrepareDecision | un
     }
     const pvc = await ensureBackupVolume(ctx, backupPvcSize(ctx.config, preflight));
     const originals = await quiesce(ctx);
-    const state = await advanceTo(ctx, Phase.quiesced, `quiesced ${Object.keys(originals).join(', ') || 'no workloads'}; backup PVC ${pvc.name} (${pvc.size})`);
+    const takeOver = await takeOverReleaseObjects(ctx);
+    const replaced = takeOver.replaced.length > 0 ? `; replaced ${takeOver.replaced.join(', ')} (immutable fields)` : '';
+    const state = await advanceTo(ctx, Phase.quiesced, `quiesced ${Object.keys(originals).join(', ') || 'no workloads'}${replaced}; backup PVC ${pvc.name} (${pvc.size})`);
     ctx.summary.push({
       step: 'prepare',
       durationMs: Date.now() - started,
-      note: `→ ${state.phase}; ${secrets.filter((secret) => secret.created).length} Secret(s) created; PVC ${pvc.name} ${pvc.size}${pvc.created ? ' (created)' : ''}; originals ${JSON.stringify(originals)}`,
+      note: `→ ${state.phase}; ${secrets.filter((secret) => secret.created).length} Secret(s) created; PVC ${pvc.name} ${pvc.size}${pvc.created ? ' (created)' : ''}; originals ${JSON.stringify(originals)}${replaced}${takeOver.kept.length > 0 ? `; kept Secrets ${takeOver.kept.join(', ')}` : ''}`,
     });
     return 0;
   });

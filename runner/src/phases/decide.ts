@@ -9,7 +9,15 @@
  * | source reachable                                        | migrate                           |
  * | source answers with an error (password, version, …)     | fail with that error              |
  * | legacy StatefulSet exists, source unreachable           | fail, retriable (69)              |
- * | no legacy StatefulSet, source unreachable or no Secret  | NotNeeded: fresh install          |
+ * | any other trace of a legacy database (below)            | fail (78), naming what was found  |
+ * | no trace at all                                         | NotNeeded: fresh install          |
+ *
+ * "Fresh install" needs positive evidence, because deciding it wrongly starts Keycloak on an
+ * empty database while the old data sits next to it. Traces: a StatefulSet or PVC carrying the
+ * legacy database's labels (MIGRATION_LEGACY_SELECTOR: Bitnami keeps them through every name
+ * override and `architecture: replication`), a configured legacy PVC, and the legacy password
+ * Secret (SOURCE_PGPASSWORD set from its optional secretKeyRef). Secrets are never listed (a list
+ * returns every Secret's data): the one the configuration names is the only one looked at.
  */
 import { Env, ExitCode, ReadyMarker } from '../../../lib/contract.js';
 import type { EndpointConfig, HookConfig } from '../config.js';
@@ -22,6 +30,11 @@ export interface LegacyProbe {
   /** Undefined when no legacy StatefulSet is configured. */
   readonly name?: string;
   readonly exists: boolean;
+  /**
+   * Other evidence of a legacy database, one readable line each (see the module comment);
+   * undefined when not probed.
+   */
+  readonly traces?: readonly string[];
 }
 
 export type SourceProbe =
@@ -45,6 +58,43 @@ export async function probeLegacyStatefulSet(kube: KubeContext, config: HookConf
     if (isNotFound(error)) return { name, exists: false };
     throw error;
   }
+}
+
+/**
+ * The configured StatefulSet plus every other trace of a legacy database in the namespace: by
+ * label (StatefulSets and PVCs), the configured PVCs by name, the password Secret by its variable.
+ */
+export async function probeLegacyDatabase(kube: KubeContext, config: HookConfig): Promise<LegacyProbe> {
+  const statefulSet = await probeLegacyStatefulSet(kube, config);
+  const traces: string[] = [];
+  const { namespace } = kube;
+  if (config.legacySelector) {
+    const labelSelector = config.legacySelector;
+    const statefulSets = await callApi(kube, { verb: 'list', resource: 'statefulsets', group: 'apps', namespace }, () =>
+      kube.apps.listNamespacedStatefulSet({ namespace, labelSelector }),
+    );
+    for (const item of statefulSets.items) {
+      const name = item.metadata?.name ?? '';
+      if (name !== statefulSet.name) traces.push(`StatefulSet ${name} (labels ${labelSelector})`);
+    }
+    const claims = await callApi(kube, { verb: 'list', resource: 'persistentvolumeclaims', namespace }, () =>
+      kube.core.listNamespacedPersistentVolumeClaim({ namespace, labelSelector }),
+    );
+    for (const item of claims.items) traces.push(`PersistentVolumeClaim ${item.metadata?.name ?? ''} (labels ${labelSelector})`);
+  }
+  for (const name of config.legacyPvcs) {
+    if (traces.some((trace) => trace.startsWith(`PersistentVolumeClaim ${name} `))) continue;
+    try {
+      await callApi(kube, { verb: 'get', resource: 'persistentvolumeclaims', name, namespace }, () =>
+        kube.core.readNamespacedPersistentVolumeClaim({ name, namespace }),
+      );
+      traces.push(`PersistentVolumeClaim ${name} (${Env.legacyPvcs})`);
+    } catch (error) {
+      if (!isNotFound(error)) throw error;
+    }
+  }
+  if (config.source.passwordSet) traces.push(`the legacy password Secret (${Env.sourcePassword} is set from it)`);
+  return { ...statefulSet, traces };
 }
 
 function missingEndpoint(endpoint: EndpointConfig, prefix: 'SOURCE' | 'TARGET'): string | undefined {
@@ -111,6 +161,20 @@ export function decidePrepare(legacy: LegacyProbe, target: TargetProbe, source: 
       hint: `start the legacy database (kubectl get statefulset ${legacy.name}), or check ${Env.sourceHost}/${Env.sourcePort}; the Job retries`,
     });
   }
+  if (legacy.traces && legacy.traces.length > 0) {
+    throw new RunnerError(
+      `no legacy database answers at the configured names (${source.reason}), yet the namespace holds traces of one: ${legacy.traces.join('; ')}. ` +
+        `Deciding "fresh install" would start Keycloak on an empty database next to that data`,
+      {
+        exitCode: ExitCode.config,
+        hint:
+          `point the platform config's legacyDatabase.name (and secretName, passwordKey) at that database ` +
+          `(${Env.legacyStatefulSet}, ${Env.sourceHost}, the ${Env.sourcePassword} Secret) and start it if it is stopped; ` +
+          `if nothing of value is in it, delete those objects and upgrade again`,
+      },
+    );
+  }
   const legacyPart = legacy.name ? `no legacy StatefulSet ${legacy.name}` : `no legacy StatefulSet configured (${Env.legacyStatefulSet})`;
-  return { kind: 'not-needed', reason: `fresh install: ${legacyPart} and no source database (${source.reason})`, targetReady: false };
+  const tracesPart = legacy.traces ? '; no other trace of a legacy database (StatefulSet, PVC or password Secret by name or labels)' : '';
+  return { kind: 'not-needed', reason: `fresh install: ${legacyPart} and no source database (${source.reason})${tracesPart}`, targetReady: false };
 }

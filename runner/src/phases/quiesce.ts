@@ -6,7 +6,7 @@
  * happened in between: a workload no longer at 0 (Helm re-applied its replicas, someone scaled it)
  * is left alone.
  */
-import { mergeOriginalReplicas, parseWorkloadKey, quiesceWorkloads, readReplicas, scaleWorkload, WorkloadNotFoundError } from '../kube/workloads.js';
+import { mergeOriginalReplicas, parseWorkloadKey, quiesceWorkloads, readReplicas, scaleWorkload, workloadKey, WorkloadNotFoundError, type WorkloadRef } from '../kube/workloads.js';
 import type { HookContext } from './context.js';
 import { updateState } from './context.js';
 
@@ -14,7 +14,9 @@ import { updateState } from './context.js';
 export async function quiesce(ctx: HookContext): Promise<Readonly<Record<string, number>>> {
   if (ctx.config.workloads.length === 0) return ctx.state?.originalReplicas ?? {};
   ctx.lock?.assertHeld();
-  return quiesceWorkloads(ctx.kube, ctx.config.workloads, {
+  const present = await workloadsStillPresent(ctx);
+  if (present.length === 0) return ctx.state?.originalReplicas ?? {};
+  return quiesceWorkloads(ctx.kube, present, {
     timeoutMs: ctx.config.quiesceTimeoutSeconds * 1000,
     pollMs: 1000,
     persistOriginals: async (observed) => {
@@ -27,6 +29,31 @@ export async function quiesce(ctx: HookContext): Promise<Readonly<Record<string,
       return state.originalReplicas;
     },
   });
+}
+
+/**
+ * The configured workloads, less those this migration already quiesced (their counts are on
+ * record) that no longer exist: a resumed prepare after the take-over deleted a StatefulSet with
+ * incompatible immutable fields, before the tool created the new one. Nothing of it runs. A
+ * workload missing on the first run is still an error (WorkloadNotFound names it).
+ */
+async function workloadsStillPresent(ctx: HookContext): Promise<WorkloadRef[]> {
+  const recorded = ctx.state?.originalReplicas ?? {};
+  const present: WorkloadRef[] = [];
+  for (const ref of ctx.config.workloads) {
+    if (recorded[workloadKey(ref)] === undefined) {
+      present.push(ref);
+      continue;
+    }
+    try {
+      await readReplicas(ctx.kube, ref);
+      present.push(ref);
+    } catch (error) {
+      if (!(error instanceof WorkloadNotFoundError)) throw error;
+      ctx.log.info('a workload quiesced earlier by this migration no longer exists (replaced for the new release); nothing to stop', { workload: workloadKey(ref) });
+    }
+  }
+  return present;
 }
 
 export interface UnquiesceResult {

@@ -1,9 +1,11 @@
 /**
  * The part of the real API server's defaulting and validation that a migration can trip over:
  * object names, label values, Secret `stringData` folding and base64 data, ConfigMap string data,
- * workload selectors matching their template, scale replicas, StatefulSet / Job / PVC fields
- * that are immutable after creation, and a PVC that may only grow. Each failure is the same
- * 422 Invalid Status, with the same field paths, that the real server returns.
+ * workload selectors matching their template, scale replicas, a Service's allocated cluster IP,
+ * StatefulSet / Job / PVC / Service fields that are immutable after creation, and a PVC that may
+ * only grow. Each failure is the same 422 Invalid Status, with the same field paths and messages,
+ * that the real server returns (kubernetes pkg/apis/{apps,batch,core}/validation,
+ * pkg/registry/core/service/storage/storage.go).
  */
 import { invalid, type StatusError } from './status.js';
 import type { ResourceType } from './resource-types.js';
@@ -23,9 +25,46 @@ function rejectIfAny(resourceType: ResourceType, name: string, causes: Cause[]):
   if (causes.length > 0) throw invalid(resourceType, name, causes) as StatusError;
 }
 
+function isService(resourceType: ResourceType): boolean {
+  return resourceType.group === '' && resourceType.plural === 'services';
+}
+
+/** The next address of the fake's service CIDR (10.96.0.0/12, kube-apiserver's default). */
+let nextClusterIp = 10;
+function allocateClusterIp(): string {
+  const n = nextClusterIp++;
+  return `10.96.${Math.floor(n / 250) % 250}.${(n % 250) + 1}`;
+}
+
+/**
+ * What an update leaves as it was when the client omits it: a Service's allocated `clusterIP` /
+ * `clusterIPs` are copied from the stored object when the new one carries none
+ * (pkg/registry/core/service/storage/storage.go `patchAllocatedValues`). This is why
+ * `kubectl apply` and Helm's merge of a manifest without `clusterIP` keep the address, while a
+ * manifest that names another one (`None` for a headless Service) is refused.
+ */
+export function carryAllocatedValues(resourceType: ResourceType, previous: KubeObject, next: KubeObject): void {
+  if (!isService(resourceType)) return;
+  const oldSpec = isPlainObject(previous.spec) ? previous.spec : {};
+  const newSpec = isPlainObject(next.spec) ? next.spec : undefined;
+  if (!newSpec || newSpec.type === 'ExternalName' || oldSpec.type === 'ExternalName') return;
+  if ((newSpec.clusterIP === undefined || newSpec.clusterIP === '') && oldSpec.clusterIP !== undefined) {
+    newSpec.clusterIP = oldSpec.clusterIP;
+    if (newSpec.clusterIPs === undefined && oldSpec.clusterIPs !== undefined) newSpec.clusterIPs = structuredClone(oldSpec.clusterIPs);
+  }
+}
+
 /** Defaults applied on create and update, as the real server's defaulting functions do. */
 export function applyDefaults(resourceType: ResourceType, object: KubeObject): void {
   const spec = isPlainObject(object.spec) ? object.spec : undefined;
+  if (isService(resourceType) && spec) {
+    if (spec.type === undefined) spec.type = 'ClusterIP';
+    if (spec.type !== 'ExternalName') {
+      // A ClusterIP, NodePort or LoadBalancer Service gets an address unless it asks for none.
+      if (spec.clusterIP === undefined || spec.clusterIP === '') spec.clusterIP = allocateClusterIp();
+      if (spec.clusterIPs === undefined) spec.clusterIPs = [spec.clusterIP];
+    }
+  }
   if (resourceType.group === '' && resourceType.plural === 'secrets') {
     if (isPlainObject(object.stringData)) {
       const data: Record<string, unknown> = isPlainObject(object.data) ? { ...object.data } : {};
@@ -106,6 +145,11 @@ export function validateObject(resourceType: ResourceType, object: KubeObject): 
   rejectIfAny(resourceType, name, causes);
 }
 
+/** Go's `%#v` of a `[]string`, as field.Invalid prints the value. */
+function goStringSlice(values: readonly string[]): string {
+  return `[]string{${values.map((value) => JSON.stringify(value)).join(', ')}}`;
+}
+
 function withoutKeys(value: Record<string, unknown>, keys: string[]): string {
   const copy = { ...value };
   for (const key of keys) delete copy[key];
@@ -134,8 +178,22 @@ export function validateUpdate(resourceType: ResourceType, previous: KubeObject,
     }
   }
   if (resourceType.group === 'batch' && resourceType.plural === 'jobs') {
+    // pkg/apis/batch/validation ValidateJobSpecUpdate: selector and template are immutable.
+    if (JSON.stringify(oldSpec.selector) !== JSON.stringify(newSpec.selector)) {
+      causes.push({ field: 'spec.selector', message: `Invalid value: ${JSON.stringify(newSpec.selector ?? null)}: field is immutable` });
+    }
     if (JSON.stringify(oldSpec.template) !== JSON.stringify(newSpec.template)) {
       causes.push({ field: 'spec.template', message: 'Invalid value: field is immutable' });
+    }
+  }
+  if (isService(resourceType) && oldSpec.type !== 'ExternalName' && newSpec.type !== 'ExternalName') {
+    // pkg/apis/core/validation validateUpgradeDowngradeClusterIPs: the primary address stays.
+    const oldIps = Array.isArray(oldSpec.clusterIPs) ? (oldSpec.clusterIPs as string[]) : [];
+    const newIps = Array.isArray(newSpec.clusterIPs) ? (newSpec.clusterIPs as string[]) : newSpec.clusterIP ? [String(newSpec.clusterIP)] : [];
+    if (oldIps.length > 0 && newIps.length > 0 && oldIps[0] !== newIps[0]) {
+      causes.push({ field: 'spec.clusterIPs[0]', message: `Invalid value: ${goStringSlice(newIps)}: may not change once set` });
+    } else if (oldSpec.clusterIP !== undefined && newSpec.clusterIP !== undefined && oldSpec.clusterIP !== newSpec.clusterIP) {
+      causes.push({ field: 'spec.clusterIPs[0]', message: `Invalid value: ${goStringSlice([String(newSpec.clusterIP)])}: may not change once set` });
     }
   }
   if (resourceType.group === '' && resourceType.plural === 'persistentvolumeclaims') {

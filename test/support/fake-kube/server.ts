@@ -32,7 +32,7 @@ import {
   type DeletePropagation,
   type KubeObject,
 } from './object-store.js';
-import { applyDefaults, validateObject, validateUpdate } from './admission.js';
+import { applyDefaults, carryAllocatedValues, validateObject, validateUpdate } from './admission.js';
 
 export type { KubeObject, ChangeEvent, ChangeInfo } from './object-store.js';
 export type { FaultRule, FaultHandle, RequestMatcher } from './faults.js';
@@ -287,8 +287,9 @@ export class FakeKubeApiServer {
   upsert(object: KubeObject): KubeObject {
     const resourceType = this.types.forObject(object.apiVersion ?? '', object.kind ?? '');
     const copy = structuredClone(object);
-    applyDefaults(resourceType, copy);
     const existing = this.store.get(resourceType, copy.metadata.namespace, copy.metadata.name);
+    if (existing) carryAllocatedValues(resourceType, existing, copy);
+    applyDefaults(resourceType, copy);
     if (!existing) return this.store.create(resourceType, copy);
     return this.store.update(resourceType, copy);
   }
@@ -606,6 +607,7 @@ export class FakeKubeApiServer {
         else toStore.status = current.status;
       }
     }
+    carryAllocatedValues(resourceType, current, toStore);
     applyDefaults(resourceType, toStore);
     validateObject(resourceType, toStore);
     validateUpdate(resourceType, current, toStore);

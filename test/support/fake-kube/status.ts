@@ -82,11 +82,12 @@ export function conflict(resourceType: ResourceType, name: string): StatusError 
 }
 
 export function invalid(resourceType: ResourceType, name: string, causes: { field: string; message: string }[]): StatusError {
-  const kindLabel = resourceType.kind;
+  // errors.NewInvalid prints the qualified kind: `StatefulSet.apps "x" is invalid: …`, `Service "x" …`.
+  const kindLabel = resourceType.group ? `${resourceType.kind}.${resourceType.group}` : resourceType.kind;
   const summary = causes.map((c) => `${c.field}: ${c.message}`).join(', ');
   return failure(422, `${kindLabel} "${name}" is invalid: ${summary}`, 'Invalid', {
     ...resourceDetails(resourceType, name),
-    kind: kindLabel,
+    kind: resourceType.kind,
     causes: causes.map((c) => ({ reason: 'FieldValueInvalid', message: c.message, field: c.field })),
   });
 }

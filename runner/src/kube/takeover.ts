@@ -1,0 +1,135 @@
+/**
+ * Taking over another chart's release (Bitnami's `keycloak`) in place: the two API operations a
+ * GitOps tool cannot do for itself.
+ *
+ * 1. A StatefulSet whose immutable fields (selector, serviceName, volumeClaimTemplates) differ
+ *    from the new manifest's can never be updated by Helm or Argo CD — the API server refuses
+ *    the apply, and under Helm that happens after the pre-upgrade hook scaled Keycloak to 0, so
+ *    the upgrade fails with Keycloak down. Once its pods are gone, the runner deletes it
+ *    (propagation `Orphan`: nothing is left to orphan at 0 replicas, and nothing is cascaded
+ *    should a pod linger) and the tool creates the new one: Helm's Update creates a release
+ *    object that is missing live (pkg/kube/client.go), Argo CD's apply creates it too.
+ * 2. Secrets the old chart shipped and the new one does not are deleted by the upgrade; the
+ *    realm being migrated still authenticates its admin with the old password. The runner marks
+ *    the live Secret with Helm's and Argo CD's keep annotations, which both tools read on the live
+ *    object.
+ */
+import { ExitCode, KEEP_ANNOTATIONS, type WorkloadImmutableSpec } from '../../../lib/contract.js';
+import { RunnerError } from '../errors.js';
+import { callApi, isNotFound, mergePatchOptions, type KubeContext } from './client.js';
+
+/** The immutable fields of a live StatefulSet; undefined when it does not exist. */
+export async function readStatefulSetImmutableSpec(kube: KubeContext, name: string): Promise<WorkloadImmutableSpec | undefined> {
+  const action = { verb: 'get', resource: 'statefulsets', group: 'apps', name, namespace: kube.namespace };
+  try {
+    const live = await callApi(kube, action, () => kube.apps.readNamespacedStatefulSet({ name, namespace: kube.namespace }));
+    const selector = live.spec?.selector;
+    // matchExpressions cannot be expressed by a chart's matchLabels: always a difference.
+    const labels = { ...(selector?.matchLabels ?? {}), ...(selector?.matchExpressions?.length ? { '(matchExpressions)': JSON.stringify(selector.matchExpressions) } : {}) };
+    return {
+      selector: labels,
+      ...(live.spec?.serviceName ? { serviceName: live.spec.serviceName } : {}),
+      volumeClaimTemplates: (live.spec?.volumeClaimTemplates ?? []).map((template) => template.metadata?.name ?? ''),
+    };
+  } catch (error) {
+    if (isNotFound(error)) return undefined;
+    throw error;
+  }
+}
+
+/** The immutable fields in which `live` differs from `wanted`, as readable lines (empty: none). */
+export function immutableSpecDifferences(live: WorkloadImmutableSpec, wanted: WorkloadImmutableSpec): string[] {
+  const differences: string[] = [];
+  const canonical = (labels: Readonly<Record<string, string>>) => JSON.stringify(Object.entries(labels).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
+  if (canonical(live.selector) !== canonical(wanted.selector)) {
+    differences.push(`selector ${canonical(live.selector)} → ${canonical(wanted.selector)}`);
+  }
+  if ((live.serviceName ?? '') !== (wanted.serviceName ?? '')) {
+    differences.push(`serviceName ${JSON.stringify(live.serviceName ?? '')} → ${JSON.stringify(wanted.serviceName ?? '')}`);
+  }
+  if (JSON.stringify(live.volumeClaimTemplates) !== JSON.stringify(wanted.volumeClaimTemplates)) {
+    differences.push(`volumeClaimTemplates ${JSON.stringify(live.volumeClaimTemplates)} → ${JSON.stringify(wanted.volumeClaimTemplates)}`);
+  }
+  return differences;
+}
+
+/** Deletes a StatefulSet, leaving whatever it owns (pods, PVCs) in place; false when already gone. */
+export async function deleteStatefulSetOrphaning(kube: KubeContext, name: string): Promise<boolean> {
+  const action = { verb: 'delete', resource: 'statefulsets', group: 'apps', name, namespace: kube.namespace };
+  try {
+    await callApi(kube, action, () =>
+      kube.apps.deleteNamespacedStatefulSet({ name, namespace: kube.namespace, body: { propagationPolicy: 'Orphan' } }),
+    );
+    return true;
+  } catch (error) {
+    if (isNotFound(error)) return false;
+    throw error;
+  }
+}
+
+/** `argocd.argoproj.io/sync-options` with `Prune=false` added to what is there (comma-separated options). */
+export function withPruneDisabled(current: string | undefined): string {
+  const options = (current ?? '').split(',').map((option) => option.trim()).filter((option) => option !== '' && !/^Prune=/.test(option));
+  return [...options, KEEP_ANNOTATIONS.argoSyncOptions.value].join(',');
+}
+
+export type KeepOutcome = 'marked' | 'already-kept' | 'absent';
+
+/**
+ * Annotates a live Secret so that neither Helm nor Argo CD deletes it when the new chart drops it.
+ * Reads it by name (never lists Secrets: a list returns every Secret's data).
+ */
+export async function markSecretKept(kube: KubeContext, name: string): Promise<KeepOutcome> {
+  const getAction = { verb: 'get', resource: 'secrets', name, namespace: kube.namespace };
+  let annotations: Record<string, string>;
+  try {
+    const secret = await callApi(kube, getAction, () => kube.core.readNamespacedSecret({ name, namespace: kube.namespace }));
+    annotations = secret.metadata?.annotations ?? {};
+  } catch (error) {
+    if (isNotFound(error)) return 'absent';
+    throw error;
+  }
+  const { helmResourcePolicy, argoSyncOptions } = KEEP_ANNOTATIONS;
+  const syncOptions = withPruneDisabled(annotations[argoSyncOptions.key]);
+  if (annotations[helmResourcePolicy.key] === helmResourcePolicy.value && annotations[argoSyncOptions.key] === syncOptions) return 'already-kept';
+  const body = { metadata: { annotations: { [helmResourcePolicy.key]: helmResourcePolicy.value, [argoSyncOptions.key]: syncOptions } } };
+  await callApi(kube, { verb: 'patch', resource: 'secrets', name, namespace: kube.namespace }, () =>
+    kube.core.patchNamespacedSecret({ name, namespace: kube.namespace, body }, mergePatchOptions()),
+  );
+  return 'marked';
+}
+
+/** Parses MIGRATION_WORKLOAD_SPECS; empty or unset: none. */
+export function parseWorkloadSpecs(value: string | undefined, variable: string): Record<string, WorkloadImmutableSpec> {
+  if (value === undefined || value.trim() === '') return {};
+  const invalid = (problem: string) =>
+    new RunnerError(`${variable} ${problem}`, {
+      exitCode: ExitCode.usage,
+      hint: `set it to JSON like {"statefulset/keycloak":{"selector":{"app.kubernetes.io/name":"keycloak"},"serviceName":"keycloak-discovery","volumeClaimTemplates":[]}}`,
+    });
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(value);
+  } catch {
+    throw invalid(`is not valid JSON: ${JSON.stringify(value.slice(0, 80))}`);
+  }
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw invalid('must be a JSON object keyed by statefulset/<name>');
+  const specs: Record<string, WorkloadImmutableSpec> = {};
+  for (const [key, raw] of Object.entries(parsed as Record<string, unknown>)) {
+    if (!/^statefulset\/[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/.test(key)) throw invalid(`has an invalid key ${JSON.stringify(key)} (statefulset/<name> expected)`);
+    const entry = raw as { selector?: unknown; serviceName?: unknown; volumeClaimTemplates?: unknown };
+    const selector = entry?.selector;
+    if (typeof selector !== 'object' || selector === null || Array.isArray(selector) || !Object.values(selector).every((v) => typeof v === 'string')) {
+      throw invalid(`${key}.selector must be an object of label strings`);
+    }
+    if (entry.serviceName !== undefined && typeof entry.serviceName !== 'string') throw invalid(`${key}.serviceName must be a string`);
+    const templates = entry.volumeClaimTemplates ?? [];
+    if (!Array.isArray(templates) || !templates.every((name) => typeof name === 'string')) throw invalid(`${key}.volumeClaimTemplates must be a list of names`);
+    specs[key] = {
+      selector: selector as Record<string, string>,
+      ...(entry.serviceName ? { serviceName: entry.serviceName } : {}),
+      volumeClaimTemplates: templates as string[],
+    };
+  }
+  return specs;
+}
