@@ -125,8 +125,18 @@ describe('runner restore', () => {
     await target.query(`UPDATE public.realm SET enabled = false WHERE name = 'master'`, [], database);
     expect(await target.query(`SELECT updated_at::text AS at FROM public.realm WHERE name = 'master'`, [], database)).toEqual([{ at: '2030-01-01 00:00:00+00' }]);
     expect(await target.query(`SELECT nextval('public.advanced_seq')::int AS v, nextval('public.never_called_seq')::int AS n`, [], database)).toEqual([{ v: 99995, n: 42 }]);
-    const summary = logLines(run.stderr).find((line) => line.event === 'summary') as { rows: Array<{ step: string }> };
+    const summary = logLines(run.stderr).find((line) => line.event === 'summary') as { rows: Array<{ step: string; note?: string }> };
     expect(summary.rows.map((row) => row.step)).toEqual(['restore', 'verify target', 'hygiene']);
+    // What the restore did not ANALYZE was analyzed alongside the verification, and nothing was
+    // left out: a table never analyzed has reltuples -1 (PostgreSQL 14+).
+    expect(summary.rows.find((row) => row.step === 'hygiene')?.note).toMatch(/^ANALYZE during the restore, the rest alongside the verification/);
+    const unanalyzed = await target.query<{ name: string }>(
+      `SELECT n.nspname || '.' || c.relname AS name FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+        WHERE n.nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast') AND c.relkind = 'r' AND c.reltuples < 0`,
+      [],
+      database,
+    );
+    expect(unanalyzed).toEqual([]);
   });
 
   it('restores into a database whose user is a superuser, mapping ownership to TARGET_OWNER', async () => {
