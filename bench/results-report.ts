@@ -393,11 +393,32 @@ function explainRunnerWork(): string[] {
   return [
     'The runner runs the same `pg_dump -Fd -Z0 -jN` / `pg_restore -jN` as the fastest script and adds what makes the migration safe, ' +
       'overlapped where it can be: during the dump, a checksum pass over every table in the dump\'s exported snapshot ' +
-      '(runner/src/pg/manifest.ts: one 64-bit hashtextextended per column) and sha256 of each file as pg_dump finishes it; during ' +
-      'the restore, sha256 of every dump file again (a tampered backup must stop the restore), a checksum pass and ANALYZE of each ' +
-      'table as soon as pg_restore reports it loaded (runner/src/pg/verify-during-restore.ts), the large objects\' checksum, then ' +
-      'the catalog, sequence and ownership checks, fsyncs and Keycloak hygiene; node starts twice. Overlapping hides the waiting ' +
-      'but not the CPU: on two cores every extra pass takes cycles from pg_dump and pg_restore.',
+      '(runner/src/pg/manifest.ts: one 64-bit hash per column value; bytea values of 1 KiB or more by their sha256) and sha256 of ' +
+      'each file as pg_dump finishes it; during the restore, sha256 of every dump file again (a tampered backup must stop the ' +
+      'restore), a checksum pass and ANALYZE of each table as soon as pg_restore reports it loaded ' +
+      '(runner/src/pg/verify-during-restore.ts), the large objects\' checksum, then the catalog, sequence and ownership checks ' +
+      '(with what is left to ANALYZE running alongside, on N sessions), fsyncs and Keycloak hygiene; node starts twice (two ' +
+      'hook Jobs). Overlapping hides the waiting but not the CPU: on two cores every extra pass takes cycles from pg_dump and ' +
+      'pg_restore, so the runner\'s wall time is roughly the peer\'s plus half its extra CPU.',
+    '',
+    'Where the extra CPU goes, by shape (measured on this machine with the backends\' own CPU time, bench/README.md):',
+    '',
+    '- **wide**: ANALYZE, about 1 s of CPU per table of 34 columns whatever its size (it samples 30,000 rows and sorts each ' +
+      'column\'s values), and the checksum, ~0.2 µs per column value on each server (0.7 s per 120,000 rows of 34 columns). ' +
+      'Neither peer but pgcopydb runs ANALYZE.',
+    '- **keycloak**: fixed costs of 85 tables and 2 node start-ups (a checksum query and an ANALYZE per table, the catalog ' +
+      'inventory on both sides, `pg_restore --list` twice, ~0.35 s to load the 6 MB bundle per start) weigh most at 0.2 GiB; ' +
+      'at 1 GiB the checksums of the event and session tables.',
+    '- **lob**: bytes hashed three times: sha256 of every dump file in the backup and again in the restore, and the contents\' ' +
+      'checksum on each server (documents by sha256, large objects by sha256, split over the sessions after the restore); ' +
+      'the large objects are restored one by one in one pg_restore item, the long pole of every contender.',
+    '',
+    'What would close the rest, in order of what it would save: (1) the runner\'s own loader for the table data — COPY FREEZE ' +
+      'in the transaction that TRUNCATEs the table, from the dump files hashed while they stream (one read of each file instead ' +
+      'of two; pg_restore only for pre-data, large objects and post-data), so that the checksum scan and ANALYZE read frozen, ' +
+      'hinted pages; (2) a smaller ANALYZE sample for tables over a size (or leaving big tables to autovacuum, which analyzes ' +
+      'every restored table of over 50 rows within a minute anyway) — a product decision: Keycloak would plan its first queries on coarser ' +
+      'statistics; (3) a code-split bundle, so that backup and restore parse only their part of the 6 MB.',
   ];
 }
 
