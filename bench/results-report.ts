@@ -140,6 +140,9 @@ function summarizeCell(cell: BenchCell): CellSummary {
   return { cell, summaries, runner, fastestPeer, ratio: runner && fastestPeer ? runner.wall / fastestPeer.wall : Number.NaN };
 }
 
+/** Median client + server CPU seconds of a contender's passing rounds. */
+const totalCpu = (summary: Summary): number => medianOf(summary.ok, (r) => r.clientCpuSeconds + r.serverCpuSeconds);
+
 const cellName = (cell: BenchCell): string => `${cell.shape} ${formatBytes(cell.requestedBytes)}`;
 const totalRowsOf = (generation: GenerationReport): number => Object.values(generation.rowCounts).reduce((sum, rows) => sum + rows, 0);
 
@@ -179,8 +182,8 @@ export function renderResults(report: BenchReport): string {
   const peerIds = FAST_PEERS.filter((id) => report.cells.some((cell) => cell.contenders.some((c) => c.id === id)));
   const peerLabel = (id: string): string => ({ pipe: '`pg_dump \\| psql`', 'fd-z0': '`pg_dump -Fd -Z0` + `pg_restore`', pgcopydb: '`pgcopydb clone`' })[id] ?? id;
   lines.push(
-    `| shape | size on disk | runner | ${peerIds.map(peerLabel).join(' | ')} | runner ÷ fastest peer | rounds | noisy runs |`,
-    `|---|---:|---:|${peerIds.map(() => '---:').join('|')}|---:|---:|---:|`,
+    `| shape | size on disk | runner | ${peerIds.map(peerLabel).join(' | ')} | runner ÷ fastest peer | CPU: runner ÷ that peer | rounds | noisy runs |`,
+    `|---|---:|---:|${peerIds.map(() => '---:').join('|')}|---:|---:|---:|---:|`,
   );
   for (const c of cells) {
     const wall = (id: string): string => {
@@ -193,10 +196,17 @@ export function renderResults(report: BenchReport): string {
     lines.push(
       `| ${c.cell.shape} | ${formatBytes(c.cell.generation.databaseBytes)} | ${c.runner ? `${s(c.runner.wall)} s` : 'failed'} | ` +
         `${peerIds.map(wall).join(' | ')} | ${Number.isFinite(c.ratio) ? `${x(c.ratio)}${c.ratio <= TARGETS.runnerVsFastestPeer ? '' : ' (miss)'}` : '–'} | ` +
+        `${c.runner && c.fastestPeer ? x(totalCpu(c.runner) / totalCpu(c.fastestPeer)) : '–'} | ` +
         `${c.cell.rounds} | ${runs.filter((r) => isNoisy(r, report.machine)).length}/${runs.length} |`,
     );
   }
-  lines.push('', 'Bold: the fastest peer of that row.', '');
+  lines.push(
+    '',
+    'Bold: the fastest peer of that row. "CPU" divides the runner\'s median client + server CPU seconds by that peer\'s: on a ' +
+      'machine shared with other work it is steadier than the wall-time ratio, and on two busy cores the wall-time ratio tends ' +
+      'towards it.',
+    '',
+  );
   if (noisyRuns.length > 0) {
     lines.push(
       `**Noise:** ${noisyRuns.length} of ${allRuns.length} runs were noisy (other work used over a quarter of the cores while they ran; ` +

@@ -178,6 +178,16 @@ async function main(): Promise<void> {
   const sourcePg = await startPostgres({ major: 15, settings: SERVER_SETTINGS });
   const targetPg = await startPostgres({ major: 15, settings: SERVER_SETTINGS });
   const scratchDir = mkdtempSync(join(tmpdir(), 'kc-bench-'));
+  // A long run stopped by hand (Ctrl-C) still stops its servers and removes its files.
+  for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+    process.once(signal, () => {
+      log(`${signal}: stopping the servers`);
+      void Promise.allSettled([sourcePg.stop(), targetPg.stop()]).then(() => {
+        rmSync(scratchDir, { recursive: true, force: true });
+        process.exit(130);
+      });
+    });
+  }
   try {
     const source = benchServer(sourcePg);
     const target = benchServer(targetPg);
