@@ -47,9 +47,12 @@ export interface GenerateOptions {
 
 export interface GenerationReport {
   readonly generatorVersion: number;
+  /** The data shape's id (bench/shapes.ts). */
+  readonly shape: string;
   readonly targetBytes: number;
   /** pg_database_size after generation, VACUUM and CHECKPOINT. */
   readonly databaseBytes: number;
+  /** Keycloak users (0 for the shapes that have none). */
   readonly users: number;
   readonly tables: number;
   readonly largeObjects: number;
@@ -81,7 +84,7 @@ export async function generateKeycloakDatabase(
   const started = performance.now();
   const users = Math.max(1000, Math.round((options.targetBytes - BASE_BYTES) / BYTES_PER_USER));
   const largeObjects = Math.max(20, Math.round(users / 150));
-  const main = await connect(connection);
+  const main = await connectForGeneration(connection);
   try {
     const existing = await main.query(
       `SELECT count(*)::int AS n FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
@@ -104,7 +107,7 @@ export async function generateKeycloakDatabase(
     const lanes = [userLane(users), eventLane(users, largeObjects)];
     await Promise.all(
       lanes.map(async (lane, index) => {
-        const client = await connect(connection);
+        const client = await connectForGeneration(connection);
         try {
           await prepareSession(client);
           for (const [table, statement] of lane) {
@@ -131,6 +134,7 @@ export async function generateKeycloakDatabase(
     const sampleGzipRatio = await sampleCompressionRatio(main);
     const report: GenerationReport = {
       generatorVersion: GENERATOR_VERSION,
+      shape: 'keycloak',
       targetBytes: options.targetBytes,
       databaseBytes: Number(size.rows[0].bytes),
       users,
@@ -169,7 +173,7 @@ export async function countRows(client: pg.Client): Promise<Record<string, numbe
   return result;
 }
 
-async function connect(connection: GenerateConnection): Promise<pg.Client> {
+export async function connectForGeneration(connection: GenerateConnection): Promise<pg.Client> {
   const client = new pg.Client({ ...connection, application_name: 'bench-generate' });
   await client.connect();
   return client;
@@ -490,7 +494,7 @@ async function runInParallel(connection: GenerateConnection, statements: string[
   const queue = [...statements];
   await Promise.all(
     Array.from({ length: parallel }, async () => {
-      const client = await connect(connection);
+      const client = await connectForGeneration(connection);
       try {
         await client.query(`SET maintenance_work_mem = '256MB'`);
         for (let next = queue.shift(); next !== undefined; next = queue.shift()) await client.query(next);
@@ -505,7 +509,7 @@ async function runInParallel(connection: GenerateConnection, statements: string[
  * gzip ratio of the text-format COPY of a sample (about 2 % of the pages, at least 200 rows) of
  * every table over 1 MiB, weighted by table size: what a compressing dump could gain.
  */
-async function sampleCompressionRatio(client: pg.Client): Promise<number> {
+export async function sampleCompressionRatio(client: pg.Client): Promise<number> {
   const big = await client.query(
     `SELECT c.relname, pg_relation_size(c.oid)::bigint AS bytes FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
       WHERE n.nspname = 'public' AND c.relkind = 'r' AND pg_relation_size(c.oid) > 1048576`,

@@ -58,7 +58,7 @@ export interface MigrationResult {
    * threads (writeback of the dirty pages the migration produced): to judge noise.
    */
   readonly otherCpuSeconds: number;
-  /** Whether the machine was idle for a second before the run (else it started after waiting 15 s). */
+  /** Whether the machine was idle for a second before the run (else it started after waiting QUIET_WAIT_MS). */
   readonly startedQuiet: boolean;
   /** CPU seconds of the benchmark process itself during the run (memory sampling). */
   readonly benchCpuSeconds: number;

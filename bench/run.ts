@@ -1,17 +1,18 @@
 /**
- * `npm run bench`: the migration benchmark of issue 5, run by hand (never in CI's pass/fail path).
+ * `npm run bench`: the migration benchmark of issues 5 and 13, run by hand (never in CI's pass/fail path).
  *
  * Starts two local PostgreSQL 15 servers (source and target, same settings, durability on as in
- * production), generates the Keycloak-shaped source database once per size, then lets each
- * contender migrate it into a fresh target database for several rounds in alternating order,
- * checks every copy, runs the runner at several sizes, times the short commands (pre-phase
- * decision, database gate, synth) and writes bench/RESULTS.md.
+ * production); for every data shape (bench/shapes.ts) and size it generates the source database,
+ * lets each contender migrate it into a fresh target database for several rounds in alternating
+ * order, checks every copy, drops the source; then times the short commands (pre-phase decision,
+ * database gate, synth) and writes bench/RESULTS.md (+ RESULTS.json, scaling.svg).
  *
- *   npm run bench                       # 1 GiB, 3 rounds, scaling 0.25/1/4 GiB, latency
- *   npm run bench -- --quick            # 0.1 GiB, 1 round, no scaling: a smoke run (~1 min)
- *   npm run bench -- --size 0.5GiB --rounds 5 --scaling 0.25GiB,2GiB --contenders runner,fd-z0
+ *   npm run bench                       # wide, keycloak, lob at 0.2 and 1 GiB, 3 rounds, latency (~15 min)
+ *   npm run bench -- --sizes 0.2GiB,1GiB,4GiB --rounds 3,3,1   # and 4 GiB (~35 min)
+ *   npm run bench -- --quick            # every shape at 0.05 GiB, 1 round, no latency: a smoke run
+ *   npm run bench -- --shapes keycloak --sizes 0.5GiB,2GiB --rounds 5 --contenders runner,fd-z0
  *   npm run bench -- --rerender         # rewrite RESULTS.md from RESULTS.json (after changing the report's layout)
- *   flags: --size S  --rounds N  --scaling S,S,..|none  --contenders id,id,..  --jobs N
+ *   flags: --shapes id,..  --sizes S,..  --rounds N|N,..  --contenders id,..  --jobs N
  *          --no-latency  --output FILE  --quick  --rerender
  */
 import { spawnSync } from 'node:child_process';
@@ -21,14 +22,14 @@ import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { startPostgres, type TestPostgres } from '../test/support/postgres.js';
 import { ALL_CONTENDERS, type Contender, type ContenderContext } from './contenders.js';
-import { generateKeycloakDatabase, type GenerationReport } from './generate.js';
-import { measureLatency, median } from './measure-latency.js';
+import { measureLatency } from './measure-latency.js';
 import { measureMigratedClusterLatency } from './pre-phase-latency.js';
-import { renderResults, type BenchReport, type ContenderResults, type LatencyOutcome, type ScalingPoint } from './results-report.js';
+import { renderResults, scalingPoints, type BenchCell, type BenchReport, type LatencyOutcome } from './results-report.js';
 import { describeStep, dropDatabase, endpointOf, runMigration, type BenchServer, type MigrationResult } from './run-migration.js';
 import { drawScalingChart } from './scaling-chart.js';
 import { formatBytes, parseSize } from './size.js';
-import { snapshotDatabase, type DatabaseSnapshot } from './verify-copy.js';
+import { ALL_SHAPES, type DataShape } from './shapes.js';
+import { snapshotDatabase } from './verify-copy.js';
 
 const REPOSITORY_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const PG_BIN_DIR = '/usr/lib/postgresql/15/bin';
@@ -48,36 +49,59 @@ const SERVER_SETTINGS: Readonly<Record<string, string>> = {
 };
 
 interface Options {
-  readonly sizeBytes: number;
-  readonly rounds: number;
-  readonly scalingBytes: readonly number[];
+  readonly shapes: readonly DataShape[];
+  /** Source sizes, smallest first; each shape is generated and migrated at each. */
+  readonly sizes: readonly number[];
+  /** Rounds per size (same order as {@link sizes}). */
+  readonly rounds: readonly number[];
   readonly contenders: readonly Contender[];
   readonly jobs: number;
   readonly latency: boolean;
   readonly output: string;
 }
 
+/**
+ * The default matrix: every shape at 0.2 and 1 GiB, three rounds, which stays under 15 minutes
+ * on two cores. 4 GiB is on request (`--sizes 0.2GiB,1GiB,4GiB --rounds 3,3,1`, ~35 min): its
+ * generation alone takes ~4 minutes for the three shapes and one round of the four contenders
+ * ~3 minutes per shape.
+ */
+const DEFAULT_SIZES = '0.2GiB,1GiB';
+const DEFAULT_ROUNDS = '3';
+/** The contenders of issue 13's target; `fd-gzip` (issue 5's comparison) only on request. */
+const DEFAULT_CONTENDERS = 'runner,pipe,fd-z0,pgcopydb';
+
 function parseOptions(argv: readonly string[]): Options {
   const quick = argv.includes('--quick');
   const flags = new Map<string, string>();
   const switches = new Set(['--quick', '--no-latency', '--rerender']);
+  const valued = ['--shapes', '--sizes', '--size', '--rounds', '--contenders', '--jobs', '--output'];
   for (let i = 0; i < argv.length; i += 1) {
     const flag = argv[i]!;
     if (switches.has(flag)) continue;
-    if (!['--size', '--rounds', '--scaling', '--contenders', '--jobs', '--output'].includes(flag)) {
-      throw new Error(`unknown argument '${flag}'; flags: --size --rounds --scaling --contenders --jobs --output --quick --no-latency`);
+    if (!valued.includes(flag)) {
+      throw new Error(`unknown argument '${flag}'; flags: ${valued.join(' ')} --quick --no-latency --rerender`);
     }
     const value = argv[i + 1];
     if (value === undefined) throw new Error(`${flag} needs a value`);
     flags.set(flag, value);
     i += 1;
   }
-  const sizeBytes = parseSize('--size', flags.get('--size') ?? (quick ? '0.1GiB' : '1GiB'));
-  const rounds = Number(flags.get('--rounds') ?? (quick ? 1 : 3));
-  if (!Number.isInteger(rounds) || rounds < 1) throw new Error(`--rounds must be a positive integer, got '${flags.get('--rounds')}'`);
-  const scalingText = flags.get('--scaling') ?? (quick ? 'none' : '0.25GiB,1GiB,4GiB');
-  const scalingBytes = scalingText === 'none' ? [] : scalingText.split(',').map((text) => parseSize('--scaling', text));
-  const ids = (flags.get('--contenders') ?? ALL_CONTENDERS.map((c) => c.id).join(',')).split(',');
+  const shapeIds = (flags.get('--shapes') ?? ALL_SHAPES.map((shape) => shape.id).join(',')).split(',');
+  const shapes = shapeIds.map((id) => {
+    const shape = ALL_SHAPES.find((candidate) => candidate.id === id);
+    if (!shape) throw new Error(`--shapes: unknown shape '${id}'; known: ${ALL_SHAPES.map((candidate) => candidate.id).join(', ')}`);
+    return shape;
+  });
+  const sizesText = flags.get('--sizes') ?? flags.get('--size') ?? (quick ? '0.05GiB' : DEFAULT_SIZES);
+  const sizes = sizesText.split(',').map((text) => parseSize('--sizes', text));
+  const roundsText = flags.get('--rounds') ?? (quick ? '1' : flags.has('--sizes') || flags.has('--size') ? '3' : DEFAULT_ROUNDS);
+  const roundList = roundsText.split(',').map(Number);
+  if (roundList.some((rounds) => !Number.isInteger(rounds) || rounds < 1) || (roundList.length !== 1 && roundList.length !== sizes.length)) {
+    throw new Error(`--rounds must be one positive integer or one per size (${sizes.length}), got '${roundsText}'`);
+  }
+  const rounds = sizes.map((_, index) => roundList[roundList.length === 1 ? 0 : index]!);
+  const ids = (flags.get('--contenders') ?? DEFAULT_CONTENDERS).split(',');
   const contenders = ids.map((id) => {
     const contender = ALL_CONTENDERS.find((c) => c.id === id);
     if (!contender) throw new Error(`--contenders: unknown contender '${id}'; known: ${ALL_CONTENDERS.map((c) => c.id).join(', ')}`);
@@ -86,12 +110,12 @@ function parseOptions(argv: readonly string[]): Options {
   const jobs = Number(flags.get('--jobs') ?? availableParallelism());
   if (!Number.isInteger(jobs) || jobs < 1) throw new Error(`--jobs must be a positive integer, got '${flags.get('--jobs')}'`);
   return {
-    sizeBytes,
+    shapes,
+    sizes,
     rounds,
-    scalingBytes,
     contenders,
     jobs,
-    latency: !argv.includes('--no-latency'),
+    latency: !argv.includes('--no-latency') && !quick,
     output: resolve(flags.get('--output') ?? join(REPOSITORY_ROOT, 'bench', 'RESULTS.md')),
   };
 }
@@ -154,97 +178,75 @@ async function main(): Promise<void> {
   const sourcePg = await startPostgres({ major: 15, settings: SERVER_SETTINGS });
   const targetPg = await startPostgres({ major: 15, settings: SERVER_SETTINGS });
   const scratchDir = mkdtempSync(join(tmpdir(), 'kc-bench-'));
+  // A long run stopped by hand (Ctrl-C) still stops its servers and removes its files.
+  for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+    process.once(signal, () => {
+      log(`${signal}: stopping the servers`);
+      void Promise.allSettled([sourcePg.stop(), targetPg.stop()]).then(() => {
+        rmSync(scratchDir, { recursive: true, force: true });
+        process.exit(130);
+      });
+    });
+  }
   try {
     const source = benchServer(sourcePg);
     const target = benchServer(targetPg);
     const versionRows = await sourcePg.query<{ v: string }>('SELECT version() AS v');
 
-    const generated = new Map<number, { database: string; report: GenerationReport; snapshot: DatabaseSnapshot }>();
-    async function sourceDatabase(bytes: number): Promise<{ database: string; report: GenerationReport; snapshot: DatabaseSnapshot }> {
-      const existing = generated.get(bytes);
-      if (existing) return existing;
-      const database = `keycloak_${Math.round(bytes / 1024 ** 2)}mib`;
-      log(`generating ${formatBytes(bytes)} of Keycloak-shaped data into source database ${database}`);
-      await sourcePg.createDatabase(database);
-      const report = await generateKeycloakDatabase(
-        { ...endpointOf(source), database },
-        { targetBytes: bytes, log: (line) => log(`  ${line}`) },
-      );
-      const snapshot = await snapshotDatabase({ ...endpointOf(source), database });
-      const entry = { database, report, snapshot };
-      generated.set(bytes, entry);
-      return entry;
-    }
-
-    const main = await sourceDatabase(options.sizeBytes);
-    const results = new Map<string, MigrationResult[]>(options.contenders.map((c) => [c.id, []]));
+    const cells: BenchCell[] = [];
     const runnable = options.contenders.filter((c) => !(c.isRunner && runnerUnavailable));
-    for (let round = 0; round < options.rounds; round += 1) {
-      const order = round % 2 === 0 ? runnable : [...runnable].reverse();
-      for (const contender of order) {
-        log(`round ${round + 1}/${options.rounds}: ${contender.label}`);
-        const result = await runMigration({
-          contender,
-          source,
-          sourceDatabase: main.database,
-          sourceSnapshot: main.snapshot,
-          target,
-          targetDatabase: `target_${contender.id.replace(/-/g, '_')}`,
-          jobs: options.jobs,
-          repositoryRoot: REPOSITORY_ROOT,
-          pgBinDir: PG_BIN_DIR,
-          scratchDir,
-        });
-        results.get(contender.id)!.push(result);
-        log(
-          result.ok
-            ? `  ${result.wallSeconds.toFixed(2)} s wall, client CPU ${result.clientCpuSeconds.toFixed(2)} s, server CPU ${result.serverCpuSeconds.toFixed(2)} s, ` +
-                `tree PSS ${formatBytes(result.memory.treePeakRssBytes)}, largest RSS ${formatBytes(result.memory.processPeakRssBytes)} (${result.memory.processPeakCommand}), dump ${formatBytes(result.dumpBytes)}`
-            : `  FAILED: ${result.failure}`,
-        );
-      }
-    }
-
-    const scaling: ScalingPoint[] = [];
-    const runner = options.contenders.find((c) => c.isRunner);
-    if (runner && options.scalingBytes.length > 0) {
-      for (const bytes of options.scalingBytes) {
-        if (runnerUnavailable) {
-          scaling.push({ requestedBytes: bytes, databaseBytes: 0, unavailable: runnerUnavailable });
-          continue;
-        }
-        if (bytes === options.sizeBytes) {
-          const okRuns = results.get(runner.id)!.filter((r) => r.ok);
-          if (okRuns.length > 0) {
-            const medianWall = median(okRuns.map((r) => r.wallSeconds));
-            const closest = okRuns.reduce((best, r) => (Math.abs(r.wallSeconds - medianWall) < Math.abs(best.wallSeconds - medianWall) ? r : best));
-            scaling.push({ requestedBytes: bytes, databaseBytes: main.report.databaseBytes, result: closest });
-            continue;
+    for (const shape of options.shapes) {
+      for (const [sizeIndex, bytes] of options.sizes.entries()) {
+        const rounds = options.rounds[sizeIndex]!;
+        const database = `${shape.id}_${Math.round(bytes / 1024 ** 2)}mib`;
+        log(`${shape.id} ${formatBytes(bytes)}: generating source database ${database}`);
+        await sourcePg.createDatabase(database);
+        const generation = await shape.generate({ ...endpointOf(source), database }, { targetBytes: bytes, log: (line) => log(`  ${line}`) });
+        const snapshot = await snapshotDatabase({ ...endpointOf(source), database });
+        const results = new Map<string, MigrationResult[]>(options.contenders.map((c) => [c.id, []]));
+        for (let round = 0; round < rounds; round += 1) {
+          const order = round % 2 === 0 ? runnable : [...runnable].reverse();
+          for (const contender of order) {
+            log(`${shape.id} ${formatBytes(bytes)} round ${round + 1}/${rounds}: ${contender.label}`);
+            const result = await runMigration({
+              contender,
+              source,
+              sourceDatabase: database,
+              sourceSnapshot: snapshot,
+              target,
+              targetDatabase: `target_${contender.id.replace(/-/g, '_')}`,
+              jobs: options.jobs,
+              repositoryRoot: REPOSITORY_ROOT,
+              pgBinDir: PG_BIN_DIR,
+              scratchDir,
+            });
+            results.get(contender.id)!.push(result);
+            log(
+              result.ok
+                ? `  ${result.wallSeconds.toFixed(2)} s wall, client CPU ${result.clientCpuSeconds.toFixed(2)} s, server CPU ${result.serverCpuSeconds.toFixed(2)} s, ` +
+                    `tree PSS ${formatBytes(result.memory.treePeakRssBytes)}, largest RSS ${formatBytes(result.memory.processPeakRssBytes)} (${result.memory.processPeakCommand}), dump ${formatBytes(result.dumpBytes)}`
+                : `  FAILED: ${result.failure}`,
+            );
           }
         }
-        const data = await sourceDatabase(bytes);
-        log(`scaling: runner at ${formatBytes(data.report.databaseBytes)}`);
-        const result = await runMigration({
-          contender: runner,
-          source,
-          sourceDatabase: data.database,
-          sourceSnapshot: data.snapshot,
-          target,
-          targetDatabase: 'target_scaling',
-          jobs: options.jobs,
-          repositoryRoot: REPOSITORY_ROOT,
-          pgBinDir: PG_BIN_DIR,
-          scratchDir,
+        cells.push({
+          shape: shape.id,
+          shapeLabel: shape.label,
+          requestedBytes: bytes,
+          rounds,
+          generation,
+          contenders: options.contenders.map((contender) => ({
+            id: contender.id,
+            label: contender.label,
+            isRunner: contender.isRunner,
+            commands: contender.steps(exampleContext(source, target, database, options.jobs, scratchDir)).map(describeStep),
+            results: results.get(contender.id) ?? [],
+            ...(contender.isRunner && runnerUnavailable ? { unavailable: runnerUnavailable } : {}),
+          })),
         });
-        log(result.ok ? `  ${result.wallSeconds.toFixed(2)} s, node peak RSS ${formatBytes(result.memory.peakRssByCommand.node ?? 0)}` : `  FAILED: ${result.failure}`);
-        scaling.push({ requestedBytes: bytes, databaseBytes: data.report.databaseBytes, result });
-        // Large source databases are not needed again; free their disk for the next size.
-        if (bytes !== options.sizeBytes) {
-          await dropDatabase(source, data.database);
-          generated.delete(bytes);
-        }
+        // Not needed again: free the disk for the next one.
+        await dropDatabase(source, database);
       }
-      scaling.sort((a, b) => a.requestedBytes - b.requestedBytes);
     }
 
     const latency: LatencyOutcome[] = [];
@@ -274,17 +276,9 @@ async function main(): Promise<void> {
       );
     }
 
-    const contenderResults: ContenderResults[] = options.contenders.map((contender) => ({
-      id: contender.id,
-      label: contender.label,
-      isRunner: contender.isRunner,
-      commands: contender.steps(exampleContext(source, target, main.database, options.jobs, scratchDir)).map(describeStep),
-      results: results.get(contender.id) ?? [],
-      ...(contender.isRunner && runnerUnavailable ? { unavailable: runnerUnavailable } : {}),
-    }));
     mkdirSync(dirname(options.output), { recursive: true });
     const chartFile = join(dirname(options.output), 'scaling.svg');
-    const chartDrawn = drawScalingChart(scaling, chartFile);
+    const chartDrawn = drawScalingChart(scalingPoints(cells), chartFile);
     const report: BenchReport = {
       startedAt,
       durationSeconds: (performance.now() - benchStarted) / 1000,
@@ -292,10 +286,7 @@ async function main(): Promise<void> {
       machine: machineInfo(versionRows[0]!.v),
       serverSettings: SERVER_SETTINGS,
       jobs: options.jobs,
-      rounds: options.rounds,
-      generation: main.report,
-      contenders: contenderResults,
-      scaling,
+      cells,
       latency,
       ...(chartDrawn ? { chartPath: relative(dirname(options.output), chartFile) } : {}),
     };

@@ -15,7 +15,7 @@ import { TableVerifierDuringRestore } from '../runner/src/pg/verify-during-resto
 import { isMarkedReady, readMarker, writeMarker } from '../runner/src/pg/marker.js';
 import { applyKeycloakHygiene } from '../runner/src/pg/hygiene.js';
 import { collectTargetStats } from '../runner/src/pg/verify-target.js';
-import { ROW_CHECKSUM_ALGORITHM_V1 } from '../runner/src/pg/manifest.js';
+import { BYTEA_DIGEST_MIN_BYTES, largeObjectStats, ROW_CHECKSUM_ALGORITHM_V1, ROW_CHECKSUM_ALGORITHM_V2 } from '../runner/src/pg/manifest.js';
 import { spawnSync } from 'node:child_process';
 import pg from 'pg';
 
@@ -125,8 +125,18 @@ describe('runner restore', () => {
     await target.query(`UPDATE public.realm SET enabled = false WHERE name = 'master'`, [], database);
     expect(await target.query(`SELECT updated_at::text AS at FROM public.realm WHERE name = 'master'`, [], database)).toEqual([{ at: '2030-01-01 00:00:00+00' }]);
     expect(await target.query(`SELECT nextval('public.advanced_seq')::int AS v, nextval('public.never_called_seq')::int AS n`, [], database)).toEqual([{ v: 99995, n: 42 }]);
-    const summary = logLines(run.stderr).find((line) => line.event === 'summary') as { rows: Array<{ step: string }> };
+    const summary = logLines(run.stderr).find((line) => line.event === 'summary') as { rows: Array<{ step: string; note?: string }> };
     expect(summary.rows.map((row) => row.step)).toEqual(['restore', 'verify target', 'hygiene']);
+    // What the restore did not ANALYZE was analyzed alongside the verification, and nothing was
+    // left out: a table never analyzed has reltuples -1 (PostgreSQL 14+).
+    expect(summary.rows.find((row) => row.step === 'hygiene')?.note).toMatch(/^ANALYZE during the restore, the rest alongside the verification/);
+    const unanalyzed = await target.query<{ name: string }>(
+      `SELECT n.nspname || '.' || c.relname AS name FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+        WHERE n.nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast') AND c.relkind = 'r' AND c.reltuples < 0`,
+      [],
+      database,
+    );
+    expect(unanalyzed).toEqual([]);
   });
 
   it('restores into a database whose user is a superuser, mapping ownership to TARGET_OWNER', async () => {
@@ -240,6 +250,20 @@ describe('runner verify', () => {
     expect(verifier.error).toBeUndefined();
     expect(verifier.largeObjects).toEqual(restored.manifest.stats.largeObjects);
     expect((await collectTargetStats(settings)).largeObjects).toEqual(restored.manifest.stats.largeObjects);
+    // Read in shares (by OID) on several sessions, the same checksum as on one.
+    const sessions = await Promise.all([1, 2, 3].map(async () => {
+      const session = new pg.Client(settings);
+      await session.connect();
+      await session.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
+      return session;
+    }));
+    try {
+      expect(restored.manifest.stats.largeObjects.count).toBeGreaterThanOrEqual(2);
+      expect(await largeObjectStats(sessions)).toEqual(restored.manifest.stats.largeObjects);
+      expect(await largeObjectStats(sessions[0]!)).toEqual(restored.manifest.stats.largeObjects);
+    } finally {
+      await Promise.all(sessions.map((session) => session.end()));
+    }
   });
 
   it('fails with exit 65 naming the file when a dump file was tampered with (same size)', async () => {
@@ -321,6 +345,38 @@ describe('table checksum', () => {
     for (const checksum of checksums) expect(checksum).not.toBe(base);
     expect(new Set(checksums).size).toBe(variants.length);
     expect(await checksumOf(`INSERT INTO public.t VALUES ('p', NULL, 2), ('x', 'y', 0.1)`)).toBe(base);
+  });
+
+  it('sees any changed byte of a long bytea value, which the default formula (v3) hashes by its sha256', async () => {
+    const database = await freshTargetDatabase();
+    const settings = target.settings(database, TARGET_USER, TARGET_PASSWORD);
+    const checksumOf = async (rows: string, checksumAlgorithm?: string) => {
+      await target.query(`DROP TABLE IF EXISTS public.b; CREATE TABLE public.b (id int, doc bytea); ALTER TABLE public.b OWNER TO ${TARGET_USER}; ${rows}`, [], database);
+      const stats = await collectTargetStats(settings, checksumAlgorithm ? { checksumAlgorithm } : {});
+      return stats.tables.find((table) => table.name === 'b')!.checksum;
+    };
+    // 5001 bytes (digested) and 2 bytes (hashed as text).
+    const long = (hexBytes: number, last: string) => `decode(repeat('ab', ${hexBytes}) || '${last}', 'hex')`;
+    const base = await checksumOf(`INSERT INTO public.b VALUES (1, ${long(5000, '00')}), (2, '\\x0102')`);
+    const variants = [
+      `INSERT INTO public.b VALUES (1, ${long(5000, '01')}), (2, '\\x0102')`,
+      `INSERT INTO public.b VALUES (1, ${long(4999, '00')}), (2, '\\x0102')`,
+      `INSERT INTO public.b VALUES (1, ${long(5000, '00')}), (2, '\\x0103')`,
+      `INSERT INTO public.b VALUES (2, ${long(5000, '00')}), (1, '\\x0102')`,
+      `INSERT INTO public.b VALUES (1, ${long(5000, '00')}), (2, NULL)`,
+      // Either side of the threshold: 1023 bytes as text, 1024 bytes by digest.
+      `INSERT INTO public.b VALUES (1, ${long(BYTEA_DIGEST_MIN_BYTES - 2, '00')}), (2, '\\x0102')`,
+      `INSERT INTO public.b VALUES (1, ${long(BYTEA_DIGEST_MIN_BYTES - 1, '00')}), (2, '\\x0102')`,
+    ];
+    const checksums = [];
+    for (const rows of variants) checksums.push(await checksumOf(rows));
+    for (const checksum of checksums) expect(checksum).not.toBe(base);
+    expect(new Set(checksums).size).toBe(variants.length);
+    expect(await checksumOf(`INSERT INTO public.b VALUES (2, '\\x0102'), (1, ${long(5000, '00')})`)).toBe(base);
+    // The digest branch is taken for the long value (v2 hashes its text), not for the short one.
+    expect(await checksumOf(`INSERT INTO public.b VALUES (1, ${long(5000, '00')}), (2, '\\x0102')`, ROW_CHECKSUM_ALGORITHM_V2)).not.toBe(base);
+    const short = `INSERT INTO public.b VALUES (2, '\\x0102')`;
+    expect(await checksumOf(short, ROW_CHECKSUM_ALGORITHM_V2)).toBe(await checksumOf(short));
   });
 
   it('keeps the same properties with the v1 formula, which backups of older runners carry', async () => {

@@ -32,8 +32,18 @@ cleaned.`,
     const rows: SummaryRow[] = [];
     const analyze = !flags['skip-hygiene'];
     // Tables are checksummed and ANALYZEd as soon as pg_restore has loaded them, overlapping the
-    // rest of the restore; the verification below scans only what is left.
-    const restore = await restoreDatabase({ dir: flags.dir, target, owner, jobs: flags.jobs, log, checksumDuringRestore: true, analyze });
+    // rest of the restore; the verification below scans only what is left, while what is left to
+    // ANALYZE is analyzed alongside it.
+    const restore = await restoreDatabase({
+      dir: flags.dir,
+      target,
+      owner,
+      jobs: flags.jobs,
+      log,
+      checksumDuringRestore: true,
+      analyze,
+      deferRemainingAnalyze: true,
+    });
     rows.push({
       step: 'restore',
       durationMs: restore.durationMs,
@@ -41,12 +51,12 @@ cleaned.`,
       bytes: restore.bytes,
       note: restore.action === 'already-restored' ? 'skipped: target already holds the backup' : restore.cleaned.length ? `cleaned ${restore.cleaned.length} objects of a partial restore first` : '',
     });
-    // ANALYZE changes no data: when the restore did not (already restored), it runs while the
-    // verification reads the same tables.
+    // ANALYZE changes no data: what the restore left (or everything, when the target already
+    // held the backup) runs while the verification reads the same tables.
     const analyzeStarted = Date.now();
     const [verification] = await Promise.all([
       verifyTarget(target, restore.manifest, { owner, jobs: flags.jobs, log, checksummedTables: restore.checksummedTables, checksummedLargeObjects: restore.checksummedLargeObjects }),
-      analyze && !restore.analyzed ? analyzeDatabase(target, { owner }) : Promise.resolve(),
+      restore.analyzeRemaining ? restore.analyzeRemaining() : analyze && !restore.analyzed ? analyzeDatabase(target, { owner }) : Promise.resolve(),
     ]);
     const analyzeMs = Date.now() - analyzeStarted;
     const early = restore.checksummedTables.size;
@@ -62,7 +72,11 @@ cleaned.`,
       rows.push({
         step: 'hygiene',
         durationMs: Date.now() - started,
-        note: restore.analyzed ? 'ANALYZE during the restore' : `ANALYZE ${analyzeMs}ms alongside the verification`,
+        note: restore.analyzeRemaining
+          ? `ANALYZE during the restore, the rest alongside the verification (${analyzeMs}ms)`
+          : restore.analyzed
+            ? 'ANALYZE during the restore'
+            : `ANALYZE ${analyzeMs}ms alongside the verification`,
       });
     }
     log.summary(rows);

@@ -168,6 +168,8 @@ export interface TableToChecksum {
   populated: boolean;
   size_bytes: string;
   float_columns: string[] | null;
+  /** bytea columns (and domains over bytea): hashed by digest from {@link BYTEA_DIGEST_MIN_BYTES} on (v3). */
+  bytea_columns: string[] | null;
   all_columns: string[];
 }
 
@@ -217,10 +219,22 @@ async function queryOrUndefined<R extends pg.QueryResultRow>(client: pg.Client, 
  * runner computes the target's checksums with the backup's algorithm (any of
  * {@link ROW_CHECKSUM_ALGORITHMS}).
  */
-export const ROW_CHECKSUM_ALGORITHM = 'sum-xor-column-hashtextextended-v2';
+export const ROW_CHECKSUM_ALGORITHM = 'sum-xor-column-hashtextextended-v3';
+/** The v2 formula: v3 without the digest of long bytea values; still verified for older manifests. */
+export const ROW_CHECKSUM_ALGORITHM_V2 = 'sum-xor-column-hashtextextended-v2';
 /** The v1 formula: 32-bit `hashtext` per column, shifted by position; still verified for older manifests. */
 export const ROW_CHECKSUM_ALGORITHM_V1 = 'sum-xor-column-hashtext-v1';
-export const ROW_CHECKSUM_ALGORITHMS: readonly string[] = [ROW_CHECKSUM_ALGORITHM, ROW_CHECKSUM_ALGORITHM_V1];
+export const ROW_CHECKSUM_ALGORITHMS: readonly string[] = [ROW_CHECKSUM_ALGORITHM, ROW_CHECKSUM_ALGORITHM_V2, ROW_CHECKSUM_ALGORITHM_V1];
+
+/**
+ * From this many bytes on, v3 hashes a bytea value's sha256 instead of its text: the text of a
+ * bytea is its hex form, twice its size, built and then hashed; sha256 reads the bytes once
+ * (measured on 88 MB of 4-64 KiB documents: 0.09 s of server CPU instead of 0.18 s, on each side
+ * of the migration). Below it the hex text is cheaper than a digest's set-up. Either way every
+ * byte is hashed; the length (read from the header, without detoasting) picks the same branch on
+ * both servers for the same value.
+ */
+export const BYTEA_DIGEST_MIN_BYTES = 1024;
 
 /**
  * The per-row hash whose sum is a table's checksum. Like pgcopydb's `sum(hashtext(row::text))`
@@ -234,12 +248,21 @@ export const ROW_CHECKSUM_ALGORITHMS: readonly string[] = [ROW_CHECKSUM_ALGORITH
  * equal-but-different strings alike). Two function calls per column instead of v1's five: ~20 %
  * less CPU per scan, on both servers, and 64 instead of 32 bits per column.
  *
+ * v3 (the default): v2, except bytea values of {@link BYTEA_DIGEST_MIN_BYTES} or more, which are
+ * hashed as the hex of their sha256 (still 64 bits per column, and the same value always takes
+ * the same branch).
+ *
  * Floats are hashed by their binary form: their text form changed in PostgreSQL 12 (shortest
  * exact output), so `0.1` from an 11 server and from a 17 server would not match although the
  * values are identical. Both functions exist from PostgreSQL 11 on and are the hash-index support
  * functions of text, which pg_upgrade keeps: their results cannot change between majors.
  */
-export function rowHashExpression(columns: readonly string[], floatColumns: ReadonlySet<string>, algorithm: string = ROW_CHECKSUM_ALGORITHM): string {
+export function rowHashExpression(
+  columns: readonly string[],
+  floatColumns: ReadonlySet<string>,
+  algorithm: string = ROW_CHECKSUM_ALGORITHM,
+  byteaColumns: ReadonlySet<string> = new Set(),
+): string {
   if (columns.length === 0) return '0::bigint';
   if (algorithm === ROW_CHECKSUM_ALGORITHM_V1) {
     return columns
@@ -251,11 +274,15 @@ export function rowHashExpression(columns: readonly string[], floatColumns: Read
       .join(' # ');
   }
   assertKnownAlgorithm(algorithm);
+  const digestLongBytea = algorithm === ROW_CHECKSUM_ALGORITHM;
   return columns
     .map((column, position) => {
       const ref = `t."${column.replace(/"/g, '""')}"`;
       const text = floatColumns.has(column) ? `float8send(${ref}::float8)::text` : `${ref}::text`;
-      return `coalesce(pg_catalog.hashtextextended(${text} COLLATE "C", ${position + 1}), ${position + 1})`;
+      const hash = `pg_catalog.hashtextextended(${text} COLLATE "C", ${position + 1})`;
+      if (!digestLongBytea || !byteaColumns.has(column)) return `coalesce(${hash}, ${position + 1})`;
+      const digest = `pg_catalog.hashtextextended(pg_catalog.encode(pg_catalog.sha256(${ref}::bytea), 'hex'), ${position + 1})`;
+      return `coalesce(CASE WHEN pg_catalog.octet_length(${ref}::bytea) >= ${BYTEA_DIGEST_MIN_BYTES} THEN ${digest} ELSE ${hash} END, ${position + 1})`;
     })
     .join(' # ');
 }
@@ -295,7 +322,7 @@ export async function checksumTable(client: pg.Client, table: TableToChecksum, a
   if (table.relkind === 'm' && !table.populated) {
     return { schema: table.schema, name: table.name, kind, rows: 0, checksum: UNPOPULATED_CHECKSUM, sizeBytes };
   }
-  const expression = rowHashExpression(table.all_columns, new Set(table.float_columns ?? []), algorithm);
+  const expression = rowHashExpression(table.all_columns, new Set(table.float_columns ?? []), algorithm, new Set(table.bytea_columns ?? []));
   const result = await client.query<{ rows: string; checksum: string }>(
     `SELECT count(*)::bigint AS rows, coalesce(sum(${expression}), 0)::text AS checksum
        FROM ONLY ${qualifiedName(table.schema, table.name)} AS t`,
@@ -323,6 +350,10 @@ export async function listTables(client: pg.Client, options: { sizes?: boolean }
                  AND (a.atttypid IN (700, 701) OR EXISTS (SELECT 1 FROM pg_catalog.pg_type d
                        WHERE d.oid = a.atttypid AND d.typtype = 'd' AND d.typbasetype IN (700, 701)))) AS float_columns,
              (SELECT array_agg(a.attname::text ORDER BY a.attnum) FROM pg_catalog.pg_attribute a
+               WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+                 AND (a.atttypid = 17 OR EXISTS (SELECT 1 FROM pg_catalog.pg_type d
+                       WHERE d.oid = a.atttypid AND d.typtype = 'd' AND d.typbasetype = 17))) AS bytea_columns,
+             (SELECT array_agg(a.attname::text ORDER BY a.attnum) FROM pg_catalog.pg_attribute a
                WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped) AS all_columns
         FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
        WHERE c.relkind IN ('r', 'm') AND ${USER_SCHEMA_FILTER} AND ${notExtensionMember('pg_class', 'c.oid')}
@@ -341,8 +372,8 @@ export async function collectDatabaseStats(client: pg.Client, options: CollectSt
   // search_path: make them always qualified, the same way on both servers.
   await client.query('SET LOCAL search_path = pg_catalog');
 
-  // The large objects' checksum reads every one of them: on a second connection when there is
-  // one, while this one reads the catalog (it is the longest query after the table scans).
+  // The large objects' checksum reads every one of them: each connection its share (this one
+  // between its catalog queries), the longest query after the table scans.
   const algorithm = options.checksumAlgorithm ?? ROW_CHECKSUM_ALGORITHM;
   const early = options.checksummedLargeObjects;
   const largeObjectsWork = early
@@ -350,7 +381,7 @@ export async function collectDatabaseStats(client: pg.Client, options: CollectSt
       client
         .query<{ count: string }>('SELECT count(*)::bigint AS count FROM pg_catalog.pg_largeobject_metadata')
         .then((result) => ({ count: Number(result.rows[0]!.count), checksum: early.checksum }))
-    : largeObjectStats(options.extraClients?.[0] ?? client, algorithm);
+    : largeObjectStats([...(options.extraClients ?? []), client], algorithm);
   // Awaited below; until then a rejection must not count as unhandled.
   largeObjectsWork.catch(() => undefined);
 
@@ -418,20 +449,33 @@ export async function collectDatabaseStats(client: pg.Client, options: CollectSt
  * Count of the large objects and a checksum over their OIDs and contents (null when the user may
  * not read them). v1 digests each object with md5; v2 with sha256 (PostgreSQL 11+; OpenSSL's, with
  * the CPU's SHA instructions, from 14 on: several times faster than md5 on the same bytes).
+ *
+ * Given several sessions (on the same snapshot), each digests its share of the objects (by OID
+ * modulo the number of sessions) and the partial sums are added: the same checksum, read on all
+ * cores. After a restore this is the longest part of the verification of a database whose bytes
+ * are mostly large objects.
  */
-export async function largeObjectStats(client: pg.Client, algorithm: string = ROW_CHECKSUM_ALGORITHM): Promise<LargeObjectStats> {
+export async function largeObjectStats(clients: pg.Client | readonly pg.Client[], algorithm: string = ROW_CHECKSUM_ALGORITHM): Promise<LargeObjectStats> {
+  const sessions = Array.isArray(clients) ? (clients as readonly pg.Client[]) : [clients as pg.Client];
   const count = Number(
-    (await client.query<{ count: string }>('SELECT count(*)::bigint AS count FROM pg_catalog.pg_largeobject_metadata')).rows[0]!.count,
+    (await sessions[0]!.query<{ count: string }>('SELECT count(*)::bigint AS count FROM pg_catalog.pg_largeobject_metadata')).rows[0]!.count,
   );
   if (count === 0) return { count, checksum: '0' };
   const digest =
     algorithm === ROW_CHECKSUM_ALGORITHM_V1 ? 'pg_catalog.md5(pg_catalog.lo_get(m.oid))' : "pg_catalog.encode(pg_catalog.sha256(pg_catalog.lo_get(m.oid)), 'hex')";
-  const result = await queryOrUndefined<{ checksum: string }>(
-    client,
-    `SELECT coalesce(sum(pg_catalog.hashtext(m.oid::text || ':' || ${digest})::bigint), 0)::text AS checksum
-       FROM pg_catalog.pg_largeobject_metadata m`,
+  const shares = Math.max(1, Math.min(sessions.length, count));
+  const partials = await Promise.all(
+    sessions.slice(0, shares).map((session, share) =>
+      queryOrUndefined<{ checksum: string }>(
+        session,
+        `SELECT coalesce(sum(pg_catalog.hashtext(m.oid::text || ':' || ${digest})::bigint), 0)::text AS checksum
+           FROM pg_catalog.pg_largeobject_metadata m${shares > 1 ? ` WHERE m.oid::bigint % ${shares} = ${share}` : ''}`,
+      ),
+    ),
   );
-  return { count, checksum: result ? result.rows[0]!.checksum : null };
+  if (partials.some((partial) => partial === undefined)) return { count, checksum: null };
+  const checksum = partials.reduce((sum, partial) => sum + BigInt(partial!.rows[0]!.checksum), 0n);
+  return { count, checksum: checksum.toString() };
 }
 
 async function collectObjectInventory(client: pg.Client, serverNum: number): Promise<ObjectInventory> {

@@ -20,7 +20,7 @@ import pg from 'pg';
 import { ExitCode, ReadyMarker } from '../../../lib/contract.js';
 import { classifyDatabaseError, dataError, RunnerError } from '../errors.js';
 import { silentLogger, type Logger, type ProgressEvent, progressEvent } from '../log.js';
-import { APPLICATION_NAME, connect, describeEndpoint, qualifiedName, serverMajorVersion, toolEnv, type ConnectionSettings } from './connection.js';
+import { APPLICATION_NAME, connect, describeEndpoint, qualifiedName, serverMajorVersion, toolEnv, withClient, type ConnectionSettings } from './connection.js';
 import type { BackupManifest, LargeObjectStats, TableStats } from './manifest.js';
 import { readMarkerWith } from './marker.js';
 import { formatUseList, largeObjectOids, type TocEntry } from './toc.js';
@@ -81,6 +81,13 @@ export interface RestoreOptions {
    * @default false
    */
   readonly analyze?: boolean;
+  /**
+   * With `analyze`: leave the ANALYZE of what the restore did not analyze to the caller, as
+   * {@link RestoreResult.analyzeRemaining}, so that it can run alongside the verification (it
+   * changes no data) instead of before it.
+   * @default false
+   */
+  readonly deferRemainingAnalyze?: boolean;
 }
 
 export type RestoreAction = 'restored' | 'already-restored';
@@ -97,8 +104,10 @@ export interface RestoreResult {
   readonly checksummedTables: ReadonlyMap<string, TableStats>;
   /** With `checksumDuringRestore`: the large objects' statistics, taken after pg_restore loaded them (if it had time). */
   readonly checksummedLargeObjects?: LargeObjectStats;
-  /** Whether the restored database was ANALYZEd (`analyze`, and not already restored). */
+  /** Whether the restored database was ANALYZEd (`analyze`, not deferred, and not already restored). */
   readonly analyzed: boolean;
+  /** With `analyze` and `deferRemainingAnalyze`: ANALYZEs what the restore did not; the caller must run it. */
+  readonly analyzeRemaining?: () => Promise<void>;
 }
 
 /** What the target holds in the dump's schemas. */
@@ -326,30 +335,54 @@ function dataBytesByEntry(manifest: BackupManifest, toc: readonly TocEntry[]): M
  * materialized view it did not analyze (serial mode, a table it had no time for, partitioned parents,
  * materialized views refreshed at the end), and again those with expression indexes (their
  * statistics need the index, which pg_restore may have built after the table's ANALYZE).
+ *
+ * On `jobs` sessions, largest relation first: pg_restore has exited, so its cores are free, and
+ * ANALYZE of a wide table is seconds of CPU (34 columns, 200 MB: ~1 s each) that one session would
+ * run one after the other. ANALYZE changes no data, so it may also run alongside the verification
+ * ({@link RestoreOptions.deferRemainingAnalyze}).
  */
-async function analyzeRemaining(client: pg.Client, owner: string, analyzed: ReadonlySet<string>, log: Logger): Promise<void> {
+export async function analyzeRemaining(
+  target: ConnectionSettings,
+  owner: string,
+  analyzed: ReadonlySet<string>,
+  options: { jobs: number; log: Logger },
+): Promise<void> {
   const started = Date.now();
-  const relations = await client.query<{ schema: string; name: string; expression_index: boolean }>(
-    `SELECT n.nspname AS schema, c.relname AS name,
-            EXISTS (SELECT 1 FROM pg_catalog.pg_index i WHERE i.indrelid = c.oid AND i.indexprs IS NOT NULL) AS expression_index
-       FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-      WHERE c.relkind IN ('r', 'p', 'm') AND pg_catalog.pg_get_userbyid(c.relowner) = $1
-        AND n.nspname NOT IN ('pg_catalog', 'information_schema', '${ReadyMarker.schema}') AND n.nspname NOT LIKE 'pg\\_%'
-      ORDER BY 1, 2`,
-    [owner],
+  const remaining = await withClient(
+    target,
+    async (client) => {
+      const relations = await client.query<{ schema: string; name: string; expression_index: boolean }>(
+        `SELECT n.nspname AS schema, c.relname AS name,
+                EXISTS (SELECT 1 FROM pg_catalog.pg_index i WHERE i.indrelid = c.oid AND i.indexprs IS NOT NULL) AS expression_index
+           FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+          WHERE c.relkind IN ('r', 'p', 'm') AND pg_catalog.pg_get_userbyid(c.relowner) = $1
+            AND n.nspname NOT IN ('pg_catalog', 'information_schema', '${ReadyMarker.schema}') AND n.nspname NOT LIKE 'pg\\_%'
+          ORDER BY pg_catalog.pg_total_relation_size(c.oid) DESC, 1, 2`,
+        [owner],
+      );
+      return relations.rows.filter((row) => row.expression_index || !analyzed.has(`${row.schema}.${row.name}`));
+    },
+    { purpose: 'analyze', action: 'analyze' },
   );
-  const remaining = relations.rows.filter((row) => row.expression_index || !analyzed.has(`${row.schema}.${row.name}`));
   if (remaining.length === 0) return;
-  // As the owner (like hygiene's ANALYZE): a non-superuser login may not analyze its tables otherwise.
-  const asOwner = (await client.query<{ user: string }>('SELECT current_user AS user')).rows[0]!.user !== owner;
-  if (asOwner) await client.query(`SET ROLE ${pg.escapeIdentifier(owner)}`);
-  try {
-    // Several tables in one statement: locks are taken and released one table at a time.
-    await client.query(`ANALYZE ${remaining.map((row) => qualifiedName(row.schema, row.name)).join(', ')}`);
-  } finally {
-    if (asOwner) await client.query('RESET ROLE');
-  }
-  log.debug('analyzed after the restore', { relations: remaining.length, ms: Date.now() - started });
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: Math.max(1, Math.min(options.jobs, remaining.length)) }, () =>
+      withClient(
+        target,
+        async (client) => {
+          // As the owner (like hygiene's ANALYZE): a non-superuser login may not analyze its tables otherwise.
+          if (owner !== target.user) await client.query(`SET ROLE ${pg.escapeIdentifier(owner)}`);
+          while (next < remaining.length) {
+            const relation = remaining[next++]!;
+            await client.query(`ANALYZE ${qualifiedName(relation.schema, relation.name)}`);
+          }
+        },
+        { purpose: 'analyze', action: 'analyze' },
+      ),
+    ),
+  );
+  options.log.debug('analyzed after the restore', { relations: remaining.length, sessions: Math.min(options.jobs, remaining.length), ms: Date.now() - started });
 }
 
 /** Restores `<dir>` into the target; see the module comment. */
@@ -518,7 +551,9 @@ export async function restoreDatabase(options: RestoreOptions): Promise<RestoreR
       await verifier?.finish();
       await rm(workDir, { recursive: true, force: true });
     }
-    if (options.analyze) await analyzeRemaining(control, owner, verifier?.analyzed ?? new Set(), log);
+    const analyzedDuringRestore: ReadonlySet<string> = verifier?.analyzed ?? new Set();
+    const analyzeRest = () => analyzeRemaining(options.target, owner, analyzedDuringRestore, { jobs, log });
+    if (options.analyze && !options.deferRemainingAnalyze) await analyzeRest();
     bytesDone = totalBytes;
     itemsDone = totalItems;
     report(true);
@@ -531,7 +566,8 @@ export async function restoreDatabase(options: RestoreOptions): Promise<RestoreR
       durationMs: Date.now() - started,
       checksummedTables: verifier?.checksums ?? new Map(),
       ...(verifier?.largeObjects ? { checksummedLargeObjects: verifier.largeObjects } : {}),
-      analyzed: options.analyze ?? false,
+      analyzed: (options.analyze ?? false) && !options.deferRemainingAnalyze,
+      ...(options.analyze && options.deferRemainingAnalyze ? { analyzeRemaining: analyzeRest } : {}),
     };
   } catch (error) {
     throw classifyDatabaseError(error, endpoint, 'restore into');
