@@ -113,6 +113,26 @@ describe('refusals before anything changes', () => {
     expect(existsSync(dir)).toBe(false);
   });
 
+  it('refuses (78) to restore with pg_restore 15 into a PostgreSQL 13 target, naming both versions, restoring nothing', async () => {
+    // The image's pg_restore 17 against a 15 target is the same case one major up.
+    const dir = join(workDir, 'for-an-older-target');
+    expect((await runRunner(['backup', '--dir', dir], endpointEnv('SOURCE', server15.settings('keycloak', USER, PASSWORD)))).code).toBe(0);
+    const server13 = await startPostgres({ major: 13 });
+    try {
+      await server13.createUser(USER, PASSWORD);
+      await server13.createDatabase('keycloak', USER);
+      const run = await runRunner(['restore', '--dir', dir], endpointEnv('TARGET', server13.settings('keycloak', USER, PASSWORD)));
+      expect(run.code).toBe(ExitCode.config);
+      const error = logLines(run.stderr).at(-1)!;
+      expect(error.msg).toMatch(/runs PostgreSQL 13\.\d+ but pg_restore is 15\.\d+: pg_restore cannot restore into an older server/);
+      expect(error.msg).toContain('nothing was changed');
+      const tables = await server13.query<{ n: number }>("SELECT count(*)::int AS n FROM pg_catalog.pg_tables WHERE schemaname NOT IN ('pg_catalog', 'information_schema')", [], 'keycloak');
+      expect(tables[0]!.n).toBe(0);
+    } finally {
+      await server13.stop();
+    }
+  });
+
   it('fails with 78 before dumping when the backup volume is too small, naming both sizes', async () => {
     const mountPoint = join(workDir, 'small-volume');
     mkdirSync(mountPoint);

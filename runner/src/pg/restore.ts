@@ -24,7 +24,7 @@ import { APPLICATION_NAME, connect, describeEndpoint, qualifiedName, serverMajor
 import type { BackupManifest, LargeObjectStats, TableStats } from './manifest.js';
 import { readMarkerWith } from './marker.js';
 import { formatUseList, largeObjectOids, type TocEntry } from './toc.js';
-import { assertRestoreToolReads, findPgTools, runTool, toolVersion, type PgTools } from './tools.js';
+import { assertRestoreToolReads, assertRestoreToolTargets, findPgTools, runTool, toolVersion, type PgTools } from './tools.js';
 import { verifyBackup, verifyBackupFiles } from './verify-backup.js';
 import { collectTargetStats, describeDifferences, diffDatabaseStats } from './verify-target.js';
 import { DEFAULT_PARALLEL_JOBS } from './backup.js';
@@ -411,6 +411,7 @@ export async function restoreDatabase(options: RestoreOptions): Promise<RestoreR
     }
     await terminateLeftoverRestoreSessions(control, log);
     const target = await serverMajorVersion(control);
+    assertRestoreToolTargets(target, await toolVersion(tools.pgRestore), endpoint);
     const ownerExists = await control.query('SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = $1', [owner]);
     if (ownerExists.rows.length === 0) {
       throw new RunnerError(`the owner role ${owner} does not exist on ${endpoint.host}:${endpoint.port}`, {

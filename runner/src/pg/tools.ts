@@ -161,6 +161,24 @@ export function assertRestoreToolReads(archiveDumpVersion: ToolVersion, restoreT
   }
 }
 
+/**
+ * Refuses a target server older than pg_restore: pg_restore 17 opens every session with settings
+ * older servers do not know (`SET transaction_timeout = 0`), so the restore would fail part-way
+ * (seen with the runner image's pg_restore 17.12 against PostgreSQL 15). Call it before the target
+ * changes; the message names both versions.
+ */
+export function assertRestoreToolTargets(server: ToolVersion, restoreTool: ToolVersion, endpoint: EndpointDescription): void {
+  if (restoreTool.major > server.major) {
+    throw new RunnerError(
+      `the target server at ${endpoint.host}:${endpoint.port} runs PostgreSQL ${server.version} but pg_restore is ${restoreTool.version}: pg_restore cannot restore into an older server`,
+      {
+        exitCode: ExitCode.config,
+        hint: `run the new database on PostgreSQL ${restoreTool.major} or newer (the default images are 17), or set ${PG_BINDIR_VARIABLE} to client tools of major ${server.major} that still read the backup; nothing was changed`,
+      },
+    );
+  }
+}
+
 const activeChildren = new Set<ChildProcess>();
 
 /**
