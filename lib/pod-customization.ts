@@ -157,23 +157,14 @@ export function customizePod(workload: ApiObject, field: string, customization: 
   if (Object.keys(nodeSelector).length > 0) spec.nodeSelector = { ...spec.nodeSelector, ...nodeSelector };
   if (customization.affinity !== undefined) spec.affinity = customization.affinity;
   const spread = arrayOf<k8s.TopologySpreadConstraint>('topologySpreadConstraints');
-  spread.forEach((constraint, index) => {
-    if (!constraint || typeof constraint.topologyKey !== 'string' || constraint.topologyKey === '') {
-      throw new Error(`${field}.topologySpreadConstraints[${index}].topologyKey must be a node label key such as "topology.kubernetes.io/zone", got ${JSON.stringify(constraint?.topologyKey)}`);
-    }
-  });
+  validateSpread(field, spread);
   if (spread.length > 0) {
     spec.topologySpreadConstraints = [
       ...(spec.topologySpreadConstraints ?? []),
       ...spread.map((constraint) => ({ ...constraint, labelSelector: constraint.labelSelector ?? { matchLabels: selector } })),
     ];
   }
-  if (customization.priorityClassName !== undefined) {
-    if (typeof customization.priorityClassName !== 'string' || !KUBERNETES_NAME.test(customization.priorityClassName)) {
-      throw new Error(`${field}.priorityClassName must be the name of a PriorityClass, got ${JSON.stringify(customization.priorityClassName)}`);
-    }
-    spec.priorityClassName = customization.priorityClassName;
-  }
+  if (customization.priorityClassName !== undefined) spec.priorityClassName = validatePriorityClassName(field, customization.priorityClassName);
   const pullSecrets = arrayOf<string>('imagePullSecrets');
   pullSecrets.forEach((name, index) => {
     if (typeof name !== 'string' || !KUBERNETES_NAME.test(name)) throw new Error(`${field}.imagePullSecrets[${index}] must be a Secret name, got ${JSON.stringify(name)}`);
@@ -259,18 +250,9 @@ export function cloudNativePgPodSpec(field: string, customization: PodCustomizat
     ...(affinity?.podAntiAffinity ? { additionalPodAntiAffinity: affinity.podAntiAffinity } : {}),
   };
   if (Object.keys(clusterAffinity).length > 0) spec.affinity = clusterAffinity;
-  customization.topologySpreadConstraints?.forEach((constraint, index) => {
-    if (!constraint || typeof constraint.topologyKey !== 'string' || constraint.topologyKey === '') {
-      throw new Error(`${field}.topologySpreadConstraints[${index}].topologyKey must be a node label key such as "topology.kubernetes.io/zone", got ${JSON.stringify(constraint?.topologyKey)}`);
-    }
-  });
+  validateSpread(field, customization.topologySpreadConstraints ?? []);
   if (customization.topologySpreadConstraints) spec.topologySpreadConstraints = customization.topologySpreadConstraints.map((c) => k8s.toJson_TopologySpreadConstraint(c));
-  if (customization.priorityClassName !== undefined) {
-    if (typeof customization.priorityClassName !== 'string' || !KUBERNETES_NAME.test(customization.priorityClassName)) {
-      throw new Error(`${field}.priorityClassName must be the name of a PriorityClass, got ${JSON.stringify(customization.priorityClassName)}`);
-    }
-    spec.priorityClassName = customization.priorityClassName;
-  }
+  if (customization.priorityClassName !== undefined) spec.priorityClassName = validatePriorityClassName(field, customization.priorityClassName);
   if (customization.podLabels || customization.podAnnotations) {
     spec.inheritedMetadata = {
       ...(customization.podLabels ? { labels: { ...customization.podLabels } } : {}),
@@ -280,4 +262,19 @@ export function cloudNativePgPodSpec(field: string, customization: PodCustomizat
   if (customization.extraEnv) spec.env = customization.extraEnv.map((v) => k8s.toJson_EnvVar(v));
   if (customization.imagePullSecrets) spec.imagePullSecrets = customization.imagePullSecrets.map((name) => ({ name }));
   return spec;
+}
+
+function validateSpread(field: string, constraints: readonly k8s.TopologySpreadConstraint[]): void {
+  constraints.forEach((constraint, index) => {
+    if (!constraint || typeof constraint.topologyKey !== 'string' || constraint.topologyKey === '') {
+      throw new Error(`${field}.topologySpreadConstraints[${index}].topologyKey must be a node label key such as "topology.kubernetes.io/zone", got ${JSON.stringify(constraint?.topologyKey)}`);
+    }
+  });
+}
+
+function validatePriorityClassName(field: string, name: unknown): string {
+  if (typeof name !== 'string' || !KUBERNETES_NAME.test(name)) {
+    throw new Error(`${field}.priorityClassName must be the name of a PriorityClass, got ${JSON.stringify(name)}`);
+  }
+  return name;
 }
