@@ -122,7 +122,7 @@ export class KeycloakNetworkPolicies extends Construct {
     const databasePort = props.database.connection.port;
     const tcp = (port: number): k8s.NetworkPolicyPort => ({ protocol: 'TCP', port: k8s.IntOrString.fromNumber(port) });
 
-    const keycloakName = `${props.keycloak.statefulSetName}`;
+    const keycloakName = props.keycloak.statefulSetName;
     new k8s.KubeNetworkPolicy(this, 'keycloak', {
       metadata: { name: keycloakName, labels: { ...props.keycloak.podSelectorLabels } },
       spec: {
