@@ -14,7 +14,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
 import { synthesizePlatform } from '../main.js';
-import type { PlatformConfig } from '../lib/platform-config.js';
+import { resolvePlatformConfig, type PlatformConfig } from '../lib/platform-config.js';
+import type { PostgresHaFlavorName } from '../lib/postgres-ha.js';
 import { startFakeKubeApiServer, type FakeKubeApiServer } from '../test/support/fake-kube/index.js';
 
 import { FakeCluster } from './cluster.js';
@@ -119,6 +120,11 @@ export class Rehearsal {
     chmodSync(root, 0o755);
     const server = await startFakeKubeApiServer();
     return new Rehearsal(server, options, root);
+  }
+
+  /** The HA database flavor every v2 of this rehearsal synthesizes (its configuration, else the library's default). */
+  get databaseFlavor(): PostgresHaFlavorName {
+    return resolvePlatformConfig(mergeConfig(REHEARSAL_CONFIG, this.options.config ?? {})).database.flavor;
   }
 
   /** Adds a listener for hook pods (fault rules of one step of a scenario). */
