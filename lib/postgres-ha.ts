@@ -8,7 +8,7 @@ import {
   bitnamiPostgresqlVolumes,
   dataVolumeClaimTemplate,
 } from './bitnami-postgresql-pod.js';
-import type { RequiredSecret } from './contract.js';
+import { KEEP_ANNOTATIONS, type RequiredSecret } from './contract.js';
 import type { DatabaseConnection } from './database-connection.js';
 import {
   BITNAMI_USER_ID,
@@ -671,7 +671,16 @@ function buildCloudNativePg(scope: Construct, common: CommonSettings, props: Pos
   const cluster = new ApiObject(scope, 'cluster', {
     apiVersion: CNPG_CLUSTER_API_VERSION,
     kind: CNPG_CLUSTER_KIND,
-    metadata: { name, labels },
+    metadata: {
+      name,
+      labels,
+      // The Cluster owns its PVCs: deleting it (a `helm rollback` to v1, an Argo CD prune, an
+      // uninstall) would delete the migrated database with it, where a StatefulSet's PVCs survive.
+      annotations: {
+        [KEEP_ANNOTATIONS.helmResourcePolicy.key]: KEEP_ANNOTATIONS.helmResourcePolicy.value,
+        [KEEP_ANNOTATIONS.argoSyncOptions.key]: KEEP_ANNOTATIONS.argoSyncOptions.value,
+      },
+    },
     spec: {
       instances: common.instances,
       ...(props.image !== undefined ? { imageName: props.image } : {}),

@@ -187,6 +187,8 @@ describe('PostgresHa (cloudnative-pg)', () => {
     expect(cluster.apiVersion).toBe('postgresql.cnpg.io/v1');
     expect(cluster.kind).toBe('Cluster');
     expect(cluster.metadata.name).toBe('keycloak-db');
+    // Its PVCs go with it: neither a helm rollback/uninstall nor an Argo CD prune may delete it.
+    expect(cluster.metadata.annotations).toEqual({ 'helm.sh/resource-policy': 'keep', 'argocd.argoproj.io/sync-options': 'Prune=false' });
     expect(cluster.spec).toEqual({
       instances: 3,
       imageName: 'ghcr.io/cloudnative-pg/postgresql:17.5',
