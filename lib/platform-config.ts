@@ -72,9 +72,11 @@ export interface PlatformKeycloakConfig {
 /** The highly available database of the v2 shape. */
 export interface PlatformDatabaseConfig {
   /**
-   * `repmgr` (Bitnami postgresql-ha: repmgr + Pgpool-II) or `cloudnative-pg` (needs the operator).
+   * `cloudnative-pg` (a CloudNativePG Cluster: the operator, 1.30 or a release whose Cluster CRD
+   * serves `postgresql.cnpg.io/v1`, must be installed first) or `repmgr` (Bitnami postgresql-ha:
+   * repmgr + Pgpool-II, images frozen in `bitnamilegacy`).
    *
-   * @default 'repmgr'
+   * @default 'cloudnative-pg'
    */
   readonly flavor?: PostgresHaFlavorName;
   /** PostgreSQL instances: one primary, the rest standbys. At least 2. @default 3 */
@@ -364,7 +366,7 @@ export function resolvePlatformConfig(config: PlatformConfig = {}): ResolvedPlat
   };
 
   const flavors = Object.values(PostgresHaFlavor) as string[];
-  const flavor = config.database?.flavor ?? PostgresHaFlavor.repmgr;
+  const flavor = config.database?.flavor ?? PostgresHaFlavor.cloudNativePg;
   if (!flavors.includes(flavor)) {
     throw new Error(
       `${field('database.flavor')} must be one of ${flavors.map((f) => `'${f}'`).join(', ')}, got ${JSON.stringify(flavor)}: ` +
@@ -520,14 +522,14 @@ function rejectUnknownKeys(config: PlatformConfig): void {
 
 /**
  * The configuration `npm run synth` writes into `dist/`. Everything left out takes its default:
- * a v2 platform (Keycloak on a three-instance repmgr postgresql-ha, migrating from the Bitnami
+ * a v2 platform (Keycloak on a three-instance CloudNativePG Cluster, migrating from the Bitnami
  * `keycloak-postgresql` database) in namespace `keycloak`.
  */
 export const platformConfig: PlatformConfig = {
   releaseName: 'keycloak',
   namespace: 'keycloak',
   shape: 'v2',
-  database: { flavor: 'repmgr', instances: 3 },
+  database: { flavor: 'cloudnative-pg', instances: 3 },
   migration: { deleteLegacy: 'never', protectVolumes: true },
   helmChart: { name: 'keycloak-platform', version: '0.1.0' },
 };

@@ -1,15 +1,15 @@
-// Fault matrix: a failing restore (unreachable target, wrong password, deadline), two pre-phase
+// Fault matrix (repmgr target): a failing restore (unreachable target, wrong password, deadline), two pre-phase
 // Jobs at once, a backup volume too small, a missing RBAC permission — with both tools; each
 // ends, after the operator's fix and another upgrade, in the fully checked migration.
 import { describe, it } from 'vitest';
 
 import { FAILURE_CASES } from './fault-cases.js';
-import { runFaultCase } from './run-fault-case.js';
+import { REPMGR, runFaultCase } from './run-fault-case.js';
 
 const cases = FAILURE_CASES.flatMap((fault) => fault.tools.map((tool) => [`${tool}: ${fault.name}`, fault, tool] as const));
 
 describe('fault matrix: failures and recovery', () => {
   it.each(cases)('%s', async (_name, fault, tool) => {
-    await runFaultCase(fault, tool);
+    await runFaultCase(fault, tool, REPMGR);
   });
 });

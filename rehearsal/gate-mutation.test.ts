@@ -38,7 +38,8 @@ describe('without the database gate', () => {
   afterEach(async () => rehearsal?.close());
 
   it('a Helm upgrade lets Keycloak write to the new database before the restore; the runner refuses to restore over it, the checks say so, and the documented fix converges', async () => {
-    rehearsal = await Rehearsal.start({ seedLegacy: (c) => seedKeycloakData(c) });
+    // repmgr: the check reaches the primary's superuser through the repmgr cluster.
+    rehearsal = await Rehearsal.start({ config: { database: { flavor: 'repmgr' } }, seedLegacy: (c) => seedKeycloakData(c) });
     const { legacy } = await installV1(rehearsal, 'helm');
     const v2 = transformShape(rehearsal.synthesize('v2'), withoutGate);
     holdRestoreUntilKeycloakReachedTheNewDatabase(rehearsal);

@@ -13,6 +13,12 @@ import { transformShape, type FaultCase, type FaultContext } from './faults.js';
 import { Rehearsal } from './harness.js';
 import { deploy, expectNoOpRepeat, installV1, seedKeycloakData, verifyMigrated, type Tool } from './scenario.js';
 
+/**
+ * The whole matrix runs into repmgr + Pgpool; fault-cloudnative-pg.test.ts runs the cases that
+ * touch the target (kills inside dump and restore, the restore failures) into CloudNativePG.
+ */
+export const REPMGR: PlatformConfig = { database: { flavor: 'repmgr' } };
+
 /** Enough data that dump and restore take long enough to be killed in the middle. */
 const BULK_BYTES = 24 * 1024 * 1024;
 

@@ -13,7 +13,7 @@ describe('v2 postgresql-ha from the synthesized manifests', () => {
   afterAll(async () => rehearsal?.close());
 
   it('comes up as a repmgr primary + standby behind Pgpool and replicates a write', async () => {
-    rehearsal = await Rehearsal.start();
+    rehearsal = await Rehearsal.start({ config: { database: { flavor: 'repmgr' } } });
     const v2 = rehearsal.synthesize('v2');
     const ha = v2.argocd.resources.map((r) => r.object).filter((o) => o.metadata.name.startsWith('keycloak-postgresql-ha'));
     expect(ha.map((o) => `${o.kind}/${o.metadata.name}`).sort()).toContain('StatefulSet/keycloak-postgresql-ha-postgresql');

@@ -81,9 +81,12 @@ function bitnamiRelease(fixture: Fixture): KubeObject[] {
   return parseManifestText(readFileSync(join(FIXTURES, fixture.file), 'utf8'), fixture.file);
 }
 
-/** v2 of this project for the release, default configuration plus its name and namespace. */
+/**
+ * v2 of this project for the release, default configuration plus its name and namespace; the
+ * repmgr target, whose StatefulSets this cluster's controller runs (no CloudNativePG operator here).
+ */
 function synthesizeV2(c: Cluster, fixture: Fixture) {
-  const layout = synthesizePlatform(join(c.dir, 'v2'), { releaseName: fixture.release, namespace: NAMESPACE });
+  const layout = synthesizePlatform(join(c.dir, 'v2'), { releaseName: fixture.release, namespace: NAMESPACE, database: { flavor: 'repmgr' } });
   return {
     helm: readHelmChart(layout.helmChartDir, { releaseName: fixture.release, namespace: NAMESPACE }),
     argocd: readArgoManifests(layout.argocdDir),

@@ -7,13 +7,13 @@ import {
 } from '../lib/platform-config.js';
 
 describe('platform configuration', () => {
-  it('defaults to a v2 platform on a three-instance repmgr database, migrating from keycloak-postgresql', () => {
+  it('defaults to a v2 platform on a three-instance CloudNativePG database, migrating from keycloak-postgresql', () => {
     const resolved = resolvePlatformConfig({});
     expect(resolved).toMatchObject({
       releaseName: 'keycloak',
       namespace: 'keycloak',
       shape: 'v2',
-      database: { flavor: 'repmgr', instances: 3, storageSize: '8Gi', database: 'keycloak', username: 'keycloak' },
+      database: { flavor: 'cloudnative-pg', instances: 3, storageSize: '8Gi', database: 'keycloak', username: 'keycloak' },
       legacyDatabase: { database: 'bitnami_keycloak', username: 'bn_keycloak', passwordKey: 'password', adminPasswordKey: 'postgres-password' },
       migration: { deleteLegacy: 'never', protectVolumes: true, backupMinSize: '1Gi', activeDeadlineSeconds: 3600, parallelJobs: 2 },
       syncWaves: { database: 0, restore: 5, keycloak: 10 },
