@@ -18,6 +18,7 @@ import { expect } from 'vitest';
 import pg from 'pg';
 
 import { Phase, StateKey } from '../lib/contract.js';
+import { bitnamiFullname } from '../lib/postgres-standalone.js';
 import type { PlatformConfig } from '../lib/platform-config.js';
 import { createKeycloakData } from '../test/support/keycloak-data.js';
 
@@ -30,20 +31,30 @@ import { waitFor } from './postgres-processes.js';
 
 export type Tool = 'helm' | 'argocd';
 
+/**
+ * The names the default platform configuration gives a release (Bitnami's fullname rule for
+ * Keycloak and the legacy database: `<release>-<chart>` unless the release name holds the chart's).
+ */
+export function namesFor(release: string) {
+  const legacy = bitnamiFullname(release, 'postgresql');
+  return {
+    keycloak: bitnamiFullname(release, 'keycloak'),
+    legacyStatefulSet: legacy,
+    legacyPod: `${legacy}-0`,
+    legacySecret: legacy,
+    legacyPvc: `data-${legacy}-0`,
+    haStatefulSet: `${release}-postgresql-ha-postgresql`,
+    haSecret: `${release}-postgresql-ha-postgresql`,
+    pgpoolService: `${release}-postgresql-ha-pgpool`,
+    stateConfigMap: `${release}-migration-state`,
+    serviceAccount: `${release}-migration`,
+    backupPvc: `${release}-migration-backup`,
+  } as const;
+}
+export type ReleaseNames = ReturnType<typeof namesFor>;
+
 /** Names from the rehearsal's platform configuration (release `keycloak`). */
-export const NAMES = {
-  keycloak: 'keycloak',
-  legacyStatefulSet: 'keycloak-postgresql',
-  legacyPod: 'keycloak-postgresql-0',
-  legacySecret: 'keycloak-postgresql',
-  legacyPvc: 'data-keycloak-postgresql-0',
-  haStatefulSet: 'keycloak-postgresql-ha-postgresql',
-  haSecret: 'keycloak-postgresql-ha-postgresql',
-  pgpoolService: 'keycloak-postgresql-ha-pgpool',
-  stateConfigMap: 'keycloak-migration-state',
-  serviceAccount: 'keycloak-migration',
-  backupPvc: 'keycloak-migration-backup',
-} as const;
+export const NAMES: ReleaseNames = namesFor('keycloak');
 
 /** Data in the legacy volume: H3's Keycloak-shaped data, with Liquibase's lock released as a running Keycloak leaves it. */
 export async function seedKeycloakData(connection: Connection, users = 40): Promise<void> {
@@ -125,17 +136,17 @@ export interface MigrationState {
   lastError?: { step: string; message: string; exitCode: number };
 }
 
-export function readState(rehearsal: Rehearsal): { state?: MigrationState; resourceVersion?: string } {
-  const configMap = rehearsal.server.get({ apiVersion: 'v1', kind: 'ConfigMap', name: NAMES.stateConfigMap, namespace: rehearsal.namespace });
+export function readState(rehearsal: Rehearsal, names: ReleaseNames = NAMES): { state?: MigrationState; resourceVersion?: string } {
+  const configMap = rehearsal.server.get({ apiVersion: 'v1', kind: 'ConfigMap', name: names.stateConfigMap, namespace: rehearsal.namespace });
   if (!configMap) return {};
   const raw = (configMap.data as Record<string, string> | undefined)?.[StateKey.state];
   return { state: raw ? (JSON.parse(raw) as MigrationState) : undefined, resourceVersion: configMap.metadata.resourceVersion as string };
 }
 
 /** The application's connection through the Pgpool Service (as Keycloak has it). */
-export async function pgpoolConnection(rehearsal: Rehearsal): Promise<Connection> {
-  const port = await rehearsal.proxies.localPort(NAMES.pgpoolService, 5432);
-  return { host: '127.0.0.1', port: port!, user: 'keycloak', password: rehearsal.secretValue(NAMES.haSecret, 'password')!, database: 'keycloak' };
+export async function pgpoolConnection(rehearsal: Rehearsal, names: ReleaseNames = NAMES): Promise<Connection> {
+  const port = await rehearsal.proxies.localPort(names.pgpoolService, 5432);
+  return { host: '127.0.0.1', port: port!, user: 'keycloak', password: rehearsal.secretValue(names.haSecret, 'password')!, database: 'keycloak' };
 }
 
 /** Checks 1–4 of the module comment; throws with every problem found. */
@@ -147,26 +158,31 @@ export interface VerifyOptions {
    * @default every write of the rehearsal
    */
   readonly keycloakWritesSince?: number;
+  /** The release's names. @default {@link NAMES} (release `keycloak`) */
+  readonly names?: ReleaseNames;
+  /** Tables whose contents are not compared. @default KEYCLOAK_RUNTIME_TABLES */
+  readonly excludeTables?: readonly string[];
 }
 
 export async function verifyMigrated(rehearsal: Rehearsal, v2: SynthesizedShape, legacy: DatabaseFingerprint, options: VerifyOptions = {}): Promise<void> {
   const since = options.keycloakWritesSince ?? 0;
-  await rehearsal.waitReady(findObject(v2, 'StatefulSet', NAMES.keycloak), 120_000);
+  const names = options.names ?? NAMES;
+  await rehearsal.waitReady(findObject(v2, 'StatefulSet', names.keycloak), 120_000);
   const problems: string[] = [];
 
-  const { state } = readState(rehearsal);
+  const { state } = readState(rehearsal, names);
   if (state?.phase !== Phase.completed) problems.push(`state ConfigMap phase is ${state?.phase ?? '(no state)'}, expected ${Phase.completed}`);
 
-  const cluster = await rehearsal.workloads.repmgrCluster(NAMES.haStatefulSet);
+  const cluster = await rehearsal.workloads.repmgrCluster(names.haStatefulSet);
   if (!cluster) throw new Error('no repmgr cluster runs behind the v2 StatefulSet');
-  const superuserPassword = rehearsal.secretValue(NAMES.haSecret, 'postgres-password')!;
+  const superuserPassword = rehearsal.secretValue(names.haSecret, 'postgres-password')!;
   for (const node of cluster.nodes) {
     const connection = { host: '127.0.0.1', port: node.port, user: 'postgres', password: superuserPassword, database: 'keycloak' };
     // The standby replays asynchronously: wait for it to have replayed what the primary holds.
     const deadline = Date.now() + 15_000;
     let differences: string[];
     for (;;) {
-      differences = fingerprintDifferences(legacy, await fingerprint(connection), node.index === 0 ? 'primary' : `standby ${node.name}`);
+      differences = fingerprintDifferences(legacy, await fingerprint(connection, options.excludeTables), node.index === 0 ? 'primary' : `standby ${node.name}`);
       if (differences.length === 0 || Date.now() > deadline) break;
       await new Promise((resolve) => setTimeout(resolve, 250));
     }
@@ -175,11 +191,11 @@ export async function verifyMigrated(rehearsal: Rehearsal, v2: SynthesizedShape,
     if (inRecovery !== (node.index !== 0)) problems.push(`${node.name}: pg_is_in_recovery() is ${inRecovery}`);
   }
 
-  const write = await probeWrite(await pgpoolConnection(rehearsal));
+  const write = await probeWrite(await pgpoolConnection(rehearsal, names));
   if (!write.primary) problems.push('a write through Pgpool did not land on the primary');
 
   const verifiedAt = state?.history.find((entry) => entry.phase === Phase.verified)?.finishedAt;
-  const targetWrites = rehearsal.workloads.keycloakWrites.filter((w) => w.host === NAMES.pgpoolService && w.at >= since);
+  const targetWrites = rehearsal.workloads.keycloakWrites.filter((w) => w.host === names.pgpoolService && w.at >= since);
   if (targetWrites.length === 0) problems.push('Keycloak never wrote to the new database');
   for (const write of targetWrites) {
     if (write.createdSchema) problems.push(`${write.pod} found an empty new database and created Keycloak's schema in it`);
@@ -189,7 +205,7 @@ export async function verifyMigrated(rehearsal: Rehearsal, v2: SynthesizedShape,
   }
   // A write to the legacy database after it was quiesced for the backup would be lost.
   const quiescedAt = state?.history.find((entry) => entry.phase === Phase.quiesced)?.finishedAt;
-  for (const write of rehearsal.workloads.keycloakWrites.filter((w) => w.host === NAMES.legacyStatefulSet && w.at >= since)) {
+  for (const write of rehearsal.workloads.keycloakWrites.filter((w) => w.host === names.legacyStatefulSet && w.at >= since)) {
     if (quiescedAt && write.at > Date.parse(quiescedAt)) {
       problems.push(`${write.pod} wrote to the legacy database at ${new Date(write.at).toISOString()}, after it was quiesced for the backup (${quiescedAt}): that write is lost`);
     }
@@ -198,17 +214,17 @@ export async function verifyMigrated(rehearsal: Rehearsal, v2: SynthesizedShape,
 }
 
 /** Check 5: a repeat with nothing to do. Returns the runner's API calls for the report. */
-export async function expectNoOpRepeat(rehearsal: Rehearsal, tool: Tool, v2: SynthesizedShape): Promise<{ apiCalls: number; podRuns: number }> {
-  const before = readState(rehearsal).resourceVersion;
+export async function expectNoOpRepeat(rehearsal: Rehearsal, tool: Tool, v2: SynthesizedShape, names: ReleaseNames = NAMES): Promise<{ apiCalls: number; podRuns: number }> {
+  const before = readState(rehearsal, names).resourceVersion;
   const runsBefore = rehearsal.jobs.runs.length;
   rehearsal.server.clearRequestLog();
   const result = await deploy(rehearsal, tool, v2);
   expect(result.error?.message).toBeUndefined();
   const releaseWrites = result.events.filter((event) => event.action === 'apply' || event.action === 'prune');
   expect(releaseWrites).toEqual([]);
-  expect(readState(rehearsal).resourceVersion).toBe(before);
+  expect(readState(rehearsal, names).resourceVersion).toBe(before);
   const podRuns = rehearsal.jobs.runs.length - runsBefore;
-  const apiCalls = rehearsal.server.requestCount({ user: `system:serviceaccount:${rehearsal.namespace}:${NAMES.serviceAccount}` });
+  const apiCalls = rehearsal.server.requestCount({ user: `system:serviceaccount:${rehearsal.namespace}:${names.serviceAccount}` });
   // "A few API calls": reading the state and little else, per hook pod.
   expect(apiCalls).toBeLessThanOrEqual(podRuns * 4);
   return { apiCalls, podRuns };
