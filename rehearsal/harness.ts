@@ -48,6 +48,8 @@ export interface RehearsalOptions {
   /** Overrides merged over {@link REHEARSAL_CONFIG} for every synthesis of this rehearsal. */
   readonly config?: PlatformConfig;
   readonly seedLegacy?: WorkloadBackingOptions['seedLegacy'];
+  /** How workloads are backed beyond the defaults (legacy server major, Keycloak's steady writes). */
+  readonly workloads?: Pick<WorkloadBackingOptions, 'legacyMajorOf' | 'keycloakWriteIntervalMs'>;
   readonly helm?: HelmOptions;
   readonly argo?: ArgoOptions;
   /** Fault rules attach here: called for every hook pod the Job controller starts. */
@@ -104,6 +106,7 @@ export class Rehearsal {
       proxies: this.proxies,
       endpoints: this.endpoints,
       seedLegacy: options.seedLegacy,
+      ...options.workloads,
     });
     if (options.cloudNativePgOperator === false) {
       this.cluster.uninstalledGroups.add('postgresql.cnpg.io');
@@ -163,18 +166,19 @@ export class Rehearsal {
       Object.values(record).forEach(visit);
     };
     objects.forEach(visit);
-    const created: string[] = [];
-    for (const [name, keys] of wanted) {
-      if (shipped.has(name) || this.server.get({ apiVersion: 'v1', kind: 'Secret', name, namespace: this.namespace })) continue;
-      this.server.seed({
-        apiVersion: 'v1',
-        kind: 'Secret',
-        metadata: { name, namespace: this.namespace },
-        stringData: Object.fromEntries([...keys].map((key) => [key, randomBytes(12).toString('base64url')])),
-      });
-      created.push(name);
-    }
-    return created;
+    return [...wanted].filter(([name, keys]) => !shipped.has(name) && this.createSecretIfMissing(name, keys)).map(([name]) => name);
+  }
+
+  /** Creates Secret `name` with a random value for each key unless it exists; true when created. */
+  createSecretIfMissing(name: string, keys: Iterable<string>): boolean {
+    if (this.server.get({ apiVersion: 'v1', kind: 'Secret', name, namespace: this.namespace })) return false;
+    this.server.seed({
+      apiVersion: 'v1',
+      kind: 'Secret',
+      metadata: { name, namespace: this.namespace },
+      stringData: Object.fromEntries([...keys].map((key) => [key, randomBytes(12).toString('base64url')])),
+    });
+    return true;
   }
 
   /**

@@ -7,8 +7,15 @@
 // - Liquibase takes and releases `databasechangeloglock` (a write, every start);
 // - JGroups JDBC_PING registers this member in `jgroups_ping`.
 // It prints one JSON line per event on stdout: {"event":"first-write","at":<ms>,"created":bool},
-// {"event":"ready"}, and heartbeats until SIGTERM. Any database error exits 1 (the kubelet
-// restarts the container).
+// {"event":"ready","httpPort":<port>}, and heartbeats until SIGTERM. Any database error exits 1
+// (the kubelet restarts the container). It answers HTTP on an OS-chosen port (what the Keycloak
+// Service forwards to): 200 while its database connection works, 503 otherwise.
+// With STANDIN_WRITE_INTERVAL_MS it also writes, as a busy Keycloak does, one row every interval
+// into public.rehearsal_keycloak_writes and prints {"event":"write","at":<ms>,"id":...} once the
+// commit is acknowledged: the rehearsal measures the write outage and checks no accepted write is
+// lost. A failed write ends the process (exit 1), and the kubelet restarts it.
+import { createServer } from 'node:http';
+
 import pg from 'pg';
 
 const env = process.env;
@@ -36,10 +43,20 @@ const client = new pg.Client({
 });
 
 let stopping = false;
+let healthy = false;
 process.on('SIGTERM', () => {
   stopping = true;
   client.end().finally(() => process.exit(0));
 });
+
+const http = createServer((request, response) => {
+  response.writeHead(healthy ? 200 : 503, { 'content-type': 'application/json' });
+  response.end(JSON.stringify({ member, status: healthy ? 'UP' : 'DOWN' }));
+});
+const httpPort = await new Promise((resolve) => http.listen(0, '127.0.0.1', () => resolve(http.address().port)));
+http.unref();
+const writeInterval = Number(env.STANDIN_WRITE_INTERVAL_MS || 0);
+let writeSequence = 0;
 
 try {
   await client.connect();
@@ -77,10 +94,21 @@ try {
        ON CONFLICT (address) DO UPDATE SET name = EXCLUDED.name`,
     [`uuid-${member}`, member],
   );
-  say({ event: 'ready', at: Date.now() });
+  if (writeInterval > 0) {
+    await q(`CREATE TABLE IF NOT EXISTS ${schema}.rehearsal_keycloak_writes (id varchar(64) PRIMARY KEY, pod varchar(64) NOT NULL, at timestamptz NOT NULL)`);
+  }
+  healthy = true;
+  say({ event: 'ready', at: Date.now(), httpPort });
   while (!stopping) {
-    await new Promise((resolve) => setTimeout(resolve, 1000));
-    if (!stopping) await q('SELECT 1');
+    await new Promise((resolve) => setTimeout(resolve, writeInterval > 0 ? writeInterval : 1000));
+    if (stopping) break;
+    if (writeInterval > 0) {
+      const id = `${member}-${process.pid}-${++writeSequence}`;
+      await q(`INSERT INTO ${schema}.rehearsal_keycloak_writes (id, pod, at) VALUES ($1, $2, now())`, [id, member]);
+      say({ event: 'write', at: Date.now(), id });
+    } else {
+      await q('SELECT 1');
+    }
   }
 } catch (error) {
   if (!stopping) {

@@ -19,6 +19,7 @@ import { expect } from 'vitest';
 import pg from 'pg';
 
 import { Phase, StateKey } from '../lib/contract.js';
+import { bitnamiFullname } from '../lib/postgres-standalone.js';
 import type { PlatformConfig } from '../lib/platform-config.js';
 import type { PostgresHaFlavorName } from '../lib/postgres-ha.js';
 import { createKeycloakData } from '../test/support/keycloak-data.js';
@@ -32,21 +33,31 @@ import { waitFor } from './postgres-processes.js';
 
 export type Tool = 'helm' | 'argocd';
 
+/**
+ * The names the default platform configuration gives a release (Bitnami's fullname rule for
+ * Keycloak and the legacy database: `<release>-<chart>` unless the release name holds the chart's).
+ */
+export function namesFor(release: string) {
+  const legacy = bitnamiFullname(release, 'postgresql');
+  return {
+    keycloak: bitnamiFullname(release, 'keycloak'),
+    legacyStatefulSet: legacy,
+    legacyPod: `${legacy}-0`,
+    legacySecret: legacy,
+    legacyPvc: `data-${legacy}-0`,
+    haStatefulSet: `${release}-postgresql-ha-postgresql`,
+    haSecret: `${release}-postgresql-ha-postgresql`,
+    pgpoolService: `${release}-postgresql-ha-pgpool`,
+    cnpgCluster: `${release}-postgresql-ha`,
+    stateConfigMap: `${release}-migration-state`,
+    serviceAccount: `${release}-migration`,
+    backupPvc: `${release}-migration-backup`,
+  } as const;
+}
+export type ReleaseNames = ReturnType<typeof namesFor>;
+
 /** Names from the rehearsal's platform configuration (release `keycloak`). */
-export const NAMES = {
-  keycloak: 'keycloak',
-  legacyStatefulSet: 'keycloak-postgresql',
-  legacyPod: 'keycloak-postgresql-0',
-  legacySecret: 'keycloak-postgresql',
-  legacyPvc: 'data-keycloak-postgresql-0',
-  haStatefulSet: 'keycloak-postgresql-ha-postgresql',
-  haSecret: 'keycloak-postgresql-ha-postgresql',
-  pgpoolService: 'keycloak-postgresql-ha-pgpool',
-  cnpgCluster: 'keycloak-postgresql-ha',
-  stateConfigMap: 'keycloak-migration-state',
-  serviceAccount: 'keycloak-migration',
-  backupPvc: 'keycloak-migration-backup',
-} as const;
+export const NAMES: ReleaseNames = namesFor('keycloak');
 
 /** The HA database a rehearsal's v2 deploys, as the checks and the faults reach it. */
 export interface TargetDatabase {
@@ -60,17 +71,17 @@ export interface TargetDatabase {
 }
 
 /** Names of the rehearsal's target database, by its flavor (release `keycloak`). */
-export function targetDatabase(rehearsal: Rehearsal): TargetDatabase {
+export function targetDatabase(rehearsal: Rehearsal, names: ReleaseNames = NAMES): TargetDatabase {
   if (rehearsal.databaseFlavor === 'cloudnative-pg') {
     return {
       flavor: 'cloudnative-pg',
-      appService: `${NAMES.cnpgCluster}-rw`,
-      appSecret: `${NAMES.cnpgCluster}-app`,
+      appService: `${names.cnpgCluster}-rw`,
+      appSecret: `${names.cnpgCluster}-app`,
       // Without enableSuperuserAccess the runner restores as the owner, with the app password.
-      runnerPassword: { secret: `${NAMES.cnpgCluster}-app`, key: 'password' },
+      runnerPassword: { secret: `${names.cnpgCluster}-app`, key: 'password' },
     };
   }
-  return { flavor: 'repmgr', appService: NAMES.pgpoolService, appSecret: NAMES.haSecret, runnerPassword: { secret: NAMES.haSecret, key: 'postgres-password' } };
+  return { flavor: 'repmgr', appService: names.pgpoolService, appSecret: names.haSecret, runnerPassword: { secret: names.haSecret, key: 'postgres-password' } };
 }
 
 /** One PostgreSQL server of the target, reached directly as the superuser (not through a Service). */
@@ -82,18 +93,18 @@ export interface TargetNode {
 }
 
 /** The target's servers, primary first (checks compare each with the legacy database). */
-export async function targetNodes(rehearsal: Rehearsal, database = 'keycloak'): Promise<TargetNode[]> {
+export async function targetNodes(rehearsal: Rehearsal, database = 'keycloak', names: ReleaseNames = NAMES): Promise<TargetNode[]> {
   if (rehearsal.databaseFlavor === 'cloudnative-pg') {
-    const instances = rehearsal.cnpg?.instances(NAMES.cnpgCluster) ?? [];
-    if (instances.length === 0) throw new Error(`no CloudNativePG instance runs for Cluster ${NAMES.cnpgCluster}`);
+    const instances = rehearsal.cnpg?.instances(names.cnpgCluster) ?? [];
+    if (instances.length === 0) throw new Error(`no CloudNativePG instance runs for Cluster ${names.cnpgCluster}`);
     // The stand-in's servers trust the superuser on their local socket (no superuser Secret by default).
     return instances
       .map((instance) => ({ name: instance.name, primary: instance.role === 'primary', connection: { host: instance.node.options.socketDir, port: instance.node.port, user: 'postgres', password: '', database } }))
       .sort((a, b) => Number(b.primary) - Number(a.primary));
   }
-  const cluster = await rehearsal.workloads.repmgrCluster(NAMES.haStatefulSet);
+  const cluster = await rehearsal.workloads.repmgrCluster(names.haStatefulSet);
   if (!cluster) throw new Error('no repmgr cluster runs behind the v2 StatefulSet');
-  const password = rehearsal.secretValue(NAMES.haSecret, 'postgres-password')!;
+  const password = rehearsal.secretValue(names.haSecret, 'postgres-password')!;
   const nodes: TargetNode[] = [];
   for (const node of cluster.nodes) {
     const connection = { host: '127.0.0.1', port: node.port, user: 'postgres', password, database };
@@ -184,16 +195,16 @@ export interface MigrationState {
   lastError?: { step: string; message: string; exitCode: number };
 }
 
-export function readState(rehearsal: Rehearsal): { state?: MigrationState; resourceVersion?: string } {
-  const configMap = rehearsal.server.get({ apiVersion: 'v1', kind: 'ConfigMap', name: NAMES.stateConfigMap, namespace: rehearsal.namespace });
+export function readState(rehearsal: Rehearsal, names: ReleaseNames = NAMES): { state?: MigrationState; resourceVersion?: string } {
+  const configMap = rehearsal.server.get({ apiVersion: 'v1', kind: 'ConfigMap', name: names.stateConfigMap, namespace: rehearsal.namespace });
   if (!configMap) return {};
   const raw = (configMap.data as Record<string, string> | undefined)?.[StateKey.state];
   return { state: raw ? (JSON.parse(raw) as MigrationState) : undefined, resourceVersion: configMap.metadata.resourceVersion as string };
 }
 
 /** The application's connection through its Service (Pgpool, or CloudNativePG's `-rw`), as Keycloak has it. */
-export async function appConnection(rehearsal: Rehearsal): Promise<Connection> {
-  const target = targetDatabase(rehearsal);
+export async function appConnection(rehearsal: Rehearsal, names: ReleaseNames = NAMES): Promise<Connection> {
+  const target = targetDatabase(rehearsal, names);
   const port = await rehearsal.proxies.localPort(target.appService, 5432);
   return { host: '127.0.0.1', port: port!, user: 'keycloak', password: rehearsal.secretValue(target.appSecret, 'password')!, database: 'keycloak' };
 }
@@ -207,18 +218,23 @@ export interface VerifyOptions {
    * @default every write of the rehearsal
    */
   readonly keycloakWritesSince?: number;
+  /** The release's names. @default {@link NAMES} (release `keycloak`) */
+  readonly names?: ReleaseNames;
+  /** Tables whose contents are not compared. @default KEYCLOAK_RUNTIME_TABLES */
+  readonly excludeTables?: readonly string[];
 }
 
 export async function verifyMigrated(rehearsal: Rehearsal, v2: SynthesizedShape, legacy: DatabaseFingerprint, options: VerifyOptions = {}): Promise<void> {
   const since = options.keycloakWritesSince ?? 0;
-  await rehearsal.waitReady(findObject(v2, 'StatefulSet', NAMES.keycloak), 120_000);
+  const names = options.names ?? NAMES;
+  await rehearsal.waitReady(findObject(v2, 'StatefulSet', names.keycloak), 120_000);
   const problems: string[] = [];
 
-  const { state } = readState(rehearsal);
+  const { state } = readState(rehearsal, names);
   if (state?.phase !== Phase.completed) problems.push(`state ConfigMap phase is ${state?.phase ?? '(no state)'}, expected ${Phase.completed}`);
 
-  const target = targetDatabase(rehearsal);
-  const nodes = await targetNodes(rehearsal);
+  const target = targetDatabase(rehearsal, names);
+  const nodes = await targetNodes(rehearsal, 'keycloak', names);
   if (nodes.filter((node) => node.primary).length !== 1) problems.push(`${nodes.filter((node) => node.primary).length} primaries among ${nodes.map((node) => node.name).join(', ')}`);
   if (nodes.length < 2) problems.push(`only ${nodes.length} ${target.flavor} server(s) run: no standby`);
   for (const node of nodes) {
@@ -226,7 +242,7 @@ export async function verifyMigrated(rehearsal: Rehearsal, v2: SynthesizedShape,
     const deadline = Date.now() + 15_000;
     let differences: string[];
     for (;;) {
-      differences = fingerprintDifferences(legacy, await fingerprint(node.connection), node.primary ? `primary ${node.name}` : `standby ${node.name}`);
+      differences = fingerprintDifferences(legacy, await fingerprint(node.connection, options.excludeTables), node.primary ? `primary ${node.name}` : `standby ${node.name}`);
       if (differences.length === 0 || Date.now() > deadline) break;
       await new Promise((resolve) => setTimeout(resolve, 250));
     }
@@ -235,7 +251,7 @@ export async function verifyMigrated(rehearsal: Rehearsal, v2: SynthesizedShape,
     if (inRecovery === node.primary) problems.push(`${node.name}: pg_is_in_recovery() is ${inRecovery}, but it is ${node.primary ? 'the primary' : 'a standby'}`);
   }
 
-  const write = await probeWrite(await appConnection(rehearsal));
+  const write = await probeWrite(await appConnection(rehearsal, names));
   if (!write.primary) problems.push(`a write through ${target.appService} did not land on the primary`);
 
   const verifiedAt = state?.history.find((entry) => entry.phase === Phase.verified)?.finishedAt;
@@ -249,7 +265,7 @@ export async function verifyMigrated(rehearsal: Rehearsal, v2: SynthesizedShape,
   }
   // A write to the legacy database after it was quiesced for the backup would be lost.
   const quiescedAt = state?.history.find((entry) => entry.phase === Phase.quiesced)?.finishedAt;
-  for (const write of rehearsal.workloads.keycloakWrites.filter((w) => w.host === NAMES.legacyStatefulSet && w.at >= since)) {
+  for (const write of rehearsal.workloads.keycloakWrites.filter((w) => w.host === names.legacyStatefulSet && w.at >= since)) {
     if (quiescedAt && write.at > Date.parse(quiescedAt)) {
       problems.push(`${write.pod} wrote to the legacy database at ${new Date(write.at).toISOString()}, after it was quiesced for the backup (${quiescedAt}): that write is lost`);
     }
@@ -312,17 +328,17 @@ export async function freshInstallScenario(tool: Tool, config: PlatformConfig = 
 }
 
 /** Check 5: a repeat with nothing to do. Returns the runner's API calls for the report. */
-export async function expectNoOpRepeat(rehearsal: Rehearsal, tool: Tool, v2: SynthesizedShape): Promise<{ apiCalls: number; podRuns: number }> {
-  const before = readState(rehearsal).resourceVersion;
+export async function expectNoOpRepeat(rehearsal: Rehearsal, tool: Tool, v2: SynthesizedShape, names: ReleaseNames = NAMES): Promise<{ apiCalls: number; podRuns: number }> {
+  const before = readState(rehearsal, names).resourceVersion;
   const runsBefore = rehearsal.jobs.runs.length;
   rehearsal.server.clearRequestLog();
   const result = await deploy(rehearsal, tool, v2);
   expect(result.error?.message).toBeUndefined();
   const releaseWrites = result.events.filter((event) => event.action === 'apply' || event.action === 'prune');
   expect(releaseWrites).toEqual([]);
-  expect(readState(rehearsal).resourceVersion).toBe(before);
+  expect(readState(rehearsal, names).resourceVersion).toBe(before);
   const podRuns = rehearsal.jobs.runs.length - runsBefore;
-  const apiCalls = rehearsal.server.requestCount({ user: `system:serviceaccount:${rehearsal.namespace}:${NAMES.serviceAccount}` });
+  const apiCalls = rehearsal.server.requestCount({ user: `system:serviceaccount:${rehearsal.namespace}:${names.serviceAccount}` });
   // "A few API calls": reading the state and little else, per hook pod.
   expect(apiCalls).toBeLessThanOrEqual(podRuns * 4);
   return { apiCalls, podRuns };

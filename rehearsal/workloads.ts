@@ -9,12 +9,15 @@
  * | StatefulSet with REPMGR_USERNAME                              | repmgr node: ordinal 0 primary, others standbys |
  * | Deployment with PGPOOL_BACKEND_NODES                          | Pgpool-II over those backends             |
  * | StatefulSet with KC_DB                                        | init containers in the runner image (the database gate, `podman run`), then keycloak-standin.mjs |
+ * | StatefulSet of Bitnami's Keycloak image (no KC_DB of its own)  | keycloak-standin.mjs on the database of `KC_DB_URL` / `KEYCLOAK_DATABASE_*` (bitnami-pods.ts) |
  *
  * Data directories are `PGDATA` mapped into the pod's `data` volume (its PVC from the
  * volumeClaimTemplate, see volumes.ts), so they survive scale to 0 and back. The PostgreSQL
  * major follows the image tag (15 from Debian; 11, 13, 17 from the embedded npm packages).
  * Credentials come from the resolved environment (the Secrets in the fake API): a Secret that
  * does not exist yet keeps the pod waiting, as CreateContainerConfigError does.
+ * Bitnami's `*_FILE` password variables are read from the pod's Secret volumes. Keycloak pods
+ * serve the stand-in's HTTP port as their endpoint (what the Keycloak Service forwards to).
  *
  * Readiness: a pod's `Ready` condition turns True when its process serves, and the owner's
  * `readyReplicas`/`availableReplicas` count only such pods (H4's controller counts every pod; we
@@ -30,9 +33,10 @@ import { startWorkloadController, type FakeKubeApiServer, type KubeObject as Sto
 import { postgresBinDir, type PostgresMajor } from '../test/support/postgres.js';
 
 import { prepareContainer, startContainer, type ContainerProcess, type PodSpec } from './container-runtime.js';
+import { bitnamiKeycloakDatabase, isBitnamiKeycloak, resolvePasswordFiles } from './bitnami-pods.js';
 import { Pgpool } from './pgpool.js';
 import { PodConfigError, resolveContainerEnv, type Container } from './pod-env.js';
-import { ident, literal, PostgresNode } from './postgres-node.js';
+import { ident, literal, PostgresNode, type PostgresNodeOptions } from './postgres-node.js';
 import { ensurePostgresDir, freePort, onProcessExit, postgresUser } from './postgres-processes.js';
 import { RepmgrCluster } from './repmgr-cluster.js';
 import type { PodEndpoints, ServiceProxies } from './service-proxy.js';
@@ -77,6 +81,28 @@ export interface WorkloadBackingOptions {
   readonly seedLegacy?: (connection: { host: string; port: number; database: string; user: string; password: string; superuserPassword: string }) => Promise<void>;
   /** Base of restart back-offs for crashing containers (the kubelet's is 10 s). @default 500 */
   readonly restartBackoffMs?: number;
+  /**
+   * The server major a legacy database pod runs, from its image.
+   * @default {@link imageMajor} (the tag's major)
+   */
+  readonly legacyMajorOf?: (image: string | undefined) => PostgresMajor;
+  /**
+   * When set, every Keycloak stand-in also writes one row every this many ms (a login event, as a
+   * busy Keycloak does) and reports each accepted write: {@link WorkloadBacking.keycloakAcceptedWrites}.
+   * @default - only the start-up writes
+   */
+  readonly keycloakWriteIntervalMs?: number;
+}
+
+/** A write a Keycloak stand-in saw committed (with a write interval set). */
+export interface KeycloakAcceptedWrite {
+  readonly pod: string;
+  /** The database host from the manifest (before mapping). */
+  readonly host: string;
+  /** Commit acknowledged (ms since epoch). */
+  readonly at: number;
+  /** Primary key of the row in `public.rehearsal_keycloak_writes`. */
+  readonly id: string;
 }
 
 type Backing =
@@ -101,6 +127,10 @@ export class WorkloadBacking {
   private readonly unsubscribe: () => void;
   /** First writes of every Keycloak stand-in, in order. */
   readonly keycloakWrites: KeycloakWrite[] = [];
+  /** Every write the stand-ins saw committed, in order (only with `keycloakWriteIntervalMs`). */
+  readonly keycloakAcceptedWrites: KeycloakAcceptedWrite[] = [];
+  /** The servers legacy pods ran (by pod name), to read what the volume holds after the pod went. */
+  readonly legacyServers = new Map<string, PostgresNodeOptions>();
   readonly initContainerRuns: InitContainerRun[] = [];
   /** Errors of start routines (a backing that could not start is a rehearsal failure). */
   readonly errors: Error[] = [];
@@ -269,6 +299,7 @@ export class WorkloadBacking {
     if (workload.kind === 'StatefulSet' && envNames.has('POSTGRES_USER') && envNames.has('PGDATA')) return this.startLegacy(runtime, pod, workload, container);
     if (workload.kind === 'Deployment' && envNames.has('PGPOOL_BACKEND_NODES')) return this.startPgpool(runtime, pod, container);
     if (workload.kind === 'StatefulSet' && envNames.has('KC_DB')) return this.startKeycloak(runtime, pod);
+    if (workload.kind === 'StatefulSet' && isBitnamiKeycloak(container)) return this.startBitnamiKeycloak(runtime, pod, container);
     throw new Error(`no rehearsal backing for ${workload.kind} ${workload.metadata.name} (container ${container.name}, image ${container.image})`);
   }
 
@@ -277,7 +308,8 @@ export class WorkloadBacking {
     for (;;) {
       if (runtime.stopping) throw new Error('pod stopped before its configuration appeared');
       try {
-        return resolveContainerEnv(this.options.server, pod, container);
+        // Bitnami's images read passwords from *_FILE in Secret volumes too.
+        return resolvePasswordFiles(this.options.server, pod, container, resolveContainerEnv(this.options.server, pod, container));
       } catch (error) {
         if (!(error instanceof PodConfigError)) throw error;
         this.setPodReady(pod.metadata.name, false, 'CreateContainerConfigError');
@@ -313,8 +345,9 @@ export class WorkloadBacking {
       this.legacyPorts.set(pod.metadata.name, port);
     }
     const socketDir = await ensurePostgresDir(join(this.options.root, 'run', pod.metadata.name));
-    const node = new PostgresNode({ dataDir, port, socketDir, binDir: postgresBinDir(imageMajor(container.image)) });
+    const node = new PostgresNode({ dataDir, port, socketDir, binDir: postgresBinDir((this.options.legacyMajorOf ?? imageMajor)(container.image)) });
     runtime.backing = { kind: 'legacy', node };
+    this.legacyServers.set(pod.metadata.name, node.options);
     if (!node.isInitialised()) {
       // The Bitnami image's first start: initdb, the superuser password, the application user
       // and database. Later starts keep what the volume holds (passwords included).
@@ -439,30 +472,89 @@ export class WorkloadBacking {
     // The main container: the Keycloak stand-in, restarted when it crashes.
     const main = spec.containers[0]!;
     const originalHost = (main.env ?? []).find((variable) => variable.name === 'KC_DB_URL_HOST')?.value ?? '';
-    for (let attempt = 1; !runtime.stopping; attempt++) {
+    await this.superviseStandin(runtime, pod, podDir, originalHost, async () => {
       const prepared = await this.prepareWaiting(runtime, pod, spec, { ...main, command: undefined, args: [] }, podDir);
-      if (!prepared) return;
-      const child = spawn(process.execPath, [STANDIN], { env: { ...prepared.env, HOSTNAME: pod.metadata.name }, cwd: REPOSITORY_ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+      return prepared?.env;
+    });
+  }
+
+  /**
+   * Bitnami's Keycloak: its init container only copies files inside Bitnami's image (nothing the
+   * database sees), so the stand-in starts at once, with the database Bitnami's variables name
+   * (`KC_DB_URL` or `KEYCLOAK_DATABASE_*`, password from env or its Secret file) reached through
+   * the Service proxy.
+   */
+  private async startBitnamiKeycloak(runtime: PodRuntime, pod: StoredObject, container: Container): Promise<void> {
+    const podDir = join(this.options.root, 'pods', pod.metadata.name);
+    mkdirSync(podDir, { recursive: true });
+    runtime.backing = { kind: 'keycloak' };
+    const database = bitnamiKeycloakDatabase(await this.waitForEnv(runtime, pod, container), pod.metadata.name);
+    await this.superviseStandin(runtime, pod, podDir, database.host, async () => {
+      const port = await this.options.proxies.localPort(database.host, database.port);
+      if (port === undefined) throw new Error(`pod ${pod.metadata.name}: Keycloak's database host ${database.host} is no Service of namespace ${this.options.namespace}`);
+      return {
+        KC_DB: 'postgres',
+        KC_DB_URL_HOST: '127.0.0.1',
+        KC_DB_URL_PORT: String(port),
+        KC_DB_URL_DATABASE: database.database,
+        KC_DB_USERNAME: database.user,
+        KC_DB_PASSWORD: database.password,
+        KC_DB_SCHEMA: database.schema,
+      };
+    });
+  }
+
+  /**
+   * Runs keycloak-standin.mjs with `env` (from `environment`, re-read before each restart) until
+   * the pod stops, restarting it with back-off when it crashes, as the kubelet does. The pod is
+   * Ready when the stand-in says so, and its HTTP port is the pod's endpoint.
+   */
+  private async superviseStandin(
+    runtime: PodRuntime,
+    pod: StoredObject,
+    podDir: string,
+    originalHost: string,
+    environment: () => Promise<Record<string, string> | undefined>,
+  ): Promise<void> {
+    const backoff = this.options.restartBackoffMs ?? 500;
+    const writeInterval = this.options.keycloakWriteIntervalMs;
+    for (let attempt = 1; !runtime.stopping; attempt++) {
+      const env = await environment();
+      if (!env || runtime.stopping) return;
+      const child = spawn(process.execPath, [STANDIN], {
+        env: { ...env, HOSTNAME: pod.metadata.name, ...(writeInterval ? { STANDIN_WRITE_INTERVAL_MS: String(writeInterval) } : {}) },
+        cwd: REPOSITORY_ROOT,
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
       killOnExit(child);
       (runtime.backing as { process?: ChildProcess }).process = child;
       const logFd = openSync(join(podDir, `keycloak-${attempt}.log`), 'a');
       child.stderr.on('data', (chunk: Buffer) => appendLog(logFd, chunk));
       createInterface({ input: child.stdout }).on('line', (line) => {
-        appendLog(logFd, Buffer.from(`${line}\n`));
-        let event: { event?: string; at?: number; created?: boolean };
+        let event: { event?: string; at?: number; created?: boolean; id?: string; httpPort?: number };
         try {
           event = JSON.parse(line) as typeof event;
         } catch {
+          appendLog(logFd, Buffer.from(`${line}\n`));
           return;
+        }
+        // One line per accepted write would drown the log.
+        if (event.event !== 'write') appendLog(logFd, Buffer.from(`${line}\n`));
+        if (event.event === 'write') {
+          this.keycloakAcceptedWrites.push({ pod: pod.metadata.name, host: originalHost, at: event.at ?? Date.now(), id: event.id ?? '' });
         }
         if (event.event === 'first-write') {
           this.keycloakWrites.push({ pod: pod.metadata.name, at: event.at ?? Date.now(), host: originalHost, createdSchema: event.created === true });
         }
-        if (event.event === 'ready' && !runtime.stopping) this.setPodReady(pod.metadata.name, true);
+        if (event.event === 'ready' && !runtime.stopping) {
+          if (event.httpPort) this.options.endpoints.set(pod.metadata.name, event.httpPort);
+          this.setPodReady(pod.metadata.name, true);
+        }
       });
       const code = await exitOf(child);
       closeSync(logFd);
       if (runtime.stopping) return;
+      this.options.endpoints.delete(pod.metadata.name);
       this.setPodReady(pod.metadata.name, false, `keycloak exited ${code}`);
       await sleep(Math.min(backoff * 2 ** (attempt - 1), 10_000));
     }

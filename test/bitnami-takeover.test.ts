@@ -21,7 +21,7 @@ import { classifyArgoObjects, classifyHelmObjects, parseManifestText, readArgoMa
 import { createLogger } from '../runner/src/log.js';
 import { createHookContext } from '../runner/src/phases/context.js';
 import { takeOverReleaseObjects } from '../runner/src/phases/take-over.js';
-import { decidePrepare, probeLegacyDatabase } from '../runner/src/phases/decide.js';
+import { decidePrepare, probeLegacyDatabase, probeSource } from '../runner/src/phases/decide.js';
 import { RunnerError } from '../runner/src/errors.js';
 import { ExitCode } from '../lib/contract.js';
 import { scaleWorkload, waitForPodsGone } from '../runner/src/kube/workloads.js';
@@ -287,5 +287,30 @@ describe('fresh install only on positive evidence', () => {
     const legacy = await probe();
     expect(legacy).toMatchObject({ name: 'keycloak-postgresql', exists: true, traces: [] });
     expect(() => decidePrepare(legacy, noTarget, unreachable)).toThrow(/legacy StatefulSet keycloak-postgresql exists but its database is not reachable/);
+  });
+
+  it('refuses (78) naming the Secret the database pods read when the configured one does not exist (auth.existingSecret)', async () => {
+    cluster = await Cluster.start();
+    const existingSecret = { file: 'keycloak-25.4.0-release-idp-existing-secret.yaml', release: 'idp', keycloak: 'idp-keycloak', legacySecret: 'my-pg-secret' };
+    await installBitnami(cluster, 'helm', existingSecret);
+    const v2 = synthesizeV2(cluster, existingSecret);
+    // SOURCE_PGPASSWORD's optional secretKeyRef names idp-postgresql, which this release never had.
+    const { ctx } = await prepareJobContext(cluster, v2);
+    expect(ctx.config.source.passwordSet).toBe(false);
+    const legacy = await probeLegacyDatabase(ctx.kube, ctx.config);
+    expect(legacy).toMatchObject({ name: 'idp-postgresql', exists: true, podSecrets: ['my-pg-secret'] });
+    const source = await probeSource(ctx.config);
+    expect(source).toEqual({ status: 'absent', reason: 'SOURCE_PGPASSWORD is unset (its Secret does not exist)' });
+    let error: RunnerError | undefined;
+    try {
+      decidePrepare(legacy, noTarget, source);
+    } catch (caught) {
+      error = caught as RunnerError;
+    }
+    expect(error?.exitCode).toBe(ExitCode.config);
+    expect(error?.message).toBe(
+      'the legacy StatefulSet idp-postgresql exists but the configured password Secret does not (SOURCE_PGPASSWORD is unset (its Secret does not exist)); its pods read their passwords from Secret my-pg-secret',
+    );
+    expect(error?.hint).toContain('set the platform config\'s legacyDatabase.secretName to my-pg-secret');
   });
 });

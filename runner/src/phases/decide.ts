@@ -8,6 +8,8 @@
  * | target carries the ready marker                         | NotNeeded: the data is in place   |
  * | source reachable                                        | migrate                           |
  * | source answers with an error (password, version, …)     | fail with that error              |
+ * | legacy StatefulSet exists, its password Secret does not, | fail (78), naming the Secret its  |
+ * |   and its pods read another one (`auth.existingSecret`)  |   pods read and the config field  |
  * | legacy StatefulSet exists, source unreachable           | fail, retriable (69)              |
  * | any other trace of a legacy database (below)            | fail (78), naming what was found  |
  * | no trace at all                                         | NotNeeded: fresh install          |
@@ -19,6 +21,8 @@
  * Secret (SOURCE_PGPASSWORD set from its optional secretKeyRef). Secrets are never listed (a list
  * returns every Secret's data): the one the configuration names is the only one looked at.
  */
+import type { V1PodSpec } from '@kubernetes/client-node';
+
 import { Env, ExitCode, ReadyMarker } from '../../../lib/contract.js';
 import type { EndpointConfig, HookConfig } from '../config.js';
 import { RunnerError } from '../errors.js';
@@ -35,6 +39,8 @@ export interface LegacyProbe {
    * undefined when not probed.
    */
   readonly traces?: readonly string[];
+  /** Secrets the legacy StatefulSet's pods read (env secretKeyRef, Secret volumes), when it exists. */
+  readonly podSecrets?: readonly string[];
 }
 
 export type SourceProbe =
@@ -50,14 +56,31 @@ export async function probeLegacyStatefulSet(kube: KubeContext, config: HookConf
   const name = config.legacyStatefulSet;
   if (!name) return { exists: false };
   try {
-    await callApi(kube, { verb: 'get', resource: 'statefulsets', group: 'apps', name, namespace: kube.namespace }, () =>
+    const live = await callApi(kube, { verb: 'get', resource: 'statefulsets', group: 'apps', name, namespace: kube.namespace }, () =>
       kube.apps.readNamespacedStatefulSet({ name, namespace: kube.namespace }),
     );
-    return { name, exists: true };
+    return { name, exists: true, podSecrets: secretsReadByPods(live.spec?.template?.spec) };
   } catch (error) {
     if (isNotFound(error)) return { name, exists: false };
     throw error;
   }
+}
+
+/**
+ * The Secrets a pod template reads: env `secretKeyRef`s and Secret volumes (plain or projected),
+ * by name, in order. Bitnami's `postgresql` mounts its passwords (`POSTGRES_PASSWORD_FILE`) or
+ * references them in env, from `<fullname>` or from `auth.existingSecret`.
+ */
+export function secretsReadByPods(pod: V1PodSpec | undefined): string[] {
+  const names: string[] = [];
+  for (const container of [...(pod?.initContainers ?? []), ...(pod?.containers ?? [])]) {
+    for (const variable of container.env ?? []) if (variable.valueFrom?.secretKeyRef?.name) names.push(variable.valueFrom.secretKeyRef.name);
+  }
+  for (const volume of pod?.volumes ?? []) {
+    if (volume.secret?.secretName) names.push(volume.secret.secretName);
+    for (const source of volume.projected?.sources ?? []) if (source.secret?.name) names.push(source.secret.name);
+  }
+  return [...new Set(names)];
 }
 
 /**
@@ -155,6 +178,17 @@ export function decidePrepare(legacy: LegacyProbe, target: TargetProbe, source: 
     };
   }
   if (source.status === 'error') throw source.error;
+  if (legacy.exists && source.reason.startsWith(`${Env.sourcePassword} is unset`) && legacy.podSecrets && legacy.podSecrets.length > 0) {
+    // The Secret the configuration names is gone or never existed, while the database's own pods
+    // read another one: waiting (69) would wait forever.
+    throw new RunnerError(
+      `the legacy StatefulSet ${legacy.name} exists but the configured password Secret does not (${source.reason}); its pods read their passwords from Secret ${legacy.podSecrets.join(', ')}`,
+      {
+        exitCode: ExitCode.config,
+        hint: `set the platform config's legacyDatabase.secretName to ${legacy.podSecrets.length === 1 ? legacy.podSecrets[0] : 'the one holding the postgres password'} (Bitnami's auth.existingSecret; keys legacyDatabase.passwordKey / adminPasswordKey) and upgrade again; nothing was changed`,
+      },
+    );
+  }
   if (legacy.exists) {
     throw new RunnerError(`the legacy StatefulSet ${legacy.name} exists but its database is not reachable: ${source.reason}`, {
       exitCode: ExitCode.unavailable,

@@ -1,0 +1,434 @@
+/**
+ * One takeover of a real Bitnami `keycloak` release, with real processes: the release's own
+ * manifests installed as v1 by Helm or Argo CD (Bitnami's PostgreSQL StatefulSet as a real server
+ * holding Keycloak-shaped data or the user's dump, Bitnami's Keycloak StatefulSet as the stand-in,
+ * writing every 100 ms), then v2 synthesized for the release's name and namespace and applied by
+ * the same tool, then checks of what the user will rely on:
+ *
+ * - every row, sequence and large object the legacy volume holds after the upgrade (read from the
+ *   volume itself) is on the new primary and the standby; Keycloak waited for the verified
+ *   restore (scenario.ts's verifyMigrated);
+ * - every write Keycloak saw accepted, before and after, is on the new primary and the standby;
+ * - Keycloak answers through its Service on port 80;
+ * - the Secret that held the pre-upgrade admin password is still there with the same password,
+ *   and the master realm's admin user (Bitnami's `user`) is the same row;
+ *
+ * and Keycloak's measured write outage: last write accepted on the legacy database → first write
+ * accepted on the new one, with the share of each runner step (the state ConfigMap's history).
+ */
+import { spawn } from 'node:child_process';
+import { request } from 'node:http';
+
+import type { PlatformConfig } from '../../lib/platform-config.js';
+import { createKeycloakData } from '../../test/support/keycloak-data.js';
+import type { PostgresMajor } from '../../test/support/postgres.js';
+
+import { fingerprint, KEYCLOAK_RUNTIME_TABLES, withClient, type Connection, type DatabaseFingerprint } from '../checks.js';
+import { Rehearsal, type SynthesizedShape } from '../harness.js';
+import { classifyArgoObjects, classifyHelmObjects, type KubeObject } from '../manifests.js';
+import { PostgresNode } from '../postgres-node.js';
+import { PG_BIN, waitFor } from '../postgres-processes.js';
+import { deploy, namesFor, readState, verifyMigrated, type ReleaseNames, type Tool } from '../scenario.js';
+
+import type { BitnamiReleaseFile } from './release-file.js';
+
+/** The table the Keycloak stand-in writes its steady writes to (not Keycloak's data: compared by id). */
+const WRITES_TABLE = 'public.rehearsal_keycloak_writes';
+/**
+ * The major the rehearsal's postgresql-ha runs (Debian bookworm packages repmgr for 15 only). A
+ * dump cannot be restored into an older major, so a legacy image tag above it is rehearsed on it.
+ */
+export const REHEARSAL_TARGET_MAJOR = 15;
+const LEGACY_MAJORS_HERE: readonly PostgresMajor[] = [11, 13, 15];
+
+export interface TakeoverOptions {
+  readonly release: BitnamiReleaseFile;
+  readonly tool: Tool;
+  /** Platform configuration of v2 (from `--config`), over the release's name and namespace. @default - the default configuration */
+  readonly config?: PlatformConfig;
+  /** A plain-SQL dump (`pg_dump --no-owner --no-privileges`) loaded as the application user instead of the generated data. */
+  readonly dataFile?: string;
+  /** Users of the generated Keycloak-shaped data. @default 40 */
+  readonly users?: number;
+  /** Keycloak's steady write interval. @default 100 */
+  readonly writeIntervalMs?: number;
+  /** Progress lines. @default - silent */
+  readonly log?: (line: string) => void;
+}
+
+export interface CheckRow {
+  readonly check: string;
+  readonly ok: boolean;
+  readonly detail: string;
+}
+
+export interface Outage {
+  readonly lastLegacyWrite: number;
+  readonly firstNewWrite: number;
+  readonly ms: number;
+  /** Runner phase → ms of the outage spent in it; `other` is the tool's applies and Keycloak's start. */
+  readonly shares: readonly { readonly step: string; readonly ms: number }[];
+}
+
+export interface TakeoverReport {
+  readonly ok: boolean;
+  readonly rows: readonly CheckRow[];
+  readonly outage?: Outage;
+  readonly legacyMajor: { readonly tag: number; readonly rehearsed: number };
+  readonly durationMs: number;
+}
+
+/** The server major a legacy image tag is rehearsed on (see {@link REHEARSAL_TARGET_MAJOR}). */
+export function rehearsedLegacyMajor(tagMajor: number): PostgresMajor {
+  if (tagMajor > REHEARSAL_TARGET_MAJOR) return REHEARSAL_TARGET_MAJOR as PostgresMajor;
+  if (LEGACY_MAJORS_HERE.includes(tagMajor as PostgresMajor)) return tagMajor as PostgresMajor;
+  throw new Error(`the release runs PostgreSQL ${tagMajor}; the rehearsal has legacy servers for ${LEGACY_MAJORS_HERE.join(', ')} (and above ${REHEARSAL_TARGET_MAJOR}, on ${REHEARSAL_TARGET_MAJOR})`);
+}
+
+export async function rehearseTakeover(options: TakeoverOptions): Promise<TakeoverReport> {
+  const started = Date.now();
+  const { release, tool } = options;
+  const log = options.log ?? (() => undefined);
+  const rows: CheckRow[] = [];
+  const row = (check: string, ok: boolean, detail: string) => {
+    rows.push({ check, ok, detail });
+    log(`${ok ? 'ok  ' : 'FAIL'} ${check}: ${detail}`);
+  };
+  const rehearsed = rehearsedLegacyMajor(release.database.tagMajor);
+  const config: PlatformConfig = { releaseName: release.release, namespace: release.namespace, ...options.config };
+  const names = namesFor(config.releaseName!);
+  let seeded: (Connection & { superuserPassword: string }) | undefined;
+
+  const rehearsal = await Rehearsal.start({
+    config,
+    helm: { timeoutMs: 600_000 },
+    argo: { waveTimeoutMs: 600_000 },
+    workloads: { legacyMajorOf: () => rehearsed, keycloakWriteIntervalMs: options.writeIntervalMs ?? 100 },
+    seedLegacy: async (connection) => {
+      seeded = connection;
+      if (options.dataFile) await loadDump(connection, options.dataFile);
+      else await seedBitnamiKeycloakData(connection, rehearsed, options.users ?? 40);
+    },
+  });
+  try {
+    row(
+      'legacy PostgreSQL',
+      true,
+      rehearsed === release.database.tagMajor
+        ? `StatefulSet ${release.database.statefulSet}, PostgreSQL ${rehearsed} (image ${release.database.image})`
+        : `StatefulSet ${release.database.statefulSet}: image tag ${release.database.tagMajor}, rehearsed on PostgreSQL ${rehearsed} (the rehearsal's postgresql-ha is ${REHEARSAL_TARGET_MAJOR}; the runner image's pg_dump 17 is tested against 11, 13, 15 and 17 in test/runner-image.test.ts)`,
+    );
+
+    // v1: the release as the user has it.
+    log(`installing ${release.file} as release ${release.release} in ${release.namespace} with ${tool}`);
+    const v1: SynthesizedShape = { helm: classifyHelmObjects(release.file, release.objects), argocd: classifyArgoObjects(release.file, release.objects) };
+    const created = createSecretsTheReleaseExpects(rehearsal, release.objects);
+    const installed = await deploy(rehearsal, tool, v1);
+    const keycloakV1 = release.objects.find((o) => o.kind === 'StatefulSet' && o.metadata.name === release.keycloak.statefulSet)!;
+    if (!installed.ok) {
+      row(`v1 installed with ${tool}`, false, installed.error?.message ?? 'failed');
+      return finish();
+    }
+    try {
+      await rehearsal.waitReady(keycloakV1, 120_000);
+      await waitFor('Keycloak to accept a steady write on the legacy database', async () => rehearsal.workloads.keycloakAcceptedWrites.length > 0, 30_000);
+    } catch (error) {
+      row(`v1 installed with ${tool}`, false, (error as Error).message);
+      return finish();
+    }
+    row(`v1 installed with ${tool}`, true, `${release.objects.length} objects${created.length ? `; Secrets the release expects to exist created: ${created.join(', ')}` : ''}; Keycloak writing every ${options.writeIntervalMs ?? 100} ms`);
+
+    const adminSecretBefore = release.keycloak.adminSecret ? secretData(rehearsal, release.keycloak.adminSecret) : undefined;
+    const legacyLive = { host: '127.0.0.1', port: rehearsal.workloads.legacyPort(`${release.database.statefulSet}-0`)!, user: 'postgres', password: seeded!.superuserPassword, database: seeded!.database };
+    const adminBefore = await masterAdminRow(legacyLive);
+
+    // v2, applied by the same tool.
+    log(`upgrading to v2 (release ${config.releaseName}, namespace ${config.namespace}) with ${tool}`);
+    const v2 = rehearsal.synthesize('v2', config);
+    const upgraded = await deploy(rehearsal, tool, v2);
+    row(
+      `v2 applied with ${tool}`,
+      upgraded.ok,
+      upgraded.ok
+        ? `${upgraded.events.filter((e) => e.action === 'apply').length} applies, ${upgraded.events.filter((e) => e.action === 'prune').length} deletions`
+        : `${upgraded.error?.message ?? 'failed'}${runnerErrors(rehearsal)}`,
+    );
+    if (!upgraded.ok) return finish();
+
+    // The legacy database as the upgrade left it, read from its volume.
+    const left = await readLegacyVolume(rehearsal, `${release.database.statefulSet}-0`, seeded!);
+    const problems: string[] = [];
+    try {
+      await verifyMigrated(rehearsal, v2, left.fingerprint, { names, excludeTables: [...KEYCLOAK_RUNTIME_TABLES, WRITES_TABLE] });
+    } catch (error) {
+      problems.push((error as Error).message);
+    }
+    row(
+      'every row, sequence and large object on primary and standby',
+      problems.length === 0,
+      problems.length === 0
+        ? `${Object.keys(left.fingerprint.tables).length} tables, ${Object.values(left.fingerprint.tables).reduce((n, t) => n + t.rows, 0)} rows, ${Object.keys(left.fingerprint.sequences).length} sequences, ${Object.keys(left.fingerprint.largeObjects).length} large objects; Keycloak started only after the verified restore`
+        : problems.join('; '),
+    );
+
+    const cluster = (await rehearsal.workloads.repmgrCluster(names.haStatefulSet))!;
+    const superuser = rehearsal.secretValue(names.haSecret, 'postgres-password')!;
+    const nodes = cluster.nodes.map((node) => ({ name: node.name, connection: { host: '127.0.0.1', port: node.port, user: 'postgres', password: superuser, database: 'keycloak' } }));
+
+    // Writes go on while we check: judge those accepted so far.
+    const accepted = [...rehearsal.workloads.keycloakAcceptedWrites];
+    const legacyWrites = accepted.filter((write) => write.host !== names.pgpoolService);
+    const missing: string[] = [];
+    for (const node of nodes) {
+      const present = await waitForIds(node.connection, accepted.map((write) => write.id));
+      const lost = accepted.filter((write) => !present.has(write.id));
+      if (lost.length > 0) missing.push(`${node.name} lacks ${lost.length} (first ${lost[0]!.id} at ${new Date(lost[0]!.at).toISOString()})`);
+    }
+    const notInVolume = legacyWrites.filter((write) => !left.writeIds.has(write.id));
+    if (notInVolume.length > 0) missing.push(`${notInVolume.length} writes accepted by the legacy database are not in its volume`);
+    row('no accepted Keycloak write lost', missing.length === 0, missing.length === 0 ? `${legacyWrites.length} on the legacy database, ${accepted.length - legacyWrites.length} on the new one, all on primary and standby` : missing.join('; '));
+
+    const serviceName = release.keycloak.service ?? names.keycloak;
+    const http = await httpThroughService(rehearsal, serviceName, 80);
+    row(`Keycloak reachable through Service ${serviceName} port 80`, http.status === 200, `HTTP ${http.status}${http.body ? ` ${http.body}` : ''}`);
+
+    if (release.keycloak.adminSecret) {
+      const after = secretData(rehearsal, release.keycloak.adminSecret);
+      const same = after !== undefined && after['admin-password'] === adminSecretBefore?.['admin-password'];
+      row(`admin Secret ${release.keycloak.adminSecret} kept`, same, same ? 'admin-password unchanged (user `user`)' : after ? 'admin-password changed' : 'deleted by the upgrade');
+    } else {
+      row('admin Secret kept', false, `${release.file} holds no Secret ${release.keycloak.statefulSet} with admin-password`);
+    }
+    const adminAfter = nodes[0] ? await masterAdminRow(nodes[0].connection) : undefined;
+    row(
+      "master realm's admin user untouched",
+      adminBefore !== undefined && adminBefore === adminAfter,
+      adminBefore === undefined ? "the legacy data holds no user 'user' in realm master" : adminBefore === adminAfter ? "user 'user' of realm master: same row" : `before ${adminBefore}, after ${adminAfter ?? '(missing)'}`,
+    );
+
+    const outage = measureOutage(rehearsal, names);
+    return finish(outage);
+  } finally {
+    await rehearsal.close();
+  }
+
+  function finish(outage?: Outage): TakeoverReport {
+    return { ok: rows.every((r) => r.ok), rows, outage, legacyMajor: { tag: release.database.tagMajor, rehearsed }, durationMs: Date.now() - started };
+  }
+}
+
+/**
+ * What the user created before installing the release and the file therefore lacks
+ * (`auth.existingSecret`): every Secret a non-optional secretKeyRef (see
+ * Rehearsal.createMissingSecrets) or a Secret volume of a workload names, with random values for
+ * the keys the pods read — a projection's items, or the files its `*_FILE` variables name.
+ */
+function createSecretsTheReleaseExpects(rehearsal: Rehearsal, objects: readonly KubeObject[]): string[] {
+  const created = rehearsal.createMissingSecrets(objects);
+  const shipped = new Set(objects.filter((object) => object.kind === 'Secret').map((object) => object.metadata.name));
+  const wanted = new Map<string, Set<string>>();
+  for (const workload of objects.filter((object) => object.kind === 'StatefulSet' || object.kind === 'Deployment')) {
+    const pod = (workload.spec as { template: { spec: PodTemplateSpec } }).template.spec;
+    for (const volume of pod.volumes ?? []) {
+      const sources = volume.secret ? [{ name: volume.secret.secretName, items: volume.secret.items, optional: volume.secret.optional }] : (volume.projected?.sources ?? []).flatMap((source) => (source.secret ? [source.secret] : []));
+      for (const source of sources) {
+        if (source.optional || shipped.has(source.name)) continue;
+        const keys = source.items?.map((item) => item.key) ?? filesReadFrom(pod, volume.name);
+        if (!wanted.has(source.name)) wanted.set(source.name, new Set());
+        for (const key of keys) wanted.get(source.name)!.add(key);
+      }
+    }
+  }
+  for (const [name, keys] of wanted) if (keys.size > 0 && rehearsal.createSecretIfMissing(name, keys)) created.push(name);
+  return created;
+}
+
+interface PodTemplateSpec {
+  volumes?: {
+    name: string;
+    secret?: { secretName: string; items?: { key: string }[]; optional?: boolean };
+    projected?: { sources?: { secret?: { name: string; items?: { key: string }[]; optional?: boolean } }[] };
+  }[];
+  containers: { env?: { name: string; value?: string }[]; volumeMounts?: { name: string; mountPath: string }[] }[];
+}
+
+/** The file names under the mounts of `volume` that the containers' `*_FILE` variables name. */
+function filesReadFrom(pod: PodTemplateSpec, volume: string): string[] {
+  const files: string[] = [];
+  for (const container of pod.containers) {
+    for (const mount of (container.volumeMounts ?? []).filter((m) => m.name === volume)) {
+      const prefix = mount.mountPath.endsWith('/') ? mount.mountPath : `${mount.mountPath}/`;
+      for (const variable of container.env ?? []) {
+        if (variable.name.endsWith('_FILE') && variable.value?.startsWith(prefix)) files.push(variable.value.slice(prefix.length));
+      }
+    }
+  }
+  return files;
+}
+
+/** Keycloak-shaped data (test/support/keycloak-data.ts) plus Bitnami's admin user in the master realm. */
+async function seedBitnamiKeycloakData(connection: Connection & { superuserPassword: string }, major: number, users: number): Promise<void> {
+  const superuser = { ...connection, user: 'postgres', password: connection.superuserPassword };
+  // citext and pgcrypto are trusted extensions only from PostgreSQL 13 on.
+  await createKeycloakData(connection, { users, ...(major < 13 ? { extensionCreator: superuser } : {}) });
+  await withClient(connection, async (client) => {
+    // A running Keycloak holds no Liquibase lock.
+    await client.query('UPDATE databasechangeloglock SET locked = false, lockgranted = NULL, lockedby = NULL');
+    await client.query(
+      `INSERT INTO public.user_entity (id, realm_id, username, email, enabled, created_timestamp)
+       SELECT md5('bitnami-admin')::uuid::text, id, 'user', NULL, true, 1700000000000 FROM public.realm WHERE name = 'master'`,
+    );
+    await client.query(
+      `INSERT INTO public.credential (id, user_id, type, secret_data, credential_data, created_date, priority)
+       VALUES (md5('bitnami-admin-password')::uuid::text, md5('bitnami-admin')::uuid::text, 'password',
+               '{"value":"pbkdf2-sha512-hash-of-admin-password","salt":"c2FsdA=="}', '{"hashIterations":210000,"algorithm":"pbkdf2-sha512"}', 1700000000000, 10)`,
+    );
+    // Materialized views as Keycloak's data last left them (a restore refreshes them).
+    const views = await client.query<{ name: string }>(`SELECT format('%I.%I', schemaname, matviewname) AS name FROM pg_matviews WHERE ispopulated`);
+    for (const { name } of views.rows) await client.query(`REFRESH MATERIALIZED VIEW ${name}`);
+  });
+}
+
+/** The user's plain-SQL dump, loaded as the application user (what Keycloak owns), stopping at the first error. */
+async function loadDump(connection: Connection, file: string): Promise<void> {
+  const child = spawn(`${PG_BIN}/psql`, ['-X', '-q', '-v', 'ON_ERROR_STOP=1', '-h', connection.host, '-p', String(connection.port), '-U', connection.user, '-d', connection.database, '-f', file], {
+    env: { ...process.env, PGPASSWORD: connection.password },
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
+  let stderr = '';
+  child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+  const code = await new Promise<number | null>((resolve) => child.once('exit', resolve));
+  if (code !== 0) {
+    throw new Error(`--data ${file}: psql stopped at the first error (${stderr.trim().split('\n').at(-1)}); take the dump with \`pg_dump --no-owner --no-privileges\` so that the application user can load it`);
+  }
+}
+
+/** The master realm's admin user (Bitnami's `user`) as one JSON row, or undefined. */
+async function masterAdminRow(connection: Connection): Promise<string | undefined> {
+  return withClient(connection, async (client) => {
+    const result = await client.query<{ row: string }>(
+      `SELECT row_to_json(u)::text AS row FROM public.user_entity u JOIN public.realm r ON r.id = u.realm_id WHERE r.name = 'master' AND lower(u.username::text) = 'user'`,
+    );
+    return result.rows[0]?.row;
+  });
+}
+
+/**
+ * Starts the legacy server once more on its volume (its pod is gone: the StatefulSet was deleted
+ * or scaled to 0) and reads what it holds: the fingerprint and the ids of Keycloak's writes.
+ */
+async function readLegacyVolume(rehearsal: Rehearsal, pod: string, seeded: Connection & { superuserPassword: string }) {
+  const server = rehearsal.workloads.legacyServers.get(pod);
+  if (!server) throw new Error(`the legacy database pod ${pod} never ran`);
+  const node = new PostgresNode(server);
+  await waitFor(`the legacy database pod ${pod} to stop`, async () => !node.isRunning(), 120_000);
+  await node.start();
+  try {
+    const connection = { host: '127.0.0.1', port: server.port, user: 'postgres', password: seeded.superuserPassword, database: seeded.database };
+    const legacy: DatabaseFingerprint = await fingerprint(connection, [...KEYCLOAK_RUNTIME_TABLES, WRITES_TABLE]);
+    const writeIds = await withClient(connection, async (client) => new Set((await client.query<{ id: string }>(`SELECT id FROM ${WRITES_TABLE}`)).rows.map((r) => r.id)));
+    return { fingerprint: legacy, writeIds };
+  } finally {
+    await node.stop();
+  }
+}
+
+/** The ids among `ids` present on a server (waiting a little for a standby to replay). */
+async function waitForIds(connection: Connection, ids: readonly string[]): Promise<Set<string>> {
+  const deadline = Date.now() + 15_000;
+  for (;;) {
+    const present = await withClient(connection, async (client) => new Set((await client.query<{ id: string }>(`SELECT id FROM ${WRITES_TABLE} WHERE id = ANY($1)`, [ids])).rows.map((r) => r.id)));
+    if (present.size === ids.length || Date.now() > deadline) return present;
+    await new Promise((resolve) => setTimeout(resolve, 250));
+  }
+}
+
+/** The runner's error lines of the last hook pod that failed (what `kubectl logs` would show the user). */
+function runnerErrors(rehearsal: Rehearsal): string {
+  const failed = [...rehearsal.jobs.runs].reverse().find((run) => /"level":"error"|"level":50/.test(rehearsal.jobs.logsOf(run.podName)));
+  if (!failed) return '';
+  const lines = rehearsal.jobs
+    .logsOf(failed.podName)
+    .split('\n')
+    .filter((line) => /"level":"error"|"level":50/.test(line))
+    .map((line) => {
+      try {
+        const entry = JSON.parse(line) as { msg?: string; message?: string; hint?: string };
+        return [entry.msg ?? entry.message, entry.hint].filter(Boolean).join(' — ');
+      } catch {
+        return line;
+      }
+    });
+  return lines.length > 0 ? `; ${failed.podName} says: ${lines.at(-1)}` : '';
+}
+
+function secretData(rehearsal: Rehearsal, name: string): Record<string, string> | undefined {
+  const secret = rehearsal.server.get({ apiVersion: 'v1', kind: 'Secret', name, namespace: rehearsal.namespace });
+  return secret ? ((secret.data ?? {}) as Record<string, string>) : undefined;
+}
+
+/** GET / through the Service's port, as an in-cluster client of `http://<service>.<ns>.svc` would. */
+async function httpThroughService(rehearsal: Rehearsal, service: string, port: number): Promise<{ status: number; body?: string }> {
+  let local: number | undefined;
+  try {
+    local = await rehearsal.proxies.localPort(service, port);
+  } catch (error) {
+    return { status: 0, body: (error as Error).message };
+  }
+  if (local === undefined) return { status: 0, body: `no Service ${service}` };
+  return new Promise((resolve) => {
+    const req = request({ host: '127.0.0.1', port: local, path: '/', timeout: 5000 }, (response) => {
+      let body = '';
+      response.on('data', (chunk: Buffer) => (body += chunk.toString()));
+      response.on('end', () => resolve({ status: response.statusCode ?? 0, body }));
+    });
+    req.on('error', (error) => resolve({ status: 0, body: error.message }));
+    req.on('timeout', () => req.destroy(new Error('timed out')));
+    req.end();
+  });
+}
+
+/**
+ * Last write accepted on the legacy database → first accepted on the new one, split over the
+ * runner's recorded steps (state history: each phase's start to finish) and the rest.
+ */
+export function measureOutage(rehearsal: Rehearsal, names: ReleaseNames): Outage | undefined {
+  const writes = rehearsal.workloads.keycloakAcceptedWrites;
+  const legacy = writes.filter((write) => write.host !== names.pgpoolService);
+  if (legacy.length === 0) return undefined;
+  const lastLegacyWrite = Math.max(...legacy.map((write) => write.at));
+  const firstNew = writes.filter((write) => write.host === names.pgpoolService && write.at > lastLegacyWrite).map((write) => write.at);
+  if (firstNew.length === 0) return undefined;
+  const firstNewWrite = Math.min(...firstNew);
+  const ms = firstNewWrite - lastLegacyWrite;
+  const history = readState(rehearsal, names).state?.history ?? [];
+  const shares: { step: string; ms: number }[] = [];
+  let covered = 0;
+  for (const entry of history) {
+    const from = Math.max(Date.parse(entry.startedAt), lastLegacyWrite);
+    const to = Math.min(Date.parse(entry.finishedAt), firstNewWrite);
+    if (to > from) {
+      shares.push({ step: entry.phase, ms: to - from });
+      covered += to - from;
+    }
+  }
+  shares.push({ step: 'other (hook Job starts, the tool applying v2, Keycloak starting)', ms: Math.max(0, ms - covered) });
+  return { lastLegacyWrite, firstNewWrite, ms, shares };
+}
+
+export function formatReport(report: TakeoverReport, release: BitnamiReleaseFile, tool: Tool): string {
+  const lines = [`rehearse:takeover ${release.file} (release ${release.release}, namespace ${release.namespace}, ${tool})`, ''];
+  const width = Math.max(...report.rows.map((r) => r.check.length));
+  lines.push(`| ${'check'.padEnd(width)} | result | detail |`, `|${'-'.repeat(width + 2)}|--------|--------|`);
+  for (const r of report.rows) lines.push(`| ${r.check.padEnd(width)} | ${r.ok ? 'ok    ' : 'FAILED'} | ${r.detail.replace(/\|/g, '\\|').replace(/\n/g, ' ')} |`);
+  lines.push('');
+  if (report.outage) {
+    lines.push(`Keycloak write outage (measured): ${(report.outage.ms / 1000).toFixed(1)} s, last write on the legacy database ${new Date(report.outage.lastLegacyWrite).toISOString()} → first on the new one ${new Date(report.outage.firstNewWrite).toISOString()}`);
+    lines.push('', '| step | s | share |', '|---|---:|---:|');
+    for (const share of report.outage.shares) lines.push(`| ${share.step} | ${(share.ms / 1000).toFixed(1)} | ${Math.round((100 * share.ms) / report.outage.ms)} % |`);
+  } else {
+    lines.push('Keycloak write outage: not measured (no accepted write on both databases)');
+  }
+  lines.push('', `${report.ok ? 'PASSED' : 'FAILED'} in ${(report.durationMs / 1000).toFixed(0)} s`);
+  return lines.join('\n');
+}
