@@ -28,7 +28,7 @@ import { Rehearsal, type SynthesizedShape } from '../harness.js';
 import { classifyArgoObjects, classifyHelmObjects, type KubeObject } from '../manifests.js';
 import { PostgresNode } from '../postgres-node.js';
 import { PG_BIN, waitFor } from '../postgres-processes.js';
-import { deploy, namesFor, readState, verifyMigrated, type ReleaseNames, type Tool } from '../scenario.js';
+import { deploy, namesFor, readState, targetDatabase, targetNodes, verifyMigrated, type ReleaseNames, type Tool } from '../scenario.js';
 
 import type { BitnamiReleaseFile } from './release-file.js';
 
@@ -171,13 +171,12 @@ export async function rehearseTakeover(options: TakeoverOptions): Promise<Takeov
         : problems.join('; '),
     );
 
-    const cluster = (await rehearsal.workloads.repmgrCluster(names.haStatefulSet))!;
-    const superuser = rehearsal.secretValue(names.haSecret, 'postgres-password')!;
-    const nodes = cluster.nodes.map((node) => ({ name: node.name, connection: { host: '127.0.0.1', port: node.port, user: 'postgres', password: superuser, database: 'keycloak' } }));
+    // Every server of the target, either flavor (repmgr nodes, or CloudNativePG instances).
+    const nodes = await targetNodes(rehearsal, 'keycloak', names);
 
     // Writes go on while we check: judge those accepted so far.
     const accepted = [...rehearsal.workloads.keycloakAcceptedWrites];
-    const legacyWrites = accepted.filter((write) => write.host !== names.pgpoolService);
+    const legacyWrites = accepted.filter((write) => write.host !== targetDatabase(rehearsal, names).appService);
     const missing: string[] = [];
     for (const node of nodes) {
       const present = await waitForIds(node.connection, accepted.map((write) => write.id));
@@ -394,10 +393,11 @@ async function httpThroughService(rehearsal: Rehearsal, service: string, port: n
  */
 export function measureOutage(rehearsal: Rehearsal, names: ReleaseNames): Outage | undefined {
   const writes = rehearsal.workloads.keycloakAcceptedWrites;
-  const legacy = writes.filter((write) => write.host !== names.pgpoolService);
+  const appService = targetDatabase(rehearsal, names).appService;
+  const legacy = writes.filter((write) => write.host !== appService);
   if (legacy.length === 0) return undefined;
   const lastLegacyWrite = Math.max(...legacy.map((write) => write.at));
-  const firstNew = writes.filter((write) => write.host === names.pgpoolService && write.at > lastLegacyWrite).map((write) => write.at);
+  const firstNew = writes.filter((write) => write.host === appService && write.at > lastLegacyWrite).map((write) => write.at);
   if (firstNew.length === 0) return undefined;
   const firstNewWrite = Math.min(...firstNew);
   const ms = firstNewWrite - lastLegacyWrite;
