@@ -96,7 +96,7 @@ export async function rehearseTakeover(options: TakeoverOptions): Promise<Takeov
   };
   const rehearsed = rehearsedLegacyMajor(release.database.tagMajor);
   const config: PlatformConfig = { releaseName: release.release, namespace: release.namespace, ...options.config };
-  const names = namesFor(config.releaseName!);
+  const names = namesFor(config.releaseName!, config.legacyDatabase?.name);
   let seeded: (Connection & { superuserPassword: string }) | undefined;
 
   const rehearsal = await Rehearsal.start({
@@ -156,10 +156,11 @@ export async function rehearseTakeover(options: TakeoverOptions): Promise<Takeov
     if (!upgraded.ok) return finish();
 
     // The legacy database as the upgrade left it, read from its volume.
-    const left = await readLegacyVolume(rehearsal, `${release.database.statefulSet}-0`, seeded!);
+    const acrossMajors = rehearsed < 12;
+    const left = await readLegacyVolume(rehearsal, `${release.database.statefulSet}-0`, seeded!, acrossMajors);
     const problems: string[] = [];
     try {
-      await verifyMigrated(rehearsal, v2, left.fingerprint, { names, excludeTables: [...KEYCLOAK_RUNTIME_TABLES, WRITES_TABLE] });
+      await verifyMigrated(rehearsal, v2, left.fingerprint, { names, excludeTables: [...KEYCLOAK_RUNTIME_TABLES, WRITES_TABLE], acrossMajors });
     } catch (error) {
       problems.push((error as Error).message);
     }
@@ -317,7 +318,7 @@ async function masterAdminRow(connection: Connection): Promise<string | undefine
  * Starts the legacy server once more on its volume (its pod is gone: the StatefulSet was deleted
  * or scaled to 0) and reads what it holds: the fingerprint and the ids of Keycloak's writes.
  */
-async function readLegacyVolume(rehearsal: Rehearsal, pod: string, seeded: Connection & { superuserPassword: string }) {
+async function readLegacyVolume(rehearsal: Rehearsal, pod: string, seeded: Connection & { superuserPassword: string }, acrossMajors: boolean) {
   const server = rehearsal.workloads.legacyServers.get(pod);
   if (!server) throw new Error(`the legacy database pod ${pod} never ran`);
   const node = new PostgresNode(server);
@@ -325,7 +326,7 @@ async function readLegacyVolume(rehearsal: Rehearsal, pod: string, seeded: Conne
   await node.start();
   try {
     const connection = { host: '127.0.0.1', port: server.port, user: 'postgres', password: seeded.superuserPassword, database: seeded.database };
-    const legacy: DatabaseFingerprint = await fingerprint(connection, [...KEYCLOAK_RUNTIME_TABLES, WRITES_TABLE]);
+    const legacy: DatabaseFingerprint = await fingerprint(connection, [...KEYCLOAK_RUNTIME_TABLES, WRITES_TABLE], { acrossMajors });
     const writeIds = await withClient(connection, async (client) => new Set((await client.query<{ id: string }>(`SELECT id FROM ${WRITES_TABLE}`)).rows.map((r) => r.id)));
     return { fingerprint: legacy, writeIds };
   } finally {
