@@ -20,7 +20,7 @@ import { type GitOpsFlavor, assertGitOpsFlavor, setSyncWave } from './gitops.js'
 import { Keycloak } from './keycloak.js';
 import { KeycloakIngress } from './keycloak-ingress.js';
 import { KeycloakMonitor } from './keycloak-monitor.js';
-import { KeycloakNetworkPolicies } from './keycloak-network-policies.js';
+import { type DatabasePods, KeycloakNetworkPolicies } from './keycloak-network-policies.js';
 import { type PlatformConfig, type ResolvedPlatformConfig, resolvePlatformConfig } from './platform-config.js';
 import { PostgresHa } from './postgres-ha.js';
 import { type LegacyDatabase, PostgresStandalone, bitnamiFullname } from './postgres-standalone.js';
@@ -54,6 +54,8 @@ export class KeycloakPlatform extends Chart {
    * must exist before the install (`kubectl create secret generic ...`).
    */
   public readonly requiredSecrets: readonly RequiredSecret[];
+  /** The database Keycloak uses in this shape (v1: the single PostgreSQL; v2: the HA one), for its NetworkPolicies. */
+  private readonly keycloakDatabase: DatabasePods;
 
   public constructor(scope: Construct, id: string, props: KeycloakPlatformProps) {
     const { flavor: rawFlavor, ...platformConfig } = props;
@@ -96,6 +98,7 @@ export class KeycloakPlatform extends Chart {
         storageSize: config.legacyDatabase.storageSize,
       });
       this.legacyDatabase = standalone;
+      this.keycloakDatabase = standalone;
       this.keycloak = new Keycloak(this, 'keycloak', { ...keycloakProps, database: standalone.connection });
       setSyncWave(standalone, this.flavor, config.syncWaves.database);
       setSyncWave(this.keycloak, this.flavor, config.syncWaves.keycloak);
@@ -115,6 +118,7 @@ export class KeycloakPlatform extends Chart {
         ...(config.images.postgresqlHa !== undefined ? { image: config.images.postgresqlHa } : {}),
         ...(repmgr ? { pgpoolImage: config.images.pgpool } : {}),
       });
+      this.keycloakDatabase = this.haDatabase;
       // TLS travels with each connection: Keycloak, its gate and the Jobs all connect alike.
       const target = withTls(this.haDatabase.connection, config.database);
       const source = withTls(this.legacyDatabase.connection, config.legacyDatabase);
@@ -183,7 +187,6 @@ export class KeycloakPlatform extends Chart {
 
   /** The Ingress, NetworkPolicies and monitor, when configured; Argo CD applies them with Keycloak. */
   private addOptionalObjects(config: ResolvedPlatformConfig, objectNames: KubeObjectName[]): void {
-    const database = this.haDatabase ?? (this.legacyDatabase as PostgresStandalone);
     if (config.ingress !== undefined) {
       const ingress = new KeycloakIngress(this, 'ingress', {
         keycloak: this.keycloak,
@@ -199,7 +202,7 @@ export class KeycloakPlatform extends Chart {
       const policies = config.networkPolicies;
       const networkPolicies = new KeycloakNetworkPolicies(this, 'network-policies', {
         keycloak: this.keycloak,
-        database,
+        database: this.keycloakDatabase,
         ...(this.migration !== undefined ? { migration: this.migration } : {}),
         ...(policies.httpFrom !== undefined ? { httpFrom: policies.httpFrom } : {}),
         ...(policies.managementFrom !== undefined ? { managementFrom: policies.managementFrom } : {}),

@@ -13,6 +13,7 @@
 import { ApiObject, JsonPatch } from 'cdk8s';
 import { k8s } from 'cdk8s-plus-27';
 import { restrictedProfileViolations } from './pod-security.js';
+import { validateDnsLabel, validateDnsSubdomain } from './validation.js';
 
 /** Additions to a pod template. Everything is optional and added to what the construct sets. */
 export interface PodCustomization {
@@ -102,8 +103,6 @@ const POD_TEMPLATE_PATH: Readonly<Record<string, string>> = {
   Job: '/spec/template',
 };
 
-const KUBERNETES_NAME = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
-
 /**
  * Applies `customization` to the pod template of `workload` (a StatefulSet, Deployment or Job
  * synthesized by this library). `field` names the prop in error messages; `mainContainers` are the
@@ -126,20 +125,8 @@ export function customizePod(workload: ApiObject, field: string, customization: 
   const containerNames = (spec.containers as Array<{ name: string }>).map((container) => container.name);
   const targets = mainContainers ?? containerNames;
 
-  const arrayOf = <T>(key: keyof PodCustomization): readonly T[] => {
-    const value = customization[key];
-    if (value === undefined) return [];
-    if (!Array.isArray(value)) throw new Error(`${field}.${key} must be a list, got ${JSON.stringify(value)}`);
-    return value as readonly T[];
-  };
-  const mapOf = (key: keyof PodCustomization): Record<string, string> => {
-    const value = customization[key];
-    if (value === undefined) return {};
-    if (typeof value !== 'object' || value === null || Array.isArray(value) || Object.values(value).some((v) => typeof v !== 'string')) {
-      throw new Error(`${field}.${key} must be a map of strings, got ${JSON.stringify(value)}`);
-    }
-    return value as Record<string, string>;
-  };
+  const arrayOf = <T>(key: keyof PodCustomization): readonly T[] => listProp<T>(field, customization, key);
+  const mapOf = (key: keyof PodCustomization): Record<string, string> => mapProp(field, customization, key);
 
   const labels = mapOf('podLabels');
   for (const [key, value] of Object.entries(labels)) {
@@ -165,10 +152,7 @@ export function customizePod(workload: ApiObject, field: string, customization: 
     ];
   }
   if (customization.priorityClassName !== undefined) spec.priorityClassName = validatePriorityClassName(field, customization.priorityClassName);
-  const pullSecrets = arrayOf<string>('imagePullSecrets');
-  pullSecrets.forEach((name, index) => {
-    if (typeof name !== 'string' || !KUBERNETES_NAME.test(name)) throw new Error(`${field}.imagePullSecrets[${index}] must be a Secret name, got ${JSON.stringify(name)}`);
-  });
+  const pullSecrets = pullSecretNames(field, customization);
   if (pullSecrets.length > 0) spec.imagePullSecrets = [...(spec.imagePullSecrets ?? []), ...pullSecrets.map((name) => ({ name }))];
 
   const volumes = arrayOf<k8s.Volume>('extraVolumes');
@@ -205,8 +189,10 @@ export function customizePod(workload: ApiObject, field: string, customization: 
 
   const sidecars = arrayOf<k8s.Container>('sidecars');
   sidecars.forEach((sidecar, index) => {
-    if (!sidecar || typeof sidecar.name !== 'string' || !KUBERNETES_NAME.test(sidecar.name) || containerNames.includes(sidecar.name)) {
-      throw new Error(`${field}.sidecars[${index}].name ${JSON.stringify(sidecar?.name)} is missing, not a DNS label, or taken by ${containerNames.join(', ')}: choose another name`);
+    if (!sidecar || typeof sidecar !== 'object') throw new Error(`${field}.sidecars[${index}] must be a container, got ${JSON.stringify(sidecar)}`);
+    validateDnsLabel(`${field}.sidecars[${index}].name`, sidecar.name);
+    if (containerNames.includes(sidecar.name)) {
+      throw new Error(`${field}.sidecars[${index}].name ${JSON.stringify(sidecar.name)} is taken by the pod's containers (${containerNames.join(', ')}): choose another name`);
     }
     if (typeof sidecar.image !== 'string' || sidecar.image === '') throw new Error(`${field}.sidecars[${index}].image is required`);
     containerNames.push(sidecar.name);
@@ -240,27 +226,37 @@ export function cloudNativePgPodSpec(field: string, customization: PodCustomizat
         "remove it, or use flavor 'repmgr', or the operator's own plugin mechanism",
     );
   }
+  const tolerations = listProp<k8s.Toleration>(field, customization, 'tolerations');
+  const nodeSelector = mapProp(field, customization, 'nodeSelector');
+  const podLabels = mapProp(field, customization, 'podLabels');
+  const podAnnotations = mapProp(field, customization, 'podAnnotations');
+  const extraEnv = listProp<k8s.EnvVar>(field, customization, 'extraEnv');
+  const pullSecrets = pullSecretNames(field, customization);
+  const spread = listProp<k8s.TopologySpreadConstraint>(field, customization, 'topologySpreadConstraints');
+  validateSpread(field, spread);
   const affinity = customization.affinity === undefined ? undefined : k8s.toJson_Affinity(customization.affinity);
   const spec: Record<string, unknown> = {};
   const clusterAffinity: Record<string, unknown> = {
-    ...(customization.tolerations ? { tolerations: customization.tolerations.map((t) => k8s.toJson_Toleration(t)) } : {}),
-    ...(customization.nodeSelector ? { nodeSelector: { ...customization.nodeSelector } } : {}),
+    ...(tolerations.length > 0 ? { tolerations: tolerations.map((t) => k8s.toJson_Toleration(t)) } : {}),
+    ...(Object.keys(nodeSelector).length > 0 ? { nodeSelector } : {}),
     ...(affinity?.nodeAffinity ? { nodeAffinity: affinity.nodeAffinity } : {}),
     ...(affinity?.podAffinity ? { additionalPodAffinity: affinity.podAffinity } : {}),
     ...(affinity?.podAntiAffinity ? { additionalPodAntiAffinity: affinity.podAntiAffinity } : {}),
   };
   if (Object.keys(clusterAffinity).length > 0) spec.affinity = clusterAffinity;
-  validateSpread(field, customization.topologySpreadConstraints ?? []);
-  if (customization.topologySpreadConstraints) spec.topologySpreadConstraints = customization.topologySpreadConstraints.map((c) => k8s.toJson_TopologySpreadConstraint(c));
+  if (spread.length > 0) spec.topologySpreadConstraints = spread.map((c) => k8s.toJson_TopologySpreadConstraint(c));
   if (customization.priorityClassName !== undefined) spec.priorityClassName = validatePriorityClassName(field, customization.priorityClassName);
-  if (customization.podLabels || customization.podAnnotations) {
+  if (Object.keys(podLabels).length > 0 || Object.keys(podAnnotations).length > 0) {
     spec.inheritedMetadata = {
-      ...(customization.podLabels ? { labels: { ...customization.podLabels } } : {}),
-      ...(customization.podAnnotations ? { annotations: { ...customization.podAnnotations } } : {}),
+      ...(Object.keys(podLabels).length > 0 ? { labels: podLabels } : {}),
+      ...(Object.keys(podAnnotations).length > 0 ? { annotations: podAnnotations } : {}),
     };
   }
-  if (customization.extraEnv) spec.env = customization.extraEnv.map((v) => k8s.toJson_EnvVar(v));
-  if (customization.imagePullSecrets) spec.imagePullSecrets = customization.imagePullSecrets.map((name) => ({ name }));
+  extraEnv.forEach((variable, index) => {
+    if (!variable || typeof variable.name !== 'string' || variable.name === '') throw new Error(`${field}.extraEnv[${index}] needs a name, got ${JSON.stringify(variable)}`);
+  });
+  if (extraEnv.length > 0) spec.env = extraEnv.map((v) => k8s.toJson_EnvVar(v));
+  if (pullSecrets.length > 0) spec.imagePullSecrets = pullSecrets.map((name) => ({ name }));
   return spec;
 }
 
@@ -272,9 +268,32 @@ function validateSpread(field: string, constraints: readonly k8s.TopologySpreadC
   });
 }
 
+/** A PriorityClass name is a DNS-1123 subdomain (`system-cluster-critical`, `team.critical`). */
 function validatePriorityClassName(field: string, name: unknown): string {
-  if (typeof name !== 'string' || !KUBERNETES_NAME.test(name)) {
-    throw new Error(`${field}.priorityClassName must be the name of a PriorityClass, got ${JSON.stringify(name)}`);
+  return validateDnsSubdomain(`${field}.priorityClassName`, name as string);
+}
+
+/** Pull secrets are Secret names: DNS-1123 subdomains. */
+function pullSecretNames(field: string, customization: PodCustomization): readonly string[] {
+  const names = listProp<string>(field, customization, 'imagePullSecrets');
+  names.forEach((name, index) => validateDnsSubdomain(`${field}.imagePullSecrets[${index}]`, name));
+  return names;
+}
+
+/** A list-valued prop (absent: empty), refused by name when it is not a list. */
+function listProp<T>(field: string, customization: PodCustomization, key: keyof PodCustomization): readonly T[] {
+  const value = customization[key];
+  if (value === undefined) return [];
+  if (!Array.isArray(value)) throw new Error(`${field}.${key} must be a list, got ${JSON.stringify(value)}`);
+  return value as readonly T[];
+}
+
+/** A map-of-strings prop (absent: empty), refused by name when it is anything else. */
+function mapProp(field: string, customization: PodCustomization, key: keyof PodCustomization): Record<string, string> {
+  const value = customization[key];
+  if (value === undefined) return {};
+  if (typeof value !== 'object' || value === null || Array.isArray(value) || Object.values(value).some((v) => typeof v !== 'string')) {
+    throw new Error(`${field}.${key} must be a map of strings, got ${JSON.stringify(value)}`);
   }
-  return name;
+  return { ...(value as Record<string, string>) };
 }

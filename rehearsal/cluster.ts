@@ -22,6 +22,13 @@ import type { KubeObject } from './manifests.js';
 const CLUSTER_SCOPED = new Set(['Namespace', 'PersistentVolume', 'ClusterRole', 'ClusterRoleBinding', 'StorageClass', 'CustomResourceDefinition', 'PriorityClass']);
 
 export class FakeCluster implements ClusterOps {
+  /**
+   * API groups of custom resources whose CRD (and operator) is not installed here. The fake API
+   * server stores any custom resource; a real one has no mapping for it, and the tools stop before
+   * applying anything (see {@link ClusterOps.unserved}).
+   */
+  readonly uninstalledGroups = new Set<string>();
+
   constructor(
     readonly server: FakeKubeApiServer,
     readonly namespace: string,
@@ -39,6 +46,10 @@ export class FakeCluster implements ClusterOps {
   private reference(object: Pick<KubeObject, 'apiVersion' | 'kind' | 'metadata'>) {
     const placed = this.placed(object);
     return { apiVersion: object.apiVersion, kind: object.kind, name: object.metadata.name, namespace: placed.metadata.namespace };
+  }
+
+  unserved(objects: readonly KubeObject[]): KubeObject[] {
+    return objects.filter((object) => object.apiVersion.includes('/') && this.uninstalledGroups.has(object.apiVersion.split('/')[0]!));
   }
 
   get(object: Pick<KubeObject, 'apiVersion' | 'kind' | 'metadata'>): StoredObject | undefined {
@@ -132,9 +143,54 @@ export function readiness(object: StoredObject): Readiness {
       const conditions = (status.conditions ?? []) as { type: string; status: string }[];
       return conditions.some((c) => c.type === 'Ready' && c.status === 'True') ? { ready: true } : { ready: false, reason: 'pod not ready' };
     }
+    case 'Cluster':
+      if (object.apiVersion === 'postgresql.cnpg.io/v1') {
+        const health = cloudNativePgClusterHealth(object);
+        return health.status === 'Healthy' ? { ready: true } : { ready: false, reason: `Cluster ${health.status}: ${health.message ?? ''}` };
+      }
+      return { ready: true };
     default:
       return { ready: true };
   }
+}
+
+/**
+ * The phases of a CloudNativePG Cluster as Argo CD's health check maps them
+ * (argo-cd resource_customizations/postgresql.cnpg.io/Cluster/health.lua).
+ */
+const CNPG_PHASE_HEALTH: Readonly<Record<string, 'Healthy' | 'Progressing' | 'Degraded' | 'Suspended'>> = {
+  'Cluster in healthy state': 'Healthy',
+  'Setting up primary': 'Progressing',
+  'Creating a new replica': 'Progressing',
+  'Upgrading cluster': 'Progressing',
+  'Waiting for the instances to become active': 'Progressing',
+  'Promoting to primary cluster': 'Progressing',
+  'Switchover in progress': 'Degraded',
+  'Failing over': 'Degraded',
+  'Upgrading Postgres major version': 'Degraded',
+  'Cluster upgrade delayed': 'Degraded',
+  'Waiting for user action': 'Degraded',
+  'Primary instance is being restarted in-place': 'Degraded',
+  'Primary instance is being restarted without a switchover': 'Degraded',
+  'Cluster cannot execute instance online upgrade due to missing architecture binary': 'Degraded',
+  'Online upgrade in progress': 'Degraded',
+  'Applying configuration': 'Degraded',
+  'Unable to create required cluster objects': 'Suspended',
+  'Cluster cannot proceed to reconciliation due to an unknown plugin being required': 'Suspended',
+  'Cluster has incomplete or invalid image catalog': 'Suspended',
+  'Cluster is unrecoverable and needs manual intervention': 'Suspended',
+};
+
+/** Argo CD's health of a `postgresql.cnpg.io/v1` Cluster, rule for rule as health.lua decides it. */
+export function cloudNativePgClusterHealth(object: StoredObject): { status: 'Healthy' | 'Progressing' | 'Degraded' | 'Suspended' | 'Unknown'; message?: string } {
+  if (object.metadata.annotations?.['cnpg.io/reconciliation'] === 'disabled') return { status: 'Suspended', message: 'Cluster reconciliation is suspended' };
+  const status = object.status as { phase?: string; phaseReason?: string; conditions?: { type: string; status: string; message?: string }[] } | undefined;
+  if (status?.conditions !== undefined) {
+    const hibernation = status.conditions.find((condition) => condition.type === 'cnpg.io/hibernation');
+    if (hibernation) return { status: hibernation.status === 'True' ? 'Suspended' : 'Degraded', message: hibernation.message };
+    return { status: CNPG_PHASE_HEALTH[status.phase ?? ''] ?? 'Unknown', message: status.phaseReason };
+  }
+  return { status: 'Progressing', message: status?.phaseReason };
 }
 
 function stripVolatile(object: StoredObject): unknown {

@@ -32,13 +32,10 @@
 import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
-import { chmodSync, chownSync, closeSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { connect, type AddressInfo } from 'node:net';
-import { tmpdir } from 'node:os';
+import { chmodSync, chownSync, closeSync, mkdirSync, openSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { createServer as createTlsServer } from 'node:tls';
 
-import type { FakeKubeApiServer, KubeObject as StoredObject } from '../test/support/fake-kube/index.js';
+import { apiServerTlsFront, type FakeKubeApiServer, type KubeObject as StoredObject } from '../test/support/fake-kube/index.js';
 
 import { ensureRunnerImage, formatImageSize } from '../scripts/build-image.js';
 
@@ -338,60 +335,6 @@ export function runnerImage(): string {
 export function describeRunnerImage(reference: string): string {
   const size = Number(execFileSync('podman', ['image', 'inspect', '--format', '{{.Size}}', reference], { encoding: 'utf8' }).trim());
   return `${reference} (${formatImageSize(size)})`;
-}
-
-interface TlsFront {
-  readonly host: string;
-  readonly port: number;
-  readonly caCertificate: string;
-}
-
-const tlsFronts = new WeakMap<FakeKubeApiServer, Promise<TlsFront>>();
-
-/**
- * An HTTPS listener in front of the fake API server (which speaks plain HTTP): client-node's
- * in-cluster configuration always uses https with the mounted ca.crt, as a pod's does.
- */
-function apiServerTlsFront(server: FakeKubeApiServer): Promise<TlsFront> {
-  let front = tlsFronts.get(server);
-  if (!front) {
-    front = new Promise<TlsFront>((resolveFront, rejectFront) => {
-      const { key, certificate } = selfSignedCertificate();
-      const upstream = new URL(server.url);
-      const listener = createTlsServer({ key, cert: certificate }, (socket) => {
-        const backend = connect(Number(upstream.port), upstream.hostname);
-        socket.pipe(backend).pipe(socket);
-        socket.on('error', () => backend.destroy());
-        backend.on('error', () => socket.destroy());
-      });
-      listener.on('error', rejectFront);
-      listener.listen(0, '127.0.0.1', () => {
-        listener.unref();
-        resolveFront({ host: '127.0.0.1', port: (listener.address() as AddressInfo).port, caCertificate: certificate });
-      });
-    });
-    tlsFronts.set(server, front);
-  }
-  return front;
-}
-
-let certificateOfProcess: { key: string; certificate: string } | undefined;
-
-/** One key and self-signed certificate for 127.0.0.1 per test process (openssl, ~50 ms). */
-function selfSignedCertificate(): { key: string; certificate: string } {
-  if (!certificateOfProcess) {
-    const dir = mkdtempSync(join(tmpdir(), 'rehearsal-apiserver-tls-'));
-    const keyFile = join(dir, 'key.pem');
-    const certificateFile = join(dir, 'cert.pem');
-    execFileSync('openssl', [
-      'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '2',
-      '-subj', '/CN=kubernetes', '-addext', 'subjectAltName=IP:127.0.0.1,DNS:kubernetes.default.svc',
-      '-keyout', keyFile, '-out', certificateFile,
-    ], { stdio: 'ignore' });
-    certificateOfProcess = { key: readFileSync(keyFile, 'utf8'), certificate: readFileSync(certificateFile, 'utf8') };
-    rmSync(dir, { recursive: true, force: true });
-  }
-  return certificateOfProcess;
 }
 
 function giveToGroup(directory: string, group: number, owner?: number): void {

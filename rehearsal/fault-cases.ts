@@ -22,7 +22,7 @@ import {
   type FaultCase,
   type FaultContext,
 } from './faults.js';
-import { findObject, killRunnerWhen, objectsOf } from './scenario.js';
+import { findObject, killRunnerWhen, objectsOf, targetDatabase } from './scenario.js';
 
 /** A killed runner holds the Lease until it expires: 5 s (the runner's minimum) keeps the matrix fast. */
 const SHORT_LOCK = jobEnv('', 'MIGRATION_LOCK_TTL_SECONDS', '5');
@@ -98,7 +98,7 @@ function killCase(point: KillPoint, index: number): FaultCase {
 
 /** Makes the Pgpool Service unreachable once the pre-phase is done (the restore's target). */
 function blockTargetDuringRestore({ rehearsal }: FaultContext): void {
-  rehearsal.proxies.block(NAMES.pgpoolService);
+  rehearsal.proxies.block(targetDatabase(rehearsal).appService);
 }
 
 /** Every runner kill point, as fault cases. */
@@ -122,9 +122,9 @@ export const FAILURE_CASES: readonly FaultCase[] = [
       const { state } = readState(context.rehearsal);
       expect(state?.lastError?.message).toBeTruthy();
       if (context.tool === 'argocd') expect(jobLogs(context, '-record-failure')).toMatch(/recorded the failed sync/);
-      expect(context.rehearsal.workloads.keycloakWrites.filter((w) => w.host === NAMES.pgpoolService)).toEqual([]);
+      expect(context.rehearsal.workloads.keycloakWrites.filter((w) => w.host === targetDatabase(context.rehearsal).appService)).toEqual([]);
     },
-    fix: ({ rehearsal }) => rehearsal.proxies.unblock(NAMES.pgpoolService),
+    fix: ({ rehearsal }) => rehearsal.proxies.unblock(targetDatabase(rehearsal).appService),
   },
   {
     name: 'restore Job fails: wrong target password (Secret changed after the database was initialised); the operator restores it',
@@ -139,9 +139,10 @@ export const FAILURE_CASES: readonly FaultCase[] = [
       const stop = rehearsal.server.onChange((event, object) => {
         if (event !== 'ADDED' || object.kind !== 'Job' || !object.metadata.name.endsWith('-restore')) return;
         stop();
-        const secret = rehearsal.server.get({ apiVersion: 'v1', kind: 'Secret', name: NAMES.haSecret, namespace: rehearsal.namespace })!;
-        originalPassword.set(context, rehearsal.secretValue(NAMES.haSecret, 'postgres-password')!);
-        rehearsal.server.upsert({ ...secret, data: { ...(secret.data as object), 'postgres-password': Buffer.from('drifted-password').toString('base64') } });
+        const { secret: name, key } = targetDatabase(rehearsal).runnerPassword;
+        const secret = rehearsal.server.get({ apiVersion: 'v1', kind: 'Secret', name, namespace: rehearsal.namespace })!;
+        originalPassword.set(context, rehearsal.secretValue(name, key)!);
+        rehearsal.server.upsert({ ...secret, data: { ...(secret.data as object), [key]: Buffer.from('drifted-password').toString('base64') } });
       });
     },
     firstAttempt: 'fails',
@@ -153,8 +154,9 @@ export const FAILURE_CASES: readonly FaultCase[] = [
     },
     fix: (context) => {
       const { rehearsal } = context;
-      const secret = rehearsal.server.get({ apiVersion: 'v1', kind: 'Secret', name: NAMES.haSecret, namespace: rehearsal.namespace })!;
-      rehearsal.server.upsert({ ...secret, data: { ...(secret.data as object), 'postgres-password': Buffer.from(originalPassword.get(context)!).toString('base64') } });
+      const { secret: name, key } = targetDatabase(rehearsal).runnerPassword;
+      const secret = rehearsal.server.get({ apiVersion: 'v1', kind: 'Secret', name, namespace: rehearsal.namespace })!;
+      rehearsal.server.upsert({ ...secret, data: { ...(secret.data as object), [key]: Buffer.from(originalPassword.get(context)!).toString('base64') } });
     },
   },
   {
@@ -166,9 +168,9 @@ export const FAILURE_CASES: readonly FaultCase[] = [
     firstAttempt: 'fails',
     afterFirst: (context, result) => {
       expect(result.error?.message).toMatch(/DeadlineExceeded/);
-      expect(context.rehearsal.workloads.keycloakWrites.filter((w) => w.host === NAMES.pgpoolService)).toEqual([]);
+      expect(context.rehearsal.workloads.keycloakWrites.filter((w) => w.host === targetDatabase(context.rehearsal).appService)).toEqual([]);
     },
-    fix: ({ rehearsal }) => rehearsal.proxies.unblock(NAMES.pgpoolService),
+    fix: ({ rehearsal }) => rehearsal.proxies.unblock(targetDatabase(rehearsal).appService),
   },
   {
     name: 'two pre-phase Jobs started together: one acts, the other waits or finds the work done',

@@ -20,7 +20,7 @@ import {
   isKeycloakPod,
   installV1,
   NAMES,
-  pgpoolConnection,
+  appConnection,
   readState,
   seedKeycloakData,
   verifyMigrated,
@@ -56,7 +56,7 @@ describe('without the database gate', () => {
     expect(state?.lastError?.message).toMatch(/already holds .*public\.databasechangeloglock.*no restore has started there.*without its database gate/);
 
     // Nothing Keycloak wrote was dropped.
-    const left = await withClient(await pgpoolConnection(rehearsal), async (client) =>
+    const left = await withClient(await appConnection(rehearsal), async (client) =>
       (await client.query<{ table: string }>(`SELECT to_regclass('public.jgroups_ping')::text AS table`)).rows[0]!.table,
     );
     expect(left).toBe('jgroups_ping');

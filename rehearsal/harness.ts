@@ -14,10 +14,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
 import { synthesizePlatform } from '../main.js';
-import type { PlatformConfig } from '../lib/platform-config.js';
+import { resolvePlatformConfig, type PlatformConfig } from '../lib/platform-config.js';
+import type { PostgresHaFlavorName } from '../lib/postgres-ha.js';
 import { startFakeKubeApiServer, type FakeKubeApiServer } from '../test/support/fake-kube/index.js';
 
 import { FakeCluster } from './cluster.js';
+import { CnpgOperator } from './cnpg-operator.js';
 import { JobController, type RunningPod } from './jobs.js';
 import { ArgoApplication, HelmRelease, type ArgoOptions, type HelmOptions } from './lifecycle.js';
 import { readArgoManifests, readHelmChart, type ArgoManifests, type HelmChartManifests, type KubeObject } from './manifests.js';
@@ -52,6 +54,12 @@ export interface RehearsalOptions {
   readonly argo?: ArgoOptions;
   /** Fault rules attach here: called for every hook pod the Job controller starts. */
   readonly onJobPodStarted?: (pod: RunningPod) => void;
+  /**
+   * Whether the CloudNativePG operator (its CRD and the stand-in in cnpg-operator.ts) is
+   * installed: without it, a Cluster in the manifests fails the tools as on a real cluster.
+   * @default true
+   */
+  readonly cloudNativePgOperator?: boolean;
 }
 
 export class Rehearsal {
@@ -63,6 +71,8 @@ export class Rehearsal {
   readonly proxies: ServiceProxies;
   readonly jobs: JobController;
   readonly workloads: WorkloadBacking;
+  /** The CloudNativePG operator stand-in, when installed. */
+  readonly cnpg?: CnpgOperator;
   readonly helm: HelmRelease;
   readonly argo: ArgoApplication;
   private readonly jobPodListeners: ((pod: RunningPod) => void)[] = [];
@@ -98,6 +108,11 @@ export class Rehearsal {
       seedLegacy: options.seedLegacy,
       ...options.workloads,
     });
+    if (options.cloudNativePgOperator === false) {
+      this.cluster.uninstalledGroups.add('postgresql.cnpg.io');
+    } else {
+      this.cnpg = new CnpgOperator({ server, namespace: this.namespace, root: join(root, 'cnpg'), volumes: this.volumes, endpoints: this.endpoints });
+    }
     this.helm = new HelmRelease(this.cluster, options.helm);
     this.argo = new ArgoApplication(this.cluster, options.argo);
   }
@@ -108,6 +123,11 @@ export class Rehearsal {
     chmodSync(root, 0o755);
     const server = await startFakeKubeApiServer();
     return new Rehearsal(server, options, root);
+  }
+
+  /** The HA database flavor every v2 of this rehearsal synthesizes (its configuration, else the library's default). */
+  get databaseFlavor(): PostgresHaFlavorName {
+    return resolvePlatformConfig(mergeConfig(REHEARSAL_CONFIG, this.options.config ?? {})).database.flavor;
   }
 
   /** Adds a listener for hook pods (fault rules of one step of a scenario). */
@@ -169,7 +189,7 @@ export class Rehearsal {
     try {
       await this.cluster.waitReady(object, timeoutMs);
     } catch (error) {
-      const startErrors = this.workloads.errors.map((e) => e.message);
+      const startErrors = [...this.workloads.errors, ...(this.cnpg?.errors ?? [])].map((e) => e.message);
       throw new Error(`${(error as Error).message}${startErrors.length ? `; workload start errors: ${startErrors.join('; ')}` : ''}`, { cause: error });
     }
   }
@@ -184,6 +204,7 @@ export class Rehearsal {
   async close(): Promise<void> {
     await this.jobs.close();
     await this.workloads.close();
+    await this.cnpg?.close();
     await this.proxies.close();
     this.volumes.close();
     await this.server.close();

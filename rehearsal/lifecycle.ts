@@ -158,6 +158,8 @@ export interface ClusterOps {
   delete(object: Pick<KubeObject, 'apiVersion' | 'kind' | 'metadata'>): Promise<boolean>;
   /** Resolves when the object is ready in the tool's sense, rejects on failure or after `timeoutMs`. */
   waitReady(object: KubeObject, timeoutMs: number): Promise<void>;
+  /** The objects whose kind the API server does not serve (a custom resource without its CRD). */
+  unserved(objects: readonly KubeObject[]): KubeObject[];
 }
 
 /** One line of what a tool did, in order; the tests assert on it. */
@@ -215,6 +217,17 @@ export class HelmRelease {
 
   /** `helm upgrade --install`: install when there is no release yet, upgrade otherwise. */
   async upgradeInstall(chart: HelmChartManifests): Promise<LifecycleResult> {
+    // Helm maps every object of the new manifest to an API resource before anything else
+    // (pkg/action/upgrade.go, install.go: KubeClient.Build); a kind without its CRD fails there.
+    const [unmapped] = this.cluster.unserved([...chart.resources, ...chart.hooks.map((hook) => hook.object)]);
+    if (unmapped) {
+      const error = new Error(
+        `unable to build kubernetes objects from new release manifest: resource mapping not found for name: "${unmapped.metadata.name}" ` +
+          `namespace: "${unmapped.metadata.namespace ?? ''}" from "": no matches for kind "${unmapped.kind}" in version "${unmapped.apiVersion}"\n` +
+          'ensure CRDs are installed first',
+      );
+      return { ok: false, error, events: [], writes: 0 };
+    }
     const isUpgrade = this.released;
     this.released = true;
     const events: LifecycleEvent[] = [];
@@ -340,6 +353,17 @@ export class ArgoApplication {
   ) {}
 
   async sync(manifests: ArgoManifests): Promise<LifecycleResult> {
+    // Argo CD's dry run of every task fails the sync before any hook runs when a kind is not
+    // served (controller/sync.go; the message as the Application's sync status shows it).
+    const [unmapped] = this.cluster.unserved([...manifests.resources.map((resource) => resource.object), ...manifests.hooks.map((hook) => hook.object)]);
+    if (unmapped) {
+      const [group] = unmapped.apiVersion.split('/');
+      const error = new Error(
+        `The Kubernetes API could not find ${group}/${unmapped.kind} for requested resource ${unmapped.metadata.namespace ?? ''}/${unmapped.metadata.name}. ` +
+          `Make sure the "${unmapped.kind}" CRD is installed on the destination cluster.`,
+      );
+      return { ok: false, error, events: [], writes: 0 };
+    }
     const { phases, syncFail } = argoSyncPlan(manifests);
     const events: LifecycleEvent[] = [];
     const log = (action: LifecycleEvent['action'], target: string, detail?: string) =>

@@ -10,12 +10,13 @@
  * superuser password) and registers it as primary; any other node's first start clones it and
  * registers as a standby. Later starts reuse the data directory (the node's PVC).
  */
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 
 import pg from 'pg';
 
 import { ident, literal, PostgresNode } from './postgres-node.js';
-import { ensurePostgresDir, freePort, PG_BIN, runAsPostgres, waitFor, writePostgresFile } from './postgres-processes.js';
+import { ensurePostgresDir, freePort, onProcessExit, PG_BIN, runAsPostgres, signalPidFile, spawnAsPostgres, waitFor, writePostgresFile } from './postgres-processes.js';
 
 export interface PostgresAccount {
   readonly user: string;
@@ -103,7 +104,69 @@ export class RepmgrCluster {
 
   async stopNode(index: number): Promise<void> {
     this.up.delete(index);
+    await this.stopDaemon(index);
     await this.servers.get(index)?.stop();
+  }
+
+  /** The node's server dies at once (immediate shutdown: no checkpoint, clients cut off), as when its pod is killed. */
+  async killNode(index: number): Promise<void> {
+    this.up.delete(index);
+    await this.stopDaemon(index);
+    await this.servers.get(index)?.stop('immediate');
+  }
+
+  /**
+   * Starts repmgrd on a node, as the postgresql-repmgr image runs it beside PostgreSQL, with
+   * automatic failover: when its upstream stays unreachable for `reconnectAttempts` ×
+   * `reconnectInterval` seconds (REPMGR_RECONNECT_ATTEMPTS / _INTERVAL), a standby promotes itself
+   * (`repmgr standby promote`). Resolves once the daemon monitors its upstream.
+   */
+  async startDaemon(index: number, settings: { reconnectAttempts: number; reconnectInterval: number; connectTimeout: number }): Promise<void> {
+    const server = this.servers.get(index);
+    if (!server || !this.isRunning(index)) throw new Error(`repmgr node ${index} is not running: no repmgrd without its server`);
+    const conf = this.repmgrConf(index);
+    await this.writeRepmgrConf(index, server, [
+      `failover='automatic'`,
+      `promote_command='${join(PG_BIN, 'repmgr')} standby promote -f ${conf} --log-to-file'`,
+      `follow_command='${join(PG_BIN, 'repmgr')} standby follow -f ${conf} --log-to-file --upstream-node-id=%n'`,
+      `reconnect_attempts=${settings.reconnectAttempts}`,
+      `reconnect_interval=${settings.reconnectInterval}`,
+      `connection_check_type='ping'`,
+      'monitor_interval_secs=1',
+      'primary_visibility_consensus=false',
+      `log_file='${this.daemonLog(index)}'`,
+      `repmgrd_pid_file='${join(this.runDir, `repmgrd-${index}.pid`)}'`,
+    ]);
+    spawnAsPostgres(join(PG_BIN, 'repmgrd'), ['-f', conf, '--daemonize=false'], `${this.daemonLog(index)}.out`, this.env());
+    this.daemons.set(index, onProcessExit(() => this.signalDaemon(index)));
+    await waitFor(`repmgrd on node ${index} to monitor its upstream`, async () => {
+      const log = existsSync(this.daemonLog(index)) ? readFileSync(this.daemonLog(index), 'utf8') : '';
+      return /monitoring (connection to )?upstream node|monitoring cluster primary/.test(log);
+    }, 30_000, 100);
+  }
+
+  /** repmgrd's log of a node (for failure messages). */
+  daemonLog(index: number): string {
+    return join(this.options.baseDir, `repmgrd-node${index}.log`);
+  }
+
+  /** Running repmgrd daemons, by node, with what forgets their clean-up at exit. */
+  private readonly daemons = new Map<number, () => void>();
+
+  private async stopDaemon(index: number): Promise<void> {
+    const forget = this.daemons.get(index);
+    if (!forget) return;
+    this.daemons.delete(index);
+    forget();
+    this.signalDaemon(index);
+  }
+
+  private signalDaemon(index: number): void {
+    try {
+      signalPidFile(join(this.runDir, `repmgrd-${index}.pid`), 'SIGTERM');
+    } catch {
+      // No pid file: the daemon never started or has exited.
+    }
   }
 
   /** Connects as the superuser to one node (for checks: standby contents, recovery state). */
@@ -177,7 +240,7 @@ export class RepmgrCluster {
     await runAsPostgres(join(PG_BIN, 'repmgr'), ['-f', this.repmgrConf(index), 'standby', 'register'], { env: this.env() });
   }
 
-  private async writeRepmgrConf(index: number, server: PostgresNode): Promise<void> {
+  private async writeRepmgrConf(index: number, server: PostgresNode, extra: readonly string[] = []): Promise<void> {
     const { repmgr } = this.options;
     await writePostgresFile(
       this.repmgrConf(index),
@@ -190,6 +253,7 @@ export class RepmgrCluster {
         'use_replication_slots=yes',
         `passfile='${this.passFile}'`,
         `pg_ctl_options='-l ${server.logFile} -o "-p ${server.port}"'`,
+        ...extra,
         '',
       ].join('\n'),
     );

@@ -2,9 +2,11 @@
  * Runs one {@link FaultCase} with one tool: v1 installed with Keycloak-shaped data (plus bulk
  * data when the case kills inside dump or restore), the first v2 attempt with the fault, the
  * case's checks, the operator's fix and a second attempt, then the full migration checks and a
- * no-op repeat (scenario.ts).
+ * no-op repeat (scenario.ts). `config` chooses e.g. the target's flavor.
  */
 import { expect } from 'vitest';
+
+import type { PlatformConfig } from '../lib/platform-config.js';
 
 import { withClient, type Connection } from './checks.js';
 import { transformShape, type FaultCase, type FaultContext } from './faults.js';
@@ -14,8 +16,9 @@ import { deploy, expectNoOpRepeat, installV1, seedKeycloakData, verifyMigrated, 
 /** Enough data that dump and restore take long enough to be killed in the middle. */
 const BULK_BYTES = 24 * 1024 * 1024;
 
-export async function runFaultCase(fault: FaultCase, tool: Tool): Promise<void> {
+export async function runFaultCase(fault: FaultCase, tool: Tool, config: PlatformConfig = {}): Promise<void> {
   const rehearsal = await Rehearsal.start({
+    config,
     seedLegacy: async (connection) => {
       await seedKeycloakData(connection);
       if (fault.bulk) await seedBulk(connection);

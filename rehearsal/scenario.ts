@@ -4,8 +4,9 @@
  * operator's fix and another attempt, then the checks the issue asks for:
  *
  * 1. every row, sequence and large object of the legacy database is on the new primary and on
- *    the standby (compared directly, not through the runner's report);
- * 2. a write through Pgpool lands on the primary;
+ *    the standby (compared directly, not through the runner's report), of either flavor
+ *    (repmgr + Pgpool, or the CloudNativePG stand-in);
+ * 2. a write through the application's Service (Pgpool, or CloudNativePG's `-rw`) lands on the primary;
  * 3. Keycloak's stand-in wrote to the new database only after the restore was verified (the
  *    state's Verified history entry), and never created a schema there;
  * 4. the state ConfigMap says Completed;
@@ -20,6 +21,7 @@ import pg from 'pg';
 import { Phase, StateKey } from '../lib/contract.js';
 import { bitnamiFullname } from '../lib/postgres-standalone.js';
 import type { PlatformConfig } from '../lib/platform-config.js';
+import type { PostgresHaFlavorName } from '../lib/postgres-ha.js';
 import { createKeycloakData } from '../test/support/keycloak-data.js';
 
 import { fingerprint, fingerprintDifferences, probeWrite, withClient, type Connection, type DatabaseFingerprint } from './checks.js';
@@ -47,6 +49,7 @@ export function namesFor(release: string, legacyDatabaseName = bitnamiFullname(r
     haStatefulSet: `${release}-postgresql-ha-postgresql`,
     haSecret: `${release}-postgresql-ha-postgresql`,
     pgpoolService: `${release}-postgresql-ha-pgpool`,
+    cnpgCluster: `${release}-postgresql-ha`,
     stateConfigMap: `${release}-migration-state`,
     serviceAccount: `${release}-migration`,
     backupPvc: `${release}-migration-backup`,
@@ -56,6 +59,62 @@ export type ReleaseNames = ReturnType<typeof namesFor>;
 
 /** Names from the rehearsal's platform configuration (release `keycloak`). */
 export const NAMES: ReleaseNames = namesFor('keycloak');
+
+/** The HA database a rehearsal's v2 deploys, as the checks and the faults reach it. */
+export interface TargetDatabase {
+  readonly flavor: PostgresHaFlavorName;
+  /** The Service the application uses (Keycloak's KC_DB_URL_HOST): Pgpool, or CloudNativePG's `-rw`. */
+  readonly appService: string;
+  /** The Secret holding the application user's `password`. */
+  readonly appSecret: string;
+  /** The Secret key the runner's target password comes from (a fault makes it drift). */
+  readonly runnerPassword: { readonly secret: string; readonly key: string };
+}
+
+/** Names of the rehearsal's target database, by its flavor (release `keycloak`). */
+export function targetDatabase(rehearsal: Rehearsal, names: ReleaseNames = NAMES): TargetDatabase {
+  if (rehearsal.databaseFlavor === 'cloudnative-pg') {
+    return {
+      flavor: 'cloudnative-pg',
+      appService: `${names.cnpgCluster}-rw`,
+      appSecret: `${names.cnpgCluster}-app`,
+      // Without enableSuperuserAccess the runner restores as the owner, with the app password.
+      runnerPassword: { secret: `${names.cnpgCluster}-app`, key: 'password' },
+    };
+  }
+  return { flavor: 'repmgr', appService: names.pgpoolService, appSecret: names.haSecret, runnerPassword: { secret: names.haSecret, key: 'postgres-password' } };
+}
+
+/** One PostgreSQL server of the target, reached directly as the superuser (not through a Service). */
+export interface TargetNode {
+  readonly name: string;
+  /** Whether the flavor's controller holds it for the primary right now. */
+  readonly primary: boolean;
+  readonly connection: Connection;
+}
+
+/** The target's servers, primary first (checks compare each with the legacy database). */
+export async function targetNodes(rehearsal: Rehearsal, database = 'keycloak', names: ReleaseNames = NAMES): Promise<TargetNode[]> {
+  if (rehearsal.databaseFlavor === 'cloudnative-pg') {
+    const instances = rehearsal.cnpg?.instances(names.cnpgCluster) ?? [];
+    if (instances.length === 0) throw new Error(`no CloudNativePG instance runs for Cluster ${names.cnpgCluster}`);
+    // The stand-in's servers trust the superuser on their local socket (no superuser Secret by default).
+    return instances
+      .map((instance) => ({ name: instance.name, primary: instance.role === 'primary', connection: { host: instance.node.options.socketDir, port: instance.node.port, user: 'postgres', password: '', database } }))
+      .sort((a, b) => Number(b.primary) - Number(a.primary));
+  }
+  const cluster = await rehearsal.workloads.repmgrCluster(names.haStatefulSet);
+  if (!cluster) throw new Error('no repmgr cluster runs behind the v2 StatefulSet');
+  const password = rehearsal.secretValue(names.haSecret, 'postgres-password')!;
+  const nodes: TargetNode[] = [];
+  for (const node of cluster.nodes) {
+    const connection = { host: '127.0.0.1', port: node.port, user: 'postgres', password, database };
+    if (!cluster.isRunning(node.index)) continue;
+    const inRecovery = await withClient(connection, async (client) => (await client.query<{ r: boolean }>('SELECT pg_is_in_recovery() AS r')).rows[0]!.r);
+    nodes.push({ name: node.name, primary: !inRecovery, connection });
+  }
+  return nodes.sort((a, b) => Number(b.primary) - Number(a.primary));
+}
 
 /** Data in the legacy volume: H3's Keycloak-shaped data, with Liquibase's lock released as a running Keycloak leaves it. */
 export async function seedKeycloakData(connection: Connection, users = 40): Promise<void> {
@@ -76,7 +135,7 @@ export function holdRestoreUntilKeycloakReachedTheNewDatabase(rehearsal: Rehears
   rehearsal.helm.beforeHooks = async (event) => {
     if (event !== 'post-upgrade') return;
     await waitFor('a Keycloak pod to reach the new database before the restore', async () => {
-      if (keycloakWrites.slice(writesBefore).some((write) => write.host === NAMES.pgpoolService)) return true;
+      if (keycloakWrites.slice(writesBefore).some((write) => write.host === targetDatabase(rehearsal).appService)) return true;
       return initContainerRuns.slice(runsBefore).some((run) => isKeycloakPod(run.pod) && gateFoundNoMarker(run.logFile));
     }, 120_000);
   };
@@ -144,10 +203,11 @@ export function readState(rehearsal: Rehearsal, names: ReleaseNames = NAMES): { 
   return { state: raw ? (JSON.parse(raw) as MigrationState) : undefined, resourceVersion: configMap.metadata.resourceVersion as string };
 }
 
-/** The application's connection through the Pgpool Service (as Keycloak has it). */
-export async function pgpoolConnection(rehearsal: Rehearsal, names: ReleaseNames = NAMES): Promise<Connection> {
-  const port = await rehearsal.proxies.localPort(names.pgpoolService, 5432);
-  return { host: '127.0.0.1', port: port!, user: 'keycloak', password: rehearsal.secretValue(names.haSecret, 'password')!, database: 'keycloak' };
+/** The application's connection through its Service (Pgpool, or CloudNativePG's `-rw`), as Keycloak has it. */
+export async function appConnection(rehearsal: Rehearsal, names: ReleaseNames = NAMES): Promise<Connection> {
+  const target = targetDatabase(rehearsal, names);
+  const port = await rehearsal.proxies.localPort(target.appService, 5432);
+  return { host: '127.0.0.1', port: port!, user: 'keycloak', password: rehearsal.secretValue(target.appSecret, 'password')!, database: 'keycloak' };
 }
 
 /** Checks 1–4 of the module comment; throws with every problem found. */
@@ -176,29 +236,29 @@ export async function verifyMigrated(rehearsal: Rehearsal, v2: SynthesizedShape,
   const { state } = readState(rehearsal, names);
   if (state?.phase !== Phase.completed) problems.push(`state ConfigMap phase is ${state?.phase ?? '(no state)'}, expected ${Phase.completed}`);
 
-  const cluster = await rehearsal.workloads.repmgrCluster(names.haStatefulSet);
-  if (!cluster) throw new Error('no repmgr cluster runs behind the v2 StatefulSet');
-  const superuserPassword = rehearsal.secretValue(names.haSecret, 'postgres-password')!;
-  for (const node of cluster.nodes) {
-    const connection = { host: '127.0.0.1', port: node.port, user: 'postgres', password: superuserPassword, database: 'keycloak' };
-    // The standby replays asynchronously: wait for it to have replayed what the primary holds.
+  const target = targetDatabase(rehearsal, names);
+  const nodes = await targetNodes(rehearsal, 'keycloak', names);
+  if (nodes.filter((node) => node.primary).length !== 1) problems.push(`${nodes.filter((node) => node.primary).length} primaries among ${nodes.map((node) => node.name).join(', ')}`);
+  if (nodes.length < 2) problems.push(`only ${nodes.length} ${target.flavor} server(s) run: no standby`);
+  for (const node of nodes) {
+    // A standby replays asynchronously: wait for it to have replayed what the primary holds.
     const deadline = Date.now() + 15_000;
     let differences: string[];
     for (;;) {
-      differences = fingerprintDifferences(legacy, await fingerprint(connection, options.excludeTables, { acrossMajors: options.acrossMajors }), node.index === 0 ? 'primary' : `standby ${node.name}`);
+      differences = fingerprintDifferences(legacy, await fingerprint(node.connection, options.excludeTables, { acrossMajors: options.acrossMajors }), node.primary ? `primary ${node.name}` : `standby ${node.name}`);
       if (differences.length === 0 || Date.now() > deadline) break;
       await new Promise((resolve) => setTimeout(resolve, 250));
     }
     problems.push(...differences);
-    const inRecovery = await withClient(connection, async (client) => (await client.query<{ r: boolean }>('SELECT pg_is_in_recovery() AS r')).rows[0]!.r);
-    if (inRecovery !== (node.index !== 0)) problems.push(`${node.name}: pg_is_in_recovery() is ${inRecovery}`);
+    const inRecovery = await withClient(node.connection, async (client) => (await client.query<{ r: boolean }>('SELECT pg_is_in_recovery() AS r')).rows[0]!.r);
+    if (inRecovery === node.primary) problems.push(`${node.name}: pg_is_in_recovery() is ${inRecovery}, but it is ${node.primary ? 'the primary' : 'a standby'}`);
   }
 
-  const write = await probeWrite(await pgpoolConnection(rehearsal, names));
-  if (!write.primary) problems.push('a write through Pgpool did not land on the primary');
+  const write = await probeWrite(await appConnection(rehearsal, names));
+  if (!write.primary) problems.push(`a write through ${target.appService} did not land on the primary`);
 
   const verifiedAt = state?.history.find((entry) => entry.phase === Phase.verified)?.finishedAt;
-  const targetWrites = rehearsal.workloads.keycloakWrites.filter((w) => w.host === names.pgpoolService && w.at >= since);
+  const targetWrites = rehearsal.workloads.keycloakWrites.filter((w) => w.host === target.appService && w.at >= since);
   if (targetWrites.length === 0) problems.push('Keycloak never wrote to the new database');
   for (const write of targetWrites) {
     if (write.createdSchema) problems.push(`${write.pod} found an empty new database and created Keycloak's schema in it`);
@@ -214,6 +274,60 @@ export async function verifyMigrated(rehearsal: Rehearsal, v2: SynthesizedShape,
     }
   }
   if (problems.length > 0) throw new Error(`the migrated platform is not right:\n- ${problems.join('\n- ')}`);
+}
+
+/**
+ * The plain upgrade: v1 installed with Keycloak-shaped data, v2 deployed with the tool (under Helm
+ * the restore held until Keycloak's gate reached the empty new database, so that the gate is what
+ * keeps it out), every check, and a repeat that is a no-op. Returns the rehearsal, still running
+ * (for drills after the migration); the caller closes it.
+ */
+export async function upgradeScenario(tool: Tool, config: PlatformConfig = {}): Promise<{ rehearsal: Rehearsal; v2: SynthesizedShape }> {
+  const rehearsal = await Rehearsal.start({ config, seedLegacy: (c) => seedKeycloakData(c) });
+  try {
+    const { legacy } = await installV1(rehearsal, tool);
+    expect(Object.keys(legacy.tables).length).toBeGreaterThan(5);
+    const v2 = rehearsal.synthesize('v2');
+    if (tool === 'helm') holdRestoreUntilKeycloakReachedTheNewDatabase(rehearsal);
+    const result = await deploy(rehearsal, tool, v2);
+    expect(result.error?.message).toBeUndefined();
+    await verifyMigrated(rehearsal, v2, legacy);
+    const repeat = await expectNoOpRepeat(rehearsal, tool, v2);
+    expect(repeat.podRuns).toBeGreaterThan(0);
+    return { rehearsal, v2 };
+  } catch (error) {
+    await rehearsal.close();
+    throw error;
+  }
+}
+
+/**
+ * A fresh install of v2 (no legacy database anywhere): the pre-phase decides there is nothing to
+ * migrate, Keycloak's gate lets it start at once on the empty new database, and a repeat is a no-op.
+ */
+export async function freshInstallScenario(tool: Tool, config: PlatformConfig = {}): Promise<void> {
+  const rehearsal = await Rehearsal.start({ config, argo: { waveTimeoutMs: 120_000 } });
+  try {
+    const v2 = rehearsal.synthesize('v2');
+    const result = await deploy(rehearsal, tool, v2);
+    expect(result.error?.message).toBeUndefined();
+    await rehearsal.waitReady(findObject(v2, 'StatefulSet', NAMES.keycloak), 120_000);
+
+    expect(readState(rehearsal).state?.phase).toBe(Phase.notNeeded);
+    expect(rehearsal.server.get({ apiVersion: 'apps/v1', kind: 'StatefulSet', name: NAMES.legacyStatefulSet, namespace: rehearsal.namespace })).toBeUndefined();
+    // Nothing to dump: no pg_dump ran, Keycloak created its own schema on the empty database.
+    const logs = rehearsal.jobs.runs.map((run) => rehearsal.jobs.logsOf(run.podName)).join('\n');
+    expect(logs).not.toMatch(/"msg":"dumping"/);
+    const writes = rehearsal.workloads.keycloakWrites;
+    expect(writes.length).toBeGreaterThan(0);
+    expect(writes.every((write) => write.host === targetDatabase(rehearsal).appService)).toBe(true);
+    expect(writes.some((write) => write.createdSchema)).toBe(true);
+    expect((await probeWrite(await appConnection(rehearsal))).primary).toBe(true);
+
+    await expectNoOpRepeat(rehearsal, tool, v2);
+  } finally {
+    await rehearsal.close();
+  }
 }
 
 /** Check 5: a repeat with nothing to do. Returns the runner's API calls for the report. */

