@@ -23,9 +23,11 @@ import type { PlatformConfig } from '../../lib/platform-config.js';
 import { createKeycloakData } from '../../test/support/keycloak-data.js';
 import type { PostgresMajor } from '../../test/support/postgres.js';
 
+import { bitnamiReplicationMode } from '../bitnami-pods.js';
 import { fingerprint, KEYCLOAK_RUNTIME_TABLES, withClient, type Connection, type DatabaseFingerprint } from '../checks.js';
 import { Rehearsal, type SynthesizedShape } from '../harness.js';
 import { classifyArgoObjects, classifyHelmObjects, type KubeObject } from '../manifests.js';
+import type { Container } from '../pod-env.js';
 import { PostgresNode } from '../postgres-node.js';
 import { PG_BIN, waitFor } from '../postgres-processes.js';
 import { deploy, namesFor, readState, verifyMigrated, type ReleaseNames, type Tool } from '../scenario.js';
@@ -141,6 +143,10 @@ export async function rehearseTakeover(options: TakeoverOptions): Promise<Takeov
     const adminSecretBefore = release.keycloak.adminSecret ? secretData(rehearsal, release.keycloak.adminSecret) : undefined;
     const legacyLive = { host: '127.0.0.1', port: rehearsal.workloads.legacyPort(`${release.database.statefulSet}-0`)!, user: 'postgres', password: seeded!.superuserPassword, database: seeded!.database };
     const adminBefore = await masterAdminRow(legacyLive);
+    for (const replica of readReplicas(release)) {
+      const state = await readReplicaState(rehearsal, replica, legacyLive);
+      row(`v1 read replica ${replica}`, state.ok, state.detail);
+    }
 
     // v2, applied by the same tool.
     log(`upgrading to v2 (release ${config.releaseName}, namespace ${config.namespace}) with ${tool}`);
@@ -302,6 +308,30 @@ async function loadDump(connection: Connection, file: string): Promise<void> {
   if (code !== 0) {
     throw new Error(`--data ${file}: psql stopped at the first error (${stderr.trim().split('\n').at(-1)}); take the dump with \`pg_dump --no-owner --no-privileges\` so that the application user can load it`);
   }
+}
+
+/** Pods of the release's read replicas (`architecture: replication`: POSTGRES_REPLICATION_MODE=slave). */
+function readReplicas(release: BitnamiReleaseFile): string[] {
+  return release.objects
+    .filter((object) => object.kind === 'StatefulSet')
+    .filter((object) =>
+      ((object.spec as { template: { spec: { containers: Container[] } } }).template.spec.containers ?? []).some((container) => bitnamiReplicationMode(container) === 'slave'),
+    )
+    .map((object) => `${object.metadata.name}-0`);
+}
+
+/** A read replica is a hot standby that replayed what the primary holds (its users, by count). */
+async function readReplicaState(rehearsal: Rehearsal, pod: string, primary: Connection): Promise<{ ok: boolean; detail: string }> {
+  // Helm does not wait for it (no --wait): give the clone its time.
+  const port = await waitFor(`${pod} to serve`, async () => rehearsal.workloads.legacyPort(pod), 120_000).catch(() => undefined);
+  if (port === undefined) return { ok: false, detail: 'not running' };
+  const count = (connection: Connection) =>
+    withClient(connection, async (client) => (await client.query<{ n: number }>('SELECT count(*)::int AS n FROM public.user_entity')).rows[0]!.n);
+  const replica = { ...primary, port };
+  const inRecovery = await withClient(replica, async (client) => (await client.query<{ r: boolean }>('SELECT pg_is_in_recovery() AS r')).rows[0]!.r);
+  const expected = await count(primary);
+  const replayed = await waitFor(`${pod} to replay the primary's users`, async () => ((await count(replica)) === expected ? true : undefined), 15_000).catch(() => false);
+  return { ok: inRecovery && replayed, detail: `${inRecovery ? 'hot standby' : 'NOT in recovery'}, ${replayed ? `replayed the primary's ${expected} users` : "lags the primary's users"}` };
 }
 
 /** The master realm's admin user (Bitnami's `user`) as one JSON row, or undefined. */
