@@ -26,7 +26,25 @@ interface PodVolume {
 }
 
 /** Variables that Bitnami's images take from a file when they are not set themselves. */
-const FILE_VARIABLES = ['POSTGRES_PASSWORD', 'POSTGRES_POSTGRES_PASSWORD', 'POSTGRESQL_PASSWORD', 'POSTGRESQL_POSTGRES_PASSWORD', 'KC_DB_PASSWORD', 'KEYCLOAK_DATABASE_PASSWORD'];
+const FILE_VARIABLES = [
+  'POSTGRES_PASSWORD',
+  'POSTGRES_POSTGRES_PASSWORD',
+  'POSTGRES_REPLICATION_PASSWORD',
+  'POSTGRESQL_PASSWORD',
+  'POSTGRESQL_POSTGRES_PASSWORD',
+  'KC_DB_PASSWORD',
+  'KEYCLOAK_DATABASE_PASSWORD',
+];
+
+/**
+ * Bitnami's `architecture: replication` role of a postgresql container (`POSTGRES_REPLICATION_MODE`,
+ * `POSTGRESQL_REPLICATION_MODE` in older charts): `master` for the primary, `slave` for a read
+ * replica streaming from `POSTGRES_MASTER_HOST`; undefined for a standalone server.
+ */
+export function bitnamiReplicationMode(container: Container): 'master' | 'slave' | undefined {
+  const value = (container.env ?? []).find((v) => v.name === 'POSTGRES_REPLICATION_MODE' || v.name === 'POSTGRESQL_REPLICATION_MODE')?.value;
+  return value === 'master' || value === 'slave' ? value : undefined;
+}
 
 /**
  * `env` with each `<NAME>` of {@link FILE_VARIABLES} that is unset filled from the file `<NAME>_FILE`

@@ -37,8 +37,23 @@ export async function withClient<T>(connection: Connection, work: (client: pg.Cl
   }
 }
 
-export async function fingerprint(connection: Connection, excludeTables: readonly string[] = KEYCLOAK_RUNTIME_TABLES): Promise<DatabaseFingerprint> {
+export interface FingerprintOptions {
+  /**
+   * Compare across PostgreSQL 11 and 12+: floats printed with `extra_float_digits = 0`, the one
+   * setting whose text both use alike (12 changed the default to shortest-exact output). Values
+   * differing only beyond 15 significant digits then look equal.
+   * @default false (the server's default output)
+   */
+  readonly acrossMajors?: boolean;
+}
+
+export async function fingerprint(
+  connection: Connection,
+  excludeTables: readonly string[] = KEYCLOAK_RUNTIME_TABLES,
+  options: FingerprintOptions = {},
+): Promise<DatabaseFingerprint> {
   return withClient(connection, async (client) => {
+    if (options.acrossMajors) await client.query('SET extra_float_digits = 0');
     const relations = await client.query<{ name: string }>(
       `SELECT quote_ident(n.nspname) || '.' || quote_ident(c.relname) AS name
          FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace

@@ -35,10 +35,11 @@ export type Tool = 'helm' | 'argocd';
 
 /**
  * The names the default platform configuration gives a release (Bitnami's fullname rule for
- * Keycloak and the legacy database: `<release>-<chart>` unless the release name holds the chart's).
+ * Keycloak and the legacy database: `<release>-<chart>` unless the release name holds the chart's),
+ * or the configured `legacyDatabase.name`.
  */
-export function namesFor(release: string) {
-  const legacy = bitnamiFullname(release, 'postgresql');
+export function namesFor(release: string, legacyDatabaseName = bitnamiFullname(release, 'postgresql')) {
+  const legacy = legacyDatabaseName;
   return {
     keycloak: bitnamiFullname(release, 'keycloak'),
     legacyStatefulSet: legacy,
@@ -222,6 +223,8 @@ export interface VerifyOptions {
   readonly names?: ReleaseNames;
   /** Tables whose contents are not compared. @default KEYCLOAK_RUNTIME_TABLES */
   readonly excludeTables?: readonly string[];
+  /** The legacy fingerprint was taken on another major (see FingerprintOptions). @default false */
+  readonly acrossMajors?: boolean;
 }
 
 export async function verifyMigrated(rehearsal: Rehearsal, v2: SynthesizedShape, legacy: DatabaseFingerprint, options: VerifyOptions = {}): Promise<void> {
@@ -242,7 +245,7 @@ export async function verifyMigrated(rehearsal: Rehearsal, v2: SynthesizedShape,
     const deadline = Date.now() + 15_000;
     let differences: string[];
     for (;;) {
-      differences = fingerprintDifferences(legacy, await fingerprint(node.connection, options.excludeTables), node.primary ? `primary ${node.name}` : `standby ${node.name}`);
+      differences = fingerprintDifferences(legacy, await fingerprint(node.connection, options.excludeTables, { acrossMajors: options.acrossMajors }), node.primary ? `primary ${node.name}` : `standby ${node.name}`);
       if (differences.length === 0 || Date.now() > deadline) break;
       await new Promise((resolve) => setTimeout(resolve, 250));
     }

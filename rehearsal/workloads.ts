@@ -6,6 +6,7 @@
  * | workload (recognised by its container's environment)        | process                                   |
  * |--------------------------------------------------------------|-------------------------------------------|
  * | StatefulSet with POSTGRES_USER and PGDATA, no REPMGR_*        | PostgreSQL (legacy Bitnami `postgresql`)  |
+ * | same, with POSTGRES_REPLICATION_MODE=slave                    | hot standby cloned from POSTGRES_MASTER_HOST (Bitnami's read replica) |
  * | StatefulSet with REPMGR_USERNAME                              | repmgr node: ordinal 0 primary, others standbys |
  * | Deployment with PGPOOL_BACKEND_NODES                          | Pgpool-II over those backends             |
  * | StatefulSet with KC_DB                                        | init containers in the runner image (the database gate, `podman run`), then keycloak-standin.mjs |
@@ -24,7 +25,7 @@
  * correct it inside the change notification of each of its status writes, so nothing observes it).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { chownSync, closeSync, mkdirSync, openSync, writeSync } from 'node:fs';
+import { chownSync, closeSync, mkdirSync, openSync, rmSync, writeSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
@@ -33,11 +34,11 @@ import { startWorkloadController, type FakeKubeApiServer, type KubeObject as Sto
 import { postgresBinDir, type PostgresMajor } from '../test/support/postgres.js';
 
 import { prepareContainer, startContainer, type ContainerProcess, type PodSpec } from './container-runtime.js';
-import { bitnamiKeycloakDatabase, isBitnamiKeycloak, resolvePasswordFiles } from './bitnami-pods.js';
+import { bitnamiKeycloakDatabase, bitnamiReplicationMode, isBitnamiKeycloak, resolvePasswordFiles } from './bitnami-pods.js';
 import { Pgpool } from './pgpool.js';
 import { PodConfigError, resolveContainerEnv, type Container } from './pod-env.js';
 import { ident, literal, PostgresNode, type PostgresNodeOptions } from './postgres-node.js';
-import { ensurePostgresDir, freePort, onProcessExit, postgresUser } from './postgres-processes.js';
+import { ensurePostgresDir, freePort, onProcessExit, PG_BIN, postgresUser, runAsPostgres, waitFor } from './postgres-processes.js';
 import { RepmgrCluster } from './repmgr-cluster.js';
 import type { PodEndpoints, ServiceProxies } from './service-proxy.js';
 import type { Volumes } from './volumes.js';
@@ -296,6 +297,7 @@ export class WorkloadBacking {
     const container = spec.containers[0]!;
     const envNames = new Set((container.env ?? []).map((variable) => variable.name));
     if (workload.kind === 'StatefulSet' && envNames.has('REPMGR_USERNAME')) return this.startRepmgrNode(runtime, pod, workload, container);
+    if (workload.kind === 'StatefulSet' && bitnamiReplicationMode(container) === 'slave') return this.startBitnamiReadReplica(runtime, pod, container);
     if (workload.kind === 'StatefulSet' && envNames.has('POSTGRES_USER') && envNames.has('PGDATA')) return this.startLegacy(runtime, pod, workload, container);
     if (workload.kind === 'Deployment' && envNames.has('PGPOOL_BACKEND_NODES')) return this.startPgpool(runtime, pod, container);
     if (workload.kind === 'StatefulSet' && envNames.has('KC_DB')) return this.startKeycloak(runtime, pod);
@@ -336,8 +338,11 @@ export class WorkloadBacking {
     return directory + pgdata.slice(mount.mountPath.length);
   }
 
-  private async startLegacy(runtime: PodRuntime, pod: StoredObject, _workload: StoredObject, container: Container): Promise<void> {
-    const env = await this.waitForEnv(runtime, pod, container);
+  /**
+   * The server of a Bitnami `postgresql` pod (not started): PGDATA in its volume, a port kept
+   * across restarts of the pod, the major of its image.
+   */
+  private async legacyServer(runtime: PodRuntime, pod: StoredObject, container: Container, env: Record<string, string>): Promise<PostgresNode> {
     const dataDir = await this.dataDirectory(runtime, pod, container, requireEnv(env, 'PGDATA', pod));
     let port = this.legacyPorts.get(pod.metadata.name);
     if (port === undefined) {
@@ -348,6 +353,13 @@ export class WorkloadBacking {
     const node = new PostgresNode({ dataDir, port, socketDir, binDir: postgresBinDir((this.options.legacyMajorOf ?? imageMajor)(container.image)) });
     runtime.backing = { kind: 'legacy', node };
     this.legacyServers.set(pod.metadata.name, node.options);
+    return node;
+  }
+
+  private async startLegacy(runtime: PodRuntime, pod: StoredObject, _workload: StoredObject, container: Container): Promise<void> {
+    const env = await this.waitForEnv(runtime, pod, container);
+    const node = await this.legacyServer(runtime, pod, container, env);
+    const { port } = node;
     if (!node.isInitialised()) {
       // The Bitnami image's first start: initdb, the superuser password, the application user
       // and database. Later starts keep what the volume holds (passwords included).
@@ -361,11 +373,50 @@ export class WorkloadBacking {
         `ALTER USER postgres PASSWORD ${literal(superuserPassword)}`,
         `CREATE USER ${ident(user)} PASSWORD ${literal(password)}`,
         `CREATE DATABASE ${ident(database)} OWNER ${ident(user)}`,
+        // Bitnami's replication primary: the user its read replicas stream as.
+        ...(bitnamiReplicationMode(container) === 'master'
+          ? [`CREATE USER ${ident(requireEnv(env, 'POSTGRES_REPLICATION_USER', pod))} REPLICATION PASSWORD ${literal(requireEnv(env, 'POSTGRES_REPLICATION_PASSWORD', pod))}`]
+          : []),
       ]);
       await this.options.seedLegacy?.({ host: '127.0.0.1', port, database, user, password, superuserPassword });
     } else {
       await node.start();
     }
+    if (runtime.stopping) return node.stop();
+    this.options.endpoints.set(pod.metadata.name, port);
+    this.setPodReady(pod.metadata.name, true);
+  }
+
+  /**
+   * A Bitnami read replica (`architecture: replication`): on first start a `pg_basebackup -R` of
+   * the primary through its Service (retried until the primary serves; a fast checkpoint, else
+   * the clone waits up to 4.5 min for a spread one), then a hot standby streaming from it, as the
+   * image's `postgresql_slave_init_db` does.
+   */
+  private async startBitnamiReadReplica(runtime: PodRuntime, pod: StoredObject, container: Container): Promise<void> {
+    const env = await this.waitForEnv(runtime, pod, container);
+    const node = await this.legacyServer(runtime, pod, container, env);
+    const { port, dataDir } = node;
+    if (!node.isInitialised()) {
+      const primary = await this.options.proxies.localPort(requireEnv(env, 'POSTGRES_MASTER_HOST', pod), Number(env.POSTGRES_MASTER_PORT_NUMBER ?? 5432));
+      if (primary === undefined) throw new Error(`pod ${pod.metadata.name}: POSTGRES_MASTER_HOST ${env.POSTGRES_MASTER_HOST} is no Service of namespace ${this.options.namespace}`);
+      const user = requireEnv(env, 'POSTGRES_REPLICATION_USER', pod);
+      const password = requireEnv(env, 'POSTGRES_REPLICATION_PASSWORD', pod);
+      await waitFor(`${pod.metadata.name} to clone its primary`, async () => {
+        if (runtime.stopping) throw new Error('pod stopped before its primary served');
+        return runAsPostgres(join(PG_BIN, 'pg_basebackup'), ['-D', dataDir, '-h', '127.0.0.1', '-p', String(primary), '-U', user, '-R', '-X', 'stream', '--checkpoint=fast', '--no-sync'], {
+          env: { PGPASSWORD: password },
+        }).then(
+          () => true,
+          () => {
+            // A partial clone would make the next attempt refuse a non-empty directory.
+            rmSync(dataDir, { recursive: true, force: true });
+            return false;
+          },
+        );
+      }, 120_000, 500);
+    }
+    await node.start();
     if (runtime.stopping) return node.stop();
     this.options.endpoints.set(pod.metadata.name, port);
     this.setPodReady(pod.metadata.name, true);

@@ -313,4 +313,21 @@ describe('fresh install only on positive evidence', () => {
     );
     expect(error?.hint).toContain('set the platform config\'s legacyDatabase.secretName to my-pg-secret');
   });
+
+  it('refuses (78) on chart 6 (postgresql chart 10.x), whose Secret keys the default does not read, naming the keys to set', async () => {
+    cluster = await Cluster.start();
+    const chart6 = { file: 'keycloak-6.2.5-release-keycloak.yaml', release: 'keycloak', keycloak: 'keycloak', legacySecret: 'keycloak-postgresql' };
+    await installBitnami(cluster, 'helm', chart6);
+    // The Secret exists, but holds postgresql-password / postgresql-postgres-password.
+    const { ctx } = await prepareJobContext(cluster, synthesizeV2(cluster, chart6));
+    expect(ctx.config.source.passwordSet).toBe(false);
+    const legacy = await probeLegacyDatabase(ctx.kube, ctx.config);
+    expect(legacy).toMatchObject({ name: 'keycloak-postgresql', exists: true, podSecrets: ['keycloak-postgresql'] });
+    expect(() => decidePrepare(legacy, noTarget, { status: 'absent', reason: 'SOURCE_PGPASSWORD is unset (its Secret does not exist)' })).toThrow(
+      expect.objectContaining({
+        exitCode: ExitCode.config,
+        hint: expect.stringContaining('postgresql chart 10.x (keycloak chart ≤ 6) names them postgresql-password / postgresql-postgres-password (legacyDatabase.passwordKey / adminPasswordKey)'),
+      }),
+    );
+  });
 });

@@ -47,6 +47,8 @@ describe('reading a rendered Bitnami release', () => {
     ['keycloak-25.4.0-release-keycloak-pg-replication.yaml', 'keycloak', 'keycloak-postgresql-primary', 17, 'keycloak'],
     ['keycloak-24.9.1-release-keycloak.yaml', 'keycloak', 'keycloak-postgresql', 17, 'keycloak'],
     ['keycloak-21.8.0-release-keycloak.yaml', 'keycloak', 'keycloak-postgresql', 16, 'keycloak'],
+    ['keycloak-13.4.1-release-keycloak.yaml', 'keycloak', 'keycloak-postgresql', 15, 'keycloak'],
+    ['keycloak-6.2.5-release-keycloak.yaml', 'keycloak', 'keycloak-postgresql', 11, 'keycloak'],
   ])('%s: release %s, database %s (PostgreSQL %i), Keycloak %s', (file, release, database, major, keycloak) => {
     const read = readReleaseFile(fixture(file));
     expect(read.release).toBe(release);

@@ -23,9 +23,11 @@ import type { PlatformConfig } from '../../lib/platform-config.js';
 import { createKeycloakData } from '../../test/support/keycloak-data.js';
 import type { PostgresMajor } from '../../test/support/postgres.js';
 
+import { bitnamiReplicationMode } from '../bitnami-pods.js';
 import { fingerprint, KEYCLOAK_RUNTIME_TABLES, withClient, type Connection, type DatabaseFingerprint } from '../checks.js';
 import { Rehearsal, type SynthesizedShape } from '../harness.js';
 import { classifyArgoObjects, classifyHelmObjects, type KubeObject } from '../manifests.js';
+import type { Container } from '../pod-env.js';
 import { PostgresNode } from '../postgres-node.js';
 import { PG_BIN, waitFor } from '../postgres-processes.js';
 import { deploy, namesFor, readState, targetDatabase, targetNodes, verifyMigrated, type ReleaseNames, type Tool } from '../scenario.js';
@@ -96,7 +98,7 @@ export async function rehearseTakeover(options: TakeoverOptions): Promise<Takeov
   };
   const rehearsed = rehearsedLegacyMajor(release.database.tagMajor);
   const config: PlatformConfig = { releaseName: release.release, namespace: release.namespace, ...options.config };
-  const names = namesFor(config.releaseName!);
+  const names = namesFor(config.releaseName!, config.legacyDatabase?.name);
   let seeded: (Connection & { superuserPassword: string }) | undefined;
 
   const rehearsal = await Rehearsal.start({
@@ -141,6 +143,10 @@ export async function rehearseTakeover(options: TakeoverOptions): Promise<Takeov
     const adminSecretBefore = release.keycloak.adminSecret ? secretData(rehearsal, release.keycloak.adminSecret) : undefined;
     const legacyLive = { host: '127.0.0.1', port: rehearsal.workloads.legacyPort(`${release.database.statefulSet}-0`)!, user: 'postgres', password: seeded!.superuserPassword, database: seeded!.database };
     const adminBefore = await masterAdminRow(legacyLive);
+    for (const replica of readReplicas(release)) {
+      const state = await readReplicaState(rehearsal, replica, legacyLive);
+      row(`v1 read replica ${replica}`, state.ok, state.detail);
+    }
 
     // v2, applied by the same tool.
     log(`upgrading to v2 (release ${config.releaseName}, namespace ${config.namespace}) with ${tool}`);
@@ -156,10 +162,11 @@ export async function rehearseTakeover(options: TakeoverOptions): Promise<Takeov
     if (!upgraded.ok) return finish();
 
     // The legacy database as the upgrade left it, read from its volume.
-    const left = await readLegacyVolume(rehearsal, `${release.database.statefulSet}-0`, seeded!);
+    const acrossMajors = rehearsed < 12;
+    const left = await readLegacyVolume(rehearsal, `${release.database.statefulSet}-0`, seeded!, acrossMajors);
     const problems: string[] = [];
     try {
-      await verifyMigrated(rehearsal, v2, left.fingerprint, { names, excludeTables: [...KEYCLOAK_RUNTIME_TABLES, WRITES_TABLE] });
+      await verifyMigrated(rehearsal, v2, left.fingerprint, { names, excludeTables: [...KEYCLOAK_RUNTIME_TABLES, WRITES_TABLE], acrossMajors });
     } catch (error) {
       problems.push((error as Error).message);
     }
@@ -302,6 +309,30 @@ async function loadDump(connection: Connection, file: string): Promise<void> {
   }
 }
 
+/** Pods of the release's read replicas (`architecture: replication`: POSTGRES_REPLICATION_MODE=slave). */
+function readReplicas(release: BitnamiReleaseFile): string[] {
+  return release.objects
+    .filter((object) => object.kind === 'StatefulSet')
+    .filter((object) =>
+      ((object.spec as { template: { spec: { containers: Container[] } } }).template.spec.containers ?? []).some((container) => bitnamiReplicationMode(container) === 'slave'),
+    )
+    .map((object) => `${object.metadata.name}-0`);
+}
+
+/** A read replica is a hot standby that replayed what the primary holds (its users, by count). */
+async function readReplicaState(rehearsal: Rehearsal, pod: string, primary: Connection): Promise<{ ok: boolean; detail: string }> {
+  // Helm does not wait for it (no --wait): give the clone its time.
+  const port = await waitFor(`${pod} to serve`, async () => rehearsal.workloads.legacyPort(pod), 120_000).catch(() => undefined);
+  if (port === undefined) return { ok: false, detail: 'not running' };
+  const count = (connection: Connection) =>
+    withClient(connection, async (client) => (await client.query<{ n: number }>('SELECT count(*)::int AS n FROM public.user_entity')).rows[0]!.n);
+  const replica = { ...primary, port };
+  const inRecovery = await withClient(replica, async (client) => (await client.query<{ r: boolean }>('SELECT pg_is_in_recovery() AS r')).rows[0]!.r);
+  const expected = await count(primary);
+  const replayed = await waitFor(`${pod} to replay the primary's users`, async () => ((await count(replica)) === expected ? true : undefined), 15_000).catch(() => false);
+  return { ok: inRecovery && replayed, detail: `${inRecovery ? 'hot standby' : 'NOT in recovery'}, ${replayed ? `replayed the primary's ${expected} users` : "lags the primary's users"}` };
+}
+
 /** The master realm's admin user (Bitnami's `user`) as one JSON row, or undefined. */
 async function masterAdminRow(connection: Connection): Promise<string | undefined> {
   return withClient(connection, async (client) => {
@@ -316,7 +347,7 @@ async function masterAdminRow(connection: Connection): Promise<string | undefine
  * Starts the legacy server once more on its volume (its pod is gone: the StatefulSet was deleted
  * or scaled to 0) and reads what it holds: the fingerprint and the ids of Keycloak's writes.
  */
-async function readLegacyVolume(rehearsal: Rehearsal, pod: string, seeded: Connection & { superuserPassword: string }) {
+async function readLegacyVolume(rehearsal: Rehearsal, pod: string, seeded: Connection & { superuserPassword: string }, acrossMajors: boolean) {
   const server = rehearsal.workloads.legacyServers.get(pod);
   if (!server) throw new Error(`the legacy database pod ${pod} never ran`);
   const node = new PostgresNode(server);
@@ -324,7 +355,7 @@ async function readLegacyVolume(rehearsal: Rehearsal, pod: string, seeded: Conne
   await node.start();
   try {
     const connection = { host: '127.0.0.1', port: server.port, user: 'postgres', password: seeded.superuserPassword, database: seeded.database };
-    const legacy: DatabaseFingerprint = await fingerprint(connection, [...KEYCLOAK_RUNTIME_TABLES, WRITES_TABLE]);
+    const legacy: DatabaseFingerprint = await fingerprint(connection, [...KEYCLOAK_RUNTIME_TABLES, WRITES_TABLE], { acrossMajors });
     const writeIds = await withClient(connection, async (client) => new Set((await client.query<{ id: string }>(`SELECT id FROM ${WRITES_TABLE}`)).rows.map((r) => r.id)));
     return { fingerprint: legacy, writeIds };
   } finally {

@@ -185,7 +185,10 @@ export function decidePrepare(legacy: LegacyProbe, target: TargetProbe, source: 
       `the legacy StatefulSet ${legacy.name} exists but the configured password Secret does not (${source.reason}); its pods read their passwords from Secret ${legacy.podSecrets.join(', ')}`,
       {
         exitCode: ExitCode.config,
-        hint: `set the platform config's legacyDatabase.secretName to ${legacy.podSecrets.length === 1 ? legacy.podSecrets[0] : 'the one holding the postgres password'} (Bitnami's auth.existingSecret; keys legacyDatabase.passwordKey / adminPasswordKey) and upgrade again; nothing was changed`,
+        hint:
+          `set the platform config's legacyDatabase.secretName to ${legacy.podSecrets.length === 1 ? legacy.podSecrets[0] : 'the one holding the postgres password'} (Bitnami's auth.existingSecret); ` +
+          `if that is already the configured Secret, its keys differ: postgresql chart 10.x (keycloak chart ≤ 6) names them postgresql-password / postgresql-postgres-password ` +
+          `(legacyDatabase.passwordKey / adminPasswordKey); then upgrade again. Nothing was changed`,
       },
     );
   }

@@ -1,0 +1,12 @@
+// Takeover of rendered Bitnami keycloak releases (test/fixtures/bitnami-keycloak/) with helm, default
+// configuration (those the runner refuses by default: with the field its refusal names), as
+// `npm run rehearse:takeover` runs them. Which releases: takeover/scenarios.ts (REHEARSAL_TAKEOVER=all: every one).
+import { describe, it } from 'vitest';
+
+import { expectTakeoverPasses, scenarioName, takeoverScenarios } from './takeover/scenarios.js';
+
+describe('takeover of a Bitnami release with helm', () => {
+  it.each(takeoverScenarios('helm').map((file) => [scenarioName(file), file] as const))('%s', async (_name, file) => {
+    await expectTakeoverPasses(file, 'helm');
+  });
+});
