@@ -16,6 +16,7 @@ import { join } from 'node:path';
 import { synthesizePlatform } from '../main.js';
 import type { PlatformConfig } from '../lib/platform-config.js';
 import { startFakeKubeApiServer, type FakeKubeApiServer } from '../test/support/fake-kube/index.js';
+import type { HelmMajor } from '../test/support/helm.js';
 
 import { FakeCluster } from './cluster.js';
 import { JobController, type RunningPod } from './jobs.js';
@@ -95,7 +96,7 @@ export class Rehearsal {
       endpoints: this.endpoints,
       seedLegacy: options.seedLegacy,
     });
-    this.helm = new HelmRelease(this.cluster, options.helm);
+    this.helm = new HelmRelease(this.cluster, { ...options.helm, major: options.helm?.major ?? defaultHelmMajor() });
     this.argo = new ArgoApplication(this.cluster, options.argo);
   }
 
@@ -185,6 +186,16 @@ export class Rehearsal {
     await this.server.close();
     if (!process.env.REHEARSAL_KEEP) rmSync(this.root, { recursive: true, force: true });
   }
+}
+
+/**
+ * The helm binary a rehearsal runs unless its options name one: `REHEARSAL_HELM` (3 or 4), else 4,
+ * what users install today.
+ */
+export function defaultHelmMajor(): HelmMajor {
+  const value = process.env.REHEARSAL_HELM ?? '4';
+  if (value !== '3' && value !== '4') throw new Error(`REHEARSAL_HELM=${value}: must be 3 or 4 (the helm major the rehearsal runs); unset it for 4`);
+  return Number(value) as HelmMajor;
 }
 
 function mergeConfig(base: PlatformConfig, override: PlatformConfig): PlatformConfig {

@@ -64,6 +64,8 @@ export interface RequestRecord {
   /** HTTP status answered (0 for a dropped connection). */
   code: number;
   contentType?: string;
+  /** Whether the request changed stored objects (a write that changed nothing keeps the resourceVersion). */
+  changed?: boolean;
 }
 
 export type ChangeListener = (event: ChangeEvent, object: KubeObject, info: ChangeInfo) => void | Promise<void>;
@@ -254,6 +256,11 @@ export class FakeKubeApiServer {
     return this.faults.addLatency(ms, matcher);
   }
 
+  /** Holds the next matching request until `until()` resolves (see FaultInjector.hold). */
+  holdRequest(matcher: RequestMatcher, until: () => Promise<void>): () => void {
+    return this.faults.hold(matcher, until);
+  }
+
   clearFaults(): void {
     this.faults.clear();
   }
@@ -368,6 +375,8 @@ export class FakeKubeApiServer {
       if (parsed.namespace !== undefined) record.namespace = parsed.namespace;
       if (parsed.name !== undefined) record.name = parsed.name;
 
+      const hold = this.faults.takeHold({ verb, resource: record.resource, name: parsed.name, namespace: parsed.namespace });
+      if (hold) await hold();
       const latency = this.faults.latencyFor({ verb, resource: record.resource, name: parsed.name, namespace: parsed.namespace });
       if (latency > 0) await new Promise((resolve) => setTimeout(resolve, latency));
       const fault = this.faults.take({ verb, resource: record.resource, name: parsed.name, namespace: parsed.namespace });
@@ -398,6 +407,7 @@ export class FakeKubeApiServer {
       }
 
       const manager = fieldManagerOf(url.searchParams, request.headers['user-agent']);
+      const versionBefore = this.store.currentResourceVersion();
       const { code, payload } = await this.execute(verb, resourceType, parsed, url.searchParams, body, contentType, manager, response);
       if (code === 0) {
         // A watch: the response streams until the client or the server ends it.
@@ -406,6 +416,7 @@ export class FakeKubeApiServer {
         return;
       }
       record.code = code;
+      record.changed = this.store.currentResourceVersion() !== versionBefore;
       this.log.push(record);
       send(response, code, payload);
     } catch (error) {
