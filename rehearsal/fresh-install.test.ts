@@ -6,10 +6,10 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { Phase } from '../lib/contract.js';
 
 import { Rehearsal } from './harness.js';
-import { deploy, expectNoOpRepeat, findObject, NAMES, pgpoolConnection, readState, type Tool } from './scenario.js';
+import { deploy, EVERY_TOOL, expectNoOpRepeat, findObject, NAMES, pgpoolConnection, readState } from './scenario.js';
 import { probeWrite } from './checks.js';
 
-describe.each(['helm', 'argocd'] as Tool[])('fresh install of v2 with %s', (tool) => {
+describe.each(EVERY_TOOL)('fresh install of v2 with $label', ({ tool, helm }) => {
   let rehearsal: Rehearsal | undefined;
   afterEach(async () => {
     await rehearsal?.close();
@@ -17,7 +17,7 @@ describe.each(['helm', 'argocd'] as Tool[])('fresh install of v2 with %s', (tool
   });
 
   it('migrates nothing and starts Keycloak on the new database', async () => {
-    rehearsal = await Rehearsal.start({ argo: { waveTimeoutMs: 120_000 } });
+    rehearsal = await Rehearsal.start({ argo: { waveTimeoutMs: 120_000 }, helm: { major: helm } });
     const v2 = rehearsal.synthesize('v2');
     const result = await deploy(rehearsal, tool, v2);
     expect(result.error?.message).toBeUndefined();

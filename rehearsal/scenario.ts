@@ -22,13 +22,42 @@ import type { PlatformConfig } from '../lib/platform-config.js';
 import { createKeycloakData } from '../test/support/keycloak-data.js';
 
 import { fingerprint, fingerprintDifferences, probeWrite, withClient, type Connection, type DatabaseFingerprint } from './checks.js';
-import { Rehearsal, type SynthesizedShape } from './harness.js';
+import { defaultHelmMajor, Rehearsal, type SynthesizedShape } from './harness.js';
+import type { HelmMajor } from '../test/support/helm.js';
 import type { RunningPod } from './jobs.js';
 import type { LifecycleResult } from './lifecycle.js';
 import type { KubeObject } from './manifests.js';
 import { waitFor } from './postgres-processes.js';
 
 export type Tool = 'helm' | 'argocd';
+
+/** A tool as a scenario runs it: Argo CD (modelled), or Helm with one of the real binaries. */
+export interface ToolRun {
+  readonly tool: Tool;
+  /** The helm binary (Helm only). @default - the rehearsal's default (REHEARSAL_HELM, else 4) */
+  readonly helm?: HelmMajor;
+  /** How the summary table names it: `helm 4.1`, `helm 3.17`, `argocd`. */
+  readonly label: string;
+}
+
+/** The versions the npm kubectl layers ship (test/support/helm.ts). */
+const HELM_VERSION_OF: Record<HelmMajor, string> = { 3: '3.17', 4: '4.1' };
+
+export function helmRun(major: HelmMajor): ToolRun {
+  return { tool: 'helm', helm: major, label: `helm ${HELM_VERSION_OF[major]}` };
+}
+
+/** The run of a tool with the rehearsal's default helm (scenarios of the fault matrix). */
+export function defaultRun(tool: Tool): ToolRun {
+  return tool === 'helm' ? helmRun(defaultHelmMajor()) : { tool, label: 'argocd' };
+}
+
+/**
+ * Every tool the basic scenarios (v1 install, upgrade, fresh install) run with: both helm
+ * binaries and Argo CD. The fault matrix and the longer Helm scenarios run with helm 4 only, the
+ * default (REHEARSAL_HELM=3 runs them with helm 3): both binaries everywhere would add ~8 minutes.
+ */
+export const EVERY_TOOL: readonly ToolRun[] = [helmRun(4), helmRun(3), defaultRun('argocd')];
 
 /** Names from the rehearsal's platform configuration (release `keycloak`). */
 export const NAMES = {

@@ -2,9 +2,9 @@
 import { afterEach, describe, expect, it } from 'vitest';
 
 import { Rehearsal } from './harness.js';
-import { deploy, expectNoOpRepeat, holdRestoreUntilKeycloakReachedTheNewDatabase, installV1, seedKeycloakData, verifyMigrated, type Tool } from './scenario.js';
+import { deploy, EVERY_TOOL, expectNoOpRepeat, holdRestoreUntilKeycloakReachedTheNewDatabase, installV1, seedKeycloakData, verifyMigrated } from './scenario.js';
 
-describe.each(['helm', 'argocd'] as Tool[])('upgrade v1 → v2 with %s', (tool) => {
+describe.each(EVERY_TOOL)('upgrade v1 → v2 with $label', ({ tool, helm }) => {
   let rehearsal: Rehearsal | undefined;
   afterEach(async () => {
     await rehearsal?.close();
@@ -12,7 +12,7 @@ describe.each(['helm', 'argocd'] as Tool[])('upgrade v1 → v2 with %s', (tool) 
   });
 
   it('moves every row, sequence and large object to primary and standby; Keycloak waits; a repeat is a no-op', async () => {
-    rehearsal = await Rehearsal.start({ seedLegacy: (c) => seedKeycloakData(c) });
+    rehearsal = await Rehearsal.start({ seedLegacy: (c) => seedKeycloakData(c), helm: { major: helm } });
     const { legacy } = await installV1(rehearsal, tool);
     expect(Object.keys(legacy.tables).length).toBeGreaterThan(5);
 
