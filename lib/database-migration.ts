@@ -918,7 +918,9 @@ function roleRules(inputs: RoleInputs): k8s.PolicyRule[] {
     rules.push({ apiGroups: [''], resources: ['secrets'], resourceNames: [...keepSecrets], verbs: ['get', 'patch'] });
   }
   if (statefulSets.length > 0) {
-    // patch on the workload itself records the replica count to restore in an annotation.
+    // get/patch on the workload itself: after each scale the runner removes the managedFields entry
+    // the scale recorded, so that Helm 4's or Argo CD's server-side apply of the replicas does not
+    // conflict with it (runner/src/kube/workloads.ts).
     rules.push({ apiGroups: ['apps'], resources: ['statefulsets'], resourceNames: statefulSets, verbs: ['patch'] });
     rules.push({ apiGroups: ['apps'], resources: ['statefulsets/scale'], resourceNames: statefulSets, verbs: ['get', 'update', 'patch'] });
   }

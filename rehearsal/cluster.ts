@@ -22,12 +22,6 @@ import type { KubeObject } from './manifests.js';
 const CLUSTER_SCOPED = new Set(['Namespace', 'PersistentVolume', 'ClusterRole', 'ClusterRoleBinding', 'StorageClass', 'CustomResourceDefinition', 'PriorityClass']);
 
 export class FakeCluster implements ClusterOps {
-  /**
-   * API groups of custom resources whose CRD (and operator) is not installed here. The fake API
-   * server stores any custom resource; a real one has no mapping for it, and the tools stop before
-   * applying anything (see {@link ClusterOps.unserved}).
-   */
-  readonly uninstalledGroups = new Set<string>();
 
   constructor(
     readonly server: FakeKubeApiServer,
@@ -49,7 +43,7 @@ export class FakeCluster implements ClusterOps {
   }
 
   unserved(objects: readonly KubeObject[]): KubeObject[] {
-    return objects.filter((object) => object.apiVersion.includes('/') && this.uninstalledGroups.has(object.apiVersion.split('/')[0]!));
+    return objects.filter((object) => !this.server.serves(object.apiVersion));
   }
 
   get(object: Pick<KubeObject, 'apiVersion' | 'kind' | 'metadata'>): StoredObject | undefined {

@@ -624,6 +624,36 @@ describe('generic objects and discovery', () => {
     expect(list.items.map((item) => item.metadata?.name)).toEqual(['w']);
   });
 
+  it('does not serve the group of a CRD that is not installed: discovery omits it, requests are 404 (what helm and kubectl map "no matches for kind" from)', async () => {
+    const withoutCrd = await startFakeKubeApiServer();
+    try {
+      withoutCrd.withdrawGroup('postgresql.cnpg.io');
+      const objects = KubernetesObjectApi.makeApiClient(withoutCrd.kubeConfig());
+      const cluster = { apiVersion: 'postgresql.cnpg.io/v1', kind: 'Cluster', metadata: { name: 'pg', namespace: ns } };
+      // client-node resolves the plural through discovery, like helm's RESTMapper.
+      await expect(objects.create(cluster)).rejects.toThrow(/postgresql\.cnpg\.io\/v1/);
+      const groups = (await (await fetch(`${withoutCrd.url}/apis`, { headers: { authorization: `Bearer ${withoutCrd.adminToken}` } })).json()) as { groups: { name: string }[] };
+      expect(groups.groups.map((group) => group.name)).not.toContain('postgresql.cnpg.io');
+      expect(groups.groups.map((group) => group.name)).toContain('apps');
+      const direct = await fetch(`${withoutCrd.url}/apis/postgresql.cnpg.io/v1/namespaces/${ns}/clusters`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${withoutCrd.adminToken}`, 'content-type': 'application/json' },
+        body: JSON.stringify(cluster),
+      });
+      expect(direct.status).toBe(404);
+      expect(((await direct.json()) as { message: string }).message).toBe('the server could not find the requested resource');
+      // Clients fall back to the v2 document for kinds the v3 documents lack; it describes none.
+      const v2 = await fetch(`${withoutCrd.url}/openapi/v2`, { headers: { authorization: `Bearer ${withoutCrd.adminToken}` } });
+      expect(v2.status).toBe(200);
+      expect(v2.headers.get('content-type')).toBe('application/com.github.proto-openapi.spec.v2.v1.0+protobuf');
+      expect((await v2.arrayBuffer()).byteLength).toBe(0);
+      expect(withoutCrd.serves('postgresql.cnpg.io/v1')).toBe(false);
+      expect(withoutCrd.serves('apps/v1')).toBe(true);
+    } finally {
+      await withoutCrd.close();
+    }
+  });
+
   it('leases: create, update with resourceVersion', async () => {
     const coordination = server.kubeConfig().makeApiClient(CoordinationV1Api);
     const lease = await coordination.createNamespacedLease({
