@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { expect } from 'vitest';
 
 import type { PlatformConfig } from '../../lib/platform-config.js';
-import type { Tool } from '../scenario.js';
+import { defaultRun, type Tool } from '../scenario.js';
 
 import { readReleaseFile } from './release-file.js';
 import { formatReport, rehearseTakeover } from './rehearse-takeover.js';
@@ -74,7 +74,7 @@ export function scenarioName(file: string): string {
 export async function expectTakeoverPasses(file: string, tool: Tool): Promise<void> {
   const release = readReleaseFile(join(TAKEOVER_FIXTURES_DIR, file));
   const report = await rehearseTakeover({ release, tool, users: 20, config: CONFIG_THE_REFUSAL_NAMES[file] });
-  const table = formatReport(report, release, tool);
+  const table = formatReport(report, release, defaultRun(tool).label);
   if (!report.ok) throw new Error(`takeover of ${file} with ${tool} failed:\n${table}`);
   expect(report.outage?.ms).toBeGreaterThan(0);
   process.stdout.write(`${table}\n`);
