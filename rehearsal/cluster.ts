@@ -83,8 +83,9 @@ export class FakeCluster implements ClusterOps {
     return 'configured';
   }
 
-  async delete(object: Pick<KubeObject, 'apiVersion' | 'kind' | 'metadata'>): Promise<boolean> {
-    return this.server.remove(this.reference(object), 'Background');
+  async delete(object: Pick<KubeObject, 'apiVersion' | 'kind' | 'metadata'>, propagation: 'Foreground' | 'Background' = 'Background'): Promise<boolean> {
+    // The fake deletes an object and its dependents at once: both policies end with all gone.
+    return this.server.remove(this.reference(object), propagation);
   }
 
   async waitReady(object: KubeObject, timeoutMs: number): Promise<void> {

@@ -164,8 +164,11 @@ export interface ClusterOps {
    * written by controllers (status) alone. Writes nothing when nothing differs.
    */
   apply(object: KubeObject): Promise<'created' | 'configured' | 'unchanged'>;
-  /** Deletes and waits until the object is gone; false when it did not exist. */
-  delete(object: Pick<KubeObject, 'apiVersion' | 'kind' | 'metadata'>): Promise<boolean>;
+  /**
+   * Deletes and waits until the object is gone (with `Foreground`, its dependents first, as
+   * Argo CD prunes); false when it did not exist. @default propagation Background
+   */
+  delete(object: Pick<KubeObject, 'apiVersion' | 'kind' | 'metadata'>, propagation?: 'Foreground' | 'Background'): Promise<boolean>;
   /** Resolves when the object is ready in the tool's sense, rejects on failure or after `timeoutMs`. */
   waitReady(object: KubeObject, timeoutMs: number): Promise<void>;
   /** The objects whose kind the API server does not serve (a custom resource without its CRD). */
@@ -408,6 +411,13 @@ export interface ArgoOptions {
   readonly waveDelayMs?: number;
   /** Automated sync with prune. @default true */
   readonly prune?: boolean;
+  /**
+   * The Application's `PruneLast=true` sync option: pruning waits until every other task of the
+   * Sync phase is done (gitops-engine moves prune tasks to the phase's last wave + 1). A live
+   * object's own `argocd.argoproj.io/sync-options: PruneLast=true` does the same for it.
+   * @default false
+   */
+  readonly pruneLast?: boolean;
 }
 
 /** An Argo CD Application with automated sync (prune on): `sync()` runs one sync operation. */
@@ -440,29 +450,19 @@ export class ArgoApplication {
     const succeededHooks: ArgoHook[] = [];
     const failedHooks: ArgoHook[] = [];
     const desired = new Set(manifests.resources.map((resource) => objectKey(resource.object)));
-    const toPrune = [...this.managed.values()].filter((entry) => !desired.has(objectKey(entry.object)));
+    const toPrune = this.options.prune === false ? [] : this.pruneWaves([...this.managed.values()].filter((entry) => !desired.has(objectKey(entry.object))), phases);
     try {
       for (const phase of phases) {
         log('phase', phase.phase);
-        const pruneWaves = phase.phase === 'Sync' && this.options.prune !== false ? toPrune : [];
+        const pruneWaves = phase.phase === 'Sync' ? toPrune : [];
         const waves = [...new Set([...phase.waves.map((w) => w.wave), ...pruneWaves.map((p) => p.wave)])].sort((a, b) => a - b);
         for (const wave of waves) {
           const tasks = phase.waves.find((w) => w.wave === wave)?.tasks ?? [];
           log('wave', `${phase.phase} ${wave}`);
+          // gitops-engine runs a wave's prune tasks first (sync_context.go runTasks: "prune
+          // first"), deleting in the foreground, and the wave is not done until they are gone.
+          await this.prune(pruneWaves.filter((p) => p.wave === wave).map((p) => p.entry), log, counter);
           await this.runWave(tasks, log, counter, succeededHooks, failedHooks);
-          for (const entry of pruneWaves.filter((p) => p.wave === wave)) {
-            // gitops-engine skips pruning a live object whose sync-options hold Prune=false.
-            const options = this.cluster.get(entry.object)?.metadata.annotations?.[KEEP_ANNOTATIONS.argoSyncOptions.key] ?? '';
-            if (options.split(',').map((o) => o.trim()).includes(KEEP_ANNOTATIONS.argoSyncOptions.value)) {
-              this.managed.delete(objectKey(entry.object));
-              continue;
-            }
-            if (await this.cluster.delete(entry.object)) {
-              counter.writes++;
-              log('prune', objectKey(entry.object));
-            }
-            this.managed.delete(objectKey(entry.object));
-          }
           if (this.options.waveDelayMs) await new Promise((resolve) => setTimeout(resolve, this.options.waveDelayMs));
         }
       }
@@ -491,6 +491,42 @@ export class ArgoApplication {
       }
       const message = (error as Error).message + (syncFailErrors.length ? `; SyncFail hooks failed too: ${syncFailErrors.join('; ')}` : '');
       return { ok: false, error: new Error(message, { cause: error }), events, writes: counter.writes };
+    }
+  }
+
+  /**
+   * The wave each pruned object is deleted in, as gitops-engine computes it (sync_context.go):
+   * its own sync-wave, the prune waves then mirrored (the object created last is deleted first),
+   * and with PruneLast (the Application's option or the live object's) the Sync phase's last
+   * wave + 1.
+   */
+  private pruneWaves(entries: readonly { object: KubeObject; wave: number }[], phases: readonly { phase: string; waves: readonly { wave: number }[] }[]) {
+    const distinct = [...new Set(entries.map((entry) => entry.wave))].sort((a, b) => a - b);
+    const mirrored = new Map(distinct.map((wave, index) => [wave, distinct[distinct.length - 1 - index]!]));
+    const syncWaves = phases.find((phase) => phase.phase === 'Sync')?.waves.map((w) => w.wave) ?? [];
+    const lastSyncWave = Math.max(0, ...syncWaves, ...distinct);
+    return entries.map((entry) => {
+      const liveOptions = this.cluster.get(entry.object)?.metadata.annotations?.[KEEP_ANNOTATIONS.argoSyncOptions.key] ?? '';
+      const pruneLast = this.options.pruneLast === true || syncOptionsOf(liveOptions).includes('PruneLast=true');
+      return { entry, wave: pruneLast ? lastSyncWave + 1 : mirrored.get(entry.wave)! };
+    });
+  }
+
+  /** Deletes pruned objects in the foreground and waits until they are gone. */
+  private async prune(
+    entries: readonly { object: KubeObject; wave: number }[],
+    log: (action: LifecycleEvent['action'], target: string, detail?: string) => void,
+    counter: { writes: number },
+  ): Promise<void> {
+    for (const entry of entries) {
+      this.managed.delete(objectKey(entry.object));
+      // gitops-engine skips pruning a live object whose sync-options hold Prune=false.
+      const options = this.cluster.get(entry.object)?.metadata.annotations?.[KEEP_ANNOTATIONS.argoSyncOptions.key] ?? '';
+      if (syncOptionsOf(options).includes(KEEP_ANNOTATIONS.argoSyncOptions.value)) continue;
+      if (await this.cluster.delete(entry.object, 'Foreground')) {
+        counter.writes++;
+        log('prune', objectKey(entry.object));
+      }
     }
   }
 
@@ -541,6 +577,11 @@ export class ArgoApplication {
     });
     if (failures.length > 0) throw new Error(`sync failed: ${failures.join('; ')}`);
   }
+}
+
+/** The entries of an `argocd.argoproj.io/sync-options` annotation (comma separated). */
+function syncOptionsOf(annotation: string): string[] {
+  return annotation.split(',').map((option) => option.trim()).filter((option) => option.length > 0);
 }
 
 /** Which Argo CD hook types a phase name stands for (for readers of {@link ArgoTask}). */
