@@ -13,6 +13,10 @@
  * Argo CD's health checks: StatefulSet/Deployment ready replicas = desired for the observed
  * generation, PVC Bound, Pod Ready, Job Complete; everything else is healthy once it exists.
  */
+import { randomBytes } from 'node:crypto';
+
+import { type KubernetesObject, KubernetesObjectApi, PatchStrategy } from '@kubernetes/client-node';
+
 import { applyDefaults, carryAllocatedValues, validateUpdate } from '../test/support/fake-kube/admission.js';
 import type { FakeKubeApiServer, KubeObject as StoredObject } from '../test/support/fake-kube/index.js';
 
@@ -82,6 +86,28 @@ export class FakeCluster implements ClusterOps {
     this.server.upsert(merged);
     return 'configured';
   }
+
+  /**
+   * A real server-side apply through the API server (PATCH `application/apply-patch+yaml`), so
+   * field ownership, managedFields and conflicts are the fake API server's, as they are the real
+   * one's. The request is logged under `fieldManager`'s own user.
+   */
+  async serverSideApply(object: KubeObject, fieldManager: string, force: boolean): Promise<'created' | 'configured' | 'unchanged'> {
+    let client = this.appliers.get(fieldManager);
+    if (!client) {
+      const token = `${fieldManager}-${randomBytes(8).toString('hex')}`;
+      this.server.addToken(token, { name: fieldManager, groups: ['system:masters', 'system:authenticated'], admin: true });
+      client = KubernetesObjectApi.makeApiClient(this.server.kubeConfig(token, this.namespace));
+      this.appliers.set(fieldManager, client);
+    }
+    const before = this.get(object)?.metadata.resourceVersion;
+    const placed = this.placed(object);
+    await client.patch(placed as unknown as KubernetesObject, undefined, undefined, fieldManager, force, PatchStrategy.ServerSideApply);
+    const after = this.get(object)?.metadata.resourceVersion;
+    return before === undefined ? 'created' : before === after ? 'unchanged' : 'configured';
+  }
+
+  private readonly appliers = new Map<string, KubernetesObjectApi>();
 
   async delete(object: Pick<KubeObject, 'apiVersion' | 'kind' | 'metadata'>, propagation: 'Foreground' | 'Background' = 'Background'): Promise<boolean> {
     // The fake deletes an object and its dependents at once: both policies end with all gone.

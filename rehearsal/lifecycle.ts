@@ -164,6 +164,8 @@ export interface ClusterOps {
    * written by controllers (status) alone. Writes nothing when nothing differs.
    */
   apply(object: KubeObject): Promise<'created' | 'configured' | 'unchanged'>;
+  /** Server-side apply as `fieldManager` (force: take over conflicting fields). */
+  serverSideApply(object: KubeObject, fieldManager: string, force: boolean): Promise<'created' | 'configured' | 'unchanged'>;
   /**
    * Deletes and waits until the object is gone (with `Foreground`, its dependents first, as
    * Argo CD prunes); false when it did not exist. @default propagation Background
@@ -418,19 +420,43 @@ export interface ArgoOptions {
    * @default false
    */
   readonly pruneLast?: boolean;
+  /**
+   * The `ServerSideApply=true` sync option: resources are applied server-side as field manager
+   * `argocd-controller`, with force — gitops-engine's kubectl apply options set ForceConflicts for
+   * server-side apply (pkg/sync/resource_ops.go) — so conflicting fields are taken over.
+   * @default false (client-side apply)
+   */
+  readonly serverSideApply?: boolean;
+}
+
+/** The field manager Argo CD's server-side apply writes as (gitops-engine's default). */
+export const ARGOCD_FIELD_MANAGER = 'argocd-controller';
+
+/** How one sync operation runs. */
+export interface ArgoSyncOptions {
+  /**
+   * false: a selective sync — what automated self-heal runs — which applies (and prunes) the
+   * resources but runs no hook of any phase (controller/sync.go). @default true
+   */
+  readonly hooks?: boolean;
+  /** This sync's wave timeout, e.g. the operator terminating a sync that waits forever. @default ArgoOptions.waveTimeoutMs */
+  readonly waveTimeoutMs?: number;
 }
 
 /** An Argo CD Application with automated sync (prune on): `sync()` runs one sync operation. */
 export class ArgoApplication {
   /** Resources the application manages (for pruning): what the last sync applied. */
   private managed = new Map<string, { object: KubeObject; wave: number }>();
+  /** The running sync's time for one wave to become healthy. */
+  private waveTimeoutMs = 300_000;
 
   constructor(
     private readonly cluster: ClusterOps,
     private readonly options: ArgoOptions = {},
   ) {}
 
-  async sync(manifests: ArgoManifests): Promise<LifecycleResult> {
+  async sync(manifests: ArgoManifests, syncOptions: ArgoSyncOptions = {}): Promise<LifecycleResult> {
+    this.waveTimeoutMs = syncOptions.waveTimeoutMs ?? this.options.waveTimeoutMs ?? 300_000;
     // Argo CD's dry run of every task fails the sync before any hook runs when a kind is not
     // served (controller/sync.go; the message as the Application's sync status shows it).
     const [unmapped] = this.cluster.unserved([...manifests.resources.map((resource) => resource.object), ...manifests.hooks.map((hook) => hook.object)]);
@@ -442,7 +468,14 @@ export class ArgoApplication {
       );
       return { ok: false, error, events: [], writes: 0 };
     }
-    const { phases, syncFail } = argoSyncPlan(manifests);
+    const plan = argoSyncPlan(manifests);
+    // A selective sync keeps the Sync phase's resources only: no hook of any phase runs.
+    const phases = syncOptions.hooks === false
+      ? plan.phases
+          .filter((phase) => phase.phase === 'Sync')
+          .map((phase) => ({ ...phase, waves: phase.waves.map((wave) => ({ ...wave, tasks: wave.tasks.filter((task) => !task.hook) })).filter((wave) => wave.tasks.length > 0) }))
+      : plan.phases;
+    const syncFail = syncOptions.hooks === false ? { ...plan.syncFail, waves: [] } : plan.syncFail;
     const events: LifecycleEvent[] = [];
     const log = (action: LifecycleEvent['action'], target: string, detail?: string) =>
       events.push({ tool: 'argocd', action, target, detail, at: Date.now() });
@@ -551,7 +584,9 @@ export class ArgoApplication {
         counter.writes++;
         log('hook-create', key, `${task.phase} wave ${task.wave}`);
       } else {
-        const outcome = await this.cluster.apply(task.object);
+        const outcome = this.options.serverSideApply
+          ? await this.cluster.serverSideApply(task.object, ARGOCD_FIELD_MANAGER, true)
+          : await this.cluster.apply(task.object);
         this.managed.set(key, { object: task.object, wave: task.wave });
         if (outcome !== 'unchanged') {
           counter.writes++;
@@ -559,7 +594,7 @@ export class ArgoApplication {
         }
       }
     }
-    const timeout = this.options.waveTimeoutMs ?? 300_000;
+    const timeout = this.waveTimeoutMs;
     const results = await Promise.allSettled(tasks.map((task) => this.cluster.waitReady(task.object, timeout)));
     const failures: string[] = [];
     results.forEach((result, index) => {

@@ -24,7 +24,7 @@ import { createKeycloakData } from '../../test/support/keycloak-data.js';
 import type { PostgresMajor } from '../../test/support/postgres.js';
 
 import { bitnamiReplicationMode } from '../bitnami-pods.js';
-import { fingerprint, KEYCLOAK_RUNTIME_TABLES, withClient, type Connection, type DatabaseFingerprint } from '../checks.js';
+import { fingerprint, KEYCLOAK_RUNTIME_TABLES, KEYCLOAK_WRITES_TABLE as WRITES_TABLE, withClient, type Connection, type DatabaseFingerprint } from '../checks.js';
 import { defaultHelmMajor, Rehearsal, type SynthesizedShape } from '../harness.js';
 import { classifyArgoObjects, classifyHelmObjects, type KubeObject } from '../manifests.js';
 import type { Container } from '../pod-env.js';
@@ -36,7 +36,6 @@ import type { HelmMajor } from '../../test/support/helm.js';
 import type { BitnamiReleaseFile } from './release-file.js';
 
 /** The table the Keycloak stand-in writes its steady writes to (not Keycloak's data: compared by id). */
-const WRITES_TABLE = 'public.rehearsal_keycloak_writes';
 /**
  * The major the rehearsal's postgresql-ha runs (Debian bookworm packages repmgr for 15 only). A
  * dump cannot be restored into an older major, so a legacy image tag above it is rehearsed on it.
