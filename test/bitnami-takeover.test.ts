@@ -24,6 +24,8 @@ import { takeOverReleaseObjects } from '../runner/src/phases/take-over.js';
 import { adoptionEvidence, decidePrepare, probeAdoptedSource, probeLegacyDatabase, probeSource } from '../runner/src/phases/decide.js';
 import { probeAdoption } from '../runner/src/phases/adopt-legacy.js';
 import { newMigrationState } from '../runner/src/state.js';
+import { formatPlan, gatherPlanInput } from '../runner/src/commands/plan.js';
+import { formatStatus } from '../runner/src/commands/status.js';
 import { RunnerError } from '../runner/src/errors.js';
 import { ExitCode } from '../lib/contract.js';
 import { scaleWorkload, waitForPodsGone } from '../runner/src/kube/workloads.js';
@@ -364,6 +366,18 @@ describe('adopting the legacy database', () => {
     return adoption.error;
   }
 
+  it('plan shows what prepare would adopt before any state exists', async () => {
+    cluster = await Cluster.start();
+    const fixture = release('keycloak-25.4.0-release-keycloak-pg-replication.yaml');
+    await installBitnami(cluster, 'helm', fixture);
+    const { ctx } = await prepareJobContext(cluster, synthesizeV2(cluster, fixture));
+    const plan = formatPlan(await gatherPlanInput(ctx.kube, ctx.config));
+    expect(plan).toContain('Adopted legacy database: the one primary StatefulSet with labels app.kubernetes.io/name=postgresql,app.kubernetes.io/instance=keycloak (configured keycloak-postgresql does not exist); Service keycloak-postgresql-primary:5432');
+    expect(plan).toContain('(prepare would adopt it)');
+    // No database answers in this test: prepare would wait (69) for the adopted one, not decide "fresh install".
+    expect(plan).toContain('fails: the legacy database adopted as StatefulSet keycloak-postgresql-primary is not reachable');
+  });
+
   it('architecture replication: the -primary StatefulSet, its Service, its PVC, the password its pods mount; never the -read replica', async () => {
     cluster = await Cluster.start();
     const fixture = release('keycloak-25.4.0-release-keycloak-pg-replication.yaml');
@@ -512,6 +526,9 @@ describe('adopting the legacy database', () => {
     await readState(later);
     expect(later.config.source.settings).toMatchObject({ host: '127.0.0.1', port: 25432, password: adoption.config.source.settings!.password });
     expect(later.config.legacyStatefulSet).toBe('keycloak-postgresql-primary');
+    // status and plan say which database the migration uses.
+    expect(formatStatus(later.state!, 'keycloak-migration-state')).toMatch(/Adopted legacy: +the one primary StatefulSet with labels .* Service keycloak-postgresql-primary:5432; postgres's password from Secret keycloak-postgresql key postgres-password/);
+    expect(formatPlan(await gatherPlanInput(later.kube, later.configuredConfig))).toContain('Adopted legacy database: the one primary StatefulSet');
     // The Secret gone later (a finished release cleaned up): an unset password, as with the Job's optional secretKeyRef.
     expect(cluster.server.remove({ apiVersion: 'v1', kind: 'Secret', name: 'keycloak-postgresql', namespace: NAMESPACE })).toBe(true);
     const { ctx: afterCleanup } = await prepareJobContext(cluster, synthesizeV2(cluster, fixture), env);
