@@ -448,6 +448,19 @@ describe('adopting the legacy database', () => {
     expect(adoption.config.source.passwordSet).toBe(true);
   });
 
+  it('a name override (postgresql.fullnameOverride: kc-db): the StatefulSet, Service and Secret of that name, by the labels the override keeps', async () => {
+    cluster = await Cluster.start();
+    const fixture = release('keycloak-25.4.0-release-keycloak.yaml');
+    // The release with the database's fullname overridden, as the chart renders it: every object
+    // name and reference `keycloak-postgresql` becomes `kc-db`; the labels stay.
+    const text = readFileSync(join(FIXTURES, fixture.file), 'utf8').replaceAll('keycloak-postgresql', 'kc-db');
+    const installed = await cluster.helm.upgradeInstall(classifyHelmObjects(fixture.file, parseManifestText(text, fixture.file)));
+    expect(installed.error?.message).toBeUndefined();
+    const { adoption } = await adopt(fixture);
+    if (adoption.status !== 'adopted') throw new Error(JSON.stringify(adoption));
+    expect(adoption.adopted).toMatchObject({ statefulSet: 'kc-db', service: { name: 'kc-db', port: 5432 }, passwordSecret: { name: 'kc-db', key: 'postgres-password' } });
+  });
+
   it('adopts nothing when the configured names are complete (their StatefulSet exists, the password is set)', async () => {
     cluster = await Cluster.start();
     const fixture = release('keycloak-25.4.0-release-keycloak.yaml');
