@@ -36,8 +36,9 @@ async function decide(ctx: HookContext): Promise<PrepareDecision> {
   const legacy = await probeLegacyDatabase(ctx.kube, ctx.config);
   const target = await probeTarget(ctx.config);
   // Skip the source when the target already says the data is in place (the source may be gone).
-  const source = target.status === 'reachable' && target.marker?.status === 'ready' ? ({ status: 'absent', reason: 'not probed' } as const) : await probeSource(ctx.config);
-  const adoption = await probeAdoptedSource(ctx.kube, ctx.config, legacy, source);
+  const targetReady = target.status === 'reachable' && target.marker?.status === 'ready';
+  const source = targetReady ? ({ status: 'absent', reason: 'not probed' } as const) : await probeSource(ctx.config);
+  const adoption = targetReady ? undefined : await probeAdoptedSource(ctx.kube, ctx.config, legacy, source);
   const decision = decidePrepare(legacy, target, source, adoption);
   ctx.log.info(`decision: ${decision.kind}`, { reason: decision.reason });
   return decision;

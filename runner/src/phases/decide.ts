@@ -21,7 +21,8 @@
  * legacy database's labels (MIGRATION_LEGACY_SELECTOR: Bitnami keeps them through every name
  * override and `architecture: replication`), a configured legacy PVC, and the legacy password
  * Secret (SOURCE_PGPASSWORD set from its optional secretKeyRef). Secrets are never listed (a list
- * returns every Secret's data): the one the configuration names is the only one looked at.
+ * returns every Secret's data): the one the configuration names, and the one a legacy pod spec
+ * references (adopt-legacy.ts, read by name), are the only ones looked at.
  */
 import type { V1PodSpec, V1StatefulSet } from '@kubernetes/client-node';
 
