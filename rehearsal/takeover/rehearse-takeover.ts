@@ -20,6 +20,7 @@ import { spawn } from 'node:child_process';
 import { request } from 'node:http';
 
 import type { PlatformConfig } from '../../lib/platform-config.js';
+import type { MigrationState as RunnerState } from '../../runner/src/state.js';
 import { createKeycloakData } from '../../test/support/keycloak-data.js';
 import type { PostgresMajor } from '../../test/support/postgres.js';
 
@@ -164,6 +165,16 @@ export async function rehearseTakeover(options: TakeoverOptions): Promise<Takeov
         : `${upgraded.error?.message ?? 'failed'}${runnerErrors(rehearsal)}`,
     );
     if (!upgraded.ok) return finish();
+
+    // Which database the runner migrated from: the configured names, or the one it adopted from
+    // the labels and pod spec (state `adoptedLegacy`) — it must be the release's own.
+    const migrated = readState(rehearsal, names).state as RunnerState | undefined;
+    const source = migrated?.adoptedLegacy?.statefulSet ?? names.legacyStatefulSet;
+    row(
+      `migrated from StatefulSet ${release.database.statefulSet}`,
+      source === release.database.statefulSet,
+      migrated?.adoptedLegacy ? `adopted: ${migrated.adoptedLegacy.evidence}` : `configured names (${names.legacyStatefulSet}); decision: ${migrated?.decisionReason ?? 'no state'}`,
+    );
 
     // The legacy database as the upgrade left it, read from its volume.
     const acrossMajors = rehearsed < 12;
