@@ -51,7 +51,7 @@ describe('without the database gate', () => {
 
     // The restore Job fails with a data error, before the restore, naming the likely cause.
     expect(result.ok).toBe(false);
-    expect(result.error?.message).toMatch(/post-upgrade hooks failed: .*keycloak-migration-restore/);
+    expect(result.error?.message).toMatch(/post-upgrade hooks failed: [\s\S]*keycloak-migration-restore/);
     const { state } = readState(rehearsal);
     expect(state?.phase).toBe(Phase.failed);
     expect(state?.lastError?.step).toBe('mark-restoring');

@@ -186,6 +186,78 @@ describe('patch content types', () => {
     expect(failedTest.code).toBe(422);
   });
 
+  // Merge keys and directives as k8s.io/api's patchMergeKey tags and apimachinery's strategicpatch define them
+  // (https://github.com/kubernetes/community/blob/master/contributors/devel/sig-api-machinery/strategic-merge-patch.md).
+  it('merges a Service\'s ports by port: helm 3\'s three-way patch ($setElementOrder, $patch: delete) from Bitnami 80/443 to 80/8080/9000', async () => {
+    await core.createNamespacedService({
+      namespace: ns,
+      body: { metadata: { name: 'smp-ports' }, spec: { selector: { app: 'x' }, ports: [{ name: 'http', port: 80, targetPort: 'http' }, { name: 'https', port: 443, targetPort: 'https' }] } },
+    });
+    // The body helm 3.17 sends for that change (kube.Client.Update → strategicpatch.CreateThreeWayMergePatch).
+    const patched = await core.patchNamespacedService(
+      {
+        name: 'smp-ports',
+        namespace: ns,
+        body: {
+          spec: {
+            '$setElementOrder/ports': [{ port: 80 }, { port: 8080 }, { port: 9000 }],
+            ports: [{ name: 'http-direct', port: 8080, targetPort: 'http' }, { name: 'management', port: 9000, targetPort: 'management' }, { $patch: 'delete', port: 443 }],
+          },
+        },
+      },
+      setHeaderOptions('Content-Type', PatchStrategy.StrategicMergePatch),
+    );
+    expect(patched.spec?.ports?.map((port) => [port.name, port.port])).toEqual([['http', 80], ['http-direct', 8080], ['management', 9000]]);
+  });
+
+  it('merges container ports by containerPort and volumeMounts by mountPath, replaces atomic lists (args, tolerations), merges finalizers as a set', async () => {
+    await apps.createNamespacedStatefulSet({ namespace: ns, body: statefulSet('smp-keys') });
+    await apps.patchNamespacedStatefulSet(
+      {
+        name: 'smp-keys',
+        namespace: ns,
+        body: {
+          metadata: { finalizers: ['example.com/a'] },
+          spec: { template: { spec: { tolerations: [{ key: 'a', operator: 'Exists' }], containers: [{ name: 'main', args: ['one', 'two'], ports: [{ containerPort: 8080, name: 'http' }], volumeMounts: [{ name: 'data', mountPath: '/data' }] }] } } },
+        },
+      },
+      setHeaderOptions('Content-Type', PatchStrategy.StrategicMergePatch),
+    );
+    const patched = await apps.patchNamespacedStatefulSet(
+      {
+        name: 'smp-keys',
+        namespace: ns,
+        body: {
+          metadata: { finalizers: ['example.com/b'], '$deleteFromPrimitiveList/finalizers': ['example.com/a'] },
+          spec: {
+            template: {
+              spec: {
+                tolerations: [{ key: 'b', operator: 'Exists' }],
+                containers: [{ name: 'main', args: ['three'], ports: [{ containerPort: 8080, name: 'web' }, { containerPort: 9000, name: 'management' }], volumeMounts: [{ name: 'tmp', mountPath: '/data' }] }],
+              },
+            },
+          },
+        },
+      },
+      setHeaderOptions('Content-Type', PatchStrategy.StrategicMergePatch),
+    );
+    const main = patched.spec?.template.spec?.containers.find((container) => container.name === 'main');
+    expect(patched.metadata?.finalizers).toEqual(['example.com/b']);
+    expect(patched.spec?.template.spec?.tolerations).toEqual([{ key: 'b', operator: 'Exists' }]);
+    expect(main?.args).toEqual(['three']);
+    expect(main?.ports).toEqual([{ containerPort: 8080, name: 'web' }, { containerPort: 9000, name: 'management' }]);
+    expect(main?.volumeMounts).toEqual([{ name: 'tmp', mountPath: '/data' }]);
+
+    const missingKey = await apiError(
+      apps.patchNamespacedStatefulSet(
+        { name: 'smp-keys', namespace: ns, body: { spec: { template: { spec: { containers: [{ image: 'no-name' }] } } } } },
+        setHeaderOptions('Content-Type', PatchStrategy.StrategicMergePatch),
+      ),
+    );
+    expect(missingKey.code).toBe(422);
+    expect(String(missingKey.body.message)).toMatch(/does not contain declared merge key: name/);
+  });
+
   it('treats a resourceVersion inside a merge patch as a precondition', async () => {
     const created = await core.createNamespacedConfigMap({ namespace: ns, body: { metadata: { name: 'patch-rv' }, data: { a: '1' } } });
     await core.patchNamespacedConfigMap(

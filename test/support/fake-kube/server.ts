@@ -745,7 +745,7 @@ export class FakeKubeApiServer {
     const base = subresource === 'scale' ? toScale(current, resourceType) : current;
     let patched: Json;
     try {
-      patched = applyPatch(contentType, base as unknown as Json, body as Json);
+      patched = applyPatch(contentType, base as unknown as Json, body as Json, subresource === 'scale' ? 'Scale' : resourceType.kind);
     } catch (error) {
       if (error instanceof PatchError) {
         throw failure(422, `the server rejected our request due to an error in our request: ${error.message}`, 'Invalid', { name, kind: resourceType.plural });
