@@ -165,6 +165,13 @@ export const Env = {
    * @default - unset: only the configured names are looked at
    */
   legacySelector: 'MIGRATION_LEGACY_SELECTOR',
+  /**
+   * Where Services of the namespace are reached when the runner does not run in the cluster
+   * (`kubectl port-forward`): `<service>[:<port>]=<host>:<port>`, comma separated. Used for the
+   * legacy database the runner adopts from its labels (its Service is found at run time).
+   * The Jobs never set it. @default - unset: cluster DNS, the Service's name
+   */
+  serviceAddresses: 'MIGRATION_SERVICE_ADDRESSES',
   /** When the runner deletes the legacy StatefulSet and PVCs: never | after-restore | after-backup. */
   deleteLegacy: 'MIGRATION_DELETE_LEGACY',
   /** "true" when the PV ClusterRole exists and PVs should be set to Retain. */

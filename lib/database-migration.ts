@@ -918,7 +918,9 @@ function roleRules(inputs: RoleInputs): k8s.PolicyRule[] {
     rules.push({ apiGroups: [''], resources: ['secrets'], resourceNames: [...keepSecrets], verbs: ['get', 'patch'] });
   }
   if (statefulSets.length > 0) {
-    // patch on the workload itself records the replica count to restore in an annotation.
+    // get/patch on the workload itself: after each scale the runner removes the managedFields entry
+    // the scale recorded, so that Helm 4's or Argo CD's server-side apply of the replicas does not
+    // conflict with it (runner/src/kube/workloads.ts).
     rules.push({ apiGroups: ['apps'], resources: ['statefulsets'], resourceNames: statefulSets, verbs: ['patch'] });
     rules.push({ apiGroups: ['apps'], resources: ['statefulsets/scale'], resourceNames: statefulSets, verbs: ['get', 'update', 'patch'] });
   }
@@ -934,6 +936,14 @@ function roleRules(inputs: RoleInputs): k8s.PolicyRule[] {
     // Evidence of a legacy database under other names: lists by label, of these two kinds only.
     rules.push({ apiGroups: ['apps'], resources: ['statefulsets'], verbs: ['list'] });
     rules.push({ apiGroups: [''], resources: ['persistentvolumeclaims'], verbs: ['list'] });
+    // Adopting the database found by those labels (runner/src/phases/adopt-legacy.ts): its
+    // StatefulSet, PVCs and Service, and the password Secret its pod spec references, are read
+    // by name, but the names are only known at run time, so resourceNames cannot list them. `get`
+    // on the two listed kinds grants nothing `list` does not already; Services hold no secrets;
+    // `get` on Secrets is the least that reads one password: never `list` (which returns every
+    // Secret's data), and the runner asks only for the name the database's own pods reference.
+    rules.push({ apiGroups: ['apps'], resources: ['statefulsets'], verbs: ['get'] });
+    rules.push({ apiGroups: [''], resources: ['persistentvolumeclaims', 'services', 'secrets'], verbs: ['get'] });
   }
   // Waiting until the quiesced pods are gone needs a list by label selector.
   rules.push({ apiGroups: [''], resources: ['pods'], verbs: ['list'] });

@@ -15,9 +15,12 @@
  *
  * Delete policies always name before-hook-creation explicitly: an explicit list without it
  * makes the next run fail with "already exists".
- * - Helm: `before-hook-creation,hook-succeeded` for everything. Helm deletes hook-succeeded
- *   resources only after *every* hook of the event succeeded (pkg/action/hooks.go), so the RBAC
- *   outlives the Jobs of its event; after a failure everything, failed Job included, is kept.
+ * - Helm: Jobs `before-hook-creation,hook-succeeded` (failed Jobs kept for their logs). RBAC only
+ *   `before-hook-creation`: up to 3.18 Helm deleted hook-succeeded resources only after every hook
+ *   of the event succeeded, but from 3.19 and in Helm 4, when a hook fails (a Job past
+ *   `--timeout`), the hooks of the event that already succeeded are deleted — RBAC included, while
+ *   the timed-out Job still runs and needs it (test/fake-kube-real-helm.test.ts shows it with the
+ *   real helm 4). Kept, the RBAC is replaced by the next upgrade's before-hook-creation.
  * - Argo CD: Jobs `BeforeHookCreation,HookSucceeded` (failed Jobs kept for their logs). RBAC only
  *   `BeforeHookCreation`: it is created in PreSync but must still exist for the Sync restore
  *   hook and the SyncFail hook, which run later in the same sync.
@@ -110,7 +113,7 @@ export function hookAnnotations(flavor: GitOpsFlavor, placement: HookPlacement):
     return {
       [HelmAnnotation.hook]: HELM_HOOK_EVENTS[placement.phase],
       [HelmAnnotation.weight]: String(placement.order),
-      [HelmAnnotation.deletePolicy]: 'before-hook-creation,hook-succeeded',
+      [HelmAnnotation.deletePolicy]: placement.role === 'job' ? 'before-hook-creation,hook-succeeded' : 'before-hook-creation',
     };
   }
   return {

@@ -24,6 +24,8 @@ export interface DatabaseFingerprint {
 
 /** Tables Keycloak itself rewrites on every start (and the runner's hygiene resets). */
 export const KEYCLOAK_RUNTIME_TABLES = ['public.jgroups_ping', 'public.databasechangeloglock'];
+/** The Keycloak stand-in's steady writes (keycloak-standin.mjs): they go on across the upgrade, so never compared. */
+export const KEYCLOAK_WRITES_TABLE = 'public.rehearsal_keycloak_writes';
 /** Schemas that are not Keycloak's data (the runner's ready marker). */
 const EXCLUDED_SCHEMAS = ['pg_catalog', 'information_schema', 'pg_toast', 'kc_migration'];
 

@@ -13,6 +13,10 @@
  * Argo CD's health checks: StatefulSet/Deployment ready replicas = desired for the observed
  * generation, PVC Bound, Pod Ready, Job Complete; everything else is healthy once it exists.
  */
+import { randomBytes } from 'node:crypto';
+
+import { type KubernetesObject, KubernetesObjectApi, PatchStrategy } from '@kubernetes/client-node';
+
 import { applyDefaults, carryAllocatedValues, validateUpdate } from '../test/support/fake-kube/admission.js';
 import type { FakeKubeApiServer, KubeObject as StoredObject } from '../test/support/fake-kube/index.js';
 
@@ -22,12 +26,6 @@ import type { KubeObject } from './manifests.js';
 const CLUSTER_SCOPED = new Set(['Namespace', 'PersistentVolume', 'ClusterRole', 'ClusterRoleBinding', 'StorageClass', 'CustomResourceDefinition', 'PriorityClass']);
 
 export class FakeCluster implements ClusterOps {
-  /**
-   * API groups of custom resources whose CRD (and operator) is not installed here. The fake API
-   * server stores any custom resource; a real one has no mapping for it, and the tools stop before
-   * applying anything (see {@link ClusterOps.unserved}).
-   */
-  readonly uninstalledGroups = new Set<string>();
 
   constructor(
     readonly server: FakeKubeApiServer,
@@ -49,7 +47,7 @@ export class FakeCluster implements ClusterOps {
   }
 
   unserved(objects: readonly KubeObject[]): KubeObject[] {
-    return objects.filter((object) => object.apiVersion.includes('/') && this.uninstalledGroups.has(object.apiVersion.split('/')[0]!));
+    return objects.filter((object) => !this.server.serves(object.apiVersion));
   }
 
   get(object: Pick<KubeObject, 'apiVersion' | 'kind' | 'metadata'>): StoredObject | undefined {
@@ -89,8 +87,31 @@ export class FakeCluster implements ClusterOps {
     return 'configured';
   }
 
-  async delete(object: Pick<KubeObject, 'apiVersion' | 'kind' | 'metadata'>): Promise<boolean> {
-    return this.server.remove(this.reference(object), 'Background');
+  /**
+   * A real server-side apply through the API server (PATCH `application/apply-patch+yaml`), so
+   * field ownership, managedFields and conflicts are the fake API server's, as they are the real
+   * one's. The request is logged under `fieldManager`'s own user.
+   */
+  async serverSideApply(object: KubeObject, fieldManager: string, force: boolean): Promise<'created' | 'configured' | 'unchanged'> {
+    let client = this.appliers.get(fieldManager);
+    if (!client) {
+      const token = `${fieldManager}-${randomBytes(8).toString('hex')}`;
+      this.server.addToken(token, { name: fieldManager, groups: ['system:masters', 'system:authenticated'], admin: true });
+      client = KubernetesObjectApi.makeApiClient(this.server.kubeConfig(token, this.namespace));
+      this.appliers.set(fieldManager, client);
+    }
+    const before = this.get(object)?.metadata.resourceVersion;
+    const placed = this.placed(object);
+    await client.patch(placed as unknown as KubernetesObject, undefined, undefined, fieldManager, force, PatchStrategy.ServerSideApply);
+    const after = this.get(object)?.metadata.resourceVersion;
+    return before === undefined ? 'created' : before === after ? 'unchanged' : 'configured';
+  }
+
+  private readonly appliers = new Map<string, KubernetesObjectApi>();
+
+  async delete(object: Pick<KubeObject, 'apiVersion' | 'kind' | 'metadata'>, propagation: 'Foreground' | 'Background' = 'Background'): Promise<boolean> {
+    // The fake deletes an object and its dependents at once: both policies end with all gone.
+    return this.server.remove(this.reference(object), propagation);
   }
 
   async waitReady(object: KubeObject, timeoutMs: number): Promise<void> {

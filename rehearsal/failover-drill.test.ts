@@ -5,14 +5,14 @@
 import { describe, expect, it } from 'vitest';
 
 import { failoverDrill } from './failover-drill.js';
-import { findObject, NAMES, upgradeScenario } from './scenario.js';
+import { defaultRun, findObject, NAMES, upgradeScenario } from './scenario.js';
 
 /** Writes must resume within this after the fault (measured values are in the summary). */
 const OUTAGE_BOUND_MS = 20_000;
 
 describe('failover drills after a completed migration', () => {
   it('CloudNativePG: a switchover moves -rw to the promoted standby', async ({ task }) => {
-    const { rehearsal, v2 } = await upgradeScenario('argocd', { database: { flavor: 'cloudnative-pg' } });
+    const { rehearsal, v2 } = await upgradeScenario(defaultRun('argocd'), { database: { flavor: 'cloudnative-pg' } });
     try {
       const measurement = await failoverDrill(rehearsal, v2, () => rehearsal.cnpg!.promote(NAMES.cnpgCluster, `${NAMES.cnpgCluster}-2`), OUTAGE_BOUND_MS);
       task.meta.failover = measurement;
@@ -26,7 +26,7 @@ describe('failover drills after a completed migration', () => {
   });
 
   it('repmgr + Pgpool: the primary is killed, repmgrd promotes the standby, Pgpool fails over', async ({ task }) => {
-    const { rehearsal, v2 } = await upgradeScenario('argocd', { database: { flavor: 'repmgr' } });
+    const { rehearsal, v2 } = await upgradeScenario(defaultRun('argocd'), { database: { flavor: 'repmgr' } });
     try {
       const cluster = (await rehearsal.workloads.repmgrCluster(NAMES.haStatefulSet))!;
       // repmgrd's patience comes from the StatefulSet's environment, as the image configures it.

@@ -167,8 +167,13 @@ export const FAILURE_CASES: readonly FaultCase[] = [
     arm: blockTargetDuringRestore,
     firstAttempt: 'fails',
     afterFirst: (context, result) => {
-      expect(result.error?.message).toMatch(/DeadlineExceeded/);
-      expect(context.rehearsal.workloads.keycloakWrites.filter((w) => w.host === targetDatabase(context.rehearsal).appService)).toEqual([]);
+      // The tool names the failed restore Job (helm 4: "status: Failed"); the Job says why.
+      expect(result.error?.message).toMatch(/keycloak-migration-restore/);
+      const { rehearsal } = context;
+      const job = rehearsal.server.get({ apiVersion: 'batch/v1', kind: 'Job', name: 'keycloak-migration-restore', namespace: rehearsal.namespace });
+      const failed = ((job?.status as { conditions?: { type: string; status: string; reason?: string }[] } | undefined)?.conditions ?? []).find((c) => c.type === 'Failed');
+      expect(failed).toMatchObject({ status: 'True', reason: 'DeadlineExceeded' });
+      expect(rehearsal.workloads.keycloakWrites.filter((w) => w.host === targetDatabase(rehearsal).appService)).toEqual([]);
     },
     fix: ({ rehearsal }) => rehearsal.proxies.unblock(targetDatabase(rehearsal).appService),
   },

@@ -5,8 +5,9 @@ import { describe, it } from 'vitest';
 
 import { FAILURE_CASES } from './fault-cases.js';
 import { REPMGR, runFaultCase } from './run-fault-case.js';
+import { defaultRun } from './scenario.js';
 
-const cases = FAILURE_CASES.flatMap((fault) => fault.tools.map((tool) => [`${tool}: ${fault.name}`, fault, tool] as const));
+const cases = FAILURE_CASES.flatMap((fault) => fault.tools.map((tool) => [`${defaultRun(tool).label}: ${fault.name}`, fault, tool] as const));
 
 describe('fault matrix: failures and recovery', () => {
   it.each(cases)('%s', async (_name, fault, tool) => {

@@ -4,8 +4,9 @@ import { describe, it } from 'vitest';
 
 import { KILL_CASES } from './fault-cases.js';
 import { REPMGR, runFaultCase } from './run-fault-case.js';
+import { defaultRun } from './scenario.js';
 
-describe('fault matrix, helm: runner killed', () => {
+describe(`fault matrix, ${defaultRun('helm').label}: runner killed`, () => {
   it.each(KILL_CASES.filter((fault) => fault.tools.includes('helm')).map((fault) => [fault.name, fault] as const))('%s', async (_name, fault) => {
     await runFaultCase(fault, 'helm', REPMGR);
   });

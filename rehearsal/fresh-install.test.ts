@@ -1,11 +1,12 @@
-// A fresh install of v2 (no legacy database anywhere) with each tool, repmgr + Pgpool target
-// (upgrade-cloudnative-pg.test.ts has CloudNativePG's): nothing migrated, Keycloak starts.
+// A fresh install of v2 (no legacy database anywhere) into repmgr + Pgpool
+// (upgrade-cloudnative-pg.test.ts has CloudNativePG's, with both helm binaries): nothing migrated,
+// Keycloak starts.
 import { describe, it } from 'vitest';
 
-import { freshInstallScenario, type Tool } from './scenario.js';
+import { defaultRun, freshInstallScenario } from './scenario.js';
 
-describe.each(['helm', 'argocd'] as Tool[])('fresh install of v2 with %s', (tool) => {
+describe.each([defaultRun('helm'), defaultRun('argocd')])('fresh install of v2 with $label', (run) => {
   it('migrates nothing and starts Keycloak on the new database', async () => {
-    await freshInstallScenario(tool, { database: { flavor: 'repmgr' } });
+    await freshInstallScenario(run, { database: { flavor: 'repmgr' } });
   });
 });

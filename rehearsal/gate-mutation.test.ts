@@ -14,6 +14,7 @@ import { Rehearsal } from './harness.js';
 import type { KubeObject } from './manifests.js';
 import { waitFor } from './postgres-processes.js';
 import {
+  defaultRun,
   deploy,
   findObject,
   holdRestoreUntilKeycloakReachedTheNewDatabase,
@@ -37,7 +38,7 @@ describe('without the database gate', () => {
   let rehearsal: Rehearsal | undefined;
   afterEach(async () => rehearsal?.close());
 
-  it('a Helm upgrade lets Keycloak write to the new database before the restore; the runner refuses to restore over it, the checks say so, and the documented fix converges', async () => {
+  it(`a Helm upgrade (${defaultRun('helm').label}) lets Keycloak write to the new database before the restore; the runner refuses to restore over it, the checks say so, and the documented fix converges`, async () => {
     // repmgr: the check reaches the primary's superuser through the repmgr cluster.
     rehearsal = await Rehearsal.start({ config: { database: { flavor: 'repmgr' } }, seedLegacy: (c) => seedKeycloakData(c) });
     const { legacy } = await installV1(rehearsal, 'helm');
@@ -50,7 +51,7 @@ describe('without the database gate', () => {
 
     // The restore Job fails with a data error, before the restore, naming the likely cause.
     expect(result.ok).toBe(false);
-    expect(result.error?.message).toMatch(/post-upgrade hooks failed: .*keycloak-migration-restore/);
+    expect(result.error?.message).toMatch(/post-upgrade hooks failed: [\s\S]*keycloak-migration-restore/);
     const { state } = readState(rehearsal);
     expect(state?.phase).toBe(Phase.failed);
     expect(state?.lastError?.step).toBe('mark-restoring');

@@ -17,6 +17,7 @@ import { synthesizePlatform } from '../main.js';
 import { resolvePlatformConfig, type PlatformConfig } from '../lib/platform-config.js';
 import type { PostgresHaFlavorName } from '../lib/postgres-ha.js';
 import { startFakeKubeApiServer, type FakeKubeApiServer } from '../test/support/fake-kube/index.js';
+import type { HelmMajor } from '../test/support/helm.js';
 
 import { FakeCluster } from './cluster.js';
 import { CnpgOperator } from './cnpg-operator.js';
@@ -109,11 +110,12 @@ export class Rehearsal {
       ...options.workloads,
     });
     if (options.cloudNativePgOperator === false) {
-      this.cluster.uninstalledGroups.add('postgresql.cnpg.io');
+      // No operator and no CRD: the API server does not serve the group at all.
+      server.withdrawGroup('postgresql.cnpg.io');
     } else {
       this.cnpg = new CnpgOperator({ server, namespace: this.namespace, root: join(root, 'cnpg'), volumes: this.volumes, endpoints: this.endpoints });
     }
-    this.helm = new HelmRelease(this.cluster, options.helm);
+    this.helm = new HelmRelease(this.cluster, { ...options.helm, major: options.helm?.major ?? defaultHelmMajor() });
     this.argo = new ArgoApplication(this.cluster, options.argo);
   }
 
@@ -210,6 +212,16 @@ export class Rehearsal {
     await this.server.close();
     if (!process.env.REHEARSAL_KEEP) rmSync(this.root, { recursive: true, force: true });
   }
+}
+
+/**
+ * The helm binary a rehearsal runs unless its options name one: `REHEARSAL_HELM` (3 or 4), else 4,
+ * what users install today.
+ */
+export function defaultHelmMajor(): HelmMajor {
+  const value = process.env.REHEARSAL_HELM ?? '4';
+  if (value !== '3' && value !== '4') throw new Error(`REHEARSAL_HELM=${value}: must be 3 or 4 (the helm major the rehearsal runs); unset it for 4`);
+  return Number(value) as HelmMajor;
 }
 
 function mergeConfig(base: PlatformConfig, override: PlatformConfig): PlatformConfig {

@@ -56,6 +56,8 @@ const http = createServer((request, response) => {
 const httpPort = await new Promise((resolve) => http.listen(0, '127.0.0.1', () => resolve(http.address().port)));
 http.unref();
 const writeInterval = Number(env.STANDIN_WRITE_INTERVAL_MS || 0);
+/** How long a member waits for another one's Liquibase lock (Liquibase's own default is 5 minutes). */
+const LOCK_WAIT_MS = 10_000;
 let writeSequence = 0;
 
 try {
@@ -79,13 +81,20 @@ try {
       NULL, 'created by the Keycloak stand-in on an empty database', NULL, NULL, '4.29.1', NULL, NULL, NULL)`);
     await q('COMMIT');
   }
-  // Liquibase: acquire the change-log lock, find nothing to do, release it.
-  const locked = await q(
-    `UPDATE ${schema}.databasechangeloglock SET locked = true, lockgranted = now(), lockedby = $1 WHERE id = 1 AND locked = false`,
-    [member],
-  );
-  if (locked.rowCount !== 1) {
-    throw new Error('databasechangeloglock is held by someone else (Keycloak would wait forever: release it after a restore)');
+  // Liquibase: acquire the change-log lock, find nothing to do, release it. Like Liquibase, wait
+  // while another member holds it (two pods starting together); a lock still held after that is
+  // the stale one a restore must release.
+  const lockDeadline = Date.now() + LOCK_WAIT_MS;
+  for (;;) {
+    const locked = await q(
+      `UPDATE ${schema}.databasechangeloglock SET locked = true, lockgranted = now(), lockedby = $1 WHERE id = 1 AND locked = false`,
+      [member],
+    );
+    if (locked.rowCount === 1) break;
+    if (Date.now() > lockDeadline) {
+      throw new Error('databasechangeloglock is held by someone else (Keycloak would wait forever: release it after a restore)');
+    }
+    await new Promise((resolve) => setTimeout(resolve, 100));
   }
   await q(`UPDATE ${schema}.databasechangeloglock SET locked = false, lockgranted = NULL, lockedby = NULL WHERE id = 1`);
   say({ event: 'first-write', at: firstWriteAt, created });

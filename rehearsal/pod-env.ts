@@ -11,10 +11,16 @@
  * in `HOST` and whose value is a Service (or a StatefulSet pod behind a headless Service) of the
  * namespace is set to `127.0.0.1`, and its partner variable (same name with `HOST` → `PORT`,
  * e.g. `TARGET_PGHOST`/`TARGET_PGPORT`, `KC_DB_URL_HOST`/`KC_DB_URL_PORT`; 5432 when absent) to
- * the local port of the Service proxy for that Service port (see service-proxy.ts). Every other
- * value is passed exactly as resolved.
+ * the local port of the Service proxy for that Service port (see service-proxy.ts). The runner's
+ * containers (those with MIGRATION_* variables) also get MIGRATION_SERVICE_ADDRESSES for every
+ * port of every Service of the namespace: the names the runner finds at run time (an adopted
+ * legacy database's Service) are reached through the same proxies. Every other value is passed
+ * exactly as resolved.
  */
 import type { FakeKubeApiServer, KubeObject as StoredObject } from '../test/support/fake-kube/index.js';
+
+import { Env } from '../lib/contract.js';
+import { formatServiceAddresses } from '../runner/src/kube/service-address.js';
 
 import type { ServiceProxies } from './service-proxy.js';
 
@@ -155,6 +161,9 @@ export async function mapServiceHosts(env: Record<string, string>, proxies: Serv
     env[name] = '127.0.0.1';
     env[portVariable] = String(local);
     mappings.push({ variable: name, from: `${host}:${port}`, to: `127.0.0.1:${local}` });
+  }
+  if (Object.keys(env).some((name) => name.startsWith('MIGRATION_')) && env[Env.serviceAddresses] === undefined) {
+    env[Env.serviceAddresses] = formatServiceAddresses(await proxies.everyServicePort());
   }
   return mappings;
 }

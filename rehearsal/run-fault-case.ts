@@ -57,7 +57,8 @@ export async function runFaultCase(fault: FaultCase, tool: Tool, config: Platfor
   }
 }
 
-async function seedBulk(connection: Connection): Promise<void> {
+/** Adds ~24 MiB to the legacy database (more than a 1Mi backup volume holds, and long dumps). */
+export async function seedBulk(connection: Connection): Promise<void> {
   await withClient(connection, async (client) => {
     const rows = Math.ceil(BULK_BYTES / 1024);
     await client.query(`CREATE TABLE public.offline_user_session (id bigint PRIMARY KEY, data text)`);

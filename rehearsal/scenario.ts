@@ -25,7 +25,8 @@ import type { PostgresHaFlavorName } from '../lib/postgres-ha.js';
 import { createKeycloakData } from '../test/support/keycloak-data.js';
 
 import { fingerprint, fingerprintDifferences, probeWrite, withClient, type Connection, type DatabaseFingerprint } from './checks.js';
-import { Rehearsal, type SynthesizedShape } from './harness.js';
+import { defaultHelmMajor, Rehearsal, type SynthesizedShape } from './harness.js';
+import type { HelmMajor } from '../test/support/helm.js';
 import type { RunningPod } from './jobs.js';
 import type { LifecycleResult } from './lifecycle.js';
 import type { KubeObject } from './manifests.js';
@@ -56,6 +57,34 @@ export function namesFor(release: string, legacyDatabaseName = bitnamiFullname(r
   } as const;
 }
 export type ReleaseNames = ReturnType<typeof namesFor>;
+
+/** A tool as a scenario runs it: Argo CD (modelled), or Helm with one of the real binaries. */
+export interface ToolRun {
+  readonly tool: Tool;
+  /** The helm binary (Helm only). @default - the rehearsal's default (REHEARSAL_HELM, else 4) */
+  readonly helm?: HelmMajor;
+  /** How the summary table names it: `helm 4.1`, `helm 3.17`, `argocd`. */
+  readonly label: string;
+}
+
+/** The versions the npm kubectl layers ship (test/support/helm.ts). */
+const HELM_VERSION_OF: Record<HelmMajor, string> = { 3: '3.17', 4: '4.1' };
+
+export function helmRun(major: HelmMajor): ToolRun {
+  return { tool: 'helm', helm: major, label: `helm ${HELM_VERSION_OF[major]}` };
+}
+
+/** The run of a tool with the rehearsal's default helm (scenarios of the fault matrix). */
+export function defaultRun(tool: Tool): ToolRun {
+  return tool === 'helm' ? helmRun(defaultHelmMajor()) : { tool, label: 'argocd' };
+}
+
+/**
+ * Every tool the basic scenarios (v1 install, upgrade, fresh install) run with: both helm
+ * binaries and Argo CD. The fault matrix and the longer Helm scenarios run with helm 4 only, the
+ * default (REHEARSAL_HELM=3 runs them with helm 3): both binaries everywhere would add ~8 minutes.
+ */
+export const EVERY_TOOL: readonly ToolRun[] = [helmRun(4), helmRun(3), defaultRun('argocd')];
 
 /** Names from the rehearsal's platform configuration (release `keycloak`). */
 export const NAMES: ReleaseNames = namesFor('keycloak');
@@ -282,8 +311,11 @@ export async function verifyMigrated(rehearsal: Rehearsal, v2: SynthesizedShape,
  * keeps it out), every check, and a repeat that is a no-op. Returns the rehearsal, still running
  * (for drills after the migration); the caller closes it.
  */
-export async function upgradeScenario(tool: Tool, config: PlatformConfig = {}): Promise<{ rehearsal: Rehearsal; v2: SynthesizedShape }> {
-  const rehearsal = await Rehearsal.start({ config, seedLegacy: (c) => seedKeycloakData(c) });
+export async function upgradeScenario(
+  { tool, helm }: ToolRun,
+  config: PlatformConfig = {},
+): Promise<{ rehearsal: Rehearsal; v2: SynthesizedShape }> {
+  const rehearsal = await Rehearsal.start({ config, seedLegacy: (c) => seedKeycloakData(c), ...(helm ? { helm: { major: helm } } : {}) });
   try {
     const { legacy } = await installV1(rehearsal, tool);
     expect(Object.keys(legacy.tables).length).toBeGreaterThan(5);
@@ -305,8 +337,8 @@ export async function upgradeScenario(tool: Tool, config: PlatformConfig = {}): 
  * A fresh install of v2 (no legacy database anywhere): the pre-phase decides there is nothing to
  * migrate, Keycloak's gate lets it start at once on the empty new database, and a repeat is a no-op.
  */
-export async function freshInstallScenario(tool: Tool, config: PlatformConfig = {}): Promise<void> {
-  const rehearsal = await Rehearsal.start({ config, argo: { waveTimeoutMs: 120_000 } });
+export async function freshInstallScenario({ tool, helm }: ToolRun, config: PlatformConfig = {}): Promise<void> {
+  const rehearsal = await Rehearsal.start({ config, argo: { waveTimeoutMs: 120_000 }, ...(helm ? { helm: { major: helm } } : {}) });
   try {
     const v2 = rehearsal.synthesize('v2');
     const result = await deploy(rehearsal, tool, v2);

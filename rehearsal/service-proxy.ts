@@ -85,6 +85,22 @@ export class ServiceProxies {
     return listening;
   }
 
+  /**
+   * `<service>:<port>` → this proxy's local address, for every port of every Service of the
+   * namespace now: what cluster DNS + kube-proxy give a pod for names it learns at run time.
+   */
+  async everyServicePort(): Promise<[string, { host: string; port: number }][]> {
+    const entries: [string, { host: string; port: number }][] = [];
+    for (const service of this.server.list('v1', 'Service', this.namespace)) {
+      const name = service.metadata.name;
+      for (const { port } of (service.spec as { ports?: { port: number }[] } | undefined)?.ports ?? []) {
+        const local = await this.localPort(name, port);
+        if (local !== undefined) entries.push([`${name}:${port}`, { host: '127.0.0.1', port: local }]);
+      }
+    }
+    return entries;
+  }
+
   /** Fault: every new connection to the Service is refused until {@link unblock}. */
   block(service: string): void {
     this.blocked.add(service);

@@ -1,5 +1,5 @@
 // Takeover of rendered Bitnami keycloak releases (test/fixtures/bitnami-keycloak/) with argocd, default
-// configuration (those the runner refuses by default: with the field its refusal names), as
+// configuration (the runner adopts what the configured names miss from the labels and pod spec), as
 // `npm run rehearse:takeover` runs them. Which releases: takeover/scenarios.ts (REHEARSAL_TAKEOVER=all: every one).
 import { describe, it } from 'vitest';
 

@@ -8,6 +8,7 @@ import pg from 'pg';
 import { createKeycloakData } from '../test/support/keycloak-data.js';
 
 import { Rehearsal } from './harness.js';
+import { EVERY_TOOL } from './scenario.js';
 
 async function seedLegacy(connection: { host: string; port: number; database: string; user: string; password: string }) {
   await createKeycloakData(connection, { users: 20 });
@@ -18,7 +19,7 @@ async function seedLegacy(connection: { host: string; port: number; database: st
   await client.end();
 }
 
-describe.each(['helm', 'argocd'] as const)('v1 under %s', (tool) => {
+describe.each(EVERY_TOOL)('v1 under $label', ({ tool, helm }) => {
   let rehearsal: Rehearsal | undefined;
   afterEach(async () => {
     await rehearsal?.close();
@@ -26,7 +27,7 @@ describe.each(['helm', 'argocd'] as const)('v1 under %s', (tool) => {
   });
 
   it('installs with the legacy database and a running Keycloak, and a repeat changes nothing', async () => {
-    rehearsal = await Rehearsal.start({ seedLegacy, argo: { waveTimeoutMs: 60_000 } });
+    rehearsal = await Rehearsal.start({ seedLegacy, argo: { waveTimeoutMs: 60_000 }, helm: { major: helm } });
     const v1 = rehearsal.synthesize('v1');
     const objects = tool === 'helm' ? [...v1.helm.resources, ...v1.helm.hooks.map((h) => h.object)] : v1.argocd.resources.map((r) => r.object);
     expect(rehearsal.createMissingSecrets(objects).sort()).toEqual(['keycloak-admin', 'keycloak-postgresql']);

@@ -19,9 +19,13 @@ import { FakeCluster } from '../rehearsal/cluster.js';
 import { ArgoApplication, HelmRelease, type LifecycleResult } from '../rehearsal/lifecycle.js';
 import { classifyArgoObjects, classifyHelmObjects, parseManifestText, readArgoManifests, readHelmChart, type KubeObject } from '../rehearsal/manifests.js';
 import { createLogger } from '../runner/src/log.js';
-import { createHookContext } from '../runner/src/phases/context.js';
+import { createHookContext, readState } from '../runner/src/phases/context.js';
 import { takeOverReleaseObjects } from '../runner/src/phases/take-over.js';
-import { decidePrepare, probeLegacyDatabase, probeSource } from '../runner/src/phases/decide.js';
+import { adoptionEvidence, decidePrepare, probeAdoptedSource, probeLegacyDatabase, probeSource } from '../runner/src/phases/decide.js';
+import { probeAdoption } from '../runner/src/phases/adopt-legacy.js';
+import { newMigrationState } from '../runner/src/state.js';
+import { formatPlan, gatherPlanInput } from '../runner/src/commands/plan.js';
+import { formatStatus } from '../runner/src/commands/status.js';
 import { RunnerError } from '../runner/src/errors.js';
 import { ExitCode } from '../lib/contract.js';
 import { scaleWorkload, waitForPodsGone } from '../runner/src/kube/workloads.js';
@@ -237,7 +241,7 @@ describe('fresh install only on positive evidence', () => {
     });
   });
 
-  it('refuses (78) when the database runs under another name: architecture replication (<name>-primary / -read)', async () => {
+  it('finds the database under another name by its labels: architecture replication (<name>-primary / -read), which the configured names miss', async () => {
     cluster = await Cluster.start();
     await installBitnami(cluster, 'helm', { ...fixture, file: 'keycloak-25.4.0-release-keycloak-pg-replication.yaml' });
     const legacy = await probe();
@@ -248,6 +252,7 @@ describe('fresh install only on positive evidence', () => {
         'StatefulSet keycloak-postgresql-read (labels app.kubernetes.io/name=postgresql,app.kubernetes.io/instance=keycloak)',
       ]),
     );
+    // Without adopting (adopt-legacy.ts: see "adopting the legacy database" below) these traces refuse.
     const error = refusal(legacy);
     expect(error.exitCode).toBe(ExitCode.config);
     expect(error.message).toContain('StatefulSet keycloak-postgresql-primary');
@@ -289,7 +294,7 @@ describe('fresh install only on positive evidence', () => {
     expect(() => decidePrepare(legacy, noTarget, unreachable)).toThrow(/legacy StatefulSet keycloak-postgresql exists but its database is not reachable/);
   });
 
-  it('refuses (78) naming the Secret the database pods read when the configured one does not exist (auth.existingSecret)', async () => {
+  it('without adoption, refuses (78) naming the Secret the database pods read when the configured one does not exist (auth.existingSecret)', async () => {
     cluster = await Cluster.start();
     const existingSecret = { file: 'keycloak-25.4.0-release-idp-existing-secret.yaml', release: 'idp', keycloak: 'idp-keycloak', legacySecret: 'my-pg-secret' };
     await installBitnami(cluster, 'helm', existingSecret);
@@ -314,7 +319,7 @@ describe('fresh install only on positive evidence', () => {
     expect(error?.hint).toContain('set the platform config\'s legacyDatabase.secretName to my-pg-secret');
   });
 
-  it('refuses (78) on chart 6 (postgresql chart 10.x), whose Secret keys the default does not read, naming the keys to set', async () => {
+  it('without adoption, refuses (78) on chart 6 (postgresql chart 10.x), whose Secret keys the default does not read, naming the keys to set', async () => {
     cluster = await Cluster.start();
     const chart6 = { file: 'keycloak-6.2.5-release-keycloak.yaml', release: 'keycloak', keycloak: 'keycloak', legacySecret: 'keycloak-postgresql' };
     await installBitnami(cluster, 'helm', chart6);
@@ -329,5 +334,218 @@ describe('fresh install only on positive evidence', () => {
         hint: expect.stringContaining('postgresql chart 10.x (keycloak chart ≤ 6) names them postgresql-password / postgresql-postgres-password (legacyDatabase.passwordKey / adminPasswordKey)'),
       }),
     );
+  });
+});
+
+// Adopting the legacy database from unambiguous evidence (runner/src/phases/adopt-legacy.ts), with
+// the synthesized Role's permissions: the one primary by label, the Secret and key its pod spec
+// references (read by name, Secrets never listed), its Service; and every ambiguity refused (78)
+// naming what was found and the field.
+describe('adopting the legacy database', () => {
+  const secret = (name: string, data: Record<string, string>) => ({
+    apiVersion: 'v1',
+    kind: 'Secret',
+    metadata: { name, namespace: NAMESPACE },
+    data: Object.fromEntries(Object.entries(data).map(([key, value]) => [key, Buffer.from(value).toString('base64')])),
+  });
+  const release = (file: string, name = 'keycloak'): Fixture => ({ file, release: name, keycloak: name === 'keycloak' ? 'keycloak' : `${name}-keycloak`, legacySecret: `${name}-postgresql` });
+
+  async function adopt(fixture: Fixture, extraEnv: Record<string, string> = {}) {
+    const { ctx } = await prepareJobContext(cluster!, synthesizeV2(cluster!, fixture), extraEnv);
+    cluster!.server.clearRequestLog();
+    const legacy = await probeLegacyDatabase(ctx.kube, ctx.config);
+    const adoption = await probeAdoption(ctx.kube, ctx.config, adoptionEvidence(legacy));
+    // Secrets are read by name only, never listed.
+    expect(cluster!.server.requestCount({ verb: 'list', resource: 'secrets' })).toBe(0);
+    return { ctx, legacy, adoption };
+  }
+
+  function refusedWith(adoption: Awaited<ReturnType<typeof adopt>>['adoption']): RunnerError {
+    if (adoption.status !== 'refused') throw new Error(`expected a refusal, got ${JSON.stringify(adoption)}`);
+    expect(adoption.error.exitCode).toBe(ExitCode.config);
+    return adoption.error;
+  }
+
+  it('plan shows what prepare would adopt before any state exists', async () => {
+    cluster = await Cluster.start();
+    const fixture = release('keycloak-25.4.0-release-keycloak-pg-replication.yaml');
+    await installBitnami(cluster, 'helm', fixture);
+    const { ctx } = await prepareJobContext(cluster, synthesizeV2(cluster, fixture));
+    const plan = formatPlan(await gatherPlanInput(ctx.kube, ctx.config));
+    expect(plan).toContain('Adopted legacy database: the one primary StatefulSet with labels app.kubernetes.io/name=postgresql,app.kubernetes.io/instance=keycloak (configured keycloak-postgresql does not exist); Service keycloak-postgresql-primary:5432');
+    expect(plan).toContain('(prepare would adopt it)');
+    // No database answers in this test: prepare would wait (69) for the adopted one, not decide "fresh install".
+    expect(plan).toContain('fails: the legacy database adopted as StatefulSet keycloak-postgresql-primary is not reachable');
+  });
+
+  it('architecture replication: the -primary StatefulSet, its Service, its PVC, the password its pods mount; never the -read replica', async () => {
+    cluster = await Cluster.start();
+    const fixture = release('keycloak-25.4.0-release-keycloak-pg-replication.yaml');
+    await installBitnami(cluster, 'helm', fixture);
+    const claim = (name: string, component: string) => ({
+      apiVersion: 'v1',
+      kind: 'PersistentVolumeClaim',
+      metadata: { name, namespace: NAMESPACE, labels: { 'app.kubernetes.io/name': 'postgresql', 'app.kubernetes.io/instance': 'keycloak', 'app.kubernetes.io/component': component } },
+      spec: { accessModes: ['ReadWriteOnce'], resources: { requests: { storage: '1Gi' } } },
+    });
+    cluster.server.seed(claim('data-keycloak-postgresql-primary-0', 'primary'), claim('data-keycloak-postgresql-read-0', 'read'));
+    const password = Buffer.from((cluster.get('Secret', 'keycloak-postgresql')!.data as Record<string, string>)['postgres-password']!, 'base64').toString();
+    const { ctx, adoption } = await adopt(fixture, { MIGRATION_SERVICE_ADDRESSES: 'keycloak-postgresql-primary:5432=127.0.0.1:15432' });
+    expect(adoption.status).toBe('adopted');
+    if (adoption.status !== 'adopted') return;
+    expect(adoption.adopted).toEqual({
+      statefulSet: 'keycloak-postgresql-primary',
+      service: { name: 'keycloak-postgresql-primary', port: 5432 },
+      passwordSecret: { name: 'keycloak-postgresql', key: 'postgres-password' },
+      pvcs: ['data-keycloak-postgresql-primary-0'],
+      evidence: expect.stringContaining('the one primary StatefulSet with labels app.kubernetes.io/name=postgresql,app.kubernetes.io/instance=keycloak'),
+    });
+    // The source the dump connects to: the Service through MIGRATION_SERVICE_ADDRESSES, the same user as configured.
+    expect(adoption.config.source.settings).toMatchObject({ host: '127.0.0.1', port: 15432, user: ctx.config.source.settings!.user, password });
+    expect(adoption.config.legacyStatefulSet).toBe('keycloak-postgresql-primary');
+    expect(adoption.config.legacyPvcs).toContain('data-keycloak-postgresql-primary-0');
+    expect(adoption.config.legacyPvcs).not.toContain('data-keycloak-postgresql-read-0');
+    expect(cluster.server.requestCount({ verb: 'get', resource: 'secrets' })).toBe(1);
+
+    // In the cluster (no mapping) the Service's name is the host; unreachable here: retriable 69 naming the adopted database.
+    const { ctx: inCluster } = await prepareJobContext(cluster, synthesizeV2(cluster, fixture));
+    const legacy = await probeLegacyDatabase(inCluster.kube, inCluster.config);
+    const outcome = await probeAdoptedSource(inCluster.kube, inCluster.config, legacy, { status: 'absent', reason: 'connect ENOTFOUND keycloak-postgresql' });
+    expect(outcome).toMatchObject({ status: 'adopted', source: { status: 'absent' } });
+    expect(() => decidePrepare(legacy, { status: 'absent', reason: 'x' }, { status: 'absent', reason: 'connect ENOTFOUND keycloak-postgresql' }, outcome)).toThrow(
+      expect.objectContaining({ exitCode: ExitCode.unavailable, message: expect.stringContaining('the legacy database adopted as StatefulSet keycloak-postgresql-primary is not reachable') }),
+    );
+    // Reachable: the decision is to migrate from it, carrying what was adopted into the state.
+    const preflight = { server: { version: '17.6' }, databaseBytes: 1 } as never;
+    const decision = decidePrepare(legacy, { status: 'absent', reason: 'x' }, { status: 'absent', reason: 'ENOTFOUND' }, {
+      status: 'adopted',
+      adopted: adoption.adopted,
+      source: { status: 'reachable', preflight },
+    });
+    expect(decision).toMatchObject({ kind: 'migrate', adopted: adoption.adopted, reason: expect.stringContaining('adopted the legacy database') });
+  });
+
+  it('auth.existingSecret: the configured StatefulSet, the password from the Secret its pods mount (the configured one does not exist)', async () => {
+    cluster = await Cluster.start();
+    const fixture = release('keycloak-25.4.0-release-idp-existing-secret.yaml', 'idp');
+    await installBitnami(cluster, 'helm', fixture);
+    cluster.server.seed(secret('my-pg-secret', { password: 'app-pw', 'postgres-password': 'super-pw' }));
+    const { adoption } = await adopt(fixture);
+    if (adoption.status !== 'adopted') throw new Error(JSON.stringify(adoption));
+    expect(adoption.adopted).toMatchObject({ statefulSet: 'idp-postgresql', passwordSecret: { name: 'my-pg-secret', key: 'postgres-password' }, pvcs: [] });
+    expect(adoption.adopted.service).toBeUndefined();
+    // The configured host stays (configured names win where they exist); the password is the database's.
+    expect(adoption.config.source).toEqual({ settings: expect.objectContaining({ host: 'idp-postgresql', user: 'postgres', password: 'super-pw' }), passwordSet: true });
+  });
+
+  it("chart 6 (postgresql 10.x): the superuser's password under postgresql-postgres-password, from the pod's secretKeyRef", async () => {
+    cluster = await Cluster.start();
+    const fixture = release('keycloak-6.2.5-release-keycloak.yaml');
+    await installBitnami(cluster, 'helm', fixture);
+    const { adoption } = await adopt(fixture);
+    if (adoption.status !== 'adopted') throw new Error(JSON.stringify(adoption));
+    expect(adoption.adopted).toMatchObject({ statefulSet: 'keycloak-postgresql', passwordSecret: { name: 'keycloak-postgresql', key: 'postgresql-postgres-password' } });
+    expect(adoption.config.source.passwordSet).toBe(true);
+  });
+
+  it('a name override (postgresql.fullnameOverride: kc-db): the StatefulSet, Service and Secret of that name, by the labels the override keeps', async () => {
+    cluster = await Cluster.start();
+    const fixture = release('keycloak-25.4.0-release-keycloak.yaml');
+    // The release with the database's fullname overridden, as the chart renders it: every object
+    // name and reference `keycloak-postgresql` becomes `kc-db`; the labels stay.
+    const text = readFileSync(join(FIXTURES, fixture.file), 'utf8').replaceAll('keycloak-postgresql', 'kc-db');
+    const installed = await cluster.helm.upgradeInstall(classifyHelmObjects(fixture.file, parseManifestText(text, fixture.file)));
+    expect(installed.error?.message).toBeUndefined();
+    const { adoption } = await adopt(fixture);
+    if (adoption.status !== 'adopted') throw new Error(JSON.stringify(adoption));
+    expect(adoption.adopted).toMatchObject({ statefulSet: 'kc-db', service: { name: 'kc-db', port: 5432 }, passwordSecret: { name: 'kc-db', key: 'postgres-password' } });
+  });
+
+  it('adopts nothing when the configured names are complete (their StatefulSet exists, the password is set)', async () => {
+    cluster = await Cluster.start();
+    const fixture = release('keycloak-25.4.0-release-keycloak.yaml');
+    await installBitnami(cluster, 'helm', fixture);
+    const { adoption } = await adopt(fixture, { SOURCE_PGPASSWORD: 'from-the-configured-secret' });
+    expect(adoption).toEqual({ status: 'none', reason: 'the configured names are complete' });
+  });
+
+  it('refuses two primaries, naming both and the field', async () => {
+    cluster = await Cluster.start();
+    const fixture = release('keycloak-25.4.0-release-keycloak-pg-replication.yaml');
+    await installBitnami(cluster, 'helm', fixture);
+    const primary = cluster.get('StatefulSet', 'keycloak-postgresql-primary')!;
+    const copy = structuredClone(primary);
+    copy.metadata = { name: 'keycloak-postgresql-primary-old', namespace: NAMESPACE, labels: primary.metadata.labels! };
+    delete copy.status;
+    cluster.server.seed(copy);
+    const error = refusedWith((await adopt(fixture)).adoption);
+    expect(error.message).toContain('2 primary StatefulSets carry the legacy labels');
+    expect(error.message).toContain('keycloak-postgresql-primary, keycloak-postgresql-primary-old');
+    expect(error.hint).toContain('legacyDatabase.name (MIGRATION_LEGACY_STATEFULSET)');
+  });
+
+  it('refuses a primary whose pod spec references no Secret for the password', async () => {
+    cluster = await Cluster.start();
+    const fixture = release('keycloak-25.4.0-release-keycloak.yaml');
+    cluster.server.seed({
+      apiVersion: 'apps/v1',
+      kind: 'StatefulSet',
+      metadata: { name: 'kc-db', namespace: NAMESPACE, labels: { 'app.kubernetes.io/name': 'postgresql', 'app.kubernetes.io/instance': 'keycloak', 'app.kubernetes.io/component': 'primary' } },
+      spec: {
+        replicas: 0,
+        serviceName: 'kc-db',
+        selector: { matchLabels: { app: 'kc-db' } },
+        template: { metadata: { labels: { app: 'kc-db' } }, spec: { containers: [{ name: 'postgresql', image: 'postgres', env: [{ name: 'POSTGRES_POSTGRES_PASSWORD', value: 'literal' }] }] } },
+      },
+    });
+    const error = refusedWith((await adopt(fixture)).adoption);
+    expect(error.message).toBe(
+      "the legacy database was found by its labels as StatefulSet kc-db, but its pod spec references no Secret for postgres's password (POSTGRES_POSTGRES_PASSWORD / POSTGRESQL_POSTGRES_PASSWORD[_FILE])",
+    );
+    expect(error.hint).toContain('legacyDatabase.name, secretName and passwordKey / adminPasswordKey');
+    expect(error.message).not.toContain('literal');
+  });
+
+  it('refuses a Secret without the key its pods name, listing the keys present and never their values', async () => {
+    cluster = await Cluster.start();
+    const fixture = release('keycloak-25.4.0-release-idp-existing-secret.yaml', 'idp');
+    await installBitnami(cluster, 'helm', fixture);
+    cluster.server.seed(secret('my-pg-secret', { 'admin-pw': 'do-not-print-me', user: 'bn_keycloak' }));
+    const error = refusedWith((await adopt(fixture)).adoption);
+    expect(error.message).toBe('the password of the legacy database idp-postgresql: Secret my-pg-secret has no key postgres-password (keys present: admin-pw, user)');
+    expect(error.hint).toContain('legacyDatabase.secretName and passwordKey / adminPasswordKey');
+    expect(`${error.message} ${error.hint}`).not.toContain('do-not-print-me');
+  });
+
+  it('refuses to adopt under a name the Role may not delete when the legacy database is to be deleted', async () => {
+    cluster = await Cluster.start();
+    const fixture = release('keycloak-25.4.0-release-keycloak-pg-replication.yaml');
+    await installBitnami(cluster, 'helm', fixture);
+    const error = refusedWith((await adopt(fixture, { MIGRATION_DELETE_LEGACY: 'after-restore' })).adoption);
+    expect(error.message).toContain('MIGRATION_DELETE_LEGACY=after-restore deletes only configured names');
+    expect(error.hint).toContain('legacyDatabase.name to keycloak-postgresql-primary');
+  });
+
+  it('persists what was adopted: a later Job (or a re-run) connects to the same database, reading the Secret by name', async () => {
+    cluster = await Cluster.start();
+    const fixture = release('keycloak-25.4.0-release-keycloak-pg-replication.yaml');
+    await installBitnami(cluster, 'helm', fixture);
+    const env = { MIGRATION_SERVICE_ADDRESSES: 'keycloak-postgresql-primary=127.0.0.1:25432' };
+    const { ctx, adoption } = await adopt(fixture, env);
+    if (adoption.status !== 'adopted') throw new Error(JSON.stringify(adoption));
+    await ctx.store.ensure(() => ({ ...newMigrationState('m-20261203-000000-abcdef'), adoptedLegacy: adoption.adopted }));
+    const { ctx: later } = await prepareJobContext(cluster, synthesizeV2(cluster, fixture), env);
+    expect(later.config.source.settings?.host).toBe('keycloak-postgresql');
+    await readState(later);
+    expect(later.config.source.settings).toMatchObject({ host: '127.0.0.1', port: 25432, password: adoption.config.source.settings!.password });
+    expect(later.config.legacyStatefulSet).toBe('keycloak-postgresql-primary');
+    // status and plan say which database the migration uses.
+    expect(formatStatus(later.state!, 'keycloak-migration-state')).toMatch(/Adopted legacy: +the one primary StatefulSet with labels .* Service keycloak-postgresql-primary:5432; postgres's password from Secret keycloak-postgresql key postgres-password/);
+    expect(formatPlan(await gatherPlanInput(later.kube, later.configuredConfig))).toContain('Adopted legacy database: the one primary StatefulSet');
+    // The Secret gone later (a finished release cleaned up): an unset password, as with the Job's optional secretKeyRef.
+    expect(cluster.server.remove({ apiVersion: 'v1', kind: 'Secret', name: 'keycloak-postgresql', namespace: NAMESPACE })).toBe(true);
+    const { ctx: afterCleanup } = await prepareJobContext(cluster, synthesizeV2(cluster, fixture), env);
+    await readState(afterCleanup);
+    expect(afterCleanup.config.source.passwordSet).toBe(false);
   });
 });

@@ -89,9 +89,10 @@ beforeAll(async () => {
   root = mkdtempSync(join(tmpdir(), 'real-helm-'));
   server = await startFakeKubeApiServer();
   kubeconfig = await writeTlsKubeconfig(server, join(root, 'kubeconfig'));
-  // A Job controller reduced to what helm observes: every Job completes 200 ms after creation.
+  // A Job controller reduced to what helm observes: every Job completes 200 ms after creation,
+  // except those named `forever` (a Job still running when helm gives up on it).
   server.onChange((event, object) => {
-    if (event !== 'ADDED' || object.kind !== 'Job') return;
+    if (event !== 'ADDED' || object.kind !== 'Job' || object.metadata.name === 'forever') return;
     setTimeout(() => {
       const reference = { apiVersion: 'batch/v1', kind: 'Job', name: object.metadata.name, namespace: object.metadata.namespace };
       if (!server.get(reference)) return;
@@ -169,4 +170,77 @@ describe.each([3, 4] as const)('helm %i', (major) => {
     },
     120_000,
   );
+});
+
+/**
+ * The RBAC of a hook event with the given delete policy, a Job that succeeds, then one that is
+ * still running when helm's --timeout ends.
+ */
+function writeHookChart(name: string, rbacDeletePolicy: string): string {
+  const dir = writeChart(name, 1, false);
+  // Hooks only: the release objects of the other tests' releases in this namespace stay theirs.
+  rmSync(join(dir, 'templates', 'app.yaml'));
+  const hook = (weight: number, policy = 'before-hook-creation,hook-succeeded') => `  annotations:
+    helm.sh/hook: pre-upgrade
+    helm.sh/hook-weight: "${weight}"
+    helm.sh/hook-delete-policy: ${policy}`;
+  writeFileSync(
+    join(dir, 'templates', 'hooks.yaml'),
+    `apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata:
+  name: migration
+${hook(-10, rbacDeletePolicy)}
+rules: [{ apiGroups: [""], resources: [configmaps], verbs: [get] }]
+---
+apiVersion: batch/v1
+kind: Job
+metadata:
+  name: prepare
+${hook(0)}
+spec:
+  template:
+    spec:
+      restartPolicy: Never
+      containers: [{ name: prepare, image: runner:1 }]
+---
+apiVersion: batch/v1
+kind: Job
+metadata:
+  name: forever
+${hook(10)}
+spec:
+  template:
+    spec:
+      restartPolicy: Never
+      containers: [{ name: backup, image: runner:1 }]
+`,
+  );
+  return dir;
+}
+
+describe('a later hook that fails (issue 11, failure c)', () => {
+  // Helm 4 only: helm 3.17 deletes hook-succeeded hooks only after every hook of the event
+  // succeeded (v3.17 pkg/action/hooks.go), so there the Role stays whatever its policy.
+  it.each([
+    ['before-hook-creation,hook-succeeded', 'deleted: the Job that still runs lost its Role (the product used this policy before)'],
+    ['before-hook-creation', 'kept: the product\'s RBAC policy (lib/gitops.ts)'],
+  ])('helm 4, RBAC delete policy %s: %s', async (policy) => {
+    const major = 4;
+    const release = policy.includes('hook-succeeded') ? 'hooks-succeeded' : 'hooks-kept';
+    const chart = writeHookChart(release, policy);
+    expect((await helm(major, 'upgrade', '--install', release, chart, '--timeout', '60s')).status).toBe(0);
+    const failed = await helm(major, 'upgrade', release, chart, '--timeout', '3s');
+    expect(failed.status).not.toBe(0);
+    expect(failed.stderr).toMatch(/pre-upgrade hooks failed/);
+    const role = server.get({ apiVersion: 'rbac.authorization.k8s.io/v1', kind: 'Role', name: 'migration', namespace: namespaceOf(major) });
+    // The Job helm gave up on is still there (still running: no delete policy removes a failed hook).
+    expect(server.get({ apiVersion: 'batch/v1', kind: 'Job', name: 'forever', namespace: namespaceOf(major) })).toBeDefined();
+    // Helm 4 (and 3.19+) deletes the hooks that succeeded when a later one fails.
+    if (policy.includes('hook-succeeded')) expect(role).toBeUndefined();
+    else expect(role).toBeDefined();
+    await helm(major, 'uninstall', release, '--timeout', '60s');
+    server.remove({ apiVersion: 'batch/v1', kind: 'Job', name: 'forever', namespace: namespaceOf(major) });
+    server.remove({ apiVersion: 'rbac.authorization.k8s.io/v1', kind: 'Role', name: 'migration', namespace: namespaceOf(major) });
+  }, 120_000);
 });

@@ -186,6 +186,78 @@ describe('patch content types', () => {
     expect(failedTest.code).toBe(422);
   });
 
+  // Merge keys and directives as k8s.io/api's patchMergeKey tags and apimachinery's strategicpatch define them
+  // (https://github.com/kubernetes/community/blob/master/contributors/devel/sig-api-machinery/strategic-merge-patch.md).
+  it('merges a Service\'s ports by port: helm 3\'s three-way patch ($setElementOrder, $patch: delete) from Bitnami 80/443 to 80/8080/9000', async () => {
+    await core.createNamespacedService({
+      namespace: ns,
+      body: { metadata: { name: 'smp-ports' }, spec: { selector: { app: 'x' }, ports: [{ name: 'http', port: 80, targetPort: 'http' }, { name: 'https', port: 443, targetPort: 'https' }] } },
+    });
+    // The body helm 3.17 sends for that change (kube.Client.Update → strategicpatch.CreateThreeWayMergePatch).
+    const patched = await core.patchNamespacedService(
+      {
+        name: 'smp-ports',
+        namespace: ns,
+        body: {
+          spec: {
+            '$setElementOrder/ports': [{ port: 80 }, { port: 8080 }, { port: 9000 }],
+            ports: [{ name: 'http-direct', port: 8080, targetPort: 'http' }, { name: 'management', port: 9000, targetPort: 'management' }, { $patch: 'delete', port: 443 }],
+          },
+        },
+      },
+      setHeaderOptions('Content-Type', PatchStrategy.StrategicMergePatch),
+    );
+    expect(patched.spec?.ports?.map((port) => [port.name, port.port])).toEqual([['http', 80], ['http-direct', 8080], ['management', 9000]]);
+  });
+
+  it('merges container ports by containerPort and volumeMounts by mountPath, replaces atomic lists (args, tolerations), merges finalizers as a set', async () => {
+    await apps.createNamespacedStatefulSet({ namespace: ns, body: statefulSet('smp-keys') });
+    await apps.patchNamespacedStatefulSet(
+      {
+        name: 'smp-keys',
+        namespace: ns,
+        body: {
+          metadata: { finalizers: ['example.com/a'] },
+          spec: { template: { spec: { tolerations: [{ key: 'a', operator: 'Exists' }], containers: [{ name: 'main', args: ['one', 'two'], ports: [{ containerPort: 8080, name: 'http' }], volumeMounts: [{ name: 'data', mountPath: '/data' }] }] } } },
+        },
+      },
+      setHeaderOptions('Content-Type', PatchStrategy.StrategicMergePatch),
+    );
+    const patched = await apps.patchNamespacedStatefulSet(
+      {
+        name: 'smp-keys',
+        namespace: ns,
+        body: {
+          metadata: { finalizers: ['example.com/b'], '$deleteFromPrimitiveList/finalizers': ['example.com/a'] },
+          spec: {
+            template: {
+              spec: {
+                tolerations: [{ key: 'b', operator: 'Exists' }],
+                containers: [{ name: 'main', args: ['three'], ports: [{ containerPort: 8080, name: 'web' }, { containerPort: 9000, name: 'management' }], volumeMounts: [{ name: 'tmp', mountPath: '/data' }] }],
+              },
+            },
+          },
+        },
+      },
+      setHeaderOptions('Content-Type', PatchStrategy.StrategicMergePatch),
+    );
+    const main = patched.spec?.template.spec?.containers.find((container) => container.name === 'main');
+    expect(patched.metadata?.finalizers).toEqual(['example.com/b']);
+    expect(patched.spec?.template.spec?.tolerations).toEqual([{ key: 'b', operator: 'Exists' }]);
+    expect(main?.args).toEqual(['three']);
+    expect(main?.ports).toEqual([{ containerPort: 8080, name: 'web' }, { containerPort: 9000, name: 'management' }]);
+    expect(main?.volumeMounts).toEqual([{ name: 'tmp', mountPath: '/data' }]);
+
+    const missingKey = await apiError(
+      apps.patchNamespacedStatefulSet(
+        { name: 'smp-keys', namespace: ns, body: { spec: { template: { spec: { containers: [{ image: 'no-name' }] } } } } },
+        setHeaderOptions('Content-Type', PatchStrategy.StrategicMergePatch),
+      ),
+    );
+    expect(missingKey.code).toBe(422);
+    expect(String(missingKey.body.message)).toMatch(/does not contain declared merge key: name/);
+  });
+
   it('treats a resourceVersion inside a merge patch as a precondition', async () => {
     const created = await core.createNamespacedConfigMap({ namespace: ns, body: { metadata: { name: 'patch-rv' }, data: { a: '1' } } });
     await core.patchNamespacedConfigMap(
@@ -622,6 +694,36 @@ describe('generic objects and discovery', () => {
     await objects.create({ apiVersion: 'example.com/v1', kind: 'Widget', metadata: { name: 'w', namespace: ns } });
     const list = await objects.list('example.com/v1', 'Widget', ns);
     expect(list.items.map((item) => item.metadata?.name)).toEqual(['w']);
+  });
+
+  it('does not serve the group of a CRD that is not installed: discovery omits it, requests are 404 (what helm and kubectl map "no matches for kind" from)', async () => {
+    const withoutCrd = await startFakeKubeApiServer();
+    try {
+      withoutCrd.withdrawGroup('postgresql.cnpg.io');
+      const objects = KubernetesObjectApi.makeApiClient(withoutCrd.kubeConfig());
+      const cluster = { apiVersion: 'postgresql.cnpg.io/v1', kind: 'Cluster', metadata: { name: 'pg', namespace: ns } };
+      // client-node resolves the plural through discovery, like helm's RESTMapper.
+      await expect(objects.create(cluster)).rejects.toThrow(/postgresql\.cnpg\.io\/v1/);
+      const groups = (await (await fetch(`${withoutCrd.url}/apis`, { headers: { authorization: `Bearer ${withoutCrd.adminToken}` } })).json()) as { groups: { name: string }[] };
+      expect(groups.groups.map((group) => group.name)).not.toContain('postgresql.cnpg.io');
+      expect(groups.groups.map((group) => group.name)).toContain('apps');
+      const direct = await fetch(`${withoutCrd.url}/apis/postgresql.cnpg.io/v1/namespaces/${ns}/clusters`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${withoutCrd.adminToken}`, 'content-type': 'application/json' },
+        body: JSON.stringify(cluster),
+      });
+      expect(direct.status).toBe(404);
+      expect(((await direct.json()) as { message: string }).message).toBe('the server could not find the requested resource');
+      // Clients fall back to the v2 document for kinds the v3 documents lack; it describes none.
+      const v2 = await fetch(`${withoutCrd.url}/openapi/v2`, { headers: { authorization: `Bearer ${withoutCrd.adminToken}` } });
+      expect(v2.status).toBe(200);
+      expect(v2.headers.get('content-type')).toBe('application/com.github.proto-openapi.spec.v2.v1.0+protobuf');
+      expect((await v2.arrayBuffer()).byteLength).toBe(0);
+      expect(withoutCrd.serves('postgresql.cnpg.io/v1')).toBe(false);
+      expect(withoutCrd.serves('apps/v1')).toBe(true);
+    } finally {
+      await withoutCrd.close();
+    }
   });
 
   it('leases: create, update with resourceVersion', async () => {

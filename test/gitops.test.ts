@@ -12,11 +12,12 @@ import {
 } from '../lib/gitops.js';
 
 describe('hookAnnotations', () => {
-  it('spells the Helm phases with install and upgrade events, quoted weights and an explicit before-hook-creation', () => {
+  it('spells the Helm phases with install and upgrade events, quoted weights and an explicit before-hook-creation; RBAC survives success', () => {
     expect(hookAnnotations('helm', { phase: 'rbac', order: -10, role: 'support' })).toEqual({
       'helm.sh/hook': 'pre-install,pre-upgrade,post-install,post-upgrade',
       'helm.sh/hook-weight': '-10',
-      'helm.sh/hook-delete-policy': 'before-hook-creation,hook-succeeded',
+      // Not hook-succeeded: Helm ≥ 3.19 would delete it when a later hook fails, under a running Job.
+      'helm.sh/hook-delete-policy': 'before-hook-creation',
     });
     expect(hookAnnotations('helm', { phase: 'pre', order: 10, role: 'job' })).toEqual({
       'helm.sh/hook': 'pre-install,pre-upgrade',

@@ -1,6 +1,8 @@
 // Quiesce through the fake API server: scale to 0 via /scale, a simulated controller deletes the
 // Pods, the wait returns; a Pod that does not stop makes the wait time out naming it; replicas
-// come back to the recorded counts; the Role needs only the scale subresource and pods.
+// come back to the recorded counts; the Role needs the scale subresource, pods, and get/patch on
+// the workloads to give up the field ownership each scale records (so that a server-side apply of
+// the chart's replicas by helm 4 or Argo CD does not conflict with the runner).
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ExitCode } from '../lib/contract.js';
 import { RunnerError } from '../runner/src/errors.js';
@@ -12,6 +14,7 @@ import {
   readReplicas,
   restoreReplicas,
   waitForPodsGone,
+  RUNNER_FIELD_MANAGER,
 } from '../runner/src/kube/workloads.js';
 import { startFakeKubeApiServer, startWorkloadController, type FakeKubeApiServer, type WorkloadController } from './support/fake-kube/index.js';
 import { fakeRunnerKube } from './support/fake-kube/runner-kube-context.js';
@@ -37,7 +40,7 @@ function workload(kind: 'StatefulSet' | 'Deployment', name: string, replicas: nu
 
 beforeAll(async () => {
   server = await startFakeKubeApiServer();
-  controller = startWorkloadController(server, { terminationDelayMs: 60 });
+  controller = startWorkloadController(server, { terminationDelayMs: 400 });
   // Exactly what quiesce needs, nothing more.
   server.seed(
     {
@@ -46,6 +49,7 @@ beforeAll(async () => {
       metadata: { name: 'quiesce', namespace: ns },
       rules: [
         { apiGroups: ['apps'], resources: ['statefulsets/scale', 'deployments/scale'], verbs: ['get', 'patch'] },
+        { apiGroups: ['apps'], resources: ['statefulsets', 'deployments'], verbs: ['get', 'patch'] },
         { apiGroups: [''], resources: ['pods'], verbs: ['list'] },
       ],
     },
@@ -108,12 +112,20 @@ describe('quiesce', () => {
       },
     });
     expect(replicasWhenPersisted).toBe(3);
-    // The Pods took 60 ms to terminate: the wait must have polled while they were still there.
+    // The Pods take 400 ms to terminate (the scale and the ownership release before the wait take a
+    // few round trips): the wait must have polled while they were still there.
     expect(server.requestCount({ verb: 'list', resource: 'pods' })).toBeGreaterThan(2);
     expect(server.listenerErrors).toEqual([]);
     expect(originals).toEqual({ 'statefulset/keycloak': 3, 'deployment/admin': 2 });
     expect(server.list('v1', 'Pod', ns).filter((pod) => /^(keycloak|admin)-/.test(pod.metadata.name))).toEqual([]);
     expect(await readReplicas(kube, refs[0]!)).toBe(0);
+    // The scale recorded the runner as owner of .spec.replicas; the runner gave that up again, so
+    // a server-side apply of the chart's replicas (helm 4, Argo CD ServerSideApply) does not conflict.
+    const managers = (name: string, kind: string) =>
+      ((server.get({ apiVersion: 'apps/v1', kind, name, namespace: ns })!.metadata.managedFields ?? []) as { manager: string }[]).map((entry) => entry.manager);
+    expect(managers('keycloak', 'StatefulSet')).not.toContain(RUNNER_FIELD_MANAGER);
+    expect(managers('admin', 'Deployment')).not.toContain(RUNNER_FIELD_MANAGER);
+    expect(server.requestCount({ verb: 'patch', resource: 'statefulsets' })).toBe(1);
 
     // A resumed run sees 0 replicas but keeps the counts on record.
     const resumed = await quiesceWorkloads(kube, refs, {
@@ -130,6 +142,7 @@ describe('quiesce', () => {
     await restoreReplicas(kube, resumed);
     await controller.settled();
     expect(await readReplicas(kube, refs[0]!)).toBe(3);
+    expect(managers('keycloak', 'StatefulSet')).not.toContain(RUNNER_FIELD_MANAGER);
     expect(await listWorkloadPods(kube, refs[1]!)).toHaveLength(2);
   });
 

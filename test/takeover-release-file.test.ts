@@ -129,10 +129,13 @@ describe('npm run rehearse:takeover with bad input', () => {
     expect(result.created).toEqual([]);
   });
 
-  it('exits 2 on an unknown tool or a missing --from, with the usage', () => {
+  it('exits 2 on an unknown tool, helm major or a missing --from, with the usage', () => {
     const tool = run(['--from', fixture('keycloak-25.4.0-release-keycloak.yaml'), '--tool', 'flux']);
     expect(tool.status).toBe(2);
     expect(tool.stderr).toContain('--tool must be helm or argocd, got "flux"');
+    const helm = run(['--from', fixture('keycloak-25.4.0-release-keycloak.yaml'), '--helm', '3.17']);
+    expect(helm.status).toBe(2);
+    expect(helm.stderr).toContain('--helm must be 3 (helm 3.17) or 4 (helm 4.1, what users install today), got "3.17"');
     const from = run([]);
     expect(from.status).toBe(2);
     expect(from.stderr).toContain('--from is required');

@@ -1,6 +1,6 @@
 /**
  * `npm run rehearse:takeover -- --from <release.yaml> [--release NAME] [--namespace NS]
- * [--config FILE] [--tool helm|argocd] [--data dump.sql]`: one takeover of exactly those
+ * [--config FILE] [--tool helm|argocd] [--helm 3|4] [--data dump.sql]`: one takeover of exactly those
  * manifests in the rehearsal (rehearse-takeover.ts). Bad input stops before anything is started
  * (exit 2, one line naming the file or flag, what was found and the fix); a failed check exits 1.
  */
@@ -10,18 +10,18 @@ import { parseArgs } from 'node:util';
 import { readPlatformConfigFile } from '../../lib/platform-config-file.js';
 import type { PlatformConfig } from '../../lib/platform-config.js';
 import setupRehearsal from '../global-setup.js';
-import type { Tool } from '../scenario.js';
+import { defaultRun, helmRun, type ToolRun } from '../scenario.js';
 
 import { readReleaseFile, ReleaseFileError, type BitnamiReleaseFile } from './release-file.js';
 import { formatReport, rehearseTakeover } from './rehearse-takeover.js';
 
-const USAGE = 'usage: npm run rehearse:takeover -- --from <release.yaml> [--release NAME] [--namespace NS] [--config FILE] [--tool helm|argocd] [--data dump.sql]';
+const USAGE = 'usage: npm run rehearse:takeover -- --from <release.yaml> [--release NAME] [--namespace NS] [--config FILE] [--tool helm|argocd] [--helm 3|4] [--data dump.sql]';
 
 class UsageError extends Error {}
 
 interface Invocation {
   readonly release: BitnamiReleaseFile;
-  readonly tool: Tool;
+  readonly run: ToolRun;
   readonly config?: PlatformConfig;
   readonly dataFile?: string;
 }
@@ -38,6 +38,7 @@ function parseInvocation(argv: readonly string[]): Invocation {
         namespace: { type: 'string' },
         config: { type: 'string' },
         tool: { type: 'string', default: 'helm' },
+        helm: { type: 'string', default: '4' },
         data: { type: 'string' },
       },
       strict: true,
@@ -50,6 +51,9 @@ function parseInvocation(argv: readonly string[]): Invocation {
   if (!from) throw new UsageError(`--from is required: the rendered release (\`helm get manifest <release> -n <namespace> > release.yaml\`)\n${USAGE}`);
   const tool = values.tool as string;
   if (tool !== 'helm' && tool !== 'argocd') throw new UsageError(`--tool must be helm or argocd, got ${JSON.stringify(tool)}`);
+  const helm = values.helm as string;
+  if (helm !== '3' && helm !== '4') throw new UsageError(`--helm must be 3 (helm 3.17) or 4 (helm 4.1, what users install today), got ${JSON.stringify(helm)}`);
+  const run = tool === 'helm' ? helmRun(helm === '3' ? 3 : 4) : defaultRun('argocd');
   const dataFile = values.data as string | undefined;
   if (dataFile !== undefined && !existsSync(dataFile)) throw new UsageError(`--data ${dataFile}: no such file (a plain-SQL dump: pg_dump --no-owner --no-privileges)`);
   const configFile = values.config as string | undefined;
@@ -61,7 +65,7 @@ function parseInvocation(argv: readonly string[]): Invocation {
     throw new UsageError(`--config ${configFile}: ${(error as Error).message}`);
   }
   const release = readReleaseFile(from, { release: (values.release as string | undefined) ?? config?.releaseName, namespace: (values.namespace as string | undefined) ?? config?.namespace });
-  return { release, tool, config, dataFile };
+  return { release, run, config, dataFile };
 }
 
 async function main(): Promise<number> {
@@ -78,12 +82,13 @@ async function main(): Promise<number> {
   setupRehearsal();
   const report = await rehearseTakeover({
     release: invocation.release,
-    tool: invocation.tool,
+    tool: invocation.run.tool,
+    ...(invocation.run.helm ? { helm: invocation.run.helm } : {}),
     config: invocation.config,
     dataFile: invocation.dataFile,
     log: (line) => process.stderr.write(`rehearse:takeover: ${line}\n`),
   });
-  process.stdout.write(`${formatReport(report, invocation.release, invocation.tool)}\n`);
+  process.stdout.write(`${formatReport(report, invocation.release, invocation.run.label)}\n`);
   return report.ok ? 0 : 1;
 }
 

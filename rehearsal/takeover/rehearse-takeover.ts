@@ -20,22 +20,23 @@ import { spawn } from 'node:child_process';
 import { request } from 'node:http';
 
 import type { PlatformConfig } from '../../lib/platform-config.js';
+import type { MigrationState as RunnerState } from '../../runner/src/state.js';
 import { createKeycloakData } from '../../test/support/keycloak-data.js';
 import type { PostgresMajor } from '../../test/support/postgres.js';
 
 import { bitnamiReplicationMode } from '../bitnami-pods.js';
-import { fingerprint, KEYCLOAK_RUNTIME_TABLES, withClient, type Connection, type DatabaseFingerprint } from '../checks.js';
-import { Rehearsal, type SynthesizedShape } from '../harness.js';
+import { fingerprint, KEYCLOAK_RUNTIME_TABLES, KEYCLOAK_WRITES_TABLE as WRITES_TABLE, withClient, type Connection, type DatabaseFingerprint } from '../checks.js';
+import { defaultHelmMajor, Rehearsal, type SynthesizedShape } from '../harness.js';
 import { classifyArgoObjects, classifyHelmObjects, type KubeObject } from '../manifests.js';
 import type { Container } from '../pod-env.js';
 import { PostgresNode } from '../postgres-node.js';
 import { PG_BIN, waitFor } from '../postgres-processes.js';
-import { deploy, namesFor, readState, targetDatabase, targetNodes, verifyMigrated, type ReleaseNames, type Tool } from '../scenario.js';
+import { defaultRun, deploy, helmRun, namesFor, readState, targetDatabase, targetNodes, verifyMigrated, type ReleaseNames, type Tool, type ToolRun } from '../scenario.js';
+import type { HelmMajor } from '../../test/support/helm.js';
 
 import type { BitnamiReleaseFile } from './release-file.js';
 
 /** The table the Keycloak stand-in writes its steady writes to (not Keycloak's data: compared by id). */
-const WRITES_TABLE = 'public.rehearsal_keycloak_writes';
 /**
  * The major the rehearsal's postgresql-ha runs (Debian bookworm packages repmgr for 15 only). A
  * dump cannot be restored into an older major, so a legacy image tag above it is rehearsed on it.
@@ -46,6 +47,8 @@ const LEGACY_MAJORS_HERE: readonly PostgresMajor[] = [11, 13, 15];
 export interface TakeoverOptions {
   readonly release: BitnamiReleaseFile;
   readonly tool: Tool;
+  /** The real helm binary of a Helm takeover: 4.1 or 3.17. @default - the rehearsal's default (REHEARSAL_HELM, else 4) */
+  readonly helm?: HelmMajor;
   /** Platform configuration of v2 (from `--config`), over the release's name and namespace. @default - the default configuration */
   readonly config?: PlatformConfig;
   /** A plain-SQL dump (`pg_dump --no-owner --no-privileges`) loaded as the application user instead of the generated data. */
@@ -90,6 +93,8 @@ export function rehearsedLegacyMajor(tagMajor: number): PostgresMajor {
 export async function rehearseTakeover(options: TakeoverOptions): Promise<TakeoverReport> {
   const started = Date.now();
   const { release, tool } = options;
+  // Rows name the tool as the summary does: `helm 4.1`, `helm 3.17` or `argocd`.
+  const toolLabel = tool === 'helm' ? helmRun(options.helm ?? defaultHelmMajor()).label : defaultRun(tool).label;
   const log = options.log ?? (() => undefined);
   const rows: CheckRow[] = [];
   const row = (check: string, ok: boolean, detail: string) => {
@@ -103,7 +108,7 @@ export async function rehearseTakeover(options: TakeoverOptions): Promise<Takeov
 
   const rehearsal = await Rehearsal.start({
     config,
-    helm: { timeoutMs: 600_000 },
+    helm: { timeoutMs: 600_000, ...(options.helm ? { major: options.helm } : {}) },
     argo: { waveTimeoutMs: 600_000 },
     workloads: { legacyMajorOf: () => rehearsed, keycloakWriteIntervalMs: options.writeIntervalMs ?? 100 },
     seedLegacy: async (connection) => {
@@ -122,23 +127,23 @@ export async function rehearseTakeover(options: TakeoverOptions): Promise<Takeov
     );
 
     // v1: the release as the user has it.
-    log(`installing ${release.file} as release ${release.release} in ${release.namespace} with ${tool}`);
+    log(`installing ${release.file} as release ${release.release} in ${release.namespace} with ${toolLabel}`);
     const v1: SynthesizedShape = { helm: classifyHelmObjects(release.file, release.objects), argocd: classifyArgoObjects(release.file, release.objects) };
     const created = createSecretsTheReleaseExpects(rehearsal, release.objects);
     const installed = await deploy(rehearsal, tool, v1);
     const keycloakV1 = release.objects.find((o) => o.kind === 'StatefulSet' && o.metadata.name === release.keycloak.statefulSet)!;
     if (!installed.ok) {
-      row(`v1 installed with ${tool}`, false, installed.error?.message ?? 'failed');
+      row(`v1 installed with ${toolLabel}`, false, installed.error?.message ?? 'failed');
       return finish();
     }
     try {
       await rehearsal.waitReady(keycloakV1, 120_000);
       await waitFor('Keycloak to accept a steady write on the legacy database', async () => rehearsal.workloads.keycloakAcceptedWrites.length > 0, 30_000);
     } catch (error) {
-      row(`v1 installed with ${tool}`, false, (error as Error).message);
+      row(`v1 installed with ${toolLabel}`, false, (error as Error).message);
       return finish();
     }
-    row(`v1 installed with ${tool}`, true, `${release.objects.length} objects${created.length ? `; Secrets the release expects to exist created: ${created.join(', ')}` : ''}; Keycloak writing every ${options.writeIntervalMs ?? 100} ms`);
+    row(`v1 installed with ${toolLabel}`, true, `${release.objects.length} objects${created.length ? `; Secrets the release expects to exist created: ${created.join(', ')}` : ''}; Keycloak writing every ${options.writeIntervalMs ?? 100} ms`);
 
     const adminSecretBefore = release.keycloak.adminSecret ? secretData(rehearsal, release.keycloak.adminSecret) : undefined;
     const legacyLive = { host: '127.0.0.1', port: rehearsal.workloads.legacyPort(`${release.database.statefulSet}-0`)!, user: 'postgres', password: seeded!.superuserPassword, database: seeded!.database };
@@ -149,17 +154,27 @@ export async function rehearseTakeover(options: TakeoverOptions): Promise<Takeov
     }
 
     // v2, applied by the same tool.
-    log(`upgrading to v2 (release ${config.releaseName}, namespace ${config.namespace}) with ${tool}`);
+    log(`upgrading to v2 (release ${config.releaseName}, namespace ${config.namespace}) with ${toolLabel}`);
     const v2 = rehearsal.synthesize('v2', config);
     const upgraded = await deploy(rehearsal, tool, v2);
     row(
-      `v2 applied with ${tool}`,
+      `v2 applied with ${toolLabel}`,
       upgraded.ok,
       upgraded.ok
         ? `${upgraded.events.filter((e) => e.action === 'apply').length} applies, ${upgraded.events.filter((e) => e.action === 'prune').length} deletions`
         : `${upgraded.error?.message ?? 'failed'}${runnerErrors(rehearsal)}`,
     );
     if (!upgraded.ok) return finish();
+
+    // Which database the runner migrated from: the configured names, or the one it adopted from
+    // the labels and pod spec (state `adoptedLegacy`) — it must be the release's own.
+    const migrated = readState(rehearsal, names).state as RunnerState | undefined;
+    const source = migrated?.adoptedLegacy?.statefulSet ?? names.legacyStatefulSet;
+    row(
+      `migrated from StatefulSet ${release.database.statefulSet}`,
+      source === release.database.statefulSet,
+      migrated?.adoptedLegacy ? `adopted: ${migrated.adoptedLegacy.evidence}` : `configured names (${names.legacyStatefulSet}); decision: ${migrated?.decisionReason ?? 'no state'}`,
+    );
 
     // The legacy database as the upgrade left it, read from its volume.
     const acrossMajors = rehearsed < 12;
@@ -447,7 +462,8 @@ export function measureOutage(rehearsal: Rehearsal, names: ReleaseNames): Outage
   return { lastLegacyWrite, firstNewWrite, ms, shares };
 }
 
-export function formatReport(report: TakeoverReport, release: BitnamiReleaseFile, tool: Tool): string {
+/** `tool`: how the table names the tool that ran, e.g. `helm 4.1` or `argocd` ({@link ToolRun.label}). */
+export function formatReport(report: TakeoverReport, release: BitnamiReleaseFile, tool: string): string {
   const lines = [`rehearse:takeover ${release.file} (release ${release.release}, namespace ${release.namespace}, ${tool})`, ''];
   const width = Math.max(...report.rows.map((r) => r.check.length));
   lines.push(`| ${'check'.padEnd(width)} | result | detail |`, `|${'-'.repeat(width + 2)}|--------|--------|`);

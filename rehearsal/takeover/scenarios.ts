@@ -2,16 +2,15 @@
  * The takeover scenarios of `npm run rehearse`: every rendered Bitnami keycloak release in
  * test/fixtures/bitnami-keycloak/ (copies of ../shared/fixtures/bitnami-keycloak/ with their
  * provenance), taken over with the default configuration and the release's name and namespace
- * (two releases with the one field the runner's refusal names, see {@link CONFIG_THE_REFUSAL_NAMES}),
- * exactly as `npm run rehearse:takeover -- --from <file> --tool <tool> [--config]` does.
+ * (the runner adopts an `existingSecret`, `architecture: replication` or the 10.x chart's Secret
+ * keys from the database's labels and pod spec), exactly as `npm run rehearse:takeover -- --from <file> --tool <tool> [--config]` does.
  */
 import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
 
 import { expect } from 'vitest';
 
-import type { PlatformConfig } from '../../lib/platform-config.js';
-import type { Tool } from '../scenario.js';
+import { defaultRun, type Tool } from '../scenario.js';
 
 import { readReleaseFile } from './release-file.js';
 import { formatReport, rehearseTakeover } from './rehearse-takeover.js';
@@ -50,31 +49,16 @@ export function takeoverScenarios(tool: Tool, env: NodeJS.ProcessEnv = process.e
   return [...DEFAULT_TAKEOVERS[tool]];
 }
 
-/**
- * Releases the runner does not adopt with the default configuration yet: it refuses (78) naming
- * the field (test/bitnami-takeover.test.ts checks each refusal), and with that field set, as the
- * error says, the takeover passes. Everything else runs with the default configuration.
- */
-export const CONFIG_THE_REFUSAL_NAMES: Readonly<Record<string, PlatformConfig>> = {
-  // auth.existingSecret: the database reads my-pg-secret, the default names idp-postgresql.
-  'keycloak-25.4.0-release-idp-existing-secret.yaml': { legacyDatabase: { secretName: 'my-pg-secret' } },
-  // architecture: replication: the primary is <name>-primary, its Secret keeps <name>.
-  'keycloak-25.4.0-release-keycloak-pg-replication.yaml': { legacyDatabase: { name: 'keycloak-postgresql-primary', secretName: 'keycloak-postgresql' } },
-  // keycloak chart ≤ 6 (postgresql chart 10.x): the Secret's keys are postgresql-password / postgresql-postgres-password.
-  'keycloak-6.2.5-release-keycloak.yaml': { legacyDatabase: { passwordKey: 'postgresql-password', adminPasswordKey: 'postgresql-postgres-password' } },
-};
-
-/** The scenario's name: the file, and the configuration when it is not the default. */
+/** The scenario's name: the file; every release is taken over with the default configuration. */
 export function scenarioName(file: string): string {
-  const config = CONFIG_THE_REFUSAL_NAMES[file];
-  return config ? `${file} (config ${JSON.stringify(config)})` : `${file} (default configuration)`;
+  return `${file} (default configuration)`;
 }
 
 /** One takeover; fails the scenario with the whole check table when any check fails. */
 export async function expectTakeoverPasses(file: string, tool: Tool): Promise<void> {
   const release = readReleaseFile(join(TAKEOVER_FIXTURES_DIR, file));
-  const report = await rehearseTakeover({ release, tool, users: 20, config: CONFIG_THE_REFUSAL_NAMES[file] });
-  const table = formatReport(report, release, tool);
+  const report = await rehearseTakeover({ release, tool, users: 20 });
+  const table = formatReport(report, release, defaultRun(tool).label);
   if (!report.ok) throw new Error(`takeover of ${file} with ${tool} failed:\n${table}`);
   expect(report.outage?.ms).toBeGreaterThan(0);
   process.stdout.write(`${table}\n`);

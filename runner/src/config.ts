@@ -17,6 +17,7 @@ import { parseEnsureSecrets, type SecretSpec } from './kube/secrets.js';
 import { quantityToBytes } from './kube/volumes.js';
 import { parseWorkloads, type WorkloadRef } from './kube/workloads.js';
 import { parseWorkloadSpecs } from './kube/takeover.js';
+import { parseServiceAddresses, type ServiceAddressMap } from './kube/service-address.js';
 import { hasEndpointInEnv, settingsFromEnv, type ConnectionSettings } from './pg/connection.js';
 
 /** Smallest backup PVC the runner creates when MIGRATION_BACKUP_PVC_MIN_SIZE is unset. */
@@ -71,6 +72,8 @@ export interface HookConfig {
   readonly target: EndpointConfig;
   /** Role owning every restored object (TARGET_OWNER, else TARGET_PGUSER). */
   readonly targetOwner?: string;
+  /** Services reached through other addresses (MIGRATION_SERVICE_ADDRESSES); empty: cluster DNS. */
+  readonly serviceAddresses: ServiceAddressMap;
 }
 
 const NAME = /^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/;
@@ -228,6 +231,7 @@ export function hookConfigFromEnv(env: NodeJS.ProcessEnv = process.env): HookCon
     source: endpoint(env, 'SOURCE'),
     target,
     ...(owner ? { targetOwner: owner } : {}),
+    serviceAddresses: parseServiceAddresses(env[Env.serviceAddresses]),
   };
 }
 

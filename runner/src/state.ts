@@ -100,6 +100,29 @@ export interface CurrentStep {
   readonly startedAt: string;
 }
 
+/** A Secret and one of its keys, by name. */
+export interface SecretKeyReference {
+  readonly name: string;
+  readonly key: string;
+}
+
+/**
+ * The legacy database the runner adopted at decide time because the configured names did not
+ * reach it (phases/adopt-legacy.ts): every later Job connects to it, protects it, and `plan` /
+ * `status` print it. The password itself is never stored: each Job reads the Secret by name.
+ */
+export interface AdoptedLegacy {
+  readonly statefulSet: string;
+  /** The Service to connect to; undefined: the configured SOURCE_PGHOST/PORT. */
+  readonly service?: { readonly name: string; readonly port: number };
+  /** Where SOURCE_PGUSER's password is; undefined: SOURCE_PGPASSWORD. */
+  readonly passwordSecret?: SecretKeyReference;
+  /** The adopted StatefulSet's PVCs (found by label). */
+  readonly pvcs: readonly string[];
+  /** What was found, one line. */
+  readonly evidence: string;
+}
+
 export interface MigrationState {
   readonly schemaVersion: typeof STATE_SCHEMA_VERSION;
   /** Identifies this migration in logs and Events (e.g. the release revision or a random id). */
@@ -129,6 +152,8 @@ export interface MigrationState {
    * syncs skip the database, notably on NotNeeded where no restore ever writes it.
    */
   readonly readyMarkerAt?: string;
+  /** The legacy database adopted from its labels and pod spec; undefined: the configured one. */
+  readonly adoptedLegacy?: AdoptedLegacy;
 }
 
 function timestamp(now: Date): string {

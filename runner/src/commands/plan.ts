@@ -13,7 +13,18 @@ import { StateStore } from '../kube/state-store.js';
 import { readReplicaCounts } from '../kube/workloads.js';
 import { formatBytes } from '../log.js';
 import { backupPvcSize, existingBackupPvcSize } from '../phases/backup-volume.js';
-import { decidePrepare, probeLegacyDatabase, probeSource, probeTarget, type LegacyProbe, type SourceProbe, type TargetProbe } from '../phases/decide.js';
+import { configWithAdoptedLegacy } from '../phases/adopt-legacy.js';
+import {
+  decidePrepare,
+  probeAdoptedSource,
+  probeLegacyDatabase,
+  probeSource,
+  probeTarget,
+  type AdoptionOutcome,
+  type LegacyProbe,
+  type SourceProbe,
+  type TargetProbe,
+} from '../phases/decide.js';
 import { effectivePhase, hasReached, isTerminal, type MigrationState } from '../state.js';
 
 export interface PlanInput {
@@ -22,6 +33,8 @@ export interface PlanInput {
   readonly legacy: LegacyProbe;
   readonly target: TargetProbe;
   readonly source: SourceProbe;
+  /** What prepare would adopt (no state yet and the configured source absent); undefined: not probed. */
+  readonly adoption?: AdoptionOutcome;
   /** Size of the existing backup PVC, undefined when absent. */
   readonly backupPvc: string | undefined;
   /** Current replicas per workload key, or the error reading them. */
@@ -71,6 +84,13 @@ function describeSource(source: SourceProbe): string {
   return `answers with an error: ${source.error.oneLine()}`;
 }
 
+/** The adopted legacy database: recorded in the state, or what prepare would adopt now. */
+function describeAdoption(input: PlanInput): string[] {
+  if (input.state?.adoptedLegacy) return [`Adopted legacy database: ${input.state.adoptedLegacy.evidence} (recorded in the state)`];
+  if (input.adoption?.status === 'adopted') return [`Adopted legacy database: ${input.adoption.adopted.evidence} (prepare would adopt it)`];
+  return [];
+}
+
 /** The plan as text (pure, for tests). */
 export function formatPlan(input: PlanInput): string {
   const { config, state } = input;
@@ -81,6 +101,7 @@ export function formatPlan(input: PlanInput): string {
     `Source: ${describeSource(input.source)}`,
     `Target: ${describeTarget(input.target)}`,
     `Legacy StatefulSet: ${input.legacy.name ? `${input.legacy.name} ${input.legacy.exists ? 'exists' : 'does not exist'}` : 'none configured'}`,
+    ...describeAdoption(input),
     `Backup PVC: ${config.backupPvc} ${input.backupPvc ? `exists (${input.backupPvc})` : 'does not exist'}`,
     `Workloads: ${typeof input.replicas === 'string' ? input.replicas : Object.entries(input.replicas).map(([key, count]) => `${key}=${count}`).join(', ') || 'none'}`,
     '',
@@ -110,7 +131,7 @@ export function formatPlan(input: PlanInput): string {
     } else {
       let decision: ReturnType<typeof decidePrepare>;
       try {
-        decision = decidePrepare(input.legacy, input.target, input.source);
+        decision = decidePrepare(input.legacy, input.target, input.source, input.adoption);
       } catch (error) {
         hook(RunnerCommand.prepare, `fails: ${isRunnerError(error) ? error.oneLine() : String(error)}`);
         hook(RunnerCommand.backupPhase, 'fails: prepare did not finish');
@@ -160,9 +181,11 @@ function finish(lines: string[], input: PlanInput): string {
 }
 
 /** Gathers what `formatPlan` needs, read-only. */
-export async function gatherPlanInput(kube: KubeContext, config: HookConfig): Promise<PlanInput> {
-  const store = new StateStore(kube, { name: config.stateConfigMap });
+export async function gatherPlanInput(kube: KubeContext, configured: HookConfig): Promise<PlanInput> {
+  const store = new StateStore(kube, { name: configured.stateConfigMap });
   const state = (await store.read())?.state;
+  // The phases use the database the state says was adopted; so does the plan.
+  const config = state?.adoptedLegacy ? await configWithAdoptedLegacy(kube, configured, state.adoptedLegacy) : configured;
   const [legacy, target, source, backupPvc] = await Promise.all([
     probeLegacyDatabase(kube, config),
     probeTarget(config),
@@ -175,7 +198,8 @@ export async function gatherPlanInput(kube: KubeContext, config: HookConfig): Pr
   } catch (error) {
     replicas = `cannot read: ${isRunnerError(error) ? error.message : String(error)}`;
   }
-  return { config, state, legacy, target, source, backupPvc, replicas };
+  const adoption = state ? undefined : await probeAdoptedSource(kube, config, legacy, source);
+  return { config, state, legacy, target, source, ...(adoption ? { adoption } : {}), backupPvc, replicas };
 }
 
 export const planCommand = defineCommand({

@@ -22,10 +22,11 @@ import {
   newMigrationId,
   readState,
   runHook,
+  useAdoptedLegacy,
   withMigrationLock,
   type HookContext,
 } from '../phases/context.js';
-import { decidePrepare, probeLegacyDatabase, probeSource, probeTarget, type PrepareDecision } from '../phases/decide.js';
+import { decidePrepare, probeAdoptedSource, probeLegacyDatabase, probeSource, probeTarget, type PrepareDecision } from '../phases/decide.js';
 import { quiesce } from '../phases/quiesce.js';
 import { takeOverReleaseObjects } from '../phases/take-over.js';
 
@@ -35,8 +36,10 @@ async function decide(ctx: HookContext): Promise<PrepareDecision> {
   const legacy = await probeLegacyDatabase(ctx.kube, ctx.config);
   const target = await probeTarget(ctx.config);
   // Skip the source when the target already says the data is in place (the source may be gone).
-  const source = target.status === 'reachable' && target.marker?.status === 'ready' ? ({ status: 'absent', reason: 'not probed' } as const) : await probeSource(ctx.config);
-  const decision = decidePrepare(legacy, target, source);
+  const targetReady = target.status === 'reachable' && target.marker?.status === 'ready';
+  const source = targetReady ? ({ status: 'absent', reason: 'not probed' } as const) : await probeSource(ctx.config);
+  const adoption = targetReady ? undefined : await probeAdoptedSource(ctx.kube, ctx.config, legacy, source);
+  const decision = decidePrepare(legacy, target, source, adoption);
   ctx.log.info(`decision: ${decision.kind}`, { reason: decision.reason });
   return decision;
 }
@@ -52,8 +55,15 @@ async function finishTerminal(ctx: HookContext, state: MigrationState): Promise<
 async function prepareMigration(ctx: HookContext, decision: PrepareDecision | undefined): Promise<number> {
   return withMigrationLock(ctx, async () => {
     const reason = decision?.reason;
-    const stored = await ctx.store.ensure(() => ({ ...newMigrationState(newMigrationId()), ...(reason ? { decisionReason: reason } : {}) }));
+    const adopted = decision?.kind === 'migrate' ? decision.adopted : undefined;
+    const stored = await ctx.store.ensure(() => ({
+      ...newMigrationState(newMigrationId()),
+      ...(reason ? { decisionReason: reason } : {}),
+      // Recorded with the state, so every later Job (and a re-run) uses the same database.
+      ...(adopted ? { adoptedLegacy: adopted } : {}),
+    }));
     ctx.state = stored.state;
+    await useAdoptedLegacy(ctx);
     // Another runner may have decided while this one waited for the lock.
     if (isTerminal(ctx.state)) return finishTerminal(ctx, ctx.state);
     const started = Date.now();

@@ -32,6 +32,7 @@ export function formatStatus(state: MigrationState, configMap: string): string {
   field('Migration', `${state.migrationId} (ConfigMap ${configMap})`);
   field('Phase', state.phase === 'Failed' ? `Failed (resumes from ${effectivePhase(state)})` : state.phase);
   if (state.decisionReason) field('Decision', state.decisionReason);
+  if (state.adoptedLegacy) field('Adopted legacy', state.adoptedLegacy.evidence);
   field('Created', state.createdAt);
   field('Updated', state.updatedAt);
   if (state.currentStep) field('Step in progress', `${state.currentStep.name} since ${state.currentStep.startedAt}`);

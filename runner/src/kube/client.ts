@@ -161,6 +161,11 @@ export function mergePatchOptions(): ConfigurationOptions {
   return setHeaderOptions('Content-Type', PatchStrategy.MergePatch);
 }
 
+/** Options for a JSON patch (RFC 6902: `test` operations make it conditional). */
+export function jsonPatchOptions(): ConfigurationOptions {
+  return setHeaderOptions('Content-Type', PatchStrategy.JsonPatch);
+}
+
 /** Node's network error codes meaning the API server cannot be reached right now. */
 const NETWORK_ERROR_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH', 'ETIMEDOUT', 'EPIPE']);
 

@@ -1,13 +1,30 @@
 /**
  * Quiescing the applications that write to the legacy database (Keycloak): scale each configured
  * workload to 0 through its scale subresource, wait until its Pods are gone, and later scale it
- * back to the replica count recorded before. Only the scale subresource and Pods are touched, so
- * the migration Role needs `get`/`patch` on `statefulsets/scale` / `deployments/scale` and `list`
- * on `pods` — never write access to the workloads themselves.
+ * back to the replica count recorded before. The migration Role needs `get`/`patch` on
+ * `statefulsets/scale` / `deployments/scale`, `list` on `pods`, and `get`/`patch` on the named
+ * workloads themselves, for one thing only: giving up the field ownership the scale recorded.
+ *
+ * Why: the API server records the writer of a scale as the owner of the workload's
+ * `.spec.replicas` (managedFields, `subresource: scale`). Helm 4 applies its release server-side
+ * without force, and so does Argo CD with `ServerSideApply=true`: their apply of the chart's
+ * `replicas: 2` over the runner's 0 would be refused as a conflict ("conflict with
+ * \"keycloak-migration\" with subresource \"scale\" using apps/v1: .spec.replicas"), failing the
+ * upgrade before its deletions and post-upgrade hooks, with Keycloak at 0. So, right after each
+ * scale, the runner removes its own managedFields entry (a JSON patch whose `test` operations
+ * make sure it removes that entry and nothing else, the mechanism helm 4's own csaupgrade uses):
+ * the replica count stays what the runner set, and nobody owns it until the GitOps tool applies
+ * its value again, which it then does without a conflict, as helm 3's and kubectl's
+ * client-side apply always did.
  */
 import { Env, ExitCode } from '../../../lib/contract.js';
 import { RunnerError } from '../errors.js';
-import { callApi, isNotFound, mergePatchOptions, type KubeContext } from './client.js';
+import type { V1ObjectMeta } from '@kubernetes/client-node';
+
+import { callApi, isKubeApiError, isNotFound, jsonPatchOptions, mergePatchOptions, type KubeContext } from './client.js';
+
+/** The field manager of the runner's writes: its managedFields entries carry this name. */
+export const RUNNER_FIELD_MANAGER = 'keycloak-migration';
 
 export type WorkloadKind = 'statefulset' | 'deployment';
 
@@ -107,16 +124,58 @@ export async function scaleWorkload(kube: KubeContext, ref: WorkloadRef, replica
   const action = { verb: 'patch', resource: scaleResource(ref), group: 'apps', name: ref.name, namespace: kube.namespace };
   const body = { spec: { replicas } };
   try {
+    const request = { name: ref.name, namespace: kube.namespace, body, fieldManager: RUNNER_FIELD_MANAGER };
     await callApi(kube, action, () =>
       ref.kind === 'statefulset'
-        ? kube.apps.patchNamespacedStatefulSetScale({ name: ref.name, namespace: kube.namespace, body }, mergePatchOptions())
-        : kube.apps.patchNamespacedDeploymentScale({ name: ref.name, namespace: kube.namespace, body }, mergePatchOptions()),
+        ? kube.apps.patchNamespacedStatefulSetScale(request, mergePatchOptions())
+        : kube.apps.patchNamespacedDeploymentScale(request, mergePatchOptions()),
     );
+    await relinquishReplicasOwnership(kube, ref);
   } catch (error) {
     if (isNotFound(error)) throw missingWorkload(kube, ref, error);
     throw error;
   }
   kube.log.info('scaled workload', { workload: workloadKey(ref), replicas });
+}
+
+/** How often the ownership release is retried when the workload changed between read and patch. */
+const RELINQUISH_ATTEMPTS = 3;
+
+/**
+ * Removes the runner's managedFields entry of the scale subresource from the workload (see the
+ * module comment). The patch tests that the entry at that index is still the runner's scale entry;
+ * when the workload changed in between (422/409), it is read again.
+ */
+export async function relinquishReplicasOwnership(kube: KubeContext, ref: WorkloadRef): Promise<void> {
+  const resource = ref.kind === 'statefulset' ? 'statefulsets' : 'deployments';
+  const where = { group: 'apps', name: ref.name, namespace: kube.namespace, resource };
+  for (let attempt = 1; ; attempt++) {
+    const workload = await callApi<{ metadata?: V1ObjectMeta }>(kube, { verb: 'get', ...where }, () =>
+      ref.kind === 'statefulset'
+        ? kube.apps.readNamespacedStatefulSet({ name: ref.name, namespace: kube.namespace })
+        : kube.apps.readNamespacedDeployment({ name: ref.name, namespace: kube.namespace }),
+    );
+    const index = (workload.metadata?.managedFields ?? []).findIndex((entry) => entry.manager === RUNNER_FIELD_MANAGER && entry.subresource === 'scale');
+    if (index < 0) return;
+    const body = [
+      { op: 'test', path: `/metadata/managedFields/${index}/manager`, value: RUNNER_FIELD_MANAGER },
+      { op: 'test', path: `/metadata/managedFields/${index}/subresource`, value: 'scale' },
+      { op: 'remove', path: `/metadata/managedFields/${index}` },
+    ];
+    try {
+      await callApi<unknown>(kube, { verb: 'patch', ...where }, () =>
+        ref.kind === 'statefulset'
+          ? kube.apps.patchNamespacedStatefulSet({ name: ref.name, namespace: kube.namespace, body, fieldManager: RUNNER_FIELD_MANAGER }, jsonPatchOptions())
+          : kube.apps.patchNamespacedDeployment({ name: ref.name, namespace: kube.namespace, body, fieldManager: RUNNER_FIELD_MANAGER }, jsonPatchOptions()),
+      );
+      kube.log.info('gave up the ownership of the replica count', { workload: workloadKey(ref) });
+      return;
+    } catch (error) {
+      // A failed `test` (the entries moved) is 422 Invalid; a concurrent write may also be a 409.
+      const changedMeanwhile = isKubeApiError(error, 'Invalid') || isKubeApiError(error, 'Conflict');
+      if (!changedMeanwhile || attempt >= RELINQUISH_ATTEMPTS) throw error;
+    }
+  }
 }
 
 /**

@@ -10,6 +10,7 @@
 import { randomBytes } from 'node:crypto';
 import { ExitCode, NON_RETRIABLE_EXIT_CODES, type PhaseName } from '../../../lib/contract.js';
 import { hookConfigFromEnv, type HookConfig } from '../config.js';
+import { configWithAdoptedLegacy } from './adopt-legacy.js';
 import { isRunnerError, RunnerError } from '../errors.js';
 import { createKubeContext, type KubeContext } from '../kube/client.js';
 import { acquireLock, type HeldLock } from '../kube/lock.js';
@@ -21,7 +22,13 @@ import { advance, effectivePhase, hasReached, recordFailure, startStep, type Adv
 export interface HookContext {
   /** The command running (`prepare`, `backup-phase`, …), for logs and lastError. */
   readonly command: string;
-  readonly config: HookConfig;
+  /**
+   * The configuration in use: the Job's, with the adopted legacy database applied once the state
+   * records one ({@link useAdoptedLegacy}).
+   */
+  config: HookConfig;
+  /** The configuration from the environment, before any adoption. */
+  readonly configuredConfig: HookConfig;
   readonly kube: KubeContext;
   readonly store: StateStore;
   readonly log: Logger;
@@ -66,6 +73,7 @@ export function createHookContext(command: string, options: HookContextOptions):
   return {
     command,
     config,
+    configuredConfig: config,
     kube,
     store: new StateStore(kube, { name: config.stateConfigMap, instance: config.podName }),
     log,
@@ -93,7 +101,19 @@ export function describePhase(state: MigrationState): string {
 export async function readState(ctx: HookContext): Promise<MigrationState | undefined> {
   const stored = await ctx.store.read();
   ctx.state = stored?.state;
+  await useAdoptedLegacy(ctx);
   return ctx.state;
+}
+
+/**
+ * Applies the legacy database the state says was adopted (phases/adopt-legacy.ts) to
+ * `ctx.config`: its host, its password read again by name from its Secret, its StatefulSet and
+ * PVCs. Without one, the configuration stays the Job's own.
+ */
+export async function useAdoptedLegacy(ctx: HookContext): Promise<void> {
+  const adopted = ctx.state?.adoptedLegacy;
+  if (!adopted) return;
+  ctx.config = await configWithAdoptedLegacy(ctx.kube, ctx.configuredConfig, adopted);
 }
 
 /** A CAS update of the state; the mutator must be a pure function of the state it is given. */

@@ -8,6 +8,8 @@
  * | target carries the ready marker                         | NotNeeded: the data is in place   |
  * | source reachable                                        | migrate                           |
  * | source answers with an error (password, version, …)     | fail with that error              |
+ * | a database adopted from labels / pod spec (adopt-legacy) | migrate from it (its own probe)   |
+ * | adoption ambiguous (two primaries, no Secret, no key)   | fail (78), naming what was found  |
  * | legacy StatefulSet exists, its password Secret does not, | fail (78), naming the Secret its  |
  * |   and its pods read another one (`auth.existingSecret`)  |   pods read and the config field  |
  * | legacy StatefulSet exists, source unreachable           | fail, retriable (69)              |
@@ -19,9 +21,10 @@
  * legacy database's labels (MIGRATION_LEGACY_SELECTOR: Bitnami keeps them through every name
  * override and `architecture: replication`), a configured legacy PVC, and the legacy password
  * Secret (SOURCE_PGPASSWORD set from its optional secretKeyRef). Secrets are never listed (a list
- * returns every Secret's data): the one the configuration names is the only one looked at.
+ * returns every Secret's data): the one the configuration names, and the one a legacy pod spec
+ * references (adopt-legacy.ts, read by name), are the only ones looked at.
  */
-import type { V1PodSpec } from '@kubernetes/client-node';
+import type { V1PodSpec, V1StatefulSet } from '@kubernetes/client-node';
 
 import { Env, ExitCode, ReadyMarker } from '../../../lib/contract.js';
 import type { EndpointConfig, HookConfig } from '../config.js';
@@ -29,6 +32,7 @@ import { RunnerError } from '../errors.js';
 import { callApi, isNotFound, type KubeContext } from '../kube/client.js';
 import { preflightBackup, type BackupPreflight } from '../pg/backup.js';
 import { readMarker, type ReadyMarkerRow } from '../pg/marker.js';
+import { probeAdoption, type AdoptedLegacy, type AdoptionEvidence, type AdoptionProbe } from './adopt-legacy.js';
 
 export interface LegacyProbe {
   /** Undefined when no legacy StatefulSet is configured. */
@@ -41,6 +45,22 @@ export interface LegacyProbe {
   readonly traces?: readonly string[];
   /** Secrets the legacy StatefulSet's pods read (env secretKeyRef, Secret volumes), when it exists. */
   readonly podSecrets?: readonly string[];
+  /** The configured StatefulSet's pod spec, when it exists (adoption reads its password reference). */
+  readonly podSpec?: V1PodSpec;
+  /** Other StatefulSets with the legacy labels (adoption's candidates); absent when none. */
+  readonly labelled?: readonly V1StatefulSet[];
+  /** PVCs with the legacy labels; absent when none. */
+  readonly labelledClaims?: readonly string[];
+}
+
+/** What adoption (adopt-legacy.ts) works from, out of a probe. */
+export function adoptionEvidence(legacy: LegacyProbe): AdoptionEvidence {
+  return {
+    configuredExists: legacy.exists,
+    ...(legacy.podSpec ? { configuredPodSpec: legacy.podSpec } : {}),
+    labelled: legacy.labelled ?? [],
+    labelledClaims: legacy.labelledClaims ?? [],
+  };
 }
 
 export type SourceProbe =
@@ -59,7 +79,8 @@ export async function probeLegacyStatefulSet(kube: KubeContext, config: HookConf
     const live = await callApi(kube, { verb: 'get', resource: 'statefulsets', group: 'apps', name, namespace: kube.namespace }, () =>
       kube.apps.readNamespacedStatefulSet({ name, namespace: kube.namespace }),
     );
-    return { name, exists: true, podSecrets: secretsReadByPods(live.spec?.template?.spec) };
+    const podSpec = live.spec?.template?.spec;
+    return { name, exists: true, podSecrets: secretsReadByPods(podSpec), ...(podSpec ? { podSpec } : {}) };
   } catch (error) {
     if (isNotFound(error)) return { name, exists: false };
     throw error;
@@ -90,6 +111,8 @@ export function secretsReadByPods(pod: V1PodSpec | undefined): string[] {
 export async function probeLegacyDatabase(kube: KubeContext, config: HookConfig): Promise<LegacyProbe> {
   const statefulSet = await probeLegacyStatefulSet(kube, config);
   const traces: string[] = [];
+  const labelled: V1StatefulSet[] = [];
+  const labelledClaims: string[] = [];
   const { namespace } = kube;
   if (config.legacySelector) {
     const labelSelector = config.legacySelector;
@@ -98,12 +121,17 @@ export async function probeLegacyDatabase(kube: KubeContext, config: HookConfig)
     );
     for (const item of statefulSets.items) {
       const name = item.metadata?.name ?? '';
-      if (name !== statefulSet.name) traces.push(`StatefulSet ${name} (labels ${labelSelector})`);
+      if (name === statefulSet.name) continue;
+      traces.push(`StatefulSet ${name} (labels ${labelSelector})`);
+      labelled.push(item);
     }
     const claims = await callApi(kube, { verb: 'list', resource: 'persistentvolumeclaims', namespace }, () =>
       kube.core.listNamespacedPersistentVolumeClaim({ namespace, labelSelector }),
     );
-    for (const item of claims.items) traces.push(`PersistentVolumeClaim ${item.metadata?.name ?? ''} (labels ${labelSelector})`);
+    for (const item of claims.items) {
+      traces.push(`PersistentVolumeClaim ${item.metadata?.name ?? ''} (labels ${labelSelector})`);
+      labelledClaims.push(item.metadata?.name ?? '');
+    }
   }
   for (const name of config.legacyPvcs) {
     if (traces.some((trace) => trace.startsWith(`PersistentVolumeClaim ${name} `))) continue;
@@ -117,7 +145,7 @@ export async function probeLegacyDatabase(kube: KubeContext, config: HookConfig)
     }
   }
   if (config.source.passwordSet) traces.push(`the legacy password Secret (${Env.sourcePassword} is set from it)`);
-  return { ...statefulSet, traces };
+  return { ...statefulSet, traces, ...(labelled.length > 0 ? { labelled } : {}), ...(labelledClaims.length > 0 ? { labelledClaims } : {}) };
 }
 
 function missingEndpoint(endpoint: EndpointConfig, prefix: 'SOURCE' | 'TARGET'): string | undefined {
@@ -131,7 +159,7 @@ function missingEndpoint(endpoint: EndpointConfig, prefix: 'SOURCE' | 'TARGET'):
  * Unreachable means absent; any other failure (wrong password, pg_dump too old) is kept as an
  * error: the source exists and the migration cannot proceed until it is fixed.
  */
-export async function probeSource(config: HookConfig): Promise<SourceProbe> {
+export async function probeSource(config: Pick<HookConfig, 'source'>): Promise<SourceProbe> {
   const missing = missingEndpoint(config.source, 'SOURCE');
   if (missing || !config.source.settings) return { status: 'absent', reason: missing ?? 'not configured' };
   try {
@@ -156,12 +184,31 @@ export async function probeTarget(config: HookConfig): Promise<TargetProbe> {
   }
 }
 
+/**
+ * Adoption, probed only when the configured source neither answers nor errs: what would be
+ * adopted, and its source probed with the adopted host and password.
+ */
+export async function probeAdoptedSource(kube: KubeContext, config: HookConfig, legacy: LegacyProbe, source: SourceProbe): Promise<AdoptionOutcome | undefined> {
+  if (source.status !== 'absent') return undefined;
+  const adoption = await probeAdoption(kube, config, adoptionEvidence(legacy));
+  if (adoption.status !== 'adopted') return adoption;
+  return { status: 'adopted', adopted: adoption.adopted, source: await probeSource(adoption.config) };
+}
+
 export type PrepareDecision =
   | { readonly kind: 'not-needed'; readonly reason: string; readonly targetReady: boolean }
-  | { readonly kind: 'migrate'; readonly reason: string; readonly preflight: BackupPreflight };
+  | { readonly kind: 'migrate'; readonly reason: string; readonly preflight: BackupPreflight; readonly adopted?: AdoptedLegacy };
 
-/** The decision over what the probes found (pure); throws when it cannot be taken safely. */
-export function decidePrepare(legacy: LegacyProbe, target: TargetProbe, source: SourceProbe): PrepareDecision {
+/** An adopted database with the probe of its source (adopt-legacy.ts, then {@link probeSource}). */
+export type AdoptionOutcome =
+  | Exclude<AdoptionProbe, { status: 'adopted' }>
+  | { readonly status: 'adopted'; readonly adopted: AdoptedLegacy; readonly source: SourceProbe };
+
+/**
+ * The decision over what the probes found (pure); throws when it cannot be taken safely.
+ * `adoption` is consulted only when the configured source neither answers nor errs.
+ */
+export function decidePrepare(legacy: LegacyProbe, target: TargetProbe, source: SourceProbe, adoption?: AdoptionOutcome): PrepareDecision {
   if (target.status === 'reachable' && target.marker?.status === ReadyMarker.ready) {
     return {
       kind: 'not-needed',
@@ -178,6 +225,8 @@ export function decidePrepare(legacy: LegacyProbe, target: TargetProbe, source: 
     };
   }
   if (source.status === 'error') throw source.error;
+  if (adoption?.status === 'refused') throw adoption.error;
+  if (adoption?.status === 'adopted') return decideAdopted(adoption.adopted, adoption.source);
   if (legacy.exists && source.reason.startsWith(`${Env.sourcePassword} is unset`) && legacy.podSecrets && legacy.podSecrets.length > 0) {
     // The Secret the configuration names is gone or never existed, while the database's own pods
     // read another one: waiting (69) would wait forever.
@@ -214,4 +263,22 @@ export function decidePrepare(legacy: LegacyProbe, target: TargetProbe, source: 
   const legacyPart = legacy.name ? `no legacy StatefulSet ${legacy.name}` : `no legacy StatefulSet configured (${Env.legacyStatefulSet})`;
   const tracesPart = legacy.traces ? '; no other trace of a legacy database (StatefulSet, PVC or password Secret by name or labels)' : '';
   return { kind: 'not-needed', reason: `fresh install: ${legacyPart} and no source database (${source.reason})${tracesPart}`, targetReady: false };
+}
+
+/** Migrate from the adopted database when it answers; a refusal or a retriable wait otherwise. */
+function decideAdopted(adopted: AdoptedLegacy, source: SourceProbe): PrepareDecision {
+  if (source.status === 'error') throw source.error;
+  if (source.status === 'absent') {
+    throw new RunnerError(`the legacy database adopted as StatefulSet ${adopted.statefulSet} is not reachable: ${source.reason}`, {
+      exitCode: ExitCode.unavailable,
+      hint: `start it (kubectl get statefulset ${adopted.statefulSet}); found: ${adopted.evidence}; the Job retries`,
+    });
+  }
+  const { preflight } = source;
+  return {
+    kind: 'migrate',
+    reason: `adopted the legacy database: ${adopted.evidence}; reachable (PostgreSQL ${preflight.server.version}, ${preflight.databaseBytes} bytes)`,
+    preflight,
+    adopted,
+  };
 }

@@ -56,6 +56,7 @@ interface ActiveFault {
 export class FaultInjector {
   private faults: ActiveFault[] = [];
   private latencies: { matcher: RequestMatcher; ms: number }[] = [];
+  private holds: { matcher: RequestMatcher; until: () => Promise<void> }[] = [];
 
   inject(rule: FaultRule): FaultHandle {
     const fault: ActiveFault = { rule, remaining: rule.times ?? 1, fired: 0 };
@@ -95,8 +96,30 @@ export class FaultInjector {
     return this.latencies.filter((entry) => matches(entry.matcher, request)).reduce((total, entry) => total + entry.ms, 0);
   }
 
+  /**
+   * Holds the next request matching `matcher` until `until()` resolves (once: the hold is then
+   * gone). A cluster leaves such orderings to chance (an image pull, a slow admission); a test
+   * pins one by holding, e.g., the creation of a hook Job.
+   */
+  hold(matcher: RequestMatcher, until: () => Promise<void>): () => void {
+    const entry = { matcher, until };
+    this.holds.push(entry);
+    return () => {
+      this.holds = this.holds.filter((candidate) => candidate !== entry);
+    };
+  }
+
+  /** The hold for this request (consumed), if any. */
+  takeHold(request: RequestFacts): (() => Promise<void>) | undefined {
+    const hold = this.holds.find((candidate) => matches(candidate.matcher, request));
+    if (!hold) return undefined;
+    this.holds = this.holds.filter((candidate) => candidate !== hold);
+    return hold.until;
+  }
+
   clear(): void {
     this.faults = [];
     this.latencies = [];
+    this.holds = [];
   }
 }

@@ -1,11 +1,10 @@
 /**
  * The three patch formats client-node sends (`PatchStrategy` in client-node):
  * - JSON merge patch (RFC 7386): maps merge, `null` deletes a key, lists are replaced;
- * - strategic merge patch: like merge patch, except that lists of objects that all carry a
- *   `name` (containers, env, volumes, ports: the common `patchMergeKey: name` lists) are merged
- *   by name, and `$patch: delete` / `$retainKeys` directives are honoured for those entries.
- *   Other merge keys (`mountPath`, `containerPort`) fall back to replacement — a documented
- *   simplification, since the fake has no OpenAPI schema to read them from;
+ * - strategic merge patch: like merge patch, except that lists merge by the `patchMergeKey` of
+ *   their Go type (containers and env by `name`, a Service's ports by `port`, a container's by
+ *   `containerPort`, volumeMounts by `mountPath`, …) with the `$patch`, `$setElementOrder`,
+ *   `$deleteFromPrimitiveList` and `$retainKeys` directives — what helm 3's three-way patches use;
  * - JSON patch (RFC 6902): add, remove, replace, move, copy, test.
  */
 
@@ -39,42 +38,146 @@ export function applyMergePatch(target: Json | undefined, patch: Json): Json {
   return result;
 }
 
-function mergeableByName(list: Json[]): list is JsonObject[] {
-  return list.every((item) => isObject(item) && typeof item.name === 'string');
+/**
+ * How a list field merges under a strategic merge patch: the `patchStrategy`/`patchMergeKey` tags of
+ * the Go types in k8s.io/api (what apimachinery's strategicpatch reads), for the kinds the product,
+ * Bitnami's charts and the tools use. Every list not named here is atomic (replaced whole), as
+ * `tolerations`, `args`, `rules`, `subjects`, `volumeClaimTemplates` and `envFrom` are.
+ */
+type ListStrategy = { readonly mergeKey: string } | 'primitive-merge' | 'replace';
+
+const MERGE_KEY_BY_FIELD: Readonly<Record<string, string>> = {
+  // core/v1 PodSpec
+  containers: 'name',
+  initContainers: 'name',
+  ephemeralContainers: 'name',
+  volumes: 'name',
+  imagePullSecrets: 'name',
+  hostAliases: 'ip',
+  topologySpreadConstraints: 'topologyKey',
+  resourceClaims: 'name',
+  schedulingGates: 'name',
+  // core/v1 Container
+  env: 'name',
+  volumeMounts: 'mountPath',
+  volumeDevices: 'devicePath',
+  // meta/v1 ObjectMeta
+  ownerReferences: 'uid',
+  // status of Pods, workloads and Jobs
+  conditions: 'type',
+};
+
+/** The merge strategy of the list at `path` (the map keys from the object's root) of a `kind`. */
+function listStrategy(kind: string | undefined, path: readonly string[]): ListStrategy {
+  const field = path[path.length - 1] as string;
+  if (field === 'finalizers' && path.length === 2 && path[0] === 'metadata') return 'primitive-merge';
+  if (field === 'ports') {
+    // ServiceSpec.ports: patchMergeKey "port"; Container.ports: patchMergeKey "containerPort".
+    if (kind === 'Service' && path.length === 2 && path[0] === 'spec') return { mergeKey: 'port' };
+    if (path.some((key) => key === 'containers' || key === 'initContainers' || key === 'ephemeralContainers')) return { mergeKey: 'containerPort' };
+    return 'replace';
+  }
+  const mergeKey = MERGE_KEY_BY_FIELD[field];
+  return mergeKey === undefined ? 'replace' : { mergeKey };
 }
 
-export function applyStrategicMergePatch(target: Json | undefined, patch: Json): Json {
-  if (!isObject(patch)) return clone(patch);
+function sameKey(a: Json | undefined, b: Json | undefined): boolean {
+  return JSON.stringify(a) === JSON.stringify(b);
+}
+
+/** Orders a merged list as `$setElementOrder` says; elements it does not name keep their place after them. */
+function ordered(list: Json[], order: Json | undefined, keyOf: (item: Json) => Json | undefined): Json[] {
+  if (!Array.isArray(order)) return list;
+  const orderKeys = order.map((entry) => keyOf(entry));
+  const named = orderKeys.flatMap((key) => list.filter((item) => sameKey(keyOf(item), key)));
+  const rest = list.filter((item) => !orderKeys.some((key) => sameKey(keyOf(item), key)));
+  return [...named, ...rest];
+}
+
+function mergeList(kind: string | undefined, path: string[], current: Json | undefined, patch: Json[], order: Json | undefined, deletions: Json | undefined): Json[] {
+  const strategy = listStrategy(kind, path);
+  const base = Array.isArray(current) ? current : [];
+  if (strategy === 'primitive-merge') {
+    const removed = Array.isArray(deletions) ? deletions : [];
+    const merged = [...base, ...patch.filter((value) => !base.some((item) => sameKey(item, value)))].filter((value) => !removed.some((r) => sameKey(r, value)));
+    return ordered(merged, order, (item) => item);
+  }
+  if (strategy === 'replace') {
+    if (patch.some((entry) => isObject(entry) && '$patch' in entry)) {
+      throw new PatchError(`${path.join('.')}: a $patch directive in a list that has no merge key`);
+    }
+    return clone(patch);
+  }
+  const { mergeKey } = strategy;
+  // `[{$patch: replace}, …]`: the list becomes exactly the other entries.
+  if (patch.some((entry) => isObject(entry) && entry.$patch === 'replace')) {
+    return patch.filter((entry) => !(isObject(entry) && entry.$patch === 'replace')).map((entry) => clone(entry));
+  }
+  const keyOf = (item: Json): Json | undefined => (isObject(item) ? item[mergeKey] : undefined);
+  const merged: Json[] = base.map((item) => clone(item));
+  for (const entry of patch) {
+    if (!isObject(entry) || entry[mergeKey] === undefined) {
+      throw new PatchError(`${path.join('.')}: map: ${JSON.stringify(entry)} does not contain declared merge key: ${mergeKey}`);
+    }
+    const index = merged.findIndex((item) => sameKey(keyOf(item), entry[mergeKey]));
+    if (entry.$patch === 'delete') {
+      if (index >= 0) merged.splice(index, 1);
+    } else if (index >= 0) {
+      merged[index] = mergeMap(kind, path, merged[index], entry);
+    } else {
+      merged.push(mergeMap(kind, path, {}, entry));
+    }
+  }
+  return ordered(merged, order, keyOf);
+}
+
+function mergeMap(kind: string | undefined, path: string[], target: Json | undefined, patch: JsonObject): JsonObject {
+  if (patch.$patch === 'replace') {
+    const { $patch: _ignored, ...rest } = patch;
+    return clone(rest);
+  }
   const result: JsonObject = isObject(target) ? clone(target) : {};
   for (const [key, value] of Object.entries(patch)) {
-    if (key === '$patch' || key === '$retainKeys') continue;
-    if (key.startsWith('$setElementOrder/')) continue;
+    if (key.startsWith('$')) continue;
     if (value === null) {
       delete result[key];
       continue;
     }
-    const current = result[key];
-    if (Array.isArray(value) && Array.isArray(current) && mergeableByName(value) && mergeableByName(current)) {
-      const merged = [...current];
-      for (const entry of value) {
-        const index = merged.findIndex((item) => item.name === entry.name);
-        if (entry.$patch === 'delete') {
-          if (index >= 0) merged.splice(index, 1);
-        } else if (index >= 0) {
-          merged[index] = applyStrategicMergePatch(merged[index], entry) as JsonObject;
-        } else {
-          merged.push(applyStrategicMergePatch({}, entry) as JsonObject);
-        }
-      }
-      result[key] = merged;
-    } else if (isObject(value) && value.$patch === 'replace') {
-      const { $patch: _ignored, ...rest } = value;
-      result[key] = clone(rest);
+    if (isObject(value) && value.$patch === 'delete') {
+      delete result[key];
+      continue;
+    }
+    const fieldPath = [...path, key];
+    if (Array.isArray(value)) {
+      result[key] = mergeList(kind, fieldPath, result[key], value, patch[`$setElementOrder/${key}`], patch[`$deleteFromPrimitiveList/${key}`]);
+    } else if (isObject(value)) {
+      result[key] = mergeMap(kind, fieldPath, result[key], value);
     } else {
-      result[key] = applyStrategicMergePatch(current, value);
+      result[key] = clone(value);
     }
   }
+  // A list the patch only deletes from or reorders (no `key` entry of its own).
+  for (const [key, value] of Object.entries(patch)) {
+    const field = /^\$(?:deleteFromPrimitiveList|setElementOrder)\/(.+)$/.exec(key)?.[1];
+    if (field === undefined || field in patch || !Array.isArray(result[field])) continue;
+    result[field] = mergeList(kind, [...path, field], result[field], [], key.startsWith('$setElementOrder/') ? value : undefined, key.startsWith('$deleteFromPrimitiveList/') ? value : undefined);
+  }
+  if (Array.isArray(patch.$retainKeys)) {
+    const retained = new Set(patch.$retainKeys.filter((key): key is string => typeof key === 'string'));
+    for (const key of Object.keys(result)) if (!retained.has(key)) delete result[key];
+  }
   return result;
+}
+
+/**
+ * Strategic merge patch as apimachinery's strategicpatch applies it: maps merge (`null` deletes a
+ * key), lists merge by the kind's `patchMergeKey` (see {@link listStrategy}) with `$patch: delete`,
+ * `$patch: replace`, `$setElementOrder`, `$deleteFromPrimitiveList` and `$retainKeys`; atomic lists
+ * are replaced. `kind` selects the merge keys where a field name is ambiguous (`ports`).
+ */
+export function applyStrategicMergePatch(target: Json | undefined, patch: Json, kind?: string): Json {
+  if (!isObject(patch)) return clone(patch);
+  return mergeMap(kind, [], target, patch);
 }
 
 interface JsonPatchOperation {
@@ -198,14 +301,14 @@ export function applyJsonPatch(target: Json, operations: Json): Json {
 }
 
 /** Applies a patch body of the given content type; throws PatchError for malformed patches. */
-export function applyPatch(contentType: string, target: Json, patch: Json): Json {
+export function applyPatch(contentType: string, target: Json, patch: Json, kind?: string): Json {
   switch (contentType) {
     case PatchContentType.json:
       return applyJsonPatch(target, patch);
     case PatchContentType.merge:
       return applyMergePatch(target, patch);
     case PatchContentType.strategic:
-      return applyStrategicMergePatch(target, patch);
+      return applyStrategicMergePatch(target, patch, kind);
     default:
       throw new PatchError(`unsupported patch content type "${contentType}"`);
   }

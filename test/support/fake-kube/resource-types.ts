@@ -84,6 +84,21 @@ export const BUILT_IN_RESOURCE_TYPES: readonly ResourceType[] = [
 /** Registry of types, extended at run time by the generic fallback and `registerResourceType`. */
 export class ResourceTypeRegistry {
   private readonly types: ResourceType[] = [...BUILT_IN_RESOURCE_TYPES];
+  /** Groups the cluster does not serve: their CRDs are not installed (see {@link withdrawGroup}). */
+  private readonly withdrawn = new Set<string>();
+
+  /**
+   * The cluster without the CRDs of `group`: discovery no longer lists it and every request under
+   * it is answered 404, as a real API server answers for a group nobody registered.
+   */
+  withdrawGroup(group: string): void {
+    this.withdrawn.add(group);
+  }
+
+  /** Whether objects of `apiVersion` can be stored (core and built-in groups always). */
+  serves(apiVersion: string): boolean {
+    return !this.withdrawn.has(splitApiVersion(apiVersion).group);
+  }
 
   register(resourceType: ResourceType): void {
     const existing = this.byPlural(resourceType.group, resourceType.version, resourceType.plural);
@@ -92,7 +107,7 @@ export class ResourceTypeRegistry {
   }
 
   all(): readonly ResourceType[] {
-    return this.types;
+    return this.types.filter((t) => !this.withdrawn.has(t.group));
   }
 
   byPlural(group: string, version: string, plural: string): ResourceType | undefined {
@@ -110,7 +125,8 @@ export class ResourceTypeRegistry {
    * the request body when there is one) so that a chart's custom resources can be stored; a
    * cluster-scoped unknown type must be registered first, as its CRD would have to be.
    */
-  resolve(group: string, version: string, plural: string, kindFromBody?: string): ResourceType {
+  resolve(group: string, version: string, plural: string, kindFromBody?: string): ResourceType | undefined {
+    if (this.withdrawn.has(group)) return undefined;
     const known = this.byPlural(group, version, plural);
     if (known) return known;
     const fallback = type(group, version, plural, kindFromBody ?? kindFromPlural(plural), {
@@ -125,10 +141,11 @@ export class ResourceTypeRegistry {
 
   /** The type for an object, inventing the plural the way CRDs conventionally name it. */
   forObject(apiVersion: string, kind: string): ResourceType {
+    const { group, version } = splitApiVersion(apiVersion);
+    if (this.withdrawn.has(group)) throw new Error(`no matches for kind "${kind}" in version "${apiVersion}": the group ${group} is withdrawn (its CRD is not installed)`);
     const known = this.byKind(apiVersion, kind);
     if (known) return known;
-    const { group, version } = splitApiVersion(apiVersion);
-    return this.resolve(group, version, pluralFromKind(kind), kind);
+    return this.resolve(group, version, pluralFromKind(kind), kind) as ResourceType;
   }
 }
 

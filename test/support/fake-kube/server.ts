@@ -64,6 +64,8 @@ export interface RequestRecord {
   /** HTTP status answered (0 for a dropped connection). */
   code: number;
   contentType?: string;
+  /** Whether the request changed stored objects (a write that changed nothing keeps the resourceVersion). */
+  changed?: boolean;
 }
 
 export type ChangeListener = (event: ChangeEvent, object: KubeObject, info: ChangeInfo) => void | Promise<void>;
@@ -254,6 +256,11 @@ export class FakeKubeApiServer {
     return this.faults.addLatency(ms, matcher);
   }
 
+  /** Holds the next matching request until `until()` resolves (see FaultInjector.hold). */
+  holdRequest(matcher: RequestMatcher, until: () => Promise<void>): () => void {
+    return this.faults.hold(matcher, until);
+  }
+
   clearFaults(): void {
     this.faults.clear();
   }
@@ -281,6 +288,19 @@ export class FakeKubeApiServer {
   }
 
   // ---- direct access for tests and harnesses (no auth, no faults, no request log) ----------
+
+  /**
+   * The cluster without the CRDs of an API group (e.g. `postgresql.cnpg.io` with no operator
+   * installed): discovery omits it and every request under it is answered 404.
+   */
+  withdrawGroup(group: string): void {
+    this.types.withdrawGroup(group);
+  }
+
+  /** Whether the API server serves objects of `apiVersion` (false for a withdrawn group). */
+  serves(apiVersion: string): boolean {
+    return this.types.serves(apiVersion);
+  }
 
   /** Makes a custom resource type known (needed for cluster-scoped custom resources). */
   registerResourceType(resourceType: ResourceType): void {
@@ -310,11 +330,14 @@ export class FakeKubeApiServer {
   }
 
   get(reference: ObjectReference): KubeObject | undefined {
+    // Nothing of a withdrawn group can exist.
+    if (!this.types.serves(reference.apiVersion)) return undefined;
     const resourceType = this.types.forObject(reference.apiVersion, reference.kind);
     return this.store.get(resourceType, reference.namespace, reference.name);
   }
 
   list(apiVersion: string, kind: string, namespace?: string): KubeObject[] {
+    if (!this.types.serves(apiVersion)) return [];
     return this.store.list(this.types.forObject(apiVersion, kind), namespace);
   }
 
@@ -347,6 +370,20 @@ export class FakeKubeApiServer {
       const user = this.authenticate(request);
       record.user = user.name;
 
+      if (method === 'GET' && url.pathname.replace(/\/+$/, '') === '/openapi/v2') {
+        // The deprecated OpenAPI v2 document, which client-go reads only as protobuf. Clients
+        // (kubectl's and helm's validation) fall back to it for kinds the v3 documents lack, and
+        // the real server's v2 document lacks them too: an empty gnostic Document (zero bytes is
+        // a valid empty message) says exactly that, so validation of such a kind is skipped and
+        // the missing mapping is what fails, with helm's "no matches for kind … ensure CRDs are
+        // installed first".
+        record.verb = 'discovery';
+        record.code = 200;
+        this.log.push(record);
+        response.writeHead(200, { 'content-type': OPENAPI_V2_PROTOBUF, 'content-length': 0 });
+        response.end();
+        return;
+      }
       const discovery = this.discovery(method, url.pathname);
       if (discovery) {
         record.verb = 'discovery';
@@ -361,6 +398,8 @@ export class FakeKubeApiServer {
       const body = rawBody.length > 0 ? parseBody(rawBody, contentType) : undefined;
       const kindFromBody = isPlainObject(body) && typeof body.kind === 'string' && method !== 'PATCH' ? body.kind : undefined;
       const resourceType = this.types.resolve(parsed.group, parsed.version, parsed.plural, parsed.subresource ? undefined : kindFromBody);
+      // A group nobody registered (its CRD not installed): the real API server's plain 404.
+      if (!resourceType) throw failure(404, 'the server could not find the requested resource', 'NotFound', {});
       const verb = verbFor(method, parsed, url.searchParams);
       record.verb = verb;
       record.group = parsed.group;
@@ -368,6 +407,8 @@ export class FakeKubeApiServer {
       if (parsed.namespace !== undefined) record.namespace = parsed.namespace;
       if (parsed.name !== undefined) record.name = parsed.name;
 
+      const hold = this.faults.takeHold({ verb, resource: record.resource, name: parsed.name, namespace: parsed.namespace });
+      if (hold) await hold();
       const latency = this.faults.latencyFor({ verb, resource: record.resource, name: parsed.name, namespace: parsed.namespace });
       if (latency > 0) await new Promise((resolve) => setTimeout(resolve, latency));
       const fault = this.faults.take({ verb, resource: record.resource, name: parsed.name, namespace: parsed.namespace });
@@ -398,6 +439,7 @@ export class FakeKubeApiServer {
       }
 
       const manager = fieldManagerOf(url.searchParams, request.headers['user-agent']);
+      const versionBefore = this.store.currentResourceVersion();
       const { code, payload } = await this.execute(verb, resourceType, parsed, url.searchParams, body, contentType, manager, response);
       if (code === 0) {
         // A watch: the response streams until the client or the server ends it.
@@ -406,6 +448,7 @@ export class FakeKubeApiServer {
         return;
       }
       record.code = code;
+      record.changed = this.store.currentResourceVersion() !== versionBefore;
       this.log.push(record);
       send(response, code, payload);
     } catch (error) {
@@ -702,7 +745,7 @@ export class FakeKubeApiServer {
     const base = subresource === 'scale' ? toScale(current, resourceType) : current;
     let patched: Json;
     try {
-      patched = applyPatch(contentType, base as unknown as Json, body as Json);
+      patched = applyPatch(contentType, base as unknown as Json, body as Json, subresource === 'scale' ? 'Scale' : resourceType.kind);
     } catch (error) {
       if (error instanceof PatchError) {
         throw failure(422, `the server rejected our request due to an error in our request: ${error.message}`, 'Invalid', { name, kind: resourceType.plural });
@@ -959,6 +1002,12 @@ function parseBody(raw: Buffer, contentType: string): unknown {
     throw badRequest(`the body of the request could not be decoded: ${error instanceof Error ? error.message : String(error)}`);
   }
 }
+
+/**
+ * The media type kube-openapi answers the OpenAPI v2 protobuf with (client-go asks for the
+ * deprecated `…spec.v2@v1.0+protobuf`, which Go's mime parser cannot read back).
+ */
+const OPENAPI_V2_PROTOBUF = 'application/com.github.proto-openapi.spec.v2.v1.0+protobuf';
 
 function send(response: ServerResponse, code: number, payload: unknown): void {
   const text = JSON.stringify(payload);
