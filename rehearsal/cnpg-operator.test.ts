@@ -88,6 +88,10 @@ describe('CloudNativePG operator stand-in', () => {
       withClient(await through(service), async (c) => (await c.query<{ r: boolean }>('SELECT pg_is_in_recovery() AS r')).rows[0]!.r);
     expect(await inRecovery(`${CLUSTER}-rw`)).toBe(false);
     expect(await inRecovery(`${CLUSTER}-ro`)).toBe(true);
+    // No imageName: the modelled default image's major (17), the standby cloned without pg_basebackup.
+    const major = async (service: string) =>
+      withClient(await through(service), async (c) => (await c.query<{ v: string }>(`SELECT current_setting('server_version_num') AS v`)).rows[0]!.v.slice(0, 2));
+    expect([await major(`${CLUSTER}-rw`), await major(`${CLUSTER}-ro`)]).toEqual(['17', '17']);
     await withClient(await through(`${CLUSTER}-rw`), async (c) => {
       await c.query('CREATE TABLE probe (id int PRIMARY KEY)');
       await c.query('INSERT INTO probe VALUES (1)');

@@ -25,14 +25,16 @@
  *   "Switchover in progress"; the primary is shut down (fast: its WAL reaches the standbys), the
  *   target promoted and labelled primary, so `-rw` follows; the old primary rejoins as a standby.
  *
- * Differences from the operator, on purpose: servers are host processes (PostgreSQL 15 unless
- * `imageName` names 11, 13, 15 or 17 — the operator's default image is 18, which this machine
- * lacks, and the runner containers use the host's 15 client tools); replication authenticates
+ * Differences from the operator, on purpose: servers are host processes of the `imageName`'s
+ * major (11, 13, 15 or 17); without an `imageName` PostgreSQL 17, the nearest this machine has to
+ * the operator's default image (18.1 since 1.28, pkg/versions/versions.go). Standbys of a major
+ * whose package has no pg_basebackup (the embedded 11/13/17) are cloned with the low-level base
+ * backup API instead (clone-standby.ts), streaming from the primary all the same; replication authenticates
  * `streaming_replica` with a password rather than TLS certificates; nothing runs in the pods'
  * containers (no instance manager), and there is no automated failover, only the switchover above.
  */
 import { randomBytes } from 'node:crypto';
-import { chownSync, readFileSync } from 'node:fs';
+import { chownSync, existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 
 import pg from 'pg';
@@ -40,6 +42,7 @@ import pg from 'pg';
 import type { FakeKubeApiServer, KubeObject as StoredObject } from '../test/support/fake-kube/index.js';
 import { postgresBinDir, type PostgresMajor } from '../test/support/postgres.js';
 
+import { cloneStandby, hasPgBasebackup } from './clone-standby.js';
 import { ident, literal, PostgresNode } from './postgres-node.js';
 import { ensurePostgresDir, freePort, postgresUser, runAsPostgres, waitFor, writePostgresFile } from './postgres-processes.js';
 import type { PodEndpoints } from './service-proxy.js';
@@ -273,7 +276,7 @@ export class CnpgOperator {
       kind: 'Pod',
       metadata: { name, namespace, labels: this.podLabels(cluster.name, name, role), ownerReferences: [owned] },
       spec: {
-        containers: [{ name: 'postgres', image: spec.imageName ?? 'ghcr.io/cloudnative-pg/postgresql:15', ports: [{ name: 'postgresql', containerPort: POSTGRES_PORT }] }],
+        containers: [{ name: 'postgres', image: spec.imageName ?? MODELLED_DEFAULT_IMAGE, ports: [{ name: 'postgresql', containerPort: POSTGRES_PORT }] }],
         volumes: [{ name: 'pgdata', persistentVolumeClaim: { claimName: name } }],
       },
       status: { phase: 'Pending' },
@@ -326,11 +329,15 @@ export class CnpgOperator {
     const primary = cluster.primary();
     if (!primary) throw new Error(`no primary to clone ${instance.name} from`);
     if (!instance.node.isInitialised()) {
-      await runAsPostgres(
-        join(instance.node.binDir, 'pg_basebackup'),
-        ['-h', '127.0.0.1', '-p', String(primary.node.port), '-U', REPLICATION_USER, '-D', instance.node.dataDir, '-R', '-X', 'stream', '--checkpoint=fast', '--no-sync'],
-        { env: { PGPASSWORD: cluster.replicationPassword } },
-      );
+      if (hasPgBasebackup(instance.node.binDir)) {
+        await runAsPostgres(
+          join(instance.node.binDir, 'pg_basebackup'),
+          ['-h', '127.0.0.1', '-p', String(primary.node.port), '-U', REPLICATION_USER, '-D', instance.node.dataDir, '-R', '-X', 'stream', '--checkpoint=fast', '--no-sync'],
+          { env: { PGPASSWORD: cluster.replicationPassword } },
+        );
+      } else {
+        await cloneStandby(primary.node.options, instance.node.dataDir, this.replicationConninfo(cluster, instance, primary));
+      }
     }
     await instance.node.start();
   }
@@ -372,12 +379,16 @@ export class CnpgOperator {
 
   private async followPrimary(cluster: ManagedCluster, instance: CnpgInstance, primary: CnpgInstance): Promise<void> {
     await instance.node.stop('fast');
-    const conninfo = `host=127.0.0.1 port=${primary.node.port} user=${REPLICATION_USER} password=${cluster.replicationPassword} application_name=${instance.name}`;
+    const conninfo = this.replicationConninfo(cluster, instance, primary);
     await writePostgresFile(join(instance.node.dataDir, 'postgresql.auto.conf'), await this.autoConfWith(instance, `primary_conninfo = '${conninfo.replace(/'/g, "''")}'`));
     await instance.node.start();
     instance.role = 'replica';
     this.options.endpoints.set(instance.name, instance.node.port);
     this.setPod(cluster, instance, true);
+  }
+
+  private replicationConninfo(cluster: ManagedCluster, instance: CnpgInstance, primary: CnpgInstance): string {
+    return `host=127.0.0.1 port=${primary.node.port} user=${REPLICATION_USER} password=${cluster.replicationPassword} application_name=${instance.name}`;
   }
 
   private async autoConfWith(instance: CnpgInstance, line: string): Promise<string> {
@@ -487,8 +498,18 @@ function ownerReference(cluster: StoredObject): OwnerReference {
   return { apiVersion: CNPG_API_VERSION, kind: 'Cluster', name: cluster.metadata.name, uid: String(cluster.metadata.uid), controller: true, blockOwnerDeletion: true };
 }
 
-/** The last checkpoint of a stopped server (pg_controldata): a clean shutdown's checkpoint. */
+/**
+ * The last checkpoint of a stopped server (pg_controldata): a clean shutdown's checkpoint. Where
+ * the server package has no pg_controldata (the embedded majors), read from `global/pg_control`:
+ * `checkPoint` is the XLogRecPtr at byte 32 of ControlFileData in every major from 11 to 17
+ * (system_identifier, pg_control_version, catalog_version_no, state, time precede it).
+ */
 async function controlCheckpointLsn(node: PostgresNode): Promise<string> {
+  if (!existsSync(join(node.binDir, 'pg_controldata'))) {
+    const control = readFileSync(join(node.dataDir, 'global', 'pg_control'));
+    const lsn = control.readBigUInt64LE(32);
+    return `${(lsn >> 32n).toString(16).toUpperCase()}/${(lsn & 0xffffffffn).toString(16).toUpperCase()}`;
+  }
   const output = await runAsPostgres(join(node.binDir, 'pg_controldata'), ['-D', node.dataDir]);
   const lsn = /Latest checkpoint location:\s+(\S+)/.exec(output)?.[1];
   if (!lsn) throw new Error(`pg_controldata of ${node.dataDir} names no latest checkpoint location`);
@@ -512,9 +533,16 @@ function decodedKey(secret: StoredObject, key: string): string | undefined {
   return ((secret.stringData ?? {}) as Record<string, string>)[key];
 }
 
-/** The PostgreSQL major of an operand image (`ghcr.io/cloudnative-pg/postgresql:17.5` → 17); 15 when unset. */
+/**
+ * The operand image of a Cluster without `imageName`, as the stand-in runs it: the operator's own
+ * default is `ghcr.io/cloudnative-pg/postgresql:18.1-system-trixie` (1.28), a major this machine
+ * has no server for; 17 is the nearest (and what the runner image's client tools are).
+ */
+export const MODELLED_DEFAULT_IMAGE = 'ghcr.io/cloudnative-pg/postgresql:17.6-system-trixie';
+
+/** The PostgreSQL major of an operand image (`ghcr.io/cloudnative-pg/postgresql:17.5` → 17); 17 when unset (see MODELLED_DEFAULT_IMAGE). */
 export function instanceMajor(imageName: string | undefined): PostgresMajor {
-  if (imageName === undefined) return 15;
+  if (imageName === undefined) return instanceMajor(MODELLED_DEFAULT_IMAGE);
   const tag = /:(\d+)(?:[.-]|$)/.exec(imageName)?.[1];
   const major = Number(tag);
   if (major === 11 || major === 13 || major === 15 || major === 17) return major;

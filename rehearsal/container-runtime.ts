@@ -24,8 +24,9 @@
  *   uses. The token is of `system:serviceaccount:<ns>:<sa>`; the fake API enforces exactly the RBAC
  *   objects that exist. Otherwise there is no credential at all.
  * - `command` replaces the image's ENTRYPOINT, `args` its CMD, as in Kubernetes.
- * - One deliberate addition, {@link REHEARSAL_TARGET_CLIENT_TOOLS}: this machine's PostgreSQL 15
- *   client tools, mounted read-only, and PG_BINDIR naming them (unless the manifest sets it).
+ * - One deliberate addition when the context names {@link ClientTools} (a PostgreSQL 15 target):
+ *   this machine's 15 client tools, mounted read-only, and PG_BINDIR naming them (unless the
+ *   manifest sets it).
  * - Stopping: {@link ContainerProcess.kill} is `podman kill --signal`; the runner is PID 1, so a
  *   signal it does not handle is ignored, as in a pod.
  */
@@ -49,16 +50,22 @@ export const SERVICE_ACCOUNT_MOUNT = '/var/run/secrets/kubernetes.io/serviceacco
 /** The image's numeric USER (runner/Dockerfile), used when no securityContext names a user. */
 const IMAGE_USER = { uid: 65532, gid: 65532 };
 /**
- * The rehearsal's postgresql-ha is PostgreSQL 15 (Debian bookworm packages repmgr for 15 only),
- * and the image's pg_restore 17 cannot restore into an older server: every restore it runs begins
- * with `SET transaction_timeout = 0` (a PostgreSQL 17 setting; pg_restore emits it whatever the
- * server), which 15 rejects, and pg_restore 15 cannot read a pg_dump 17 archive. So the runner
- * containers use the client tools of the rehearsal's target major, this machine's, mounted
- * read-only (the trixie image carries every library they link). The image's own PostgreSQL 17
- * tools are proven by test/runner-image.test.ts: sources 11, 13, 15 and 17 into a 17 target, the
- * product's default.
+ * This machine's PostgreSQL 15 client tools, for a rehearsal whose new database is 15 (the repmgr
+ * flavor: Debian bookworm packages repmgr for 15 only). The image's pg_restore 17 cannot restore
+ * into an older server — every restore begins with `SET transaction_timeout = 0`, a PostgreSQL 17
+ * setting pg_restore emits whatever the server, which 15 rejects — so those runner containers get
+ * them mounted read-only and PG_BINDIR naming them (the trixie image carries every library they
+ * link). A rehearsal into PostgreSQL 17 (CloudNativePG, the product's default) runs the image's own
+ * tools, as a cluster does.
  */
-export const REHEARSAL_TARGET_CLIENT_TOOLS = { hostPath: '/usr/lib/postgresql/15', binDir: '/usr/lib/postgresql/15/bin' } as const;
+export const HOST_CLIENT_TOOLS: ClientTools = { hostPath: '/usr/lib/postgresql/15', binDir: '/usr/lib/postgresql/15/bin' };
+
+/** Client tools mounted into the runner containers instead of the image's own. */
+export interface ClientTools {
+  readonly hostPath: string;
+  readonly binDir: string;
+}
+
 /** Where the image's entrypoint finds the bundle: a test program can be mounted over it. */
 const IMAGE_BUNDLE_PATH = '/opt/runner/runner.mjs';
 
@@ -95,6 +102,8 @@ export interface RuntimeContext {
   readonly namespace: string;
   readonly volumes: Volumes;
   readonly proxies: ServiceProxies;
+  /** Client tools instead of the image's own (see {@link HOST_CLIENT_TOOLS}). @default - the image's */
+  readonly clientTools?: ClientTools;
 }
 
 export interface VolumeMount {
@@ -197,9 +206,9 @@ export async function prepareContainer(
     mounts.push({ hostPath: credentials, containerPath: SERVICE_ACCOUNT_MOUNT, readOnly: true });
   }
   Object.assign(env, resolved);
-  if (env.PG_BINDIR === undefined) {
-    env.PG_BINDIR = REHEARSAL_TARGET_CLIENT_TOOLS.binDir;
-    mounts.push({ hostPath: REHEARSAL_TARGET_CLIENT_TOOLS.hostPath, containerPath: REHEARSAL_TARGET_CLIENT_TOOLS.hostPath, readOnly: true });
+  if (env.PG_BINDIR === undefined && context.clientTools) {
+    env.PG_BINDIR = context.clientTools.binDir;
+    mounts.push({ hostPath: context.clientTools.hostPath, containerPath: context.clientTools.hostPath, readOnly: true });
   }
 
   const command = container.command && container.command.length > 0 ? container.command.map((part) => expand(part, resolved)) : undefined;

@@ -40,6 +40,11 @@ interface KillPoint {
    * release (1.5 s of API latency on Lease updates) so that the kill lands before the exit.
    */
   readonly holdLeaseRelease?: boolean;
+  /**
+   * A short next step (protect: a few API calls) could finish before the kill lands on a loaded
+   * machine: hold its first API call (1.5 s of latency) so that the kill lands inside it.
+   */
+  readonly holdNextStep?: { readonly resource: string; readonly verb: string };
 }
 
 export const KILL_POINTS: readonly KillPoint[] = [
@@ -48,7 +53,7 @@ export const KILL_POINTS: readonly KillPoint[] = [
   { job: 'backup', label: 'at the start of the backup step', after: /step backup: starting/ },
   { job: 'backup', label: 'inside pg_dump', after: /"msg":"dumping"/, before: /"msg":"backup complete"/, bulk: true },
   { job: 'backup', label: 'after backup, before verify-backup', after: /step backup: done/ },
-  { job: 'backup', label: 'after verify-backup, before protect', after: /step verify-backup: done/ },
+  { job: 'backup', label: 'after verify-backup, before protect', after: /step verify-backup: done/, before: /step protect: done/, holdNextStep: { resource: 'persistentvolumes', verb: 'get' } },
   { job: 'backup', label: 'after protect (end of the pre-phase)', after: /step protect: done/, holdLeaseRelease: true },
   { job: 'restore', label: 'after mark-restoring, before pg_restore', after: /step mark-restoring: done/ },
   { job: 'restore', label: 'inside pg_restore', after: /"msg":"restoring"/, before: /"msg":"restore complete"/, bulk: true },
@@ -80,6 +85,7 @@ function killCase(point: KillPoint, index: number): FaultCase {
     arm: ({ rehearsal }) => {
       killer = killRunnerWhen(rehearsal, `-${point.job}`, (_pod, line) => point.after.test(line));
       if (point.holdLeaseRelease) releaseLatency = rehearsal.server.addLatency(1500, { resource: 'leases', verb: 'update' });
+      if (point.holdNextStep) releaseLatency = rehearsal.server.addLatency(1500, point.holdNextStep);
     },
     firstAttempt: 'succeeds',
     afterFirst: (context) => {

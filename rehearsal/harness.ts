@@ -18,9 +18,11 @@ import { resolvePlatformConfig, type PlatformConfig } from '../lib/platform-conf
 import type { PostgresHaFlavorName } from '../lib/postgres-ha.js';
 import { startFakeKubeApiServer, type FakeKubeApiServer } from '../test/support/fake-kube/index.js';
 import type { HelmMajor } from '../test/support/helm.js';
+import type { PostgresMajor } from '../test/support/postgres.js';
 
 import { FakeCluster } from './cluster.js';
-import { CnpgOperator } from './cnpg-operator.js';
+import { CnpgOperator, instanceMajor } from './cnpg-operator.js';
+import { HOST_CLIENT_TOOLS } from './container-runtime.js';
 import { JobController, type RunningPod } from './jobs.js';
 import { ArgoApplication, HelmRelease, type ArgoOptions, type HelmOptions } from './lifecycle.js';
 import { readArgoManifests, readHelmChart, type ArgoManifests, type HelmChartManifests, type KubeObject } from './manifests.js';
@@ -88,11 +90,15 @@ export class Rehearsal {
     this.cluster = new FakeCluster(server, this.namespace);
     this.volumes = new Volumes(server, this.namespace, root);
     this.proxies = new ServiceProxies(server, this.namespace, this.endpoints);
+    // The runner containers use the image's own PostgreSQL 17 client tools, as in a cluster, unless
+    // the new database is older than 17 (the repmgr flavor's 15): see HOST_CLIENT_TOOLS.
+    const clientTools = rehearsalTargetMajor(options.config) < 17 ? HOST_CLIENT_TOOLS : undefined;
     this.jobs = new JobController({
       server,
       namespace: this.namespace,
       volumes: this.volumes,
       proxies: this.proxies,
+      clientTools,
       root: join(root, 'jobs'),
       onPodStarted: (pod) => {
         options.onJobPodStarted?.(pod);
@@ -106,6 +112,7 @@ export class Rehearsal {
       volumes: this.volumes,
       proxies: this.proxies,
       endpoints: this.endpoints,
+      clientTools,
       seedLegacy: options.seedLegacy,
       ...options.workloads,
     });
@@ -234,4 +241,15 @@ function mergeConfig(base: PlatformConfig, override: PlatformConfig): PlatformCo
         : value;
   }
   return merged as PlatformConfig;
+}
+
+/**
+ * The PostgreSQL major of the rehearsal's new database for a configuration (over
+ * {@link REHEARSAL_CONFIG}): a CloudNativePG Cluster runs its image's major (17 without one:
+ * cnpg-operator.ts MODELLED_DEFAULT_IMAGE); the repmgr flavor's postgresql-ha runs 15 (Debian
+ * bookworm packages repmgr for 15 only).
+ */
+export function rehearsalTargetMajor(config: PlatformConfig = {}): PostgresMajor {
+  const resolved = resolvePlatformConfig(mergeConfig(REHEARSAL_CONFIG, config));
+  return resolved.database.flavor === 'repmgr' ? 15 : instanceMajor(resolved.images.postgresqlHa);
 }

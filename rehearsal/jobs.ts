@@ -23,7 +23,7 @@ import { join } from 'node:path';
 
 import type { FakeKubeApiServer, KubeObject as StoredObject } from '../test/support/fake-kube/index.js';
 
-import { prepareContainer, startContainer, type ContainerProcess, type PodSpec, type PreparedContainer } from './container-runtime.js';
+import { prepareContainer, startContainer, type ClientTools, type ContainerProcess, type PodSpec, type PreparedContainer } from './container-runtime.js';
 import { PodConfigError } from './pod-env.js';
 import type { ServiceProxies } from './service-proxy.js';
 import type { Volumes } from './volumes.js';
@@ -65,6 +65,8 @@ export interface JobControllerOptions {
   readonly namespace: string;
   readonly volumes: Volumes;
   readonly proxies: ServiceProxies;
+  /** Client tools instead of the image's own (container-runtime.ts HOST_CLIENT_TOOLS). @default - the image's */
+  readonly clientTools?: ClientTools;
   /** Directory for pod directories, kubeconfigs and logs. */
   readonly root: string;
   /** A program mounted over the image's bundle (the controller's own tests). @default - the image's bundle */

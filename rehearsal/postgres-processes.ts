@@ -77,10 +77,11 @@ export async function writePostgresFile(path: string, content: string, mode = 0o
   chownSync(path, uid, gid);
 }
 
-async function chownToPostgres(dir: string): Promise<void> {
+/** Hands a directory (or, with its mode, a file) to `postgres`. */
+export async function chownToPostgres(path: string, mode = 0o700): Promise<void> {
   const { uid, gid } = await postgresUser();
-  chownSync(dir, uid, gid);
-  chmodSync(dir, 0o700);
+  chownSync(path, uid, gid);
+  chmodSync(path, mode);
 }
 
 /**

@@ -33,11 +33,12 @@ import { fileURLToPath } from 'node:url';
 import { startWorkloadController, type FakeKubeApiServer, type KubeObject as StoredObject, type WorkloadController } from '../test/support/fake-kube/index.js';
 import { postgresBinDir, type PostgresMajor } from '../test/support/postgres.js';
 
-import { prepareContainer, startContainer, type ContainerProcess, type PodSpec } from './container-runtime.js';
+import { prepareContainer, startContainer, type ClientTools, type ContainerProcess, type PodSpec } from './container-runtime.js';
 import { bitnamiKeycloakDatabase, bitnamiReplicationMode, isBitnamiKeycloak, resolvePasswordFiles } from './bitnami-pods.js';
 import { Pgpool } from './pgpool.js';
 import { PodConfigError, resolveContainerEnv, type Container } from './pod-env.js';
 import { ident, literal, PostgresNode, type PostgresNodeOptions } from './postgres-node.js';
+import { cloneStandby } from './clone-standby.js';
 import { ensurePostgresDir, freePort, onProcessExit, PG_BIN, postgresUser, runAsPostgres, waitFor } from './postgres-processes.js';
 import { RepmgrCluster } from './repmgr-cluster.js';
 import type { PodEndpoints, ServiceProxies } from './service-proxy.js';
@@ -75,6 +76,8 @@ export interface WorkloadBackingOptions {
   readonly volumes: Volumes;
   readonly proxies: ServiceProxies;
   readonly endpoints: PodEndpoints;
+  /** Client tools instead of the image's own (container-runtime.ts HOST_CLIENT_TOOLS). @default - the image's */
+  readonly clientTools?: ClientTools;
   /**
    * Called once when a legacy database is initialised, before its pod turns Ready: the data
    * that was in the production volume (e.g. H3's createKeycloakData through the app user).
@@ -402,11 +405,17 @@ export class WorkloadBacking {
       if (primary === undefined) throw new Error(`pod ${pod.metadata.name}: POSTGRES_MASTER_HOST ${env.POSTGRES_MASTER_HOST} is no Service of namespace ${this.options.namespace}`);
       const user = requireEnv(env, 'POSTGRES_REPLICATION_USER', pod);
       const password = requireEnv(env, 'POSTGRES_REPLICATION_PASSWORD', pod);
+      // Debian's pg_basebackup 15 streams from servers up to 15; above, the low-level base backup
+      // of the primary's data directory (clone-standby.ts) does what it would.
+      const newerThanTheClient = (this.options.legacyMajorOf ?? imageMajor)(container.image) > 15;
       await waitFor(`${pod.metadata.name} to clone its primary`, async () => {
         if (runtime.stopping) throw new Error('pod stopped before its primary served');
-        return runAsPostgres(join(PG_BIN, 'pg_basebackup'), ['-D', dataDir, '-h', '127.0.0.1', '-p', String(primary), '-U', user, '-R', '-X', 'stream', '--checkpoint=fast', '--no-sync'], {
-          env: { PGPASSWORD: password },
-        }).then(
+        const clone = newerThanTheClient
+          ? this.cloneThroughBackupApi(env.POSTGRES_MASTER_HOST!, dataDir, `host=127.0.0.1 port=${primary} user=${user} password=${password}`)
+          : runAsPostgres(join(PG_BIN, 'pg_basebackup'), ['-D', dataDir, '-h', '127.0.0.1', '-p', String(primary), '-U', user, '-R', '-X', 'stream', '--checkpoint=fast', '--no-sync'], {
+              env: { PGPASSWORD: password },
+            });
+        return clone.then(
           () => true,
           () => {
             // A partial clone would make the next attempt refuse a non-empty directory.
@@ -420,6 +429,14 @@ export class WorkloadBacking {
     if (runtime.stopping) return node.stop();
     this.options.endpoints.set(pod.metadata.name, port);
     this.setPodReady(pod.metadata.name, true);
+  }
+
+  /** The primary behind `host` (its Service), cloned as the superuser over its local socket. */
+  private async cloneThroughBackupApi(host: string, dataDir: string, primaryConninfo: string): Promise<void> {
+    const backend = this.options.proxies.currentBackend(host);
+    const primary = [...this.legacyServers.values()].find((server) => backend !== undefined && server.port === backend);
+    if (!primary) throw new Error(`no running legacy server behind ${host} yet`);
+    await cloneStandby(primary, dataDir, primaryConninfo);
   }
 
   private async startRepmgrNode(runtime: PodRuntime, pod: StoredObject, workload: StoredObject, container: Container): Promise<void> {

@@ -26,7 +26,7 @@ import type { PostgresMajor } from '../../test/support/postgres.js';
 
 import { bitnamiReplicationMode } from '../bitnami-pods.js';
 import { fingerprint, KEYCLOAK_RUNTIME_TABLES, KEYCLOAK_WRITES_TABLE as WRITES_TABLE, withClient, type Connection, type DatabaseFingerprint } from '../checks.js';
-import { defaultHelmMajor, Rehearsal, type SynthesizedShape } from '../harness.js';
+import { defaultHelmMajor, Rehearsal, rehearsalTargetMajor, type SynthesizedShape } from '../harness.js';
 import { classifyArgoObjects, classifyHelmObjects, type KubeObject } from '../manifests.js';
 import type { Container } from '../pod-env.js';
 import { PostgresNode } from '../postgres-node.js';
@@ -36,13 +36,8 @@ import type { HelmMajor } from '../../test/support/helm.js';
 
 import type { BitnamiReleaseFile } from './release-file.js';
 
-/** The table the Keycloak stand-in writes its steady writes to (not Keycloak's data: compared by id). */
-/**
- * The major the rehearsal's postgresql-ha runs (Debian bookworm packages repmgr for 15 only). A
- * dump cannot be restored into an older major, so a legacy image tag above it is rehearsed on it.
- */
-export const REHEARSAL_TARGET_MAJOR = 15;
-const LEGACY_MAJORS_HERE: readonly PostgresMajor[] = [11, 13, 15];
+/** The server majors the rehearsal has for a legacy database (embedded 11, 13, 17; Debian's 15). */
+const LEGACY_MAJORS_HERE: readonly PostgresMajor[] = [11, 13, 15, 17];
 
 export interface TakeoverOptions {
   readonly release: BitnamiReleaseFile;
@@ -83,11 +78,17 @@ export interface TakeoverReport {
   readonly durationMs: number;
 }
 
-/** The server major a legacy image tag is rehearsed on (see {@link REHEARSAL_TARGET_MAJOR}). */
-export function rehearsedLegacyMajor(tagMajor: number): PostgresMajor {
-  if (tagMajor > REHEARSAL_TARGET_MAJOR) return REHEARSAL_TARGET_MAJOR as PostgresMajor;
-  if (LEGACY_MAJORS_HERE.includes(tagMajor as PostgresMajor)) return tagMajor as PostgresMajor;
-  throw new Error(`the release runs PostgreSQL ${tagMajor}; the rehearsal has legacy servers for ${LEGACY_MAJORS_HERE.join(', ')} (and above ${REHEARSAL_TARGET_MAJOR}, on ${REHEARSAL_TARGET_MAJOR})`);
+/**
+ * The server major a legacy image tag is rehearsed on: the tag's own where the rehearsal has it,
+ * else the nearest lower one (16 → 15), never above the new database's major (`targetMajor`).
+ */
+export function rehearsedLegacyMajor(tagMajor: number, targetMajor: PostgresMajor): PostgresMajor {
+  const candidates = LEGACY_MAJORS_HERE.filter((major) => major <= tagMajor && major <= targetMajor);
+  const chosen = candidates[candidates.length - 1];
+  if (chosen === undefined) {
+    throw new Error(`the release runs PostgreSQL ${tagMajor}; the rehearsal has legacy servers for ${LEGACY_MAJORS_HERE.join(', ')} (up to the new database's ${targetMajor})`);
+  }
+  return chosen;
 }
 
 export async function rehearseTakeover(options: TakeoverOptions): Promise<TakeoverReport> {
@@ -101,8 +102,9 @@ export async function rehearseTakeover(options: TakeoverOptions): Promise<Takeov
     rows.push({ check, ok, detail });
     log(`${ok ? 'ok  ' : 'FAIL'} ${check}: ${detail}`);
   };
-  const rehearsed = rehearsedLegacyMajor(release.database.tagMajor);
   const config: PlatformConfig = { releaseName: release.release, namespace: release.namespace, ...options.config };
+  const targetMajor = rehearsalTargetMajor(config);
+  const rehearsed = rehearsedLegacyMajor(release.database.tagMajor, targetMajor);
   const names = namesFor(config.releaseName!, config.legacyDatabase?.name);
   let seeded: (Connection & { superuserPassword: string }) | undefined;
 
@@ -123,7 +125,7 @@ export async function rehearseTakeover(options: TakeoverOptions): Promise<Takeov
       true,
       rehearsed === release.database.tagMajor
         ? `StatefulSet ${release.database.statefulSet}, PostgreSQL ${rehearsed} (image ${release.database.image})`
-        : `StatefulSet ${release.database.statefulSet}: image tag ${release.database.tagMajor}, rehearsed on PostgreSQL ${rehearsed} (the rehearsal's postgresql-ha is ${REHEARSAL_TARGET_MAJOR}; the runner image's pg_dump 17 is tested against 11, 13, 15 and 17 in test/runner-image.test.ts)`,
+        : `StatefulSet ${release.database.statefulSet}: image tag ${release.database.tagMajor}, rehearsed on PostgreSQL ${rehearsed} (${rehearsed < release.database.tagMajor && rehearsed === targetMajor ? `the new database runs ${targetMajor}` : `the rehearsal has no PostgreSQL ${release.database.tagMajor} server`})`,
     );
 
     // v1: the release as the user has it.
