@@ -397,7 +397,13 @@ export function killRunnerWhen(rehearsal: Rehearsal, job: string, when: (pod: Ru
       const lines = rehearsal.jobs.logsOf(pod.podName).split('\n');
       if (lines.some((line) => when(pod, line))) {
         killed = true;
+        // `podman kill` takes a while to start on a loaded machine (seconds on CI's two cores):
+        // until the container is gone, every API request waits 5 s, so the runner cannot finish
+        // its command (and exit 0) before the signal arrives.
+        const holdUntilDead = rehearsal.server.addLatency(5000);
+        pod.process.once('exit', holdUntilDead);
         pod.process.kill('SIGKILL');
+        if (pod.process.exitCode !== null || pod.process.signalCode !== null) holdUntilDead();
         releaseLatency();
         clearInterval(timer);
       }

@@ -14,6 +14,7 @@ export default class RehearsalSummaryReporter implements Reporter {
   onTestRunEnd(testModules: ReadonlyArray<TestModule>): void {
     const rows: [string, string, string][] = [];
     const drills: string[] = [];
+    const failures: string[] = [];
     for (const testModule of testModules) {
       const file = relative(process.cwd(), testModule.moduleId);
       for (const testCase of testModule.children.allTests()) {
@@ -27,6 +28,11 @@ export default class RehearsalSummaryReporter implements Reporter {
               `${failover.readOnlyWrites} into a read-only server; errors seen: ${failover.errors.length ? failover.errors.join(' | ') : 'none'}`,
           );
         }
+        // CI keeps only the end of the log: each failure's first error lines go under the table.
+        if (result.state === 'failed') {
+          const errors = result.errors ?? [];
+          failures.push(`FAILED ${testCase.fullName}`, ...errors.slice(0, 2).map((error) => `  ${firstLines(error.message ?? String(error), 6)}`));
+        }
         rows.push([result.state.toUpperCase(), `${seconds} s`, `${file.replace(/^rehearsal\//, '').replace(/\.test\.ts$/, '')} › ${testCase.fullName}`]);
       }
     }
@@ -39,8 +45,14 @@ export default class RehearsalSummaryReporter implements Reporter {
     process.stdout.write(
       ['', 'Rehearsal summary', line(header), widths.map((width, column) => '-'.repeat(column === 2 ? 8 : width)).join('  '), ...rows.map(line), '',
         `${rows.length - failed - skipped} passed, ${failed} failed${skipped ? `, ${skipped} not run (filtered)` : ''}`,
+        ...(failures.length ? ['', 'Why they failed (first lines of each error)', ...failures] : []),
         ...(drills.length ? ['', 'Failover drills (measured write outage, through the application\'s Service)', ...drills] : []),
         `runner image: ${process.env.REHEARSAL_RUNNER_IMAGE ?? '(not built)'}${process.env.REHEARSAL_RUNNER_IMAGE_SIZE ? ` (${process.env.REHEARSAL_RUNNER_IMAGE_SIZE})` : ''}`, ''].join('\n'),
     );
   }
+}
+
+/** The first lines of an error message, indented to sit under its scenario. */
+function firstLines(message: string, count: number): string {
+  return message.split('\n').slice(0, count).join('\n  ');
 }
