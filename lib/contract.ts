@@ -147,6 +147,15 @@ export const Env = {
    */
   workloadSpecs: 'MIGRATION_WORKLOAD_SPECS',
   /**
+   * How each configured workload is found when none of its name exists, JSON
+   * `{"statefulset/keycloak": {"selector": "app.kubernetes.io/instance=keycloak,app.kubernetes.io/component=keycloak",
+   * "secretCopies": [{"key": "admin-password", "to": "keycloak"}]}}` ({@link WorkloadDiscoverySpec}).
+   * prepare quiesces the ONE workload of that kind matching the selector (two: exit 78), records it
+   * in the state (`adoptedWorkloads`), and copies the Secret its pod spec reads each key from to
+   * `to` (unless `to` exists): the old release's Secrets go with it. @default - unset: by name only
+   */
+  workloadDiscovery: 'MIGRATION_WORKLOAD_DISCOVERY',
+  /**
    * Secrets of the release being taken over that must outlive the upgrade, comma separated (the
    * legacy database's passwords, the admin password of the realm being migrated). prepare
    * annotates the live ones with {@link KEEP_ANNOTATIONS}, which Helm and Argo CD read on the live
@@ -346,9 +355,18 @@ const MIGRATION_JOB_OPTIONAL_ENV: readonly EnvName[] = [
   Env.targetSslRootCert,
   Env.acceptLegacyChangesOf,
   Env.workloadSpecs,
+  Env.workloadDiscovery,
   Env.keepSecrets,
   Env.legacySelector,
 ];
+
+/** One workload's entry of {@link Env.workloadDiscovery}. */
+export interface WorkloadDiscoverySpec {
+  /** Label selector (comma-separated `key=value`). */
+  readonly selector: string;
+  /** The Secret the found workload's pod spec reads `key` from is copied to `to`. */
+  readonly secretCopies?: readonly { readonly key: string; readonly to: string }[];
+}
 
 /**
  * The fields of a StatefulSet that no update may change (the API server answers 422 "updates to

@@ -37,6 +37,7 @@ import {
   type RequiredSecret,
   SslMode,
   type SslModeValue,
+  type WorkloadDiscoverySpec,
   type WorkloadImmutableSpec,
 } from './contract.js';
 import type { DatabaseConnection, DatabaseCredentials } from './database-connection.js';
@@ -81,6 +82,31 @@ export interface QuiescedWorkload {
    * @default - none: the live StatefulSet is never replaced
    */
   readonly immutableSpec?: WorkloadImmutableSpec;
+  /**
+   * Finds the workload by its labels when none of this name exists: another chart's release
+   * under a name override (Bitnami's `fullnameOverride` / `nameOverride` rename the Keycloak
+   * StatefulSet; `app.kubernetes.io/instance` and `component` stay). Exactly one workload of this
+   * kind must match, else prepare stops (exit 78) naming the candidates
+   * (`MIGRATION_WORKLOAD_DISCOVERY`).
+   *
+   * @default - none: found by name only
+   */
+  readonly discovery?: WorkloadDiscovery;
+}
+
+/** How a renamed workload is found, and what of it is kept when its release goes away. */
+export interface WorkloadDiscovery {
+  /** Labels every match carries (equality requirements). */
+  readonly labels: Readonly<Record<string, string>>;
+  /**
+   * Secrets of the found workload to copy before the upgrade deletes them with the old release:
+   * the Secret its pod spec reads `key` from (a `secretKeyRef`, or a mounted Secret holding the
+   * key) is copied whole to `to`, unless `to` exists. E.g. Bitnami's admin Secret `<fullname>`
+   * (`admin-password`): the migrated master realm still holds that admin.
+   *
+   * @default []
+   */
+  readonly secretCopies?: readonly { readonly key: string; readonly to: string }[];
 }
 
 /** The legacy database's Kubernetes objects (not its connection), protected and optionally deleted. */
@@ -773,11 +799,24 @@ function validateWorkloads(workloads: readonly QuiescedWorkload[]): readonly Qui
         throw new Error(`${field}.immutableSpec.volumeClaimTemplates must be a list of names, got ${JSON.stringify(volumeClaimTemplates)}`);
       }
     }
+    if (workload.discovery !== undefined) validateDiscovery(`${field}.discovery`, workload.discovery);
     const key = `${workload.kind}/${workload.name}`;
     if (seen.has(key)) throw new Error(`${field} repeats ${key}: list each workload once`);
     seen.add(key);
   });
   return workloads;
+}
+
+function validateDiscovery(field: string, discovery: WorkloadDiscovery): void {
+  const labels = discovery.labels;
+  if (typeof labels !== 'object' || labels === null || Object.keys(labels).length === 0) {
+    throw new Error(`${field}.labels must name at least one label (e.g. app.kubernetes.io/instance), got ${JSON.stringify(labels)}: omit discovery to find the workload by name only`);
+  }
+  for (const [key, value] of Object.entries(labels)) validateLabelValue(`${field}.labels['${key}']`, value);
+  (discovery.secretCopies ?? []).forEach((copy, index) => {
+    validateSecretKey(`${field}.secretCopies[${index}].key`, copy.key);
+    validateDnsSubdomain(`${field}.secretCopies[${index}].to`, copy.to);
+  });
 }
 
 interface ValidatedLegacy {
@@ -928,6 +967,21 @@ function roleRules(inputs: RoleInputs): k8s.PolicyRule[] {
     rules.push({ apiGroups: ['apps'], resources: ['deployments'], resourceNames: deployments, verbs: ['get', 'patch'] });
     rules.push({ apiGroups: ['apps'], resources: ['deployments/scale'], resourceNames: deployments, verbs: ['get', 'update', 'patch'] });
   }
+  for (const kind of ['StatefulSet', 'Deployment'] as const) {
+    if (!workloads.some((w) => w.kind === kind && w.discovery !== undefined)) continue;
+    // A workload found by its labels (another release's, renamed by a name override): its name is
+    // known only at run time, and RBAC cannot limit a verb by label. The runner lists this kind by
+    // the configured labels and scales only the one match, only when the configured name does not
+    // exist (runner/src/phases/discover-workloads.ts).
+    const plural = kind === 'StatefulSet' ? 'statefulsets' : 'deployments';
+    rules.push({ apiGroups: ['apps'], resources: [plural], verbs: ['list', 'get', 'patch'] });
+    rules.push({ apiGroups: ['apps'], resources: [`${plural}/scale`], verbs: ['get', 'update', 'patch'] });
+  }
+  if (workloads.some((w) => (w.discovery?.secretCopies ?? []).length > 0)) {
+    // Copying the found workload's Secret (the old release deletes it): read by the name its pod
+    // spec gives, never listed; the copy is created (no update or patch of any existing Secret).
+    rules.push({ apiGroups: [''], resources: ['secrets'], verbs: ['get', 'create'] });
+  }
   if (ensureSecrets.length > 0) {
     rules.push({ apiGroups: [''], resources: ['secrets'], verbs: ['create'] });
     rules.push({ apiGroups: [''], resources: ['secrets'], resourceNames: ensureSecrets.map((s) => s.name), verbs: ['get'] });
@@ -949,6 +1003,20 @@ function roleRules(inputs: RoleInputs): k8s.PolicyRule[] {
   rules.push({ apiGroups: [''], resources: ['pods'], verbs: ['list'] });
   rules.push({ apiGroups: [''], resources: ['events'], verbs: ['create'] });
   return rules;
+}
+
+/** MIGRATION_WORKLOAD_DISCOVERY, when any workload is also found by its labels. */
+function workloadDiscoveryEnv(workloads: readonly QuiescedWorkload[]): k8s.EnvVar[] {
+  const discovery: Record<string, WorkloadDiscoverySpec> = {};
+  for (const workload of workloads) {
+    if (!workload.discovery) continue;
+    const copies = workload.discovery.secretCopies ?? [];
+    discovery[`${workload.kind.toLowerCase()}/${workload.name}`] = {
+      selector: Object.entries(workload.discovery.labels).map(([key, labelValue]) => `${key}=${labelValue}`).join(','),
+      ...(copies.length > 0 ? { secretCopies: copies.map(({ key, to }) => ({ key, to })) } : {}),
+    };
+  }
+  return Object.keys(discovery).length > 0 ? [{ name: Env.workloadDiscovery, value: JSON.stringify(discovery) }] : [];
 }
 
 /** MIGRATION_WORKLOAD_SPECS, when any workload declares its immutable fields. */
@@ -1053,6 +1121,7 @@ function migrationJobEnv(
     value(Env.workloads, inputs.workloads.map((w) => `${w.kind.toLowerCase()}/${w.name}`).join(',')),
     value(Env.restoreReplicas, String(inputs.restoreReplicas)),
     ...workloadSpecsEnv(inputs.workloads),
+    ...workloadDiscoveryEnv(inputs.workloads),
     ...(inputs.keepSecrets.length > 0 ? [value(Env.keepSecrets, inputs.keepSecrets.join(','))] : []),
     ...(inputs.acceptLegacyChangesOf !== undefined ? [value(Env.acceptLegacyChangesOf, inputs.acceptLegacyChangesOf)] : []),
     value(Env.legacyStatefulSet, legacy.statefulSetName ?? ''),

@@ -46,6 +46,7 @@ export {
   type DatabaseMigrationProps,
   type DatabaseMigrationNames,
   type QuiescedWorkload,
+  type WorkloadDiscovery,
   type LegacyDatabaseObjects,
   type BackupVolumeOptions,
   type MigrationSyncWaves,

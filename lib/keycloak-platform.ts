@@ -23,7 +23,7 @@ import { KeycloakMonitor } from './keycloak-monitor.js';
 import { type DatabasePods, KeycloakNetworkPolicies } from './keycloak-network-policies.js';
 import { type PlatformConfig, type ResolvedPlatformConfig, resolvePlatformConfig } from './platform-config.js';
 import { PostgresHa } from './postgres-ha.js';
-import { type LegacyDatabase, PostgresStandalone, bitnamiFullname } from './postgres-standalone.js';
+import { type LegacyDatabase, PostgresStandalone } from './postgres-standalone.js';
 import { type KubeObjectName, assertNoNameCollisions } from './validation.js';
 
 /** Props of {@link KeycloakPlatform}: the platform configuration plus the GitOps tool. */
@@ -34,6 +34,9 @@ export interface KeycloakPlatformProps extends PlatformConfig {
 
 /** Key of the bootstrap admin's password in Secret `<keycloak>-admin`. */
 export const KEYCLOAK_ADMIN_PASSWORD_KEY = 'password';
+
+/** Key of the admin password in a Bitnami keycloak release's Secret `<fullname>` (every chart line). */
+const BITNAMI_ADMIN_PASSWORD_KEY = 'admin-password';
 
 /** Keycloak plus its database(s) and, in v2, the migration hooks. See the module comment. */
 export class KeycloakPlatform extends Chart {
@@ -66,7 +69,7 @@ export class KeycloakPlatform extends Chart {
     this.config = config;
     this.flavor = assertGitOpsFlavor(rawFlavor, 'KeycloakPlatform flavor');
     const release = config.releaseName;
-    const keycloakName = bitnamiFullname(release, 'keycloak');
+    const keycloakName = config.keycloak.name;
     const legacyNames = {
       release,
       database: config.legacyDatabase.database,
@@ -137,7 +140,18 @@ export class KeycloakPlatform extends Chart {
         runnerImage: config.images.runner,
         source,
         target,
-        workloads: [this.keycloak.workload],
+        workloads: [
+          {
+            ...this.keycloak.workload,
+            // A Bitnami release under fullnameOverride / nameOverride names its StatefulSet
+            // otherwise; these two labels stay (nameOverride changes app.kubernetes.io/name). Its
+            // admin Secret `<that name>` goes with the old release: copied to the default name.
+            discovery: {
+              labels: { 'app.kubernetes.io/instance': release, 'app.kubernetes.io/component': 'keycloak' },
+              secretCopies: [{ key: BITNAMI_ADMIN_PASSWORD_KEY, to: keycloakName }],
+            },
+          },
+        ],
         legacy: {
           statefulSetName: this.legacyDatabase.statefulSetName,
           pvcNames: this.legacyDatabase.pvcNames,

@@ -11,7 +11,7 @@ import { DEFAULT_KEYCLOAK_IMAGE } from './keycloak.js';
 import type { NetworkPeer } from './keycloak-network-policies.js';
 import type { ContainerResources } from './pod-security.js';
 import { DEFAULT_PGPOOL_IMAGE, PostgresHaFlavor, type PostgresHaFlavorName } from './postgres-ha.js';
-import { DEFAULT_BITNAMI_POSTGRESQL_IMAGE } from './postgres-standalone.js';
+import { DEFAULT_BITNAMI_POSTGRESQL_IMAGE, bitnamiFullname } from './postgres-standalone.js';
 import {
   parseQuantity,
   validateDnsLabel,
@@ -21,6 +21,7 @@ import {
   validateLabelValue,
   validateMigrationId,
   validateSecretKey,
+  validateServiceName,
   validateSize,
 } from './validation.js';
 
@@ -57,6 +58,16 @@ export interface PlatformImages {
 
 /** Keycloak settings. */
 export interface PlatformKeycloakConfig {
+  /**
+   * Keycloak's fullname: its StatefulSet, Services and Secrets. Taking over a Bitnami release
+   * installed with `fullnameOverride` (or `nameOverride`), set it to that release's Keycloak name
+   * (`sso`, `<release>-<nameOverride>`) to keep its Service name and address; left at the default
+   * the upgrade still finds and migrates the renamed one, but Keycloak's Service becomes the
+   * default name.
+   *
+   * @default - Bitnami's fullname: `<releaseName>` when it contains `keycloak`, else `<releaseName>-keycloak`
+   */
+  readonly name?: string;
   /** @default 2 */
   readonly replicas?: number;
   /** Public host name (KC_HOSTNAME). @default - none: Keycloak derives URLs from each request */
@@ -261,6 +272,7 @@ export interface ResolvedPlatformConfig {
   readonly shape: LifecycleShape;
   readonly images: Required<Omit<PlatformImages, 'postgresqlHa'>> & { readonly postgresqlHa?: string };
   readonly keycloak: {
+    readonly name: string;
     readonly replicas: number;
     readonly hostname?: string;
     readonly proxyHeaders: 'xforwarded' | 'forwarded';
@@ -316,7 +328,7 @@ const KNOWN_KEYS: Record<string, readonly string[]> = {
   networkPolicies: ['httpFrom', 'managementFrom', 'apiServerCidrs', 'apiServerPorts'],
   monitoring: ['kind', 'interval', 'labels'],
   images: ['keycloak', 'runner', 'postgresql', 'postgresqlHa', 'pgpool'],
-  keycloak: ['replicas', 'hostname', 'proxyHeaders', 'adminUsername', 'resources'],
+  keycloak: ['name', 'replicas', 'hostname', 'proxyHeaders', 'adminUsername', 'resources'],
   database: ['flavor', 'instances', 'storageSize', 'storageClass', 'database', 'username', 'sslMode', 'caSecret', 'caKey'],
   legacyDatabase: ['name', 'database', 'username', 'secretName', 'passwordKey', 'adminPasswordKey', 'storageSize', 'sslMode', 'caSecret', 'caKey'],
   migration: ['deleteLegacy', 'protectVolumes', 'backupSize', 'backupMinSize', 'backupStorageClass', 'activeDeadlineSeconds', 'parallelJobs', 'acceptLegacyChangesOf'],
@@ -358,6 +370,7 @@ export function resolvePlatformConfig(config: PlatformConfig = {}): ResolvedPlat
     throw new Error(`${field('keycloak.proxyHeaders')} must be 'xforwarded' or 'forwarded', got ${JSON.stringify(proxyHeaders)}`);
   }
   const keycloak = {
+    name: validateServiceName(field('keycloak.name'), config.keycloak?.name ?? bitnamiFullname(releaseName, 'keycloak')),
     replicas: validateIntegerRange(field('keycloak.replicas'), config.keycloak?.replicas ?? 2, 1, 100),
     proxyHeaders,
     adminUsername: config.keycloak?.adminUsername ?? 'admin',

@@ -39,10 +39,10 @@ export type Tool = 'helm' | 'argocd';
  * Keycloak and the legacy database: `<release>-<chart>` unless the release name holds the chart's),
  * or the configured `legacyDatabase.name`.
  */
-export function namesFor(release: string, legacyDatabaseName = bitnamiFullname(release, 'postgresql')) {
+export function namesFor(release: string, legacyDatabaseName = bitnamiFullname(release, 'postgresql'), keycloakName = bitnamiFullname(release, 'keycloak')) {
   const legacy = legacyDatabaseName;
   return {
-    keycloak: bitnamiFullname(release, 'keycloak'),
+    keycloak: keycloakName,
     legacyStatefulSet: legacy,
     legacyPod: `${legacy}-0`,
     legacySecret: legacy,

@@ -20,6 +20,7 @@ import { ArgoApplication, HelmRelease, type LifecycleResult } from '../rehearsal
 import { classifyArgoObjects, classifyHelmObjects, parseManifestText, readArgoManifests, readHelmChart, type KubeObject } from '../rehearsal/manifests.js';
 import { createLogger } from '../runner/src/log.js';
 import { createHookContext, readState } from '../runner/src/phases/context.js';
+import { quiesce, unquiesce } from '../runner/src/phases/quiesce.js';
 import { takeOverReleaseObjects } from '../runner/src/phases/take-over.js';
 import { adoptionEvidence, decidePrepare, probeAdoptedSource, probeLegacyDatabase, probeSource } from '../runner/src/phases/decide.js';
 import { probeAdoption } from '../runner/src/phases/adopt-legacy.js';
@@ -547,5 +548,108 @@ describe('adopting the legacy database', () => {
     const { ctx: afterCleanup } = await prepareJobContext(cluster, synthesizeV2(cluster, fixture), env);
     await readState(afterCleanup);
     expect(afterCleanup.config.source.passwordSet).toBe(false);
+  });
+});
+
+// A Bitnami release under fullnameOverride / nameOverride names its Keycloak StatefulSet otherwise
+// (`sso`, `idp-iam`): v2's configured name does not exist. prepare quiesces the one StatefulSet
+// with `instance: <release>, component: keycloak`, records it, and copies its admin Secret to the
+// default name before the upgrade deletes it with the old release.
+describe('quiescing a Keycloak renamed by a name override', () => {
+  const RENAMED = [
+    { file: 'keycloak-25.4.0-release-keycloak-fullname-sso.yaml', release: 'keycloak', keycloak: 'sso', configured: 'keycloak', legacySecret: 'keycloak-postgresql' },
+    { file: 'keycloak-25.4.0-release-idp-nameoverride.yaml', release: 'idp', keycloak: 'idp-iam', configured: 'idp-keycloak', legacySecret: 'idp-postgresql' },
+  ] as const;
+  const replicasOf = (name: string) => (cluster!.get('StatefulSet', name)?.spec as { replicas?: number } | undefined)?.replicas;
+
+  async function preparedState(fixture: Fixture) {
+    const { ctx } = await prepareJobContext(cluster!, synthesizeV2(cluster!, fixture));
+    await ctx.store.ensure(() => newMigrationState('m-20261204-000000-abcdef'));
+    await readState(ctx);
+    return ctx;
+  }
+
+  describe.each(RENAMED)('$file', (fixture) => {
+    it.each(['helm', 'argocd'] as Tool[])('with %s: quiesces the renamed StatefulSet, copies its admin Secret, and the upgrade keeps the copy', async (tool) => {
+      cluster = await Cluster.start();
+      await installBitnami(cluster, tool, fixture);
+      expect(cluster.get('StatefulSet', fixture.configured)).toBeUndefined();
+      const adminBefore = cluster.get('Secret', fixture.keycloak)!;
+      const ctx = await preparedState(fixture);
+      cluster.server.clearRequestLog();
+
+      const originals = await quiesce(ctx);
+      expect(originals).toEqual({ [`statefulset/${fixture.keycloak}`]: 1 });
+      expect(replicasOf(fixture.keycloak)).toBe(0);
+      expect(ctx.state?.adoptedWorkloads?.[`statefulset/${fixture.configured}`]).toEqual({
+        workload: `statefulset/${fixture.keycloak}`,
+        selector: `app.kubernetes.io/instance=${fixture.release},app.kubernetes.io/component=keycloak`,
+        secretCopies: [`Secret/${fixture.keycloak} → Secret/${fixture.configured}`],
+      });
+      const copy = cluster.get('Secret', fixture.configured)!;
+      expect(copy.data).toEqual(adminBefore.data);
+      expect(copy.metadata.annotations).toMatchObject({ 'helm.sh/resource-policy': 'keep', 'argocd.argoproj.io/sync-options': 'Prune=false' });
+      // Found by one list of StatefulSets by label; Secrets read by name, never listed.
+      expect(cluster.server.requestCount({ verb: 'list', resource: 'secrets' })).toBe(0);
+      expect(formatStatus(ctx.state!, 'x')).toMatch(new RegExp(`Adopted workload: +statefulset/${fixture.keycloak} for statefulset/${fixture.configured}`));
+
+      // A resumed prepare quiesces the same workload again (its count stays on record).
+      const { ctx: resumed } = await prepareJobContext(cluster, synthesizeV2(cluster, fixture));
+      await readState(resumed);
+      expect(await quiesce(resumed)).toEqual(originals);
+
+      await takeOverReleaseObjects(resumed);
+      const result = await upgradeWithoutHooks(cluster, tool, synthesizeV2(cluster, fixture));
+      expect(result.error?.message).toBeUndefined();
+      // The old release's admin Secret went with it (Helm deletes it, Argo CD prunes it); the copy stays.
+      expect(cluster.get('Secret', fixture.keycloak)).toBeUndefined();
+      expect(cluster.get('Secret', fixture.configured)?.data).toEqual(adminBefore.data);
+      expect(cluster.get('StatefulSet', fixture.configured)).toBeDefined();
+      // The restore never scales the old release's workload back (it would run the old template).
+      if (cluster.get('StatefulSet', fixture.keycloak)) {
+        const unquiesced = await unquiesce(resumed, originals);
+        expect(unquiesced.scaled).toEqual({});
+        expect(replicasOf(fixture.keycloak)).toBe(0);
+      }
+    });
+  });
+
+  it('refuses (78) two StatefulSets with those labels, naming both; nothing scaled or copied', async () => {
+    cluster = await Cluster.start();
+    const fixture = RENAMED[0];
+    await installBitnami(cluster, 'helm', fixture);
+    const sso = cluster.get('StatefulSet', 'sso')!;
+    await cluster.cluster.apply({ ...sso, metadata: { name: 'sso-old', namespace: NAMESPACE, labels: sso.metadata.labels }, spec: { ...(sso.spec as object), replicas: 0 } });
+    const ctx = await preparedState(fixture);
+    const error = await quiesce(ctx).then(() => undefined, (caught: unknown) => caught);
+    expect(error).toBeInstanceOf(RunnerError);
+    expect((error as RunnerError).exitCode).toBe(ExitCode.config);
+    expect((error as RunnerError).message).toContain('2 StatefulSets carry the labels app.kubernetes.io/instance=keycloak,app.kubernetes.io/component=keycloak: sso, sso-old');
+    expect(replicasOf('sso')).toBe(1);
+    expect(cluster.get('Secret', 'keycloak')).toBeUndefined();
+  });
+
+  it('stops (64) when neither the name nor the labels find a Keycloak, naming both', async () => {
+    cluster = await Cluster.start();
+    const fixture = RENAMED[0];
+    const ctx = await preparedState(fixture);
+    const error = await quiesce(ctx).then(() => undefined, (caught: unknown) => caught);
+    expect((error as RunnerError).exitCode).toBe(ExitCode.usage);
+    expect((error as RunnerError).message).toBe('no StatefulSet keycloak exists in namespace keycloak, and none carries the labels app.kubernetes.io/instance=keycloak,app.kubernetes.io/component=keycloak');
+  });
+
+  it('refuses (78) before scaling when the found StatefulSet reads the admin password from no Secret, naming the fix', async () => {
+    cluster = await Cluster.start();
+    const fixture = RENAMED[0];
+    await installBitnami(cluster, 'helm', fixture);
+    // The admin Secret deleted by hand: the pod spec still names it.
+    expect(cluster.server.remove({ apiVersion: 'v1', kind: 'Secret', name: 'sso', namespace: NAMESPACE })).toBe(true);
+    const ctx = await preparedState(fixture);
+    const error = await quiesce(ctx).then(() => undefined, (caught: unknown) => caught);
+    expect((error as RunnerError).exitCode).toBe(ExitCode.config);
+    expect((error as RunnerError).message).toBe('statefulset/sso (found by its labels) reads key admin-password from no existing Secret: its pod spec would read it from sso (absent or without the key)');
+    expect((error as RunnerError).hint).toMatch(/^create Secret keycloak with key admin-password .* yourself, then upgrade again; nothing was changed$/);
+    expect(replicasOf('sso')).toBe(1);
+    expect(ctx.state?.adoptedWorkloads).toBeUndefined();
   });
 });

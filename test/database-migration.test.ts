@@ -106,6 +106,40 @@ describe('DatabaseMigration objects', () => {
     expect(plain.find((o) => o.kind === 'Role').rules.some((r: any) => r.resources.includes('secrets') && r.verbs.includes('patch'))).toBe(false);
   });
 
+  it('a workload found by its labels: list/get/patch of that kind and its scale without names, get/create of Secrets for the copies, the selector in the Jobs\' env', () => {
+    const discovery = { labels: { 'app.kubernetes.io/instance': 'app', 'app.kubernetes.io/component': 'web' }, secretCopies: [{ key: 'admin-password', to: 'app-web' }] };
+    const objects = synth({ workloads: [{ kind: 'StatefulSet', name: 'app-web', discovery }, { kind: 'Deployment', name: 'app-worker' }] });
+    const role = objects.find((o) => o.kind === 'Role');
+    const unnamed = role.rules.filter((r: any) => r.resourceNames === undefined && r.apiGroups.includes('apps'));
+    expect(unnamed).toEqual([
+      { apiGroups: ['apps'], resources: ['statefulsets'], verbs: ['list', 'get', 'patch'] },
+      { apiGroups: ['apps'], resources: ['statefulsets/scale'], verbs: ['get', 'update', 'patch'] },
+    ]);
+    // Deployments stay limited to their names: only the StatefulSet is found by labels.
+    expect(role.rules.filter((r: any) => r.resources.includes('deployments/scale'))).toEqual([
+      { apiGroups: ['apps'], resources: ['deployments/scale'], resourceNames: ['app-worker'], verbs: ['get', 'update', 'patch'] },
+    ]);
+    expect(role.rules).toContainEqual({ apiGroups: [''], resources: ['secrets'], verbs: ['get', 'create'] });
+    // Never a list of Secrets, nor an update or patch of any Secret not named.
+    expect(role.rules.some((r: any) => r.resources.includes('secrets') && (r.verbs.includes('list') || (r.verbs.includes('patch') && !r.resourceNames)))).toBe(false);
+    const env = jobOf(objects, RunnerCommand.prepare).spec.template.spec.containers[0].env;
+    expect(JSON.parse(env.find((e: any) => e.name === Env.workloadDiscovery).value)).toEqual({
+      'statefulset/app-web': { selector: 'app.kubernetes.io/instance=app,app.kubernetes.io/component=web', secretCopies: [{ key: 'admin-password', to: 'app-web' }] },
+    });
+    // Without it: by name only.
+    const plain = synth();
+    expect(plain.find((o) => o.kind === 'Role').rules.some((r: any) => r.resources.includes('statefulsets/scale') && !r.resourceNames)).toBe(false);
+    expect(jobOf(plain, RunnerCommand.prepare).spec.template.spec.containers[0].env.map((e: any) => e.name)).not.toContain(Env.workloadDiscovery);
+  });
+
+  it('fails when a discovery names no label, an invalid label value, or an invalid Secret copy', () => {
+    const workload = (discovery: unknown) => ({ workloads: [{ kind: 'StatefulSet' as const, name: 'app-web', discovery: discovery as never }] });
+    expect(() => synth(workload({ labels: {} }))).toThrow(/workloads\[0\]\.discovery\.labels must name at least one label .*: omit discovery to find the workload by name only/);
+    expect(() => synth(workload({ labels: { app: 'not valid!' } }))).toThrow(/workloads\[0\]\.discovery\.labels\['app'\]/);
+    expect(() => synth(workload({ labels: { app: 'web' }, secretCopies: [{ key: 'admin password', to: 'x' }] }))).toThrow(/discovery\.secretCopies\[0\]\.key/);
+    expect(() => synth(workload({ labels: { app: 'web' }, secretCopies: [{ key: 'k', to: 'Bad_Name' }] }))).toThrow(/discovery\.secretCopies\[0\]\.to/);
+  });
+
   it('binds a ClusterRole limited to get/patch of persistentvolumes, without a namespace, only when protecting volumes', () => {
     const objects = synth();
     const clusterRole = objects.find((o) => o.kind === 'ClusterRole');

@@ -216,3 +216,18 @@ describe('KeycloakPlatform bad input', () => {
     );
   });
 });
+
+describe('keycloak.name (a Bitnami release under fullnameOverride)', () => {
+  it("names Keycloak's StatefulSet, Service, admin Secret and the migration's workload after it", () => {
+    const manifests = synthPlatform({ shape: 'v2', flavor: 'helm', database: 'repmgr' }, { keycloak: { name: 'sso' } });
+    expect(find(manifests, 'StatefulSet', 'sso').spec.serviceName).toBe('sso-discovery');
+    expect(find(manifests, 'Service', 'sso').spec.ports.map((port: { port: number }) => port.port)).toContain(80);
+    expect(maybeFind(manifests, 'StatefulSet', 'keycloak')).toBeUndefined();
+    const env = envOf(jobFor(manifests, RunnerCommand.prepare));
+    expect(env[Env.workloads]).toBe('statefulset/sso');
+    expect(env[Env.keepSecrets]).toBe('keycloak-postgresql,sso');
+    expect(JSON.parse(env[Env.workloadDiscovery])).toEqual({
+      'statefulset/sso': { selector: 'app.kubernetes.io/instance=keycloak,app.kubernetes.io/component=keycloak', secretCopies: [{ key: 'admin-password', to: 'sso' }] },
+    });
+  });
+});

@@ -83,6 +83,18 @@ describe('platform configuration bad input', () => {
     fails({ releaseName: 'Keycloak_Prod' }, /'releaseName' must be a DNS-1123 label.*"Keycloak_Prod"/);
   });
 
+  it("names Keycloak as Bitnami's fullname by default, and keycloak.name (a release's fullnameOverride) when set", () => {
+    expect(resolvePlatformConfig({}).keycloak.name).toBe('keycloak');
+    expect(resolvePlatformConfig({ releaseName: 'idp' }).keycloak.name).toBe('idp-keycloak');
+    expect(resolvePlatformConfig({ releaseName: 'my-keycloak' }).keycloak.name).toBe('my-keycloak');
+    expect(resolvePlatformConfig({ keycloak: { name: 'sso' } }).keycloak.name).toBe('sso');
+  });
+
+  it('fails when keycloak.name cannot name a Service', () => {
+    fails({ keycloak: { name: '1sso' } }, /'keycloak.name' is used as a Service name, which must start with a letter \(DNS-1035\), got "1sso": prefix it with a letter/);
+    fails({ keycloak: { name: 'SSO' } }, /'keycloak.name' must be a DNS-1123 label.*"SSO"/);
+  });
+
   it('fails when an image has no tag', () => {
     fails({ images: { runner: 'ghcr.io/me/runner' } }, /'images.runner' must be an image reference with a pinned tag or digest/);
   });

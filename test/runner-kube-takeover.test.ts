@@ -4,6 +4,7 @@ import { describe, expect, it } from 'vitest';
 
 import { Env, ExitCode } from '../lib/contract.js';
 import { immutableSpecDifferences, parseWorkloadSpecs, withPruneDisabled } from '../runner/src/kube/takeover.js';
+import { parseWorkloadDiscovery, secretsReadingKey } from '../runner/src/kube/workload-discovery.js';
 
 describe('immutableSpecDifferences', () => {
   const ours = { selector: { 'app.kubernetes.io/name': 'keycloak', 'app.kubernetes.io/instance': 'keycloak' }, serviceName: 'keycloak-discovery', volumeClaimTemplates: [] };
@@ -51,5 +52,60 @@ describe('parseWorkloadSpecs bad input', () => {
     expect(parseWorkloadSpecs('{"statefulset/kc":{"selector":{"a":"b"},"serviceName":"kc-d"}}', Env.workloadSpecs)).toEqual({
       'statefulset/kc': { selector: { a: 'b' }, serviceName: 'kc-d', volumeClaimTemplates: [] },
     });
+  });
+});
+
+describe('parseWorkloadDiscovery bad input', () => {
+  const parse = (value: string) => () => parseWorkloadDiscovery(value);
+  const failure = (value: string) => {
+    try {
+      parse(value)();
+    } catch (error) {
+      return error as { exitCode: number; message: string; hint: string };
+    }
+    throw new Error(`${value} was accepted`);
+  };
+  it('is empty when unset', () => {
+    expect(parseWorkloadDiscovery(undefined)).toEqual({});
+    expect(parseWorkloadDiscovery('')).toEqual({});
+  });
+  it('fails with a usage error naming the variable, the entry and an example', () => {
+    expect(parse('{')).toThrow(/^MIGRATION_WORKLOAD_DISCOVERY is not valid JSON/);
+    expect(parse('[]')).toThrow(/must be a JSON object keyed by statefulset\/<name> or deployment\/<name>/);
+    expect(parse('{"pod/x":{"selector":"a=b"}}')).toThrow(/invalid key "pod\/x"/);
+    expect(parse('{"statefulset/x":{}}')).toThrow(/statefulset\/x\.selector must be comma-separated key=value label requirements, got undefined/);
+    expect(parse('{"statefulset/x":{"selector":"a in (b)"}}')).toThrow(/got "a in \(b\)"/);
+    expect(parse('{"statefulset/x":{"selector":"a=b","secretCopies":{}}}')).toThrow(/secretCopies must be a list/);
+    expect(parse('{"statefulset/x":{"selector":"a=b","secretCopies":[{"key":"a b","to":"c"}]}}')).toThrow(/secretCopies\[0\]\.key must be a Secret key, got "a b"/);
+    expect(parse('{"statefulset/x":{"selector":"a=b","secretCopies":[{"key":"k","to":"Upper"}]}}')).toThrow(/secretCopies\[0\]\.to must be a Secret name, got "Upper"/);
+    const error = failure('{');
+    expect(error.exitCode).toBe(ExitCode.usage);
+    expect(error.hint).toContain('{"statefulset/keycloak":{"selector":"app.kubernetes.io/instance=keycloak');
+  });
+  it('reads a valid value', () => {
+    expect(parseWorkloadDiscovery('{"statefulset/kc":{"selector":" a=b, c/d=e "},"deployment/w":{"selector":"x=y","secretCopies":[{"key":"admin-password","to":"kc"}]}}')).toEqual({
+      'statefulset/kc': { selector: 'a=b,c/d=e' },
+      'deployment/w': { selector: 'x=y', secretCopies: [{ key: 'admin-password', to: 'kc' }] },
+    });
+  });
+});
+
+describe('secretsReadingKey', () => {
+  it("names the Secrets a pod spec reads a key from: sure by secretKeyRef or items, maybe whole (Bitnami 25.x's projected volume)", () => {
+    const pod = {
+      containers: [
+        {
+          name: 'keycloak',
+          env: [{ name: 'KEYCLOAK_ADMIN_PASSWORD', valueFrom: { secretKeyRef: { name: 'kc-admin', key: 'admin-password' } } }, { name: 'OTHER', valueFrom: { secretKeyRef: { name: 'db', key: 'password' } } }],
+          envFrom: [{ secretRef: { name: 'extra-env' } }],
+        },
+      ],
+      volumes: [
+        { name: 'secrets', projected: { sources: [{ secret: { name: 'sso' } }, { secret: { name: 'pg', items: [{ key: 'password', path: 'db-password' }] } }] } },
+        { name: 'one', secret: { secretName: 'listed', items: [{ key: 'admin-password', path: 'p' }] } },
+      ],
+    };
+    expect(secretsReadingKey(pod, 'admin-password')).toEqual({ sure: ['kc-admin', 'listed'], maybe: ['extra-env', 'sso'] });
+    expect(secretsReadingKey(undefined, 'admin-password')).toEqual({ sure: [], maybe: [] });
   });
 });

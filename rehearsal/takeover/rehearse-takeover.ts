@@ -105,7 +105,7 @@ export async function rehearseTakeover(options: TakeoverOptions): Promise<Takeov
   const config: PlatformConfig = { releaseName: release.release, namespace: release.namespace, ...options.config };
   const targetMajor = rehearsalTargetMajor(config);
   const rehearsed = rehearsedLegacyMajor(release.database.tagMajor, targetMajor);
-  const names = namesFor(config.releaseName!, config.legacyDatabase?.name);
+  const names = namesFor(config.releaseName!, config.legacyDatabase?.name, config.keycloak?.name);
   let seeded: (Connection & { superuserPassword: string }) | undefined;
 
   const rehearsal = await Rehearsal.start({
@@ -211,14 +211,35 @@ export async function rehearseTakeover(options: TakeoverOptions): Promise<Takeov
     if (notInVolume.length > 0) missing.push(`${notInVolume.length} writes accepted by the legacy database are not in its volume`);
     row('no accepted Keycloak write lost', missing.length === 0, missing.length === 0 ? `${legacyWrites.length} on the legacy database, ${accepted.length - legacyWrites.length} on the new one, all on primary and standby` : missing.join('; '));
 
-    const serviceName = release.keycloak.service ?? names.keycloak;
+    // A release under fullnameOverride / nameOverride whose name v2 does not keep (keycloak.name
+    // unset): Keycloak answers on v2's Service; the runner quiesced the renamed one by its labels.
+    const renamed = release.keycloak.statefulSet !== names.keycloak;
+    const serviceName = renamed ? names.keycloak : (release.keycloak.service ?? names.keycloak);
     const http = await httpThroughService(rehearsal, serviceName, 80);
-    row(`Keycloak reachable through Service ${serviceName} port 80`, http.status === 200, `HTTP ${http.status}${http.body ? ` ${http.body}` : ''}`);
+    row(
+      `Keycloak reachable through Service ${serviceName} port 80`,
+      http.status === 200,
+      `HTTP ${http.status}${http.body ? ` ${http.body}` : ''}${renamed ? ` (the release's Service was ${release.keycloak.service ?? 'none'}; keycloak.name: ${release.keycloak.statefulSet} keeps it)` : ''}`,
+    );
+    if (renamed) {
+      const adopted = migrated?.adoptedWorkloads?.[`statefulset/${names.keycloak}`];
+      row(
+        `renamed Keycloak ${release.keycloak.statefulSet} quiesced by its labels`,
+        adopted?.workload === `statefulset/${release.keycloak.statefulSet}`,
+        adopted ? `${adopted.workload} (labels ${adopted.selector})` : `state records no adopted workload for statefulset/${names.keycloak}`,
+      );
+    }
 
     if (release.keycloak.adminSecret) {
-      const after = secretData(rehearsal, release.keycloak.adminSecret);
+      // The renamed release's admin Secret goes with it; the runner copied it to v2's Keycloak name.
+      const where = secretData(rehearsal, release.keycloak.adminSecret) ? release.keycloak.adminSecret : renamed ? names.keycloak : release.keycloak.adminSecret;
+      const after = secretData(rehearsal, where);
       const same = after !== undefined && after['admin-password'] === adminSecretBefore?.['admin-password'];
-      row(`admin Secret ${release.keycloak.adminSecret} kept`, same, same ? 'admin-password unchanged (user `user`)' : after ? 'admin-password changed' : 'deleted by the upgrade');
+      row(
+        `admin Secret ${release.keycloak.adminSecret} kept${where !== release.keycloak.adminSecret ? ` (copied to ${where})` : ''}`,
+        same,
+        same ? 'admin-password unchanged (user `user`)' : after ? 'admin-password changed' : 'deleted by the upgrade',
+      );
     } else {
       row('admin Secret kept', false, `${release.file} holds no Secret ${release.keycloak.statefulSet} with admin-password`);
     }

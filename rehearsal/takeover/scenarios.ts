@@ -29,13 +29,24 @@ export function takeoverFixtures(): string[] {
  * ~13 min of wall time on two shared cores (18 takeovers), too much for CI's 30 minutes; by
  * default each distinct path runs once: the newest chart (KC_DB_URL, password files) with both
  * tools, chart 6 (PostgreSQL 11, the 10.x Secret keys) and `architecture: replication` (a read
- * replica streaming from the primary) with Helm, chart 21 (KEYCLOAK_DATABASE_*, passwords in env)
- * and `existingSecret` under another release name with Argo CD.
+ * replica streaming from the primary) and `fullnameOverride` (Keycloak quiesced by its labels, its
+ * admin Secret copied) with Helm, chart 21 (KEYCLOAK_DATABASE_*, passwords in env), `existingSecret`
+ * under another release name and `nameOverride` with Argo CD.
  * `REHEARSAL_TAKEOVER=all` runs the whole matrix (every fixture with both tools).
  */
 export const DEFAULT_TAKEOVERS: Readonly<Record<Tool, readonly string[]>> = {
-  helm: ['keycloak-25.4.0-release-keycloak.yaml', 'keycloak-6.2.5-release-keycloak.yaml', 'keycloak-25.4.0-release-keycloak-pg-replication.yaml'],
-  argocd: ['keycloak-25.4.0-release-keycloak.yaml', 'keycloak-21.8.0-release-keycloak.yaml', 'keycloak-25.4.0-release-idp-existing-secret.yaml'],
+  helm: [
+    'keycloak-25.4.0-release-keycloak.yaml',
+    'keycloak-6.2.5-release-keycloak.yaml',
+    'keycloak-25.4.0-release-keycloak-pg-replication.yaml',
+    'keycloak-25.4.0-release-keycloak-fullname-sso.yaml',
+  ],
+  argocd: [
+    'keycloak-25.4.0-release-keycloak.yaml',
+    'keycloak-21.8.0-release-keycloak.yaml',
+    'keycloak-25.4.0-release-idp-existing-secret.yaml',
+    'keycloak-25.4.0-release-idp-nameoverride.yaml',
+  ],
 };
 
 export function takeoverScenarios(tool: Tool, env: NodeJS.ProcessEnv = process.env): string[] {

@@ -15,6 +15,7 @@ import { usageError } from './errors.js';
 import { lockOptionsFromEnv, type LockOptions } from './kube/lock.js';
 import { parseEnsureSecrets, type SecretSpec } from './kube/secrets.js';
 import { quantityToBytes } from './kube/volumes.js';
+import { LABEL_REQUIREMENT, parseWorkloadDiscovery, type WorkloadDiscoverySpec } from './kube/workload-discovery.js';
 import { parseWorkloads, type WorkloadRef } from './kube/workloads.js';
 import { parseWorkloadSpecs } from './kube/takeover.js';
 import { parseServiceAddresses, type ServiceAddressMap } from './kube/service-address.js';
@@ -54,6 +55,8 @@ export interface HookConfig {
   readonly acceptLegacyChangesOf?: string;
   /** New manifests' immutable fields per `statefulset/<name>` (MIGRATION_WORKLOAD_SPECS); empty: none. */
   readonly workloadSpecs: Readonly<Record<string, WorkloadImmutableSpec>>;
+  /** How each configured workload is found when its name does not exist (MIGRATION_WORKLOAD_DISCOVERY); empty: by name only. */
+  readonly workloadDiscovery: Readonly<Record<string, WorkloadDiscoverySpec>>;
   /** Secrets of the taken-over release to keep through the upgrade (MIGRATION_KEEP_SECRETS). */
   readonly keepSecrets: readonly string[];
   /** Undefined: no legacy StatefulSet is known. */
@@ -101,7 +104,6 @@ function optionalName(env: NodeJS.ProcessEnv, name: string): string | undefined 
   return value;
 }
 
-const LABEL_REQUIREMENT = /^([a-z0-9]([-a-z0-9.]*[a-z0-9])?\/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?=[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$/;
 
 /** MIGRATION_LEGACY_SELECTOR: `key=value` requirements, comma separated. */
 function legacySelectorFromEnv(env: NodeJS.ProcessEnv): { legacySelector?: string } {
@@ -215,6 +217,7 @@ export function hookConfigFromEnv(env: NodeJS.ProcessEnv = process.env): HookCon
     ...(backupDir ? { backupDir } : {}),
     workloads: parseWorkloads(env[Env.workloads]),
     workloadSpecs: parseWorkloadSpecs(env[Env.workloadSpecs], Env.workloadSpecs),
+    workloadDiscovery: parseWorkloadDiscovery(env[Env.workloadDiscovery]),
     keepSecrets: nameList(env, Env.keepSecrets),
     restoreReplicas: booleanFromEnv(env, Env.restoreReplicas, true),
     ...(acceptLegacyChangesOf ? { acceptLegacyChangesOf } : {}),

@@ -123,6 +123,19 @@ export interface AdoptedLegacy {
   readonly evidence: string;
 }
 
+/**
+ * A configured workload that did not exist, found by its labels at prepare time
+ * (phases/discover-workloads.ts): every later run quiesces and reports the same one.
+ */
+export interface AdoptedWorkload {
+  /** `statefulset/sso`: the workload found. */
+  readonly workload: string;
+  /** The selector it was found by. */
+  readonly selector: string;
+  /** Secrets copied from it: `Secret/<from> → Secret/<to>`. */
+  readonly secretCopies: readonly string[];
+}
+
 export interface MigrationState {
   readonly schemaVersion: typeof STATE_SCHEMA_VERSION;
   /** Identifies this migration in logs and Events (e.g. the release revision or a random id). */
@@ -154,6 +167,8 @@ export interface MigrationState {
   readonly readyMarkerAt?: string;
   /** The legacy database adopted from its labels and pod spec; undefined: the configured one. */
   readonly adoptedLegacy?: AdoptedLegacy;
+  /** Configured workload key (`statefulset/keycloak`) → the workload found by its labels instead. */
+  readonly adoptedWorkloads?: Readonly<Record<string, AdoptedWorkload>>;
 }
 
 function timestamp(now: Date): string {

@@ -10,7 +10,7 @@ import { hookConfigFromEnv, type HookConfig } from '../config.js';
 import { isRunnerError } from '../errors.js';
 import { createKubeContext, type KubeContext } from '../kube/client.js';
 import { StateStore } from '../kube/state-store.js';
-import { readReplicaCounts } from '../kube/workloads.js';
+import { parseWorkloadKey, readReplicaCounts, workloadKey, type WorkloadRef } from '../kube/workloads.js';
 import { formatBytes } from '../log.js';
 import { backupPvcSize, existingBackupPvcSize } from '../phases/backup-volume.js';
 import { configWithAdoptedLegacy } from '../phases/adopt-legacy.js';
@@ -194,12 +194,20 @@ export async function gatherPlanInput(kube: KubeContext, configured: HookConfig)
   ]);
   let replicas: PlanInput['replicas'];
   try {
-    replicas = await readReplicaCounts(kube, config.workloads);
+    replicas = await readReplicaCounts(kube, workloadsForPlan(config, state));
   } catch (error) {
     replicas = `cannot read: ${isRunnerError(error) ? error.message : String(error)}`;
   }
   const adoption = state ? undefined : await probeAdoptedSource(kube, config, legacy, source);
   return { config, state, legacy, target, source, ...(adoption ? { adoption } : {}), backupPvc, replicas };
+}
+
+/** The configured workloads, with those adopted by label (state) in their place. */
+function workloadsForPlan(config: HookConfig, state: MigrationState | undefined): WorkloadRef[] {
+  return config.workloads.map((ref) => {
+    const adopted = state?.adoptedWorkloads?.[workloadKey(ref)];
+    return adopted ? parseWorkloadKey(adopted.workload) : ref;
+  });
 }
 
 export const planCommand = defineCommand({

@@ -33,6 +33,10 @@ export function formatStatus(state: MigrationState, configMap: string): string {
   field('Phase', state.phase === 'Failed' ? `Failed (resumes from ${effectivePhase(state)})` : state.phase);
   if (state.decisionReason) field('Decision', state.decisionReason);
   if (state.adoptedLegacy) field('Adopted legacy', state.adoptedLegacy.evidence);
+  for (const [configured, adopted] of Object.entries(state.adoptedWorkloads ?? {})) {
+    const copies = adopted.secretCopies.length > 0 ? `; copied ${adopted.secretCopies.join(', ')}` : '';
+    field('Adopted workload', `${adopted.workload} for ${configured} (labels ${adopted.selector})${copies}`);
+  }
   field('Created', state.createdAt);
   field('Updated', state.updatedAt);
   if (state.currentStep) field('Step in progress', `${state.currentStep.name} since ${state.currentStep.startedAt}`);

@@ -4,9 +4,11 @@
  * The original replica counts are written into the state BEFORE anything is scaled: a run killed
  * after scaling to 0 must not find 0 and record it as the original. Scaling back respects what
  * happened in between: a workload no longer at 0 (Helm re-applied its replicas, someone scaled it)
- * is left alone.
+ * is left alone. Which workloads are stopped (the configured ones, or the one found by its labels
+ * when a configured name does not exist) is discover-workloads.ts's.
  */
-import { mergeOriginalReplicas, parseWorkloadKey, quiesceWorkloads, readReplicas, scaleWorkload, workloadKey, WorkloadNotFoundError, type WorkloadRef } from '../kube/workloads.js';
+import { mergeOriginalReplicas, parseWorkloadKey, quiesceWorkloads, readReplicas, scaleWorkload, WorkloadNotFoundError } from '../kube/workloads.js';
+import { workloadsToQuiesce } from './discover-workloads.js';
 import type { HookContext } from './context.js';
 import { updateState } from './context.js';
 
@@ -14,7 +16,7 @@ import { updateState } from './context.js';
 export async function quiesce(ctx: HookContext): Promise<Readonly<Record<string, number>>> {
   if (ctx.config.workloads.length === 0) return ctx.state?.originalReplicas ?? {};
   ctx.lock?.assertHeld();
-  const present = await workloadsStillPresent(ctx);
+  const present = await workloadsToQuiesce(ctx);
   if (present.length === 0) return ctx.state?.originalReplicas ?? {};
   return quiesceWorkloads(ctx.kube, present, {
     timeoutMs: ctx.config.quiesceTimeoutSeconds * 1000,
@@ -31,31 +33,6 @@ export async function quiesce(ctx: HookContext): Promise<Readonly<Record<string,
   });
 }
 
-/**
- * The configured workloads, less those this migration already quiesced (their counts are on
- * record) that no longer exist: a resumed prepare after the take-over deleted a StatefulSet with
- * incompatible immutable fields, before the tool created the new one. Nothing of it runs. A
- * workload missing on the first run is still an error (WorkloadNotFound names it).
- */
-async function workloadsStillPresent(ctx: HookContext): Promise<WorkloadRef[]> {
-  const recorded = ctx.state?.originalReplicas ?? {};
-  const present: WorkloadRef[] = [];
-  for (const ref of ctx.config.workloads) {
-    if (recorded[workloadKey(ref)] === undefined) {
-      present.push(ref);
-      continue;
-    }
-    try {
-      await readReplicas(ctx.kube, ref);
-      present.push(ref);
-    } catch (error) {
-      if (!(error instanceof WorkloadNotFoundError)) throw error;
-      ctx.log.info('a workload quiesced earlier by this migration no longer exists (replaced for the new release); nothing to stop', { workload: workloadKey(ref) });
-    }
-  }
-  return present;
-}
-
 export interface UnquiesceResult {
   /** `statefulset/keycloak` → replicas set by this run. */
   readonly scaled: Readonly<Record<string, number>>;
@@ -67,7 +44,15 @@ export interface UnquiesceResult {
 export async function unquiesce(ctx: HookContext, originals: Readonly<Record<string, number>>): Promise<UnquiesceResult> {
   const scaled: Record<string, number> = {};
   const untouched: string[] = [];
+  // A workload found by its labels belongs to the release taken over: its pods would run the old
+  // template against the legacy database. The new release's own workload replaces it.
+  const adopted = new Set(Object.values(ctx.state?.adoptedWorkloads ?? {}).map((entry) => entry.workload));
   for (const [key, original] of Object.entries(originals)) {
+    if (adopted.has(key)) {
+      ctx.log.info('leaving the workload found by its labels at 0: it belongs to the release taken over', { workload: key });
+      untouched.push(key);
+      continue;
+    }
     const ref = parseWorkloadKey(key);
     let current: number;
     try {
