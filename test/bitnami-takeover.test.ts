@@ -575,6 +575,9 @@ describe('quiescing a Keycloak renamed by a name override', () => {
       await installBitnami(cluster, tool, fixture);
       expect(cluster.get('StatefulSet', fixture.configured)).toBeUndefined();
       const adminBefore = cluster.get('Secret', fixture.keycloak)!;
+      // Before any state, plan names the workload prepare would quiesce.
+      const { ctx: planning } = await prepareJobContext(cluster, synthesizeV2(cluster, fixture));
+      expect(formatPlan(await gatherPlanInput(planning.kube, planning.configuredConfig))).toContain(`Workloads: statefulset/${fixture.keycloak}=1`);
       const ctx = await preparedState(fixture);
       cluster.server.clearRequestLog();
 

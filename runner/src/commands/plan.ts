@@ -10,6 +10,7 @@ import { hookConfigFromEnv, type HookConfig } from '../config.js';
 import { isRunnerError } from '../errors.js';
 import { createKubeContext, type KubeContext } from '../kube/client.js';
 import { StateStore } from '../kube/state-store.js';
+import { listWorkloadsByLabel, readWorkloadPodSpec } from '../kube/workload-discovery.js';
 import { parseWorkloadKey, readReplicaCounts, workloadKey, type WorkloadRef } from '../kube/workloads.js';
 import { formatBytes } from '../log.js';
 import { backupPvcSize, existingBackupPvcSize } from '../phases/backup-volume.js';
@@ -194,7 +195,7 @@ export async function gatherPlanInput(kube: KubeContext, configured: HookConfig)
   ]);
   let replicas: PlanInput['replicas'];
   try {
-    replicas = await readReplicaCounts(kube, workloadsForPlan(config, state));
+    replicas = await readReplicaCounts(kube, await workloadsForPlan(kube, config, state));
   } catch (error) {
     replicas = `cannot read: ${isRunnerError(error) ? error.message : String(error)}`;
   }
@@ -202,12 +203,23 @@ export async function gatherPlanInput(kube: KubeContext, configured: HookConfig)
   return { config, state, legacy, target, source, ...(adoption ? { adoption } : {}), backupPvc, replicas };
 }
 
-/** The configured workloads, with those adopted by label (state) in their place. */
-function workloadsForPlan(config: HookConfig, state: MigrationState | undefined): WorkloadRef[] {
-  return config.workloads.map((ref) => {
+/**
+ * The workloads prepare would quiesce: those adopted by label (state) in place of the configured
+ * ones; before any state, a configured one that does not exist is looked up by its labels, as
+ * prepare would (the one match; none or several: the configured name, whose read then says so).
+ */
+async function workloadsForPlan(kube: KubeContext, config: HookConfig, state: MigrationState | undefined): Promise<WorkloadRef[]> {
+  const refs: WorkloadRef[] = [];
+  for (const ref of config.workloads) {
     const adopted = state?.adoptedWorkloads?.[workloadKey(ref)];
-    return adopted ? parseWorkloadKey(adopted.workload) : ref;
-  });
+    const spec = config.workloadDiscovery[workloadKey(ref)];
+    if (adopted) refs.push(parseWorkloadKey(adopted.workload));
+    else if (!state && spec && (await readWorkloadPodSpec(kube, ref)) === undefined) {
+      const matches = await listWorkloadsByLabel(kube, ref.kind, spec.selector);
+      refs.push(matches.length === 1 ? matches[0]!.ref : ref);
+    } else refs.push(ref);
+  }
+  return refs;
 }
 
 export const planCommand = defineCommand({
