@@ -1,6 +1,6 @@
 /**
  * A hot standby cloned from a running primary, as `pg_basebackup -R -X stream` makes it, for the
- * server packages that ship without pg_basebackup: the embedded 11, 13 and 17 carry `initdb`,
+ * server packages that ship without pg_basebackup: the embedded 11, 13, 16 and 17 carry `initdb`,
  * `pg_ctl` and `postgres` only, and Debian's pg_basebackup 15 cannot stream from a newer server.
  *
  * It is PostgreSQL's documented low-level base backup

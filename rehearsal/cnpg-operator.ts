@@ -26,9 +26,9 @@
  *   target promoted and labelled primary, so `-rw` follows; the old primary rejoins as a standby.
  *
  * Differences from the operator, on purpose: servers are host processes of the `imageName`'s
- * major (11, 13, 15 or 17); without an `imageName` PostgreSQL 17, the nearest this machine has to
+ * major (11, 13, 15, 16 or 17); without an `imageName` PostgreSQL 17, the nearest this machine has to
  * the operator's default image (18.1 since 1.28, pkg/versions/versions.go). Standbys of a major
- * whose package has no pg_basebackup (the embedded 11/13/17) are cloned with the low-level base
+ * whose package has no pg_basebackup (the embedded 11/13/16/17) are cloned with the low-level base
  * backup API instead (clone-standby.ts), streaming from the primary all the same; replication authenticates
  * `streaming_replica` with a password rather than TLS certificates; nothing runs in the pods'
  * containers (no instance manager), and there is no automated failover, only the switchover above.
@@ -40,7 +40,7 @@ import { join } from 'node:path';
 import pg from 'pg';
 
 import type { FakeKubeApiServer, KubeObject as StoredObject } from '../test/support/fake-kube/index.js';
-import { postgresBinDir, type PostgresMajor } from '../test/support/postgres.js';
+import { isPostgresMajorHere, POSTGRES_MAJORS_HERE, postgresBinDir, type PostgresMajor } from '../test/support/postgres.js';
 
 import { cloneStandby, hasPgBasebackup } from './clone-standby.js';
 import { ident, literal, PostgresNode } from './postgres-node.js';
@@ -545,6 +545,6 @@ export function instanceMajor(imageName: string | undefined): PostgresMajor {
   if (imageName === undefined) return instanceMajor(MODELLED_DEFAULT_IMAGE);
   const tag = /:(\d+)(?:[.-]|$)/.exec(imageName)?.[1];
   const major = Number(tag);
-  if (major === 11 || major === 13 || major === 15 || major === 17) return major;
-  throw new Error(`Cluster imageName ${imageName} names PostgreSQL ${tag ?? '(no tag)'}; the rehearsal has servers for 11, 13, 15 and 17`);
+  if (isPostgresMajorHere(major)) return major;
+  throw new Error(`Cluster imageName ${imageName} names PostgreSQL ${tag ?? '(no tag)'}; the rehearsal has servers for ${POSTGRES_MAJORS_HERE.join(', ')}`);
 }

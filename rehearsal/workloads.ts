@@ -14,7 +14,7 @@
  *
  * Data directories are `PGDATA` mapped into the pod's `data` volume (its PVC from the
  * volumeClaimTemplate, see volumes.ts), so they survive scale to 0 and back. The PostgreSQL
- * major follows the image tag (15 from Debian; 11, 13, 17 from the embedded npm packages).
+ * major follows the image tag (15 from Debian; 11, 13, 16, 17 from the embedded npm packages).
  * Credentials come from the resolved environment (the Secrets in the fake API): a Secret that
  * does not exist yet keeps the pod waiting, as CreateContainerConfigError does.
  * Bitnami's `*_FILE` password variables are read from the pod's Secret volumes. Keycloak pods
@@ -31,7 +31,7 @@ import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 
 import { startWorkloadController, type FakeKubeApiServer, type KubeObject as StoredObject, type WorkloadController } from '../test/support/fake-kube/index.js';
-import { postgresBinDir, type PostgresMajor } from '../test/support/postgres.js';
+import { isPostgresMajorHere, POSTGRES_MAJORS_HERE, postgresBinDir, type PostgresMajor } from '../test/support/postgres.js';
 
 import { prepareContainer, startContainer, type ClientTools, type ContainerProcess, type PodSpec } from './container-runtime.js';
 import { bitnamiKeycloakDatabase, bitnamiReplicationMode, isBitnamiKeycloak, resolvePasswordFiles } from './bitnami-pods.js';
@@ -681,8 +681,8 @@ function requireEnv(env: Record<string, string>, name: string, pod: StoredObject
 export function imageMajor(image: string | undefined): PostgresMajor {
   const tag = /:(\d+)(?:\.|$)/.exec(image ?? '')?.[1];
   const major = Number(tag);
-  if (major === 11 || major === 13 || major === 15 || major === 17) return major;
-  throw new Error(`image ${image} names PostgreSQL ${tag ?? '(no tag)'}; the rehearsal has servers for 11, 13, 15 and 17`);
+  if (isPostgresMajorHere(major)) return major;
+  throw new Error(`image ${image} names PostgreSQL ${tag ?? '(no tag)'}; the rehearsal has servers for ${POSTGRES_MAJORS_HERE.join(', ')}`);
 }
 
 /** A child that must not outlive a crashed test process. */

@@ -8,7 +8,7 @@
  *   manager, the size;
  * - the securityContext is really applied: under readOnlyRootFilesystem nothing outside the
  *   mounts is writable, and a container of another user cannot read a backup;
- * - cross-major: the image's pg_dump 17 backs up PostgreSQL 11, 13, 15 and 17 and its pg_restore
+ * - cross-major: the image's pg_dump 17 backs up PostgreSQL 11, 13, 15, 16 and 17 and its pg_restore
  *   restores each into 17 through the runner's `backup` and `restore` commands, exactly.
  */
 import { spawn } from 'node:child_process';
@@ -179,7 +179,7 @@ describe('the runner image', () => {
 });
 
 describe("the image's pg_dump 17 and pg_restore 17 across majors", () => {
-  const SOURCE_MAJORS: PostgresMajor[] = [11, 13, 15, 17];
+  const SOURCE_MAJORS: PostgresMajor[] = [11, 13, 15, 16, 17];
   const sources = new Map<PostgresMajor, TestPostgres>();
   let target: TestPostgres;
 

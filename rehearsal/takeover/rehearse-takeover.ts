@@ -22,7 +22,7 @@ import { request } from 'node:http';
 import type { PlatformConfig } from '../../lib/platform-config.js';
 import type { MigrationState as RunnerState } from '../../runner/src/state.js';
 import { createKeycloakData } from '../../test/support/keycloak-data.js';
-import type { PostgresMajor } from '../../test/support/postgres.js';
+import { POSTGRES_MAJORS_HERE, type PostgresMajor } from '../../test/support/postgres.js';
 
 import { bitnamiReplicationMode } from '../bitnami-pods.js';
 import { fingerprint, KEYCLOAK_RUNTIME_TABLES, KEYCLOAK_WRITES_TABLE as WRITES_TABLE, withClient, type Connection, type DatabaseFingerprint } from '../checks.js';
@@ -36,8 +36,6 @@ import type { HelmMajor } from '../../test/support/helm.js';
 
 import type { BitnamiReleaseFile } from './release-file.js';
 
-/** The server majors the rehearsal has for a legacy database (embedded 11, 13, 17; Debian's 15). */
-const LEGACY_MAJORS_HERE: readonly PostgresMajor[] = [11, 13, 15, 17];
 
 export interface TakeoverOptions {
   readonly release: BitnamiReleaseFile;
@@ -80,13 +78,13 @@ export interface TakeoverReport {
 
 /**
  * The server major a legacy image tag is rehearsed on: the tag's own where the rehearsal has it,
- * else the nearest lower one (16 → 15), never above the new database's major (`targetMajor`).
+ * else the nearest lower one (12 → 11, 14 → 13), never above the new database's major (`targetMajor`).
  */
 export function rehearsedLegacyMajor(tagMajor: number, targetMajor: PostgresMajor): PostgresMajor {
-  const candidates = LEGACY_MAJORS_HERE.filter((major) => major <= tagMajor && major <= targetMajor);
+  const candidates = POSTGRES_MAJORS_HERE.filter((major) => major <= tagMajor && major <= targetMajor);
   const chosen = candidates[candidates.length - 1];
   if (chosen === undefined) {
-    throw new Error(`the release runs PostgreSQL ${tagMajor}; the rehearsal has legacy servers for ${LEGACY_MAJORS_HERE.join(', ')} (up to the new database's ${targetMajor})`);
+    throw new Error(`the release runs PostgreSQL ${tagMajor}; the rehearsal has legacy servers for ${POSTGRES_MAJORS_HERE.join(', ')} (up to the new database's ${targetMajor})`);
   }
   return chosen;
 }

