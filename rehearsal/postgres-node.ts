@@ -8,7 +8,7 @@
  * `startPostgres` creates and deletes its own temporary directory, which cannot model a volume
  * that outlives the pod.)
  */
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 
 import { ensurePostgresDir, onProcessExit, PG_BIN, runAsPostgres, signalPidFile, waitFor, writePostgresFile } from './postgres-processes.js';
@@ -80,7 +80,10 @@ export class PostgresNode {
 
   async start(): Promise<void> {
     await ensurePostgresDir(this.options.socketDir);
-    await runAsPostgres(join(this.binDir, 'pg_ctl'), ['-D', this.options.dataDir, '-l', this.logFile, '-o', `-p ${this.options.port}`, '-w', '-t', '60', 'start']);
+    await runAsPostgres(join(this.binDir, 'pg_ctl'), ['-D', this.options.dataDir, '-l', this.logFile, '-o', `-p ${this.options.port}`, '-w', '-t', '60', 'start']).catch((error: Error) => {
+      // pg_ctl only says "Examine the log output"; the reason is in the server's log.
+      throw new Error(`${error.message}\n${this.logFile} ends with:\n${this.logTail()}`, { cause: error });
+    });
     await waitFor(
       `PostgreSQL on port ${this.options.port} to accept connections`,
       async () => {
@@ -91,6 +94,14 @@ export class PostgresNode {
     );
     // Immediate shutdown (SIGQUIT) if the test process dies without stopping us.
     this.forgetExitCleanup ??= onProcessExit(() => signalPidFile(join(this.options.dataDir, 'postmaster.pid'), 'SIGQUIT'));
+  }
+
+  private logTail(lines = 8): string {
+    try {
+      return readFileSync(this.logFile, 'utf8').trimEnd().split('\n').slice(-lines).map((line) => `  ${line}`).join('\n');
+    } catch (error) {
+      return `  (unreadable: ${(error as Error).message})`;
+    }
   }
 
   /** Fast shutdown, keeping the data directory. */

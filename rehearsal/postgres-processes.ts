@@ -5,9 +5,10 @@
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { chmodSync, chownSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+
+export { freePort } from '../test/support/ports.js';
 
 export const PG_BIN = '/usr/lib/postgresql/15/bin';
 /** pgpool, pg_md5 and pcp_* live here on Debian. */
@@ -141,19 +142,6 @@ function capture(program: string, args: readonly string[], options: { timeoutMs?
         } else resolve(stdout);
       },
     );
-  });
-}
-
-/** A TCP port on 127.0.0.1 that was free a moment ago (the OS picks it). */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.unref();
-    server.on('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      server.close(() => (typeof address === 'object' && address ? resolve(address.port) : reject(new Error('no port'))));
-    });
   });
 }
 
