@@ -37,7 +37,10 @@ export interface MigrationSetup {
 
 export interface StepTiming {
   readonly command: string;
+  /** Until the process exited, or until its {@link Step.downtimeEndsAt} line. */
   readonly wallSeconds: number;
+  /** From the {@link Step.downtimeEndsAt} line to the exit: work done while the application starts. */
+  readonly afterDowntimeSeconds?: number;
 }
 
 export interface MigrationResult {
@@ -45,6 +48,7 @@ export interface MigrationResult {
   /** Passed the benchmark's own check of the copy; when false, `failure` says why. */
   readonly ok: boolean;
   readonly failure?: string;
+  /** From the first start to the last exit, or to the last step's {@link Step.downtimeEndsAt} line: the downtime. */
   readonly wallSeconds: number;
   readonly steps: readonly StepTiming[];
   /** user + system CPU of the contender's processes (the client side). */
@@ -97,16 +101,28 @@ export async function runMigration(setup: MigrationSetup): Promise<MigrationResu
   const started = performance.now();
   const steps: StepTiming[] = [];
   let failure: string | undefined;
+  let downtimeEnded: number | undefined;
   try {
-    for (const step of setup.contender.steps(context)) {
+    const all = setup.contender.steps(context);
+    for (const [index, step] of all.entries()) {
+      if (step.downtimeEndsAt && index !== all.length - 1) throw new Error(`${setup.contender.id}: downtimeEndsAt is only allowed on the last step`);
       const stepStarted = performance.now();
-      await runStep(step, setup.repositoryRoot);
-      steps.push({ command: describeStep(step), wallSeconds: (performance.now() - stepStarted) / 1000 });
+      const { downtimeEndedAt } = await runStep(step, setup.repositoryRoot);
+      const exited = performance.now();
+      if (step.downtimeEndsAt && downtimeEndedAt === undefined) {
+        throw new Error(`${describeStep(step).slice(0, 200)} exited without printing a line matching ${step.downtimeEndsAt}`);
+      }
+      downtimeEnded = downtimeEndedAt;
+      steps.push({
+        command: describeStep(step),
+        wallSeconds: ((downtimeEndedAt ?? exited) - stepStarted) / 1000,
+        ...(downtimeEndedAt !== undefined ? { afterDowntimeSeconds: (exited - downtimeEndedAt) / 1000 } : {}),
+      });
     }
   } catch (error) {
     failure = error instanceof Error ? error.message : String(error);
   }
-  const wallSeconds = (performance.now() - started) / 1000;
+  const wallSeconds = ((downtimeEnded ?? performance.now()) - started) / 1000;
   const memory = sampler.stop();
   const clientAfter = reapedChildrenTotals();
   const serversAtEnd = servers.map(treeTotals);
@@ -171,7 +187,8 @@ function quote(text: string): string {
 
 const STDERR_TAIL_BYTES = 4000;
 
-function runStep(step: Step, cwd: string): Promise<void> {
+/** Runs one step to its exit; `downtimeEndedAt` is when its {@link Step.downtimeEndsAt} line came (performance.now()). */
+function runStep(step: Step, cwd: string): Promise<{ downtimeEndedAt?: number }> {
   return new Promise((resolve, reject) => {
     const child = spawn(step.argv[0]!, step.argv.slice(1), {
       cwd,
@@ -179,13 +196,16 @@ function runStep(step: Step, cwd: string): Promise<void> {
       stdio: ['ignore', 'ignore', 'pipe'],
     });
     let stderr = '';
+    let downtimeEndedAt: number | undefined;
     child.stderr.setEncoding('utf8');
     child.stderr.on('data', (chunk: string) => {
+      // On the tail so far: a line may arrive in two chunks.
       stderr = (stderr + chunk).slice(-STDERR_TAIL_BYTES);
+      if (step.downtimeEndsAt && downtimeEndedAt === undefined && step.downtimeEndsAt.test(stderr)) downtimeEndedAt = performance.now();
     });
     child.on('error', (error) => reject(new Error(`could not start ${step.argv[0]}: ${error.message}`)));
     child.on('close', (code, signal) => {
-      if (code === 0) resolve();
+      if (code === 0) resolve(downtimeEndedAt === undefined ? {} : { downtimeEndedAt });
       else reject(new Error(`${describeStep(step).slice(0, 200)} exited with ${code ?? signal}: ${stderr.trim().slice(-1500)}`));
     });
   });

@@ -133,16 +133,19 @@ describe('a migration through the three hooks', () => {
     expect(reasons).toEqual(expect.arrayContaining(['MigrationPending', 'MigrationQuiesced', 'MigrationVerified', 'MigrationCompleted']));
     const summary = result.lines.find((line) => line.event === 'summary') as { rows?: Array<{ step: string; note?: string }> } | undefined;
     expect(summary?.rows?.map((row) => row.step), result.stderr).toEqual(
-      expect.arrayContaining(['wait-target', 'mark-restoring', 'restore', 'verify-target', 'hygiene', 'mark-ready', 'unquiesce', 'delete-legacy', 'complete']),
+      expect.arrayContaining(['wait-target', 'mark-restoring', 'restore', 'verify-target', 'hygiene', 'mark-ready', 'unquiesce', 'analyze', 'delete-legacy', 'complete']),
     );
 
-    // The tables were checksummed and ANALYZEd while pg_restore went on; the verification reused
-    // those checksums and the hygiene did not ANALYZE again.
+    // The tables were checksummed while pg_restore went on, and the verification reused those
+    // checksums; ANALYZE waited until Keycloak was scaled back (off the downtime).
     const verified = state.history.find((entry) => entry.phase === Phase.verified)!;
     const early = Number(/\((\d+) checksummed during the restore\)/.exec(verified.detail ?? '')?.[1] ?? 0);
     expect(early, verified.detail).toBeGreaterThan(0);
     expect(early).toBeLessThanOrEqual(state.verification!.tablesChecked);
-    expect(summary?.rows?.find((row) => row.step === 'hygiene')?.note).toMatch(/^ANALYZE during the restore;/);
+    const steps = summary!.rows!.map((row) => row.step);
+    expect(summary?.rows?.find((row) => row.step === 'hygiene')?.note).toMatch(/^ANALYZE after Keycloak is back;/);
+    expect(steps.indexOf('analyze')).toBeGreaterThan(steps.indexOf('unquiesce'));
+    expect(steps.indexOf('unquiesce')).toBeGreaterThan(steps.indexOf('mark-ready'));
     // ANALYZEd all the same: a table never analyzed has reltuples -1 (PostgreSQL 14+).
     const unanalyzed = await query<{ name: string }>(
       target,
@@ -256,6 +259,9 @@ describe("who brings the workloads back: each flavor's default", () => {
     });
     const summary = restore.lines.find((line) => line.event === 'summary') as { rows?: Array<{ step: string; note?: string }> } | undefined;
     expect(summary?.rows?.find((row) => row.step === 'unquiesce')?.note).toMatch(/^replicas left to the GitOps tool/);
+    // Keycloak starts only once this Job has ended: ANALYZE overlapped the restore instead of following the scale-back.
+    expect(summary?.rows?.find((row) => row.step === 'hygiene')?.note).toMatch(/^ANALYZE during the restore;/);
+    expect(summary?.rows?.map((row) => row.step)).not.toContain('analyze');
     // Not even a read of the workloads: Argo CD applies Git's replicas with the new template at Keycloak's wave.
     const workloadRequests = world.server.requests.filter((request) => request.namespace === scenario.namespace && request.resource.startsWith('statefulsets'));
     expect(workloadRequests.map((request) => `${request.verb} ${request.resource}/${request.name}`)).not.toContainEqual(expect.stringMatching(/keycloak$/));

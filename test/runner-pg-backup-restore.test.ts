@@ -11,6 +11,7 @@ import { createKeycloakData, objectsNotOwnedBy, readComparableContent, type Comp
 import { startPostgres, type TestPostgres } from './support/postgres.js';
 import { endpointEnv, logLines, runRunner } from './support/runner-cli.js';
 import { restoreDatabase } from '../runner/src/pg/restore.js';
+import { TARGET_READY_MESSAGE } from '../runner/src/commands/restore.js';
 import { TableVerifierDuringRestore } from '../runner/src/pg/verify-during-restore.js';
 import { isMarkedReady, readMarker, writeMarker } from '../runner/src/pg/marker.js';
 import { applyKeycloakHygiene } from '../runner/src/pg/hygiene.js';
@@ -126,10 +127,13 @@ describe('runner restore', () => {
     expect(await target.query(`SELECT updated_at::text AS at FROM public.realm WHERE name = 'master'`, [], database)).toEqual([{ at: '2030-01-01 00:00:00+00' }]);
     expect(await target.query(`SELECT nextval('public.advanced_seq')::int AS v, nextval('public.never_called_seq')::int AS n`, [], database)).toEqual([{ v: 99995, n: 42 }]);
     const summary = logLines(run.stderr).find((line) => line.event === 'summary') as { rows: Array<{ step: string; note?: string }> };
-    expect(summary.rows.map((row) => row.step)).toEqual(['restore', 'verify target', 'hygiene']);
-    // What the restore did not ANALYZE was analyzed alongside the verification, and nothing was
-    // left out: a table never analyzed has reltuples -1 (PostgreSQL 14+).
-    expect(summary.rows.find((row) => row.step === 'hygiene')?.note).toMatch(/^ANALYZE during the restore, the rest alongside the verification/);
+    expect(summary.rows.map((row) => row.step)).toEqual(['restore', 'verify target', 'hygiene', 'analyze']);
+    // "target ready" (Keycloak may start) comes once the target is verified, before the ANALYZE,
+    // and the ANALYZE left nothing out: a table never analyzed has reltuples -1 (PostgreSQL 14+).
+    const messages = logLines(run.stderr).map((line) => line.msg);
+    expect(messages).toContain(TARGET_READY_MESSAGE);
+    expect(messages.indexOf(TARGET_READY_MESSAGE)).toBeGreaterThan(messages.indexOf('target verified'));
+    expect(summary.rows.find((row) => row.step === 'analyze')?.note).toBe('after the target was verified and ready');
     const unanalyzed = await target.query<{ name: string }>(
       `SELECT n.nspname || '.' || c.relname AS name FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
         WHERE n.nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast') AND c.relkind = 'r' AND c.reltuples < 0`,

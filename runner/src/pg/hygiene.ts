@@ -34,25 +34,10 @@ async function findTables(client: pg.Client, names: readonly string[]): Promise<
   return result.rows;
 }
 
-/**
- * `ANALYZE` of the whole database (as `owner` when given). It changes no data, so it may run
- * concurrently with the target's verification — the restore command does so to save time.
- */
-export async function analyzeDatabase(target: ConnectionSettings, options: { owner?: string } = {}): Promise<void> {
-  await withClient(
-    target,
-    async (client) => {
-      if (options.owner && options.owner !== target.user) await client.query(`SET ROLE ${pg.escapeIdentifier(options.owner)}`);
-      await client.query('ANALYZE');
-    },
-    { purpose: 'analyze', action: 'analyze' },
-  );
-}
-
 export interface HygieneOptions {
   readonly owner?: string;
   readonly log?: Logger;
-  /** Run ANALYZE as part of the hygiene. @default true (false when the caller ran {@link analyzeDatabase}) */
+  /** Run ANALYZE as part of the hygiene. @default true (false when the caller ANALYZEs, during the restore or after the target is ready) */
   readonly analyze?: boolean;
 }
 

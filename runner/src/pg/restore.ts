@@ -81,13 +81,6 @@ export interface RestoreOptions {
    * @default false
    */
   readonly analyze?: boolean;
-  /**
-   * With `analyze`: leave the ANALYZE of what the restore did not analyze to the caller, as
-   * {@link RestoreResult.analyzeRemaining}, so that it can run alongside the verification (it
-   * changes no data) instead of before it.
-   * @default false
-   */
-  readonly deferRemainingAnalyze?: boolean;
 }
 
 export type RestoreAction = 'restored' | 'already-restored';
@@ -104,10 +97,8 @@ export interface RestoreResult {
   readonly checksummedTables: ReadonlyMap<string, TableStats>;
   /** With `checksumDuringRestore`: the large objects' statistics, taken after pg_restore loaded them (if it had time). */
   readonly checksummedLargeObjects?: LargeObjectStats;
-  /** Whether the restored database was ANALYZEd (`analyze`, not deferred, and not already restored). */
+  /** Whether the restored database was ANALYZEd (`analyze`, and not already restored). */
   readonly analyzed: boolean;
-  /** With `analyze` and `deferRemainingAnalyze`: ANALYZEs what the restore did not; the caller must run it. */
-  readonly analyzeRemaining?: () => Promise<void>;
 }
 
 /** What the target holds in the dump's schemas. */
@@ -338,8 +329,8 @@ function dataBytesByEntry(manifest: BackupManifest, toc: readonly TocEntry[]): M
  *
  * On `jobs` sessions, largest relation first: pg_restore has exited, so its cores are free, and
  * ANALYZE of a wide table is seconds of CPU (34 columns, 200 MB: ~1 s each) that one session would
- * run one after the other. ANALYZE changes no data, so it may also run alongside the verification
- * ({@link RestoreOptions.deferRemainingAnalyze}).
+ * run one after the other. With an empty `analyzed`, every restored relation: the ANALYZE the
+ * runner takes after the target is ready (ANALYZE changes no data).
  */
 export async function analyzeRemaining(
   target: ConnectionSettings,
@@ -553,8 +544,7 @@ export async function restoreDatabase(options: RestoreOptions): Promise<RestoreR
       await rm(workDir, { recursive: true, force: true });
     }
     const analyzedDuringRestore: ReadonlySet<string> = verifier?.analyzed ?? new Set();
-    const analyzeRest = () => analyzeRemaining(options.target, owner, analyzedDuringRestore, { jobs, log });
-    if (options.analyze && !options.deferRemainingAnalyze) await analyzeRest();
+    if (options.analyze) await analyzeRemaining(options.target, owner, analyzedDuringRestore, { jobs, log });
     bytesDone = totalBytes;
     itemsDone = totalItems;
     report(true);
@@ -567,8 +557,7 @@ export async function restoreDatabase(options: RestoreOptions): Promise<RestoreR
       durationMs: Date.now() - started,
       checksummedTables: verifier?.checksums ?? new Map(),
       ...(verifier?.largeObjects ? { checksummedLargeObjects: verifier.largeObjects } : {}),
-      analyzed: (options.analyze ?? false) && !options.deferRemainingAnalyze,
-      ...(options.analyze && options.deferRemainingAnalyze ? { analyzeRemaining: analyzeRest } : {}),
+      analyzed: options.analyze ?? false,
     };
   } catch (error) {
     throw classifyDatabaseError(error, endpoint, 'restore into');

@@ -1,6 +1,7 @@
 /**
  * Verified → Completed: Keycloak hygiene, the ready marker, the workloads back at their recorded
- * replicas (unless MIGRATION_RESTORE_REPLICAS=false leaves that to the GitOps tool), (with MIGRATION_DELETE_LEGACY=after-restore) the legacy database removed, and older
+ * replicas (unless MIGRATION_RESTORE_REPLICAS=false leaves that to the GitOps tool), ANALYZE while
+ * they start (only when scaled back here: analyzeAfterKeycloakIsBack), (with MIGRATION_DELETE_LEGACY=after-restore) the legacy database removed, and older
  * backups the runner left on the backup volume deleted (prune-backups.ts).
  *
  * Every part is idempotent, and the hygiene runs only while the marker is not yet `ready`: once it
@@ -10,12 +11,13 @@
 import { DeleteLegacy, Env, Phase, ReadyMarker } from '../../../lib/contract.js';
 import { requireBackupDir, requireEndpoint } from '../config.js';
 import { applyKeycloakHygiene } from '../pg/hygiene.js';
+import { analyzeRemaining } from '../pg/restore.js';
 import { readMarker, writeMarker } from '../pg/marker.js';
 import { runStep, timed, type HookContext } from './context.js';
 import { removeLegacy } from './protect-legacy.js';
 import { pruneBackups } from './prune-backups.js';
 import { unquiesce } from './quiesce.js';
-import { restoredInThisRun, targetOwner } from './restore.js';
+import { analyzeAfterKeycloakIsBack, restoredInThisRun, targetOwner } from './restore.js';
 
 export function completeStep(ctx: HookContext) {
   return runStep(ctx, {
@@ -26,14 +28,17 @@ export function completeStep(ctx: HookContext) {
       const owner = targetOwner(ctx);
       const marker = await readMarker(target);
       const alreadyReady = marker?.status === ReadyMarker.ready && marker.migrationId === state.migrationId;
+      const analyzeAfter = analyzeAfterKeycloakIsBack(ctx);
       if (alreadyReady) {
         ctx.log.info('the target is already marked ready: skipping the hygiene (Keycloak may be running)');
       } else {
-        // The restore this process saw finish ANALYZEd every table as it loaded them; after a resume
-        // (or an already-restored target) nothing says so, and the hygiene ANALYZEs.
+        // ANALYZE after Keycloak is back (below); else the restore this process saw finish ANALYZEd
+        // every table as it loaded them; after a resume (or an already-restored target) nothing
+        // says so, and the hygiene ANALYZEs.
         const analyzedByRestore = restoredInThisRun(ctx, state)?.analyzed ?? false;
-        await timed(ctx, 'hygiene', () => applyKeycloakHygiene(target, { owner, log: ctx.log, analyze: !analyzedByRestore }), (result) => ({
-          note: `${analyzedByRestore ? 'ANALYZE during the restore' : 'ANALYZE'}; emptied ${Object.keys(result.jgroupsRowsDeleted).length} JGroups table(s); released ${Object.values(result.changelogLocksReleased).reduce((a, b) => a + b, 0)} Liquibase lock(s)`,
+        const analyzeNow = !analyzeAfter && !analyzedByRestore;
+        await timed(ctx, 'hygiene', () => applyKeycloakHygiene(target, { owner, log: ctx.log, analyze: analyzeNow }), (result) => ({
+          note: `${analyzeAfter ? 'ANALYZE after Keycloak is back' : analyzedByRestore ? 'ANALYZE during the restore' : 'ANALYZE'}; emptied ${Object.keys(result.jgroupsRowsDeleted).length} JGroups table(s); released ${Object.values(result.changelogLocksReleased).reduce((a, b) => a + b, 0)} Liquibase lock(s)`,
         }));
         ctx.lock?.assertHeld();
         await timed(ctx, 'mark-ready', () => writeMarker(target, { status: ReadyMarker.ready, migrationId: state.migrationId, owner }), () => ({
@@ -41,6 +46,7 @@ export function completeStep(ctx: HookContext) {
         }));
       }
       const scaledBack = await scaleBackOrLeaveToGitOps(ctx, state.originalReplicas);
+      if (analyzeAfter) await analyzeWhileKeycloakStarts(ctx, owner);
       const deleteNow = ctx.config.deleteLegacy === DeleteLegacy.afterRestore && !state.legacyDeleted;
       if (deleteNow) {
         await timed(ctx, 'delete-legacy', () => removeLegacy(ctx), (report) => ({ note: `deleted ${report.deleted.join(', ') || 'nothing (already gone)'}` }));
@@ -78,4 +84,22 @@ async function scaleBackOrLeaveToGitOps(ctx: HookContext, originals: Readonly<Re
       : 'nothing to scale (not at 0 any more, or no workloads)',
   }));
   return `scaled back ${Object.keys(restored.scaled).join(', ') || 'nothing'}`;
+}
+
+/**
+ * ANALYZE of every restored table (largest first, on MIGRATION_PARALLEL_JOBS sessions) once the
+ * workloads are scaled back: Keycloak's JVM takes many seconds to boot, and the statistics are
+ * there by the time it serves (autovacuum would take them within a minute anyway). ANALYZE changes
+ * no data and its lock only makes DDL wait, so it cannot harm a starting Keycloak. Best effort: a
+ * failure is a warning, not a failed migration, because the data is verified and ready already.
+ */
+async function analyzeWhileKeycloakStarts(ctx: HookContext, owner: string): Promise<void> {
+  const target = requireEndpoint(ctx.config, 'target');
+  try {
+    await timed(ctx, 'analyze', () => analyzeRemaining(target, owner, new Set(), { jobs: ctx.config.parallelJobs, log: ctx.log }), () => ({
+      note: 'while Keycloak starts (after the ready marker and the scale-back)',
+    }));
+  } catch (error) {
+    ctx.log.warn('ANALYZE after the scale-back failed; autovacuum takes the statistics instead', { reason: (error as Error).message });
+  }
 }

@@ -70,9 +70,20 @@ export async function assertNoWritesBeforeTheRestore(target: ConnectionSettings)
 }
 
 /**
+ * Whether ANALYZE waits until Keycloak is back: when this runner scales the workloads back itself,
+ * the statistics are taken while Keycloak boots (complete.ts), off the downtime; when the GitOps
+ * tool brings them back only after this hook Job has ended, anything the Job does is downtime, and
+ * ANALYZE overlaps the restore instead.
+ */
+export function analyzeAfterKeycloakIsBack(ctx: HookContext): boolean {
+  return ctx.config.restoreReplicas;
+}
+
+/**
  * Restores the recorded backup into the target (idempotent); shared by the restore and a
- * re-restore after a failed verification. Each table is checksummed and ANALYZEd as soon as
- * pg_restore has loaded it, overlapping the rest of the restore; the result is kept in memory
+ * re-restore after a failed verification. Each table is checksummed (and, unless
+ * {@link analyzeAfterKeycloakIsBack}, ANALYZEd) as soon as pg_restore has loaded it, overlapping
+ * the rest of the restore; the result is kept in memory
  * only (`ctx.restoredInThisRun`) for this process's verification and hygiene — never persisted, so
  * a restore that crashes leaves nothing the next process could wrongly trust.
  */
@@ -89,7 +100,7 @@ export async function restoreRecordedBackup(ctx: HookContext) {
     jobs: ctx.config.parallelJobs,
     log: ctx.log,
     checksumDuringRestore: true,
-    analyze: true,
+    analyze: !analyzeAfterKeycloakIsBack(ctx),
   });
   ctx.restoredInThisRun = { manifestSha256: state.backup!.manifestSha256, result };
   return result;
