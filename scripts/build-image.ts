@@ -17,7 +17,7 @@
  */
 import { execFileSync, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -26,6 +26,7 @@ const REPOSITORY_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const RUNNER_DIR = join(REPOSITORY_ROOT, 'runner');
 const DOCKERFILE = join(RUNNER_DIR, 'Dockerfile');
 const BUNDLE = join(RUNNER_DIR, 'dist', 'runner.mjs');
+const BUNDLE_CHUNKS = join(RUNNER_DIR, 'dist', 'chunks');
 /** The repository part of the local image's reference. */
 export const LOCAL_IMAGE_REPOSITORY = 'localhost/keycloak-pg-migration-runner';
 /** runner/Dockerfile's `ARG BASE_IMAGE` default: what a base made by mmdebstrap stands in for. */
@@ -112,7 +113,9 @@ function ensureBaseImage(log: (line: string) => void): string {
 function inputsDigest(baseImageId: string): string {
   if (!existsSync(BUNDLE)) throw new RunnerImageError(`${BUNDLE} is missing after the bundle build`);
   const hash = createHash('sha256');
-  for (const file of [DOCKERFILE, join(RUNNER_DIR, '.dockerignore'), BUNDLE]) hash.update(readFileSync(file)).update('\0');
+  // The chunks too, although runner.mjs imports them by names that carry their hashes.
+  const chunks = readdirSync(BUNDLE_CHUNKS).sort().map((name) => join(BUNDLE_CHUNKS, name));
+  for (const file of [DOCKERFILE, join(RUNNER_DIR, '.dockerignore'), BUNDLE, ...chunks]) hash.update(readFileSync(file)).update('\0');
   return hash.update(baseImageId).digest('hex').slice(0, 12);
 }
 

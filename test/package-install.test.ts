@@ -116,6 +116,10 @@ describe('the npm package', () => {
   it('holds the compiled library, its types, the CLI bundle, API.md and LICENSE, and nothing of the repository', () => {
     const listing = run('tar', ['tzf', tarball], ROOT).split('\n').filter(Boolean).map((path) => path.replace(/^package\//, ''));
     expect(listing).toEqual(expect.arrayContaining(['build/cjs/index.js', 'build/cjs/index.d.ts', 'build/esm/index.js', 'build/esm/index.d.ts', 'runner/dist/runner.mjs', 'API.md', 'LICENSE', 'README.md', 'package.json']));
+    // The chunks the entry point imports (runner/build.mjs), every one of them.
+    const chunkImports = [...readFileSync(join(ROOT, 'runner', 'dist', 'runner.mjs'), 'utf8').matchAll(/"\.\/(chunks\/[^"]+\.mjs)"/g)].map((match) => `runner/dist/${match[1]}`);
+    expect(chunkImports.length).toBeGreaterThan(0);
+    expect(listing).toEqual(expect.arrayContaining(chunkImports));
     const repositoryOnly = listing.filter((path) => /^(test|bench|rehearsal|dist|scripts|lib|runner\/src)\//.test(path) || path.endsWith('.ts') && !path.endsWith('.d.ts'));
     expect(repositoryOnly).toEqual([]);
   });

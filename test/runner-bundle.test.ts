@@ -4,7 +4,7 @@
  * runner-image.test.ts.
  */
 import { spawnSync } from 'node:child_process';
-import { copyFileSync, existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { cpSync, existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -21,7 +21,8 @@ beforeAll(async () => {
   expect(build.status, build.stderr).toBe(0);
   isolatedDir = mkdtempSync(join(tmpdir(), 'kc-runner-bundle-'));
   bundle = join(isolatedDir, 'runner.mjs');
-  copyFileSync(join(REPOSITORY_ROOT, 'runner', 'dist', 'runner.mjs'), bundle);
+  // The entry point and the chunks it imports, as the image and the package ship them.
+  cpSync(join(REPOSITORY_ROOT, 'runner', 'dist'), isolatedDir, { recursive: true });
   server = await startPostgres({ major: 15 });
   await server.createUser('bn_keycloak', 'bundle-pass');
   await server.createDatabase('keycloak', 'bn_keycloak');
