@@ -16,7 +16,7 @@ import { TableVerifierDuringRestore } from '../runner/src/pg/verify-during-resto
 import { isMarkedReady, readMarker, writeMarker } from '../runner/src/pg/marker.js';
 import { applyKeycloakHygiene } from '../runner/src/pg/hygiene.js';
 import { collectTargetStats } from '../runner/src/pg/verify-target.js';
-import { BYTEA_DIGEST_MIN_BYTES, largeObjectStats, ROW_CHECKSUM_ALGORITHM_V1, ROW_CHECKSUM_ALGORITHM_V2 } from '../runner/src/pg/manifest.js';
+import { BYTEA_DIGEST_MIN_BYTES, largeObjectStats, ROW_CHECKSUM_ALGORITHM_V1, ROW_CHECKSUM_ALGORITHM_V2, ROW_CHECKSUM_ALGORITHM_V3 } from '../runner/src/pg/manifest.js';
 import { spawnSync } from 'node:child_process';
 import pg from 'pg';
 
@@ -351,7 +351,7 @@ describe('table checksum', () => {
     expect(await checksumOf(`INSERT INTO public.t VALUES ('p', NULL, 2), ('x', 'y', 0.1)`)).toBe(base);
   });
 
-  it('sees any changed byte of a long bytea value, which the default formula (v3) hashes by its sha256', async () => {
+  it('sees any changed byte of a long bytea value, which the formula (v3 and the default v4) hashes by its sha256', async () => {
     const database = await freshTargetDatabase();
     const settings = target.settings(database, TARGET_USER, TARGET_PASSWORD);
     const checksumOf = async (rows: string, checksumAlgorithm?: string) => {
@@ -377,10 +377,59 @@ describe('table checksum', () => {
     for (const checksum of checksums) expect(checksum).not.toBe(base);
     expect(new Set(checksums).size).toBe(variants.length);
     expect(await checksumOf(`INSERT INTO public.b VALUES (2, '\\x0102'), (1, ${long(5000, '00')})`)).toBe(base);
-    // The digest branch is taken for the long value (v2 hashes its text), not for the short one.
-    expect(await checksumOf(`INSERT INTO public.b VALUES (1, ${long(5000, '00')}), (2, '\\x0102')`, ROW_CHECKSUM_ALGORITHM_V2)).not.toBe(base);
+    // The digest branch is taken for the long value (v2 hashes its text), not for the short one
+    // (v3, which hashes the integer id by its text as v2 does).
+    const rows = `INSERT INTO public.b VALUES (1, ${long(5000, '00')}), (2, '\\x0102')`;
+    expect(await checksumOf(rows, ROW_CHECKSUM_ALGORITHM_V2)).not.toBe(await checksumOf(rows, ROW_CHECKSUM_ALGORITHM_V3));
     const short = `INSERT INTO public.b VALUES (2, '\\x0102')`;
-    expect(await checksumOf(short, ROW_CHECKSUM_ALGORITHM_V2)).toBe(await checksumOf(short));
+    expect(await checksumOf(short, ROW_CHECKSUM_ALGORITHM_V2)).toBe(await checksumOf(short, ROW_CHECKSUM_ALGORITHM_V3));
+  });
+
+  it('hashes integers, booleans, uuids and timestamps by value (v4): any changed value, NULL, or swapped columns change it, row order does not', async () => {
+    const database = await freshTargetDatabase();
+    const settings = target.settings(database, TARGET_USER, TARGET_PASSWORD);
+    await target.query(`CREATE DOMAIN public.positive AS bigint CHECK (VALUE > 0)`, [], database);
+    const checksumOf = async (rows: string, checksumAlgorithm?: string) => {
+      await target.query(
+        `DROP TABLE IF EXISTS public.v; CREATE TABLE public.v (s smallint, i int, j int, b bigint, d public.positive, f boolean, u uuid, ts timestamp, tz timestamptz);
+         ALTER TABLE public.v OWNER TO ${TARGET_USER}; ${rows}`,
+        [],
+        database,
+      );
+      const stats = await collectTargetStats(settings, checksumAlgorithm ? { checksumAlgorithm } : {});
+      return stats.tables.find((table) => table.name === 'v')!.checksum;
+    };
+    const row = (values: Partial<Record<'s' | 'i' | 'j' | 'b' | 'd' | 'f' | 'u' | 'ts' | 'tz', string>>) => {
+      const all = { s: '1', i: '2', j: '3', b: '4000000000', d: '5', f: 'true', u: "'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11'", ts: "'2024-01-02 03:04:05.678901'", tz: "'2024-01-02 03:04:05+02'", ...values };
+      return `(${Object.values(all).join(', ')})`;
+    };
+    const other = "(9, 9, 9, 9, 9, false, 'b0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11', 'infinity', '-infinity')";
+    const base = await checksumOf(`INSERT INTO public.v VALUES ${row({})}, ${other}`);
+    const variants = [
+      row({ s: '2' }),
+      row({ i: '3', j: '2' }),
+      row({ b: '4000000001' }),
+      row({ d: '6' }),
+      row({ f: 'false' }),
+      row({ f: 'NULL' }),
+      row({ u: "'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a12'" }),
+      row({ ts: "'2024-01-02 03:04:05.678902'" }),
+      row({ tz: "'2024-01-02 03:04:05+03'" }),
+      row({ i: 'NULL' }),
+    ].map((changed) => `INSERT INTO public.v VALUES ${changed}, ${other}`);
+    const checksums = [];
+    for (const rows of variants) checksums.push(await checksumOf(rows));
+    for (const checksum of checksums) expect(checksum).not.toBe(base);
+    expect(new Set(checksums).size).toBe(variants.length);
+    expect(await checksumOf(`INSERT INTO public.v VALUES ${other}, ${row({})}`)).toBe(base);
+    // The same instant written in another zone is the same value.
+    expect(await checksumOf(`INSERT INTO public.v VALUES ${row({ tz: "'2024-01-02 01:04:05+00'" })}, ${other}`)).toBe(base);
+    // By value, not by text: v3 of the same rows differs.
+    expect(await checksumOf(`INSERT INTO public.v VALUES ${row({})}, ${other}`, ROW_CHECKSUM_ALGORITHM_V3)).not.toBe(base);
+    // A table of text and floats only is hashed as v3 hashed it.
+    await target.query(`DROP TABLE IF EXISTS public.v; CREATE TABLE public.v (a text, c double precision); ALTER TABLE public.v OWNER TO ${TARGET_USER}; INSERT INTO public.v VALUES ('x', 0.1)`, [], database);
+    const checksumNow = async (algorithm?: string) => (await collectTargetStats(settings, algorithm ? { checksumAlgorithm: algorithm } : {})).tables.find((table) => table.name === 'v')!.checksum;
+    expect(await checksumNow()).toBe(await checksumNow(ROW_CHECKSUM_ALGORITHM_V3));
   });
 
   it('keeps the same properties with the v1 formula, which backups of older runners carry', async () => {

@@ -95,11 +95,18 @@ async function scaleBackOrLeaveToGitOps(ctx: HookContext, originals: Readonly<Re
  */
 async function analyzeWhileKeycloakStarts(ctx: HookContext, owner: string): Promise<void> {
   const target = requireEndpoint(ctx.config, 'target');
-  try {
-    await timed(ctx, 'analyze', () => analyzeRemaining(target, owner, new Set(), { jobs: ctx.config.parallelJobs, log: ctx.log }), () => ({
-      note: 'while Keycloak starts (after the ready marker and the scale-back)',
-    }));
-  } catch (error) {
-    ctx.log.warn('ANALYZE after the scale-back failed; autovacuum takes the statistics instead', { reason: (error as Error).message });
-  }
+  await timed(
+    ctx,
+    'analyze',
+    async () => {
+      try {
+        await analyzeRemaining(target, owner, new Set(), { jobs: ctx.config.parallelJobs, log: ctx.log });
+        return undefined;
+      } catch (error) {
+        ctx.log.warn('ANALYZE after the scale-back failed; autovacuum takes the statistics instead', { reason: (error as Error).message });
+        return (error as Error).message;
+      }
+    },
+    (failure) => ({ note: failure ? `failed (autovacuum takes the statistics): ${failure}` : 'while Keycloak starts (after the ready marker and the scale-back)' }),
+  );
 }
