@@ -10,6 +10,7 @@
 import { randomInt } from 'node:crypto';
 import { Env, ExitCode, Labels, MANAGED_BY_RUNNER } from '../../../lib/contract.js';
 import { RunnerError } from '../errors.js';
+import { parseJsonVariable } from '../json-variable.js';
 import { callApi, isAlreadyExists, isNotFound, mergePatchOptions, type KubeContext } from './client.js';
 
 export interface SecretSpec {
@@ -39,18 +40,9 @@ export function generatePassword(length = PASSWORD_LENGTH): string {
 
 /** Parses MIGRATION_ENSURE_SECRETS (`[{"name": "...", "keys": ["..."]}]`); empty means none. */
 export function parseEnsureSecrets(value: string | undefined, variable: string = Env.ensureSecrets): SecretSpec[] {
-  if (value === undefined || value.trim() === '') return [];
-  const invalid = (problem: string) =>
-    new RunnerError(`${variable} ${problem}`, {
-      exitCode: ExitCode.usage,
-      hint: `set it to JSON like [{"name":"keycloak-db","keys":["password"]}]`,
-    });
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(value);
-  } catch {
-    throw invalid(`is not valid JSON: ${JSON.stringify(value.slice(0, 80))}`);
-  }
+  const json = parseJsonVariable(variable, value, `set it to JSON like [{"name":"keycloak-db","keys":["password"]}]`);
+  if (!json) return [];
+  const { parsed, invalid } = json;
   if (!Array.isArray(parsed)) throw invalid('must be a JSON array');
   return parsed.map((entry: unknown, index) => {
     const candidate = entry as { name?: unknown; keys?: unknown };

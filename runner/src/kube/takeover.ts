@@ -14,8 +14,8 @@
  *    the live Secret with Helm's and Argo CD's keep annotations, which both tools read on the live
  *    object.
  */
-import { ExitCode, KEEP_ANNOTATIONS, type WorkloadImmutableSpec } from '../../../lib/contract.js';
-import { RunnerError } from '../errors.js';
+import { KEEP_ANNOTATIONS, type WorkloadImmutableSpec } from '../../../lib/contract.js';
+import { parseJsonVariable } from '../json-variable.js';
 import { callApi, isNotFound, mergePatchOptions, type KubeContext } from './client.js';
 
 /** The immutable fields of a live StatefulSet; undefined when it does not exist. */
@@ -101,18 +101,13 @@ export async function markSecretKept(kube: KubeContext, name: string): Promise<K
 
 /** Parses MIGRATION_WORKLOAD_SPECS; empty or unset: none. */
 export function parseWorkloadSpecs(value: string | undefined, variable: string): Record<string, WorkloadImmutableSpec> {
-  if (value === undefined || value.trim() === '') return {};
-  const invalid = (problem: string) =>
-    new RunnerError(`${variable} ${problem}`, {
-      exitCode: ExitCode.usage,
-      hint: `set it to JSON like {"statefulset/keycloak":{"selector":{"app.kubernetes.io/name":"keycloak"},"serviceName":"keycloak-discovery","volumeClaimTemplates":[]}}`,
-    });
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(value);
-  } catch {
-    throw invalid(`is not valid JSON: ${JSON.stringify(value.slice(0, 80))}`);
-  }
+  const json = parseJsonVariable(
+    variable,
+    value,
+    `set it to JSON like {"statefulset/keycloak":{"selector":{"app.kubernetes.io/name":"keycloak"},"serviceName":"keycloak-discovery","volumeClaimTemplates":[]}}`,
+  );
+  if (!json) return {};
+  const { parsed, invalid } = json;
   if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw invalid('must be a JSON object keyed by statefulset/<name>');
   const specs: Record<string, WorkloadImmutableSpec> = {};
   for (const [key, raw] of Object.entries(parsed as Record<string, unknown>)) {

@@ -13,6 +13,7 @@ import type { V1ObjectMeta, V1PodSpec, V1Secret } from '@kubernetes/client-node'
 
 import { Env, ExitCode, KEEP_ANNOTATIONS, type WorkloadDiscoverySpec } from '../../../lib/contract.js';
 import { RunnerError } from '../errors.js';
+import { parseJsonVariable } from '../json-variable.js';
 import { callApi, isAlreadyExists, isNotFound, type KubeContext } from './client.js';
 import type { WorkloadKind, WorkloadRef } from './workloads.js';
 
@@ -27,18 +28,13 @@ const SECRET_KEY = /^[-._a-zA-Z0-9]+$/;
 
 /** Parses MIGRATION_WORKLOAD_DISCOVERY; empty or unset: none. */
 export function parseWorkloadDiscovery(value: string | undefined, variable: string = Env.workloadDiscovery): Record<string, WorkloadDiscoverySpec> {
-  if (value === undefined || value.trim() === '') return {};
-  const invalid = (problem: string) =>
-    new RunnerError(`${variable} ${problem}`, {
-      exitCode: ExitCode.usage,
-      hint: `set it to JSON like {"statefulset/keycloak":{"selector":"app.kubernetes.io/instance=keycloak,app.kubernetes.io/component=keycloak","secretCopies":[{"key":"admin-password","to":"keycloak"}]}}, or unset it`,
-    });
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(value);
-  } catch {
-    throw invalid(`is not valid JSON: ${JSON.stringify(value.slice(0, 80))}`);
-  }
+  const json = parseJsonVariable(
+    variable,
+    value,
+    `set it to JSON like {"statefulset/keycloak":{"selector":"app.kubernetes.io/instance=keycloak,app.kubernetes.io/component=keycloak","secretCopies":[{"key":"admin-password","to":"keycloak"}]}}, or unset it`,
+  );
+  if (!json) return {};
+  const { parsed, invalid } = json;
   if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw invalid('must be a JSON object keyed by statefulset/<name> or deployment/<name>');
   const specs: Record<string, WorkloadDiscoverySpec> = {};
   for (const [key, raw] of Object.entries(parsed as Record<string, unknown>)) {
