@@ -5,8 +5,7 @@
 // Split, not one file: V8 parses every byte of a module it loads, and 4.9 of the 6 MB are the
 // Kubernetes client, which the data commands (backup, restore, verify) and Keycloak's database gate
 // never use; each of their starts parsed it anyway (~0.2 s of a ~0.33 s start here). Chunk names
-// carry a hash of their contents and runner.mjs imports them by name, so runner.mjs's bytes
-// identify the whole set (the image digest in scripts/build-image.ts relies on it).
+// carry a hash of their contents, and runner.mjs imports them by those names.
 import { mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';

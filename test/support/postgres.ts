@@ -9,11 +9,11 @@
  */
 import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync, chownSync, chmodSync } from 'node:fs';
-import { freePort } from './ports.js';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import type { ConnectionSettings } from '../../runner/src/pg/connection.js';
+import { freePort } from './ports.js';
 
 export type PostgresMajor = 11 | 13 | 15 | 16 | 17;
 

@@ -81,15 +81,15 @@ start from then on), then ANALYZEs the restored tables on --jobs sessions.`,
         durationMs: Date.now() - started,
         note: `emptied ${Object.keys(result.jgroupsRowsDeleted).length} JGroups table(s); released ${Object.values(result.changelogLocksReleased).reduce((a, b) => a + b, 0)} Liquibase lock(s)`,
       });
-      // Keycloak may start from here on: the statistics follow while it boots (ANALYZE changes no
-      // data and takes no lock that its queries wait for). The hooks do the same after scaling
-      // Keycloak back (phases/complete.ts).
-      log.info(TARGET_READY_MESSAGE, { tables: verification.tables, rows: verification.rows });
+    }
+    // Keycloak may start from here on: the statistics follow while it boots (ANALYZE changes no
+    // data, and its lock makes only DDL wait). The hooks do the same after scaling Keycloak back
+    // (phases/complete.ts).
+    log.info(TARGET_READY_MESSAGE, { tables: verification.tables, rows: verification.rows });
+    if (hygiene) {
       const analyzeStarted = Date.now();
       await analyzeRemaining(target, owner, new Set(), { jobs: flags.jobs ?? DEFAULT_PARALLEL_JOBS, log });
       rows.push({ step: 'analyze', durationMs: Date.now() - analyzeStarted, note: 'after the target was verified and ready' });
-    } else {
-      log.info(TARGET_READY_MESSAGE, { tables: verification.tables, rows: verification.rows });
     }
     log.summary(rows);
     return 0;
