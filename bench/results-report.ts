@@ -3,6 +3,7 @@
  * measurement, the issue's targets with pass/miss and margins, and for each miss the measured
  * breakdown that explains it and what would close it.
  */
+import type { ChecksumPass } from './checksum-pass.js';
 import type { GenerationReport } from './generate.js';
 import type { LatencyResult } from './measure-latency.js';
 import { median } from './measure-latency.js';
@@ -42,6 +43,8 @@ export interface BenchCell {
   readonly rounds: number;
   readonly generation: GenerationReport;
   readonly contenders: readonly ContenderResults[];
+  /** One verification pass over the source, measured alone (absent in reports of older runs). */
+  readonly checksumPass?: ChecksumPass;
 }
 
 export interface BenchReport {
@@ -142,6 +145,28 @@ function summarizeCell(cell: BenchCell): CellSummary {
 
 /** Median client + server CPU seconds of a contender's passing rounds. */
 const totalCpu = (summary: Summary): number => medianOf(summary.ok, (r) => r.clientCpuSeconds + r.serverCpuSeconds);
+
+/**
+ * The least wall time the runner's verification allows: the fastest peer's CPU plus the two
+ * passes the runner makes (source and target), run at the peer's core use.
+ */
+interface VerificationFloor {
+  readonly passCpu: number;
+  readonly peerCpu: number;
+  /** CPU seconds per wall second the peer kept busy. */
+  readonly peerCores: number;
+  readonly wall: number;
+  /** floor ÷ fastest peer. */
+  readonly ratio: number;
+}
+
+function verificationFloor(c: CellSummary): VerificationFloor | undefined {
+  const pass = c.cell.checksumPass;
+  if (!pass || !c.fastestPeer) return undefined;
+  const peerCpu = totalCpu(c.fastestPeer);
+  const ratio = 1 + (2 * pass.cpuSeconds) / peerCpu;
+  return { passCpu: pass.cpuSeconds, peerCpu, peerCores: peerCpu / c.fastestPeer.wall, wall: c.fastestPeer.wall * ratio, ratio };
+}
 
 const cellName = (cell: BenchCell): string => `${cell.shape} ${formatBytes(cell.requestedBytes)}`;
 const totalRowsOf = (generation: GenerationReport): number => Object.values(generation.rowCounts).reduce((sum, rows) => sum + rows, 0);
@@ -359,6 +384,7 @@ export function renderResults(report: BenchReport): string {
   const misses = cells.filter((c) => Number.isFinite(c.ratio) && c.ratio > TARGETS.runnerVsFastestPeer);
   lines.push('## What the runner does more, and where the misses come from', '');
   lines.push(...explainRunnerWork(), '');
+  lines.push(...renderVerificationFloor(cells));
   if (misses.length > 0) {
     lines.push('Measured, per missed cell (median round; runner steps against the fastest peer\'s):', '');
     for (const c of misses) lines.push(`- ${explainMiss(c, report)}`);
@@ -430,19 +456,30 @@ function explainRunnerWork(): string[] {
     '- **wide**: the checksum, ~0.2 µs per column value on each server (0.7 s per 120,000 rows of 34 columns); ANALYZE (about ' +
       '1 s of CPU per table of 34 columns whatever its size) now runs after "target ready". Neither peer but pgcopydb runs ANALYZE.',
     '- **keycloak**: fixed costs of 85 tables and 2 node start-ups (a checksum query per table, the catalog ' +
-      'inventory on both sides, `pg_restore --list` twice, ~0.35 s to load the 6 MB bundle per start) weigh most at 0.2 GiB; ' +
+      'inventory on both sides, `pg_restore --list` twice, ~0.15 s per node start) weigh most at 0.2 GiB; ' +
       'at 1 GiB the checksums of the event and session tables.',
     '- **lob**: bytes hashed three times: sha256 of every dump file in the backup and again in the restore, and the contents\' ' +
       'checksum on each server (documents by sha256, large objects by sha256, split over the sessions after the restore); ' +
       'the large objects are restored one by one in one pg_restore item, the long pole of every contender.',
     '',
-    'What would close the rest, in order of what it would save: (1) the runner\'s own loader for the table data — COPY FREEZE ' +
-      'in the transaction that TRUNCATEs the table, from the dump files hashed while they stream (one read of each file instead ' +
-      'of two; pg_restore only for pre-data, large objects and post-data), so that the checksum scan reads frozen, hinted pages ' +
-      'and dirties none; (2) here both servers share the two cores, so the source\'s checksum pass takes cycles from pg_dump ' +
-      'and the target\'s from pg_restore; in a cluster they run in different pods, usually on different nodes; (3) trusting the ' +
-      'table checksums alone for the data files in the restore (0.5 s of CPU per GiB less) — a tampered file would then be ' +
-      'found after the load instead of before it.',
+    'What would close the rest, in order of what it would save (the floor below shows why nothing closes all of it on two ' +
+      'shared cores while both passes stay): (1) one pass out of the downtime — checksum the source\'s tables while Keycloak ' +
+      'still runs, and after quiescing it re-checksum only the tables written since; that needs a change test that cannot miss ' +
+      'a write (row count, relfilenode, and no row whose xmin is newer than the early pass\'s snapshot catch inserts, updates, ' +
+      'deletes and rewrites, but VACUUM FREEZE and PostgreSQL 16\'s opportunistic freezing can hide a new row\'s xmin), and ' +
+      'it spares nothing for the tables Keycloak writes all day (events, sessions); (2) here both servers share the two ' +
+      'cores, so the source\'s pass takes cycles from pg_dump and the target\'s from pg_restore; in a cluster they run in ' +
+      'different pods, usually on different nodes; (3) trusting the table checksums alone for the data files in the restore ' +
+      '(~0.5 s of CPU per GiB less) — a tampered data file would then be found after the load instead of before it (the TOC, ' +
+      'which holds SQL, would still be checked first); (4) the runner\'s own COPY FREEZE loader: measured this round, it would ' +
+      'spare only the hint bits the target\'s pass sets (~0.4 µs per row, about a tenth of that pass on the wide tables) and the ' +
+      'second read of each file (not its sha256) — less than it was expected to.',
+    '',
+    'Measured and not taken, per-type hashes beyond v4\'s (one 118,000-row wide table, ~390 ms per pass): jsonb by ' +
+      '`jsonb_hash_extended` halves that column\'s cost (~30 ms) but hashes 1.0 and 1.00 inside a document alike; numeric by ' +
+      '`hash_numeric_extended` plus its scale costs as much as its text; dates through `timestamp_hash_extended` save ~8 ms ' +
+      'per column but fail on dates past the year 294276. Together under a tenth of a pass on the wide shape, nothing on ' +
+      'keycloak\'s, for a weaker check: not taken.',
     '',
     'Measured and not taken: verifying the target by the sha256 of its `COPY ... TO STDOUT` against the dump files (which would ' +
       'spare the source its checksum pass, pg_dump having read every row already): the target\'s COPY out takes more server CPU ' +
@@ -455,6 +492,7 @@ function explainRunnerWork(): string[] {
 function explainMiss(c: CellSummary, report: BenchReport): string {
   const runner = c.runner!;
   const peer = c.fastestPeer!;
+  const floor = verificationFloor(c);
   const stepsOf = (summary: Summary): string =>
     summary.ok[0]!.steps.map((step, i) => `${shortCommand(step.command)} ${stepTime(summary.ok, i)}`).join(' + ');
   const cpu = (summary: Summary): string =>
@@ -462,8 +500,43 @@ function explainMiss(c: CellSummary, report: BenchReport): string {
   return (
     `**${cellName(c.cell)}**: runner ${s(runner.wall)} s (${stepsOf(runner)}; ${cpu(runner)}) vs ${escapeCell(peer.label)} ` +
     `${s(peer.wall)} s (${stepsOf(peer)}; ${cpu(peer)}) on ${report.machine.cores ?? '?'} cores: ${x(c.ratio)}, ` +
-    `${s(runner.wall - peer.wall)} s over.`
+    `${s(runner.wall - peer.wall)} s over` +
+    (floor
+      ? `; two verification passes alone (${s(floor.passCpu)} s of CPU each) put the floor at ${x(floor.ratio)}, ` +
+        `the rest (${x(runner.wall / floor.wall)} of the floor) is what the runner adds besides them.`
+      : '.')
   );
+}
+
+/** The table of {@link verificationFloor} per cell, with what it means for the target. */
+function renderVerificationFloor(cells: readonly CellSummary[]): string[] {
+  const floors = cells.map((c) => ({ c, floor: verificationFloor(c) })).filter((entry) => entry.floor !== undefined);
+  if (floors.length === 0) return [];
+  const lines = ['### The floor the verification sets', ''];
+  lines.push(
+    'A verification pass is the runner\'s own statistics collection (runner/src/pg/manifest.ts `collectDatabaseStats`: every ' +
+      'table\'s checksum, the large objects\' checksum, sequences, the catalog inventory) over the source database, measured alone ' +
+      'on one session once per cell, before the rounds (bench/checksum-pass.ts; the backend\'s CPU time, the cheaper of two runs). ' +
+      'The runner makes it twice in every migration — on the source during the dump, on the target during the restore (there on ' +
+      'pages whose hint bits are not set yet: ~0.4 µs more per row) — and no peer makes it at all. Had the runner done nothing but ' +
+      'the fastest peer\'s work plus these two passes, keeping the cores as busy as that peer did, its wall time would be the ' +
+      'floor: peer wall × (1 + 2 × pass CPU ÷ peer CPU). A ratio of 1.00 × needs a pass that costs nothing, or a copy cheaper ' +
+      'than the peer\'s by two passes; "runner ÷ floor" is what the runner adds besides the passes (node start-ups and file ' +
+      'digests, the steps that do not overlap, the cores left idle between them).',
+    '',
+    '| shape | size on disk | fastest peer | its wall | its CPU | cores it kept busy | one pass: CPU | floor | floor ÷ peer | runner ÷ peer | runner ÷ floor |',
+    '|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|',
+  );
+  for (const { c, floor } of floors) {
+    const f = floor!;
+    lines.push(
+      `| ${c.cell.shape} | ${formatBytes(c.cell.generation.databaseBytes)} | ${escapeCell(c.fastestPeer!.label)} | ${s(c.fastestPeer!.wall)} s | ` +
+        `${s(f.peerCpu)} s | ${f.peerCores.toFixed(2)} | ${s(f.passCpu)} s | ${s(f.wall)} s | ${x(f.ratio)} | ` +
+        `${c.runner ? x(c.ratio) : '–'} | ${c.runner ? x(c.runner.wall / f.wall) : '–'} |`,
+    );
+  }
+  lines.push('');
+  return lines;
 }
 
 /** Median wall time of step `index`, and the median of what it ran after the downtime ended (not in the wall). */

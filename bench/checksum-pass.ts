@@ -1,0 +1,55 @@
+/**
+ * The cost of one verification pass, measured on its own: the runner's own statistics collection
+ * (runner/src/pg/manifest.ts `collectDatabaseStats`: the checksum of every table, the large
+ * objects' checksum, sequences and the catalog inventory) over the source database, on one
+ * session, nothing else running.
+ *
+ * The runner makes this pass twice in every migration — on the source during the dump and on the
+ * target during the restore — and no peer makes it at all. Its CPU time sets a floor under the
+ * runner's wall time on a machine whose cores the copy already keeps busy: the results report
+ * (results-report.ts) turns it into the least ratio to the fastest peer that two passes allow.
+ *
+ * CPU is the backend's own user + system time from /proc/<pid>/stat (the benchmark runs on the
+ * server's machine); the client's share (the pg protocol for a few rows per table) is negligible.
+ */
+import { connect } from '../runner/src/pg/connection.js';
+import { collectDatabaseStats } from '../runner/src/pg/manifest.js';
+import { processTotals } from './measure.js';
+import type { DatabaseEndpoint } from './verify-copy.js';
+
+export interface ChecksumPass {
+  /** The backend's CPU seconds (user + system) for the whole pass. */
+  readonly cpuSeconds: number;
+  readonly wallSeconds: number;
+  readonly tables: number;
+  /** Number of times the pass was measured; the values above are from the fastest (warm cache). */
+  readonly runs: number;
+}
+
+/** Measures {@link ChecksumPass} `runs` times (the first warms the cache) and keeps the cheapest. */
+export async function measureChecksumPass(endpoint: DatabaseEndpoint, runs = 2): Promise<ChecksumPass> {
+  let best: ChecksumPass | undefined;
+  for (let run = 0; run < runs; run += 1) {
+    const client = await connect(
+      { host: endpoint.host, port: endpoint.port, user: endpoint.user, password: endpoint.password, database: endpoint.database },
+      { purpose: 'bench-checksum-pass', action: 'checksum' },
+    );
+    try {
+      const pid = (await client.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0]!.pid;
+      await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
+      const cpuBefore = processTotals(pid).cpuSeconds;
+      const started = performance.now();
+      // As the runner's backup runs it: on the dump's snapshot, next to pg_dump (no parallel
+      // workers, no JIT), here on one session.
+      const stats = await collectDatabaseStats(client, { concurrent: true });
+      const wallSeconds = (performance.now() - started) / 1000;
+      const cpuSeconds = processTotals(pid).cpuSeconds - cpuBefore;
+      await client.query('COMMIT');
+      const pass: ChecksumPass = { cpuSeconds, wallSeconds, tables: stats.tables.length, runs };
+      if (!best || pass.cpuSeconds < best.cpuSeconds) best = pass;
+    } finally {
+      await client.end().catch(() => undefined);
+    }
+  }
+  return best!;
+}

@@ -1,0 +1,100 @@
+/**
+ * The benchmark report's arithmetic (bench/results-report.ts), on a synthetic run: the headline
+ * ratio against the fastest peer, and the floor two verification passes set; and the measurement
+ * of one pass (bench/checksum-pass.ts) against a real server.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { measureChecksumPass } from '../bench/checksum-pass.js';
+import { renderResults, type BenchCell, type BenchReport } from '../bench/results-report.js';
+import type { MigrationResult } from '../bench/run-migration.js';
+import { startPostgres, type TestPostgres } from './support/postgres.js';
+
+function result(contenderId: string, wallSeconds: number, clientCpuSeconds: number, serverCpuSeconds: number): MigrationResult {
+  return {
+    contenderId,
+    ok: true,
+    wallSeconds,
+    steps: [{ command: 'x', wallSeconds }],
+    clientCpuSeconds,
+    serverCpuSeconds,
+    memory: { treePeakRssBytes: 1, processPeakRssBytes: 1, processPeakCommand: 'node', peakRssByCommand: {} },
+    otherCpuSeconds: 0,
+    startedQuiet: true,
+    benchCpuSeconds: 0,
+    clientWriteBytes: 0,
+    serverWriteBytes: 0,
+    dumpBytes: 0,
+  };
+}
+
+function cell(checksumPassCpu?: number): BenchCell {
+  return {
+    shape: 'wide',
+    shapeLabel: 'wide',
+    requestedBytes: 1024 ** 3,
+    rounds: 1,
+    generation: {
+      generatorVersion: 1,
+      shape: 'wide',
+      targetBytes: 1024 ** 3,
+      databaseBytes: 1024 ** 3,
+      users: 0,
+      tables: 3,
+      largeObjects: 0,
+      rowCounts: { 'public.a': 1 },
+      sampleGzipRatio: 1,
+      seconds: 1,
+    },
+    contenders: [
+      { id: 'runner', label: 'runner', isRunner: true, commands: [], results: [result('runner', 6, 1, 9)] },
+      // The fastest peer: 4 s wall, 6 s of CPU.
+      { id: 'pipe', label: 'pg_dump | psql', isRunner: false, commands: [], results: [result('pipe', 4, 1, 5)] },
+      { id: 'fd-z0', label: 'fd', isRunner: false, commands: [], results: [result('fd-z0', 5, 1, 6)] },
+    ],
+    ...(checksumPassCpu === undefined ? {} : { checksumPass: { cpuSeconds: checksumPassCpu, wallSeconds: checksumPassCpu, tables: 3, runs: 2 } }),
+  };
+}
+
+function report(cells: BenchCell[]): BenchReport {
+  return { startedAt: new Date(0), durationSeconds: 1, commandLine: 'npm run bench', machine: { cores: '2' }, serverSettings: {}, jobs: 2, cells, latency: [] };
+}
+
+describe('bench report: the floor of two verification passes', () => {
+  it('puts the floor at peer wall × (1 + 2 × pass CPU ÷ peer CPU) and shows the runner against it', () => {
+    const text = renderResults(report([cell(0.75)]));
+    // Peer: 4 s, 6 s CPU (1.50 cores); pass 0.75 s → floor 4 × 1.25 = 5 s; runner 6 s = 1.50 × the peer, 1.20 × the floor.
+    const row = text.split('\n').find((line) => line.startsWith('| wide | 1.00 GiB | pg_dump \\| psql |'));
+    expect(row).toBe('| wide | 1.00 GiB | pg_dump \\| psql | 4.00 s | 6.00 s | 1.50 | 0.75 s | 5.00 s | 1.25 × | 1.50 × | 1.20 × |');
+    expect(text).toContain('two verification passes alone (0.75 s of CPU each) put the floor at 1.25 ×, the rest (1.20 × of the floor)');
+  });
+
+  it('leaves the section out for runs measured before the pass was (their RESULTS.json has none)', () => {
+    const text = renderResults(report([cell()]));
+    expect(text).not.toContain('The floor the verification sets');
+    expect(text).toContain('1.50 × (miss)');
+  });
+});
+
+describe('bench: one verification pass, measured alone', () => {
+  let server: TestPostgres;
+  beforeAll(async () => {
+    server = await startPostgres();
+    await server.createDatabase('pass');
+    await server.query('CREATE TABLE a (id int PRIMARY KEY, note text); CREATE TABLE b (id bigint, doc bytea)', [], 'pass');
+    await server.query(
+      "INSERT INTO a SELECT n, repeat('x', n % 300) FROM generate_series(1, 200000) n; INSERT INTO b SELECT n, decode(md5(n::text), 'hex') FROM generate_series(1, 1000) n",
+      [],
+      'pass',
+    );
+  }, 60_000);
+  afterAll(async () => server?.stop());
+
+  it("counts the backend's CPU for the runner's statistics of every table", async () => {
+    const pass = await measureChecksumPass({ host: server.host, port: server.port, user: server.superuser, password: server.password, database: 'pass' });
+    expect(pass.tables).toBe(2);
+    expect(pass.runs).toBe(2);
+    // 200,000 rows take tens of milliseconds of the backend's CPU (10 ms ticks), and never more than the pass's wall time.
+    expect(pass.cpuSeconds).toBeGreaterThan(0);
+    expect(pass.cpuSeconds).toBeLessThanOrEqual(pass.wallSeconds + 0.01);
+  });
+});
