@@ -293,6 +293,26 @@ describe('runner verify', () => {
     expect(logLines(restore.stderr).at(-1)!.msg).toContain(victim.path);
     expect(restore.stderr).not.toContain('target verified');
   });
+
+  it('stops a restore from a backup missing part of a file before it writes anything to the target', async () => {
+    const copy = join(workDir, 'truncated');
+    spawnSync('cp', ['-a', backupDir, copy]);
+    const manifest = JSON.parse(readFileSync(join(copy, 'manifest.json'), 'utf8')) as { files: Array<{ path: string; bytes: number }> };
+    const victim = manifest.files.filter((file) => /^\d+\.dat$/.test(file.path)).sort((a, b) => b.bytes - a.bytes)[0]!;
+    const path = join(copy, 'dump', victim.path);
+    writeFileSync(path, readFileSync(path).subarray(0, victim.bytes - 1));
+    const database = await freshTargetDatabase();
+    // The backup's checks run while the runner connects to the target: the connection is closed unused.
+    const restore = await runRunner(['restore', '--dir', copy], targetEnv(database));
+    expect(restore.code).toBe(65);
+    expect(logLines(restore.stderr).at(-1)!.msg).toContain(victim.path);
+    const created = await target.query<{ n: number }>(
+      `SELECT count(*)::int AS n FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast')`,
+      [],
+      database,
+    );
+    expect(created[0]!.n).toBe(0);
+  });
 });
 
 describe('ready marker and hygiene', () => {

@@ -317,11 +317,15 @@ export async function backupDatabase(options: BackupOptions): Promise<BackupResu
   const compression = validateCompression(options.compression ?? DEFAULT_DUMP_COMPRESSION);
   const endpoint = describeEndpoint(options.source);
   const tools = options.tools ?? (await findPgTools());
-  const dumpTool = await toolVersion(tools.pgDump);
+  // `pg_dump --version` runs while the connection is set up (each takes tens of milliseconds of
+  // the downtime); a missing pg_dump still fails the run before anything is read.
+  const dumpToolVersion = toolVersion(tools.pgDump);
+  dumpToolVersion.catch(() => undefined); // Awaited below; until then a rejection is not unhandled.
 
   const snapshotClient = await connect(options.source, { purpose: 'backup-snapshot', action: 'read the snapshot of' });
   let transactionOpen = false;
   try {
+    const dumpTool = await dumpToolVersion;
     const server = await serverMajorVersion(snapshotClient);
     assertDumpToolSupports(server, dumpTool, endpoint);
     // Before the snapshot: a write between the two shows up as a change later (a needless new
