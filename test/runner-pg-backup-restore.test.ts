@@ -270,12 +270,17 @@ describe('runner verify', () => {
     }
   });
 
-  it('fails with exit 65 naming the file when a dump file was tampered with (same size)', async () => {
-    const copy = join(workDir, 'tampered');
+  /** A copy of the backup under `name`, and its largest table data file (the one the tests damage). */
+  function copyBackupAndPickLargestDataFile(name: string): { copy: string; victim: { path: string; bytes: number }; path: string } {
+    const copy = join(workDir, name);
     spawnSync('cp', ['-a', backupDir, copy]);
     const manifest = JSON.parse(readFileSync(join(copy, 'manifest.json'), 'utf8')) as { files: Array<{ path: string; bytes: number }> };
     const victim = manifest.files.filter((file) => /^\d+\.dat$/.test(file.path)).sort((a, b) => b.bytes - a.bytes)[0]!;
-    const path = join(copy, 'dump', victim.path);
+    return { copy, victim, path: join(copy, 'dump', victim.path) };
+  }
+
+  it('fails with exit 65 naming the file when a dump file was tampered with (same size)', async () => {
+    const { copy, victim, path } = copyBackupAndPickLargestDataFile('tampered');
     const content = readFileSync(path);
     content[Math.floor(content.length / 2)] ^= 0x01;
     writeFileSync(path, content);
@@ -295,11 +300,7 @@ describe('runner verify', () => {
   });
 
   it('stops a restore from a backup missing part of a file before it writes anything to the target', async () => {
-    const copy = join(workDir, 'truncated');
-    spawnSync('cp', ['-a', backupDir, copy]);
-    const manifest = JSON.parse(readFileSync(join(copy, 'manifest.json'), 'utf8')) as { files: Array<{ path: string; bytes: number }> };
-    const victim = manifest.files.filter((file) => /^\d+\.dat$/.test(file.path)).sort((a, b) => b.bytes - a.bytes)[0]!;
-    const path = join(copy, 'dump', victim.path);
+    const { copy, victim, path } = copyBackupAndPickLargestDataFile('truncated');
     writeFileSync(path, readFileSync(path).subarray(0, victim.bytes - 1));
     const database = await freshTargetDatabase();
     // The backup's checks run while the runner connects to the target: the connection is closed unused.
