@@ -7,6 +7,8 @@
  * unexpected error (exit 1, retried), its stack only at debug level. SIGTERM/SIGINT end the
  * running pg tools first, so a stopped runner leaves nothing writing behind it.
  */
+// First: it sets globals the dependencies read when they load.
+import './runtime-globals.js';
 import { ExitCode, RunnerCommand } from '../../lib/contract.js';
 import { programNameOf, runCli } from './cli.js';
 import type { AnyCommand } from './cli.js';
