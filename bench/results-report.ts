@@ -476,8 +476,8 @@ function explainRunnerWork(): string[] {
     '',
     'The fixed costs, measured this round on keycloak 0.2 GiB (log timestamps against the process\'s start): node starts in ' +
       '~0.15 s per Job; the backup reaches pg_dump after ~0.27 s, the restore reaches pg_restore after ~0.3 s (0.48 s before ' +
-      'this round: the backup\'s checks, `pg_restore --version` and the connection to the target now run side by side, and pg ' +
-      'no longer loads Node 20\'s fetch to find out whether it runs on Cloudflare Workers, ~30 ms per start); after pg_restore, ' +
+      'this round: the backup\'s checks, `pg_restore --version` and the connection to the target now run side by side, and, on ' +
+      'Node 20, pg no longer loads fetch to find out whether it runs on Cloudflare Workers, ~30 ms per start); after pg_restore, ' +
       'the catalog checks and the hygiene take ~0.18 s. The runner\'s node processes also take CPU in proportion to the dump: ' +
       'on keycloak 1 GiB (a 644 MiB dump) 2.0 s in the backup and 2.7 s in the restore (sha256 of every file, its reads, the ' +
       'files\' sizes, pg_restore\'s progress lines), next to 1.5 s for pg_dump and 0.9 s for pg_restore themselves.',
