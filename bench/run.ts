@@ -30,7 +30,7 @@ import { drawScalingChart } from './scaling-chart.js';
 import { formatBytes, parseSize } from './size.js';
 import { ALL_SHAPES, type DataShape } from './shapes.js';
 import { snapshotDatabase } from './verify-copy.js';
-import { measureChecksumPass } from './checksum-pass.js';
+import { measureChangeCheck, measureChecksumPass } from './checksum-pass.js';
 
 const REPOSITORY_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const PG_BIN_DIR = '/usr/lib/postgresql/15/bin';
@@ -205,8 +205,14 @@ async function main(): Promise<void> {
         await sourcePg.createDatabase(database);
         const generation = await shape.generate({ ...endpointOf(source), database }, { targetBytes: bytes, log: (line) => log(`  ${line}`) });
         const snapshot = await snapshotDatabase({ ...endpointOf(source), database });
-        const checksumPass = await measureChecksumPass({ ...endpointOf(source), database });
-        log(`  one verification pass: ${checksumPass.cpuSeconds.toFixed(2)} s of CPU, ${checksumPass.wallSeconds.toFixed(2)} s wall, ${checksumPass.tables} tables`);
+        const checksumPass = {
+          ...(await measureChecksumPass({ ...endpointOf(source), database })),
+          changeCheckCpuSeconds: await measureChangeCheck({ ...endpointOf(source), database }),
+        };
+        log(
+          `  one verification pass: ${checksumPass.cpuSeconds.toFixed(2)} s of CPU, ${checksumPass.wallSeconds.toFixed(2)} s wall, ${checksumPass.tables} tables; ` +
+            `the change check that could replace it in the downtime: ${checksumPass.changeCheckCpuSeconds.toFixed(2)} s of CPU`,
+        );
         const results = new Map<string, MigrationResult[]>(options.contenders.map((c) => [c.id, []]));
         for (let round = 0; round < rounds; round += 1) {
           const order = round % 2 === 0 ? runnable : [...runnable].reverse();

@@ -4,9 +4,10 @@
  * of one pass (bench/checksum-pass.ts) against a real server.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { measureChecksumPass } from '../bench/checksum-pass.js';
+import { measureChangeCheck, measureChecksumPass, rowsNewerThan } from '../bench/checksum-pass.js';
 import { renderResults, type BenchCell, type BenchReport } from '../bench/results-report.js';
 import type { MigrationResult } from '../bench/run-migration.js';
+import pg from 'pg';
 import { startPostgres, type TestPostgres } from './support/postgres.js';
 
 function result(contenderId: string, wallSeconds: number, clientCpuSeconds: number, serverCpuSeconds: number): MigrationResult {
@@ -27,7 +28,7 @@ function result(contenderId: string, wallSeconds: number, clientCpuSeconds: numb
   };
 }
 
-function cell(checksumPassCpu?: number): BenchCell {
+function cell(checksumPassCpu?: number, changeCheckCpu?: number): BenchCell {
   return {
     shape: 'wide',
     shapeLabel: 'wide',
@@ -51,7 +52,17 @@ function cell(checksumPassCpu?: number): BenchCell {
       { id: 'pipe', label: 'pg_dump | psql', isRunner: false, commands: [], results: [result('pipe', 4, 1, 5)] },
       { id: 'fd-z0', label: 'fd', isRunner: false, commands: [], results: [result('fd-z0', 5, 1, 6)] },
     ],
-    ...(checksumPassCpu === undefined ? {} : { checksumPass: { cpuSeconds: checksumPassCpu, wallSeconds: checksumPassCpu, tables: 3, runs: 2 } }),
+    ...(checksumPassCpu === undefined
+      ? {}
+      : {
+          checksumPass: {
+            cpuSeconds: checksumPassCpu,
+            wallSeconds: checksumPassCpu,
+            tables: 3,
+            runs: 2,
+            ...(changeCheckCpu === undefined ? {} : { changeCheckCpuSeconds: changeCheckCpu }),
+          },
+        }),
   };
 }
 
@@ -64,8 +75,17 @@ describe('bench report: the floor of two verification passes', () => {
     const text = renderResults(report([cell(0.75)]));
     // Peer: 4 s, 6 s CPU (1.50 cores); pass 0.75 s → floor 4 × 1.25 = 5 s; runner 6 s = 1.50 × the peer, 1.20 × the floor.
     const row = text.split('\n').find((line) => line.startsWith('| wide | 1.00 GiB | pg_dump \\| psql |'));
-    expect(row).toBe('| wide | 1.00 GiB | pg_dump \\| psql | 4.00 s | 6.00 s | 1.50 | 0.75 s | 5.00 s | 1.25 × | 1.50 × | 1.20 × |');
+    expect(row).toBe('| wide | 1.00 GiB | pg_dump \\| psql | 4.00 s | 6.00 s | 1.50 | 0.75 s | 5.00 s | 1.25 × | 1.50 × | 1.20 × | – | – |');
     expect(text).toContain('two verification passes alone (0.75 s of CPU each) put the floor at 1.25 ×, the rest (1.20 × of the floor)');
+    expect(text).not.toContain('The last two columns measure the first lever');
+  });
+
+  it('puts the floor with the source pass before the downtime at peer wall × (1 + (pass + change check) ÷ peer CPU)', () => {
+    const text = renderResults(report([cell(0.75, 0.15)]));
+    // (0.75 + 0.15) ÷ 6 = 0.15 → 1.15 × the peer, against 1.25 × with both passes in the downtime.
+    const row = text.split('\n').find((line) => line.startsWith('| wide | 1.00 GiB | pg_dump \\| psql |'));
+    expect(row).toBe('| wide | 1.00 GiB | pg_dump \\| psql | 4.00 s | 6.00 s | 1.50 | 0.75 s | 5.00 s | 1.25 × | 1.50 × | 1.20 × | 0.15 s | 1.15 × |');
+    expect(text).toContain('The last two columns measure the first lever');
   });
 
   it('leaves the section out for runs measured before the pass was (their RESULTS.json has none)', () => {
@@ -96,5 +116,36 @@ describe('bench: one verification pass, measured alone', () => {
     // 200,000 rows take tens of milliseconds of the backend's CPU (10 ms ticks), and never more than the pass's wall time.
     expect(pass.cpuSeconds).toBeGreaterThan(0);
     expect(pass.cpuSeconds).toBeLessThanOrEqual(pass.wallSeconds + 0.01);
+  });
+
+  it('measures the change check that would replace the pass in the downtime, and it costs less than the pass', async () => {
+    const endpoint = { host: server.host, port: server.port, user: server.superuser, password: server.password, database: 'pass' };
+    const pass = await measureChecksumPass(endpoint);
+    const check = await measureChangeCheck(endpoint);
+    expect(check).toBeGreaterThanOrEqual(0);
+    // Counting rows and reading xmin costs a fraction of hashing every column of every row.
+    expect(check).toBeLessThan(pass.cpuSeconds);
+  });
+
+  it('counts a row committed after an earlier snapshot as newer, and none of the rows before it', async () => {
+    // The check's own snapshot sees nothing newer than itself (it throws if it does); a row
+    // committed after another session's snapshot proves its condition.
+    const client = new pg.Client({ host: server.host, port: server.port, user: server.superuser, password: server.password, database: 'pass' });
+    await client.connect();
+    try {
+      await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ');
+      const xmax = (await client.query<{ xmax: string }>('SELECT (txid_snapshot_xmax(txid_current_snapshot()) % 4294967296)::text AS xmax')).rows[0]!.xmax;
+      await server.query("INSERT INTO a VALUES (200001, 'late')", [], 'pass');
+      await client.query('COMMIT');
+      const rows = await server.query<{ newer: string }>(
+        `SELECT count(*) FILTER (WHERE ${rowsNewerThan(xmax, [])})::text AS newer FROM a AS t`,
+        [],
+        'pass',
+      );
+      expect(rows[0]!.newer).toBe('1');
+    } finally {
+      await client.end();
+      await server.query('DELETE FROM a WHERE id = 200001', [], 'pass');
+    }
   });
 });
