@@ -12,8 +12,9 @@
  * CPU is the backend's own user + system time from /proc/<pid>/stat (the benchmark runs on the
  * server's machine); the client's share (the pg protocol for a few rows per table) is negligible.
  */
-import { connect, qualifiedName } from '../runner/src/pg/connection.js';
-import { collectDatabaseStats, listTables, type TableStats } from '../runner/src/pg/manifest.js';
+import { connect } from '../runner/src/pg/connection.js';
+import { reuseEarlyPass, takeEarlyPass } from '../runner/src/pg/early-pass.js';
+import { collectDatabaseStats } from '../runner/src/pg/manifest.js';
 import { processTotals } from './measure.js';
 import type { DatabaseEndpoint } from './verify-copy.js';
 
@@ -25,8 +26,8 @@ export interface ChecksumPass {
   /** Number of times the pass was measured; the values above are from the fastest (warm cache). */
   readonly runs: number;
   /**
-   * The backend's CPU seconds for the {@link measureChangeCheck} that would replace the source's
-   * pass inside the downtime if the pass ran before it. Absent in runs measured before it was.
+   * The backend's CPU seconds of {@link measureChangeCheck}: what replaced the source's pass inside
+   * the downtime once the pass ran before it. Absent in runs measured before it did.
    */
   readonly changeCheckCpuSeconds?: number;
 }
@@ -60,80 +61,39 @@ export async function measureChecksumPass(endpoint: DatabaseEndpoint, runs = 2):
 }
 
 /**
- * What the source's verification would cost inside the downtime if its pass ran before it — the
- * lever the results report names first (README, "What would close it"): checksum every table while
- * Keycloak still runs, keep that early snapshot open through the quiescing, and inside the dump's
- * snapshot only prove each table unchanged since: the same row count and relfilenode, and no row
- * whose xmin the early snapshot cannot see (committed after it, or running when it was taken; while
- * it is held, no such row can have been frozen). The large objects the same way (their rows in
- * pg_largeobject; a superuser's read, as the benchmark's is), then the catalog inventory and the
- * sequences, which the runner would read again in the dump's snapshot anyway.
- *
- * The runner does not do this yet (it would need the quiescing and the dump in one Job); this
- * measures only its cost, on the benchmark's idle source, where the early snapshot is the check's
- * own (nothing is newer, the check scans what it would scan). The backend's CPU, the cheaper of
- * `runs` runs on one session.
+ * What the source's verification costs inside the downtime now that its pass runs before it
+ * (runner/src/pg/early-pass.ts): in the dump's snapshot, the proof that each table is unchanged
+ * since the early pass (its relfilenode, row count and rows written since: every row's xmin is
+ * read, no column hashed), the same for the large objects, then the statistics with the early
+ * checksums reused (the catalog inventory and the sequences are read again). Measured on the
+ * session that took the early pass (its catalog caches are warm, as the runner's dump session's
+ * are after its first queries), on the benchmark's idle source, where every table is reused. The
+ * backend's CPU, the cheaper of `runs` runs.
  */
 export async function measureChangeCheck(endpoint: DatabaseEndpoint, runs = 2): Promise<number> {
-  const client = await connect(
-    { host: endpoint.host, port: endpoint.port, user: endpoint.user, password: endpoint.password, database: endpoint.database },
-    { purpose: 'bench-change-check', action: 'check' },
-  );
+  const settings = { host: endpoint.host, port: endpoint.port, user: endpoint.user, password: endpoint.password, database: endpoint.database };
+  const client = await connect(settings, { purpose: 'bench-change-check', action: 'check' });
   try {
     const pid = (await client.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0]!.pid;
+    const early = await takeEarlyPass(client, settings);
     let best = Number.POSITIVE_INFINITY;
-    // The first run warms the backend's catalog caches (for ~85 tables that alone is ~0.4 s) and is
-    // not counted: the runner would check on a session that took part in the early pass.
-    for (let run = 0; run <= runs; run += 1) {
+    for (let run = 0; run < runs; run += 1) {
       await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
-      await client.query("SET LOCAL max_parallel_workers_per_gather = 0; SET LOCAL jit = 'off'");
       const cpuBefore = processTotals(pid).cpuSeconds;
-      await checkUnchanged(client);
-      const cpuSeconds = processTotals(pid).cpuSeconds - cpuBefore;
+      const reuse = await reuseEarlyPass(client, early, settings);
+      if (reuse.unusable || reuse.rescanned.length > 0) {
+        throw new Error(`the idle source changed under the benchmark: ${reuse.unusable ?? reuse.rescanned.join(', ')}`);
+      }
+      await collectDatabaseStats(client, {
+        concurrent: true,
+        checksummedTables: reuse.tables,
+        ...(reuse.largeObjects ? { checksummedLargeObjects: reuse.largeObjects } : {}),
+      });
+      best = Math.min(best, processTotals(pid).cpuSeconds - cpuBefore);
       await client.query('COMMIT');
-      if (run > 0) best = Math.min(best, cpuSeconds);
     }
     return best;
   } finally {
     await client.end().catch(() => undefined);
   }
-}
-
-/**
- * SQL condition on `t.xmin`: the row was written by a transaction an earlier snapshot cannot see
- * (its xmax and in-progress list, as 32-bit xids). age(xmin) is relative to one transaction id per
- * transaction, so "at least as new as xmax" is age(xmin) <= age(xmax), without wraparound
- * arithmetic per row (frozen rows have the greatest age).
- */
-export function rowsNewerThan(xmax: string, xip: readonly string[]): string {
-  for (const xid of [xmax, ...xip]) if (!/^\d+$/.test(xid)) throw new Error(`not a transaction id: ${xid}`);
-  return `(pg_catalog.age(t.xmin) <= (SELECT pg_catalog.age('${xmax}'::xid)) OR t.xmin = ANY ('{${xip.join(',')}}'::xid[]))`;
-}
-
-async function checkUnchanged(client: Awaited<ReturnType<typeof connect>>): Promise<void> {
-  const early = (
-    await client.query<{ xmax: string; xip: string[] | null }>(
-      `SELECT (pg_catalog.txid_snapshot_xmax(s) % 4294967296)::text AS xmax,
-              (SELECT array_agg((x % 4294967296)::text) FROM pg_catalog.txid_snapshot_xip(s) AS x) AS xip
-         FROM pg_catalog.txid_current_snapshot() AS s`,
-    )
-  ).rows[0]!;
-  const newer = rowsNewerThan(early.xmax, early.xip ?? []);
-  const tables = await listTables(client, { sizes: false });
-  const unchanged = new Map<string, TableStats>();
-  for (const table of tables) {
-    const name = qualifiedName(table.schema, table.name);
-    const row = (
-      await client.query<{ rows: string; newer: string; relfilenode: string }>(
-        `SELECT count(*)::bigint AS rows, count(*) FILTER (WHERE ${newer})::bigint AS newer,
-                (SELECT c.relfilenode FROM pg_catalog.pg_class c WHERE c.oid = '${name.replace(/'/g, "''")}'::regclass)::text AS relfilenode
-           FROM ONLY ${name} AS t`,
-      )
-    ).rows[0]!;
-    if (row.newer !== '0') throw new Error(`${table.schema}.${table.name} has rows newer than the change check's own snapshot`);
-    // The early pass's statistics would stand for the table; the benchmark measures the cost only.
-    unchanged.set(`${table.schema}.${table.name}`, { schema: table.schema, name: table.name, kind: 'table', rows: Number(row.rows), checksum: '0', sizeBytes: 0 });
-  }
-  await client.query(`SELECT count(*) FILTER (WHERE ${newer}) FROM pg_catalog.pg_largeobject AS t`);
-  await collectDatabaseStats(client, { concurrent: true, checksummedTables: unchanged, checksummedLargeObjects: { count: 0, checksum: '0' } });
 }

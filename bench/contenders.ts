@@ -30,6 +30,12 @@ export interface Step {
    * next contender waits for it. Only on the last step.
    */
   readonly downtimeEndsAt?: RegExp;
+  /**
+   * Work done while the application still runs (before it is stopped): its time is not in the
+   * contender's wall time (the downtime), its CPU, memory and writes still count. Only on leading
+   * steps.
+   */
+  readonly beforeDowntime?: boolean;
 }
 
 export interface Contender {
@@ -63,8 +69,10 @@ function uri(endpoint: DatabaseEndpoint): string {
 }
 
 /**
- * The runner as the hook Jobs run it: backup (dump, manifest, verify), then restore (restore, verify,
- * hygiene; its downtime ends at "target ready", before the ANALYZE that runs while Keycloak starts).
+ * The runner from the command line: the source's checksums while the application still runs
+ * (checksum-source, before the downtime), then backup (dump, manifest, verify; the checksums of
+ * the tables proven unchanged are reused), then restore (restore, verify, hygiene; its downtime
+ * ends at "target ready", before the ANALYZE that runs while Keycloak starts).
  */
 export const runnerContender: Contender = {
   id: 'runner',
@@ -75,6 +83,7 @@ export const runnerContender: Contender = {
     const dir = join(context.workDir, 'backup');
     const common = { MIGRATION_PARALLEL_JOBS: String(context.jobs), MIGRATION_LOG_FORMAT: 'json', PG_BINDIR: context.pgBinDir };
     return [
+      { argv: ['node', bundle, 'checksum-source', '--dir', dir], env: { ...common, ...prefixed('SOURCE', context.source) }, beforeDowntime: true },
       { argv: ['node', bundle, 'backup', '--dir', dir], env: { ...common, ...prefixed('SOURCE', context.source) } },
       {
         argv: ['node', bundle, 'restore', '--dir', dir],

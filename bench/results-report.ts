@@ -147,36 +147,40 @@ function summarizeCell(cell: BenchCell): CellSummary {
 const totalCpu = (summary: Summary): number => medianOf(summary.ok, (r) => r.clientCpuSeconds + r.serverCpuSeconds);
 
 /**
- * The least wall time the runner's verification allows: the fastest peer's CPU plus the two
- * passes the runner makes (source and target), run at the peer's core use.
+ * The least wall time the runner's verification allows: the fastest peer's CPU plus the checksum
+ * work the runner does in the downtime, run at the peer's core use. With the source's pass before
+ * the downtime (measured change check), that work is one pass (the target's) plus the change
+ * check; in runs measured before, two passes.
  */
 interface VerificationFloor {
   readonly passCpu: number;
   readonly peerCpu: number;
   /** CPU seconds per wall second the peer kept busy. */
   readonly peerCores: number;
-  readonly wall: number;
-  /** floor ÷ fastest peer. */
-  readonly ratio: number;
-  /** The source's change check that could replace its pass in the downtime (checksum-pass.ts `measureChangeCheck`). */
+  /** Both passes in the downtime, ÷ fastest peer. */
+  readonly bothPassesRatio: number;
+  /** The source's proof that its tables are unchanged since the early pass (checksum-pass.ts `measureChangeCheck`). */
   readonly changeCheckCpu?: number;
-  /** The floor ÷ fastest peer with the source's pass before the downtime: one pass plus the change check in it. */
-  readonly earlyPassRatio?: number;
+  /** The floor that applies to the runner measured: with the change check if measured, else both passes. ÷ fastest peer. */
+  readonly ratio: number;
+  readonly wall: number;
 }
 
 function verificationFloor(c: CellSummary): VerificationFloor | undefined {
   const pass = c.cell.checksumPass;
   if (!pass || !c.fastestPeer) return undefined;
   const peerCpu = totalCpu(c.fastestPeer);
-  const ratio = 1 + (2 * pass.cpuSeconds) / peerCpu;
+  const bothPassesRatio = 1 + (2 * pass.cpuSeconds) / peerCpu;
   const check = pass.changeCheckCpuSeconds;
+  const ratio = check === undefined ? bothPassesRatio : 1 + (pass.cpuSeconds + check) / peerCpu;
   return {
     passCpu: pass.cpuSeconds,
     peerCpu,
     peerCores: peerCpu / c.fastestPeer.wall,
-    wall: c.fastestPeer.wall * ratio,
+    bothPassesRatio,
+    ...(check === undefined ? {} : { changeCheckCpu: check }),
     ratio,
-    ...(check === undefined ? {} : { changeCheckCpu: check, earlyPassRatio: 1 + (pass.cpuSeconds + check) / peerCpu }),
+    wall: c.fastestPeer.wall * ratio,
   };
 }
 
@@ -451,10 +455,13 @@ function verdict(target: string, goal: string, measured: string, pass: boolean, 
 function explainRunnerWork(): string[] {
   return [
     'The runner runs the same `pg_dump -Fd -Z0 -jN` / `pg_restore -jN` as the fastest script and adds what makes the migration safe, ' +
-      'overlapped where it can be: during the dump, a checksum pass over every table in the dump\'s exported snapshot ' +
-      '(runner/src/pg/manifest.ts: one 64-bit hash per column value — integers, booleans, uuids and timestamps by value with their ' +
-      'type\'s own hash function, other values by their text, bytea values of 1 KiB or more by their sha256) and sha256 of ' +
-      'each file as pg_dump finishes it; during the restore, sha256 of every dump file again (a tampered backup must stop the ' +
+      'overlapped where it can be: before the downtime (`checksum-source`, while Keycloak still runs; not in the wall time), a ' +
+      'checksum pass over every table and the large objects in a snapshot of its own (runner/src/pg/manifest.ts: one 64-bit hash ' +
+      'per column value — integers, booleans, uuids and timestamps by value with their type\'s own hash function, other values by ' +
+      'their text, bytea values of 1 KiB or more by their sha256); during the dump, in the dump\'s exported snapshot, the proof ' +
+      'that each table is unchanged since (runner/src/pg/early-pass.ts: same relfilenode and row count, no row written since — ' +
+      'every row\'s xmin is read, nothing hashed; on this benchmark\'s idle source every table passes), a checksum of the tables ' +
+      'it cannot prove unchanged, and sha256 of each file as pg_dump finishes it; during the restore, sha256 of every dump file again (a tampered backup must stop the ' +
       'restore), a checksum pass of each table as soon as pg_restore reports it loaded ' +
       '(runner/src/pg/verify-during-restore.ts), the large objects\' checksum, then the catalog, sequence and ownership checks, ' +
       'fsyncs and Keycloak hygiene; node starts twice (two hook Jobs). Then it logs "target ready" — Keycloak may start — and ' +
@@ -474,14 +481,17 @@ function explainRunnerWork(): string[] {
       'checksum on each server (documents by sha256, large objects by sha256, split over the sessions after the restore); ' +
       'the large objects are restored one by one in one pg_restore item, the long pole of every contender.',
     '',
+    'Done this round, the first lever of the last report: the source\'s pass left the downtime (above; `checksum-source` then ' +
+      '`backup` from the command line, as this benchmark runs them). Its proof needs no snapshot held open: a table is reused ' +
+      'only with the same relfilenode and row count and no visible row whose xmin is at or above the early snapshot\'s xmin — ' +
+      'every transaction below it had ended, a subtransaction\'s id is above its parent\'s, and freezing keeps xmin since ' +
+      'PostgreSQL 9.4 — so a table is never wrongly reused, and a wrong reuse would fail the restore\'s comparison anyway. It ' +
+      'spares nothing for the tables Keycloak writes all day (events, sessions), which are scanned again in the downtime. ' +
+      'The hook Jobs do not use it yet: the prepare Job, which runs while Keycloak still runs, would take the pass and hand it ' +
+      'to the backup Job (in the state ConfigMap, or on the backup volume, which prepare does not mount).',
+    '',
     'What would close the rest, in order of what it would save (the floor below shows why nothing closes all of it on two ' +
-      'shared cores while both passes stay): (1) one pass out of the downtime — checksum the source\'s tables while Keycloak ' +
-      'still runs, keep that snapshot open through the quiescing, and in the dump\'s snapshot re-checksum only the tables ' +
-      'written since. With the early snapshot held, no row written after it can be frozen, so an equal row count, the same ' +
-      'relfilenode and no row whose xmin the early snapshot cannot see prove a table unchanged exactly, at the cost of a scan ' +
-      'without hashing (~1/25 of a pass). It needs the quiescing and the dump in one process (today Keycloak is scaled down by ' +
-      'the prepare Job and dumped by the backup Job), and it spares nothing for the tables Keycloak writes all day (events, ' +
-      'sessions); (2) here both servers share the two cores, so the source\'s pass takes cycles from pg_dump and the target\'s ' +
+      'shared cores while the target\'s pass stays): (1) the hook Jobs taking the early pass, as above; (2) here both servers share the two cores, so the source\'s pass takes cycles from pg_dump and the target\'s ' +
       'from pg_restore; in a cluster they run in different pods, usually on different nodes; (3) a copy cheaper than the ' +
       'peers\' by a pass: the table data in binary COPY instead of pg_dump\'s text (measured this round on the wide tables at ' +
       '0.2 GiB, server CPU of COPY alone: out 1.15 → 0.94 s, into a table without indexes 2.00 → 1.28 s, 0.93 s less in all, ' +
@@ -530,8 +540,12 @@ function explainMiss(c: CellSummary, report: BenchReport): string {
     `${s(peer.wall)} s (${stepsOf(peer)}; ${cpu(peer)}) on ${report.machine.cores ?? '?'} cores: ${x(c.ratio)}, ` +
     `${s(runner.wall - peer.wall)} s over` +
     (floor
-      ? `; two verification passes alone (${s(floor.passCpu)} s of CPU each) put the floor at ${x(floor.ratio)}, ` +
-        `the rest (${x(runner.wall / floor.wall)} of the floor) is what the runner adds besides them.`
+      ? floor.changeCheckCpu === undefined
+        ? `; two verification passes alone (${s(floor.passCpu)} s of CPU each) put the floor at ${x(floor.ratio)}, ` +
+          `the rest (${x(runner.wall / floor.wall)} of the floor) is what the runner adds besides them.`
+        : `; the target's pass (${s(floor.passCpu)} s of CPU) and the source's change check (${s(floor.changeCheckCpu)} s) alone ` +
+          `put the floor at ${x(floor.ratio)} (${x(floor.bothPassesRatio)} with both passes in the downtime), the rest ` +
+          `(${x(runner.wall / floor.wall)} of the floor) is what the runner adds besides them.`
       : '.')
   );
 }
@@ -540,48 +554,45 @@ function explainMiss(c: CellSummary, report: BenchReport): string {
 function renderVerificationFloor(cells: readonly CellSummary[]): string[] {
   const floors = cells.map((c) => ({ c, floor: verificationFloor(c) })).filter((entry) => entry.floor !== undefined);
   if (floors.length === 0) return [];
+  const early = floors.some(({ floor }) => floor!.changeCheckCpu !== undefined);
   const lines = ['### The floor the verification sets', ''];
   lines.push(
     'A verification pass is the runner\'s own statistics collection (runner/src/pg/manifest.ts `collectDatabaseStats`: every ' +
       'table\'s checksum, the large objects\' checksum, sequences, the catalog inventory) over the source database, measured alone ' +
       'on one session once per cell, before the rounds (bench/checksum-pass.ts; the backend\'s CPU time, the cheaper of two runs). ' +
-      'The runner makes it twice in every migration — on the source during the dump, on the target during the restore (there on ' +
-      'pages whose hint bits are not set yet: ~0.4 µs more per row) — and no peer makes it at all. Had the runner done nothing but ' +
-      'the fastest peer\'s work plus these two passes, keeping the cores as busy as that peer did, its wall time would be the ' +
-      'floor: peer wall × (1 + 2 × pass CPU ÷ peer CPU). A ratio of 1.00 × needs a pass that costs nothing, or a copy cheaper ' +
-      'than the peer\'s by two passes; "runner ÷ floor" is what the runner adds besides the passes (node start-ups and file ' +
-      'digests, the steps that do not overlap, the cores left idle between them).',
+      'No peer makes it. The runner makes it on the target during the restore (there on pages whose hint bits are not set yet: ' +
+      '~0.4 µs more per row) and on the source — ' +
+      (early
+        ? 'now before the downtime, leaving in it only the change check (the proof that each table is unchanged since, ' +
+          'bench/checksum-pass.ts `measureChangeCheck`: the runner\'s own early-pass.ts on a warm session). '
+        : 'in this run inside the downtime, during the dump. ') +
+      'Had the runner done nothing but the fastest peer\'s work plus its checksum work in the downtime, keeping the cores as ' +
+      'busy as that peer did, its wall time would be the floor: peer wall × (1 + (pass CPU + change check CPU) ÷ peer CPU) ' +
+      '(with both passes in the downtime: 1 + 2 × pass CPU ÷ peer CPU, the column before). A ratio of 1.00 × needs a pass that ' +
+      'costs nothing, or a copy cheaper than the peer\'s by a pass; "runner ÷ floor" is what the runner adds besides (node ' +
+      'start-ups and file digests, the steps that do not overlap, the cores left idle between them).',
     '',
-    '| shape | size on disk | fastest peer | its wall | its CPU | cores it kept busy | one pass: CPU | floor | floor ÷ peer | runner ÷ peer | runner ÷ floor | change check: CPU | floor, source pass before the downtime |',
-    '|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
+    '| shape | size on disk | fastest peer | its wall | its CPU | cores it kept busy | one pass: CPU | change check: CPU | floor, both passes in the downtime | floor, source pass before it | runner ÷ peer | runner ÷ floor |',
+    '|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
   );
   for (const { c, floor } of floors) {
     const f = floor!;
+    const check = f.changeCheckCpu;
     lines.push(
       `| ${c.cell.shape} | ${formatBytes(c.cell.generation.databaseBytes)} | ${escapeCell(c.fastestPeer!.label)} | ${s(c.fastestPeer!.wall)} s | ` +
-        `${s(f.peerCpu)} s | ${f.peerCores.toFixed(2)} | ${s(f.passCpu)} s | ${s(f.wall)} s | ${x(f.ratio)} | ` +
-        `${c.runner ? x(c.ratio) : '–'} | ${c.runner ? x(c.runner.wall / f.wall) : '–'} | ` +
-        `${f.changeCheckCpu === undefined ? '–' : `${s(f.changeCheckCpu)} s`} | ${f.earlyPassRatio === undefined ? '–' : x(f.earlyPassRatio)} |`,
+        `${s(f.peerCpu)} s | ${f.peerCores.toFixed(2)} | ${s(f.passCpu)} s | ${check === undefined ? '–' : `${s(check)} s`} | ` +
+        `${x(f.bothPassesRatio)} | ${check === undefined ? '–' : x(f.ratio)} | ` +
+        `${c.runner ? x(c.ratio) : '–'} | ${c.runner ? x(c.runner.wall / f.wall) : '–'} |`,
     );
   }
   lines.push('');
-  if (floors.some(({ floor }) => floor!.earlyPassRatio !== undefined)) {
-    lines.push(
-      'The last two columns measure the first lever of "What would close it": the source\'s pass made while Keycloak still ' +
-        'runs, its snapshot held open through the quiescing, and inside the downtime only a change check in the dump\'s ' +
-        'snapshot (bench/checksum-pass.ts `measureChangeCheck`: every table\'s row count, relfilenode and rows whose xmin the ' +
-        'early snapshot cannot see; the same for pg_largeobject; the catalog inventory and sequences again) — the runner does ' +
-        'not do this yet. Its floor is peer wall × (1 + (pass CPU + change check CPU) ÷ peer CPU): one pass less in the ' +
-        'downtime, still above 1.00 × without a copy cheaper than the peer\'s.',
-      '',
-    );
-  }
   return lines;
 }
 
 /** Median wall time of step `index`, and the median of what it ran after the downtime ended (not in the wall). */
 function stepTime(results: readonly MigrationResult[], index: number): string {
   const wall = `${s(medianOf(results, (r) => r.steps[index]?.wallSeconds ?? Number.NaN))} s`;
+  if (results.every((r) => r.steps[index]?.beforeDowntime)) return `${wall} (before the downtime, not in the wall)`;
   if (results.every((r) => r.steps[index]?.afterDowntimeSeconds === undefined)) return wall;
   return `${wall} (then ${s(medianOf(results, (r) => r.steps[index]?.afterDowntimeSeconds ?? Number.NaN))} s more while Keycloak starts)`;
 }

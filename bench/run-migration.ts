@@ -41,6 +41,8 @@ export interface StepTiming {
   readonly wallSeconds: number;
   /** From the {@link Step.downtimeEndsAt} line to the exit: work done while the application starts. */
   readonly afterDowntimeSeconds?: number;
+  /** A {@link Step.beforeDowntime} step: its time is not in the wall time. */
+  readonly beforeDowntime?: true;
 }
 
 export interface MigrationResult {
@@ -48,7 +50,10 @@ export interface MigrationResult {
   /** Passed the benchmark's own check of the copy; when false, `failure` says why. */
   readonly ok: boolean;
   readonly failure?: string;
-  /** From the first start to the last exit, or to the last step's {@link Step.downtimeEndsAt} line: the downtime. */
+  /**
+   * From the first start (after any {@link Step.beforeDowntime} steps) to the last exit, or to the
+   * last step's {@link Step.downtimeEndsAt} line: the downtime.
+   */
   readonly wallSeconds: number;
   readonly steps: readonly StepTiming[];
   /** user + system CPU of the contender's processes (the client side). */
@@ -98,7 +103,7 @@ export async function runMigration(setup: MigrationSetup): Promise<MigrationResu
   const busyBefore = machineBusySeconds();
   const benchBefore = process.cpuUsage();
   const sampler = new MemorySampler();
-  const started = performance.now();
+  let started = performance.now();
   const steps: StepTiming[] = [];
   let failure: string | undefined;
   let downtimeEnded: number | undefined;
@@ -106,7 +111,12 @@ export async function runMigration(setup: MigrationSetup): Promise<MigrationResu
     const all = setup.contender.steps(context);
     for (const [index, step] of all.entries()) {
       if (step.downtimeEndsAt && index !== all.length - 1) throw new Error(`${setup.contender.id}: downtimeEndsAt is only allowed on the last step`);
+      if (step.beforeDowntime && all.slice(0, index).some((earlier) => !earlier.beforeDowntime)) {
+        throw new Error(`${setup.contender.id}: beforeDowntime is only allowed on leading steps`);
+      }
       const stepStarted = performance.now();
+      // The downtime starts with the first step that needs the application stopped.
+      if (!step.beforeDowntime && all.slice(0, index).every((earlier) => earlier.beforeDowntime)) started = stepStarted;
       const { downtimeEndedAt } = await runStep(step, setup.repositoryRoot);
       const exited = performance.now();
       if (step.downtimeEndsAt && downtimeEndedAt === undefined) {
@@ -117,6 +127,7 @@ export async function runMigration(setup: MigrationSetup): Promise<MigrationResu
         command: describeStep(step),
         wallSeconds: ((downtimeEndedAt ?? exited) - stepStarted) / 1000,
         ...(downtimeEndedAt !== undefined ? { afterDowntimeSeconds: (exited - downtimeEndedAt) / 1000 } : {}),
+        ...(step.beforeDowntime ? { beforeDowntime: true as const } : {}),
       });
     }
   } catch (error) {

@@ -22,6 +22,8 @@ export const RunnerCommand = {
   status: 'status',
   /** What the next run would do, changing nothing. */
   plan: 'plan',
+  /** Stand-alone: checksum SOURCE_* before the downtime into --dir, for a later backup to reuse. */
+  checksumSource: 'checksum-source',
   /** Stand-alone: dump SOURCE_* into --dir with a manifest. */
   backup: 'backup',
   /** Stand-alone: restore --dir into TARGET_* and verify against the manifest. */

@@ -3,6 +3,7 @@
  * one import and one entry here.
  */
 import type { AnyCommand } from '../cli.js';
+import { checksumSourceCommand } from './checksum-source.js';
 import { backupCommand } from './backup.js';
 import { restoreCommand } from './restore.js';
 import { verifyCommand } from './verify.js';
@@ -15,6 +16,7 @@ import { statusCommand } from './status.js';
 import { planCommand } from './plan.js';
 
 export const commands: readonly AnyCommand[] = [
+  checksumSourceCommand,
   backupCommand,
   restoreCommand,
   verifyCommand,

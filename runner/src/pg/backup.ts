@@ -20,6 +20,7 @@ import { join } from 'node:path';
 import type pg from 'pg';
 import { Env, ReadyMarker } from '../../../lib/contract.js';
 import { classifyDatabaseError, classifyFilesystemError, configError } from '../errors.js';
+import { reuseEarlyPass, type EarlyPass, type EarlyPassReuse } from './early-pass.js';
 import { formatBytes, silentLogger, type Logger, type ProgressEvent, pollProgress } from '../log.js';
 import { connect, describeEndpoint, serverMajorVersion, toolEnv, type ConnectionSettings } from './connection.js';
 import {
@@ -58,6 +59,12 @@ export interface BackupOptions {
   readonly freeSpace?: (dir: string) => Promise<number>;
   /** Progress poll interval. @default 2000 */
   readonly progressIntervalMs?: number;
+  /**
+   * A checksum pass over the source taken before the downtime (pg/early-pass.ts): the statistics
+   * reuse its checksums of the tables proven unchanged in the dump's snapshot. @default - none:
+   * every table is checksummed in the dump's snapshot
+   */
+  readonly earlyPass?: EarlyPass;
 }
 
 export interface BackupResult {
@@ -389,10 +396,15 @@ export async function backupDatabase(options: BackupOptions): Promise<BackupResu
     });
 
     let statsDurationMs = 0;
+    let reuse: EarlyPassReuse | undefined;
     const statsWork = (async () => {
       const statsStarted = Date.now();
+      // In the dump's snapshot, before any scan: which early checksums still hold.
+      reuse = options.earlyPass ? await reuseEarlyPass(snapshotClient, options.earlyPass, options.source, log) : undefined;
+      if (reuse?.unusable) log.info('not using the early checksum pass', { takenAt: options.earlyPass!.takenAt, reason: reuse.unusable });
       const stats = await collectDatabaseStats(snapshotClient, {
         concurrent: true,
+        ...(reuse ? { checksummedTables: reuse.tables, ...(reuse.largeObjects ? { checksummedLargeObjects: reuse.largeObjects } : {}) } : {}),
         onTable: (table, done, total) => log.debug('checksummed', { table: `${table.schema}.${table.name}`, rows: table.rows, done, total }),
       });
       statsDurationMs = Date.now() - statsStarted;
@@ -450,6 +462,17 @@ export async function backupDatabase(options: BackupOptions): Promise<BackupResu
       totalRows: totalRows(stats),
       durationsMs: { dump: dumpDurationMs, stats: statsDurationMs, digests: digestsDurationMs },
       sourceFingerprint,
+      ...(options.earlyPass && reuse
+        ? {
+            earlyPass: {
+              takenAt: options.earlyPass.takenAt,
+              tablesReused: reuse.tables.size,
+              largeObjectsReused: reuse.largeObjects !== undefined,
+              rescanned: reuse.rescanned.slice(0, 20),
+              ...(reuse.unusable ? { unusable: reuse.unusable } : {}),
+            },
+          }
+        : {}),
     };
 
     // Commit: invalidate the previous backup first, so that no crash can pair a new dump with an

@@ -111,6 +111,12 @@ export interface BackupManifest {
   readonly totalRows: number;
   readonly durationsMs: { readonly dump: number; readonly stats: number; readonly digests: number };
   /**
+   * The checksum pass taken before the downtime (pg/early-pass.ts) that this backup's statistics
+   * reused for the tables proven unchanged since. Absent: every table was checksummed in the dump's
+   * snapshot.
+   */
+  readonly earlyPass?: { readonly takenAt: string; readonly tablesReused: number; readonly largeObjectsReused: boolean; readonly rescanned: readonly string[]; readonly unusable?: string };
+  /**
    * The source's write counters, taken just before the snapshot: a later run compares them with
    * the source to tell whether it changed since this backup (pg/source-changes.ts). Absent in
    * manifests of older runners, which then always count as changed.
@@ -213,7 +219,7 @@ export interface CollectStatsOptions {
 }
 
 /** Runs `text` on `client` in a savepoint, so that an error does not abort the surrounding transaction. */
-async function queryOrUndefined<R extends pg.QueryResultRow>(client: pg.Client, text: string): Promise<pg.QueryResult<R> | undefined> {
+export async function queryOrUndefined<R extends pg.QueryResultRow>(client: pg.Client, text: string): Promise<pg.QueryResult<R> | undefined> {
   await client.query('SAVEPOINT kc_migration_optional');
   try {
     const result = await client.query<R>(text);
