@@ -487,16 +487,18 @@ function explainRunnerWork(): string[] {
       'every transaction below it had ended, a subtransaction\'s id is above its parent\'s, and freezing keeps xmin since ' +
       'PostgreSQL 9.4 — so a table is never wrongly reused, and a wrong reuse would fail the restore\'s comparison anyway. It ' +
       'spares nothing for the tables Keycloak writes all day (events, sessions), which are scanned again in the downtime. ' +
-      'The hook Jobs do not use it yet: the prepare Job, which runs while Keycloak still runs, would take the pass and hand it ' +
-      'to the backup Job (in the state ConfigMap, or on the backup volume, which prepare does not mount).',
+      'The hook Jobs do the same: the prepare Job takes the pass just before it scales Keycloak down and keeps it in the state ' +
+      'ConfigMap for the backup Job. The proof itself is not free: it reads every row\'s xmin, and a fresh session first loads ' +
+      'each table\'s catalog entries (~0.4 s for Keycloak\'s 85 tables, in the downtime, next to pg_dump), so on the keycloak ' +
+      'shape, whose pass was mostly hidden behind pg_dump already, it gains little.',
     '',
     'What would close the rest, in order of what it would save (the floor below shows why nothing closes all of it on two ' +
-      'shared cores while the target\'s pass stays): (1) the hook Jobs taking the early pass, as above; (2) here both servers share the two cores, so the source\'s pass takes cycles from pg_dump and the target\'s ' +
-      'from pg_restore; in a cluster they run in different pods, usually on different nodes; (3) a copy cheaper than the ' +
+      'shared cores while the target\'s pass stays): (1) here both servers share the two cores, so the source\'s change check takes cycles from pg_dump and the ' +
+      'target\'s pass from pg_restore; in a cluster they run in different pods, usually on different nodes; (2) a copy cheaper than the ' +
       'peers\' by a pass: the table data in binary COPY instead of pg_dump\'s text (measured this round on the wide tables at ' +
       '0.2 GiB, server CPU of COPY alone: out 1.15 → 0.94 s, into a table without indexes 2.00 → 1.28 s, 0.93 s less in all, ' +
       'about one pass; keycloak\'s text columns gain 0.13 s), with pg_dump and pg_restore kept for the schema and a fallback ' +
-      'to text for types whose binary form may differ between majors; (4) the runner\'s own COPY FREEZE ' +
+      'to text for types whose binary form may differ between majors; (3) the runner\'s own COPY FREEZE ' +
       'loader: measured this round, it would spare only the hint bits the target\'s pass sets (~0.4 µs per row, about a tenth ' +
       'of that pass on the wide tables) and the second read of each file (not its sha256) — less than it was expected to.',
     '',

@@ -266,6 +266,11 @@ export const StateKey = {
   phase: 'phase',
   /** The whole state as JSON (see runner/src/state.ts). */
   state: 'state.json',
+  /**
+   * The source's checksum pass prepare took before quiescing (runner/src/pg/early-pass.ts), for
+   * the backup Job to reuse; removed once the backup is taken.
+   */
+  earlyPass: 'early-pass.json',
 } as const;
 
 /** Labels the runner puts on what it creates at run time (state ConfigMap, backup PVC, Secrets). */

@@ -8,7 +8,7 @@ import { appendFileSync, mkdirSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { DeleteLegacy, ExitCode, Phase, ReadyMarker, RunnerCommand } from '../lib/contract.js';
+import { DeleteLegacy, ExitCode, Phase, ReadyMarker, RunnerCommand, StateKey } from '../lib/contract.js';
 import {
   createScenario,
   databaseContents,
@@ -136,6 +136,27 @@ describe('verification', () => {
     const restore = await scenario.run(RunnerCommand.restorePhase);
     expect(restore.code).toBe(ExitCode.usage);
     expect(errorLine(restore)).toMatch(/is in phase Failed \(resumes from BackedUp\), but the restore needs a verified, protected backup \(phase LegacyProtected\)/);
+  });
+});
+
+describe('early checksum pass', () => {
+  it('ignores a pass in the state ConfigMap that cannot be read, with a warning, and checksums every table in the downtime instead', async () => {
+    const scenario = await createScenario(world, { namespace: 'early-pass-garbled' });
+    expect((await scenario.run(RunnerCommand.prepare)).code).toBe(0);
+    const reference = { apiVersion: 'v1', kind: 'ConfigMap', name: scenario.names.stateConfigMap, namespace: scenario.namespace };
+    const configMap = world.server.get(reference)!;
+    expect((configMap.data as Record<string, string>)[StateKey.earlyPass]).toBeDefined();
+    world.server.upsert({ ...configMap, data: { ...(configMap.data as Record<string, string>), [StateKey.earlyPass]: '{"formatVersion":0}' } });
+
+    const backup = await scenario.run(RunnerCommand.backupPhase);
+    expect(backup.code, backup.stderr).toBe(0);
+    const warning = backup.lines.find((line) => line.msg === 'ignoring the early checksum pass: the backup checksums every table in the downtime');
+    expect(warning?.reason).toContain(`${StateKey.earlyPass} of ConfigMap ${scenario.names.stateConfigMap} is not an early pass of format 1`);
+    const backedUp = scenario.state()!.history.find((entry) => entry.phase === Phase.backedUp)!;
+    expect(backedUp.detail).not.toContain('checksummed before the downtime');
+    expect((world.server.get(reference)!.data as Record<string, string>)[StateKey.earlyPass]).toBeUndefined();
+    expect((await scenario.run(RunnerCommand.restorePhase)).code).toBe(0);
+    expect(scenario.state()!.phase).toBe(Phase.completed);
   });
 });
 

@@ -5,7 +5,7 @@
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { KEYCLOAK_HYGIENE_TABLES } from './support/keycloak-data.js';
-import { Env, Labels, MANAGED_BY_RUNNER, Phase, ReadyMarker, RunnerCommand } from '../lib/contract.js';
+import { Env, Labels, MANAGED_BY_RUNNER, Phase, ReadyMarker, RunnerCommand, StateKey } from '../lib/contract.js';
 import {
   connectionCount,
   createScenario,
@@ -41,6 +41,9 @@ afterAll(async () => {
 
 describe('a migration through the three hooks', () => {
   let scenario: Scenario;
+  let earlyPassBaseTables = 0;
+  const stateConfigMapData = (): Record<string, string> =>
+    world.server.get({ apiVersion: 'v1', kind: 'ConfigMap', name: scenario.names.stateConfigMap, namespace: scenario.namespace })!.data as Record<string, string>;
 
   it('prepare records the original replicas, quiesces Keycloak, creates the backup PVC and the Secrets', async () => {
     scenario = await createScenario(world, { namespace: 'happy' });
@@ -62,6 +65,12 @@ describe('a migration through the three hooks', () => {
     expect(Buffer.from((generated.data as any).password, 'base64').toString()).toMatch(/^[A-Za-z0-9]{32}$/);
     // Nothing legacy is touched before a verified backup.
     expect(scenario.legacyObjects()).toEqual({ statefulSet: true, pvc: true, pvReclaimPolicy: 'Delete' });
+    // The source's checksums, taken while Keycloak still ran, wait for the backup Job in the ConfigMap.
+    const earlyPass = JSON.parse(stateConfigMapData()[StateKey.earlyPass]!);
+    expect(earlyPass.source.database).toBe('keycloak');
+    expect(earlyPass.tables).toHaveLength(Object.keys(sourceContents.tables).length);
+    earlyPassBaseTables = earlyPass.tables.filter((table: { kind: string }) => table.kind === 'table').length;
+    expect(result.stderr).toContain('source checksummed before quiescing');
   });
 
   it('backup-phase dumps, verifies and protects, and deletes nothing (after-restore)', async () => {
@@ -75,6 +84,13 @@ describe('a migration through the three hooks', () => {
     expect(state.legacyDeleted).toBe(false);
     expect(scenario.legacyObjects()).toEqual({ statefulSet: true, pvc: true, pvReclaimPolicy: 'Retain' });
     expect(state.history.map((entry) => entry.phase)).toEqual([Phase.quiesced, Phase.backedUp, Phase.backupVerified, Phase.legacyProtected]);
+    // Nothing was written since prepare's early pass: every table's checksum was reused, and the
+    // pass, spent, left the ConfigMap.
+    const tables = Object.keys(sourceContents.tables).length;
+    expect(state.history.find((entry) => entry.phase === Phase.backedUp)!.detail).toContain(`${tables} tables`);
+    expect(state.history.find((entry) => entry.phase === Phase.backedUp)!.detail).toContain(`, ${earlyPassBaseTables} checksummed before the downtime`);
+    expect(earlyPassBaseTables).toBeGreaterThan(0);
+    expect(stateConfigMapData()[StateKey.earlyPass]).toBeUndefined();
     const summary = result.lines.find((line) => line.event === 'summary');
     expect(summary, result.stderr).toBeDefined();
   });

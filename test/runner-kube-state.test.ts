@@ -175,6 +175,24 @@ describe('StateStore on the fake API server', () => {
     expect(server.get({ apiVersion: 'v1', kind: 'ConfigMap', name: 'state-annotated', namespace: ns })?.metadata.annotations).toEqual({ note: 'keep' });
   });
 
+  it('keeps another data key beside the state: state updates leave it, writing it leaves the state, and it can be removed', async () => {
+    const { kube } = fakeRunnerKube(server, { namespace: ns });
+    const store = new StateStore(kube, { name: 'state-data' });
+    await store.ensure(() => newMigrationState('dk'));
+    expect(await store.readData(StateKey.earlyPass)).toBeUndefined();
+    await store.writeData(StateKey.earlyPass, '{"pass":1}');
+    await store.update((state) => advance(state, Phase.quiesced));
+    expect(await store.readData(StateKey.earlyPass)).toBe('{"pass":1}');
+    expect((await store.read())!.state.phase).toBe(Phase.quiesced);
+    // A concurrent state update between the read and the write of writeData: the 409 is retried.
+    const fault = server.injectFault({ verb: 'update', resource: 'configmaps', name: 'state-data', status: 409, reason: 'Conflict' });
+    await store.writeData(StateKey.earlyPass, undefined);
+    expect(fault.fired).toBe(1);
+    expect(await store.readData(StateKey.earlyPass)).toBeUndefined();
+    expect(Object.keys(server.get({ apiVersion: 'v1', kind: 'ConfigMap', name: 'state-data', namespace: ns })!.data as object).sort()).toEqual([StateKey.phase, StateKey.state].sort());
+    expect((await store.read())!.state.phase).toBe(Phase.quiesced);
+  });
+
   it('does not fail the migration when Events are forbidden, but says so', async () => {
     const rbacObjects = [
       {

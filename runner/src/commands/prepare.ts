@@ -1,7 +1,8 @@
 /**
  * `prepare` (hook: Helm pre-install/pre-upgrade weight 0, Argo CD PreSync wave 0): decide whether
- * anything is to migrate, and if so create the state, ensure the Secrets and the backup PVC, record
- * the workloads' replica counts and quiesce them.
+ * anything is to migrate, and if so create the state, ensure the Secrets and the backup PVC, take
+ * the source's checksum pass while Keycloak still runs (phases/early-pass.ts), record the
+ * workloads' replica counts and quiesce them.
  *
  * Runs on every Argo CD sync: once the migration is Completed or NotNeeded it reads the state,
  * makes sure the backup PVC exists (the next Job mounts it) and exits — two API requests, no
@@ -27,6 +28,7 @@ import {
   type HookContext,
 } from '../phases/context.js';
 import { decidePrepare, probeAdoptedSource, probeLegacyDatabase, probeSource, probeTarget, type PrepareDecision } from '../phases/decide.js';
+import { takeEarlyPassBeforeQuiescing } from '../phases/early-pass.js';
 import { quiesce } from '../phases/quiesce.js';
 import { takeOverReleaseObjects } from '../phases/take-over.js';
 
@@ -83,6 +85,8 @@ async function prepareMigration(ctx: HookContext, decision: PrepareDecision | un
       preflight = source.preflight;
     }
     const pvc = await ensureBackupVolume(ctx, backupPvcSize(ctx.config, preflight));
+    // While Keycloak still runs: the backup then only proves most tables unchanged in the downtime.
+    if (!hasReached(ctx.state, Phase.quiesced)) await takeEarlyPassBeforeQuiescing(ctx);
     const originals = await quiesce(ctx);
     const takeOver = await takeOverReleaseObjects(ctx);
     const replaced = takeOver.replaced.length > 0 ? `; replaced ${takeOver.replaced.join(', ')} (immutable fields)` : '';
@@ -129,8 +133,10 @@ Reads the whole migration configuration from the MIGRATION_* and SOURCE_*/TARGET
 Completed or NotNeeded: makes sure the backup PVC exists and exits 0 (two API requests).
 Fresh install (no legacy StatefulSet, source unreachable or its Secret absent), or a target that
 already carries the ready marker: records NotNeeded with the reason. Otherwise, holding the Lease:
-creates the state ConfigMap, the Secrets and the backup PVC (sized from pg_database_size), records
-the workloads' replica counts, scales them to 0 and waits until their pods are gone → Quiesced.`,
+creates the state ConfigMap, the Secrets and the backup PVC (sized from pg_database_size),
+checksums the source while the workloads still run (kept in the ConfigMap for the backup Job),
+records the workloads' replica counts, scales them to 0 and waits until their pods are gone →
+Quiesced.`,
   flags: {},
   async run({ env, log, signal }) {
     return runPrepare(createHookContext(RunnerCommand.prepare, { env, log, signal }));

@@ -94,6 +94,18 @@ export class StateStore {
     }
   }
 
+  /** The ConfigMap a migration in progress relies on: its absence is an error. */
+  private async readExistingConfigMap(): Promise<V1ConfigMap> {
+    const configMap = await this.readConfigMap();
+    if (!configMap) {
+      throw new RunnerError(`state ConfigMap ${this.name} disappeared during the migration`, {
+        exitCode: ExitCode.tempFail,
+        hint: 'something deleted it; run again and the runner will recreate it and re-decide',
+      });
+    }
+    return configMap;
+  }
+
   /** The current state, or undefined when no migration has started (the ConfigMap is absent). */
   async read(): Promise<StoredState | undefined> {
     const configMap = await this.readConfigMap();
@@ -137,13 +149,7 @@ export class StateStore {
    */
   async update(mutator: (state: MigrationState) => MigrationState | undefined): Promise<StoredState> {
     for (let attempt = 1; ; attempt += 1) {
-      const configMap = await this.readConfigMap();
-      if (!configMap) {
-        throw new RunnerError(`state ConfigMap ${this.name} disappeared during the migration`, {
-          exitCode: ExitCode.tempFail,
-          hint: 'something deleted it; run again and the runner will recreate it and re-decide',
-        });
-      }
+      const configMap = await this.readExistingConfigMap();
       const current = this.toStored(configMap);
       const next = mutator(current.state);
       if (next === undefined || next === current.state) return current;
@@ -159,6 +165,34 @@ export class StateStore {
         const stored = this.toStored(written);
         await this.emitEvent(stored, current.state, next);
         return stored;
+      } catch (error) {
+        if (!isConflict(error) || attempt > this.maxConflictRetries) throw error;
+        this.kube.log.debug('state ConfigMap changed concurrently, re-reading', { configMap: this.name, attempt });
+      }
+    }
+  }
+
+  /** Another key of the ConfigMap's data (not the state), or undefined when it or the ConfigMap is absent. */
+  async readData(key: string): Promise<string | undefined> {
+    return (await this.readConfigMap())?.data?.[key];
+  }
+
+  /**
+   * Sets (or, with undefined, removes) another key of the ConfigMap's data by compare-and-swap,
+   * leaving the state as it is. Fails when the ConfigMap does not exist.
+   */
+  async writeData(key: string, value: string | undefined): Promise<void> {
+    for (let attempt = 1; ; attempt += 1) {
+      const configMap = await this.readExistingConfigMap();
+      const data = { ...configMap.data };
+      if (data[key] === value) return;
+      if (value === undefined) delete data[key];
+      else data[key] = value;
+      try {
+        await callApi(this.kube, this.action('update'), () =>
+          this.kube.core.replaceNamespacedConfigMap({ name: this.name, namespace: this.kube.namespace, body: { ...configMap, data } }),
+        );
+        return;
       } catch (error) {
         if (!isConflict(error) || attempt > this.maxConflictRetries) throw error;
         this.kube.log.debug('state ConfigMap changed concurrently, re-reading', { configMap: this.name, attempt });

@@ -13,6 +13,7 @@ import { MANIFEST_FILE } from '../pg/manifest.js';
 import { nextBackupDirName, type MigrationState } from '../state.js';
 import { runStep, type HookContext } from './context.js';
 import { removeSupersededBackups } from './prune-backups.js';
+import { forgetEarlyPass, storedEarlyPass } from './early-pass.js';
 import { quiesce } from './quiesce.js';
 
 /**
@@ -56,6 +57,7 @@ export function dumpStep(ctx: HookContext) {
       await quiesce(ctx);
       ctx.lock?.assertHeld();
       const dir = backupDirectoryOf(ctx, state);
+      const earlyPass = await storedEarlyPass(ctx);
       const dump = () =>
         backupDatabase({
           source: requireEndpoint(ctx.config, 'source'),
@@ -63,6 +65,7 @@ export function dumpStep(ctx: HookContext) {
           jobs: ctx.config.parallelJobs,
           compression: ctx.config.dumpCompression,
           log: ctx.log,
+          ...(earlyPass ? { earlyPass } : {}),
         });
       let result: Awaited<ReturnType<typeof backupDatabase>>;
       try {
@@ -75,8 +78,11 @@ export function dumpStep(ctx: HookContext) {
         result = await dump();
       }
       const { manifest } = result;
+      // It served this dump (or could not be read); a later dump (after a rollback) checksums in its own downtime.
+      await forgetEarlyPass(ctx).catch((error: Error) => ctx.log.warn('could not remove the early checksum pass from the state ConfigMap', { reason: error.message }));
+      const reused = manifest.earlyPass && !manifest.earlyPass.unusable ? `, ${manifest.earlyPass.tablesReused} checksummed before the downtime` : '';
       return {
-        detail: `${manifest.stats.tables.length} tables, ${manifest.totalRows} rows, ${manifest.dumpBytes} bytes`,
+        detail: `${manifest.stats.tables.length} tables, ${manifest.totalRows} rows, ${manifest.dumpBytes} bytes${reused}`,
         changes: {
           backup: {
             dir: nextBackupDirName(state),
