@@ -566,7 +566,7 @@ function renderVerificationFloor(cells: readonly CellSummary[]): string[] {
       '~0.4 µs more per row) and on the source — ' +
       (early
         ? 'now before the downtime, leaving in it only the change check (the proof that each table is unchanged since, ' +
-          'bench/checksum-pass.ts `measureChangeCheck`: the runner\'s own early-pass.ts on a warm session). '
+          'bench/checksum-pass.ts `measureChangeCheck`: the runner\'s own early-pass.ts on a fresh session, as in the backup). '
         : 'in this run inside the downtime, during the dump. ') +
       'Had the runner done nothing but the fastest peer\'s work plus its checksum work in the downtime, keeping the cores as ' +
       'busy as that peer did, its wall time would be the floor: peer wall × (1 + (pass CPU + change check CPU) ÷ peer CPU) ' +
