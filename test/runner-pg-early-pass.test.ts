@@ -12,10 +12,10 @@ import pg from 'pg';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { backupDatabase } from '../runner/src/pg/backup.js';
 import { connect, type ConnectionSettings } from '../runner/src/pg/connection.js';
-import { EARLY_PASS_FILE, parseEarlyPass, takeEarlyPass, type EarlyPass } from '../runner/src/pg/early-pass.js';
+import { EARLY_PASS_FILE, parseEarlyPass, reuseEarlyPass, takeEarlyPass, type EarlyPass } from '../runner/src/pg/early-pass.js';
 import type { BackupManifest, DatabaseStats } from '../runner/src/pg/manifest.js';
 import { createKeycloakData } from './support/keycloak-data.js';
-import { startPostgres, type TestPostgres } from './support/postgres.js';
+import { startPostgres, type PostgresMajor, type TestPostgres } from './support/postgres.js';
 import { endpointEnv, runRunner } from './support/runner-cli.js';
 
 const APP_USER = 'bn_keycloak';
@@ -186,5 +186,33 @@ describe('checksum-source and backup from the command line', () => {
     expect(backedUp.stderr).toContain(`${join(dir, EARLY_PASS_FILE)} is not an early pass of format 1`);
     expect(backedUp.stderr).toContain(`delete ${join(dir, EARLY_PASS_FILE)}`);
     expect(() => readFileSync(join(dir, 'manifest.json'))).toThrow();
+  });
+});
+
+describe.each([11, 13, 17] as PostgresMajor[])('on a PostgreSQL %i source', (major) => {
+  it('proves the unchanged tables and finds the one written since', async () => {
+    const legacy = await startPostgres({ major });
+    try {
+      await legacy.createUser(APP_USER, APP_PASSWORD);
+      await legacy.createDatabase('bitnami_keycloak', APP_USER);
+      // citext and pgcrypto became trusted extensions in 13: on 11 an administrator creates them.
+      await createKeycloakData(legacy.settings('bitnami_keycloak', APP_USER, APP_PASSWORD), { extensionCreator: legacy.settings('bitnami_keycloak') });
+      const settings = legacy.settings('bitnami_keycloak', APP_USER, APP_PASSWORD);
+      const pass = await earlyPass(settings);
+      await sql(settings, "UPDATE public.realm SET ssl_required = 'none' WHERE id = (SELECT min(id) FROM public.realm)");
+      const client = await connect(settings, { purpose: 'test-early-pass' });
+      try {
+        await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
+        const reuse = await reuseEarlyPass(client, pass, settings);
+        await client.query('COMMIT');
+        expect(reuse.unusable).toBeUndefined();
+        expect(reuse.rescanned.filter((entry) => !entry.startsWith('large objects'))).toEqual(['public.realm: 1 row(s) written since']);
+        expect(reuse.tables.size).toBe(pass.tables.filter((table) => table.kind === 'table').length - 1);
+      } finally {
+        await client.end();
+      }
+    } finally {
+      await legacy.stop();
+    }
   });
 });
