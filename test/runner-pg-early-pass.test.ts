@@ -130,15 +130,28 @@ describe('backup with an early pass', () => {
     expect(withPass.earlyPass!.tablesReused).toBe(pass.tables.filter((table) => table.kind === 'table').length - 5);
   });
 
-  it('uses nothing once a column was added with a default or an enum label renamed: rows read differently without a write', async () => {
+  it('uses nothing once a column was added with a default, an enum label renamed or row-level security enabled: rows read differently without a write', async () => {
     const settings = superuser();
-    for (const change of ["ALTER TABLE public.realm ADD COLUMN region text NOT NULL DEFAULT 'eu'", "ALTER TYPE public.realm_state RENAME VALUE 'disabled' TO 'off'"]) {
+    for (const change of [
+      "ALTER TABLE public.realm ADD COLUMN region text NOT NULL DEFAULT 'eu'",
+      "ALTER TYPE public.realm_state RENAME VALUE 'disabled' TO 'off'",
+      'ALTER TABLE public.credential ENABLE ROW LEVEL SECURITY',
+    ]) {
       const pass = await earlyPass(settings);
       await sql(settings, change);
       const withPass = await backup(settings, pass);
       expect(withPass.earlyPass).toMatchObject({ tablesReused: 0, unusable: 'tables, columns or types were altered since' });
       expect(comparable(withPass.stats)).toEqual(comparable((await backup(settings)).stats));
     }
+  });
+
+  it('checksums the large objects again after pages were deleted with none written (the page count, not xmin, shows it)', async () => {
+    const settings = superuser();
+    const pass = await earlyPass(settings);
+    await sql(settings, 'DELETE FROM pg_largeobject WHERE (loid, pageno) = (SELECT loid, max(pageno) FROM pg_largeobject GROUP BY loid ORDER BY count(*) DESC LIMIT 1)');
+    const withPass = await backup(settings, pass);
+    expect(withPass.earlyPass).toMatchObject({ largeObjectsReused: false, rescanned: ['large objects: written since'] });
+    expect(comparable(withPass.stats)).toEqual(comparable((await backup(settings)).stats));
   });
 
   it("as the application's user (no read on pg_largeobject), reuses the tables and checksums the large objects again", async () => {
@@ -150,12 +163,15 @@ describe('backup with an early pass', () => {
     expect(comparable(withPass.stats)).toEqual(comparable((await backup(appUser())).stats));
   });
 
-  it("does not use a pass of another database, and says so", async () => {
+  it('does not use a pass of another database or another user, and says so', async () => {
     const pass = await earlyPass(superuser());
     const foreign: EarlyPass = { ...pass, source: { ...pass.source, database: 'other' } };
     const withPass = await backup(superuser(), foreign);
     expect(withPass.earlyPass).toMatchObject({ tablesReused: 0, largeObjectsReused: false });
     expect(withPass.earlyPass!.unusable).toContain(`it was taken on ${pass.source.host}:${pass.source.port}/other, not on`);
+    // Row-level security makes a table's rows depend on the reader: another user's pass is not used either.
+    const otherUser = await backup(superuser(), { ...pass, source: { ...pass.source, user: APP_USER } });
+    expect(otherUser.earlyPass).toMatchObject({ tablesReused: 0, unusable: `it was taken as ${APP_USER}, this backup reads as postgres` });
   });
 });
 

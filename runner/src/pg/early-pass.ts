@@ -8,7 +8,9 @@
  * same pass while the application still runs; {@link reuseEarlyPass}, inside the dump's snapshot,
  * then proves table by table that nothing changed since and hands the early checksums to the
  * statistics, which scan only the tables it could not prove unchanged. The check reads every row
- * too, but only its `xmin` (a fifth of a pass on wide rows, measured in bench/checksum-pass.ts).
+ * too, but only its `xmin`, and hashes nothing (about a fifth of a pass on the benchmark's wide rows
+ * at 1 GiB; on a fresh session loading each table's catalog entries comes on top, ~5 ms per table;
+ * bench/RESULTS.md measures it per cell).
  *
  * Why "unchanged" is exact. The early snapshot's xmin X is the oldest transaction running when it
  * was taken: every transaction with an id below X had ended, and a subtransaction's id is always
@@ -23,10 +25,11 @@
  * Then every visible row was written by a transaction that had ended before the early snapshot,
  * and was visible to it unless deleted before it — so the dump's rows are a subset of the early
  * rows, and with the same count, the same rows. DELETE alone lowers the count. The catalog must be
- * unchanged as a whole (columns, their types and modifiers, enum labels, user types): ALTER TABLE
- * ADD COLUMN with a default or renaming an enum label changes what rows read as without writing
- * them. A row whose xmin lies more than 2^31 transactions back reads as new (age() wraps): the
- * table is scanned, never wrongly reused; and an early pass more than 2^30 transactions old is
+ * unchanged as a whole (columns, their types and modifiers, enum labels, user types, row-level
+ * security): ALTER TABLE ADD COLUMN with a default or renaming an enum label changes what rows read
+ * as without writing them, a policy changes what a reader sees (and a pass is only used by the user
+ * who took it). A row whose xmin lies more than 2^31 transactions back reads as new (age() wraps):
+ * the table is scanned, never wrongly reused; and an early pass more than 2^30 transactions old is
  * not used at all.
  *
  * And a wrong "unchanged" could not pass unnoticed anyway: the restore compares the target, loaded
@@ -54,7 +57,7 @@ export interface EarlyPass {
   readonly formatVersion: typeof EARLY_PASS_FORMAT_VERSION;
   readonly takenAt: string;
   /** Where it was taken: a pass of another database is never used. */
-  readonly source: { readonly host: string; readonly port: number; readonly database: string; readonly databaseOid: string };
+  readonly source: { readonly host: string; readonly port: number; readonly database: string; readonly user: string; readonly databaseOid: string };
   readonly checksumAlgorithm: string;
   /** The early snapshot's xmin as a 64-bit transaction id (txid_snapshot_xmin), decimal. */
   readonly snapshotXmin: string;
@@ -62,6 +65,8 @@ export interface EarlyPass {
   readonly catalogDigest: string;
   readonly tables: readonly EarlyPassTable[];
   readonly largeObjects: LargeObjectStats;
+  /** Rows of pg_largeobject (decimal), null when this user may not read it: the large objects are then checksummed again. */
+  readonly largeObjectPages: string | null;
   readonly durationMs: number;
 }
 
@@ -80,9 +85,13 @@ const USER_NAMESPACE = `n.nspname NOT IN ('pg_catalog', 'information_schema') AN
 async function catalogDigest(client: pg.Client): Promise<string> {
   const result = await client.query<{ digest: string | null }>(
     `SELECT md5(string_agg(entry, ',' ORDER BY entry)) AS digest FROM (
-       SELECT 'r:' || c.oid || ':' || n.nspname || '.' || c.relname || ':' || c.relkind::text || ':' || c.relnatts AS entry
+       SELECT 'r:' || c.oid || ':' || n.nspname || '.' || c.relname || ':' || c.relkind::text || ':' || c.relnatts
+              || ':' || c.relrowsecurity || ':' || c.relforcerowsecurity AS entry
          FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
         WHERE c.relkind IN ('r', 'p', 'm') AND ${USER_NAMESPACE}
+       UNION ALL
+       SELECT 'p:' || p.polrelid || ':' || p.polname || ':' || p.polcmd::text || ':' || p.polpermissive || ':' || p.polroles::text
+              || ':' || coalesce(pg_catalog.pg_get_expr(p.polqual, p.polrelid), '') FROM pg_catalog.pg_policy p
        UNION ALL
        SELECT 'a:' || a.attrelid || ':' || a.attnum || ':' || a.attname || ':' || a.atttypid || ':' || a.atttypmod || ':' || a.attcollation || ':' || a.attisdropped
          FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_class c ON c.oid = a.attrelid JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
@@ -125,17 +134,19 @@ export async function takeEarlyPass(client: pg.Client, source: ConnectionSetting
     const digest = await catalogDigest(client);
     const nodes = await relfilenodes(client);
     const oid = await databaseOid(client);
+    const pages = await queryOrUndefined<{ pages: string }>(client, 'SELECT count(*)::text AS pages FROM pg_catalog.pg_largeobject');
     const stats = await collectDatabaseStats(client, { concurrent: true });
     await client.query('COMMIT');
     return {
       formatVersion: EARLY_PASS_FORMAT_VERSION,
       takenAt: new Date(started).toISOString(),
-      source: { host: source.host, port: source.port, database: source.database, databaseOid: oid },
+      source: { host: source.host, port: source.port, database: source.database, user: source.user, databaseOid: oid },
       checksumAlgorithm: ROW_CHECKSUM_ALGORITHM,
       snapshotXmin,
       catalogDigest: digest,
       tables: stats.tables.map((table) => ({ ...table, relfilenode: nodes.get(`${table.schema}.${table.name}`) ?? '' })),
       largeObjects: stats.largeObjects,
+      largeObjectPages: pages?.rows[0]?.pages ?? null,
       durationMs: Date.now() - started,
     };
   } catch (error) {
@@ -174,6 +185,8 @@ export async function reuseEarlyPass(client: pg.Client, early: EarlyPass, source
   if (early.source.host !== source.host || early.source.port !== source.port || early.source.database !== source.database) {
     return nothing(`it was taken on ${early.source.host}:${early.source.port}/${early.source.database}, not on ${source.host}:${source.port}/${source.database}`);
   }
+  // Row-level security makes what a table holds depend on who reads it.
+  if (early.source.user !== source.user) return nothing(`it was taken as ${early.source.user}, this backup reads as ${source.user}`);
   if ((await databaseOid(client)) !== early.source.databaseOid) return nothing(`database ${source.database} was dropped and created again since`);
   const xmax = BigInt((await client.query<{ xmax: string }>('SELECT pg_catalog.txid_snapshot_xmax(pg_catalog.txid_current_snapshot())::text AS xmax')).rows[0]!.xmax);
   const since = xmax - BigInt(early.snapshotXmin);
@@ -207,8 +220,9 @@ export async function reuseEarlyPass(client: pg.Client, early: EarlyPass, source
     else tables.set(name, { schema: table.schema, name: table.name, kind: table.kind, rows: table.rows, checksum: table.checksum, sizeBytes: table.sizeBytes });
   }
 
-  // Large objects: their metadata (readable by everyone) and their pages (pg_largeobject: only a
-  // superuser may read it; without it they are checksummed again).
+  // Large objects, by the same proof: their metadata (readable by everyone) and their pages
+  // (pg_largeobject, which only a superuser may read; without it they are checksummed again). Pages
+  // deleted with no page written (a superuser's DELETE on pg_largeobject) change only their count.
   let largeObjects: LargeObjectStats | undefined;
   if (early.largeObjects.checksum !== null) {
     const metadata = (
@@ -216,9 +230,16 @@ export async function reuseEarlyPass(client: pg.Client, early: EarlyPass, source
         `SELECT count(*)::text AS count, count(*) FILTER (WHERE ${newer})::text AS newer FROM pg_catalog.pg_largeobject_metadata AS t`,
       )
     ).rows[0]!;
-    const pages = await queryOrUndefined<{ newer: string }>(client, `SELECT count(*) FILTER (WHERE ${newer})::text AS newer FROM pg_catalog.pg_largeobject AS t`);
-    if (Number(metadata.count) === early.largeObjects.count && metadata.newer === '0' && pages?.rows[0]?.newer === '0') largeObjects = early.largeObjects;
-    else rescanned.push(pages ? 'large objects: written since' : 'large objects: pg_largeobject is not readable by this user');
+    const pages = early.largeObjectPages === null
+      ? undefined
+      : await queryOrUndefined<{ pages: string; newer: string }>(
+          client,
+          `SELECT count(*)::text AS pages, count(*) FILTER (WHERE ${newer})::text AS newer FROM pg_catalog.pg_largeobject AS t`,
+        );
+    const page = pages?.rows[0];
+    const unchanged = Number(metadata.count) === early.largeObjects.count && metadata.newer === '0' && page?.newer === '0' && page.pages === early.largeObjectPages;
+    if (unchanged) largeObjects = early.largeObjects;
+    else rescanned.push(page ? 'large objects: written since' : 'large objects: pg_largeobject is not readable by this user');
   }
   log?.debug('early pass', { takenAt: early.takenAt, reused: tables.size, of: early.tables.length, largeObjectsReused: largeObjects !== undefined, rescanned: rescanned.slice(0, 10) });
   return { tables, ...(largeObjects ? { largeObjects } : {}), rescanned };
