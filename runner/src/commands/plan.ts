@@ -55,7 +55,7 @@ function remainingSteps(input: PlanInput): RemainingStep[] {
     : 'no legacy PVCs to protect';
   const legacyObjects = [config.legacyStatefulSet ? `statefulset/${config.legacyStatefulSet}` : '', ...config.legacyPvcs.map((pvc) => `pvc/${pvc}`)].filter(Boolean).join(', ') || 'nothing';
   return [
-    { reaches: Phase.quiesced, hook: RunnerCommand.prepare, text: `record the replicas of ${config.workloads.map((w) => `${w.kind}/${w.name}`).join(', ') || 'no workloads'} and scale them to 0` },
+    { reaches: Phase.quiesced, hook: RunnerCommand.prepare, text: `checksum the source while the workloads still run, record the replicas of ${config.workloads.map((w) => `${w.kind}/${w.name}`).join(', ') || 'no workloads'} and scale them to 0` },
     { reaches: Phase.backedUp, hook: RunnerCommand.backupPhase, text: 'dump the source onto the backup volume' },
     { reaches: Phase.backupVerified, hook: RunnerCommand.backupPhase, text: 'verify the backup (digests, pg_restore --list)' },
     {
