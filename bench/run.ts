@@ -211,7 +211,7 @@ async function main(): Promise<void> {
         };
         log(
           `  one verification pass: ${checksumPass.cpuSeconds.toFixed(2)} s of CPU, ${checksumPass.wallSeconds.toFixed(2)} s wall, ${checksumPass.tables} tables; ` +
-            `the change check that could replace it in the downtime: ${checksumPass.changeCheckCpuSeconds.toFixed(2)} s of CPU`,
+            `the proof of unchanged tables that replaces it in the downtime: ${checksumPass.changeCheckCpuSeconds.toFixed(2)} s of CPU`,
         );
         const results = new Map<string, MigrationResult[]>(options.contenders.map((c) => [c.id, []]));
         for (let round = 0; round < rounds; round += 1) {
