@@ -13,7 +13,7 @@
  * server's machine); the client's share (the pg protocol for a few rows per table) is negligible.
  */
 import { connect } from '../runner/src/pg/connection.js';
-import { reuseEarlyPass, takeEarlyPass } from '../runner/src/pg/early-pass.js';
+import { reusedStatsOptions, reuseEarlyPass, takeEarlyPass } from '../runner/src/pg/early-pass.js';
 import { collectDatabaseStats } from '../runner/src/pg/manifest.js';
 import { processTotals } from './measure.js';
 import type { DatabaseEndpoint } from './verify-copy.js';
@@ -83,11 +83,7 @@ export async function measureChangeCheck(endpoint: DatabaseEndpoint, runs = 2): 
       if (reuse.unusable || reuse.rescanned.length > 0) {
         throw new Error(`the idle source changed under the benchmark: ${reuse.unusable ?? reuse.rescanned.join(', ')}`);
       }
-      await collectDatabaseStats(client, {
-        concurrent: true,
-        checksummedTables: reuse.tables,
-        ...(reuse.largeObjects ? { checksummedLargeObjects: reuse.largeObjects } : {}),
-      });
+      await collectDatabaseStats(client, { concurrent: true, ...reusedStatsOptions(reuse) });
       const spent = processTotals(pid).cpuSeconds - cpuBefore;
       await client.query('COMMIT');
       return spent;

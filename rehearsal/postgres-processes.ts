@@ -85,6 +85,12 @@ export async function chownToPostgres(path: string, mode = 0o700): Promise<void>
   chmodSync(path, mode);
 }
 
+/** runuser's arguments for `program` as `postgres`, with only `env` (and a system PATH) in its environment. */
+function asPostgresArgs(program: string, args: readonly string[], env: Record<string, string> = {}): string[] {
+  const envArgs = Object.entries({ PATH: SYSTEM_PATH, LC_ALL: 'C.UTF-8', ...env }).map(([key, value]) => `${key}=${value}`);
+  return ['-u', 'postgres', '--', 'env', '-i', ...envArgs, program, ...args];
+}
+
 /**
  * Runs a program as `postgres` and resolves with its stdout; rejects with the command, exit code
  * and stderr. `env` is passed explicitly through `env(1)` so nothing of root's environment (such
@@ -95,10 +101,7 @@ export function runAsPostgres(
   args: readonly string[],
   options: { env?: Record<string, string>; timeoutMs?: number; cwd?: string } = {},
 ): Promise<string> {
-  const envArgs = Object.entries({ PATH: SYSTEM_PATH, LC_ALL: 'C.UTF-8', ...options.env }).map(
-    ([key, value]) => `${key}=${value}`,
-  );
-  return capture('runuser', ['-u', 'postgres', '--', 'env', '-i', ...envArgs, program, ...args], {
+  return capture('runuser', asPostgresArgs(program, args, options.env), {
     timeoutMs: options.timeoutMs ?? 120_000,
     cwd: options.cwd,
   });
@@ -106,8 +109,7 @@ export function runAsPostgres(
 
 /** {@link runAsPostgres}, blocking (for the initdb that builds a template: a one-off per binary). */
 export function runAsPostgresSync(program: string, args: readonly string[]): void {
-  const envArgs = Object.entries({ PATH: SYSTEM_PATH, LC_ALL: 'C.UTF-8' }).map(([key, value]) => `${key}=${value}`);
-  const result = spawnSync('runuser', ['-u', 'postgres', '--', 'env', '-i', ...envArgs, program, ...args], { encoding: 'utf8', timeout: 120_000 });
+  const result = spawnSync('runuser', asPostgresArgs(program, args), { encoding: 'utf8', timeout: 120_000 });
   if (result.status !== 0) {
     throw new Error(`${program} ${args.join(' ')} failed (${result.status ?? result.signal}): ${result.stderr || result.stdout}`);
   }
@@ -120,12 +122,9 @@ export function spawnAsPostgres(
   logFile: string,
   env: Record<string, string> = {},
 ): ChildProcess {
-  const envArgs = Object.entries({ PATH: SYSTEM_PATH, LC_ALL: 'C.UTF-8', ...env }).map(
-    ([key, value]) => `${key}=${value}`,
-  );
   // `sh -c 'exec ... >log 2>&1'` so the log is written by the postgres user and survives us.
   const quoted = [program, ...args].map(shellQuote).join(' ');
-  const child = spawn('runuser', ['-u', 'postgres', '--', 'env', '-i', ...envArgs, 'sh', '-c', `exec ${quoted} >>${shellQuote(logFile)} 2>&1 </dev/null`], {
+  const child = spawn('runuser', asPostgresArgs('sh', ['-c', `exec ${quoted} >>${shellQuote(logFile)} 2>&1 </dev/null`], env), {
     detached: true,
     stdio: 'ignore',
   });

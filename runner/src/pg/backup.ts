@@ -20,7 +20,7 @@ import { join } from 'node:path';
 import type pg from 'pg';
 import { Env, ReadyMarker } from '../../../lib/contract.js';
 import { classifyDatabaseError, classifyFilesystemError, configError } from '../errors.js';
-import { reuseEarlyPass, type EarlyPass, type EarlyPassReuse } from './early-pass.js';
+import { reusedStatsOptions, reuseEarlyPass, type EarlyPass, type EarlyPassReuse } from './early-pass.js';
 import { formatBytes, silentLogger, type Logger, type ProgressEvent, pollProgress } from '../log.js';
 import { connect, describeEndpoint, serverMajorVersion, toolEnv, type ConnectionSettings } from './connection.js';
 import {
@@ -404,7 +404,7 @@ export async function backupDatabase(options: BackupOptions): Promise<BackupResu
       if (reuse?.unusable) log.info('not using the early checksum pass', { takenAt: options.earlyPass!.takenAt, reason: reuse.unusable });
       const stats = await collectDatabaseStats(snapshotClient, {
         concurrent: true,
-        ...(reuse ? { checksummedTables: reuse.tables, ...(reuse.largeObjects ? { checksummedLargeObjects: reuse.largeObjects } : {}) } : {}),
+        ...reusedStatsOptions(reuse),
         onTable: (table, done, total) => log.debug('checksummed', { table: `${table.schema}.${table.name}`, rows: table.rows, done, total }),
       });
       statsDurationMs = Date.now() - statsStarted;

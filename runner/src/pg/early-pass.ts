@@ -40,7 +40,7 @@ import { dataError } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { ConnectionSettings } from './connection.js';
 import { qualifiedName } from './connection.js';
-import { collectDatabaseStats, queryOrUndefined, ROW_CHECKSUM_ALGORITHM, type LargeObjectStats, type TableStats } from './manifest.js';
+import { collectDatabaseStats, queryOrUndefined, ROW_CHECKSUM_ALGORITHM, type CollectStatsOptions, type LargeObjectStats, type TableStats } from './manifest.js';
 
 /** The early pass, next to the backup it is for (`<dir>/early-pass.json`). */
 export const EARLY_PASS_FILE = 'early-pass.json';
@@ -171,6 +171,12 @@ export function parseEarlyPass(text: string, path: string): EarlyPass {
     );
   }
   return pass as EarlyPass;
+}
+
+/** The `collectDatabaseStats` options that skip what {@link reuseEarlyPass} proved unchanged. */
+export function reusedStatsOptions(reuse: EarlyPassReuse | undefined): Pick<CollectStatsOptions, 'checksummedTables' | 'checksummedLargeObjects'> {
+  if (!reuse) return {};
+  return { checksummedTables: reuse.tables, ...(reuse.largeObjects ? { checksummedLargeObjects: reuse.largeObjects } : {}) };
 }
 
 const nothing = (unusable: string): EarlyPassReuse => ({ tables: new Map(), rescanned: [], unusable });
