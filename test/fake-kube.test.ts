@@ -12,9 +12,12 @@ import {
   RbacAuthorizationV1Api,
   setHeaderOptions,
 } from '@kubernetes/client-node';
+import { Agent, request as httpRequest } from 'node:http';
 import { startFakeKubeApiServer, startWorkloadController, type FakeKubeApiServer } from './support/fake-kube/index.js';
 
 const ns = 'kc';
+/** Node's `server.keepAliveTimeout` default (it closes about a second later): what the fake closed idle connections after before. */
+const API_SERVER_IDLE_TIMEOUT_MS_NODE_DEFAULT = 5_000;
 let server: FakeKubeApiServer;
 let core: CoreV1Api;
 let apps: AppsV1Api;
@@ -629,6 +632,35 @@ describe('faults, latency and the request log', () => {
     await expect(core.listNamespacedPod({ namespace: ns })).rejects.toThrow();
     await core.listNamespacedPod({ namespace: ns });
   });
+
+  it('keeps an idle keep-alive connection open for 90 s, as the API server does, so a DELETE sent on it after a pause is answered', async () => {
+    // Node's http server closes idle connections after 5 s; the API server after 90 s (and
+    // client-go's transport drops them after 90 s too). A client that reuses a connection the
+    // server is closing gets EOF, and Go retries only GET/HEAD/OPTIONS/TRACE: helm's DELETE of a
+    // hook Job after a restore longer than 5 s failed the upgrade that way in a rehearsal.
+    const agent = new Agent({ keepAlive: true, maxSockets: 1 });
+    const url = new URL(server.url);
+    const send = (method: string, path: string) =>
+      new Promise<{ status: number; reusedSocket: boolean }>((resolve, reject) => {
+        const request = httpRequest(
+          { agent, host: url.hostname, port: url.port, method, path, headers: { authorization: `Bearer ${server.adminToken}` } },
+          (response) => {
+            response.resume();
+            response.on('end', () => resolve({ status: response.statusCode ?? 0, reusedSocket: request.reusedSocket }));
+          },
+        );
+        request.on('error', reject);
+        request.end();
+      });
+    try {
+      expect((await send('GET', `/api/v1/namespaces/${ns}/configmaps`)).status).toBe(200);
+      await new Promise((resolve) => setTimeout(resolve, API_SERVER_IDLE_TIMEOUT_MS_NODE_DEFAULT + 2_500));
+      const deleted = await send('DELETE', `/api/v1/namespaces/${ns}/configmaps/never-created`);
+      expect(deleted).toEqual({ status: 404, reusedSocket: true });
+    } finally {
+      agent.destroy();
+    }
+  }, 15_000);
 
   it('adds latency and counts API calls', async () => {
     server.clearRequestLog();

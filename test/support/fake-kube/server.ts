@@ -94,6 +94,8 @@ interface ParsedPath {
   subresource?: string;
 }
 
+/** How long the API server keeps an idle keep-alive connection open (see start()). */
+export const API_SERVER_IDLE_TIMEOUT_MS = 90_000;
 const JSON_CONTENT_TYPE = 'application/json';
 const PROTOBUF_CONTENT_TYPE = 'application/vnd.kubernetes.protobuf';
 const KUBERNETES_VERSION = { major: '1', minor: '31', gitVersion: 'v1.31.0-fake', platform: 'linux/amd64' };
@@ -151,6 +153,11 @@ export class FakeKubeApiServer {
     const server = createServer((request, response) => {
       void this.handle(request, response);
     });
+    // The API server keeps an idle connection for 90 s (k8s.io/apiserver secure serving:
+    // http.Server IdleTimeout and the HTTP/2 server's, both 90 s, as client-go's transport), not
+    // Node's 5 s: a client that sends on a connection the server is closing gets EOF, and Go
+    // replays only GET/HEAD/OPTIONS/TRACE, so helm's DELETE of a finished hook Job would fail.
+    server.keepAliveTimeout = API_SERVER_IDLE_TIMEOUT_MS;
     server.on('connection', (socket) => {
       this.sockets.add(socket);
       socket.on('close', () => this.sockets.delete(socket));
