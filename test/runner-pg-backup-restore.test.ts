@@ -154,6 +154,35 @@ describe('runner restore', () => {
     expect(await readComparableContent(target.settings(database))).toEqual(sourceContent);
   });
 
+  it("runs pg_restore's sessions without parallel workers per index build, with asynchronous commit and 256 MB for index builds", async () => {
+    // What pg_restore's own sessions see, asked by a wrapper with pg_restore's environment just
+    // before it runs: --jobs already builds indexes of several tables at once, and a parallel
+    // build on top costs a quarter more server CPU here (sorted runs through temporary files).
+    const database = await freshTargetDatabase();
+    const wrapperDir = mkdtempSync(join(tmpdir(), 'kc-pg-restore-wrapper-'));
+    const seen = join(wrapperDir, 'settings.txt');
+    const wrapper = join(wrapperDir, 'pg_restore');
+    writeFileSync(
+      wrapper,
+      [
+        '#!/bin/sh',
+        'for arg in "$@"; do case "$arg" in --dbname=*) db="${arg#--dbname=}";; esac; done',
+        `if [ -n "$db" ]; then /usr/lib/postgresql/15/bin/psql -X -A -t -d "$db" -c 'SHOW max_parallel_maintenance_workers' -c 'SHOW synchronous_commit' -c 'SHOW maintenance_work_mem' > '${seen}' || exit 1; fi`,
+        'exec /usr/lib/postgresql/15/bin/pg_restore "$@"',
+      ].join('\n'),
+      { mode: 0o755 },
+    );
+    try {
+      const tools = { binDir: undefined, pgDump: '/usr/lib/postgresql/15/bin/pg_dump', pgRestore: wrapper, psql: '/usr/lib/postgresql/15/bin/psql' };
+      const result = await restoreDatabase({ dir: backupDir, target: target.settings(database, TARGET_USER, TARGET_PASSWORD), tools });
+      expect(result.action).toBe('restored');
+      expect(readFileSync(seen, 'utf8').trim().split('\n')).toEqual(['0', 'off', '256MB']);
+      expect(await readComparableContent(target.settings(database))).toEqual(sourceContent);
+    } finally {
+      rmSync(wrapperDir, { recursive: true, force: true });
+    }
+  });
+
   it('is a no-op when the target already holds the backup', async () => {
     const database = await freshTargetDatabase();
     expect((await runRunner(['restore', '--dir', backupDir], targetEnv(database))).code).toBe(0);
