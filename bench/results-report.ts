@@ -481,16 +481,21 @@ function explainRunnerWork(): string[] {
       'checksum on each server (documents by sha256, large objects by sha256, split over the sessions after the restore); ' +
       'the large objects are restored one by one in one pg_restore item, the long pole of every contender.',
     '',
-    'Done this round, the first lever of the last report: the source\'s pass left the downtime (above; `checksum-source` then ' +
-      '`backup` from the command line, as this benchmark runs them). Its proof needs no snapshot held open: a table is reused ' +
-      'only with the same relfilenode and row count and no visible row whose xmin is at or above the early snapshot\'s xmin — ' +
-      'every transaction below it had ended, a subtransaction\'s id is above its parent\'s, and freezing keeps xmin since ' +
-      'PostgreSQL 9.4 — so a table is never wrongly reused, and a wrong reuse would fail the restore\'s comparison anyway. It ' +
-      'spares nothing for the tables Keycloak writes all day (events, sessions), which are scanned again in the downtime. ' +
-      'The hook Jobs do the same: the prepare Job takes the pass just before it scales Keycloak down and keeps it in the state ' +
-      'ConfigMap for the backup Job. The proof itself is not free: it reads every row\'s xmin, and a fresh session first loads ' +
-      'each table\'s catalog entries (~0.4 s for Keycloak\'s 85 tables, in the downtime, next to pg_dump), so on the keycloak ' +
-      'shape, whose pass was mostly hidden behind pg_dump already, it gains little.',
+    'Done this round: pg_restore\'s sessions build each index without parallel workers (`max_parallel_maintenance_workers=0` ' +
+      'in runner/src/pg/restore.ts RESTORE_SESSION_OPTIONS, next to asynchronous commit and 256 MB of maintenance_work_mem). ' +
+      '`--jobs` already builds the indexes of several tables at once, and a parallel build hands its workers\' sorted runs to ' +
+      'the leader through temporary files: measured with pg_restore -j2 alone on two cores, the 0.2 GiB wide database 2.3–2.4 → ' +
+      '1.9 s (server CPU 3.9–4.0 → 3.0 s), the Keycloak-shaped one 2.4–2.55 → 2.0–2.15 s (3.9–4.1 → 3.1–3.2 s), at 1 GiB ' +
+      '11.6–12.5 → 9.5–10.8 s (19.6–21.9 → 16.0–17.9 s); with -j1 still 0.9 s less CPU and no slower. The runner\'s restore to ' +
+      '"target ready", alternating the builds with and without it: 3.41–3.87 → 2.96–3.34 s (wide), 3.72–4.40 → 3.19–4.14 s ' +
+      '(keycloak). It is a setting, not a cheaper verification: the peers here run with the server\'s defaults, and ' +
+      '`PGOPTIONS=\'-c max_parallel_maintenance_workers=0\' pg_restore` would gain as much. Measured on top of it and not taken: ' +
+      '`jit=off`, `max_parallel_workers_per_gather=0` and `work_mem=64MB` for the foreign keys\' validation (keycloak 1 GiB, no ' +
+      'difference beyond the run-to-run spread). The last round moved the source\'s checksum pass before the downtime ' +
+      '(`checksum-source`, or the prepare Job, then the dump\'s proof that each table is unchanged since: runner/src/pg/early-pass.ts); ' +
+      'the proof reads every row\'s xmin and loads each table\'s catalog entries on a fresh session, so on the keycloak shape, ' +
+      'whose pass was mostly hidden behind pg_dump already, it gains little, and it spares nothing for the tables Keycloak ' +
+      'writes all day (events, sessions).',
     '',
     'What would close the rest, in order of what it would save (the floor below shows why nothing closes all of it on two ' +
       'shared cores while the target\'s pass stays): (1) here both servers share the two cores, so the source\'s change check takes cycles from pg_dump and the ' +
