@@ -12,7 +12,7 @@
  * CPU is the backend's own user + system time from /proc/<pid>/stat (the benchmark runs on the
  * server's machine); the client's share (the pg protocol for a few rows per table) is negligible.
  */
-import { connect } from '../runner/src/pg/connection.js';
+import { connect, withClient } from '../runner/src/pg/connection.js';
 import { reusedStatsOptions, reuseEarlyPass, takeEarlyPass } from '../runner/src/pg/early-pass.js';
 import { collectDatabaseStats } from '../runner/src/pg/manifest.js';
 import { processTotals } from './measure.js';
@@ -60,6 +60,9 @@ export async function measureChecksumPass(endpoint: DatabaseEndpoint, runs = 2):
   return best!;
 }
 
+/** A fresh session per measurement, as the runner's dump session is. */
+const CHANGE_CHECK_SESSION = { purpose: 'bench-change-check', action: 'check' };
+
 /**
  * What the source's verification costs inside the downtime now that its pass runs before it
  * (runner/src/pg/early-pass.ts): in the dump's snapshot, the proof that each table is unchanged
@@ -72,32 +75,27 @@ export async function measureChecksumPass(endpoint: DatabaseEndpoint, runs = 2):
  */
 export async function measureChangeCheck(endpoint: DatabaseEndpoint, runs = 2): Promise<number> {
   const settings = { host: endpoint.host, port: endpoint.port, user: endpoint.user, password: endpoint.password, database: endpoint.database };
-  const early = await withSession(settings, (client) => takeEarlyPass(client, settings));
+  const early = await withClient(settings, (client) => takeEarlyPass(client, settings), CHANGE_CHECK_SESSION);
   let best = Number.POSITIVE_INFINITY;
   for (let run = 0; run < runs; run += 1) {
-    const cpuSeconds = await withSession(settings, async (client) => {
-      const pid = (await client.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0]!.pid;
-      await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
-      const cpuBefore = processTotals(pid).cpuSeconds;
-      const reuse = await reuseEarlyPass(client, early, settings);
-      if (reuse.unusable || reuse.rescanned.length > 0) {
-        throw new Error(`the idle source changed under the benchmark: ${reuse.unusable ?? reuse.rescanned.join(', ')}`);
-      }
-      await collectDatabaseStats(client, { concurrent: true, ...reusedStatsOptions(reuse) });
-      const spent = processTotals(pid).cpuSeconds - cpuBefore;
-      await client.query('COMMIT');
-      return spent;
-    });
+    const cpuSeconds = await withClient(
+      settings,
+      async (client) => {
+        const pid = (await client.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0]!.pid;
+        await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
+        const cpuBefore = processTotals(pid).cpuSeconds;
+        const reuse = await reuseEarlyPass(client, early, settings);
+        if (reuse.unusable || reuse.rescanned.length > 0) {
+          throw new Error(`the idle source changed under the benchmark: ${reuse.unusable ?? reuse.rescanned.join(', ')}`);
+        }
+        await collectDatabaseStats(client, { concurrent: true, ...reusedStatsOptions(reuse) });
+        const spent = processTotals(pid).cpuSeconds - cpuBefore;
+        await client.query('COMMIT');
+        return spent;
+      },
+      CHANGE_CHECK_SESSION,
+    );
     best = Math.min(best, cpuSeconds);
   }
   return best;
-}
-
-async function withSession<T>(settings: Parameters<typeof connect>[0], work: (client: Awaited<ReturnType<typeof connect>>) => Promise<T>): Promise<T> {
-  const client = await connect(settings, { purpose: 'bench-change-check', action: 'check' });
-  try {
-    return await work(client);
-  } finally {
-    await client.end().catch(() => undefined);
-  }
 }
