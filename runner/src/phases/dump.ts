@@ -57,7 +57,7 @@ export function dumpStep(ctx: HookContext) {
       await quiesce(ctx);
       ctx.lock?.assertHeld();
       const dir = backupDirectoryOf(ctx, state);
-      const earlyPass = await storedEarlyPass(ctx);
+      const { pass: earlyPass, stored: earlyPassStored } = await storedEarlyPass(ctx);
       const dump = () =>
         backupDatabase({
           source: requireEndpoint(ctx.config, 'source'),
@@ -79,7 +79,7 @@ export function dumpStep(ctx: HookContext) {
       }
       const { manifest } = result;
       // It served this dump (or could not be read); a later dump (after a rollback) checksums in its own downtime.
-      await forgetEarlyPass(ctx).catch((error: Error) => ctx.log.warn('could not remove the early checksum pass from the state ConfigMap', { reason: error.message }));
+      if (earlyPassStored) await forgetEarlyPass(ctx).catch((error: Error) => ctx.log.warn('could not remove the early checksum pass from the state ConfigMap', { reason: error.message }));
       const reused = manifest.earlyPass && !manifest.earlyPass.unusable ? `, ${manifest.earlyPass.tablesReused} checksummed before the downtime` : '';
       return {
         detail: `${manifest.stats.tables.length} tables, ${manifest.totalRows} rows, ${manifest.dumpBytes} bytes${reused}`,

@@ -47,19 +47,22 @@ export async function takeEarlyPassBeforeQuiescing(ctx: HookContext): Promise<vo
   ctx.log.info('source checksummed before quiescing', { tables: pass.tables.length, durationMs: pass.durationMs });
 }
 
-/** The stored pass for the dump, or undefined (none, or unreadable: logged). */
-export async function storedEarlyPass(ctx: HookContext): Promise<EarlyPass | undefined> {
+/**
+ * What prepare left for the dump: the pass (undefined when none or unreadable: logged), and whether
+ * the ConfigMap holds one at all (an unreadable one is removed after the dump all the same).
+ */
+export async function storedEarlyPass(ctx: HookContext): Promise<{ readonly pass?: EarlyPass; readonly stored: boolean }> {
   const text = await ctx.store.readData(StateKey.earlyPass);
-  if (text === undefined) return undefined;
+  if (text === undefined) return { stored: false };
   try {
-    return parseEarlyPass(text, `${StateKey.earlyPass} of ConfigMap ${ctx.store.name}`);
+    return { pass: parseEarlyPass(text, `${StateKey.earlyPass} of ConfigMap ${ctx.store.name}`), stored: true };
   } catch (error) {
     ctx.log.warn('ignoring the early checksum pass: the backup checksums every table in the downtime', { reason: (error as Error).message });
-    return undefined;
+    return { stored: true };
   }
 }
 
-/** Removes the stored pass once a backup is taken (it is only ever for the next dump); nothing to do without one. */
+/** Removes the stored pass once a backup is taken (it is only ever for the next dump). */
 export async function forgetEarlyPass(ctx: HookContext): Promise<void> {
   await ctx.store.writeData(StateKey.earlyPass, undefined);
 }
