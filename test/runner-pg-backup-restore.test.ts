@@ -16,7 +16,8 @@ import { TableVerifierDuringRestore } from '../runner/src/pg/verify-during-resto
 import { isMarkedReady, readMarker, writeMarker } from '../runner/src/pg/marker.js';
 import { applyKeycloakHygiene } from '../runner/src/pg/hygiene.js';
 import { collectTargetStats } from '../runner/src/pg/verify-target.js';
-import { BYTEA_DIGEST_MIN_BYTES, largeObjectStats, ROW_CHECKSUM_ALGORITHM_V1, ROW_CHECKSUM_ALGORITHM_V2, ROW_CHECKSUM_ALGORITHM_V3 } from '../runner/src/pg/manifest.js';
+import { silentLogger } from '../runner/src/log.js';
+import { BYTEA_DIGEST_MIN_BYTES, largeObjectStats, ROW_CHECKSUM_ALGORITHM, ROW_CHECKSUM_ALGORITHM_V1, ROW_CHECKSUM_ALGORITHM_V2, ROW_CHECKSUM_ALGORITHM_V3 } from '../runner/src/pg/manifest.js';
 import { spawnSync } from 'node:child_process';
 import pg from 'pg';
 
@@ -297,6 +298,100 @@ describe('runner verify', () => {
     } finally {
       await Promise.all(sessions.map((session) => session.end()));
     }
+  });
+
+  it('hands the checksum still running when pg_restore ends over to the verification, which awaits it instead of scanning again', async () => {
+    const database = await freshTargetDatabase();
+    const settings = target.settings(database, TARGET_USER, TARGET_PASSWORD);
+    const restored = await restoreDatabase({ dir: backupDir, target: settings });
+    const expected = restored.manifest.stats;
+    const credential = expected.tables.find((table) => table.name === 'credential')!;
+    expect(credential.rows).toBeGreaterThan(0);
+    // A result the scan could never give: seen in the statistics only if the hand-over was used.
+    const handedOver = { ...credential, checksum: 'handed-over' };
+    const later = new Promise<typeof credential>((resolve) => setTimeout(() => resolve(handedOver), 300));
+    const stats = await collectTargetStats(settings, {
+      checksumsInProgress: {
+        tables: new Map([['public.credential', later]]),
+        largeObjects: Promise.resolve({ count: expected.largeObjects.count, checksum: 'handed-over-too' }),
+      },
+    });
+    expect(stats.tables.find((table) => table.name === 'credential')!.checksum).toBe('handed-over');
+    // The large objects are counted again on the target; only their contents' checksum is taken over.
+    expect(stats.largeObjects).toEqual({ count: expected.largeObjects.count, checksum: 'handed-over-too' });
+    // Materialized views are refreshed by the restore, not copied (verify-target.ts): tables only.
+    // (Sizes on disk differ between the servers.)
+    const dataTables = (tables: typeof expected.tables) =>
+      tables.filter((table) => table.kind !== 'materialized view').map(({ schema, name, rows, checksum }) => ({ schema, name, rows, checksum }));
+    expect(dataTables(stats.tables).filter((table) => table.name !== 'credential')).toEqual(dataTables(expected.tables).filter((table) => table.name !== 'credential'));
+    // A checksum that failed on the other session (undefined) is taken here instead.
+    const failed = await collectTargetStats(settings, {
+      checksumsInProgress: { tables: new Map([['public.credential', Promise.resolve(undefined)]]), largeObjects: Promise.resolve(undefined) },
+    });
+    expect(dataTables(failed.tables)).toEqual(dataTables(expected.tables));
+    expect(failed.largeObjects).toEqual(expected.largeObjects);
+  });
+
+  it('hands over the checksum it is taking when stopped, and closes its session once that is done', async () => {
+    const database = await freshTargetDatabase();
+    const settings = target.settings(database, TARGET_USER, TARGET_PASSWORD);
+    // Large enough that its checksum is still running when the test sees it start.
+    await target.query(
+      `CREATE TABLE public.long_scan AS SELECT i AS id, md5(i::text) AS label FROM generate_series(1, 1500000) AS i; ALTER TABLE public.long_scan OWNER TO ${TARGET_USER}`,
+      [],
+      database,
+    );
+    const verifier = new TableVerifierDuringRestore({ target: settings, analyze: false, checksumAlgorithm: ROW_CHECKSUM_ALGORITHM });
+    const verifierSessions = () =>
+      target.query<{ query: string; state: string }>(`SELECT query, state FROM pg_stat_activity WHERE datname = $1 AND application_name = 'kc-pg-migration:verify-restored'`, [database]);
+    verifier.tableLoaded('public', 'long_scan');
+    let running = false;
+    for (let waited = 0; !running && waited < 20_000; waited += 5) {
+      running = (await verifierSessions()).some((session) => session.state === 'active' && session.query.includes('long_scan'));
+      if (!running) await new Promise((resolve) => setTimeout(resolve, 5));
+    }
+    expect(running).toBe(true);
+    const inProgress = verifier.handOver();
+    expect([...inProgress.tables.keys()]).toEqual(['public.long_scan']);
+    expect(inProgress.largeObjects).toBeUndefined();
+    const handedOver = await inProgress.tables.get('public.long_scan');
+    const scanned = (await collectTargetStats(settings)).tables.find((table) => table.name === 'long_scan');
+    // (The verifier lists tables without their sizes: they would lock tables pg_restore is loading.)
+    expect({ rows: handedOver!.rows, checksum: handedOver!.checksum }).toEqual({ rows: scanned!.rows, checksum: scanned!.checksum });
+    expect(handedOver!.rows).toBe(1_500_000);
+    await verifier.finish();
+    expect(verifier.error).toBeUndefined();
+    expect(await verifierSessions()).toEqual([]);
+    // Stopped: a table loaded afterwards is left to the verification after the restore.
+    verifier.tableLoaded('public', 'long_scan');
+    expect(verifier.handOver().tables.size).toBe(0);
+  });
+
+  it('keeps no large objects\' checksum it could not read during the restore (no checksum is not a result)', async () => {
+    const database = await freshTargetDatabase();
+    const settings = target.settings(database, TARGET_USER, TARGET_PASSWORD);
+    const restored = await restoreDatabase({ dir: backupDir, target: settings });
+    expect(restored.manifest.stats.largeObjects.count).toBeGreaterThan(0);
+    // A role the login may become but that may not read the large objects TARGET_USER owns.
+    await target.query(`DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'lo_outsider') THEN CREATE ROLE lo_outsider; END IF; END $$`);
+    await target.query(`GRANT lo_outsider TO ${TARGET_USER}`);
+    const messages: string[] = [];
+    const log = { ...silentLogger, debug: (message: string) => void messages.push(message) };
+    const verifier = new TableVerifierDuringRestore({ target: settings, owner: 'lo_outsider', analyze: false, log, checksumAlgorithm: restored.manifest.checksumAlgorithm, largeObjectSessions: 2 });
+    verifier.largeObjectsLoaded();
+    for (let waited = 0; !messages.some((message) => message.startsWith('large objects not checksummed')) && waited < 10_000; waited += 20) {
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    await verifier.finish();
+    expect(messages).toContain('large objects not checksummed during the restore: left to the verification after it');
+    expect(verifier.largeObjects).toBeUndefined();
+    expect(verifier.error).toBeUndefined();
+    // As the owner, the same verifier settings read them, on two sessions, to the backup's checksum.
+    const reader = new TableVerifierDuringRestore({ target: settings, analyze: false, checksumAlgorithm: restored.manifest.checksumAlgorithm, largeObjectSessions: 2 });
+    reader.largeObjectsLoaded();
+    for (let waited = 0; !reader.largeObjects && waited < 10_000; waited += 20) await new Promise((resolve) => setTimeout(resolve, 20));
+    await reader.finish();
+    expect(reader.largeObjects).toEqual(restored.manifest.stats.largeObjects);
   });
 
   /** A copy of the backup under `name`, and its largest table data file (the one the tests damage). */

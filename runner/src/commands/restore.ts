@@ -65,6 +65,7 @@ start from then on), then ANALYZEs the restored tables on --jobs sessions.`,
       log,
       checksummedTables: restore.checksummedTables,
       checksummedLargeObjects: restore.checksummedLargeObjects,
+      checksumsInProgress: restore.checksumsInProgress,
     });
     const early = restore.checksummedTables.size;
     rows.push({

@@ -209,6 +209,8 @@ export interface CollectStatsOptions {
    * again, their contents are not.
    */
   readonly checksummedLargeObjects?: LargeObjectStats;
+  /** Checksums another session is still taking: awaited instead of scanned again (see {@link ChecksumsInProgress}). */
+  readonly checksumsInProgress?: ChecksumsInProgress;
   /** The manifest's {@link BackupManifest.checksumAlgorithm} to compare with. @default ROW_CHECKSUM_ALGORITHM */
   readonly checksumAlgorithm?: string;
   /**
@@ -216,6 +218,19 @@ export interface CollectStatsOptions {
    * PostgreSQL may use parallel workers, as for the verification after a restore.
    */
   readonly concurrent?: boolean;
+}
+
+/**
+ * Checksums another session was still taking when a collection started: the restore's verifier
+ * hands over its last statement when pg_restore ends (pg/verify-during-restore.ts), so that the
+ * verification after the restore reads the catalog and scans the other tables meanwhile instead
+ * of waiting for it. A promise that resolves to undefined (that checksum failed or was given up)
+ * makes the collection scan the table, or read the large objects, itself.
+ */
+export interface ChecksumsInProgress {
+  /** By `schema.name`. */
+  readonly tables: ReadonlyMap<string, Promise<TableStats | undefined>>;
+  readonly largeObjects?: Promise<LargeObjectStats | undefined>;
 }
 
 /** Runs `text` on `client` in a savepoint, so that an error does not abort the surrounding transaction. */
@@ -439,14 +454,22 @@ export async function collectDatabaseStats(client: pg.Client, options: CollectSt
   // The large objects' checksum reads every one of them: each connection its share (this one
   // between its catalog queries), the longest query after the table scans.
   const algorithm = options.checksumAlgorithm ?? ROW_CHECKSUM_ALGORITHM;
+  const workers = [client, ...(options.extraClients ?? [])];
+  // Taken during the restore: count again (cheap), keep the early checksum of the contents.
+  const countAgain = (early: LargeObjectStats) =>
+    client
+      .query<{ count: string }>('SELECT count(*)::bigint AS count FROM pg_catalog.pg_largeobject_metadata')
+      .then((result) => ({ count: Number(result.rows[0]!.count), checksum: early.checksum }));
+  const readLargeObjects = () => largeObjectStats([...(options.extraClients ?? []), client], algorithm);
   const early = options.checksummedLargeObjects;
-  const largeObjectsWork = early
-    ? // Taken during the restore: count again (cheap), keep the early checksum of the contents.
-      client
-        .query<{ count: string }>('SELECT count(*)::bigint AS count FROM pg_catalog.pg_largeobject_metadata')
-        .then((result) => ({ count: Number(result.rows[0]!.count), checksum: early.checksum }))
-    : largeObjectStats([...(options.extraClients ?? []), client], algorithm);
-  // Awaited below; until then a rejection must not count as unhandled.
+  const inProgress = options.checksumsInProgress;
+  const largeObjectsWork: Promise<LargeObjectStats> = early
+    ? countAgain(early)
+    : inProgress?.largeObjects
+      ? inProgress.largeObjects.then((taken) => (taken ? countAgain(taken) : readLargeObjects()))
+      : readLargeObjects();
+  // Awaited after the table scans (it may be waiting for another session); until then a
+  // rejection must not count as unhandled.
   largeObjectsWork.catch(() => undefined);
 
   const schemas = (
@@ -475,8 +498,6 @@ export async function collectDatabaseStats(client: pg.Client, options: CollectSt
     }
   }
 
-  const largeObjects = await largeObjectsWork;
-
   const extensions = (
     await client.query<ExtensionInfo>(`
       SELECT e.extname AS name, e.extversion AS version, n.nspname AS schema
@@ -486,18 +507,22 @@ export async function collectDatabaseStats(client: pg.Client, options: CollectSt
 
   const objects = await collectObjectInventory(client, serverNum);
 
-  const workers = [client, ...(options.extraClients ?? [])];
   // The text forms hashed are the same on both servers: connect() sets COMPARABLE_SESSION_SETTINGS.
   if (options.concurrent) for (const worker of workers) await applySettings(worker, CONCURRENT_CHECKSUM_SETTINGS, { local: true });
+  const keyOf = (table: TableToChecksum) => `${table.schema}.${table.name}`;
+  // The tables another session is still checksumming last: the workers scan the others meanwhile.
+  const takenElsewhere = (index: number) => (inProgress?.tables.has(keyOf(tables[index]!)) ? 1 : 0);
+  const order = [...tables.keys()].sort((a, b) => takenElsewhere(a) - takenElsewhere(b));
   const results: TableStats[] = new Array<TableStats>(tables.length);
   let next = 0;
   let done = 0;
   await Promise.all(
     workers.map(async (worker) => {
-      while (next < tables.length) {
-        const index = next++;
+      while (next < order.length) {
+        const index = order[next++]!;
         const table = tables[index]!;
-        const stats = options.checksummedTables?.get(`${table.schema}.${table.name}`) ?? (await checksumTable(worker, table, algorithm));
+        const key = keyOf(table);
+        const stats = options.checksummedTables?.get(key) ?? (await inProgress?.tables.get(key)) ?? (await checksumTable(worker, table, algorithm));
         results[index] = stats;
         done += 1;
         options.onTable?.(stats, done, tables.length);
@@ -505,6 +530,7 @@ export async function collectDatabaseStats(client: pg.Client, options: CollectSt
     }),
   );
   const sortedTables = results.sort((a, b) => a.schema.localeCompare(b.schema) || a.name.localeCompare(b.name));
+  const largeObjects = await largeObjectsWork;
 
   return { schemas, tables: sortedTables, sequences, largeObjects, extensions, objects };
 }

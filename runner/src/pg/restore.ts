@@ -21,7 +21,7 @@ import { ExitCode, ReadyMarker } from '../../../lib/contract.js';
 import { classifyDatabaseError, dataError, RunnerError } from '../errors.js';
 import { silentLogger, type Logger, type ProgressEvent, progressEvent } from '../log.js';
 import { APPLICATION_NAME, connect, describeEndpoint, qualifiedName, serverMajorVersion, toolEnv, withClient, type ConnectionSettings } from './connection.js';
-import type { BackupManifest, LargeObjectStats, TableStats } from './manifest.js';
+import type { BackupManifest, ChecksumsInProgress, LargeObjectStats, TableStats } from './manifest.js';
 import { readMarkerWith } from './marker.js';
 import { formatUseList, largeObjectOids, type TocEntry } from './toc.js';
 import { assertRestoreToolReads, assertRestoreToolTargets, findPgTools, runTool, toolVersion, type PgTools } from './tools.js';
@@ -105,6 +105,12 @@ export interface RestoreResult {
   readonly checksummedTables: ReadonlyMap<string, TableStats>;
   /** With `checksumDuringRestore`: the large objects' statistics, taken after pg_restore loaded them (if it had time). */
   readonly checksummedLargeObjects?: LargeObjectStats;
+  /**
+   * With `checksumDuringRestore`: the checksum the verifier was still taking when pg_restore ended,
+   * for {@link verifyTarget} to await instead of waiting for it here (not with `analyze`, which
+   * waits for the verifier's ANALYZEs).
+   */
+  readonly checksumsInProgress?: ChecksumsInProgress;
   /** Whether the restored database was ANALYZEd (`analyze`, and not already restored). */
   readonly analyzed: boolean;
 }
@@ -512,12 +518,21 @@ export async function restoreDatabase(options: RestoreOptions): Promise<RestoreR
     digestCheck.catch(() => stopRestore.abort());
     const verifier =
       options.checksumDuringRestore && jobs > 1
-        ? new TableVerifierDuringRestore({ target: options.target, owner, analyze: options.analyze ?? false, log, checksumAlgorithm: manifest.checksumAlgorithm })
+        ? new TableVerifierDuringRestore({
+            target: options.target,
+            owner,
+            analyze: options.analyze ?? false,
+            log,
+            checksumAlgorithm: manifest.checksumAlgorithm,
+            largeObjectSessions: jobs,
+          })
         : undefined;
     const tocById = new Map(backup.toc.map((entry) => [entry.dumpId, entry]));
     // pg_dump 17 splits the large objects' data into several BLOBS items.
     const blobItems = backup.toc.filter((entry) => entry.desc === 'BLOBS' && !skip(entry)).length;
     let blobItemsDone = 0;
+    let restored = false;
+    let checksumsInProgress: ChecksumsInProgress | undefined;
     try {
       await runTool({
         signal: stopRestore.signal,
@@ -557,13 +572,20 @@ export async function restoreDatabase(options: RestoreOptions): Promise<RestoreR
         },
       });
       await digestCheck;
+      restored = true;
     } catch (error) {
       // A damaged backup explains a failed pg_restore better than pg_restore's own message.
       await digestCheck;
       throw error;
     } finally {
       clearInterval(timer);
-      await verifier?.finish();
+      // pg_restore has ended: the verifier takes no new table. The checksum it is still taking
+      // goes to the verification after the restore, which reads the catalog and scans the other
+      // tables meanwhile (the last table loaded is often the largest: waiting for its checksum
+      // here, then connecting, left the cores idle). A failed restore, or one that ANALYZEs
+      // next, waits for it.
+      if (verifier && restored && !options.analyze) checksumsInProgress = verifier.handOver();
+      else await verifier?.finish();
       await rm(workDir, { recursive: true, force: true });
     }
     const analyzedDuringRestore: ReadonlySet<string> = verifier?.analyzed ?? new Set();
@@ -580,6 +602,7 @@ export async function restoreDatabase(options: RestoreOptions): Promise<RestoreR
       durationMs: Date.now() - started,
       checksummedTables: verifier?.checksums ?? new Map(),
       ...(verifier?.largeObjects ? { checksummedLargeObjects: verifier.largeObjects } : {}),
+      ...(checksumsInProgress ? { checksumsInProgress } : {}),
       analyzed: options.analyze ?? false,
     };
   } catch (error) {

@@ -26,6 +26,7 @@ import {
   CONCURRENT_CHECKSUM_SETTINGS,
   largeObjectStats,
   listTables,
+  type ChecksumsInProgress,
   type LargeObjectStats,
   type TableStats,
   type TableToChecksum,
@@ -40,6 +41,12 @@ export interface VerifyDuringRestoreOptions {
   readonly log?: Logger;
   /** The backup's {@link BackupManifest.checksumAlgorithm}. */
   readonly checksumAlgorithm: string;
+  /**
+   * Sessions that read the large objects' contents, each its share: pg_restore loads them in one
+   * item on one session, often its last, so its other sessions are idle by then and the checksum
+   * is what the verification after the restore waits for. @default 1
+   */
+  readonly largeObjectSessions?: number;
 }
 
 /** How long a checksum or ANALYZE waits for a table pg_restore holds (an index build) before moving on. */
@@ -56,7 +63,8 @@ interface Pending {
  * every checksum, then (when idle) the ANALYZEs. A table pg_restore holds locked (an index or
  * primary key build) is put back in the queue instead of waited for, so the verifier never idles
  * behind pg_restore. Whatever is left when pg_restore ends is left to the caller (the final
- * verification scans it on several connections; the restore ANALYZEs what remains).
+ * verification scans it on several connections; the restore ANALYZEs what remains); the checksum
+ * still running then is handed over ({@link handOver}) rather than waited for.
  */
 export class TableVerifierDuringRestore {
   /** Checksums by `schema.name`, taken after each table's data was committed. */
@@ -70,11 +78,16 @@ export class TableVerifierDuringRestore {
   private readonly toAnalyze: Pending[] = [];
   private readonly log: Logger;
   private client: pg.Client | undefined;
+  /** Sessions besides {@link client}, opened for the large objects' checksum only. */
+  private readonly largeObjectClients: pg.Client[] = [];
   private tables: Map<string, TableToChecksum> | undefined;
   private wake: (() => void) | undefined;
   private closed = false;
   private readonly worker: Promise<void>;
   private failure: unknown;
+  /** The checksum statement running now, if any (what {@link handOver} hands over). */
+  private tableInProgress: { readonly key: string; readonly result: Promise<TableStats | undefined> } | undefined;
+  private largeObjectsInProgress: Promise<LargeObjectStats | undefined> | undefined;
 
   constructor(private readonly options: VerifyDuringRestoreOptions) {
     this.log = options.log ?? silentLogger;
@@ -103,9 +116,23 @@ export class TableVerifierDuringRestore {
 
   /** Stops after the statement in progress (pg_restore ended) and closes the session. */
   async finish(): Promise<void> {
+    this.handOver();
+    await this.worker;
+  }
+
+  /**
+   * Takes no new work (pg_restore ended) and returns the checksum still running, without waiting
+   * for it: the verification after the restore awaits it while it reads the catalog and scans
+   * the other tables, instead of starting only once it is done. The session closes after it.
+   */
+  handOver(): ChecksumsInProgress {
     this.closed = true;
     this.wake?.();
-    await this.worker;
+    const table = this.tableInProgress;
+    return {
+      tables: new Map(table ? [[table.key, table.result]] : []),
+      ...(this.largeObjectsInProgress ? { largeObjects: this.largeObjectsInProgress } : {}),
+    };
   }
 
   /** Why the verifier stopped early, if it did. */
@@ -128,19 +155,39 @@ export class TableVerifierDuringRestore {
       while (!this.closed) {
         if (this.toChecksum.length === 0 && this.largeObjectsPending) {
           this.largeObjectsPending = false;
-          const client = await this.session();
           const started = Date.now();
-          // In a transaction: an object the user may not read is skipped in a savepoint.
-          await client.query('BEGIN');
+          const checksum = (async () => {
+            const clients = await this.largeObjectSessions();
+            // Each in a transaction: an object the user may not read is skipped in a savepoint.
+            // Transactions of their own, not one snapshot: nothing writes large objects any more.
+            await Promise.all(clients.map((client) => client.query('BEGIN')));
+            try {
+              const stats = await largeObjectStats(clients, this.options.checksumAlgorithm);
+              // No checksum (a share could not be read: a lock wait, or no permission) is not a
+              // result to keep: the verification after the restore reads them itself, without a
+              // lock timeout, and only its own "not readable" stands.
+              if (stats.checksum === null) {
+                this.log.debug('large objects not checksummed during the restore: left to the verification after it', { count: stats.count });
+                return undefined;
+              }
+              this.largeObjects = stats;
+              this.log.debug('large objects checksummed during the restore', { count: stats.count, sessions: clients.length, ms: Date.now() - started });
+              return stats;
+            } catch (error) {
+              if ((error as { code?: string }).code !== LOCK_NOT_AVAILABLE) throw error;
+              // Left to the verification after the restore.
+              return undefined;
+            } finally {
+              // After an error the transaction is aborted: COMMIT then rolls it back.
+              await Promise.all(clients.map((client) => client.query('COMMIT')));
+            }
+          })();
+          // Whoever it is handed over to reads the large objects itself if this fails.
+          this.largeObjectsInProgress = checksum.catch(() => undefined);
           try {
-            this.largeObjects = await largeObjectStats(client, this.options.checksumAlgorithm);
-            this.log.debug('large objects checksummed during the restore', { count: this.largeObjects.count, ms: Date.now() - started });
-          } catch (error) {
-            if ((error as { code?: string }).code !== LOCK_NOT_AVAILABLE) throw error;
-            // Left to the verification after the restore.
+            await checksum;
           } finally {
-            // After an error the transaction is aborted: COMMIT then rolls it back.
-            await client.query('COMMIT');
+            this.largeObjectsInProgress = undefined;
           }
           continue;
         }
@@ -166,7 +213,15 @@ export class TableVerifierDuringRestore {
           const entry = this.tables.get(key);
           if (!entry) continue;
           if (queue === this.toChecksum) {
-            const stats = await checksumTable(client, entry, this.options.checksumAlgorithm);
+            const checksum = checksumTable(client, entry, this.options.checksumAlgorithm);
+            // Whoever it is handed over to scans the table itself if this fails (a lock wait, an error).
+            this.tableInProgress = { key, result: checksum.catch(() => undefined) };
+            let stats: TableStats;
+            try {
+              stats = await checksum;
+            } finally {
+              this.tableInProgress = undefined;
+            }
             this.checksums.set(key, stats);
             this.toAnalyze.push(table);
             this.log.debug('checksummed during the restore', { table: key, rows: stats.rows, ms: Date.now() - started });
@@ -183,14 +238,28 @@ export class TableVerifierDuringRestore {
         }
       }
     } finally {
-      await this.client?.end().catch(() => undefined);
+      await Promise.all([this.client, ...this.largeObjectClients].map((client) => client?.end().catch(() => undefined)));
     }
   }
 
   private async session(): Promise<pg.Client> {
-    if (this.client) return this.client;
+    this.client ??= await this.openSession();
+    return this.client;
+  }
+
+  /** {@link session} and as many more as `largeObjectSessions` asks for (opened side by side). */
+  private async largeObjectSessions(): Promise<pg.Client[]> {
+    const more = Math.max(1, this.options.largeObjectSessions ?? 1) - 1 - this.largeObjectClients.length;
+    const opening = await Promise.allSettled([this.session(), ...Array.from({ length: Math.max(0, more) }, () => this.openSession())]);
+    // Kept before anything is thrown, so that run() closes every session that did open.
+    for (const opened of opening.slice(1)) if (opened.status === 'fulfilled') this.largeObjectClients.push(opened.value);
+    const failed = opening.find((opened) => opened.status === 'rejected');
+    if (failed) throw failed.reason;
+    return [this.client!, ...this.largeObjectClients];
+  }
+
+  private async openSession(): Promise<pg.Client> {
     const client = await connect(this.options.target, { purpose: 'verify-restored', action: 'verify' });
-    this.client = client;
     await client.query('SET search_path = pg_catalog');
     await client.query(`SET lock_timeout = '${LOCK_WAIT}'`);
     // Session-wide: each checksum runs in a transaction of its own.

@@ -8,7 +8,7 @@ import { dataError } from '../errors.js';
 import { silentLogger, type Logger } from '../log.js';
 import { connect, withClient, type ConnectionSettings } from './connection.js';
 import { CHANGELOG_LOCK_TABLE, JGROUPS_TABLES } from './hygiene.js';
-import { collectDatabaseStats, UNPOPULATED_CHECKSUM, type BackupManifest, type DatabaseStats, type LargeObjectStats, type ObjectInventory, type TableStats } from './manifest.js';
+import { collectDatabaseStats, UNPOPULATED_CHECKSUM, type BackupManifest, type ChecksumsInProgress, type DatabaseStats, type LargeObjectStats, type ObjectInventory, type TableStats } from './manifest.js';
 
 export type DifferenceKind = 'table' | 'sequence' | 'largeObjects' | 'extension' | 'schema' | keyof ObjectInventory | 'ownership';
 
@@ -130,6 +130,8 @@ export interface TargetStatsOptions {
   readonly checksummedTables?: ReadonlyMap<string, TableStats>;
   /** The large objects' statistics the restore took right after loading them (`RestoreResult.checksummedLargeObjects`). */
   readonly checksummedLargeObjects?: LargeObjectStats;
+  /** The checksum the restore's verifier was still taking when pg_restore ended (`RestoreResult.checksumsInProgress`). */
+  readonly checksumsInProgress?: ChecksumsInProgress;
   /** The backup's {@link BackupManifest.checksumAlgorithm}. @default ROW_CHECKSUM_ALGORITHM */
   readonly checksumAlgorithm?: string;
 }
@@ -137,6 +139,13 @@ export interface TargetStatsOptions {
 /** The target's statistics, taken in one REPEATABLE READ snapshot shared by `jobs` connections. */
 export async function collectTargetStats(target: ConnectionSettings, options: TargetStatsOptions = {}): Promise<DatabaseStats> {
   const jobs = Math.max(1, options.jobs ?? 2);
+  // The further sessions connect while the main one does (each connection costs tens of
+  // milliseconds); they join its snapshot once it is exported.
+  const connecting = Array.from({ length: jobs - 1 }, () => connect(target, { purpose: 'verify', action: 'verify' }));
+  // Awaited below, or closed unused; until then a rejection must not count as unhandled.
+  for (const connection of connecting) connection.catch(() => undefined);
+  let closing: Promise<unknown> | undefined;
+  const closeSessions = () => (closing ??= Promise.all(connecting.map((connection) => connection.then((client) => client.end()).catch(() => undefined))));
   return withClient(
     target,
     async (main) => {
@@ -154,9 +163,8 @@ export async function collectTargetStats(target: ConnectionSettings, options: Ta
           }
         }
         if (snapshot) {
-          for (let i = 1; i < jobs; i += 1) {
-            const extra = await connect(target, { purpose: 'verify' });
-            extras.push(extra);
+          extras.push(...(await Promise.all(connecting)));
+          for (const extra of extras) {
             await extra.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
             await extra.query(`SET TRANSACTION SNAPSHOT '${snapshot}'`);
           }
@@ -166,15 +174,16 @@ export async function collectTargetStats(target: ConnectionSettings, options: Ta
           checksummedTables: options.checksummedTables,
           checksumAlgorithm: options.checksumAlgorithm,
           checksummedLargeObjects: options.checksummedLargeObjects,
+          checksumsInProgress: options.checksumsInProgress,
           onTable: (table, done, total) => options.log?.debug('checksummed', { table: `${table.schema}.${table.name}`, rows: table.rows, done, total }),
         });
       } finally {
         await main.query('ROLLBACK').catch(() => undefined);
-        await Promise.all(extras.map((extra) => extra.end().catch(() => undefined)));
+        await closeSessions();
       }
     },
     { purpose: 'verify', action: 'verify' },
-  );
+  ).finally(closeSessions);
 }
 
 /** Objects in `schemas` (and large objects) not owned by `owner`: `kind schema.name (owner)`. */

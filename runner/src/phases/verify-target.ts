@@ -30,6 +30,7 @@ export function verifyTargetStep(ctx: HookContext) {
       const restored = restoredInThisRun(ctx, state);
       const checksummedTables = restored?.checksummedTables;
       const checksummedLargeObjects = restored?.checksummedLargeObjects;
+      const checksumsInProgress = restored?.checksumsInProgress;
       let verification;
       try {
         verification = await verifyTarget(requireEndpoint(ctx.config, 'target'), manifest, {
@@ -38,6 +39,7 @@ export function verifyTargetStep(ctx: HookContext) {
           log: ctx.log,
           ...(checksummedTables ? { checksummedTables } : {}),
           ...(checksummedLargeObjects ? { checksummedLargeObjects } : {}),
+          ...(checksumsInProgress ? { checksumsInProgress } : {}),
         });
       } catch (error) {
         // Only a difference is a verification result; an unreachable target is just a failed attempt.
