@@ -64,7 +64,7 @@ export interface Outage {
   readonly lastLegacyWrite: number;
   readonly firstNewWrite: number;
   readonly ms: number;
-  /** Runner phase → ms of the outage spent in it; `other` is the tool's applies and Keycloak's start. */
+  /** Runner phase → ms of the outage spent in it, then the gaps between the steps and Keycloak's start after them. */
   readonly shares: readonly { readonly step: string; readonly ms: number }[];
 }
 
@@ -471,15 +471,21 @@ export function measureOutage(rehearsal: Rehearsal, names: ReleaseNames): Outage
   const history = readState(rehearsal, names).state?.history ?? [];
   const shares: { step: string; ms: number }[] = [];
   let covered = 0;
+  let lastStepEnd = lastLegacyWrite;
   for (const entry of history) {
     const from = Math.max(Date.parse(entry.startedAt), lastLegacyWrite);
     const to = Math.min(Date.parse(entry.finishedAt), firstNewWrite);
     if (to > from) {
       shares.push({ step: entry.phase, ms: to - from });
       covered += to - from;
+      lastStepEnd = Math.max(lastStepEnd, to);
     }
   }
-  shares.push({ step: 'other (hook Job starts, the tool applying v2, Keycloak starting)', ms: Math.max(0, ms - covered) });
+  // What no step recorded, split at the last step's end: before it the hook Jobs' starts and the
+  // tool's applies between them; after it Keycloak's start (its database gate included).
+  const afterSteps = Math.max(0, firstNewWrite - lastStepEnd);
+  shares.push({ step: 'between the steps (hook Job starts, the tool applying v2)', ms: Math.max(0, ms - covered - afterSteps) });
+  shares.push({ step: 'after the last step (Keycloak starting, its database gate included)', ms: afterSteps });
   return { lastLegacyWrite, firstNewWrite, ms, shares };
 }
 

@@ -20,7 +20,8 @@ export async function quiesce(ctx: HookContext): Promise<Readonly<Record<string,
   if (present.length === 0) return ctx.state?.originalReplicas ?? {};
   return quiesceWorkloads(ctx.kube, present, {
     timeoutMs: ctx.config.quiesceTimeoutSeconds * 1000,
-    pollMs: 1000,
+    // Keycloak is already stopped: until the next look at its pods, the downtime only waits.
+    pollMs: 500,
     persistOriginals: async (observed) => {
       const state = await updateState(ctx, (current) => {
         const merged = mergeOriginalReplicas(current.originalReplicas, observed);

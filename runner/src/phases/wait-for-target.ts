@@ -12,9 +12,16 @@ export interface WaitForTargetOptions {
   readonly timeoutSeconds: number;
   readonly log: Logger;
   readonly signal?: AbortSignal;
-  /** @default 2000 */
+  /** @default {@link TARGET_POLL_MS} */
   readonly pollMs?: number;
 }
+
+/**
+ * Between two attempts to write to the target. The restore Job waits here, in the downtime, for
+ * the new primary that the upgrade just created: half an interval is lost on average once it is
+ * up (a second at the former 2 s); an attempt is one short connection.
+ */
+export const TARGET_POLL_MS = 500;
 
 /** One check; throws a RunnerError saying why the target does not accept writes yet. */
 export async function checkTargetWritable(target: ConnectionSettings): Promise<void> {
@@ -40,7 +47,7 @@ export async function checkTargetWritable(target: ConnectionSettings): Promise<v
 /** Polls {@link checkTargetWritable} until it passes; tempFail (75) naming the last reason at the deadline. */
 export async function waitForWritableTarget(target: ConnectionSettings, options: WaitForTargetOptions): Promise<void> {
   const deadline = Date.now() + options.timeoutSeconds * 1000;
-  const pollMs = options.pollMs ?? 2000;
+  const pollMs = options.pollMs ?? TARGET_POLL_MS;
   const endpoint = describeEndpoint(target);
   let lastReason = '';
   for (let attempt = 1; ; attempt += 1) {
