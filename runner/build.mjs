@@ -2,10 +2,11 @@
 // runner/dist/runner.mjs (git-ignored), the image's entrypoint, and runner/dist/chunks/*.mjs, the
 // parts it imports when a command needs them.
 //
-// Split, not one file: V8 parses every byte of a module it loads, and 4.9 of the 6 MB are the
+// Split, not one file: V8 parses every byte of a module it loads, and 2.5 of the 2.9 MB are the
 // Kubernetes client, which the data commands (backup, restore, verify) and Keycloak's database gate
 // never use; each of their starts parsed it anyway (~0.2 s of a ~0.33 s start here). Chunk names
-// carry a hash of their contents, and runner.mjs imports them by those names.
+// carry a hash of their contents, and runner.mjs imports them by those names. (Import client-node
+// by name only: a namespace import keeps all of its 5.4 MB, see main.ts printVersion.)
 import { mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';

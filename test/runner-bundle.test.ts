@@ -4,7 +4,7 @@
  * runner-image.test.ts.
  */
 import { spawnSync } from 'node:child_process';
-import { cpSync, existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -65,6 +65,18 @@ describe('the bundle', () => {
     expect(run.status, run.stderr).toBe(64);
     expect(run.stderr).toContain('SOURCE_PGHOST');
     expect(run.stderr).toContain('undici-loaded=false');
+  });
+
+  it("carries only the Kubernetes API clients the runner calls, not all of client-node's (every hook Job parses them)", () => {
+    const chunks = readdirSync(join(isolatedDir, 'chunks')).map((name) => readFileSync(join(isolatedDir, 'chunks', name), 'utf8'));
+    // esbuild writes a class as `var Name=class …`; each API group's client has its generated request factory.
+    const defines = (name: string) => chunks.some((text) => new RegExp(`\\b${name}=class\\b`).test(text));
+    expect(defines('KubeConfig')).toBe(true);
+    for (const used of ['CoreV1Api', 'AppsV1Api', 'CoordinationV1Api']) expect(defines(`${used}RequestFactory`), used).toBe(true);
+    // A namespace import of client-node (as `--version` once made) keeps every API group's client.
+    for (const unused of ['BatchV1Api', 'NetworkingV1Api', 'RbacAuthorizationV1Api']) expect(defines(`${unused}RequestFactory`), unused).toBe(false);
+    const bytes = chunks.reduce((sum, text) => sum + Buffer.byteLength(text), 0);
+    expect(bytes).toBeLessThan(4_000_000);
   });
 
   it('exits 64 with one line for a usage error', async () => {

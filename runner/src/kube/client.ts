@@ -30,6 +30,11 @@ import { RunnerError } from '../errors.js';
 import { createLogger, type Logger } from '../log.js';
 
 /** What a request tried to do, in RBAC terms, for error messages. */
+/** Whether client-node's classes the runner calls are there (`--version` says so). */
+export function kubeClientLoaded(): boolean {
+  return [KubeConfig, CoreV1Api, AppsV1Api, CoordinationV1Api].every((value) => typeof value === 'function');
+}
+
 export interface ApiAction {
   /** RBAC verb: get, list, create, update, patch, delete. */
   readonly verb: string;
