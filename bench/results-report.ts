@@ -475,7 +475,7 @@ function explainRunnerWork(): string[] {
     '- **wide**: the checksum, ~0.2 µs per column value on each server (0.7 s per 120,000 rows of 34 columns); ANALYZE (about ' +
       '1 s of CPU per table of 34 columns whatever its size) now runs after "target ready". Neither peer but pgcopydb runs ANALYZE.',
     '- **keycloak**: fixed costs of 85 tables and 2 node start-ups (a checksum query per table, the catalog ' +
-      'inventory on both sides, `pg_restore --list` twice, ~0.15 s per node start) weigh most at 0.2 GiB; ' +
+      'inventory on both sides, `pg_restore --list` once (the backup records its listing for the restore), ~0.15 s per node start) weigh most at 0.2 GiB; ' +
       'at 1 GiB the checksums of the event and session tables.',
     '- **lob**: bytes hashed three times: sha256 of every dump file in the backup and again in the restore, and the contents\' ' +
       'checksum on each server (documents by sha256, large objects by sha256, split over the sessions after the restore); ' +

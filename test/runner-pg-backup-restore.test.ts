@@ -423,6 +423,57 @@ describe('runner verify', () => {
     expect(restore.stderr).not.toContain('target verified');
   });
 
+  it("restores from the TOC listing the backup recorded, after checking toc.dat's digest, and lists an older runner's backup itself", async () => {
+    const manifest = JSON.parse(readFileSync(join(backupDir, 'manifest.json'), 'utf8')) as { tocListing?: string };
+    // What pg_restore prints for the dump now is what the backup recorded (the test's own pg_restore).
+    const listed = spawnSync(join(source.binDir, 'pg_restore'), ['--list', join(backupDir, 'dump')], { encoding: 'utf8' });
+    expect(listed.status, listed.stderr).toBe(0);
+    const entries = (listing: string) => listing.split('\n').filter((line) => /^\d+;/.test(line));
+    expect(entries(manifest.tocListing!)).toEqual(entries(listed.stdout));
+    expect(entries(listed.stdout).length).toBeGreaterThan(20);
+
+    const listRuns = (stderr: string) => logLines(stderr).filter((line) => line.msg === 'running pg_restore' && (line.args as string[]).includes('--list'));
+    const database = await freshTargetDatabase();
+    const restore = await runRunner(['restore', '--dir', backupDir], targetEnv(database, { MIGRATION_LOG_LEVEL: 'debug' }));
+    expect(restore.code, restore.stderr).toBe(0);
+    expect(listRuns(restore.stderr)).toEqual([]);
+    expect(logLines(restore.stderr).find((line) => line.msg === 'backup verified')!.toc).toBe('recorded');
+
+    // A manifest without the listing (an older runner's): the restore lists the dump, as it did.
+    const older = join(workDir, 'older-runner');
+    spawnSync('cp', ['-a', backupDir, older]);
+    const { tocListing: _dropped, ...withoutListing } = JSON.parse(readFileSync(join(older, 'manifest.json'), 'utf8')) as Record<string, unknown>;
+    writeFileSync(join(older, 'manifest.json'), `${JSON.stringify(withoutListing, null, 2)}\n`);
+    const olderDatabase = await freshTargetDatabase();
+    const olderRestore = await runRunner(['restore', '--dir', older], targetEnv(olderDatabase, { MIGRATION_LOG_LEVEL: 'debug' }));
+    expect(olderRestore.code, olderRestore.stderr).toBe(0);
+    expect(listRuns(olderRestore.stderr)).toHaveLength(1);
+    expect(logLines(olderRestore.stderr).find((line) => line.msg === 'backup verified')!.toc).toBe('pg_restore --list');
+  });
+
+  it('stops a restore whose toc.dat differs from the recorded one before pg_restore starts', async () => {
+    const copy = join(workDir, 'tampered-toc');
+    spawnSync('cp', ['-a', backupDir, copy]);
+    const path = join(copy, 'dump', 'toc.dat');
+    const content = readFileSync(path);
+    content[content.length - 8] ^= 0x01;
+    writeFileSync(path, content);
+    const database = await freshTargetDatabase();
+    const restore = await runRunner(['restore', '--dir', copy], targetEnv(database, { MIGRATION_LOG_LEVEL: 'debug' }));
+    expect(restore.code).toBe(65);
+    const last = logLines(restore.stderr).at(-1)!;
+    expect(last.msg).toContain('toc.dat is');
+    expect(last.msg).toContain('take a new backup');
+    // Neither the restore nor a listing of the altered TOC ran.
+    expect(logLines(restore.stderr).filter((line) => line.msg === 'running pg_restore' && !(line.args as string[]).includes('--version'))).toEqual([]);
+    const created = await target.query<{ n: number }>(
+      `SELECT count(*)::int AS n FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast')`,
+      [],
+      database,
+    );
+    expect(created[0]!.n).toBe(0);
+  });
+
   it('stops a restore from a backup missing part of a file before it writes anything to the target', async () => {
     const { copy, victim, path } = copyBackupAndPickLargestDataFile('truncated');
     writeFileSync(path, readFileSync(path).subarray(0, victim.bytes - 1));

@@ -50,9 +50,9 @@ proven unchanged since keep its checksums and only the others are scanned in the
     const source = settingsFromEnv('SOURCE', env);
     const earlyPass = await readEarlyPass(flags.dir);
     const backup = await backupDatabase({ source, dir: flags.dir, jobs: flags.jobs, compression: flags.compression, log, ...(earlyPass ? { earlyPass } : {}) });
-    // The digests were just computed from these files: check sizes and pg_restore's TOC here; the
-    // restore recomputes every digest before relying on them.
-    const verification = await verifyBackup(flags.dir, { log, digests: false });
+    // The digests were just computed from these files, and pg_restore listed them (the manifest's
+    // listing): check sizes and the TOC here; the restore recomputes every digest before relying on them.
+    const verification = await verifyBackup(flags.dir, { log, digests: false, recordedToc: true });
     const { manifest } = backup;
     log.summary([
       { step: 'dump', durationMs: manifest.durationsMs.dump, rows: manifest.totalRows, bytes: manifest.dumpBytes, note: `${manifest.files.length} files` },

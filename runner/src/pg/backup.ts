@@ -19,7 +19,7 @@ import { mkdir, open, readdir, rename, rm, stat, statfs, writeFile } from 'node:
 import { join } from 'node:path';
 import type pg from 'pg';
 import { Env, ReadyMarker } from '../../../lib/contract.js';
-import { classifyDatabaseError, classifyFilesystemError, configError } from '../errors.js';
+import { classifyDatabaseError, classifyFilesystemError, configError, dataError } from '../errors.js';
 import { reusedStatsOptions, reuseEarlyPass, type EarlyPass, type EarlyPassReuse } from './early-pass.js';
 import { formatBytes, silentLogger, type Logger, type ProgressEvent, pollProgress } from '../log.js';
 import { connect, describeEndpoint, serverMajorVersion, toolEnv, type ConnectionSettings } from './connection.js';
@@ -34,6 +34,7 @@ import {
   type ManifestFile,
 } from './manifest.js';
 import { readSourceFingerprint } from './source-changes.js';
+import { readToc } from './toc.js';
 import { assertDumpToolSupports, findPgTools, runTool, toolVersion, type PgTools, type ToolVersion } from './tools.js';
 
 /** Where pg_dump writes until the dump is complete. */
@@ -433,10 +434,17 @@ export async function backupDatabase(options: BackupOptions): Promise<BackupResu
     await snapshotClient.query('COMMIT');
     transactionOpen = false;
 
-    // Most files were digested while pg_dump wrote the others; this is the rest (toc.dat).
+    // Most files were digested while pg_dump wrote the others; this is the rest (toc.dat). Side by
+    // side, pg_restore lists the dump: the proof that it reads it, recorded in the manifest for the
+    // backup's verification and the restore, which then need not list it again.
     const digestStarted = Date.now();
+    const listing = readToc(tools, partialDir, log).catch((error: unknown) => {
+      throw dataError(`pg_restore cannot read the dump pg_dump just wrote in ${partialDir}: ${(error as Error).message}`, 'take a new backup; if it repeats, check the pg_dump and pg_restore versions');
+    });
+    listing.catch(() => undefined); // Awaited below; until then a rejection is not unhandled.
     const { files, digestedEarly } = await digester.finish();
     const digestsDurationMs = Date.now() - digestStarted;
+    const tocListing = (await listing).listing;
     log.debug('digests', { files: files.length, digestedDuringDump: digestedEarly, msAfterDump: digestsDurationMs });
     const dumpBytes = files.reduce((sum, file) => sum + file.bytes, 0);
 
@@ -462,6 +470,7 @@ export async function backupDatabase(options: BackupOptions): Promise<BackupResu
       totalRows: totalRows(stats),
       durationsMs: { dump: dumpDurationMs, stats: statsDurationMs, digests: digestsDurationMs },
       sourceFingerprint,
+      tocListing,
       ...(options.earlyPass && reuse
         ? {
             earlyPass: {

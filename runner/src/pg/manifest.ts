@@ -122,6 +122,13 @@ export interface BackupManifest {
    * manifests of older runners, which then always count as changed.
    */
   readonly sourceFingerprint?: SourceFingerprint;
+  /**
+   * What `pg_restore --list` printed for this dump right after pg_dump wrote it (the backup's proof
+   * that pg_restore reads it): the restore derives its use-list from it instead of running
+   * pg_restore --list again, after checking toc.dat's digest (pg/verify-backup.ts). Absent in
+   * manifests of older runners, whose restores list the dump themselves.
+   */
+  readonly tocListing?: string;
 }
 
 /** Reads and sanity-checks `<dir>/manifest.json`; a missing or foreign file is a data error. */

@@ -412,7 +412,7 @@ export async function restoreDatabase(options: RestoreOptions): Promise<RestoreR
   controlConnection.catch(() => undefined);
   let backup: Awaited<ReturnType<typeof verifyBackup>>;
   try {
-    backup = await verifyBackup(options.dir, { tools, log, digests: false });
+    backup = await verifyBackup(options.dir, { tools, log, digests: false, recordedToc: true });
     assertRestoreToolReads(backup.manifest.pgDump, await restoreToolVersion);
   } catch (error) {
     void controlConnection.then((client) => client.end()).catch(() => undefined);
