@@ -213,6 +213,8 @@ export class TableVerifierDuringRestore {
           const entry = this.tables.get(key);
           if (!entry) continue;
           if (queue === this.toChecksum) {
+            // Handed over while connecting or listing: the verification after the restore scans it.
+            if (this.closed) break;
             const checksum = checksumTable(client, entry, this.options.checksumAlgorithm);
             // Whoever it is handed over to scans the table itself if this fails (a lock wait, an error).
             this.tableInProgress = { key, result: checksum.catch(() => undefined) };
