@@ -481,21 +481,25 @@ function explainRunnerWork(): string[] {
       'checksum on each server (documents by sha256, large objects by sha256, split over the sessions after the restore); ' +
       'the large objects are restored one by one in one pg_restore item, the long pole of every contender.',
     '',
-    'Done this round: pg_restore\'s sessions build each index without parallel workers (`max_parallel_maintenance_workers=0` ' +
-      'in runner/src/pg/restore.ts RESTORE_SESSION_OPTIONS, next to asynchronous commit and 256 MB of maintenance_work_mem). ' +
-      '`--jobs` already builds the indexes of several tables at once, and a parallel build hands its workers\' sorted runs to ' +
-      'the leader through temporary files: measured with pg_restore -j2 alone on two cores, the 0.2 GiB wide database 2.3–2.4 → ' +
-      '1.9 s (server CPU 3.9–4.0 → 3.0 s), the Keycloak-shaped one 2.4–2.55 → 2.0–2.15 s (3.9–4.1 → 3.1–3.2 s), at 1 GiB ' +
-      '11.6–12.5 → 9.5–10.8 s (19.6–21.9 → 16.0–17.9 s); with -j1 still 0.9 s less CPU and no slower. The runner\'s restore to ' +
-      '"target ready", alternating the builds with and without it: 3.41–3.87 → 2.96–3.34 s (wide), 3.72–4.40 → 3.19–4.14 s ' +
-      '(keycloak). It is a setting, not a cheaper verification: the peers here run with the server\'s defaults, and ' +
-      '`PGOPTIONS=\'-c max_parallel_maintenance_workers=0\' pg_restore` would gain as much. Measured on top of it and not taken: ' +
-      '`jit=off`, `max_parallel_workers_per_gather=0` and `work_mem=64MB` for the foreign keys\' validation (keycloak 1 GiB, no ' +
-      'difference beyond the run-to-run spread). The last round moved the source\'s checksum pass before the downtime ' +
-      '(`checksum-source`, or the prepare Job, then the dump\'s proof that each table is unchanged since: runner/src/pg/early-pass.ts); ' +
-      'the proof reads every row\'s xmin and loads each table\'s catalog entries on a fresh session, so on the keycloak shape, ' +
-      'whose pass was mostly hidden behind pg_dump already, it gains little, and it spares nothing for the tables Keycloak ' +
-      'writes all day (events, sessions).',
+    'Done this round, on the fixed costs around pg_dump and pg_restore (each measured alone, alternating the builds with and ' +
+      'without it, medians of 5 on the 0.2 GiB databases; the whole runs above differ from the last round\'s by more than these ' +
+      'gains, in both directions: the machine\'s speed varies through the day). (1) The checksum the restore\'s verifier is still ' +
+      'taking when pg_restore ends is handed over to the verification after it (runner/src/pg/verify-during-restore.ts ' +
+      '`handOver`), which reads the catalog and scans the other tables meanwhile instead of waiting for it and then connecting; ' +
+      'its further sessions connect alongside the main one; the large objects\' checksum during the restore runs on `--jobs` ' +
+      'sessions. pg_restore\'s end → "target ready": wide 291 → 268 ms, keycloak 286 → 262 ms; lob no clearer than its spread ' +
+      '(465–1074 → 290–931 ms, whole restore 3.71 → 3.66 s): its last table\'s checksum (the documents, ~0.65 s) can only start ' +
+      'when pg_restore has loaded them, and the large objects\' checksum then runs beside it. (2) The backup records ' +
+      'pg_restore\'s listing of the dump in the manifest (listed while toc.dat is digested), and the restore uses it instead of ' +
+      'running `pg_restore --list` again, after checking toc.dat\'s digest before pg_restore starts: start → pg_restore 297 → ' +
+      '286 ms, pg_dump\'s end → backup verified 80 → 73 ms. (3) The hook Jobs load 2.5 MB of the Kubernetes client instead of ' +
+      '5.4 MB (a namespace import for `--version` kept all of client-node in the bundle): 0.24 → 0.17 s per Job here, which ' +
+      'the latency rows below include. (4) The waits in the downtime that the benchmark does not run (Keycloak\'s database gate, ' +
+      'the restore Job waiting for the new primary, the prepare Job waiting for Keycloak\'s pods to go) poll every 0.5 s instead ' +
+      'of 2, 2 and 1 s. The last round built each index in pg_restore\'s sessions without parallel workers ' +
+      '(`max_parallel_maintenance_workers=0`: wide 0.2 GiB, pg_restore -j2 alone, 2.3–2.4 → 1.9 s), a setting the peers could ' +
+      'use as well; before it, the source\'s checksum pass moved before the downtime (`checksum-source`, then the dump\'s proof ' +
+      'that each table is unchanged since: runner/src/pg/early-pass.ts).',
     '',
     'What would close the rest, in order of what it would save (the floor below shows why nothing closes all of it on two ' +
       'shared cores while the target\'s pass stays): (1) here both servers share the two cores, so the source\'s change check takes cycles from pg_dump and the ' +
@@ -508,10 +512,9 @@ function explainRunnerWork(): string[] {
       'of that pass on the wide tables) and the second read of each file (not its sha256) — less than it was expected to.',
     '',
     'The fixed costs, measured this round on keycloak 0.2 GiB (log timestamps against the process\'s start): node starts in ' +
-      '~0.15 s per Job; the backup reaches pg_dump after ~0.27 s, the restore reaches pg_restore after ~0.3 s (0.48 s before ' +
-      'this round: the backup\'s checks, `pg_restore --version` and the connection to the target now run side by side, and, on ' +
-      'Node 20, pg no longer loads fetch to find out whether it runs on Cloudflare Workers, ~30 ms per start); after pg_restore, ' +
-      'the catalog checks and the hygiene take ~0.18 s. The runner\'s node processes also take CPU in proportion to the dump: ' +
+      '~0.15 s per Job; the backup reaches pg_dump after ~0.24 s and verifies its dump ~0.07 s after pg_dump\'s end, the ' +
+      'restore reaches pg_restore after ~0.29 s (two rounds ago 0.48 s), and after pg_restore\'s end "target ready" comes ' +
+      '~0.26 s later (pg_restore\'s own exit ~0.03 s, the catalog, sequence and ownership checks ~0.15 s, the hygiene ~0.04 s). The runner\'s node processes also take CPU in proportion to the dump: ' +
       'on keycloak 1 GiB (a 644 MiB dump) 2.0 s in the backup and 2.7 s in the restore (sha256 of every file, its reads, the ' +
       'files\' sizes, pg_restore\'s progress lines), next to 1.5 s for pg_dump and 0.9 s for pg_restore themselves.',
     '',
