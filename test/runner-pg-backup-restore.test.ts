@@ -462,7 +462,7 @@ describe('runner verify', () => {
     const restore = await runRunner(['restore', '--dir', copy], targetEnv(database, { MIGRATION_LOG_LEVEL: 'debug' }));
     expect(restore.code).toBe(65);
     const last = logLines(restore.stderr).at(-1)!;
-    expect(last.msg).toContain('toc.dat is');
+    expect(last.msg).toContain('toc.dat has sha256');
     expect(last.msg).toContain('take a new backup');
     // Neither the restore nor a listing of the altered TOC ran.
     expect(logLines(restore.stderr).filter((line) => line.msg === 'running pg_restore' && !(line.args as string[]).includes('--version'))).toEqual([]);

@@ -52,21 +52,33 @@ function listProblems(problems: string[], limit = 10): string {
 
 /**
  * Checks the dump's files against the manifest: present, no extras, the recorded sizes, and —
- * with `digests` — the recorded sha256. A mismatch is a data error naming the files.
+ * with `digests` — the recorded sha256. With `only`, just those files (present, size, digest).
+ * A mismatch is a data error naming the files.
  */
-export async function verifyBackupFiles(dir: string, manifest: BackupManifest, options: { digests: boolean }): Promise<void> {
+export async function verifyBackupFiles(dir: string, manifest: BackupManifest, options: { digests: boolean; only?: readonly string[] }): Promise<void> {
   const dumpDir = join(dir, DUMP_DIRECTORY);
+  const only = options.only ? new Set(options.only) : undefined;
+  const names = only
+    ? [...only]
+    : (await readdir(dumpDir, { withFileTypes: true })).filter((entry) => entry.isFile()).map((entry) => entry.name);
+  const present = async (name: string) => {
+    try {
+      const path = join(dumpDir, name);
+      return [[name, { path: name, bytes: (await stat(path)).size, sha256: options.digests ? await sha256File(path) : '' }] as const];
+    } catch (error) {
+      // A named file that is not there is reported missing below.
+      if (only && (error as NodeJS.ErrnoException).code === 'ENOENT') return [];
+      throw error;
+    }
+  };
   const actual = new Map(
-    options.digests
+    options.digests && !only
       ? (await digestDirectory(dumpDir)).map((file) => [file.path, file] as const)
-      : await Promise.all(
-          (await readdir(dumpDir, { withFileTypes: true }))
-            .filter((entry) => entry.isFile())
-            .map(async (entry) => [entry.name, { path: entry.name, bytes: (await stat(join(dumpDir, entry.name))).size, sha256: '' }] as const),
-        ),
+      : (await Promise.all(names.map(present))).flat(),
   );
   const problems: string[] = [];
   for (const expected of manifest.files) {
+    if (only && !only.has(expected.path)) continue;
     const found = actual.get(expected.path);
     if (!found) problems.push(`${expected.path} is missing`);
     else if (found.bytes !== expected.bytes) problems.push(`${expected.path} has ${found.bytes} bytes, the manifest says ${expected.bytes}`);
@@ -78,27 +90,6 @@ export async function verifyBackupFiles(dir: string, manifest: BackupManifest, o
   for (const extra of actual.keys()) problems.push(`${extra} is not in the manifest`);
   if (problems.length > 0) {
     throw dataError(`the backup at ${dir} does not match its manifest: ${listProblems(problems)}`, 'the backup is damaged or was modified: take a new backup');
-  }
-}
-
-/**
- * toc.dat has the size and sha256 the manifest recorded: the recorded listing describes the TOC
- * pg_restore will read (its digest is read before pg_restore starts, not alongside it as the data
- * files' are: the TOC holds the SQL pg_restore runs, the data files only rows).
- */
-async function assertTocFileRecorded(dir: string, manifest: BackupManifest): Promise<void> {
-  const recorded = manifest.files.find((file) => file.path === TOC_FILE);
-  const path = join(dir, DUMP_DIRECTORY, TOC_FILE);
-  let actual: { bytes: number; sha256: string } | undefined;
-  try {
-    actual = { bytes: (await stat(path)).size, sha256: await sha256File(path) };
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
-  }
-  if (!recorded || !actual || actual.bytes !== recorded.bytes || actual.sha256 !== recorded.sha256) {
-    const found = actual ? `${actual.bytes} bytes, sha256 ${actual.sha256.slice(0, 12)}…` : 'missing';
-    const expected = recorded ? `${recorded.bytes} bytes, sha256 ${recorded.sha256.slice(0, 12)}…` : 'not in the manifest';
-    throw dataError(`the backup at ${dir} does not match its manifest: ${TOC_FILE} is ${found}, the manifest says ${expected}`, 'the backup is damaged or was modified: take a new backup');
   }
 }
 
@@ -135,7 +126,10 @@ export async function verifyBackup(dir: string, options: VerifyBackupOptions = {
   let toc: TocEntry[];
   const recorded = options.recordedToc ? manifest.tocListing : undefined;
   if (recorded !== undefined) {
-    await assertTocFileRecorded(dir, manifest);
+    // The listing describes the TOC pg_restore will read only if toc.dat is the recorded one: its
+    // digest is read before pg_restore starts, not beside it as the data files' are (the TOC holds
+    // the SQL pg_restore runs, the data files only rows).
+    await verifyBackupFiles(dir, manifest, { digests: true, only: [TOC_FILE] });
     toc = parseToc(recorded);
   } else {
     const tools = options.tools ?? (await findPgTools());
