@@ -10,7 +10,6 @@ import { silentLogger, type Logger } from '../log.js';
 import { digestDirectory, sha256File } from './backup.js';
 import { DUMP_DIRECTORY, readManifest, type BackupManifest } from './manifest.js';
 import { parseToc, readToc, type TocEntry } from './toc.js';
-
 import { findPgTools, type PgTools } from './tools.js';
 
 /** The dump directory's table of contents, which pg_restore reads first. */
