@@ -39,7 +39,7 @@ export async function runFaultCase(fault: FaultCase, tool: Tool, config: Platfor
     const v2 = transformShape(rehearsal.synthesize('v2', fault.v2Config), always);
     await fault.arm?.(context);
     const first = await deploy(rehearsal, tool, fault.transform ? transformShape(v2, fault.transform) : v2);
-    if (fault.firstAttempt === 'succeeds') expect(first.error?.message).toBeUndefined();
+    if (fault.firstAttempt === 'succeeds') expect(first.error?.message, failedPodLogs(rehearsal)).toBeUndefined();
     else expect(first.ok, 'the first attempt was expected to fail').toBe(false);
     await fault.afterFirst?.(context, first);
 
@@ -48,13 +48,24 @@ export async function runFaultCase(fault: FaultCase, tool: Tool, config: Platfor
       await fault.fix?.(context);
       if (fault.fixConfig) final = transformShape(rehearsal.synthesize('v2', fault.fixConfig), always);
       const retry = await deploy(rehearsal, tool, final);
-      expect(retry.error?.message).toBeUndefined();
+      expect(retry.error?.message, failedPodLogs(rehearsal)).toBeUndefined();
     }
     await verifyMigrated(rehearsal, final, legacy);
     await expectNoOpRepeat(rehearsal, tool, final);
   } finally {
     await rehearsal.close();
   }
+}
+
+/**
+ * The end of the log of every pod that exited with an error (not killed by the case): an
+ * unexpected failure names its cause in the test's message, since CI keeps no pod logs.
+ */
+function failedPodLogs(rehearsal: Rehearsal): string {
+  return rehearsal.jobs.runs
+    .filter((run) => run.exitCode !== undefined && run.exitCode !== null && run.exitCode !== 0)
+    .map((run) => `pod ${run.podName} exited ${run.exitCode}; its log ends:\n${rehearsal.jobs.logsOf(run.podName).split('\n').slice(-25).join('\n')}`)
+    .join('\n\n');
 }
 
 /** Adds ~24 MiB to the legacy database (more than a 1Mi backup volume holds, and long dumps). */

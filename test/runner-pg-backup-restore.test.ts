@@ -221,6 +221,27 @@ describe('runner restore', () => {
     expect(await objectsNotOwnedBy(target.settings(database), TARGET_USER)).toEqual([]);
   });
 
+  it('completes a restore killed between CREATE SCHEMA and its COMMENT (the schema is there, empty, its comment not yet)', async () => {
+    const database = await freshTargetDatabase();
+    // What pg_restore leaves when killed right after its first statement: no relation yet, so
+    // nothing counts as a partial restore to clean, but the dump's schema exists without its comment.
+    await target.query(`CREATE SCHEMA audit AUTHORIZATION ${TARGET_USER}`, [], database);
+    const run = await runRunner(['restore', '--dir', backupDir, '--skip-hygiene'], targetEnv(database));
+    expect(run.code, run.stderr).toBe(0);
+    const content = await readComparableContent(target.settings(database));
+    expect(content.comments).toContain('schema audit = admin events');
+    expect(content).toEqual(sourceContent);
+  });
+
+  it('sets the backup\'s comment on a schema that exists with another comment', async () => {
+    const database = await freshTargetDatabase();
+    await target.query(`CREATE SCHEMA audit AUTHORIZATION ${TARGET_USER}`, [], database);
+    await target.query(`COMMENT ON SCHEMA audit IS 'something else'`, [], database);
+    const run = await runRunner(['restore', '--dir', backupDir, '--skip-hygiene'], targetEnv(database));
+    expect(run.code, run.stderr).toBe(0);
+    expect((await readComparableContent(target.settings(database))).comments).toContain('schema audit = admin events');
+  });
+
   it('fails when objects of another owner are in the way, dropping nothing', async () => {
     const database = await freshTargetDatabase();
     await target.query(`CREATE TABLE public.credential (id text)`, [], database);

@@ -119,6 +119,11 @@ export interface RestoreResult {
 export interface TargetInventory {
   /** Schemas of the dump that exist in the target, with their owners. */
   readonly existingSchemas: ReadonlyMap<string, string>;
+  /**
+   * The comment of each existing schema of the dump, as the manifest records comments
+   * (`schema <name>: md5(<comment>)`), with the description it starts with.
+   */
+  readonly schemaComments: ReadonlyMap<string, { readonly description: string; readonly comment?: string }>;
   /** Extensions installed in the target. */
   readonly extensions: ReadonlySet<string>;
   /** Relations, routines and types in the dump's schemas (not extension members). */
@@ -127,14 +132,33 @@ export interface TargetInventory {
   readonly largeObjects: readonly number[];
 }
 
+/**
+ * Whether a COMMENT ON SCHEMA of the dump may be skipped: the schema exists and already has the
+ * comment the manifest records, or the manifest records none for it (`public`, whose comment
+ * pg_dump 11-14 emits although only its owner — not the restoring user — may set it). A schema that
+ * exists without the backup's comment — a restore killed between CREATE SCHEMA and COMMENT, or a
+ * schema created beforehand — gets the comment set.
+ */
+function schemaCommentInPlace(manifest: BackupManifest, inventory: TargetInventory, schema: string): boolean {
+  const existing = inventory.schemaComments.get(schema);
+  if (!existing) return false;
+  const recorded = manifest.stats.objects.comments.filter((comment) => comment.startsWith(`${existing.description}: `));
+  return recorded.length === 0 || (existing.comment !== undefined && recorded.includes(existing.comment));
+}
+
 function oidInDump(oid: number, dumpOids: { oids: ReadonlySet<number>; ranges: ReadonlyArray<[number, number]> }): boolean {
   return dumpOids.oids.has(oid) || dumpOids.ranges.some(([from, to]) => oid >= from && oid <= to);
 }
 
 export async function inspectTarget(client: pg.Client, manifest: BackupManifest, toc: readonly TocEntry[]): Promise<TargetInventory> {
   const schemas = [...manifest.stats.schemas];
-  const existing = await client.query<{ nspname: string; owner: string }>(
-    `SELECT nspname, pg_catalog.pg_get_userbyid(nspowner) AS owner FROM pg_catalog.pg_namespace WHERE nspname = ANY($1::text[])`,
+  const existing = await client.query<{ nspname: string; owner: string; description: string; comment: string | null }>(
+    `SELECT n.nspname, pg_catalog.pg_get_userbyid(n.nspowner) AS owner,
+            pg_catalog.pg_describe_object('pg_catalog.pg_namespace'::regclass, n.oid, 0) AS description,
+            pg_catalog.pg_describe_object('pg_catalog.pg_namespace'::regclass, n.oid, 0) || ': ' || md5(d.description) AS comment
+       FROM pg_catalog.pg_namespace n
+       LEFT JOIN pg_catalog.pg_description d ON d.classoid = 'pg_catalog.pg_namespace'::regclass AND d.objoid = n.oid AND d.objsubid = 0
+      WHERE n.nspname = ANY($1::text[])`,
     [schemas],
   );
   const extensions = await client.query<{ extname: string }>('SELECT extname FROM pg_catalog.pg_extension');
@@ -156,6 +180,7 @@ export async function inspectTarget(client: pg.Client, manifest: BackupManifest,
   const los = await client.query<{ oid: number }>('SELECT oid::bigint AS oid FROM pg_catalog.pg_largeobject_metadata');
   return {
     existingSchemas: new Map(existing.rows.map((row) => [row.nspname, row.owner])),
+    schemaComments: new Map(existing.rows.map((row) => [row.nspname, { description: row.description, comment: row.comment ?? undefined }])),
     extensions: new Set(extensions.rows.map((row) => row.extname)),
     objectCount: Number(objects.rows[0]!.count),
     largeObjects: los.rows.map((row) => Number(row.oid)).filter((oid) => oidInDump(oid, dumpOidSet)),
@@ -470,7 +495,7 @@ export async function restoreDatabase(options: RestoreOptions): Promise<RestoreR
     const skip = (entry: TocEntry): boolean => {
       if (entry.desc === 'SCHEMA' && inventory.existingSchemas.has(entry.tag)) return true;
       if (entry.desc === 'COMMENT' && entry.namespace === '-' && entry.tag.startsWith('SCHEMA ')) {
-        return inventory.existingSchemas.has(entry.tag.slice('SCHEMA '.length));
+        return schemaCommentInPlace(manifest, inventory, entry.tag.slice('SCHEMA '.length));
       }
       if (entry.desc === 'EXTENSION' && inventory.extensions.has(entry.tag)) return true;
       if (entry.desc === 'COMMENT' && entry.namespace === '-' && entry.tag.startsWith('EXTENSION ')) {
