@@ -233,6 +233,16 @@ describe('runner restore', () => {
     expect(content).toEqual(sourceContent);
   });
 
+  it('cleans a partial restore that left only a stand-alone composite type (types come before tables in pg_restore\'s order)', async () => {
+    const database = await freshTargetDatabase();
+    await target.query(`CREATE TYPE public.leftover_pair AS (a integer, b text)`, [], database);
+    await target.query(`ALTER TYPE public.leftover_pair OWNER TO ${TARGET_USER}`, [], database);
+    const run = await runRunner(['restore', '--dir', backupDir, '--skip-hygiene'], targetEnv(database));
+    expect(run.code, run.stderr).toBe(0);
+    expect(run.stderr).toContain('cleaning it before restoring');
+    expect(await readComparableContent(target.settings(database))).toEqual(sourceContent);
+  });
+
   it('sets the backup\'s comment on a schema that exists with another comment', async () => {
     const database = await freshTargetDatabase();
     await target.query(`CREATE SCHEMA audit AUTHORIZATION ${TARGET_USER}`, [], database);

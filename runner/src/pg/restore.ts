@@ -126,7 +126,10 @@ export interface TargetInventory {
   readonly schemaComments: ReadonlyMap<string, { readonly description: string; readonly comment?: string }>;
   /** Extensions installed in the target. */
   readonly extensions: ReadonlySet<string>;
-  /** Relations, routines and types in the dump's schemas (not extension members). */
+  /**
+   * Relations, routines and types (enums, domains, ranges, stand-alone composites: what
+   * {@link dropRestoredObjects} drops) in the dump's schemas, not extension members.
+   */
   readonly objectCount: number;
   /** Large objects with OIDs the dump holds. */
   readonly largeObjects: readonly number[];
@@ -170,7 +173,8 @@ export async function inspectTarget(client: pg.Client, manifest: BackupManifest,
          AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'e'))
     + (SELECT count(*) FROM pg_catalog.pg_proc p WHERE p.pronamespace IN (SELECT oid FROM s)
          AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d WHERE d.classid = 'pg_proc'::regclass AND d.objid = p.oid AND d.deptype = 'e'))
-    + (SELECT count(*) FROM pg_catalog.pg_type t WHERE t.typnamespace IN (SELECT oid FROM s) AND t.typtype IN ('e', 'd', 'r')
+    + (SELECT count(*) FROM pg_catalog.pg_type t WHERE t.typnamespace IN (SELECT oid FROM s)
+         AND (t.typtype IN ('e', 'd', 'r') OR (t.typtype = 'c' AND EXISTS (SELECT 1 FROM pg_catalog.pg_class c WHERE c.oid = t.typrelid AND c.relkind = 'c')))
          AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d WHERE d.classid = 'pg_type'::regclass AND d.objid = t.oid AND d.deptype = 'e'))
     )::text AS count`,
     [schemas],
