@@ -173,6 +173,13 @@ function notExtensionMember(catalog: string, oidColumn: string): string {
 
 const USER_SCHEMA_FILTER = `${SYSTEM_SCHEMA_FILTER} AND ${notExtensionMember('pg_namespace', 'n.oid')}`;
 
+/**
+ * The types a dump creates on their own (`t` is pg_type): enums, domains, ranges and stand-alone
+ * composite types; multiranges (14+) come with their range, a table's row type with its table.
+ * What the inventory compares, what counts as a partial restore and what its cleaning drops.
+ */
+export const STANDALONE_TYPE_FILTER = `(t.typtype IN ('e', 'd', 'r') OR (t.typtype = 'c' AND EXISTS (SELECT 1 FROM pg_catalog.pg_class c WHERE c.oid = t.typrelid AND c.relkind = 'c')))`;
+
 /** A table (or materialized view) as {@link listTables} finds it: what {@link checksumTable} needs. */
 export interface TableToChecksum {
   schema: string;
@@ -611,12 +618,10 @@ async function collectObjectInventory(client: pg.Client, serverNum: number): Pro
       FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
      WHERE c.relkind = 'v' AND ${USER_SCHEMA_FILTER} AND ${notExtensionMember('pg_class', 'c.oid')}`);
 
-  // Enums, domains, ranges and stand-alone composite types; multiranges (14+) come with their range.
   const types = await list(`
     SELECT n.nspname || '.' || t.typname || ' (' || t.typtype::text || ')' AS id
       FROM pg_catalog.pg_type t JOIN pg_catalog.pg_namespace n ON n.oid = t.typnamespace
-     WHERE (t.typtype IN ('e', 'd', 'r')
-            OR (t.typtype = 'c' AND EXISTS (SELECT 1 FROM pg_catalog.pg_class c WHERE c.oid = t.typrelid AND c.relkind = 'c')))
+     WHERE ${STANDALONE_TYPE_FILTER}
        AND ${USER_SCHEMA_FILTER} AND ${notExtensionMember('pg_type', 't.oid')}`);
 
   // Comments on user objects (OIDs from 16384 up), except extensions' own and their members'.

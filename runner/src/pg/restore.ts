@@ -21,7 +21,7 @@ import { ExitCode, ReadyMarker } from '../../../lib/contract.js';
 import { classifyDatabaseError, dataError, RunnerError } from '../errors.js';
 import { silentLogger, type Logger, type ProgressEvent, progressEvent } from '../log.js';
 import { APPLICATION_NAME, connect, describeEndpoint, qualifiedName, serverMajorVersion, toolEnv, withClient, type ConnectionSettings } from './connection.js';
-import type { BackupManifest, ChecksumsInProgress, LargeObjectStats, TableStats } from './manifest.js';
+import { STANDALONE_TYPE_FILTER, type BackupManifest, type ChecksumsInProgress, type LargeObjectStats, type TableStats } from './manifest.js';
 import { readMarkerWith } from './marker.js';
 import { formatUseList, largeObjectOids, type TocEntry } from './toc.js';
 import { assertRestoreToolReads, assertRestoreToolTargets, findPgTools, runTool, toolVersion, type PgTools } from './tools.js';
@@ -155,10 +155,9 @@ function oidInDump(oid: number, dumpOids: { oids: ReadonlySet<number>; ranges: R
 
 export async function inspectTarget(client: pg.Client, manifest: BackupManifest, toc: readonly TocEntry[]): Promise<TargetInventory> {
   const schemas = [...manifest.stats.schemas];
-  const existing = await client.query<{ nspname: string; owner: string; description: string; comment: string | null }>(
+  const existing = await client.query<{ nspname: string; owner: string; description: string; comment_md5: string | null }>(
     `SELECT n.nspname, pg_catalog.pg_get_userbyid(n.nspowner) AS owner,
-            pg_catalog.pg_describe_object('pg_catalog.pg_namespace'::regclass, n.oid, 0) AS description,
-            pg_catalog.pg_describe_object('pg_catalog.pg_namespace'::regclass, n.oid, 0) || ': ' || md5(d.description) AS comment
+            pg_catalog.pg_describe_object('pg_catalog.pg_namespace'::regclass, n.oid, 0) AS description, md5(d.description) AS comment_md5
        FROM pg_catalog.pg_namespace n
        LEFT JOIN pg_catalog.pg_description d ON d.classoid = 'pg_catalog.pg_namespace'::regclass AND d.objoid = n.oid AND d.objsubid = 0
       WHERE n.nspname = ANY($1::text[])`,
@@ -174,7 +173,7 @@ export async function inspectTarget(client: pg.Client, manifest: BackupManifest,
     + (SELECT count(*) FROM pg_catalog.pg_proc p WHERE p.pronamespace IN (SELECT oid FROM s)
          AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d WHERE d.classid = 'pg_proc'::regclass AND d.objid = p.oid AND d.deptype = 'e'))
     + (SELECT count(*) FROM pg_catalog.pg_type t WHERE t.typnamespace IN (SELECT oid FROM s)
-         AND (t.typtype IN ('e', 'd', 'r') OR (t.typtype = 'c' AND EXISTS (SELECT 1 FROM pg_catalog.pg_class c WHERE c.oid = t.typrelid AND c.relkind = 'c')))
+         AND ${STANDALONE_TYPE_FILTER}
          AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d WHERE d.classid = 'pg_type'::regclass AND d.objid = t.oid AND d.deptype = 'e'))
     )::text AS count`,
     [schemas],
@@ -184,7 +183,9 @@ export async function inspectTarget(client: pg.Client, manifest: BackupManifest,
   const los = await client.query<{ oid: number }>('SELECT oid::bigint AS oid FROM pg_catalog.pg_largeobject_metadata');
   return {
     existingSchemas: new Map(existing.rows.map((row) => [row.nspname, row.owner])),
-    schemaComments: new Map(existing.rows.map((row) => [row.nspname, { description: row.description, comment: row.comment ?? undefined }])),
+    schemaComments: new Map(
+      existing.rows.map((row) => [row.nspname, { description: row.description, comment: row.comment_md5 === null ? undefined : `${row.description}: ${row.comment_md5}` }]),
+    ),
     extensions: new Set(extensions.rows.map((row) => row.extname)),
     objectCount: Number(objects.rows[0]!.count),
     largeObjects: los.rows.map((row) => Number(row.oid)).filter((oid) => oidInDump(oid, dumpOidSet)),
@@ -281,7 +282,7 @@ export async function dropRestoredObjects(
       `SELECT n.nspname AS schema, t.typname AS name, t.typtype::text AS typtype
          FROM pg_catalog.pg_type t JOIN pg_catalog.pg_namespace n ON n.oid = t.typnamespace
         WHERE n.nspname = ANY($1::text[]) AND pg_catalog.pg_get_userbyid(t.typowner) = $2
-          AND (t.typtype IN ('e', 'd', 'r') OR (t.typtype = 'c' AND EXISTS (SELECT 1 FROM pg_catalog.pg_class c WHERE c.oid = t.typrelid AND c.relkind = 'c')))
+          AND ${STANDALONE_TYPE_FILTER}
           AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d WHERE d.classid = 'pg_type'::regclass AND d.objid = t.oid AND d.deptype = 'e')`,
       [schemas, owner],
     );

@@ -8,7 +8,7 @@ import { dataError } from '../errors.js';
 import { silentLogger, type Logger } from '../log.js';
 import { connect, withClient, type ConnectionSettings } from './connection.js';
 import { CHANGELOG_LOCK_TABLE, JGROUPS_TABLES } from './hygiene.js';
-import { collectDatabaseStats, UNPOPULATED_CHECKSUM, type BackupManifest, type ChecksumsInProgress, type DatabaseStats, type LargeObjectStats, type ObjectInventory, type TableStats } from './manifest.js';
+import { collectDatabaseStats, STANDALONE_TYPE_FILTER, UNPOPULATED_CHECKSUM, type BackupManifest, type ChecksumsInProgress, type DatabaseStats, type LargeObjectStats, type ObjectInventory, type TableStats } from './manifest.js';
 
 export type DifferenceKind = 'table' | 'sequence' | 'largeObjects' | 'extension' | 'schema' | keyof ObjectInventory | 'ownership';
 
@@ -202,7 +202,7 @@ export async function findObjectsNotOwnedBy(client: pg.Client, schemas: readonly
       UNION ALL
       SELECT 'type', s.nspname || '.' || t.typname, t.typowner, t.oid, 'pg_type'::regclass
         FROM pg_catalog.pg_type t JOIN s ON s.oid = t.typnamespace
-       WHERE t.typtype IN ('e', 'd', 'r') OR (t.typtype = 'c' AND EXISTS (SELECT 1 FROM pg_catalog.pg_class c WHERE c.oid = t.typrelid AND c.relkind = 'c'))
+       WHERE ${STANDALONE_TYPE_FILTER}
       UNION ALL
       SELECT 'large object', m.oid::text, m.lomowner, m.oid, 'pg_largeobject_metadata'::regclass
         FROM pg_catalog.pg_largeobject_metadata m
