@@ -17,6 +17,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
+import { RUNNER_USER_ID } from '../lib/database-migration.js';
 import { resolvePodSecurity, restrictedContainerSecurityContext } from '../lib/pod-security.js';
 import { securityOptions } from '../rehearsal/container-runtime.js';
 import { ensureRunnerImage, type RunnerImage } from '../scripts/build-image.js';
@@ -125,6 +126,29 @@ describe('the runner image', () => {
     const emptyDir = volumeDir('tmp-volume');
     expect(await probe(RESTRICTED, { '/tmp': emptyDir })).toBe('written');
     expect(statSync(join(emptyDir, 'probe')).uid).toBe(RUNNER.uid);
+  });
+
+  it('starts from the compile cache made at build time as the hook Jobs’ user, under a read-only root; another user starts without it', async () => {
+    // Node says per module whether V8 accepted the cached code (NODE_DEBUG_NATIVE=COMPILE_CACHE).
+    const cacheVerdicts = async (user: { uid: number; gid: number }) => {
+      const run = await runInImage(['restore-phase'], { user, flags: RESTRICTED, env: { NODE_DEBUG_NATIVE: 'COMPILE_CACHE' } });
+      // Still the command's own answer: exit 64 naming the missing variable.
+      expect(run.code, run.stderr).toBe(64);
+      expect(run.stderr).toMatch(/MIGRATION_STATE_CONFIGMAP is not set/);
+      const verdicts = [...run.stderr.matchAll(/V8 code cache for ESM file:\/\/(\/opt\/runner\/\S+) (was \w+( \w+)?)/g)].map((match) => `${match[1]} ${match[2]}`);
+      return { verdicts, stderr: run.stderr };
+    };
+    // runner/Dockerfile makes the cache for the hook Jobs' default UID: a new default needs a new cache.
+    expect(RUNNER_USER_ID, 'the UID runner/Dockerfile makes the compile cache for').toBe(RUNNER.uid);
+    const { verdicts } = await cacheVerdicts(RUNNER);
+    // The entry point, the Kubernetes client's chunk and the command's modules: all from the cache.
+    expect(verdicts.length).toBeGreaterThanOrEqual(5);
+    expect(verdicts.filter((verdict) => !verdict.endsWith('was accepted'))).toEqual([]);
+    expect(verdicts).toContain('/opt/runner/runner.mjs was accepted');
+    // An id the image has no cache for: Node cannot make its directory (read-only) and starts uncached.
+    const other = await cacheVerdicts(OTHER);
+    expect(other.stderr).toMatch(/Cannot create cache directory/);
+    expect(other.verdicts).toEqual([]);
   });
 
   describe('with a backup written by the runner', () => {
