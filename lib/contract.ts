@@ -152,7 +152,7 @@ export const Env = {
    * How each configured workload is found when none of its name exists, JSON
    * `{"statefulset/keycloak": {"selector": "app.kubernetes.io/instance=keycloak,app.kubernetes.io/component=keycloak",
    * "secretCopies": [{"key": "admin-password", "to": "keycloak"}]}}` ({@link WorkloadDiscoverySpec}).
-   * prepare quiesces the ONE workload of that kind matching the selector (two: exit 78), records it
+   * backup-phase quiesces the ONE workload of that kind matching the selector (two: exit 78), records it
    * in the state (`adoptedWorkloads`), and copies the Secret its pod spec reads each key from to
    * `to` (unless `to` exists): the old release's Secrets go with it. @default - unset: by name only
    */
@@ -267,7 +267,7 @@ export const StateKey = {
   /** The whole state as JSON (see runner/src/state.ts). */
   state: 'state.json',
   /**
-   * The source's checksum pass prepare took before quiescing (runner/src/pg/early-pass.ts), for
+   * The source's checksum pass prepare took while the workloads still ran (runner/src/pg/early-pass.ts), for
    * the backup Job to reuse; removed once the backup is taken.
    */
   earlyPass: 'early-pass.json',

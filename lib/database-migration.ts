@@ -86,7 +86,7 @@ export interface QuiescedWorkload {
    * Finds the workload by its labels when none of this name exists: another chart's release
    * under a name override (Bitnami's `fullnameOverride` / `nameOverride` rename the Keycloak
    * StatefulSet; `app.kubernetes.io/instance` and `component` stay). Exactly one workload of this
-   * kind must match, else prepare stops (exit 78) naming the candidates
+   * kind must match, else the backup Job stops (exit 78, before anything is scaled) naming the candidates
    * (`MIGRATION_WORKLOAD_DISCOVERY`).
    *
    * @default - none: found by name only

@@ -49,7 +49,7 @@ interface KillPoint {
 
 export const KILL_POINTS: readonly KillPoint[] = [
   { job: 'prepare', label: 'after the state and Secrets exist, before the backup PVC', after: /created Secret with generated passwords/ },
-  { job: 'prepare', label: 'after scaling Keycloak down, before Quiesced is recorded', after: /"msg":"scaled workload"/ },
+  { job: 'backup', label: 'after scaling Keycloak down, before Quiesced is recorded', after: /"msg":"scaled workload"/ },
   { job: 'backup', label: 'at the start of the backup step', after: /step backup: starting/ },
   { job: 'backup', label: 'inside pg_dump', after: /"msg":"dumping"/, before: /"msg":"backup complete"/, bulk: true },
   { job: 'backup', label: 'after backup, before verify-backup', after: /step backup: done/ },
@@ -238,11 +238,18 @@ export const FAILURE_CASES: readonly FaultCase[] = [
     transform: compose(withoutPermission('statefulsets/scale', 'patch')),
     firstAttempt: 'fails',
     afterFirst: async (context) => {
-      expect(exitCodesOf(context, '-prepare')).toEqual([ExitCode.noPermission]);
-      const logs = jobLogs(context, '-prepare');
+      // prepare stops nothing; the backup Job's quiesce is the first scale.
+      expect(exitCodesOf(context, '-prepare')).toEqual([0]);
+      expect(exitCodesOf(context, '-backup')).toEqual([ExitCode.noPermission]);
+      const logs = jobLogs(context, '-backup');
       expect(logs).toMatch(/patch/);
       expect(logs).toMatch(/statefulsets\/scale/);
       await expectLegacyIntact(context);
+      // Keycloak was never stopped: it still runs v1 on the legacy database.
+      const keycloak = findObject(context.v1, 'StatefulSet', NAMES.keycloak);
+      const v1Replicas = (keycloak.spec as { replicas: number }).replicas;
+      expect(v1Replicas).toBeGreaterThan(0);
+      expect((context.rehearsal.cluster.get(keycloak)!.spec as { replicas: number }).replicas).toBe(v1Replicas);
     },
   },
 ];

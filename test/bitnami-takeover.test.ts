@@ -115,20 +115,20 @@ async function upgradeWithoutHooks(c: Cluster, tool: Tool, v2: ReturnType<typeof
   return tool === 'helm' ? c.helm.upgradeInstall({ ...v2.helm, hooks: [] }) : c.argo.sync({ ...v2.argocd, hooks: [] });
 }
 
-/** The prepare Job's environment (plain values; passwords unset) and a kube client with its ServiceAccount's token. */
-async function prepareJobContext(c: Cluster, v2: ReturnType<typeof synthesizeV2>, extraEnv: Record<string, string> = {}) {
-  const hooks = v2.argocd.hooks.map((hook) => hook.object);
-  const job = hooks.find((object) => object.kind === 'Job' && object.metadata.name.endsWith('-migration-prepare'));
-  if (!job) throw new Error('the synthesized v2 holds no prepare Job');
+/** A hook Job's environment (plain values; passwords unset) and a kube client with its ServiceAccount's token. */
+async function hookJobContext(c: Cluster, v2: ReturnType<typeof synthesizeV2>, hook: 'prepare' | 'backup', extraEnv: Record<string, string> = {}) {
+  const hooks = v2.argocd.hooks.map((object) => object.object);
+  const job = hooks.find((object) => object.kind === 'Job' && object.metadata.name.endsWith(`-migration-${hook}`));
+  if (!job) throw new Error(`the synthesized v2 holds no ${hook} Job`);
   // The migration's RBAC, as its hooks create it before the Job.
   for (const object of hooks.filter((o) => ['ServiceAccount', 'Role', 'RoleBinding'].includes(o.kind))) await c.cluster.apply(object);
   const pod = (job.spec as { template: { spec: { serviceAccountName: string; containers: { env: { name: string; value?: string }[] }[] } } }).template.spec;
-  const env: Record<string, string> = { MIGRATION_NAMESPACE: NAMESPACE, MIGRATION_POD_NAME: 'prepare-test' };
+  const env: Record<string, string> = { MIGRATION_NAMESPACE: NAMESPACE, MIGRATION_POD_NAME: `${hook}-test` };
   for (const variable of pod.containers[0]!.env) if (variable.value !== undefined) env[variable.name] = variable.value;
   Object.assign(env, extraEnv);
   const token = c.server.tokenForServiceAccount(NAMESPACE, pod.serviceAccountName);
   const { kube, log } = fakeRunnerKube(c.server, { namespace: NAMESPACE, token });
-  const ctx = createHookContext(RunnerCommand.prepare, { env, kube, log: createLogger({ format: 'json', level: 'error', env: {} }) });
+  const ctx = createHookContext(hook === 'prepare' ? RunnerCommand.prepare : RunnerCommand.backupPhase, { env, kube, log: createLogger({ format: 'json', level: 'error', env: {} }) });
   return { ctx, log };
 }
 
@@ -138,8 +138,8 @@ describe.each(FIXTURES_USED)('taking over $file', (fixture) => {
       cluster = await Cluster.start();
       await installBitnami(cluster, tool, fixture);
       const v2 = synthesizeV2(cluster, fixture);
-      const { ctx } = await prepareJobContext(cluster, v2);
-      // What the prepare hook does first: Keycloak to 0.
+      const { ctx } = await hookJobContext(cluster, v2, 'backup');
+      // What the backup hook does first: Keycloak to 0.
       await scaleWorkload(ctx.kube, { kind: 'statefulset', name: fixture.keycloak }, 0);
       const result = await upgradeWithoutHooks(cluster, tool, v2);
       expect(result.ok).toBe(false);
@@ -157,7 +157,7 @@ describe.each(FIXTURES_USED)('taking over $file', (fixture) => {
       const adminSecretBefore = cluster.get('Secret', fixture.keycloak)!;
       const legacySecretBefore = cluster.get('Secret', fixture.legacySecret)!;
       const v2 = synthesizeV2(cluster, fixture);
-      const { ctx } = await prepareJobContext(cluster, v2);
+      const { ctx } = await hookJobContext(cluster, v2, 'backup');
 
       const keycloakRef = { kind: 'statefulset', name: fixture.keycloak } as const;
       await scaleWorkload(ctx.kube, keycloakRef, 0);
@@ -165,7 +165,7 @@ describe.each(FIXTURES_USED)('taking over $file', (fixture) => {
       const takeOver = await takeOverReleaseObjects(ctx);
       expect(takeOver.replaced).toEqual([`statefulset/${fixture.keycloak}`]);
       expect([...takeOver.kept].sort()).toEqual([fixture.keycloak, fixture.legacySecret].sort());
-      // Idempotent: a resumed prepare replaces nothing more.
+      // Idempotent: a resumed backup Job replaces nothing more.
       expect((await takeOverReleaseObjects(ctx)).replaced).toEqual([]);
 
       const result = await upgradeWithoutHooks(cluster, tool, v2);
@@ -197,7 +197,7 @@ describe('the take-over step refuses nothing it should not touch', () => {
     // v2's own Keycloak StatefulSet stands in for this project's v1 one (same immutable fields).
     const keycloak = v2.argocd.resources.map((r) => r.object).find((o) => o.kind === 'StatefulSet' && o.metadata.name === 'keycloak')!;
     await cluster.cluster.apply(keycloak);
-    const { ctx } = await prepareJobContext(cluster, v2);
+    const { ctx } = await hookJobContext(cluster, v2, 'backup');
     const takeOver = await takeOverReleaseObjects(ctx);
     expect(takeOver).toEqual({ replaced: [], kept: [] });
     expect(cluster.get('StatefulSet', 'keycloak')).toBeDefined();
@@ -214,7 +214,7 @@ describe('fresh install only on positive evidence', () => {
 
   async function probe(extraEnv: Record<string, string> = {}) {
     const v2 = synthesizeV2(cluster!, fixture);
-    const { ctx } = await prepareJobContext(cluster!, v2, extraEnv);
+    const { ctx } = await hookJobContext(cluster!, v2, 'prepare', extraEnv);
     cluster!.server.clearRequestLog();
     const legacy = await probeLegacyDatabase(ctx.kube, ctx.config);
     // Least privilege: StatefulSets and PVCs are listed by label, Secrets never are.
@@ -301,7 +301,7 @@ describe('fresh install only on positive evidence', () => {
     await installBitnami(cluster, 'helm', existingSecret);
     const v2 = synthesizeV2(cluster, existingSecret);
     // SOURCE_PGPASSWORD's optional secretKeyRef names idp-postgresql, which this release never had.
-    const { ctx } = await prepareJobContext(cluster, v2);
+    const { ctx } = await hookJobContext(cluster, v2, 'prepare');
     expect(ctx.config.source.passwordSet).toBe(false);
     const legacy = await probeLegacyDatabase(ctx.kube, ctx.config);
     expect(legacy).toMatchObject({ name: 'idp-postgresql', exists: true, podSecrets: ['my-pg-secret'] });
@@ -325,7 +325,7 @@ describe('fresh install only on positive evidence', () => {
     const chart6 = { file: 'keycloak-6.2.5-release-keycloak.yaml', release: 'keycloak', keycloak: 'keycloak', legacySecret: 'keycloak-postgresql' };
     await installBitnami(cluster, 'helm', chart6);
     // The Secret exists, but holds postgresql-password / postgresql-postgres-password.
-    const { ctx } = await prepareJobContext(cluster, synthesizeV2(cluster, chart6));
+    const { ctx } = await hookJobContext(cluster, synthesizeV2(cluster, chart6), 'prepare');
     expect(ctx.config.source.passwordSet).toBe(false);
     const legacy = await probeLegacyDatabase(ctx.kube, ctx.config);
     expect(legacy).toMatchObject({ name: 'keycloak-postgresql', exists: true, podSecrets: ['keycloak-postgresql'] });
@@ -352,7 +352,7 @@ describe('adopting the legacy database', () => {
   const release = (file: string, name = 'keycloak'): Fixture => ({ file, release: name, keycloak: name === 'keycloak' ? 'keycloak' : `${name}-keycloak`, legacySecret: `${name}-postgresql` });
 
   async function adopt(fixture: Fixture, extraEnv: Record<string, string> = {}) {
-    const { ctx } = await prepareJobContext(cluster!, synthesizeV2(cluster!, fixture), extraEnv);
+    const { ctx } = await hookJobContext(cluster!, synthesizeV2(cluster!, fixture), 'prepare', extraEnv);
     cluster!.server.clearRequestLog();
     const legacy = await probeLegacyDatabase(ctx.kube, ctx.config);
     const adoption = await probeAdoption(ctx.kube, ctx.config, adoptionEvidence(legacy));
@@ -371,7 +371,7 @@ describe('adopting the legacy database', () => {
     cluster = await Cluster.start();
     const fixture = release('keycloak-25.4.0-release-keycloak-pg-replication.yaml');
     await installBitnami(cluster, 'helm', fixture);
-    const { ctx } = await prepareJobContext(cluster, synthesizeV2(cluster, fixture));
+    const { ctx } = await hookJobContext(cluster, synthesizeV2(cluster, fixture), 'prepare');
     const plan = formatPlan(await gatherPlanInput(ctx.kube, ctx.config));
     expect(plan).toContain('Adopted legacy database: the one primary StatefulSet with labels app.kubernetes.io/name=postgresql,app.kubernetes.io/instance=keycloak (configured keycloak-postgresql does not exist); Service keycloak-postgresql-primary:5432');
     expect(plan).toContain('(prepare would adopt it)');
@@ -409,7 +409,7 @@ describe('adopting the legacy database', () => {
     expect(cluster.server.requestCount({ verb: 'get', resource: 'secrets' })).toBe(1);
 
     // In the cluster (no mapping) the Service's name is the host; unreachable here: retriable 69 naming the adopted database.
-    const { ctx: inCluster } = await prepareJobContext(cluster, synthesizeV2(cluster, fixture));
+    const { ctx: inCluster } = await hookJobContext(cluster, synthesizeV2(cluster, fixture), 'prepare');
     const legacy = await probeLegacyDatabase(inCluster.kube, inCluster.config);
     const outcome = await probeAdoptedSource(inCluster.kube, inCluster.config, legacy, { status: 'absent', reason: 'connect ENOTFOUND keycloak-postgresql' });
     expect(outcome).toMatchObject({ status: 'adopted', source: { status: 'absent' } });
@@ -535,7 +535,7 @@ describe('adopting the legacy database', () => {
     const { ctx, adoption } = await adopt(fixture, env);
     if (adoption.status !== 'adopted') throw new Error(JSON.stringify(adoption));
     await ctx.store.ensure(() => ({ ...newMigrationState('m-20261203-000000-abcdef'), adoptedLegacy: adoption.adopted }));
-    const { ctx: later } = await prepareJobContext(cluster, synthesizeV2(cluster, fixture), env);
+    const { ctx: later } = await hookJobContext(cluster, synthesizeV2(cluster, fixture), 'prepare', env);
     expect(later.config.source.settings?.host).toBe('keycloak-postgresql');
     await readState(later);
     expect(later.config.source.settings).toMatchObject({ host: '127.0.0.1', port: 25432, password: adoption.config.source.settings!.password });
@@ -545,14 +545,14 @@ describe('adopting the legacy database', () => {
     expect(formatPlan(await gatherPlanInput(later.kube, later.configuredConfig))).toContain('Adopted legacy database: the one primary StatefulSet');
     // The Secret gone later (a finished release cleaned up): an unset password, as with the Job's optional secretKeyRef.
     expect(cluster.server.remove({ apiVersion: 'v1', kind: 'Secret', name: 'keycloak-postgresql', namespace: NAMESPACE })).toBe(true);
-    const { ctx: afterCleanup } = await prepareJobContext(cluster, synthesizeV2(cluster, fixture), env);
+    const { ctx: afterCleanup } = await hookJobContext(cluster, synthesizeV2(cluster, fixture), 'prepare', env);
     await readState(afterCleanup);
     expect(afterCleanup.config.source.passwordSet).toBe(false);
   });
 });
 
 // A Bitnami release under fullnameOverride / nameOverride names its Keycloak StatefulSet otherwise
-// (`sso`, `idp-iam`): v2's configured name does not exist. prepare quiesces the one StatefulSet
+// (`sso`, `idp-iam`): v2's configured name does not exist. The backup Job quiesces the one StatefulSet
 // with `instance: <release>, component: keycloak`, records it, and copies its admin Secret to the
 // default name before the upgrade deletes it with the old release.
 describe('quiescing a Keycloak renamed by a name override', () => {
@@ -562,8 +562,9 @@ describe('quiescing a Keycloak renamed by a name override', () => {
   ] as const;
   const replicasOf = (name: string) => (cluster!.get('StatefulSet', name)?.spec as { replicas?: number } | undefined)?.replicas;
 
+  /** The backup Job after prepare created the state: the Job that quiesces. */
   async function preparedState(fixture: Fixture) {
-    const { ctx } = await prepareJobContext(cluster!, synthesizeV2(cluster!, fixture));
+    const { ctx } = await hookJobContext(cluster!, synthesizeV2(cluster!, fixture), 'backup');
     await ctx.store.ensure(() => newMigrationState('m-20261204-000000-abcdef'));
     await readState(ctx);
     return ctx;
@@ -575,8 +576,8 @@ describe('quiescing a Keycloak renamed by a name override', () => {
       await installBitnami(cluster, tool, fixture);
       expect(cluster.get('StatefulSet', fixture.configured)).toBeUndefined();
       const adminBefore = cluster.get('Secret', fixture.keycloak)!;
-      // Before any state, plan names the workload prepare would quiesce.
-      const { ctx: planning } = await prepareJobContext(cluster, synthesizeV2(cluster, fixture));
+      // Before any state, plan names the workload the backup Job would quiesce.
+      const { ctx: planning } = await hookJobContext(cluster, synthesizeV2(cluster, fixture), 'prepare');
       expect(formatPlan(await gatherPlanInput(planning.kube, planning.configuredConfig))).toContain(`Workloads: statefulset/${fixture.keycloak}=1`);
       const ctx = await preparedState(fixture);
       cluster.server.clearRequestLog();
@@ -596,8 +597,8 @@ describe('quiescing a Keycloak renamed by a name override', () => {
       expect(cluster.server.requestCount({ verb: 'list', resource: 'secrets' })).toBe(0);
       expect(formatStatus(ctx.state!, 'x')).toMatch(new RegExp(`Adopted workload: +statefulset/${fixture.keycloak} for statefulset/${fixture.configured}`));
 
-      // A resumed prepare quiesces the same workload again (its count stays on record).
-      const { ctx: resumed } = await prepareJobContext(cluster, synthesizeV2(cluster, fixture));
+      // A resumed backup Job quiesces the same workload again (its count stays on record).
+      const { ctx: resumed } = await hookJobContext(cluster, synthesizeV2(cluster, fixture), 'backup');
       await readState(resumed);
       expect(await quiesce(resumed)).toEqual(originals);
 

@@ -26,7 +26,7 @@ const HOOKS: readonly HookCommand[] = [RunnerCommand.prepare, RunnerCommand.back
 /** The hook whose run records each phase. */
 const RECORDED_BY: Record<string, HookCommand> = {
   [Phase.pending]: RunnerCommand.prepare,
-  [Phase.quiesced]: RunnerCommand.prepare,
+  [Phase.quiesced]: RunnerCommand.backupPhase,
   [Phase.backedUp]: RunnerCommand.backupPhase,
   [Phase.backupVerified]: RunnerCommand.backupPhase,
   [Phase.legacyProtected]: RunnerCommand.backupPhase,

@@ -37,16 +37,18 @@ describe('two prepares at once', () => {
     const creates = world.server.requests.filter((request) => request.verb === 'create' && request.resource === 'configmaps' && request.code === 201);
     expect(creates).toHaveLength(1);
     const state = scenario.state()!;
-    expect(state.phase).toBe(Phase.quiesced);
-    expect(state.history.map((entry) => entry.phase)).toEqual([Phase.quiesced]);
-    expect(state.originalReplicas).toEqual({ 'statefulset/keycloak': KEYCLOAK_REPLICAS });
-    expect(scenario.keycloakReplicas()).toBe(0);
-    const reasons = world.server.list('v1', 'Event', scenario.namespace).map((event) => event.reason);
-    expect(reasons.filter((reason) => reason === 'MigrationPending')).toHaveLength(1);
-    expect(reasons.filter((reason) => reason === 'MigrationQuiesced')).toHaveLength(1);
+    // prepare stops nothing (backup-phase quiesces right before its dump).
+    expect(state.phase).toBe(Phase.pending);
+    expect(state.history).toEqual([]);
+    expect(scenario.keycloakReplicas()).toBe(KEYCLOAK_REPLICAS);
+    const reasons = () => world.server.list('v1', 'Event', scenario.namespace).map((event) => event.reason);
+    expect(reasons().filter((reason) => reason === 'MigrationPending')).toHaveLength(1);
 
-    // And the migration goes on from there.
+    // And the migration goes on from there: one quiesce, with the replicas from before.
     expect((await scenario.run(RunnerCommand.backupPhase)).code).toBe(0);
+    expect(scenario.state()!.history.map((entry) => entry.phase)[0]).toBe(Phase.quiesced);
+    expect(scenario.state()!.originalReplicas).toEqual({ 'statefulset/keycloak': KEYCLOAK_REPLICAS });
+    expect(reasons().filter((reason) => reason === 'MigrationQuiesced')).toHaveLength(1);
     expect((await scenario.run(RunnerCommand.restorePhase)).code).toBe(0);
     expect(scenario.state()!.phase).toBe(Phase.completed);
     expect(scenario.keycloakReplicas()).toBe(KEYCLOAK_REPLICAS);

@@ -167,14 +167,22 @@ describe('RBAC', () => {
       rule.resources.includes('statefulsets/scale') ? { ...rule, verbs: rule.verbs.filter((verb) => verb !== 'patch') } : rule,
     );
     world.server.upsert({ ...scenario.role, metadata: { name: scenario.role.metadata.name, namespace: scenario.namespace }, rules });
-    const result = await scenario.run(RunnerCommand.prepare);
+    // prepare scales nothing; the backup Job quiesces right before its dump.
+    expect((await scenario.run(RunnerCommand.prepare)).code).toBe(0);
+    const result = await scenario.run(RunnerCommand.backupPhase);
     expect(result.code).toBe(ExitCode.noPermission);
     expect(errorLine(result)).toBe(
       `Kubernetes RBAC denied patch on statefulsets/scale "keycloak" (API group apps) in namespace rbac-scale: grant "patch" on "statefulsets/scale" (apiGroups: ["apps"]) to ServiceAccount rbac-scale/${scenario.names.serviceAccount} in the migration Role`,
     );
     expect(scenario.keycloakReplicas()).toBe(KEYCLOAK_REPLICAS);
-    // The originals were recorded first, and the failure is on record for `status`.
-    expect(scenario.state()).toMatchObject({ originalReplicas: { 'statefulset/keycloak': KEYCLOAK_REPLICAS }, lastError: { step: 'prepare', exitCode: 77 } });
+    // The originals were recorded first, and the failure is on record for `status`; nothing was dumped.
+    expect(scenario.state()).toMatchObject({
+      phase: Phase.failed,
+      resumeFrom: Phase.pending,
+      originalReplicas: { 'statefulset/keycloak': KEYCLOAK_REPLICAS },
+      lastError: { step: 'quiesce', exitCode: 77 },
+    });
+    expect(scenario.state()!.backup).toBeUndefined();
   });
 
   it('exits 77 naming persistentvolumes when the PV ClusterRole is not bound, and deletes nothing', async () => {
@@ -242,15 +250,21 @@ describe('backup volume', () => {
 });
 
 describe('hooks out of order and unreachable dependencies', () => {
-  it('backup-phase and restore-phase explain a prepare that did not finish', async () => {
+  it('backup-phase explains a prepare that has not run; after one killed in Pending it quiesces and backs up itself', async () => {
     const scenario = await createScenario(world, { namespace: 'out-of-order' });
     const none = await scenario.run(RunnerCommand.backupPhase);
     expect(none.code).toBe(ExitCode.usage);
     expect(errorLine(none)).toMatch(/^no migration state \(ConfigMap kc-migration-state does not exist\): prepare has not run/);
+    expect(scenario.keycloakReplicas()).toBe(KEYCLOAK_REPLICAS);
+    // Killed before its early pass: the backup needs none (it checksums every table), and it stops
+    // the workloads itself before dumping.
     await runKilledAtPhase(world, scenario, RunnerCommand.prepare, Phase.pending);
+    expect(scenario.keycloakReplicas()).toBe(KEYCLOAK_REPLICAS);
     const backup = await scenario.run(RunnerCommand.backupPhase);
-    expect(backup.code).toBe(ExitCode.usage);
-    expect(errorLine(backup)).toMatch(/is in phase Pending: prepare did not finish, so the workloads may still write/);
+    expect(backup.code, backup.stderr).toBe(0);
+    expect(scenario.state()).toMatchObject({ phase: Phase.legacyProtected, originalReplicas: { 'statefulset/keycloak': KEYCLOAK_REPLICAS } });
+    expect(scenario.keycloakReplicas()).toBe(0);
+    expect(scenario.state()!.history.find((entry) => entry.phase === Phase.backedUp)!.detail).not.toMatch(/checksummed before the downtime/);
   });
 
   it('prepare exits 69 when the legacy StatefulSet exists but its database is unreachable', async () => {
@@ -273,8 +287,8 @@ describe('record-failure (Argo CD SyncFail)', () => {
     expect((await scenario.run(RunnerCommand.prepare)).code).toBe(0);
     const recorded = await scenario.run(RunnerCommand.recordFailure);
     expect(recorded.code, recorded.stderr).toBe(0);
-    expect(scenario.state()).toMatchObject({ phase: Phase.failed, resumeFrom: Phase.quiesced, lastError: { step: 'sync' } });
-    expect(scenario.state()!.lastError!.message).toMatch(/^Argo CD sync failed during the migration \(phase Quiesced\)/);
+    expect(scenario.state()).toMatchObject({ phase: Phase.failed, resumeFrom: Phase.pending, lastError: { step: 'sync' } });
+    expect(scenario.state()!.lastError!.message).toMatch(/^Argo CD sync failed during the migration \(phase Pending\)/);
     const warning = world.server.list('v1', 'Event', scenario.namespace).find((event) => event.reason === 'MigrationFailed');
     expect(warning?.type).toBe('Warning');
 

@@ -45,18 +45,24 @@ describe('a migration through the three hooks', () => {
   const stateConfigMapData = (): Record<string, string> =>
     world.server.get({ apiVersion: 'v1', kind: 'ConfigMap', name: scenario.names.stateConfigMap, namespace: scenario.namespace })!.data as Record<string, string>;
 
-  it('prepare records the original replicas, quiesces Keycloak, creates the backup PVC and the Secrets', async () => {
+  it('prepare creates the state, the backup PVC and the Secrets, and leaves Keycloak running', async () => {
     scenario = await createScenario(world, { namespace: 'happy' });
     expect(scenario.keycloakReplicas()).toBe(KEYCLOAK_REPLICAS);
+    const podsBefore = scenario.keycloakPods();
+    expect(podsBefore).toHaveLength(KEYCLOAK_REPLICAS);
     const result = await scenario.run(RunnerCommand.prepare);
     expect(result.code, result.stderr).toBe(0);
     const state = scenario.state()!;
-    expect(state.phase).toBe(Phase.quiesced);
-    expect(state.originalReplicas).toEqual({ 'statefulset/keycloak': KEYCLOAK_REPLICAS });
+    // The downtime starts in the backup Job, right before its dump: not here.
+    expect(state.phase).toBe(Phase.pending);
+    expect(state.history).toEqual([]);
+    expect(state.originalReplicas).toEqual({});
     expect(state.decisionReason).toMatch(/source database is reachable/);
     expect(state.attempts).toEqual({ prepare: 1 });
-    expect(scenario.keycloakReplicas()).toBe(0);
-    expect(scenario.keycloakPods()).toEqual([]);
+    // Closed: between the two Jobs, nothing is "in progress".
+    expect(state.currentStep).toBeUndefined();
+    expect(scenario.keycloakReplicas()).toBe(KEYCLOAK_REPLICAS);
+    expect(scenario.keycloakPods()).toEqual(podsBefore);
     const pvc = world.server.get({ apiVersion: 'v1', kind: 'PersistentVolumeClaim', name: scenario.names.backupPvc, namespace: scenario.namespace })!;
     expect(pvc.metadata.labels?.[Labels.managedBy]).toBe(MANAGED_BY_RUNNER);
     // The source is a few MiB: the minimum size applies.
@@ -73,11 +79,20 @@ describe('a migration through the three hooks', () => {
     expect(result.stderr).toContain('source checksummed before quiescing');
   });
 
-  it('backup-phase dumps, verifies and protects, and deletes nothing (after-restore)', async () => {
+  it('backup-phase records the original replicas, quiesces Keycloak, then dumps, verifies and protects, and deletes nothing (after-restore)', async () => {
     const result = await scenario.run(RunnerCommand.backupPhase);
     expect(result.code, result.stderr).toBe(0);
     const state = scenario.state()!;
     expect(state.phase).toBe(Phase.legacyProtected);
+    expect(state.originalReplicas).toEqual({ 'statefulset/keycloak': KEYCLOAK_REPLICAS });
+    expect(state.attempts).toMatchObject({ prepare: 1, quiesce: 1, backup: 1 });
+    expect(scenario.keycloakReplicas()).toBe(0);
+    expect(scenario.keycloakPods()).toEqual([]);
+    // Quiesced before the dump began: the order of the Job's own log lines.
+    const quiescedAt = result.lines.findIndex((line) => line.msg === 'original replica counts on record');
+    const dumpAt = result.lines.findIndex((line) => line.msg === 'step backup: starting');
+    expect(quiescedAt, result.stderr).toBeGreaterThanOrEqual(0);
+    expect(dumpAt, result.stderr).toBeGreaterThan(quiescedAt);
     expect(state.backup).toMatchObject({ dir: state.migrationId, pvc: scenario.names.backupPvc, tableCount: Object.keys(sourceContents.tables).length });
     expect(state.backup!.manifestSha256).toMatch(/^[0-9a-f]{64}$/);
     expect(state.protectedVolumes).toEqual([{ pvc: 'data-legacy-postgresql-0', pv: `pv-${scenario.namespace}-legacy-0`, previousReclaimPolicy: 'Delete' }]);

@@ -1,8 +1,8 @@
 // A rollback in the middle of a migration must not lose data. The restore fails after the backup
 // was protected; the operator rolls back to the old release, whose Keycloak writes to the legacy
 // database again; later the upgrade runs again. The hooks must notice that the legacy database
-// changed after the backup: prepare quiesces again (keeping the original replica counts),
-// backup-phase supersedes the stale backup and dumps anew, and the rows written during the rollback
+// changed after the backup: backup-phase quiesces again (keeping the original replica counts),
+// supersedes the stale backup and dumps anew, and the rows written during the rollback
 // end up on the target. restore-phase alone refuses (65) to restore a stale backup.
 import { execFileSync, spawnSync } from 'node:child_process';
 import { mkdirSync, readdirSync, statfsSync } from 'node:fs';
@@ -88,15 +88,17 @@ describe('rollback in the middle of a migration', () => {
     await rollBackKeycloak(scenario, 3);
     await writeAsLegacyKeycloak('rollback', 7);
 
-    // The upgrade again: prepare quiesces again and keeps the replica count of before the migration.
+    // The upgrade again: prepare leaves the rolled-back Keycloak running; backup-phase quiesces it
+    // again and keeps the replica count of before the migration.
     const prepare = await scenario.run(RunnerCommand.prepare);
     expect(prepare.code, prepare.stderr).toBe(0);
-    expect(scenario.keycloakReplicas()).toBe(0);
-    expect(scenario.keycloakPods()).toEqual([]);
-    expect(scenario.state()!.originalReplicas).toEqual({ 'statefulset/keycloak': KEYCLOAK_REPLICAS });
+    expect(scenario.keycloakReplicas()).toBe(3);
 
     const backup = await scenario.run(RunnerCommand.backupPhase);
     expect(backup.code, backup.stderr).toBe(0);
+    expect(scenario.keycloakReplicas()).toBe(0);
+    expect(scenario.keycloakPods()).toEqual([]);
+    expect(scenario.state()!.originalReplicas).toEqual({ 'statefulset/keycloak': KEYCLOAK_REPLICAS });
     const state = scenario.state()!;
     expect(state.phase).toBe(Phase.legacyProtected);
     expect(state.backup?.dir).toBe(`${first.migrationId}.2`);
@@ -178,7 +180,7 @@ describe('rollback in the middle of a migration', () => {
     const plan = await scenario.run(RunnerCommand.plan);
     expect(plan.code, plan.stderr).toBe(0);
     expect(plan.stdout).toContain(
-      `backup-phase:   quiesce the workloads again and compare the legacy database's write counters with backup ${before.migrationId}: unchanged → keep it; changed → supersede it and redo the steps from BackedUp\n`,
+      `backup-phase:   scale the workloads to 0 again (the replicas on record stay); compare the legacy database's write counters with backup ${before.migrationId}: unchanged → keep it; changed → supersede it and redo the steps from BackedUp\n`,
     );
     expect(plan.stdout).toMatch(new RegExp(`^restore-phase: +refuse \\(exit 65\\) if the legacy database changed after backup ${before.migrationId}; wait for the target`, 'm'));
 

@@ -29,7 +29,7 @@ describe('status flags', () => {
     const result = await runRunner(['status', '-n', 'status-flags', '--configmap', 'kc-migration-state'], laptop);
     expect(result.code, result.stderr).toBe(0);
     expect(result.stdout).toMatch(/^Migration: +m-\d{8}-\d{6}-[0-9a-f]{6} \(ConfigMap kc-migration-state\)$/m);
-    expect(result.stdout).toMatch(/^Phase: +Quiesced$/m);
+    expect(result.stdout).toMatch(/^Phase: +Pending$/m);
   });
 
   it('defaults the ConfigMap to keycloak-migration-state and the namespace to the kubeconfig context\'s', async () => {
@@ -38,20 +38,20 @@ describe('status flags', () => {
     expect(byDefault.stdout).toBe('No migration state: ConfigMap keycloak-migration-state does not exist in namespace status-flags (prepare has not run).\n');
     const fromContext = await runRunner(['status', '-c', 'kc-migration-state', '--json'], laptop);
     expect(fromContext.code, fromContext.stderr).toBe(0);
-    expect(JSON.parse(fromContext.stdout)).toMatchObject({ phase: 'Quiesced', originalReplicas: { 'statefulset/keycloak': 2 } });
+    expect(JSON.parse(fromContext.stdout)).toMatchObject({ phase: 'Pending', attempts: { prepare: 1 } });
   });
 
   it('takes MIGRATION_NAMESPACE / MIGRATION_STATE_CONFIGMAP when no flag is given, and the flags over them', async () => {
     const fromEnv = await runRunner(['status'], { ...laptop, MIGRATION_NAMESPACE: 'status-flags', MIGRATION_STATE_CONFIGMAP: 'kc-migration-state' });
     expect(fromEnv.code, fromEnv.stderr).toBe(0);
-    expect(fromEnv.stdout).toMatch(/^Phase: +Quiesced$/m);
+    expect(fromEnv.stdout).toMatch(/^Phase: +Pending$/m);
     const flagWins = await runRunner(['status', '--namespace', 'status-flags', '--configmap', 'kc-migration-state'], {
       ...laptop,
       MIGRATION_NAMESPACE: 'elsewhere',
       MIGRATION_STATE_CONFIGMAP: 'other-state',
     });
     expect(flagWins.code, flagWins.stderr).toBe(0);
-    expect(flagWins.stdout).toMatch(/^Phase: +Quiesced$/m);
+    expect(flagWins.stdout).toMatch(/^Phase: +Pending$/m);
   });
 
   it('fails with 64 naming the flag when the namespace is not a namespace name', async () => {

@@ -129,13 +129,19 @@ describe('npm run rehearse:takeover with bad input', () => {
     expect(result.created).toEqual([]);
   });
 
-  it('exits 2 on an unknown tool, helm major or a missing --from, with the usage', () => {
+  it('exits 2 on an unknown tool, helm major, a wave delay that is not milliseconds or not for Argo CD, or a missing --from, with the usage', () => {
     const tool = run(['--from', fixture('keycloak-25.4.0-release-keycloak.yaml'), '--tool', 'flux']);
     expect(tool.status).toBe(2);
     expect(tool.stderr).toContain('--tool must be helm or argocd, got "flux"');
     const helm = run(['--from', fixture('keycloak-25.4.0-release-keycloak.yaml'), '--helm', '3.17']);
     expect(helm.status).toBe(2);
     expect(helm.stderr).toContain('--helm must be 3 (helm 3.17) or 4 (helm 4.1, what users install today), got "3.17"');
+    const delay = run(['--from', fixture('keycloak-25.4.0-release-keycloak.yaml'), '--tool', 'argocd', '--wave-delay', '2s']);
+    expect(delay.status).toBe(2);
+    expect(delay.stderr).toContain('--wave-delay must be milliseconds (0-99999) with --tool argocd (Argo CD\'s ARGOCD_SYNC_WAVE_DELAY, 2000 in a real Argo CD), got "2s"');
+    const delayWithHelm = run(['--from', fixture('keycloak-25.4.0-release-keycloak.yaml'), '--wave-delay', '2000']);
+    expect(delayWithHelm.status).toBe(2);
+    expect(delayWithHelm.stderr).toContain('got "2000" with --tool helm');
     const from = run([]);
     expect(from.status).toBe(2);
     expect(from.stderr).toContain('--from is required');

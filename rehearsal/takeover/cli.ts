@@ -1,6 +1,6 @@
 /**
  * `npm run rehearse:takeover -- --from <release.yaml> [--release NAME] [--namespace NS]
- * [--config FILE] [--tool helm|argocd] [--helm 3|4] [--data dump.sql]`: one takeover of exactly those
+ * [--config FILE] [--tool helm|argocd] [--helm 3|4] [--data dump.sql] [--wave-delay MS]`: one takeover of exactly those
  * manifests in the rehearsal (rehearse-takeover.ts). Bad input stops before anything is started
  * (exit 2, one line naming the file or flag, what was found and the fix); a failed check exits 1.
  */
@@ -15,7 +15,7 @@ import { defaultRun, helmRun, type ToolRun } from '../scenario.js';
 import { readReleaseFile, ReleaseFileError, type BitnamiReleaseFile } from './release-file.js';
 import { formatReport, rehearseTakeover } from './rehearse-takeover.js';
 
-const USAGE = 'usage: npm run rehearse:takeover -- --from <release.yaml> [--release NAME] [--namespace NS] [--config FILE] [--tool helm|argocd] [--helm 3|4] [--data dump.sql]';
+const USAGE = 'usage: npm run rehearse:takeover -- --from <release.yaml> [--release NAME] [--namespace NS] [--config FILE] [--tool helm|argocd] [--helm 3|4] [--data dump.sql] [--wave-delay MS]';
 
 class UsageError extends Error {}
 
@@ -24,6 +24,7 @@ interface Invocation {
   readonly run: ToolRun;
   readonly config?: PlatformConfig;
   readonly dataFile?: string;
+  readonly waveDelayMs?: number;
 }
 
 /** Everything checked before a process starts. */
@@ -40,6 +41,7 @@ function parseInvocation(argv: readonly string[]): Invocation {
         tool: { type: 'string', default: 'helm' },
         helm: { type: 'string', default: '4' },
         data: { type: 'string' },
+        'wave-delay': { type: 'string' },
       },
       strict: true,
       allowPositionals: false,
@@ -56,6 +58,10 @@ function parseInvocation(argv: readonly string[]): Invocation {
   const run = tool === 'helm' ? helmRun(helm === '3' ? 3 : 4) : defaultRun('argocd');
   const dataFile = values.data as string | undefined;
   if (dataFile !== undefined && !existsSync(dataFile)) throw new UsageError(`--data ${dataFile}: no such file (a plain-SQL dump: pg_dump --no-owner --no-privileges)`);
+  const waveDelay = values['wave-delay'] as string | undefined;
+  if (waveDelay !== undefined && (tool !== 'argocd' || !/^\d{1,5}$/.test(waveDelay))) {
+    throw new UsageError(`--wave-delay must be milliseconds (0-99999) with --tool argocd (Argo CD's ARGOCD_SYNC_WAVE_DELAY, 2000 in a real Argo CD), got ${JSON.stringify(waveDelay)}${tool === 'argocd' ? '' : ' with --tool ' + tool}`);
+  }
   const configFile = values.config as string | undefined;
   let config: PlatformConfig | undefined;
   try {
@@ -65,7 +71,7 @@ function parseInvocation(argv: readonly string[]): Invocation {
     throw new UsageError(`--config ${configFile}: ${(error as Error).message}`);
   }
   const release = readReleaseFile(from, { release: (values.release as string | undefined) ?? config?.releaseName, namespace: (values.namespace as string | undefined) ?? config?.namespace });
-  return { release, run, config, dataFile };
+  return { release, run, config, dataFile, ...(waveDelay !== undefined ? { waveDelayMs: Number(waveDelay) } : {}) };
 }
 
 async function main(): Promise<number> {
@@ -86,6 +92,7 @@ async function main(): Promise<number> {
     ...(invocation.run.helm ? { helm: invocation.run.helm } : {}),
     config: invocation.config,
     dataFile: invocation.dataFile,
+    ...(invocation.waveDelayMs !== undefined ? { argoWaveDelayMs: invocation.waveDelayMs } : {}),
     log: (line) => process.stderr.write(`rehearse:takeover: ${line}\n`),
   });
   process.stdout.write(`${formatReport(report, invocation.release, invocation.run.label)}\n`);

@@ -50,6 +50,8 @@ export interface TakeoverOptions {
   readonly users?: number;
   /** Keycloak's steady write interval. @default 100 */
   readonly writeIntervalMs?: number;
+  /** Argo CD's pause between sync waves (ARGOCD_SYNC_WAVE_DELAY; 2 s in a real Argo CD). @default 0 */
+  readonly argoWaveDelayMs?: number;
   /** Progress lines. @default - silent */
   readonly log?: (line: string) => void;
 }
@@ -109,7 +111,7 @@ export async function rehearseTakeover(options: TakeoverOptions): Promise<Takeov
   const rehearsal = await Rehearsal.start({
     config,
     helm: { timeoutMs: 600_000, ...(options.helm ? { major: options.helm } : {}) },
-    argo: { waveTimeoutMs: 600_000 },
+    argo: { waveTimeoutMs: 600_000, ...(options.argoWaveDelayMs ? { waveDelayMs: options.argoWaveDelayMs } : {}) },
     workloads: { legacyMajorOf: () => rehearsed, keycloakWriteIntervalMs: options.writeIntervalMs ?? 100 },
     seedLegacy: async (connection) => {
       seeded = connection;

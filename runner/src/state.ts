@@ -221,6 +221,17 @@ export function startStep(state: MigrationState, step: string, now: Date = new D
   };
 }
 
+/**
+ * Closes the step in progress without reaching a phase: prepare's work (Secrets, backup PVC, early
+ * pass) moves no phase, and an operator reading the state between its Job and the backup Job must
+ * not see it "in progress". The attempt count stays.
+ */
+export function closeStep(state: MigrationState, now: Date = new Date()): MigrationState {
+  if (!state.currentStep) return state;
+  const { currentStep: _closed, ...rest } = state;
+  return { ...rest, updatedAt: timestamp(now) };
+}
+
 export interface AdvanceOptions {
   readonly now?: Date;
   /** Name of the step that reached the phase (its attempt count goes into history). @default - the current step, else the phase */

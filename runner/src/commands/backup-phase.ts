@@ -1,24 +1,55 @@
 /**
  * `backup-phase` (hook: Helm pre-install/pre-upgrade weight 10, Argo CD PreSync wave 10; mounts
- * the backup PVC): dump the quiesced source onto the backup volume, verify the backup, protect the
- * legacy volumes and — only with MIGRATION_DELETE_LEGACY=after-backup — delete the legacy database.
+ * the backup PVC): stop the workloads, dump the quiesced source onto the backup volume, verify the
+ * backup, protect the legacy volumes and — only with MIGRATION_DELETE_LEGACY=after-backup — delete
+ * the legacy database.
  *
- * Quiesced → BackedUp → BackupVerified → LegacyProtected. Completed or NotNeeded: exit 0 after one
+ * The downtime starts here, not in prepare: quiescing right before the dump keeps the handoff
+ * between the two Jobs out of it, and a backup Job that never starts leaves Keycloak serving.
+ *
+ * Pending → Quiesced → BackedUp → BackupVerified → LegacyProtected. Every run that is not terminal
+ * quiesces (a resumed migration keeps the workloads at 0, whatever scaled them up meanwhile) and
+ * takes over the release's objects (phases/take-over.ts). Completed or NotNeeded: exit 0 after one
  * API read (Completed with the legacy StatefulSet back, e.g. after a rollback: refuse (65) if its
- * database changed since the backup, see assertLegacyUnchangedSinceCompletion). A backup already on record (a re-run after a failed restore, or after a rollback) is
- * reused only if the legacy database has not changed since it; otherwise it is superseded and the
- * source dumped again (phases/source-freshness.ts).
+ * database changed since the backup, see assertLegacyUnchangedSinceCompletion). A backup already on
+ * record (a re-run after a failed restore, or after a rollback) is reused only if the legacy
+ * database has not changed since it; otherwise it is superseded and the source dumped again
+ * (phases/source-freshness.ts).
  */
 import { Phase, RunnerCommand } from '../../../lib/contract.js';
 import { defineCommand } from '../cli.js';
 import { requireBackupDir } from '../config.js';
 import { usageError } from '../errors.js';
 import { hasReached, isTerminal } from '../state.js';
-import { createHookContext, describePhase, readState, runHook, withMigrationLock, type HookContext } from '../phases/context.js';
+import { advanceTo, beginStep, createHookContext, readState, runHook, withMigrationLock, type HookContext } from '../phases/context.js';
 import { dumpStep } from '../phases/dump.js';
 import { protectLegacyStep } from '../phases/protect-legacy.js';
+import { quiesce } from '../phases/quiesce.js';
+import { takeOverReleaseObjects } from '../phases/take-over.js';
 import { assertLegacyUnchangedSinceCompletion, reuseOrSupersedeBackup } from '../phases/source-freshness.js';
 import { verifyBackupStep } from '../phases/verify-backup.js';
+
+/**
+ * Records the workloads' replica counts, scales them to 0 and waits for their pods to go, then
+ * replaces the StatefulSets the new release cannot patch (only once their pods are gone) → Quiesced.
+ * Past Quiesced (a resumed migration) it runs all the same, as a check that keeps them at 0.
+ */
+async function stopWorkloads(ctx: HookContext): Promise<void> {
+  const started = Date.now();
+  // Counted in the state before anything stops: the write is not part of the downtime.
+  if (hasReached(ctx.state!, Phase.quiesced)) ctx.currentStep = 'quiesce';
+  else await beginStep(ctx, 'quiesce');
+  const originals = await quiesce(ctx);
+  const takeOver = await takeOverReleaseObjects(ctx);
+  const replaced = takeOver.replaced.length > 0 ? `; replaced ${takeOver.replaced.join(', ')} (immutable fields)` : '';
+  const state = await advanceTo(ctx, Phase.quiesced, `quiesced ${Object.keys(originals).join(', ') || 'no workloads'}${replaced}`);
+  ctx.currentStep = undefined;
+  ctx.summary.push({
+    step: 'quiesce',
+    durationMs: Date.now() - started,
+    note: `→ ${state.phase}; originals ${JSON.stringify(originals)}${replaced}${takeOver.kept.length > 0 ? `; kept Secrets ${takeOver.kept.join(', ')}` : ''}`,
+  });
+}
 
 export async function runBackupPhase(ctx: HookContext): Promise<number> {
   return runHook(ctx, async () => {
@@ -35,16 +66,11 @@ export async function runBackupPhase(ctx: HookContext): Promise<number> {
       ctx.log.info(`migration ${state.migrationId} is ${state.phase}: nothing to back up`);
       return 0;
     }
-    if (!hasReached(state, Phase.quiesced)) {
-      throw usageError(
-        `migration ${state.migrationId} is in phase ${describePhase(state)}: prepare did not finish, so the workloads may still write`,
-        `check the prepare Job's logs (kubectl describe configmap ${ctx.config.stateConfigMap} shows the last error) and run the upgrade or sync again`,
-      );
-    }
     requireBackupDir(ctx.config, ctx.command);
     return withMigrationLock(ctx, async () => {
       const fresh = await readState(ctx);
       if (!fresh || isTerminal(fresh)) return 0;
+      await stopWorkloads(ctx);
       // A backup on record is reused only while the legacy database is unchanged since it.
       if (fresh.backup) await reuseOrSupersedeBackup(ctx);
       await dumpStep(ctx);
@@ -57,13 +83,15 @@ export async function runBackupPhase(ctx: HookContext): Promise<number> {
 
 export const backupPhaseCommand = defineCommand({
   name: RunnerCommand.backupPhase,
-  summary: 'Hook, second pre-phase Job: dump the quiesced source, verify the backup, protect (and optionally delete) the legacy database',
+  summary: 'Hook, second pre-phase Job: quiesce the workloads, dump the source, verify the backup, protect (and optionally delete) the legacy database',
   description: `
-Needs MIGRATION_BACKUP_DIR (the mounted backup PVC) and a state in phase Quiesced or later.
-Quiesced → BackedUp (pg_dump -Fd into <dir>/<migrationId>, manifest digest recorded) →
+Needs MIGRATION_BACKUP_DIR (the mounted backup PVC) and the state prepare created.
+Records the workloads' replica counts, scales them to 0 and waits until their pods are gone →
+Quiesced (every run that is not terminal: a resumed migration keeps them at 0) → BackedUp
+(pg_dump -Fd into <dir>/<migrationId>, manifest digest recorded) →
 BackupVerified (digests, pg_restore --list) → LegacyProtected (PVs set to Retain with
 MIGRATION_PROTECT_VOLUMES=true; legacy deleted only with MIGRATION_DELETE_LEGACY=after-backup).
-With a backup already on record: quiesces again and compares the legacy database's write counters
+With a backup already on record: compares the legacy database's write counters
 with the backup's; unchanged → nothing to do; changed (e.g. written during a rollback) → the backup
 is superseded (state back to Quiesced, Event MigrationBackupSuperseded) and taken anew into
 <dir>/<migrationId>.N. Legacy StatefulSet present but its database unreachable: exit 69.

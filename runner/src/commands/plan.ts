@@ -55,7 +55,7 @@ function remainingSteps(input: PlanInput): RemainingStep[] {
     : 'no legacy PVCs to protect';
   const legacyObjects = [config.legacyStatefulSet ? `statefulset/${config.legacyStatefulSet}` : '', ...config.legacyPvcs.map((pvc) => `pvc/${pvc}`)].filter(Boolean).join(', ') || 'nothing';
   return [
-    { reaches: Phase.quiesced, hook: RunnerCommand.prepare, text: `checksum the source while the workloads still run, record the replicas of ${config.workloads.map((w) => `${w.kind}/${w.name}`).join(', ') || 'no workloads'} and scale them to 0` },
+    { reaches: Phase.quiesced, hook: RunnerCommand.backupPhase, text: `record the replicas of ${config.workloads.map((w) => `${w.kind}/${w.name}`).join(', ') || 'no workloads'} and scale them to 0` },
     { reaches: Phase.backedUp, hook: RunnerCommand.backupPhase, text: 'dump the source onto the backup volume' },
     { reaches: Phase.backupVerified, hook: RunnerCommand.backupPhase, text: 'verify the backup (digests, pg_restore --list)' },
     {
@@ -128,7 +128,7 @@ export function formatPlan(input: PlanInput): string {
     // Only a migration (new or resumed) gets here; `prepareText` is prepare's own part.
     let prepareText: string;
     if (state) {
-      prepareText = `resume migration ${state.migrationId}: ensure the Secrets and the backup PVC, keep the workloads at 0`;
+      prepareText = `resume migration ${state.migrationId}: ensure the Secrets and the backup PVC${hasReached(state, Phase.quiesced) ? '' : ', checksum the source while the workloads still run'}`;
     } else {
       let decision: ReturnType<typeof decidePrepare>;
       try {
@@ -151,14 +151,19 @@ export function formatPlan(input: PlanInput): string {
       } catch (error) {
         size = `fails: ${isRunnerError(error) ? error.oneLine() : String(error)}`;
       }
-      prepareText = `migrate (${decision.reason}): create the state, ensure ${config.ensureSecrets.length} Secret(s), ${pvcText(size)}`;
+      prepareText = `migrate (${decision.reason}): create the state, ensure ${config.ensureSecrets.length} Secret(s), ${pvcText(size)}, checksum the source while the workloads still run`;
     }
     const steps = remainingSteps(input).filter((step) => !state || !hasReached(state, step.reaches));
     for (const name of [RunnerCommand.prepare, RunnerCommand.backupPhase, RunnerCommand.restorePhase]) {
       // A backup on record is reused only if the legacy database did not change since it (source-freshness.ts).
       const recheck =
-        state?.backup && name === RunnerCommand.backupPhase
-          ? [`quiesce the workloads again and compare the legacy database's write counters with backup ${state.backup.dir}: unchanged → keep it; changed → supersede it and redo the steps from ${Phase.backedUp}`]
+        state && hasReached(state, Phase.quiesced) && name === RunnerCommand.backupPhase
+          ? [
+              'scale the workloads to 0 again (the replicas on record stay)',
+              ...(state.backup
+                ? [`compare the legacy database's write counters with backup ${state.backup.dir}: unchanged → keep it; changed → supersede it and redo the steps from ${Phase.backedUp}`]
+                : []),
+            ]
           : state?.backup && name === RunnerCommand.restorePhase
             ? [`refuse (exit 65) if the legacy database changed after backup ${state.backup.dir}`]
             : [];
@@ -204,7 +209,7 @@ export async function gatherPlanInput(kube: KubeContext, configured: HookConfig)
 }
 
 /**
- * The workloads prepare would quiesce: those adopted by label (state) in place of the configured
+ * The workloads backup-phase would quiesce: those adopted by label (state) in place of the configured
  * ones; before any state, a configured one that does not exist is looked up by its labels, as
  * prepare would (the one match; none or several: the configured name, whose read then says so).
  */

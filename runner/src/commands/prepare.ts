@@ -1,8 +1,10 @@
 /**
  * `prepare` (hook: Helm pre-install/pre-upgrade weight 0, Argo CD PreSync wave 0): decide whether
- * anything is to migrate, and if so create the state, ensure the Secrets and the backup PVC, take
- * the source's checksum pass while Keycloak still runs (phases/early-pass.ts), record the
- * workloads' replica counts and quiesce them.
+ * anything is to migrate, and if so create the state, ensure the Secrets and the backup PVC, and
+ * take the source's checksum pass (phases/early-pass.ts). Keycloak keeps running: the backup Job
+ * stops it right before its dump, so the handoff between the two Jobs (a pod start, and under
+ * Argo CD the pause between sync waves) is not part of the downtime, and a backup Job that cannot
+ * start (its PVC does not bind, its image does not pull) leaves Keycloak serving.
  *
  * Runs on every Argo CD sync: once the migration is Completed or NotNeeded it reads the state,
  * makes sure the backup PVC exists (the next Job mounts it) and exits — two API requests, no
@@ -17,9 +19,10 @@ import type { BackupPreflight } from '../pg/backup.js';
 import { advance, hasReached, isTerminal, newMigrationState, type MigrationState } from '../state.js';
 import { backupPvcSize, ensureBackupVolume, ensureBackupVolumeExists } from '../phases/backup-volume.js';
 import {
-  advanceTo,
   beginStep,
   createHookContext,
+  describePhase,
+  endStep,
   newMigrationId,
   readState,
   runHook,
@@ -29,8 +32,6 @@ import {
 } from '../phases/context.js';
 import { decidePrepare, probeAdoptedSource, probeLegacyDatabase, probeSource, probeTarget, type PrepareDecision } from '../phases/decide.js';
 import { takeEarlyPassBeforeQuiescing } from '../phases/early-pass.js';
-import { quiesce } from '../phases/quiesce.js';
-import { takeOverReleaseObjects } from '../phases/take-over.js';
 
 export const SECRET_COMPONENT = 'migration-secret';
 
@@ -53,7 +54,10 @@ async function finishTerminal(ctx: HookContext, state: MigrationState): Promise<
   return 0;
 }
 
-/** The acting path, under the lock: state, Secrets, backup PVC, quiesce → Quiesced. */
+/**
+ * The acting path, under the lock: state, Secrets, backup PVC, and the early pass while the
+ * workloads still run. Moves no phase: backup-phase quiesces (→ Quiesced) right before its dump.
+ */
 async function prepareMigration(ctx: HookContext, decision: PrepareDecision | undefined): Promise<number> {
   return withMigrationLock(ctx, async () => {
     const reason = decision?.reason;
@@ -71,9 +75,10 @@ async function prepareMigration(ctx: HookContext, decision: PrepareDecision | un
     const started = Date.now();
     await beginStep(ctx, 'prepare');
     const secrets = await ensureSecrets(ctx.kube, ctx.config.ensureSecrets, { labels: runnerLabels(SECRET_COMPONENT) });
+    const quiesced = hasReached(ctx.state, Phase.quiesced);
     let preflight: BackupPreflight | undefined = decision?.kind === 'migrate' ? decision.preflight : undefined;
-    if (!preflight && !hasReached(ctx.state, Phase.quiesced)) {
-      // Resuming a prepare that stopped before Quiesced: size the volume from the source again.
+    if (!preflight && !quiesced) {
+      // Resuming a migration not yet backed up: size the volume from the source again.
       const source = await probeSource(ctx.config);
       if (source.status === 'error') throw source.error;
       if (source.status === 'absent') {
@@ -86,15 +91,13 @@ async function prepareMigration(ctx: HookContext, decision: PrepareDecision | un
     }
     const pvc = await ensureBackupVolume(ctx, backupPvcSize(ctx.config, preflight));
     // While Keycloak still runs: the backup then only proves most tables unchanged in the downtime.
-    if (!hasReached(ctx.state, Phase.quiesced)) await takeEarlyPassBeforeQuiescing(ctx);
-    const originals = await quiesce(ctx);
-    const takeOver = await takeOverReleaseObjects(ctx);
-    const replaced = takeOver.replaced.length > 0 ? `; replaced ${takeOver.replaced.join(', ')} (immutable fields)` : '';
-    const state = await advanceTo(ctx, Phase.quiesced, `quiesced ${Object.keys(originals).join(', ') || 'no workloads'}${replaced}; backup PVC ${pvc.name} (${pvc.size})`);
+    if (!quiesced) await takeEarlyPassBeforeQuiescing(ctx);
+    const state = await endStep(ctx);
+    ctx.log.info(`prepared migration ${state.migrationId} (${describePhase(state)}): the backup Job stops the workloads right before its dump`);
     ctx.summary.push({
       step: 'prepare',
       durationMs: Date.now() - started,
-      note: `→ ${state.phase}; ${secrets.filter((secret) => secret.created).length} Secret(s) created; PVC ${pvc.name} ${pvc.size}${pvc.created ? ' (created)' : ''}; originals ${JSON.stringify(originals)}${replaced}${takeOver.kept.length > 0 ? `; kept Secrets ${takeOver.kept.join(', ')}` : ''}`,
+      note: `${state.phase}; ${secrets.filter((secret) => secret.created).length} Secret(s) created; PVC ${pvc.name} ${pvc.size}${pvc.created ? ' (created)' : ''}`,
     });
     return 0;
   });
@@ -127,16 +130,16 @@ export async function runPrepare(ctx: HookContext): Promise<number> {
 
 export const prepareCommand = defineCommand({
   name: RunnerCommand.prepare,
-  summary: 'Hook, first pre-phase Job: decide, create the state and the backup PVC, quiesce the workloads',
+  summary: 'Hook, first pre-phase Job: decide, create the state and the backup PVC, checksum the source while Keycloak runs',
   description: `
 Reads the whole migration configuration from the MIGRATION_* and SOURCE_*/TARGET_* variables.
 Completed or NotNeeded: makes sure the backup PVC exists and exits 0 (two API requests).
 Fresh install (no legacy StatefulSet, source unreachable or its Secret absent), or a target that
 already carries the ready marker: records NotNeeded with the reason. Otherwise, holding the Lease:
-creates the state ConfigMap, the Secrets and the backup PVC (sized from pg_database_size),
-checksums the source while the workloads still run (kept in the ConfigMap for the backup Job),
-records the workloads' replica counts, scales them to 0 and waits until their pods are gone →
-Quiesced.`,
+creates the state ConfigMap, the Secrets and the backup PVC (sized from pg_database_size) and
+checksums the source while the workloads still run (kept in the ConfigMap for the backup Job).
+The phase stays Pending and nothing is stopped: backup-phase quiesces the workloads right before
+its dump.`,
   flags: {},
   async run({ env, log, signal }) {
     return runPrepare(createHookContext(RunnerCommand.prepare, { env, log, signal }));

@@ -17,7 +17,7 @@ import { acquireLock, type HeldLock } from '../kube/lock.js';
 import { StateStore } from '../kube/state-store.js';
 import { redact, type Logger, type SummaryRow } from '../log.js';
 import type { RestoreResult } from '../pg/restore.js';
-import { advance, effectivePhase, hasReached, recordFailure, startStep, type AdvanceOptions, type MigrationState } from '../state.js';
+import { advance, closeStep, effectivePhase, hasReached, recordFailure, startStep, type AdvanceOptions, type MigrationState } from '../state.js';
 
 export interface HookContext {
   /** The command running (`prepare`, `backup-phase`, …), for logs and lastError. */
@@ -142,6 +142,12 @@ export async function beginStep(ctx: HookContext, step: string): Promise<Migrati
   ctx.currentStep = step;
   ctx.log.info(`step ${step}: starting`, { step, phase: ctx.state?.phase });
   return updateState(ctx, (state) => startStep(state, step));
+}
+
+/** Closes the step in progress without reaching a phase (see state.ts closeStep). */
+export async function endStep(ctx: HookContext): Promise<MigrationState> {
+  ctx.currentStep = undefined;
+  return updateState(ctx, (state) => closeStep(state));
 }
 
 /** What a step reports for the summary and the state. */

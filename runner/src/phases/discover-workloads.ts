@@ -1,5 +1,5 @@
 /**
- * Which workloads prepare quiesces: the configured ones, or, where a configured name does not
+ * Which workloads backup-phase quiesces: the configured ones, or, where a configured name does not
  * exist and MIGRATION_WORKLOAD_DISCOVERY says how, the ONE workload of that kind carrying its
  * labels (a Bitnami release under `fullnameOverride` / `nameOverride`).
  *

@@ -14,7 +14,6 @@ import { nextBackupDirName, type MigrationState } from '../state.js';
 import { runStep, type HookContext } from './context.js';
 import { removeSupersededBackups } from './prune-backups.js';
 import { forgetEarlyPass, storedEarlyPass } from './early-pass.js';
-import { quiesce } from './quiesce.js';
 
 /**
  * The backup directory of a migration: the recorded backup's, else where the next dump goes
@@ -53,8 +52,7 @@ export function dumpStep(ctx: HookContext) {
     name: 'backup',
     reaches: Phase.backedUp,
     async run(state) {
-      // Keycloak must be down while the dump runs, even if someone scaled it up since prepare.
-      await quiesce(ctx);
+      // backup-phase quiesced the workloads just before, under the same lock.
       ctx.lock?.assertHeld();
       const dir = backupDirectoryOf(ctx, state);
       const { pass: earlyPass, stored: earlyPassStored } = await storedEarlyPass(ctx);

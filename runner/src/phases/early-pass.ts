@@ -1,6 +1,6 @@
 /**
  * The source's checksum pass before the downtime, for the hook Jobs: prepare takes it while
- * Keycloak still runs (just before quiescing) and keeps it in the state ConfigMap under
+ * Keycloak still runs (the backup Job quiesces it later) and keeps it in the state ConfigMap under
  * `early-pass.json`; the backup Job hands it to the dump, which reuses the checksums of the tables
  * it proves unchanged (pg/early-pass.ts has the proof) and removes it once the backup is taken.
  *
@@ -20,7 +20,7 @@ import type { HookContext } from './context.js';
  */
 const MAX_EARLY_PASS_BYTES = 512 * 1024;
 
-/** Takes the pass and stores it (prepare, before quiescing); never fails the step. */
+/** Takes the pass and stores it (prepare, while the workloads run); never fails the step. */
 export async function takeEarlyPassBeforeQuiescing(ctx: HookContext): Promise<void> {
   const source = requireEndpoint(ctx.config, 'source');
   let pass: EarlyPass;

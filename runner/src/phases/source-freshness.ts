@@ -4,8 +4,9 @@
  * failed, the operator went back to the old release, whose Keycloak wrote to the legacy database
  * again, then upgraded again — and restoring the old backup would lose those writes.
  *
- * - backup-phase quiesces the workloads again, checks, and if the source changed supersedes the
- *   backup (state back to Quiesced, recorded in the history and as an Event) and dumps anew;
+ * - backup-phase, once it has quiesced the workloads again, checks, and if the source changed
+ *   supersedes the backup (state back to Quiesced, recorded in the history and as an Event) and
+ *   dumps anew;
  * - restore-phase checks before it restores or marks anything ready, and refuses with a data
  *   error (65) if the source changed: the pre-upgrade hooks are what take a new backup.
  *
@@ -22,7 +23,6 @@ import { supersedeBackup, type MigrationState } from '../state.js';
 import { timed, updateState, type HookContext } from './context.js';
 import { probeLegacyStatefulSet } from './decide.js';
 import { backupDirectoryOf } from './dump.js';
-import { quiesce } from './quiesce.js';
 
 export type SourceFreshness =
   | { readonly kind: 'compared'; readonly comparison: SourceComparison }
@@ -48,12 +48,11 @@ export async function checkSourceSinceBackup(ctx: HookContext, state: MigrationS
 }
 
 /**
- * backup-phase with a backup on record: quiesce again (the rolled-back release may have scaled
- * the workloads up; prepare did too, but this Job must not rely on it), then keep the backup if the
- * source is unchanged, or supersede it so that the steps that follow dump, verify and protect anew.
+ * backup-phase with a backup on record, after it quiesced the workloads again (the rolled-back
+ * release may have scaled them up): keep the backup if the source is unchanged, or supersede it so
+ * that the steps that follow dump, verify and protect anew.
  */
 export async function reuseOrSupersedeBackup(ctx: HookContext): Promise<void> {
-  await timed(ctx, 'quiesce', () => quiesce(ctx), (originals) => ({ note: `workloads at 0 (originals ${JSON.stringify(originals)})` }));
   const state = ctx.state!;
   const backupDir = state.backup!.dir;
   const freshness = await timed(ctx, 'check-source', () => checkSourceSinceBackup(ctx, state), (result) => ({ note: describeFreshness(result) }));

@@ -1,5 +1,5 @@
 /**
- * prepare's last step before Quiesced when the release being upgraded was made by another chart
+ * backup-phase's last step before Quiesced when the release being upgraded was made by another chart
  * (Bitnami's `keycloak`): replace the quiesced StatefulSets whose immutable fields the new
  * manifests change, and keep the old release's Secrets that the migrated data still needs. Both
  * are idempotent: a re-run finds the StatefulSet already matching (or gone) and the Secrets
