@@ -78,7 +78,7 @@ async function prepareMigration(ctx: HookContext, decision: PrepareDecision | un
     const quiesced = hasReached(ctx.state, Phase.quiesced);
     let preflight: BackupPreflight | undefined = decision?.kind === 'migrate' ? decision.preflight : undefined;
     if (!preflight && !quiesced) {
-      // Resuming a migration not yet backed up: size the volume from the source again.
+      // Resuming a migration not yet quiesced (no decision this run): size the volume from the source again.
       const source = await probeSource(ctx.config);
       if (source.status === 'error') throw source.error;
       if (source.status === 'absent') {
