@@ -32,7 +32,10 @@ async function query<R extends pg.QueryResultRow>(settings: pg.ClientConfig, tex
 }
 
 beforeAll(async () => {
-  world = await startWorld();
+  // A table of 8 MiB keeps pg_restore loading long enough that the verifier during the restore
+  // has checksummed the small tables before it ends, however loaded the machine: with only the
+  // small ones, pg_restore could finish while the verifier is still connecting (asserted below).
+  world = await startWorld({ bulkBytes: 8 * 1024 * 1024 });
   sourceContents = await databaseContents(world.source.settings('keycloak'));
 });
 afterAll(async () => {
