@@ -26,10 +26,26 @@ export interface ChecksumPass {
   /** Number of times the pass was measured; the values above are from the fastest (warm cache). */
   readonly runs: number;
   /**
-   * The backend's CPU seconds of {@link measureChangeCheck}: what replaced the source's pass inside
-   * the downtime once the pass ran before it. Absent in runs measured before it did.
+   * The backend's CPU seconds of {@link measureChangeCheck} on this idle source: what replaced the
+   * source's pass inside the downtime once the pass ran before it. Absent in runs measured before
+   * it did. Since the backup proves an unchanged source from the transaction ids alone, this is
+   * that proof; in runs measured before (no `changeCheckRowByRowCpuSeconds`), the row-by-row check.
    */
   readonly changeCheckCpuSeconds?: number;
+  /**
+   * The same check once any transaction ended since the early pass (a source written meanwhile,
+   * as Keycloak's own writes until it stops): every table's rows are read. Absent in runs measured
+   * before the backup had the transaction-id proof.
+   */
+  readonly changeCheckRowByRowCpuSeconds?: number;
+}
+
+/** {@link measureChangeCheck}'s two costs, the backend's CPU seconds. */
+export interface ChangeCheckCost {
+  /** No transaction ended since the early pass: proven from the transaction ids, no row read. */
+  readonly quietCpuSeconds: number;
+  /** A transaction ended since: every table's rows read (xmin and count). */
+  readonly rowByRowCpuSeconds: number;
 }
 
 /** Measures {@link ChecksumPass} `runs` times (the first warms the cache) and keeps the cheapest. */
@@ -71,31 +87,43 @@ const CHANGE_CHECK_SESSION = { purpose: 'bench-change-check', action: 'check' };
  * checksums reused (the catalog inventory and the sequences are read again). Each run on a fresh
  * session, as the runner's dump session is (loading every table's catalog entries is part of the
  * cost: ~0.4 s for Keycloak's 85 tables), on the benchmark's idle source, where every table is
- * reused. The backend's CPU, the cheaper of `runs` runs.
+ * reused. Twice: as the benchmark's runner meets it (no transaction ended since the early pass: the
+ * proof from the transaction ids, no row read), and after one transaction that changes no row
+ * (`txid_current()`), as a source written meanwhile would: every table's rows read. The backend's
+ * CPU, the cheaper of `runs` runs of each.
  */
-export async function measureChangeCheck(endpoint: DatabaseEndpoint, runs = 2): Promise<number> {
+export async function measureChangeCheck(endpoint: DatabaseEndpoint, runs = 2): Promise<ChangeCheckCost> {
   const settings = { host: endpoint.host, port: endpoint.port, user: endpoint.user, password: endpoint.password, database: endpoint.database };
   const early = await withClient(settings, (client) => takeEarlyPass(client, settings), CHANGE_CHECK_SESSION);
-  let best = Number.POSITIVE_INFINITY;
-  for (let run = 0; run < runs; run += 1) {
-    const cpuSeconds = await withClient(
-      settings,
-      async (client) => {
-        const pid = (await client.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0]!.pid;
-        await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
-        const cpuBefore = processTotals(pid).cpuSeconds;
-        const reuse = await reuseEarlyPass(client, early, settings);
-        if (reuse.unusable || reuse.rescanned.length > 0) {
-          throw new Error(`the idle source changed under the benchmark: ${reuse.unusable ?? reuse.rescanned.join(', ')}`);
-        }
-        await collectDatabaseStats(client, { concurrent: true, ...reusedStatsOptions(reuse) });
-        const spent = processTotals(pid).cpuSeconds - cpuBefore;
-        await client.query('COMMIT');
-        return spent;
-      },
-      CHANGE_CHECK_SESSION,
-    );
-    best = Math.min(best, cpuSeconds);
-  }
-  return best;
+  const cheapest = async (expectQuiet: boolean): Promise<number> => {
+    let best = Number.POSITIVE_INFINITY;
+    for (let run = 0; run < runs; run += 1) {
+      const cpuSeconds = await withClient(
+        settings,
+        async (client) => {
+          const pid = (await client.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0]!.pid;
+          await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
+          const cpuBefore = processTotals(pid).cpuSeconds;
+          const reuse = await reuseEarlyPass(client, early, settings);
+          if (reuse.unusable || reuse.rescanned.length > 0) {
+            throw new Error(`the idle source changed under the benchmark: ${reuse.unusable ?? reuse.rescanned.join(', ')}`);
+          }
+          if ((reuse.noTransactionSince === true) !== expectQuiet) {
+            throw new Error(`the change check ${expectQuiet ? 'read rows although no transaction ended since the early pass' : 'read no row although a transaction ended since'}`);
+          }
+          await collectDatabaseStats(client, { concurrent: true, ...reusedStatsOptions(reuse) });
+          const spent = processTotals(pid).cpuSeconds - cpuBefore;
+          await client.query('COMMIT');
+          return spent;
+        },
+        CHANGE_CHECK_SESSION,
+      );
+      best = Math.min(best, cpuSeconds);
+    }
+    return best;
+  };
+  const quietCpuSeconds = await cheapest(true);
+  // One transaction id spent and committed, no row changed: the proof from the ids no longer holds.
+  await withClient(settings, (client) => client.query('SELECT pg_catalog.txid_current()'), CHANGE_CHECK_SESSION);
+  return { quietCpuSeconds, rowByRowCpuSeconds: await cheapest(false) };
 }

@@ -161,6 +161,8 @@ interface VerificationFloor {
   readonly bothPassesRatio: number;
   /** The source's proof that its tables are unchanged since the early pass (checksum-pass.ts `measureChangeCheck`). */
   readonly changeCheckCpu?: number;
+  /** The same check once a transaction ended since the early pass (every table's rows read), and the floor with it ÷ fastest peer. */
+  readonly rowByRow?: { readonly cpu: number; readonly ratio: number };
   /** The floor that applies to the runner measured: with the change check if measured, else both passes. ÷ fastest peer. */
   readonly ratio: number;
   readonly wall: number;
@@ -179,6 +181,9 @@ function verificationFloor(c: CellSummary): VerificationFloor | undefined {
     peerCores: peerCpu / c.fastestPeer.wall,
     bothPassesRatio,
     ...(check === undefined ? {} : { changeCheckCpu: check }),
+    ...(pass.changeCheckRowByRowCpuSeconds === undefined
+      ? {}
+      : { rowByRow: { cpu: pass.changeCheckRowByRowCpuSeconds, ratio: 1 + (pass.cpuSeconds + pass.changeCheckRowByRowCpuSeconds) / peerCpu } }),
     ratio,
     wall: c.fastestPeer.wall * ratio,
   };
@@ -459,8 +464,9 @@ function explainRunnerWork(): string[] {
       'checksum pass over every table and the large objects in a snapshot of its own (runner/src/pg/manifest.ts: one 64-bit hash ' +
       'per column value — integers, booleans, uuids and timestamps by value with their type\'s own hash function, other values by ' +
       'their text, bytea values of 1 KiB or more by their sha256); during the dump, in the dump\'s exported snapshot, the proof ' +
-      'that each table is unchanged since (runner/src/pg/early-pass.ts: same relfilenode and row count, no row written since — ' +
-      'every row\'s xmin is read, nothing hashed; on this benchmark\'s idle source every table passes), a checksum of the tables ' +
+      'that each table is unchanged since (runner/src/pg/early-pass.ts: when no transaction at all ended since that pass, from ' +
+      'the transaction ids alone, no row read — the case on this benchmark\'s idle source; otherwise same relfilenode and row ' +
+      'count and no row written since, every row\'s xmin read, nothing hashed: the floor table shows both costs), a checksum of the tables ' +
       'it cannot prove unchanged, and sha256 of each file as pg_dump finishes it; during the restore, sha256 of every dump file again (a tampered backup must stop the ' +
       'restore), a checksum pass of each table as soon as pg_restore reports it loaded ' +
       '(runner/src/pg/verify-during-restore.ts), the large objects\' checksum, then the catalog, sequence and ownership checks, ' +
@@ -588,7 +594,13 @@ function renderVerificationFloor(cells: readonly CellSummary[]): string[] {
       '~0.4 µs more per row) and on the source — ' +
       (early
         ? 'now before the downtime, leaving in it only the change check (the proof that each table is unchanged since, ' +
-          'bench/checksum-pass.ts `measureChangeCheck`: the runner\'s own early-pass.ts on a fresh session, as in the backup). '
+          'bench/checksum-pass.ts `measureChangeCheck`: the runner\'s own early-pass.ts on a fresh session, as in the backup). ' +
+          (floors.some(({ floor }) => floor!.rowByRow !== undefined)
+            ? 'On this benchmark\'s idle source no transaction ends between `checksum-source` and the backup, so the backup proves ' +
+              'every table unchanged from the transaction ids alone and reads no row ("change check"); a source where anything was ' +
+              'written meanwhile — a Keycloak still writing until it stops — reads every table\'s rows instead ("after a write", ' +
+              'measured after one committed transaction that changed no row), and its floor is the column "floor, after a write". '
+            : '')
         : 'in this run inside the downtime, during the dump. ') +
       'Had the runner done nothing but the fastest peer\'s work plus its checksum work in the downtime, keeping the cores as ' +
       'busy as that peer did, its wall time would be the floor: peer wall × (1 + (pass CPU + change check CPU) ÷ peer CPU) ' +
@@ -596,8 +608,8 @@ function renderVerificationFloor(cells: readonly CellSummary[]): string[] {
       'costs nothing, or a copy cheaper than the peer\'s by a pass; "runner ÷ floor" is what the runner adds besides (node ' +
       'start-ups and file digests, the steps that do not overlap, the cores left idle between them).',
     '',
-    '| shape | size on disk | fastest peer | its wall | its CPU | cores it kept busy | one pass: CPU | change check: CPU | floor, both passes in the downtime | floor, source pass before it | runner ÷ peer | runner ÷ floor |',
-    '|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
+    '| shape | size on disk | fastest peer | its wall | its CPU | cores it kept busy | one pass: CPU | change check: CPU | change check after a write: CPU | floor, both passes in the downtime | floor, source pass before it | floor, after a write | runner ÷ peer | runner ÷ floor |',
+    '|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
   );
   for (const { c, floor } of floors) {
     const f = floor!;
@@ -605,7 +617,8 @@ function renderVerificationFloor(cells: readonly CellSummary[]): string[] {
     lines.push(
       `| ${c.cell.shape} | ${formatBytes(c.cell.generation.databaseBytes)} | ${escapeCell(c.fastestPeer!.label)} | ${s(c.fastestPeer!.wall)} s | ` +
         `${s(f.peerCpu)} s | ${f.peerCores.toFixed(2)} | ${s(f.passCpu)} s | ${check === undefined ? '–' : `${s(check)} s`} | ` +
-        `${x(f.bothPassesRatio)} | ${check === undefined ? '–' : x(f.ratio)} | ` +
+        `${f.rowByRow ? `${s(f.rowByRow.cpu)} s` : '–'} | ` +
+        `${x(f.bothPassesRatio)} | ${check === undefined ? '–' : x(f.ratio)} | ${f.rowByRow ? x(f.rowByRow.ratio) : '–'} | ` +
         `${c.runner ? x(c.ratio) : '–'} | ${c.runner ? x(c.runner.wall / f.wall) : '–'} |`,
     );
   }

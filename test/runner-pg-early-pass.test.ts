@@ -35,7 +35,8 @@ beforeEach(async () => {
 });
 
 beforeAll(async () => {
-  server = await startPostgres();
+  // No autovacuum: its ANALYZE spends a transaction id, and the tests decide when one is spent.
+  server = await startPostgres({ settings: { autovacuum: 'off' } });
   await server.createUser(APP_USER, APP_PASSWORD);
   workDir = mkdtempSync(join(tmpdir(), 'kc-early-pass-'));
 }, 60_000);
@@ -83,10 +84,32 @@ describe('backup with an early pass', () => {
     const withPass = await backup(superuser(), pass);
     const fullScan = await backup(superuser());
     const baseTables = pass.tables.filter((table) => table.kind === 'table').length;
-    expect(withPass.earlyPass).toMatchObject({ takenAt: pass.takenAt, tablesReused: baseTables, largeObjectsReused: true, rescanned: [] });
+    // No transaction ended in between: proven without reading a row.
+    expect(withPass.earlyPass).toMatchObject({ takenAt: pass.takenAt, tablesReused: baseTables, largeObjectsReused: true, rescanned: [], noTransactionSince: true });
     expect(withPass.earlyPass?.unusable).toBeUndefined();
     expect(baseTables).toBeGreaterThan(10);
     expect(comparable(withPass.stats)).toEqual(comparable(fullScan.stats));
+  });
+
+  it('reads the rows again once any transaction ended since, even one whose only write was rolled back, and reuses every table it finds unchanged', async () => {
+    const settings = superuser();
+    const pass = await earlyPass(settings);
+    await sql(settings, "BEGIN; INSERT INTO public.jgroups_ping VALUES ('gone', 'n', 'c', '10.0.0.8', false); ROLLBACK");
+    const withPass = await backup(settings, pass);
+    expect(withPass.earlyPass).toMatchObject({ tablesReused: pass.tables.filter((table) => table.kind === 'table').length, largeObjectsReused: true, rescanned: [] });
+    expect(withPass.earlyPass!.noTransactionSince).toBeUndefined();
+    expect(comparable(withPass.stats)).toEqual(comparable((await backup(settings)).stats));
+  });
+
+  it('counts the rows of an unlogged table even with no transaction since: a crash restart empties it without one', async () => {
+    const settings = superuser();
+    await sql(settings, 'CREATE UNLOGGED TABLE public.login_cache (id int PRIMARY KEY, note text); INSERT INTO public.login_cache SELECT g, md5(g::text) FROM generate_series(1, 50) g');
+    const pass = await earlyPass(settings);
+    await server.crashRestart();
+    const withPass = await backup(settings, pass);
+    expect(withPass.earlyPass).toMatchObject({ noTransactionSince: true, rescanned: ['public.login_cache: 50 → 0 rows'] });
+    expect(withPass.stats.tables.find((table) => table.name === 'login_cache')!.rows).toBe(0);
+    expect(comparable(withPass.stats)).toEqual(comparable((await backup(settings)).stats));
   });
 
   it('scans again exactly the tables written since, however they were written, and ends with the statistics of a full scan', async () => {
@@ -154,8 +177,11 @@ describe('backup with an early pass', () => {
     expect(comparable(withPass.stats)).toEqual(comparable((await backup(settings)).stats));
   });
 
-  it("as the application's user (no read on pg_largeobject), reuses the tables and checksums the large objects again", async () => {
+  it("as the application's user (no read on pg_largeobject), reuses the tables and checksums the large objects again once anything was written", async () => {
     const pass = await earlyPass(appUser());
+    // With no transaction since, nothing needs reading: the large objects are reused too.
+    expect((await backup(appUser(), pass)).earlyPass).toMatchObject({ noTransactionSince: true, largeObjectsReused: true });
+    await sql(appUser(), "UPDATE public.realm SET ssl_required = 'all' WHERE id = (SELECT min(id) FROM public.realm)");
     const withPass = await backup(appUser(), pass);
     expect(withPass.earlyPass!.largeObjectsReused).toBe(false);
     expect(withPass.earlyPass!.rescanned).toContain('large objects: pg_largeobject is not readable by this user');
@@ -207,7 +233,7 @@ describe('checksum-source and backup from the command line', () => {
 
 describe.each([11, 13, 17] as PostgresMajor[])('on a PostgreSQL %i source', (major) => {
   it('proves the unchanged tables and finds the one written since', async () => {
-    const legacy = await startPostgres({ major });
+    const legacy = await startPostgres({ major, settings: { autovacuum: 'off' } });
     try {
       await legacy.createUser(APP_USER, APP_PASSWORD);
       await legacy.createDatabase('bitnami_keycloak', APP_USER);
@@ -215,12 +241,21 @@ describe.each([11, 13, 17] as PostgresMajor[])('on a PostgreSQL %i source', (maj
       await createKeycloakData(legacy.settings('bitnami_keycloak', APP_USER, APP_PASSWORD), { extensionCreator: legacy.settings('bitnami_keycloak') });
       const settings = legacy.settings('bitnami_keycloak', APP_USER, APP_PASSWORD);
       const pass = await earlyPass(settings);
-      await sql(settings, "UPDATE public.realm SET ssl_required = 'none' WHERE id = (SELECT min(id) FROM public.realm)");
       const client = await connect(settings, { purpose: 'test-early-pass' });
-      try {
+      const reuseNow = async () => {
         await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
         const reuse = await reuseEarlyPass(client, pass, settings);
         await client.query('COMMIT');
+        return reuse;
+      };
+      try {
+        // Nothing ended since: every table and the large objects, without reading a row.
+        const quiet = await reuseNow();
+        expect(quiet).toMatchObject({ noTransactionSince: true, rescanned: [] });
+        expect(quiet.tables.size).toBe(pass.tables.filter((table) => table.kind === 'table').length);
+        await sql(settings, "UPDATE public.realm SET ssl_required = 'none' WHERE id = (SELECT min(id) FROM public.realm)");
+        const reuse = await reuseNow();
+        expect(reuse.noTransactionSince).toBeUndefined();
         expect(reuse.unusable).toBeUndefined();
         expect(reuse.rescanned.filter((entry) => !entry.startsWith('large objects'))).toEqual(['public.realm: 1 row(s) written since']);
         expect(reuse.tables.size).toBe(pass.tables.filter((table) => table.kind === 'table').length - 1);

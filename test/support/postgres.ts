@@ -56,6 +56,11 @@ export interface TestPostgres {
   /** Creates a database owned by `owner` (as CloudNativePG's initdb or Bitnami would). */
   createDatabase(name: string, owner?: string): Promise<void>;
   /** Stops the server and removes its files. */
+  /**
+   * Stops the server as a crash would (`pg_ctl -m immediate`) and starts it again: crash recovery
+   * runs. Committed work is checkpointed first (the test servers commit asynchronously).
+   */
+  crashRestart(): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -202,6 +207,11 @@ export async function startPostgres(options: StartPostgresOptions = {}): Promise
       // As Bitnami and CloudNativePG create application databases: owned by the application user,
       // with the server's default public schema (owned by pg_database_owner from 15 on).
       await query(`CREATE DATABASE ${pg.escapeIdentifier(name)} OWNER ${pg.escapeIdentifier(owner)} TEMPLATE template0 ENCODING 'UTF8'`);
+    },
+    async crashRestart() {
+      await query('CHECKPOINT');
+      asPostgres(join(binDir, 'pg_ctl'), ['-D', dataDir, '-m', 'immediate', '-w', 'stop'], { quiet: true });
+      asPostgres(join(binDir, 'pg_ctl'), ['-D', dataDir, '-l', join(root, 'server.log'), '-w', '-t', '60', '-o', serverOptions, 'start'], { quiet: true });
     },
     async stop() {
       if (stopped) return;

@@ -32,7 +32,8 @@ function earlyPassNote(manifest: BackupManifest): string {
   if (!early) return '';
   if (early.unusable) return `; early pass of ${early.takenAt} not used: ${early.unusable}`;
   const rescanned = early.rescanned.length > 0 ? `; scanned again: ${early.rescanned.slice(0, 3).join(', ')}${early.rescanned.length > 3 ? ', …' : ''}` : '';
-  return `; ${early.tablesReused} checksummed before the downtime (${early.takenAt})${rescanned}`;
+  const proof = early.noTransactionSince ? ', no transaction since: no row read' : '';
+  return `; ${early.tablesReused} checksummed before the downtime (${early.takenAt}${proof})${rescanned}`;
 }
 
 export const backupCommand = defineCommand({

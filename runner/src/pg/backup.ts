@@ -479,6 +479,7 @@ export async function backupDatabase(options: BackupOptions): Promise<BackupResu
               largeObjectsReused: reuse.largeObjects !== undefined,
               rescanned: reuse.rescanned.slice(0, 20),
               ...(reuse.unusable ? { unusable: reuse.unusable } : {}),
+              ...(reuse.noTransactionSince ? { noTransactionSince: true as const } : {}),
             },
           }
         : {}),

@@ -32,6 +32,14 @@
  * the table is scanned, never wrongly reused; and an early pass more than 2^30 transactions old is
  * not used at all.
  *
+ * Without reading a row, when no transaction at all ended since: every write (a row, a deletion, a
+ * TRUNCATE, a large object's page, DDL) is made by a transaction with an id, and every transaction
+ * that had not ended at the early snapshot, or began after it, has an id at or above X. The dump's
+ * snapshot counts as ended only the ids below its xmax; when that xmax is still X, none of those
+ * had ended, and the dump reads exactly the rows the early pass read. Autovacuum's ANALYZE or a
+ * single write anywhere spends an id, and every table is then checked row by row as above. An
+ * unlogged table is always checked: a crash restart empties it with no transaction.
+ *
  * And a wrong "unchanged" could not pass unnoticed anyway: the restore compares the target, loaded
  * from the dump, with these checksums, so a table the dump holds differently fails verification.
  */
@@ -78,6 +86,8 @@ export interface EarlyPassReuse {
   readonly rescanned: readonly string[];
   /** Set when nothing is reused: why. */
   readonly unusable?: string;
+  /** Set when no transaction ended since the early snapshot: tables and large objects proven unchanged without reading a row. */
+  readonly noTransactionSince?: true;
 }
 
 const USER_NAMESPACE = `n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_%'`;
@@ -107,13 +117,13 @@ async function catalogDigest(client: pg.Client): Promise<string> {
   return result.rows[0]?.digest ?? '';
 }
 
-async function relfilenodes(client: pg.Client): Promise<Map<string, string>> {
-  const result = await client.query<{ name: string; relfilenode: string }>(
-    `SELECT n.nspname || '.' || c.relname AS name, c.relfilenode::text AS relfilenode
+async function relfilenodes(client: pg.Client): Promise<Map<string, { readonly relfilenode: string; readonly permanent: boolean }>> {
+  const result = await client.query<{ name: string; relfilenode: string; permanent: boolean }>(
+    `SELECT n.nspname || '.' || c.relname AS name, c.relfilenode::text AS relfilenode, c.relpersistence = 'p' AS permanent
        FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
       WHERE c.relkind IN ('r', 'm') AND ${USER_NAMESPACE}`,
   );
-  return new Map(result.rows.map((row) => [row.name, row.relfilenode]));
+  return new Map(result.rows.map((row) => [row.name, { relfilenode: row.relfilenode, permanent: row.permanent }]));
 }
 
 async function databaseOid(client: pg.Client): Promise<string> {
@@ -144,7 +154,7 @@ export async function takeEarlyPass(client: pg.Client, source: ConnectionSetting
       checksumAlgorithm: ROW_CHECKSUM_ALGORITHM,
       snapshotXmin,
       catalogDigest: digest,
-      tables: stats.tables.map((table) => ({ ...table, relfilenode: nodes.get(`${table.schema}.${table.name}`) ?? '' })),
+      tables: stats.tables.map((table) => ({ ...table, relfilenode: nodes.get(`${table.schema}.${table.name}`)?.relfilenode ?? '' })),
       largeObjects: stats.largeObjects,
       largeObjectPages: pages?.rows[0]?.pages ?? null,
       durationMs: Date.now() - started,
@@ -199,6 +209,9 @@ export async function reuseEarlyPass(client: pg.Client, early: EarlyPass, source
   if (since < 0n || since > MAX_TRANSACTIONS_SINCE) return nothing(`it is ${since} transactions old (at most ${MAX_TRANSACTIONS_SINCE} are compared exactly)`);
   if ((await catalogDigest(client)) !== early.catalogDigest) return nothing('tables, columns or types were altered since');
 
+  // No transaction at all ended since the early snapshot: the proof holds for every table without
+  // reading a row (see the module comment).
+  const noTransactionSince = xmax === BigInt(early.snapshotXmin);
   const threshold = (BigInt(early.snapshotXmin) % 2n ** 32n).toString();
   // age() counts from one transaction id per transaction: "xmin at or above the threshold" is
   // age(xmin) <= age(threshold), with no wraparound arithmetic per row.
@@ -212,8 +225,14 @@ export async function reuseEarlyPass(client: pg.Client, early: EarlyPass, source
     if (table.kind !== 'table') continue;
     const relfilenode = nodes.get(name);
     if (relfilenode === undefined) continue;
-    if (relfilenode !== table.relfilenode) {
+    if (relfilenode.relfilenode !== table.relfilenode) {
       rescanned.push(`${name}: truncated or rewritten`);
+      continue;
+    }
+    const unchanged: TableStats = { schema: table.schema, name: table.name, kind: table.kind, rows: table.rows, checksum: table.checksum, sizeBytes: table.sizeBytes };
+    // An unlogged table loses its rows in a crash restart, with no transaction: always counted.
+    if (noTransactionSince && relfilenode.permanent) {
+      tables.set(name, unchanged);
       continue;
     }
     const row = (
@@ -223,14 +242,17 @@ export async function reuseEarlyPass(client: pg.Client, early: EarlyPass, source
     ).rows[0]!;
     if (row.newer !== '0') rescanned.push(`${name}: ${row.newer} row(s) written since`);
     else if (Number(row.rows) !== table.rows) rescanned.push(`${name}: ${table.rows} → ${row.rows} rows`);
-    else tables.set(name, { schema: table.schema, name: table.name, kind: table.kind, rows: table.rows, checksum: table.checksum, sizeBytes: table.sizeBytes });
+    else tables.set(name, unchanged);
   }
 
   // Large objects, by the same proof: their metadata (readable by everyone) and their pages
   // (pg_largeobject, which only a superuser may read; without it they are checksummed again). Pages
   // deleted with no page written (a superuser's DELETE on pg_largeobject) change only their count.
+  // With no transaction since, nothing was written or deleted, and no page needs reading.
   let largeObjects: LargeObjectStats | undefined;
-  if (early.largeObjects.checksum !== null) {
+  if (early.largeObjects.checksum !== null && noTransactionSince) {
+    largeObjects = early.largeObjects;
+  } else if (early.largeObjects.checksum !== null) {
     const metadata = (
       await client.query<{ count: string; newer: string }>(
         `SELECT count(*)::text AS count, count(*) FILTER (WHERE ${newer})::text AS newer FROM pg_catalog.pg_largeobject_metadata AS t`,
@@ -247,6 +269,6 @@ export async function reuseEarlyPass(client: pg.Client, early: EarlyPass, source
     if (unchanged) largeObjects = early.largeObjects;
     else rescanned.push(page ? 'large objects: written since' : 'large objects: pg_largeobject is not readable by this user');
   }
-  log?.debug('early pass', { takenAt: early.takenAt, reused: tables.size, of: early.tables.length, largeObjectsReused: largeObjects !== undefined, rescanned: rescanned.slice(0, 10) });
-  return { tables, ...(largeObjects ? { largeObjects } : {}), rescanned };
+  log?.debug('early pass', { takenAt: early.takenAt, noTransactionSince, reused: tables.size, of: early.tables.length, largeObjectsReused: largeObjects !== undefined, rescanned: rescanned.slice(0, 10) });
+  return { tables, ...(largeObjects ? { largeObjects } : {}), rescanned, ...(noTransactionSince ? { noTransactionSince } : {}) };
 }

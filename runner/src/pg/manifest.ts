@@ -115,7 +115,7 @@ export interface BackupManifest {
    * reused for the tables proven unchanged since. Absent: every table was checksummed in the dump's
    * snapshot.
    */
-  readonly earlyPass?: { readonly takenAt: string; readonly tablesReused: number; readonly largeObjectsReused: boolean; readonly rescanned: readonly string[]; readonly unusable?: string };
+  readonly earlyPass?: { readonly takenAt: string; readonly tablesReused: number; readonly largeObjectsReused: boolean; readonly rescanned: readonly string[]; readonly unusable?: string; readonly noTransactionSince?: true };
   /**
    * The source's write counters, taken just before the snapshot: a later run compares them with
    * the source to tell whether it changed since this backup (pg/source-changes.ts). Absent in

@@ -78,7 +78,10 @@ export function dumpStep(ctx: HookContext) {
       const { manifest } = result;
       // It served this dump (or could not be read); a later dump (after a rollback) checksums in its own downtime.
       if (earlyPassStored) await forgetEarlyPass(ctx).catch((error: Error) => ctx.log.warn('could not remove the early checksum pass from the state ConfigMap', { reason: error.message }));
-      const reused = manifest.earlyPass && !manifest.earlyPass.unusable ? `, ${manifest.earlyPass.tablesReused} checksummed before the downtime` : '';
+      const early = manifest.earlyPass;
+      const reused = early && !early.unusable
+        ? `, ${early.tablesReused} checksummed before the downtime${early.noTransactionSince ? ' (no transaction since: no row read)' : ''}`
+        : '';
       return {
         detail: `${manifest.stats.tables.length} tables, ${manifest.totalRows} rows, ${manifest.dumpBytes} bytes${reused}`,
         changes: {
