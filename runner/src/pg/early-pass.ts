@@ -37,8 +37,10 @@
  * that had not ended at the early snapshot, or began after it, has an id at or above X. The dump's
  * snapshot counts as ended only the ids below its xmax; when that xmax is still X, none of those
  * had ended, and the dump reads exactly the rows the early pass read. Autovacuum's ANALYZE or a
- * single write anywhere spends an id, and every table is then checked row by row as above. An
- * unlogged table is always checked: a crash restart empties it with no transaction.
+ * single write anywhere spends an id, and every table is then checked row by row as above. Only
+ * while the server has run without a restart since (the same postmaster start time): a crash
+ * restart empties unlogged tables without a transaction, and loses the asynchronous commits whose
+ * WAL was not yet flushed, whose ids the server then hands out again.
  *
  * And a wrong "unchanged" could not pass unnoticed anyway: the restore compares the target, loaded
  * from the dump, with these checksums, so a table the dump holds differently fails verification.
@@ -71,6 +73,11 @@ export interface EarlyPass {
   readonly snapshotXmin: string;
   /** md5 over the user relations, their columns (type, modifier, collation), enum labels and user types. */
   readonly catalogDigest: string;
+  /**
+   * pg_postmaster_start_time() as seconds since the epoch (decimal): the proof from transaction ids
+   * holds only while the server has not restarted. Absent in passes of older runners.
+   */
+  readonly serverStartedAt?: string;
   readonly tables: readonly EarlyPassTable[];
   readonly largeObjects: LargeObjectStats;
   /** Rows of pg_largeobject (decimal), null when this user may not read it: the large objects are then checksummed again. */
@@ -117,14 +124,17 @@ async function catalogDigest(client: pg.Client): Promise<string> {
   return result.rows[0]?.digest ?? '';
 }
 
-async function relfilenodes(client: pg.Client): Promise<Map<string, { readonly relfilenode: string; readonly permanent: boolean }>> {
-  const result = await client.query<{ name: string; relfilenode: string; permanent: boolean }>(
-    `SELECT n.nspname || '.' || c.relname AS name, c.relfilenode::text AS relfilenode, c.relpersistence = 'p' AS permanent
+async function relfilenodes(client: pg.Client): Promise<Map<string, string>> {
+  const result = await client.query<{ name: string; relfilenode: string }>(
+    `SELECT n.nspname || '.' || c.relname AS name, c.relfilenode::text AS relfilenode
        FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
       WHERE c.relkind IN ('r', 'm') AND ${USER_NAMESPACE}`,
   );
-  return new Map(result.rows.map((row) => [row.name, { relfilenode: row.relfilenode, permanent: row.permanent }]));
+  return new Map(result.rows.map((row) => [row.name, row.relfilenode]));
 }
+
+/** When the server started, independent of the session's TimeZone and DateStyle. */
+const SERVER_STARTED_AT = 'extract(epoch FROM pg_catalog.pg_postmaster_start_time())::text';
 
 async function databaseOid(client: pg.Client): Promise<string> {
   return (await client.query<{ oid: string }>('SELECT oid::text AS oid FROM pg_catalog.pg_database WHERE datname = current_database()')).rows[0]!.oid;
@@ -140,7 +150,11 @@ export async function takeEarlyPass(client: pg.Client, source: ConnectionSetting
   await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
   try {
     // The first query fixes the snapshot: its xmin is what the proof compares rows with.
-    const snapshotXmin = (await client.query<{ xmin: string }>('SELECT pg_catalog.txid_snapshot_xmin(pg_catalog.txid_current_snapshot())::text AS xmin')).rows[0]!.xmin;
+    const { xmin: snapshotXmin, server_started: serverStartedAt } = (
+      await client.query<{ xmin: string; server_started: string }>(
+        `SELECT pg_catalog.txid_snapshot_xmin(pg_catalog.txid_current_snapshot())::text AS xmin, ${SERVER_STARTED_AT} AS server_started`,
+      )
+    ).rows[0]!;
     const digest = await catalogDigest(client);
     const nodes = await relfilenodes(client);
     const oid = await databaseOid(client);
@@ -154,7 +168,8 @@ export async function takeEarlyPass(client: pg.Client, source: ConnectionSetting
       checksumAlgorithm: ROW_CHECKSUM_ALGORITHM,
       snapshotXmin,
       catalogDigest: digest,
-      tables: stats.tables.map((table) => ({ ...table, relfilenode: nodes.get(`${table.schema}.${table.name}`)?.relfilenode ?? '' })),
+      serverStartedAt,
+      tables: stats.tables.map((table) => ({ ...table, relfilenode: nodes.get(`${table.schema}.${table.name}`) ?? '' })),
       largeObjects: stats.largeObjects,
       largeObjectPages: pages?.rows[0]?.pages ?? null,
       durationMs: Date.now() - started,
@@ -204,14 +219,19 @@ export async function reuseEarlyPass(client: pg.Client, early: EarlyPass, source
   // Row-level security makes what a table holds depend on who reads it.
   if (early.source.user !== source.user) return nothing(`it was taken as ${early.source.user}, this backup reads as ${source.user}`);
   if ((await databaseOid(client)) !== early.source.databaseOid) return nothing(`database ${source.database} was dropped and created again since`);
-  const xmax = BigInt((await client.query<{ xmax: string }>('SELECT pg_catalog.txid_snapshot_xmax(pg_catalog.txid_current_snapshot())::text AS xmax')).rows[0]!.xmax);
+  const now = (
+    await client.query<{ xmax: string; started: string }>(
+      `SELECT pg_catalog.txid_snapshot_xmax(pg_catalog.txid_current_snapshot())::text AS xmax, ${SERVER_STARTED_AT} AS started`,
+    )
+  ).rows[0]!;
+  const xmax = BigInt(now.xmax);
   const since = xmax - BigInt(early.snapshotXmin);
   if (since < 0n || since > MAX_TRANSACTIONS_SINCE) return nothing(`it is ${since} transactions old (at most ${MAX_TRANSACTIONS_SINCE} are compared exactly)`);
   if ((await catalogDigest(client)) !== early.catalogDigest) return nothing('tables, columns or types were altered since');
 
-  // No transaction at all ended since the early snapshot: the proof holds for every table without
-  // reading a row (see the module comment).
-  const noTransactionSince = xmax === BigInt(early.snapshotXmin);
+  // No transaction at all ended since the early snapshot, on a server that has not restarted since:
+  // the proof holds for every table without reading a row (see the module comment).
+  const noTransactionSince = xmax === BigInt(early.snapshotXmin) && early.serverStartedAt === now.started;
   const threshold = (BigInt(early.snapshotXmin) % 2n ** 32n).toString();
   // age() counts from one transaction id per transaction: "xmin at or above the threshold" is
   // age(xmin) <= age(threshold), with no wraparound arithmetic per row.
@@ -225,13 +245,12 @@ export async function reuseEarlyPass(client: pg.Client, early: EarlyPass, source
     if (table.kind !== 'table') continue;
     const relfilenode = nodes.get(name);
     if (relfilenode === undefined) continue;
-    if (relfilenode.relfilenode !== table.relfilenode) {
+    if (relfilenode !== table.relfilenode) {
       rescanned.push(`${name}: truncated or rewritten`);
       continue;
     }
     const unchanged: TableStats = { schema: table.schema, name: table.name, kind: table.kind, rows: table.rows, checksum: table.checksum, sizeBytes: table.sizeBytes };
-    // An unlogged table loses its rows in a crash restart, with no transaction: always counted.
-    if (noTransactionSince && relfilenode.permanent) {
+    if (noTransactionSince) {
       tables.set(name, unchanged);
       continue;
     }
