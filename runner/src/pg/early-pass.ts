@@ -220,8 +220,8 @@ export async function reuseEarlyPass(client: pg.Client, early: EarlyPass, source
   if (early.source.user !== source.user) return nothing(`it was taken as ${early.source.user}, this backup reads as ${source.user}`);
   if ((await databaseOid(client)) !== early.source.databaseOid) return nothing(`database ${source.database} was dropped and created again since`);
   const now = (
-    await client.query<{ xmax: string; started: string }>(
-      `SELECT pg_catalog.txid_snapshot_xmax(pg_catalog.txid_current_snapshot())::text AS xmax, ${SERVER_STARTED_AT} AS started`,
+    await client.query<{ xmax: string; server_started: string }>(
+      `SELECT pg_catalog.txid_snapshot_xmax(pg_catalog.txid_current_snapshot())::text AS xmax, ${SERVER_STARTED_AT} AS server_started`,
     )
   ).rows[0]!;
   const xmax = BigInt(now.xmax);
@@ -231,7 +231,7 @@ export async function reuseEarlyPass(client: pg.Client, early: EarlyPass, source
 
   // No transaction at all ended since the early snapshot, on a server that has not restarted since:
   // the proof holds for every table without reading a row (see the module comment).
-  const noTransactionSince = xmax === BigInt(early.snapshotXmin) && early.serverStartedAt === now.started;
+  const noTransactionSince = xmax === BigInt(early.snapshotXmin) && early.serverStartedAt === now.server_started;
   const threshold = (BigInt(early.snapshotXmin) % 2n ** 32n).toString();
   // age() counts from one transaction id per transaction: "xmin at or above the threshold" is
   // age(xmin) <= age(threshold), with no wraparound arithmetic per row.
