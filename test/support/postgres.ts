@@ -55,12 +55,12 @@ export interface TestPostgres {
   createUser(name: string, password: string, options?: { superuser?: boolean }): Promise<void>;
   /** Creates a database owned by `owner` (as CloudNativePG's initdb or Bitnami would). */
   createDatabase(name: string, owner?: string): Promise<void>;
-  /** Stops the server and removes its files. */
   /**
    * Stops the server as a crash would (`pg_ctl -m immediate`) and starts it again: crash recovery
    * runs. Committed work is checkpointed first (the test servers commit asynchronously).
    */
   crashRestart(): Promise<void>;
+  /** Stops the server and removes its files. */
   stop(): Promise<void>;
 }
 
@@ -163,7 +163,10 @@ export async function startPostgres(options: StartPostgresOptions = {}): Promise
   const serverOptions = Object.entries(serverSettings)
     .map(([name, value]) => `-c ${name}=${value}`)
     .join(' ');
-  asPostgres(join(binDir, 'pg_ctl'), ['-D', dataDir, '-l', join(root, 'server.log'), '-w', '-t', '60', '-o', serverOptions, 'start'], { quiet: true });
+  const startServer = () =>
+    asPostgres(join(binDir, 'pg_ctl'), ['-D', dataDir, '-l', join(root, 'server.log'), '-w', '-t', '60', '-o', serverOptions, 'start'], { quiet: true });
+  const stopImmediately = () => asPostgres(join(binDir, 'pg_ctl'), ['-D', dataDir, '-m', 'immediate', '-w', 'stop'], { quiet: true });
+  startServer();
   await setSuperuserPassword(socketDir, port, password);
 
   const settings = (database = 'postgres', user = 'postgres', userPassword?: string): ConnectionSettings => ({
@@ -210,14 +213,14 @@ export async function startPostgres(options: StartPostgresOptions = {}): Promise
     },
     async crashRestart() {
       await query('CHECKPOINT');
-      asPostgres(join(binDir, 'pg_ctl'), ['-D', dataDir, '-m', 'immediate', '-w', 'stop'], { quiet: true });
-      asPostgres(join(binDir, 'pg_ctl'), ['-D', dataDir, '-l', join(root, 'server.log'), '-w', '-t', '60', '-o', serverOptions, 'start'], { quiet: true });
+      stopImmediately();
+      startServer();
     },
     async stop() {
       if (stopped) return;
       stopped = true;
       try {
-        asPostgres(join(binDir, 'pg_ctl'), ['-D', dataDir, '-m', 'immediate', '-w', 'stop'], { quiet: true });
+        stopImmediately();
       } catch {
         // Already stopped: removing the files is what matters.
       }
