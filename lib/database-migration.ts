@@ -11,9 +11,18 @@
  * |-----------------|------------------------------|-------------------------|------------|----------------|
  * | RBAC            | pre+post install/upgrade, -10| PreSync, wave -10       | –          | –              |
  * | prepare         | pre-install,pre-upgrade, 0   | PreSync, wave 0         | no         | prepare        |
- * | backup          | pre-install,pre-upgrade, 10  | PreSync, wave 10        | yes        | backup-phase   |
+ * | backup          | pre-install,pre-upgrade, 10  | Sync, `backupSyncWave`  | yes        | backup-phase   |
  * | restore         | post-install,post-upgrade, 0 | Sync, `restoreSyncWave` | yes        | restore-phase  |
  * | record-failure  | –                            | SyncFail                | no         | record-failure |
+ *
+ * Under Argo CD the backup is a Sync hook at a wave after the target database's: the new database
+ * starts while the workloads still run, so its start-up (tens of seconds for a CloudNativePG or
+ * repmgr cluster) is not part of the downtime that begins when backup-phase stops them. Its wave
+ * is below 0, where Argo CD prunes what the previous revision had and this one drops (objects
+ * without a wave, such as another chart's release being taken over): the legacy database is still
+ * there when the backup reads it. Helm applies a release's new objects only after its pre-upgrade
+ * hooks, so there the backup stays a pre-upgrade hook and the new database starts inside the
+ * downtime.
  *
  * What is deliberately NOT synthesized: the backup PVC and the state ConfigMap (and the Lease and
  * the ensured Secrets). Hooks are deleted and recreated by their delete policy and `keep` does not
@@ -168,25 +177,38 @@ export interface BackupVolumeOptions {
   readonly storageClassName?: string;
 }
 
-/** Sync waves the restore hook must sit between (Argo CD only). */
+/** Sync waves of the target database, the backup and restore Sync hooks and the workloads (Argo CD only). */
 export interface MigrationSyncWaves {
   /**
    * Wave of the target database's ordinary resources; Argo CD waits until they are healthy.
    *
-   * @default 0
+   * @default -40
    */
   readonly target?: number;
   /**
-   * Wave of the restore Sync hook: strictly after `target`, strictly before `workloads`.
+   * Wave of the backup Sync hook, which stops the workloads and backs the source up: strictly
+   * after `target` (the new database has started before the downtime begins) and below 0. Argo CD
+   * prunes what this revision drops at the start of that object's own wave, and objects without
+   * one (the release being taken over) are at 0: the source must still exist when the backup runs.
+   * A source synthesized with its own negative wave must carry `argocd.argoproj.io/sync-options:
+   * PruneLast=true` (KeycloakPlatform's legacy PostgresStandalone does) or sit at a wave above this one.
    *
-   * @default 5
+   * @default -30
+   */
+  readonly backup?: number;
+  /**
+   * Wave of the restore Sync hook: strictly after `backup`, strictly before `workloads`.
+   *
+   * @default -20
    */
   readonly restore?: number;
   /**
    * Wave of the workloads that use the data (Keycloak). A PostSync restore would deadlock: PostSync
-   * waits for healthy workloads, and the workloads wait for the data.
+   * waits for healthy workloads, and the workloads wait for the data. Below 0, the objects pruned
+   * at wave 0 (the release being taken over) go only once the workloads are healthy on the new
+   * database, after the downtime.
    *
-   * @default 10
+   * @default -10
    */
   readonly workloads?: number;
 }
@@ -289,7 +311,7 @@ export interface DatabaseMigrationProps {
   /**
    * Sync waves (Argo CD).
    *
-   * @default { target: 0, restore: 5, workloads: 10 }
+   * @default { target: -40, backup: -30, restore: -20, workloads: -10 }
    */
   readonly syncWaves?: MigrationSyncWaves;
   /**
@@ -401,12 +423,13 @@ export interface MigrationSslModes {
 }
 
 /** Defaults of the Argo CD sync waves. */
-export const DEFAULT_MIGRATION_SYNC_WAVES: Required<MigrationSyncWaves> = { target: 0, restore: 5, workloads: 10 };
+export const DEFAULT_MIGRATION_SYNC_WAVES: Required<MigrationSyncWaves> = { target: -40, backup: -30, restore: -20, workloads: -10 };
 
 /** Helm hook-weight / Argo CD wave of each hook within its phase (RBAC strictly first). */
 export const MIGRATION_HOOK_ORDER = {
   rbac: -10,
   prepare: 0,
+  /** Helm pre-install/pre-upgrade weight of the backup (Argo CD uses the backup sync wave). */
   backup: 10,
   /** Helm post-install/post-upgrade weight of the restore (Argo CD uses the restore sync wave). */
   helmRestore: 0,
@@ -472,6 +495,8 @@ export class DatabaseMigration extends Construct {
   public readonly jobPodSelectorLabels: Readonly<Record<string, string>>;
   /** The Jobs, by runner command (record-failure only with flavor `argocd`). */
   public readonly jobs: Readonly<Partial<Record<RunnerCommandName, ApiObject>>>;
+  /** The backup hook's sync wave (Argo CD). */
+  public readonly backupSyncWave: number;
   /** The restore hook's sync wave (Argo CD). */
   public readonly restoreSyncWave: number;
   /** The ClusterRole for PersistentVolumes, when `protectVolumes` is on. */
@@ -520,13 +545,22 @@ export class DatabaseMigration extends Construct {
     for (const [key, wave] of Object.entries(waves)) {
       validateIntegerRange(`DatabaseMigration syncWaves.${key}`, wave, -1000, 1000);
     }
-    if (!(waves.target < waves.restore && waves.restore < waves.workloads)) {
+    if (!(waves.target < waves.backup && waves.backup < 0)) {
       throw new Error(
-        `DatabaseMigration syncWaves.restore must be strictly between the target database's wave and the workloads' ` +
-          `wave (target ${waves.target} < restore < workloads ${waves.workloads}), got ${waves.restore}: the restore ` +
-          `needs a healthy target and must finish before the workloads start`,
+        `DatabaseMigration syncWaves.backup must be above the target database's wave and below 0 (target ${waves.target} ` +
+          `< backup < 0), got ${waves.backup}: the backup stops the workloads once the new database is healthy, and Argo CD ` +
+          `prunes the objects without a wave (the source being taken over) at the start of wave 0; lower syncWaves.target ` +
+          `or set syncWaves.backup between them`,
       );
     }
+    if (!(waves.backup < waves.restore && waves.restore < waves.workloads)) {
+      throw new Error(
+        `DatabaseMigration syncWaves.restore must be strictly between the backup's wave and the workloads' ` +
+          `wave (backup ${waves.backup} < restore < workloads ${waves.workloads}), got ${waves.restore}: the restore ` +
+          `needs the verified backup and must finish before the workloads start`,
+      );
+    }
+    this.backupSyncWave = waves.backup;
     this.restoreSyncWave = waves.restore;
 
     const connectionTls = {
@@ -704,9 +738,11 @@ export class DatabaseMigration extends Construct {
         spec.command === RunnerCommand.prepare
           ? ({ phase: 'pre', order: MIGRATION_HOOK_ORDER.prepare } as const)
           : spec.command === RunnerCommand.backupPhase
-            ? ({ phase: 'pre', order: MIGRATION_HOOK_ORDER.backup } as const)
+            ? flavor === 'helm'
+              ? ({ phase: 'pre', order: MIGRATION_HOOK_ORDER.backup } as const)
+              : ({ phase: 'sync', order: waves.backup } as const)
             : spec.command === RunnerCommand.restorePhase
-              ? ({ phase: 'restore', order: flavor === 'helm' ? MIGRATION_HOOK_ORDER.helmRestore : waves.restore } as const)
+              ? ({ phase: 'sync', order: flavor === 'helm' ? MIGRATION_HOOK_ORDER.helmRestore : waves.restore } as const)
               : ({ phase: 'sync-failed', order: MIGRATION_HOOK_ORDER.recordFailure } as const);
       customizePod(job, `DatabaseMigration 'jobPod'`, props.jobPod, [RUNNER_CONTAINER_NAME]);
       markAsHook(job, flavor, { ...placement, role: 'job' });

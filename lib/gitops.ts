@@ -10,7 +10,7 @@
  * |---------------|-------------------------------------------------------|-----------------------------------|
  * | `rbac`        | pre-install,pre-upgrade,post-install,post-upgrade     | PreSync                           |
  * | `pre`         | pre-install,pre-upgrade                               | PreSync                           |
- * | `restore`     | post-install,post-upgrade                             | Sync                              |
+ * | `sync`        | post-install,post-upgrade                             | Sync (at a wave)                  |
  * | `sync-failed` | – (Helm has no such hook: an error)                   | SyncFail                          |
  *
  * Delete policies always name before-hook-creation explicitly: an explicit list without it
@@ -22,8 +22,8 @@
  *   the timed-out Job still runs and needs it (test/fake-kube-real-helm.test.ts shows it with the
  *   real helm 4). Kept, the RBAC is replaced by the next upgrade's before-hook-creation.
  * - Argo CD: Jobs `BeforeHookCreation,HookSucceeded` (failed Jobs kept for their logs). RBAC only
- *   `BeforeHookCreation`: it is created in PreSync but must still exist for the Sync restore
- *   hook and the SyncFail hook, which run later in the same sync.
+ *   `BeforeHookCreation`: it is created in PreSync but must still exist for the Sync backup and
+ *   restore hooks and the SyncFail hook, which run later in the same sync.
  */
 import { ApiObject } from 'cdk8s';
 import type { IConstruct } from 'constructs';
@@ -37,11 +37,13 @@ export const GITOPS_FLAVORS: readonly GitOpsFlavor[] = ['helm', 'argocd'];
 /**
  * The logical moment a hook runs.
  * - `rbac`: the ServiceAccount, Role and bindings every hook Job uses (before any of them).
- * - `pre`: before the chart's ordinary resources are applied (backup side of a migration).
- * - `restore`: after the new database exists and before the workloads that use it start.
+ * - `pre`: before the chart's ordinary resources are applied (Helm: the backup side of a migration).
+ * - `sync`: among the ordinary resources — Argo CD a Sync hook at a wave (the backup after the new
+ *   database's wave, the restore before the workloads'); Helm after all of them (post-install,
+ *   post-upgrade: the restore).
  * - `sync-failed`: when an Argo CD sync failed (there is no Helm equivalent).
  */
-export type HookPhase = 'rbac' | 'pre' | 'restore' | 'sync-failed';
+export type HookPhase = 'rbac' | 'pre' | 'sync' | 'sync-failed';
 
 /** Annotation keys Helm reads. */
 export const HelmAnnotation = {
@@ -55,20 +57,21 @@ export const ArgoAnnotation = {
   hook: 'argocd.argoproj.io/hook',
   syncWave: 'argocd.argoproj.io/sync-wave',
   deletePolicy: 'argocd.argoproj.io/hook-delete-policy',
+  syncOptions: 'argocd.argoproj.io/sync-options',
 } as const;
 
 /** Helm hook events per phase. */
 export const HELM_HOOK_EVENTS: Readonly<Record<Exclude<HookPhase, 'sync-failed'>, string>> = {
   rbac: 'pre-install,pre-upgrade,post-install,post-upgrade',
   pre: 'pre-install,pre-upgrade',
-  restore: 'post-install,post-upgrade',
+  sync: 'post-install,post-upgrade',
 };
 
 /** Argo CD hook type per phase. */
 export const ARGO_HOOK_TYPES: Readonly<Record<HookPhase, string>> = {
   rbac: 'PreSync',
   pre: 'PreSync',
-  restore: 'Sync',
+  sync: 'Sync',
   'sync-failed': 'SyncFail',
 };
 
@@ -145,6 +148,25 @@ export function setSyncWave(scope: IConstruct, flavor: GitOpsFlavor, wave: numbe
     const annotations: Record<string, string> = apiObject.metadata.toJson().annotations ?? {};
     if (annotations[ArgoAnnotation.hook] !== undefined) continue;
     apiObject.metadata.addAnnotation(ArgoAnnotation.syncWave, String(wave));
+  }
+}
+
+/**
+ * Puts `argocd.argoproj.io/sync-options: PruneLast=true` on every ordinary ApiObject in `scope`:
+ * when a later revision drops them from Git, Argo CD prunes them after the Sync phase's last wave
+ * instead of at the start of their own (gitops-engine reads the option from the live object:
+ * `pkg/sync/sync_context.go`). For a database that a later revision migrates away from, that keeps
+ * it running until the migration's backup and the new workloads' wave are done. Helm: nothing.
+ */
+export function setPruneLast(scope: IConstruct, flavor: GitOpsFlavor): void {
+  assertGitOpsFlavor(flavor);
+  if (flavor !== 'argocd') return;
+  for (const apiObject of apiObjectsOf(scope)) {
+    const annotations: Record<string, string> = apiObject.metadata.toJson().annotations ?? {};
+    if (annotations[ArgoAnnotation.hook] !== undefined) continue;
+    const options = (annotations[ArgoAnnotation.syncOptions] ?? '').split(',').map((option) => option.trim()).filter(Boolean);
+    if (options.includes('PruneLast=true')) continue;
+    apiObject.metadata.addAnnotation(ArgoAnnotation.syncOptions, [...options, 'PruneLast=true'].join(','));
   }
 }
 

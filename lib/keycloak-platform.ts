@@ -6,17 +6,19 @@
  * - `v2`: Keycloak, held by its database gate, on {@link PostgresHa}, plus a
  *   {@link DatabaseMigration} from the v1 database. That database is *described* by name only: the
  *   v1 objects are no longer in the chart, so Helm deletes (Argo CD prunes) the legacy StatefulSet
- *   after the pre-upgrade backup, while its PVC, created from a volumeClaimTemplate, stays.
+ *   after the backup, while its PVC, created from a volumeClaimTemplate, stays.
  *
- * Argo CD waves: database (0) < restore Sync hook (5) < Keycloak (10). Keycloak and the v1
- * database keep the same names in both shapes, so `v1 → v2` upgrades the same objects in place.
+ * Argo CD waves (all Sync phase, all below 0): database (-40) < backup Sync hook (-30, stops
+ * Keycloak) < restore Sync hook and NetworkPolicies (-20) < Keycloak (-10); what v2 drops without
+ * a wave of its own (a Bitnami release) is pruned at 0, after Keycloak is healthy. Keycloak and the
+ * v1 database keep the same names in both shapes, so `v1 → v2` upgrades the same objects in place.
  */
 import { Chart } from 'cdk8s';
 import type { Construct } from 'constructs';
 import type { RequiredSecret } from './contract.js';
 import type { DatabaseConnection } from './database-connection.js';
 import { DatabaseMigration } from './database-migration.js';
-import { type GitOpsFlavor, assertGitOpsFlavor, setSyncWave } from './gitops.js';
+import { type GitOpsFlavor, assertGitOpsFlavor, setPruneLast, setSyncWave } from './gitops.js';
 import { Keycloak } from './keycloak.js';
 import { KeycloakIngress } from './keycloak-ingress.js';
 import { KeycloakMonitor } from './keycloak-monitor.js';
@@ -104,6 +106,9 @@ export class KeycloakPlatform extends Chart {
       this.keycloakDatabase = standalone;
       this.keycloak = new Keycloak(this, 'keycloak', { ...keycloakProps, database: standalone.connection });
       setSyncWave(standalone, this.flavor, config.syncWaves.database);
+      // v2 drops it from Git once the migration moved its data; Argo CD would prune it at the start
+      // of its own (negative) wave, before v2's backup reads it: prune it after the last wave.
+      setPruneLast(standalone, this.flavor);
       setSyncWave(this.keycloak, this.flavor, config.syncWaves.keycloak);
       this.requiredSecrets = mergeSecrets([...standalone.requiredSecrets, ...this.keycloak.requiredSecrets]);
       objectNames.push(...standalone.objectNames, ...this.keycloak.objectNames);
@@ -175,6 +180,7 @@ export class KeycloakPlatform extends Chart {
         },
         syncWaves: {
           target: config.syncWaves.database,
+          backup: config.syncWaves.backup,
           restore: config.syncWaves.restore,
           workloads: config.syncWaves.keycloak,
         },
@@ -224,7 +230,9 @@ export class KeycloakPlatform extends Chart {
           ? { apiServer: { cidrs: policies.apiServerCidrs, ...(policies.apiServerPorts !== undefined ? { ports: policies.apiServerPorts } : {}) } }
           : {}),
       });
-      setSyncWave(networkPolicies, this.flavor, config.syncWaves.database);
+      // With the restore, not the database: at the database's wave the v1 Keycloak still runs (the
+      // backup stops it later), and Keycloak's default-deny egress would cut it off its database.
+      setSyncWave(networkPolicies, this.flavor, config.syncWaves.restore);
       objectNames.push(...networkPolicies.policyNames.map((name) => ({ kind: 'NetworkPolicy', name })));
     }
     if (config.monitoring !== undefined) {

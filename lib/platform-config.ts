@@ -180,13 +180,20 @@ export interface PlatformMigrationConfig {
   readonly acceptLegacyChangesOf?: string;
 }
 
-/** Argo CD sync waves of the ordinary resources and of the restore Sync hook. */
+/**
+ * Argo CD sync waves of the ordinary resources and of the backup and restore Sync hooks. The
+ * defaults are below 0, where Argo CD prunes the objects this revision drops that carry no wave
+ * (the Bitnami release being taken over): the new database starts before the backup stops
+ * Keycloak, and the legacy database is pruned only once Keycloak is healthy on the new one.
+ */
 export interface PlatformSyncWaves {
-  /** @default 0 */
+  /** The new database (and a v1 shape's standalone). @default -40 */
   readonly database?: number;
-  /** Strictly between `database` and `keycloak`. @default 5 */
+  /** The backup Sync hook (stops Keycloak): strictly between `database` and `restore`, and below 0. @default -30 */
+  readonly backup?: number;
+  /** The restore Sync hook and the NetworkPolicies: strictly between `backup` and `keycloak`. @default -20 */
   readonly restore?: number;
-  /** @default 10 */
+  /** Keycloak, its Ingress and monitor. @default -10 */
   readonly keycloak?: number;
 }
 
@@ -250,7 +257,7 @@ export interface PlatformConfig {
   readonly legacyDatabase?: PlatformLegacyDatabaseConfig;
   /** @default - see PlatformMigrationConfig */
   readonly migration?: PlatformMigrationConfig;
-  /** @default { database: 0, restore: 5, keycloak: 10 } */
+  /** @default { database: -40, backup: -30, restore: -20, keycloak: -10 } */
   readonly syncWaves?: PlatformSyncWaves;
   /** @default { name: 'keycloak-platform', version: '0.1.0' } */
   readonly helmChart?: PlatformHelmChartConfig;
@@ -332,7 +339,7 @@ const KNOWN_KEYS: Record<string, readonly string[]> = {
   database: ['flavor', 'instances', 'storageSize', 'storageClass', 'database', 'username', 'sslMode', 'caSecret', 'caKey'],
   legacyDatabase: ['name', 'database', 'username', 'secretName', 'passwordKey', 'adminPasswordKey', 'storageSize', 'sslMode', 'caSecret', 'caKey'],
   migration: ['deleteLegacy', 'protectVolumes', 'backupSize', 'backupMinSize', 'backupStorageClass', 'activeDeadlineSeconds', 'parallelJobs', 'acceptLegacyChangesOf'],
-  syncWaves: ['database', 'restore', 'keycloak'],
+  syncWaves: ['database', 'backup', 'restore', 'keycloak'],
   helmChart: ['name', 'version'],
 };
 
@@ -461,15 +468,24 @@ export function resolvePlatformConfig(config: PlatformConfig = {}): ResolvedPlat
   };
 
   const syncWaves = {
-    database: config.syncWaves?.database ?? 0,
-    restore: config.syncWaves?.restore ?? 5,
-    keycloak: config.syncWaves?.keycloak ?? 10,
+    database: config.syncWaves?.database ?? -40,
+    backup: config.syncWaves?.backup ?? -30,
+    restore: config.syncWaves?.restore ?? -20,
+    keycloak: config.syncWaves?.keycloak ?? -10,
   };
   for (const [key, wave] of Object.entries(syncWaves)) validateIntegerRange(field(`syncWaves.${key}`), wave, -1000, 1000);
-  if (!(syncWaves.database < syncWaves.restore && syncWaves.restore < syncWaves.keycloak)) {
+  if (!(syncWaves.database < syncWaves.backup && syncWaves.backup < 0)) {
     throw new Error(
-      `${field('syncWaves.restore')} must be strictly between syncWaves.database (${syncWaves.database}) and ` +
-        `syncWaves.keycloak (${syncWaves.keycloak}), got ${syncWaves.restore}: the restore needs a healthy database ` +
+      `${field('syncWaves.backup')} must be above syncWaves.database (${syncWaves.database}) and below 0, got ` +
+        `${syncWaves.backup}: the backup stops Keycloak once the new database is healthy, and Argo CD prunes the legacy ` +
+        `database of the release being taken over (it has no sync wave) at the start of wave 0; lower syncWaves.database ` +
+        `or set syncWaves.backup between them (defaults: database -40, backup -30, restore -20, keycloak -10)`,
+    );
+  }
+  if (!(syncWaves.backup < syncWaves.restore && syncWaves.restore < syncWaves.keycloak)) {
+    throw new Error(
+      `${field('syncWaves.restore')} must be strictly between syncWaves.backup (${syncWaves.backup}) and ` +
+        `syncWaves.keycloak (${syncWaves.keycloak}), got ${syncWaves.restore}: the restore needs the verified backup ` +
         `and Keycloak must not start before the data is in place`,
     );
   }

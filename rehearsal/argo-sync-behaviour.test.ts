@@ -1,11 +1,14 @@
 // Argo CD as its source behaves (gitops-engine, ../shared/reference/gitops-tools-from-source.md),
 // against the migration:
-// - prune runs FIRST in its wave: the legacy StatefulSet, dropped from Git, is deleted at the start
-//   of Sync wave 0 — after the PreSync backup, while the new database is still starting;
-// - `PruneLast=true` moves that prune after the Sync phase's last wave (Keycloak's);
-// - when the new database never becomes healthy (its operator is down), the sync stops in wave 0
-//   with the legacy StatefulSet already pruned; reverting Git brings v1 back on the retained
-//   volume, nothing lost;
+// - prune runs FIRST in its wave, the live object's own: v1's database (this project's, at wave
+//   -40) carries `PruneLast=true`, which moves it after the Sync phase's last wave — after the new
+//   database started (-40), the backup Sync hook stopped Keycloak and backed up (-30), the restore
+//   (-20) and Keycloak healthy on the new database (-10); a Bitnami release's objects carry no wave
+//   and go at 0, the same place (rehearsal/takeover-argocd.test.ts);
+// - the Application's `PruneLast=true` does the same for every pruned object;
+// - when the new database never becomes healthy (its operator is down), the sync stops at the
+//   database's wave before the backup: Keycloak was never stopped and the legacy StatefulSet never
+//   pruned; reverting Git leaves v1 as it was, nothing lost;
 // - a selective sync (what automated self-heal runs) after a failed migration runs no hook: v2's
 //   Keycloak is applied but its database gate keeps it off the empty new database; the next full
 //   sync completes the migration;
@@ -33,21 +36,30 @@ describe('Argo CD as gitops-engine syncs', () => {
     rehearsal = undefined;
   });
 
-  it('prune on: the legacy StatefulSet is pruned first in wave 0, after the verified backup and before the new database is applied; nothing lost', async () => {
+  it('prune on: the new database is healthy before the backup stops Keycloak, and v1’s database (PruneLast=true) is pruned after the last wave, once Keycloak is healthy on the new one; nothing lost', async () => {
     rehearsal = await Rehearsal.start({ seedLegacy: (c) => seedKeycloakData(c), argo: { waveTimeoutMs: 180_000 } });
     const { legacy } = await installV1(rehearsal, 'argocd');
     const v2 = rehearsal.synthesize('v2');
     const result = await deploy(rehearsal, 'argocd', v2);
     expect(result.error?.message).toBeUndefined();
     const { events } = result;
+    const clusterReady = indexOf(events, 'ready', `Cluster/${NAMES.cnpgCluster}`);
+    const backupCreated = indexOf(events, 'hook-create', '-migration-backup');
     const backupDone = indexOf(events, 'hook-ready', '-migration-backup');
+    const keycloakReady = indexOf(events, 'ready', `StatefulSet/${NAMES.keycloak}`);
     const pruned = indexOf(events, 'prune', LEGACY_STATEFULSET);
-    const wave0 = events.findIndex((event) => event.action === 'wave' && event.target === 'Sync 0');
-    const clusterApplied = indexOf(events, 'apply', `Cluster/${NAMES.cnpgCluster}`);
-    expect(backupDone).toBeGreaterThanOrEqual(0);
-    expect(pruned).toBeGreaterThan(backupDone);
-    expect(pruned).toBeGreaterThan(wave0);
-    expect(pruned).toBeLessThan(clusterApplied);
+    // The wave the prune ran in: v1's database carries PruneLast=true (it sits at -40 itself), so the
+    // Sync phase's last wave + 1 — the last wave being Keycloak's -10, gitops-engine counts from 0: 1.
+    const pruneWave = events.map((event) => event.action).lastIndexOf('wave', pruned);
+    // The new database's start-up is over before the downtime begins (the backup Job stops Keycloak).
+    expect(clusterReady).toBeGreaterThanOrEqual(0);
+    expect(backupCreated).toBeGreaterThan(clusterReady);
+    expect(events[backupCreated]!.detail).toBe('Sync wave -30');
+    expect(backupDone).toBeGreaterThan(backupCreated);
+    // The legacy database goes only once Keycloak runs on the new one: the prune is not in the downtime.
+    expect(keycloakReady).toBeGreaterThan(backupDone);
+    expect(events[pruneWave]!.target).toBe('Sync 1');
+    expect(pruneWave).toBeGreaterThan(keycloakReady);
     await verifyMigrated(rehearsal, v2, legacy);
   });
 
@@ -65,7 +77,7 @@ describe('Argo CD as gitops-engine syncs', () => {
     await verifyMigrated(rehearsal, v2, legacy);
   });
 
-  it('the new database never becomes healthy (operator down): the sync stops in wave 0 with the legacy StatefulSet pruned; reverting Git to v1 brings Keycloak back on the retained volume, nothing lost', async () => {
+  it('the new database never becomes healthy (operator down): the sync stops at its wave, before the backup, with Keycloak still serving on the legacy database; reverting Git to v1 changes nothing, nothing lost', async () => {
     rehearsal = await Rehearsal.start({ seedLegacy: (c) => seedKeycloakData(c), argo: { waveTimeoutMs: 20_000 }, workloads: { keycloakWriteIntervalMs: 200 } });
     const { v1 } = await installV1(rehearsal, 'argocd');
     // Keycloak's steady writes go on across the upgrade and the revert: every other table is compared.
@@ -77,10 +89,12 @@ describe('Argo CD as gitops-engine syncs', () => {
     const failed = await deploy(rehearsal, 'argocd', v2);
     expect(failed.ok).toBe(false);
     expect(failed.error?.message).toMatch(new RegExp(`Cluster/${NAMES.cnpgCluster}`));
-    // Prune ran first in wave 0: the legacy StatefulSet is already gone, its claim is not.
-    expect(indexOf(failed.events, 'prune', LEGACY_STATEFULSET)).toBeGreaterThanOrEqual(0);
-    expect(rehearsal.server.get({ apiVersion: 'apps/v1', kind: 'StatefulSet', name: NAMES.legacyStatefulSet, namespace: rehearsal.namespace })).toBeUndefined();
-    expect(rehearsal.server.get({ apiVersion: 'v1', kind: 'PersistentVolumeClaim', name: NAMES.legacyPvc, namespace: rehearsal.namespace })).toBeDefined();
+    // Stopped at the database's wave: no backup Job, nothing pruned, Keycloak never stopped.
+    expect(indexOf(failed.events, 'hook-create', '-migration-backup')).toBe(-1);
+    expect(indexOf(failed.events, 'prune', LEGACY_STATEFULSET)).toBe(-1);
+    expect(rehearsal.server.get({ apiVersion: 'apps/v1', kind: 'StatefulSet', name: NAMES.legacyStatefulSet, namespace: rehearsal.namespace })).toBeDefined();
+    const failedAt = Date.now();
+    await expect.poll(() => rehearsal!.workloads.keycloakAcceptedWrites.filter((write) => write.at > failedAt).length, { timeout: 30_000 }).toBeGreaterThan(5);
 
     // The operator reverts Git: Argo CD syncs v1 again.
     const reverted = await deploy(rehearsal, 'argocd', v1);
@@ -98,7 +112,7 @@ describe('Argo CD as gitops-engine syncs', () => {
     const { legacy } = await installV1(rehearsal, 'argocd');
     const target = targetDatabase(rehearsal).appService;
     const v2 = transformShape(rehearsal.synthesize('v2'), jobEnv('-restore', 'MIGRATION_TARGET_WAIT_SECONDS', '3'));
-    // The restore cannot reach the new database: the migration fails in Sync wave 5.
+    // The restore cannot reach the new database: the migration fails in the restore's Sync wave.
     rehearsal.proxies.block(target);
     const failed = await deploy(rehearsal, 'argocd', v2);
     expect(failed.ok).toBe(false);

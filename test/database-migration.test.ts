@@ -286,11 +286,18 @@ describe('DatabaseMigration objects', () => {
 });
 
 describe('DatabaseMigration bad input', () => {
-  it('fails when the restore wave is not strictly between the target and the workloads', () => {
-    expect(() => synth({ syncWaves: { target: 0, restore: 10, workloads: 10 } })).toThrow(
+  it('fails when the restore wave is not strictly between the backup and the workloads', () => {
+    expect(() => synth({ syncWaves: { target: -5, backup: -2, restore: 10, workloads: 10 } })).toThrow(
       /syncWaves.restore must be strictly between.*got 10/,
     );
-    expect(() => synth({ syncWaves: { restore: -1 } })).toThrow(/target 0 < restore < workloads 10/);
+    expect(() => synth({ syncWaves: { restore: -35 } })).toThrow(/backup -30 < restore < workloads -10/);
+  });
+
+  it('fails when the backup wave is not above the target and below 0, where Argo CD prunes the source', () => {
+    expect(() => synth({ syncWaves: { target: 0, backup: 2, restore: 5, workloads: 10 } })).toThrow(
+      /syncWaves.backup must be above the target database's wave and below 0 \(target 0 < backup < 0\), got 2: .*prunes the objects without a wave/,
+    );
+    expect(() => synth({ syncWaves: { backup: -45 } })).toThrow(/target -40 < backup < 0\), got -45/);
   });
 
   it('fails when the fixed backup size is below the configured minimum', () => {

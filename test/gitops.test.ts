@@ -24,7 +24,7 @@ describe('hookAnnotations', () => {
       'helm.sh/hook-weight': '10',
       'helm.sh/hook-delete-policy': 'before-hook-creation,hook-succeeded',
     });
-    expect(hookAnnotations('helm', { phase: 'restore', order: 0, role: 'job' })[HelmAnnotation.hook]).toBe(
+    expect(hookAnnotations('helm', { phase: 'sync', order: 0, role: 'job' })[HelmAnnotation.hook]).toBe(
       'post-install,post-upgrade',
     );
   });
@@ -35,7 +35,7 @@ describe('hookAnnotations', () => {
       'argocd.argoproj.io/sync-wave': '-10',
       'argocd.argoproj.io/hook-delete-policy': 'BeforeHookCreation',
     });
-    expect(hookAnnotations('argocd', { phase: 'restore', order: 5, role: 'job' })).toEqual({
+    expect(hookAnnotations('argocd', { phase: 'sync', order: 5, role: 'job' })).toEqual({
       'argocd.argoproj.io/hook': 'Sync',
       'argocd.argoproj.io/sync-wave': '5',
       'argocd.argoproj.io/hook-delete-policy': 'BeforeHookCreation,HookSucceeded',

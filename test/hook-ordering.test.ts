@@ -84,32 +84,39 @@ function assertArgoRules(manifests: Manifest[], waves = resolvePlatformConfig().
   const support = hooks.filter((hook) => !isJob(hook.manifest));
   const job = (command: string) => jobs.find((entry) => commandOf(entry.manifest) === command)!;
   expect(job(RunnerCommand.prepare).placement.hooks).toEqual(['PreSync']);
-  expect(job(RunnerCommand.backupPhase).placement.hooks).toEqual(['PreSync']);
+  // The backup stops Keycloak in the Sync phase, after the new database's wave: its start-up is
+  // not in the downtime.
+  expect(job(RunnerCommand.backupPhase).placement.hooks).toEqual(['Sync']);
   expect(job(RunnerCommand.restorePhase).placement.hooks).toEqual(['Sync']);
   expect(job(RunnerCommand.recordFailure).placement.hooks).toEqual(['SyncFail']);
-  expect(job(RunnerCommand.prepare).placement.order).toBeLessThan(job(RunnerCommand.backupPhase).placement.order);
   for (const rbac of support) {
     expect(rbac.placement.hooks).toEqual(['PreSync']);
-    // The Sync restore and the SyncFail recorder run later in the same sync with the same
-    // ServiceAccount: the RBAC must not be deleted when PreSync succeeds.
+    // The Sync backup and restore and the SyncFail recorder run later in the same sync with the
+    // same ServiceAccount: the RBAC must not be deleted when PreSync succeeds.
     expect(rbac.placement.deletePolicies).toEqual(['BeforeHookCreation']);
-    for (const preJob of [job(RunnerCommand.prepare), job(RunnerCommand.backupPhase)]) {
-      expect(rbac.placement.order).toBeLessThan(preJob.placement.order);
-    }
+    expect(rbac.placement.order).toBeLessThan(job(RunnerCommand.prepare).placement.order);
   }
 
-  // Ordinary resources: every one has a wave; the database's waves < restore < Keycloak's waves.
+  // Ordinary resources: every one has a wave; the database's waves < backup < restore (with the
+  // NetworkPolicies) < Keycloak's waves, and the backup below 0, where Argo CD prunes the objects
+  // without a wave (the Bitnami release taken over).
   const ordinary = manifests.filter((manifest) => readHookPlacement(manifest.metadata.annotations) === undefined);
   const waveOf = (manifest: Manifest) => Number(manifest.metadata.annotations?.[ArgoAnnotation.syncWave]);
   for (const manifest of ordinary) expect(Number.isInteger(waveOf(manifest)), manifest.metadata.name).toBe(true);
   const isKeycloak = (manifest: Manifest) => manifest.metadata.labels?.['app.kubernetes.io/name'] === 'keycloak';
-  const databaseWaves = ordinary.filter((manifest) => !isKeycloak(manifest)).map(waveOf);
-  const keycloakWaves = ordinary.filter(isKeycloak).map(waveOf);
+  const isPolicy = (manifest: Manifest) => manifest.kind === 'NetworkPolicy';
+  const databaseWaves = ordinary.filter((manifest) => !isKeycloak(manifest) && !isPolicy(manifest)).map(waveOf);
+  const keycloakWaves = ordinary.filter((manifest) => isKeycloak(manifest) && !isPolicy(manifest)).map(waveOf);
   expect(databaseWaves.length).toBeGreaterThan(0);
   expect(keycloakWaves.length).toBeGreaterThan(0);
+  const backupWave = job(RunnerCommand.backupPhase).placement.order;
   const restoreWave = job(RunnerCommand.restorePhase).placement.order;
-  expect(Math.max(...databaseWaves)).toBeLessThan(restoreWave);
+  expect(Math.max(...databaseWaves)).toBeLessThan(backupWave);
+  expect(backupWave).toBeLessThan(0);
+  expect(backupWave).toBeLessThan(restoreWave);
   expect(restoreWave).toBeLessThan(Math.min(...keycloakWaves));
+  for (const policy of ordinary.filter(isPolicy)) expect(waveOf(policy), policy.metadata.name).toBe(restoreWave);
+  expect(backupWave).toBe(waves.backup);
   expect(restoreWave).toBe(waves.restore);
 }
 
@@ -181,15 +188,21 @@ describe.each(helmVariants.map((variant) => [variantName(variant), variant] as c
 
 describe.each(argoVariants.map((variant) => [variantName(variant), variant] as const))('Argo CD hooks: %s', (_, variant) => {
   const manifests = synthPlatform(variant);
-  it('runs RBAC and the pre-phase Jobs as PreSync, the restore as a Sync hook between database and Keycloak, and a SyncFail recorder', () =>
+  it('runs RBAC and prepare as PreSync, the backup and the restore as Sync hooks between database and Keycloak, and a SyncFail recorder', () =>
     assertArgoRules(manifests));
+  it('puts every ordinary resource below wave 0, where what v2 drops without a wave is pruned after Keycloak is healthy', () => {
+    const ordinary = manifests.filter((manifest) => readHookPlacement(manifest.metadata.annotations) === undefined);
+    for (const manifest of ordinary) {
+      expect(Number(manifest.metadata.annotations[ArgoAnnotation.syncWave]), `${manifest.kind}/${manifest.metadata.name}`).toBeLessThan(0);
+    }
+  });
   it('gives every Job the command, env contract and podFailurePolicy of the runner', () => assertJobContract(manifests));
   it('synthesizes neither the backup PVC nor the state ConfigMap nor the Lease', () =>
     assertNothingCreatedAtRunTimeIsSynthesized(manifests));
   it("leaves Keycloak's replicas to its own wave (scaling up from the restore hook would start the old template)", () =>
     assertReplicaRestoration(manifests, 'argocd'));
-  it('moves the restore with the configured waves', () => {
-    const waves = { database: -5, restore: 1, keycloak: 3 };
+  it('moves the backup and the restore with the configured waves', () => {
+    const waves = { database: -5, backup: -1, restore: 1, keycloak: 3 };
     assertArgoRules(synthPlatform(variant, { syncWaves: waves }), waves);
   });
 });

@@ -147,7 +147,7 @@ describe('KeycloakMonitor', () => {
 });
 
 describe('platform config: ingress, networkPolicies, monitoring', () => {
-  it('adds them to the platform chart of either shape and tool, with Keycloak\'s wave', async () => {
+  it('adds them to the platform chart of either shape and tool, the Ingress with Keycloak\'s wave, the NetworkPolicies with the restore\'s', async () => {
     const { KeycloakPlatform } = await import('../lib/keycloak-platform.js');
     for (const shape of ['v1', 'v2'] as const) {
       const chart = new KeycloakPlatform(Testing.app(), 'keycloak', {
@@ -160,7 +160,10 @@ describe('platform config: ingress, networkPolicies, monitoring', () => {
       const objects = Testing.synth(chart);
       const ingress = byKind(objects, 'Ingress')[0];
       expect(ingress.spec.rules[0].host).toBe('sso.example.com');
-      expect(ingress.metadata.annotations['argocd.argoproj.io/sync-wave']).toBe('10');
+      expect(ingress.metadata.annotations['argocd.argoproj.io/sync-wave']).toBe('-10');
+      // With the restore: at the database's wave the old Keycloak still runs, and Keycloak's
+      // default-deny egress would cut it off the legacy database before the backup stops it.
+      for (const policy of byKind(objects, 'NetworkPolicy')) expect(policy.metadata.annotations['argocd.argoproj.io/sync-wave']).toBe('-20');
       const policies = byKind(objects, 'NetworkPolicy').map((p) => p.metadata.name);
       expect(policies).toEqual(shape === 'v2' ? ['keycloak', 'keycloak-migration-jobs'] : ['keycloak']);
       expect(byKind(objects, 'ServiceMonitor')).toHaveLength(1);

@@ -42,9 +42,13 @@ describe('v1 shape', () => {
     expect(manifests.some((m) => m.kind === 'Job')).toBe(false);
   });
 
-  it('waves the database before Keycloak', () => {
-    expect(find(manifests, 'StatefulSet', 'keycloak-postgresql').metadata.annotations['argocd.argoproj.io/sync-wave']).toBe('0');
-    expect(find(manifests, 'StatefulSet', 'keycloak').metadata.annotations['argocd.argoproj.io/sync-wave']).toBe('10');
+  it('waves the database before Keycloak, and lets a later v2 prune the database only after its last wave', () => {
+    const database = find(manifests, 'StatefulSet', 'keycloak-postgresql');
+    expect(database.metadata.annotations['argocd.argoproj.io/sync-wave']).toBe('-40');
+    expect(find(manifests, 'StatefulSet', 'keycloak').metadata.annotations['argocd.argoproj.io/sync-wave']).toBe('-10');
+    // At -40 a v2 revision dropping it would prune it at the start of wave -40, before its backup at -30.
+    expect(database.metadata.annotations['argocd.argoproj.io/sync-options']).toBe('PruneLast=true');
+    expect(find(manifests, 'StatefulSet', 'keycloak').metadata.annotations['argocd.argoproj.io/sync-options']).toBeUndefined();
   });
 
   it('lists the Secrets it references but does not contain', () => {

@@ -16,7 +16,7 @@ describe('platform configuration', () => {
       database: { flavor: 'cloudnative-pg', instances: 3, storageSize: '8Gi', database: 'keycloak', username: 'keycloak' },
       legacyDatabase: { database: 'bitnami_keycloak', username: 'bn_keycloak', passwordKey: 'password', adminPasswordKey: 'postgres-password' },
       migration: { deleteLegacy: 'never', protectVolumes: true, backupMinSize: '1Gi', activeDeadlineSeconds: 3600, parallelJobs: 2 },
-      syncWaves: { database: 0, restore: 5, keycloak: 10 },
+      syncWaves: { database: -40, backup: -30, restore: -20, keycloak: -10 },
       helmChart: { name: 'keycloak-platform', version: '0.1.0' },
     });
     expect(resolved.images.runner).toBe(DEFAULT_RUNNER_IMAGE);
@@ -107,9 +107,18 @@ describe('platform configuration bad input', () => {
     fails({ migration: { backupSize: '512Mi', backupMinSize: '2Gi' } }, /'migration.backupSize' "512Mi" is smaller than migration.backupMinSize "2Gi"/);
   });
 
-  it('fails when the restore wave is not strictly between the database and Keycloak', () => {
-    fails({ syncWaves: { restore: 0 } }, /'syncWaves.restore' must be strictly between syncWaves.database \(0\) and syncWaves.keycloak \(10\), got 0/);
-    fails({ syncWaves: { database: 20 } }, /strictly between syncWaves.database \(20\)/);
+  it('fails when the restore wave is not strictly between the backup and Keycloak', () => {
+    fails({ syncWaves: { restore: 0 } }, /'syncWaves.restore' must be strictly between syncWaves.backup \(-30\) and syncWaves.keycloak \(-10\), got 0/);
+    fails({ syncWaves: { restore: -30 } }, /strictly between syncWaves.backup \(-30\).*got -30/);
+  });
+
+  it('fails when the backup wave is not above the database and below 0 (the wave where Argo CD prunes the Bitnami release)', () => {
+    // The waves of an older configuration: the legacy database would be pruned at 0, before a backup above it.
+    fails(
+      { syncWaves: { database: 0, restore: 5, keycloak: 10 } },
+      /'syncWaves.backup' must be above syncWaves.database \(0\) and below 0, got -30: .*prunes the legacy database .* at the start of wave 0; lower syncWaves.database/,
+    );
+    fails({ syncWaves: { backup: 0, restore: 5, keycloak: 10 } }, /'syncWaves.backup' must be .*below 0, got 0/);
   });
 
   it('fails when the chart version is not SemVer', () => {

@@ -140,7 +140,7 @@ describe('rollback in the middle of a migration', () => {
     const refused = await scenario.run(RunnerCommand.restorePhase);
     expect(refused.code).toBe(ExitCode.dataError);
     expect(errorLine(refused)).toBe(
-      'the legacy database changed after the backup (2 write(s) to table audit.admin_event, 1 to public.realm): run the upgrade (or sync) again so the pre-upgrade hooks take a new backup; nothing was restored or marked ready',
+      'the legacy database changed after the backup (2 write(s) to table audit.admin_event, 1 to public.realm): run the upgrade (or sync) again so that backup-phase takes a new backup; nothing was restored or marked ready',
     );
     expect(scenario.state()).toMatchObject({ phase: Phase.failed, resumeFrom: Phase.legacyProtected, lastError: { step: 'check-source', exitCode: ExitCode.dataError } });
     expect(await markerStatus(scenario)).toBeUndefined();

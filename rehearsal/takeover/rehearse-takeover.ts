@@ -19,7 +19,7 @@
 import { spawn } from 'node:child_process';
 import { request } from 'node:http';
 
-import type { PlatformConfig } from '../../lib/platform-config.js';
+import { resolvePlatformConfig, type PlatformConfig } from '../../lib/platform-config.js';
 import type { MigrationState as RunnerState } from '../../runner/src/state.js';
 import { createKeycloakData } from '../../test/support/keycloak-data.js';
 import { POSTGRES_MAJORS_HERE, type PostgresMajor } from '../../test/support/postgres.js';
@@ -251,6 +251,24 @@ export async function rehearseTakeover(options: TakeoverOptions): Promise<Takeov
     );
 
     const outage = measureOutage(rehearsal, names);
+    if (tool === 'argocd' && outage) {
+      // Argo CD's waves put the new database before the backup Job that stops Keycloak, and leave
+      // the legacy objects (no wave: 0) until Keycloak's wave (below 0) is healthy: neither the new
+      // database's start-up nor the legacy one's deletion is part of the outage.
+      const { events } = upgraded;
+      const databaseWave = events.findIndex((event) => event.action === 'wave' && event.target === `Sync ${resolvePlatformConfig(config).syncWaves.database}`);
+      const nextWave = events.findIndex((event, index) => index > databaseWave && event.action === 'wave');
+      const readyAt = events.slice(databaseWave, nextWave).filter((event) => event.action === 'ready').map((event) => event.at);
+      const databaseReadyAt = databaseWave >= 0 && readyAt.length > 0 ? Math.max(...readyAt) : undefined;
+      const prunedAt = events.find((event) => event.action === 'prune' && event.target === `StatefulSet/${release.database.statefulSet}`)?.at;
+      const seconds = (ms: number) => `${(ms / 1000).toFixed(1)} s`;
+      row(
+        'new database up before Keycloak stopped, legacy pruned after it was back',
+        databaseReadyAt !== undefined && databaseReadyAt < outage.lastLegacyWrite && (prunedAt === undefined || prunedAt > outage.firstNewWrite),
+        `${databaseReadyAt === undefined ? 'no ready object in the database\'s wave' : `new database healthy ${seconds(outage.lastLegacyWrite - databaseReadyAt)} before the last legacy write`}; ` +
+          (prunedAt === undefined ? `StatefulSet ${release.database.statefulSet} not pruned` : `StatefulSet ${release.database.statefulSet} pruned ${seconds(prunedAt - outage.firstNewWrite)} after the first write on the new database`),
+      );
+    }
     return finish(outage);
   } finally {
     await rehearsal.close();

@@ -1,6 +1,6 @@
 /**
- * `backup-phase` (hook: Helm pre-install/pre-upgrade weight 10, Argo CD PreSync wave 10; mounts
- * the backup PVC): stop the workloads, dump the quiesced source onto the backup volume, verify the
+ * `backup-phase` (hook: Helm pre-install/pre-upgrade weight 10, Argo CD Sync hook at the backup
+ * wave, after the new database's and below 0; mounts the backup PVC): stop the workloads, dump the quiesced source onto the backup volume, verify the
  * backup, protect the legacy volumes and — only with MIGRATION_DELETE_LEGACY=after-backup — delete
  * the legacy database.
  *

@@ -48,7 +48,7 @@ export async function runRestorePhase(ctx: HookContext): Promise<number> {
     if (!hasReached(state, Phase.legacyProtected)) {
       throw usageError(
         `migration ${state.migrationId} is in phase ${describePhase(state)}, but the restore needs a verified, protected backup (phase ${Phase.legacyProtected})`,
-        `the pre-upgrade/PreSync Jobs (prepare, backup-phase) did not finish: check their logs and kubectl describe configmap ${ctx.config.stateConfigMap}, then run the upgrade or sync again`,
+        `the Jobs before the restore (prepare, backup-phase) did not finish: check their logs and kubectl describe configmap ${ctx.config.stateConfigMap}, then run the upgrade or sync again`,
       );
     }
     requireBackupDir(ctx.config, ctx.command);

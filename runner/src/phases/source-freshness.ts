@@ -100,7 +100,7 @@ export async function assertSourceUnchangedSinceBackup(ctx: HookContext): Promis
   if (freshness.kind === 'compared' && freshness.comparison.changed) {
     throw dataError(
       `the legacy database changed after the backup (${freshness.comparison.summary})`,
-      'run the upgrade (or sync) again so the pre-upgrade hooks take a new backup; nothing was restored or marked ready',
+      'run the upgrade (or sync) again so that backup-phase takes a new backup; nothing was restored or marked ready',
     );
   }
   if (freshness.kind === 'unreachable') ctx.log.info('could not compare the legacy database with the backup; restoring the verified backup', { reason: freshness.reason });
@@ -112,8 +112,8 @@ export async function assertSourceUnchangedSinceBackup(ctx: HookContext): Promis
  * back — its StatefulSet exists again, as after a rollback to the old release — and changed since
  * the backup the new database was restored from, refuse (65). The rolled-back Keycloak wrote those
  * changes; the upgrade would switch Keycloak back to the new database, where they are missing, and
- * nothing would ever copy them. Failing the pre-upgrade / PreSync hook leaves the old release
- * running on the legacy database, so nothing is lost while the operator chooses which side wins.
+ * nothing would ever copy them. Failing the backup hook (before it stops anything) leaves the old
+ * release running on the legacy database, so nothing is lost while the operator chooses which side wins.
  *
  * Costs one API read when the legacy StatefulSet is gone (the normal case after Helm's upgrade or
  * Argo CD's prune), and a few catalog queries when it exists. Statistics that were reset (the
