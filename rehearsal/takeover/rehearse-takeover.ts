@@ -260,13 +260,19 @@ export async function rehearseTakeover(options: TakeoverOptions): Promise<Takeov
       const nextWave = events.findIndex((event, index) => index > databaseWave && event.action === 'wave');
       const readyAt = events.slice(databaseWave, nextWave).filter((event) => event.action === 'ready').map((event) => event.at);
       const databaseReadyAt = databaseWave >= 0 && readyAt.length > 0 ? Math.max(...readyAt) : undefined;
-      const prunedAt = events.find((event) => event.action === 'prune' && event.target === `StatefulSet/${release.database.statefulSet}`)?.at;
+      // Keycloak "back" as Argo CD sees it: its StatefulSet healthy (its first write may land a moment later).
+      const keycloakReady = events.findIndex((event) => event.action === 'ready' && event.target === `StatefulSet/${names.keycloak}` && event.detail === undefined);
+      const pruned = events.findIndex((event) => event.action === 'prune' && event.target === `StatefulSet/${release.database.statefulSet}`);
       const seconds = (ms: number) => `${(ms / 1000).toFixed(1)} s`;
       row(
         'new database up before Keycloak stopped, legacy pruned after it was back',
-        databaseReadyAt !== undefined && databaseReadyAt < outage.lastLegacyWrite && (prunedAt === undefined || prunedAt > outage.firstNewWrite),
+        databaseReadyAt !== undefined && databaseReadyAt < outage.lastLegacyWrite && keycloakReady >= 0 && (pruned === -1 || pruned > keycloakReady),
         `${databaseReadyAt === undefined ? 'no ready object in the database\'s wave' : `new database healthy ${seconds(outage.lastLegacyWrite - databaseReadyAt)} before the last legacy write`}; ` +
-          (prunedAt === undefined ? `StatefulSet ${release.database.statefulSet} not pruned` : `StatefulSet ${release.database.statefulSet} pruned ${seconds(prunedAt - outage.firstNewWrite)} after the first write on the new database`),
+          (keycloakReady === -1
+            ? `StatefulSet ${names.keycloak} never healthy`
+            : pruned === -1
+              ? `StatefulSet ${release.database.statefulSet} not pruned`
+              : `StatefulSet ${release.database.statefulSet} pruned ${seconds(events[pruned]!.at - events[keycloakReady]!.at)} after StatefulSet ${names.keycloak} was healthy`),
       );
     }
     return finish(outage);
