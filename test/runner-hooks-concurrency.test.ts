@@ -18,8 +18,11 @@ afterAll(async () => {
 describe('two prepares at once', () => {
   it('exactly one acts', async () => {
     const scenario = await createScenario(world, { namespace: 'twins' });
-    // Slow scale-downs keep the first runner inside its locked section while the second arrives.
-    const removeLatency = world.server.addLatency(1500, { verb: 'patch', resource: 'statefulsets/scale' });
+    // A slow create of the state ConfigMap (the first thing prepare does under the Lease) keeps the
+    // first runner inside its locked section while the second arrives. (prepare scales nothing: a
+    // slow scale-down, as this test once used, no longer holds it there, and the two could pass
+    // one after the other.)
+    const removeLatency = world.server.addLatency(1500, { verb: 'create', resource: 'configmaps' });
     world.server.clearRequestLog();
     try {
       const [first, second] = await Promise.all([
