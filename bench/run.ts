@@ -215,7 +215,8 @@ async function main(): Promise<void> {
         log(
           `  one verification pass: ${checksumPass.cpuSeconds.toFixed(2)} s of CPU, ${checksumPass.wallSeconds.toFixed(2)} s wall, ${checksumPass.tables} tables; ` +
             `the proof of unchanged tables that replaces it in the downtime: ${changeCheck.quietCpuSeconds.toFixed(2)} s of CPU, ` +
-            `${changeCheck.rowByRowCpuSeconds.toFixed(2)} s once a transaction ended since the early pass`,
+            `${changeCheck.rowByRowCpuSeconds.toFixed(2)} s once a transaction ended since the early pass` +
+            (changeCheck.quietEarlyPasses > 1 ? ` (quiet check after ${changeCheck.quietEarlyPasses} early passes: a background transaction ended meanwhile)` : ''),
         );
         const results = new Map<string, MigrationResult[]>(options.contenders.map((c) => [c.id, []]));
         for (let round = 0; round < rounds; round += 1) {

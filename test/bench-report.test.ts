@@ -8,6 +8,7 @@ import { measureChangeCheck, measureChecksumPass } from '../bench/checksum-pass.
 import { renderResults, type BenchCell, type BenchReport } from '../bench/results-report.js';
 import type { MigrationResult } from '../bench/run-migration.js';
 import { startPostgres, type TestPostgres } from './support/postgres.js';
+import { withClient } from '../runner/src/pg/connection.js';
 
 function result(contenderId: string, wallSeconds: number, clientCpuSeconds: number, serverCpuSeconds: number): MigrationResult {
   return {
@@ -141,6 +142,16 @@ describe('bench: one verification pass, measured alone', () => {
     // Counting rows and reading xmin costs a fraction of hashing every column of every row, and
     // more than reading none (400,000 rows: tens of milliseconds, several of the server's 10 ms ticks).
     expect(check.rowByRowCpuSeconds).toBeLessThan(pass.cpuSeconds);
+    expect(check.rowByRowCpuSeconds).toBeGreaterThan(check.quietCpuSeconds);
+    expect(check.quietEarlyPasses).toBe(1);
+  });
+
+  it('takes the early pass again when a background transaction ended before the quiet check (autovacuum on a fresh 4 GiB source did)', async () => {
+    const endpoint = { host: server.host, port: server.port, user: server.superuser, password: server.password, database: 'pass' };
+    const spendTransactionId = () =>
+      withClient({ ...endpoint }, (client) => client.query('SELECT pg_catalog.txid_current()'), { purpose: 'test', action: 'write' }).then(() => undefined);
+    const check = await measureChangeCheck(endpoint, 2, spendTransactionId);
+    expect(check.quietEarlyPasses).toBe(2);
     expect(check.rowByRowCpuSeconds).toBeGreaterThan(check.quietCpuSeconds);
   });
 });
