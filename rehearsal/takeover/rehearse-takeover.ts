@@ -258,7 +258,10 @@ export async function rehearseTakeover(options: TakeoverOptions): Promise<Takeov
       const { events } = upgraded;
       const databaseWave = events.findIndex((event) => event.action === 'wave' && event.target === `Sync ${resolvePlatformConfig(config).syncWaves.database}`);
       const nextWave = events.findIndex((event, index) => index > databaseWave && event.action === 'wave');
-      const readyAt = events.slice(databaseWave, nextWave).filter((event) => event.action === 'ready').map((event) => event.at);
+      const readyAt = events
+        .slice(databaseWave, nextWave === -1 ? events.length : nextWave)
+        .filter((event) => event.action === 'ready')
+        .map((event) => event.at);
       const databaseReadyAt = databaseWave >= 0 && readyAt.length > 0 ? Math.max(...readyAt) : undefined;
       // Keycloak "back" as Argo CD sees it: its StatefulSet healthy (its first write may land a moment later).
       const keycloakReady = events.findIndex((event) => event.action === 'ready' && event.target === `StatefulSet/${names.keycloak}` && event.detail === undefined);
