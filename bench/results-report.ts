@@ -560,6 +560,24 @@ function explainRunnerWork(proofFromIds: boolean): string[] {
       'more than one scan: most likely because a TID range scan is begun without the bulk-read ring buffer that a ' +
       'whole-table scan larger than a quarter of shared_buffers uses (tableam.h: `table_beginscan_tidrange` sets no SO_ALLOW_STRAT), so it evicts pg_restore\'s pages. And the cores are seldom idle when pg_restore ends: on lob the ' +
       'large objects\' checksum runs on two sessions then.',
+    '',
+    'Measured and not taken: making the dump durable while pg_dump writes it. pg_dump syncs every file after its last table, ' +
+      'and with memory to spare the kernel has written nothing back by then (dirty pages wait for 10 % of memory or 30 s): on ' +
+      '0.2 GiB its exit came 0.18–0.34 s after its last item, against 0.03–0.04 s with `--no-sync` (3 runs per shape). The ' +
+      'runner ran pg_dump with `--no-sync` and fdatasynced each file itself as pg_dump reported it finished, the files still ' +
+      'growing every 0.25 s, and the rest after pg_dump\'s exit, 4 at a time. The write-out moved rather than vanished: ' +
+      '0.10–0.22 s were still left after the exit (the last table\'s file, and hundreds of large-object files written at the ' +
+      'end), and the writes during the dump slowed it. Backup medians over 8–16 alternating rounds went from −0.16 s to ' +
+      '+0.22 s per shape between runs (lob, 16 rounds: 2.60 → 2.58 s), within the rounds\' own spread of ±0.3 s: not taken ' +
+      'for a gain no run could separate from the noise.',
+    '',
+    'Measured and not taken: opening the target\'s sessions of the verification, the ownership check and the hygiene at the ' +
+      'restore\'s start, to be taken once pg_restore ends (~18 ms per connection here: TCP, SCRAM, the session settings). ' +
+      'From "restore complete" to "target ready" (6 alternating rounds, medians): keycloak 185 → 139 ms, wide 169 → 105 ms, ' +
+      'lob 582 → 552 ms; but the restore\'s start to "restoring" grew by as much (266 → 351, 247 → 294, 297 → 336 ms: ' +
+      'their authentication competes with the start\'s own work). Opened once pg_restore runs, they could spare at most the ' +
+      'tail\'s ~50 ms, about 1 % of the wall time, and a connection that idled through a long restore can be dropped by the ' +
+      'network in between.',
   ];
 }
 
