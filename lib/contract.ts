@@ -402,6 +402,18 @@ export const KEEP_ANNOTATIONS = {
 } as const;
 
 /**
+ * The options of an `argocd.argoproj.io/sync-options` annotation: comma-separated, blanks around
+ * and between them dropped, as gitops-engine splits it (pkg/sync/common). The synthesis adds
+ * `PruneLast=true` to it, the runner `Prune=false`, each keeping what the other or the user put.
+ */
+export function parseArgoSyncOptions(annotation: string | undefined): string[] {
+  return (annotation ?? '')
+    .split(',')
+    .map((option) => option.trim())
+    .filter((option) => option.length > 0);
+}
+
+/**
  * The environment DatabaseMigration gives each hook Job. `always` is set in every Job of that
  * command (possibly to an empty string where {@link Env} says "Empty: none known"; the
  * `*_PGPASSWORD` variables come from secretKeyRefs that may be optional, so the runner must treat

@@ -27,6 +27,7 @@
  */
 import { ApiObject } from 'cdk8s';
 import type { IConstruct } from 'constructs';
+import { parseArgoSyncOptions } from './contract.js';
 
 /** Which tool applies the synthesized manifests. */
 export type GitOpsFlavor = 'helm' | 'argocd';
@@ -164,7 +165,7 @@ export function setPruneLast(scope: IConstruct, flavor: GitOpsFlavor): void {
   for (const apiObject of apiObjectsOf(scope)) {
     const annotations: Record<string, string> = apiObject.metadata.toJson().annotations ?? {};
     if (annotations[ArgoAnnotation.hook] !== undefined) continue;
-    const options = (annotations[ArgoAnnotation.syncOptions] ?? '').split(',').map((option) => option.trim()).filter(Boolean);
+    const options = parseArgoSyncOptions(annotations[ArgoAnnotation.syncOptions]);
     if (options.includes('PruneLast=true')) continue;
     apiObject.metadata.addAnnotation(ArgoAnnotation.syncOptions, [...options, 'PruneLast=true'].join(','));
   }

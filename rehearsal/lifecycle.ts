@@ -38,7 +38,7 @@ import type {
   KubeObject,
 } from './manifests.js';
 import { objectKey } from './manifests.js';
-import { KEEP_ANNOTATIONS } from '../lib/contract.js';
+import { KEEP_ANNOTATIONS, parseArgoSyncOptions } from '../lib/contract.js';
 import { writeTlsKubeconfig, type FakeKubeApiServer, type KubeObject as StoredObject, type RequestRecord } from '../test/support/fake-kube/index.js';
 import { runHelmAsync, type HelmMajor } from '../test/support/helm.js';
 
@@ -540,7 +540,7 @@ export class ArgoApplication {
     const lastSyncWave = Math.max(0, ...syncWaves, ...distinct);
     return entries.map((entry) => {
       const liveOptions = this.cluster.get(entry.object)?.metadata.annotations?.[KEEP_ANNOTATIONS.argoSyncOptions.key] ?? '';
-      const pruneLast = this.options.pruneLast === true || syncOptionsOf(liveOptions).includes('PruneLast=true');
+      const pruneLast = this.options.pruneLast === true || parseArgoSyncOptions(liveOptions).includes('PruneLast=true');
       return { entry, wave: pruneLast ? lastSyncWave + 1 : mirrored.get(entry.wave)! };
     });
   }
@@ -555,7 +555,7 @@ export class ArgoApplication {
       this.managed.delete(objectKey(entry.object));
       // gitops-engine skips pruning a live object whose sync-options hold Prune=false.
       const options = this.cluster.get(entry.object)?.metadata.annotations?.[KEEP_ANNOTATIONS.argoSyncOptions.key] ?? '';
-      if (syncOptionsOf(options).includes(KEEP_ANNOTATIONS.argoSyncOptions.value)) continue;
+      if (parseArgoSyncOptions(options).includes(KEEP_ANNOTATIONS.argoSyncOptions.value)) continue;
       if (await this.cluster.delete(entry.object, 'Foreground')) {
         counter.writes++;
         log('prune', objectKey(entry.object));
@@ -612,11 +612,6 @@ export class ArgoApplication {
     });
     if (failures.length > 0) throw new Error(`sync failed: ${failures.join('; ')}`);
   }
-}
-
-/** The entries of an `argocd.argoproj.io/sync-options` annotation (comma separated). */
-function syncOptionsOf(annotation: string): string[] {
-  return annotation.split(',').map((option) => option.trim()).filter((option) => option.length > 0);
 }
 
 /** Which Argo CD hook types a phase name stands for (for readers of {@link ArgoTask}). */

@@ -14,7 +14,7 @@
  *    the live Secret with Helm's and Argo CD's keep annotations, which both tools read on the live
  *    object.
  */
-import { KEEP_ANNOTATIONS, type WorkloadImmutableSpec } from '../../../lib/contract.js';
+import { KEEP_ANNOTATIONS, parseArgoSyncOptions, type WorkloadImmutableSpec } from '../../../lib/contract.js';
 import { parseJsonVariable } from '../json-variable.js';
 import { callApi, isNotFound, mergePatchOptions, type KubeContext } from './client.js';
 
@@ -69,7 +69,7 @@ export async function deleteStatefulSetOrphaning(kube: KubeContext, name: string
 
 /** `argocd.argoproj.io/sync-options` with `Prune=false` added to what is there (comma-separated options). */
 export function withPruneDisabled(current: string | undefined): string {
-  const options = (current ?? '').split(',').map((option) => option.trim()).filter((option) => option !== '' && !/^Prune=/.test(option));
+  const options = parseArgoSyncOptions(current).filter((option) => !/^Prune=/.test(option));
   return [...options, KEEP_ANNOTATIONS.argoSyncOptions.value].join(',');
 }
 
