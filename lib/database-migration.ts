@@ -197,7 +197,11 @@ export interface MigrationSyncWaves {
    */
   readonly backup?: number;
   /**
-   * Wave of the restore Sync hook: strictly after `backup`, strictly before `workloads`.
+   * Wave of the restore Sync hook: strictly after `backup`, strictly before `workloads`. Not with
+   * them, even when they wait for the ready marker (a database gate): gitops-engine waits for every
+   * running task of a wave before it looks at a failed one (pkg/sync/sync_context.go), and such a
+   * workload never becomes healthy without the restore, so a failed restore would leave the sync
+   * running with no end, its SyncFail hook never started.
    *
    * @default -20
    */
