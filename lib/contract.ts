@@ -403,7 +403,8 @@ export const KEEP_ANNOTATIONS = {
 
 /**
  * The options of an `argocd.argoproj.io/sync-options` annotation: comma-separated, blanks around
- * and between them dropped, as gitops-engine splits it (pkg/sync/common). The synthesis adds
+ * and between them dropped, as gitops-engine reads it (pkg/sync/resource/annotations.go
+ * GetAnnotationCSVs, which also drops repeats: only membership is asked here). The synthesis adds
  * `PruneLast=true` to it, the runner `Prune=false`, each keeping what the other or the user put.
  */
 export function parseArgoSyncOptions(annotation: string | undefined): string[] {
