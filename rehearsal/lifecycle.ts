@@ -409,7 +409,14 @@ function releaseNameOf(chart: HelmChartManifests): string | undefined {
 export interface ArgoOptions {
   /** Time allowed for one wave (or hook) to become healthy: Argo CD itself has none by default. @default 300_000 */
   readonly waveTimeoutMs?: number;
-  /** Pause between waves (Argo CD's ARGOCD_SYNC_WAVE_DELAY, 2 s by default). @default 0 */
+  /**
+   * Argo CD's pause between waves (the application controller's ARGOCD_SYNC_WAVE_DELAY, 2 s by
+   * default). It starts once a wave's tasks are applied, alongside the wait for their health, and
+   * the final wave has none: gitops-engine calls Argo CD's `delayBetweenSyncWaves` right after
+   * `runTasks` (pkg/sync/sync_context.go), which sleeps unless `finalWave` (controller/sync.go).
+   * So a wave whose Job or workload needs longer than the pause adds nothing.
+   * @default 0
+   */
   readonly waveDelayMs?: number;
   /** Automated sync with prune. @default true */
   readonly prune?: boolean;
@@ -485,18 +492,25 @@ export class ArgoApplication {
     const desired = new Set(manifests.resources.map((resource) => objectKey(resource.object)));
     const toPrune = this.options.prune === false ? [] : this.pruneWaves([...this.managed.values()].filter((entry) => !desired.has(objectKey(entry.object))), phases);
     try {
+      const wavesOf = (phase: (typeof phases)[number]) =>
+        [...new Set([...phase.waves.map((w) => w.wave), ...(phase.phase === 'Sync' ? toPrune : []).map((p) => p.wave)])].sort((a, b) => a - b);
+      // gitops-engine's finalWave: the last wave of the last phase that has tasks left.
+      const lastPhaseWithWaves = phases.filter((phase) => wavesOf(phase).length > 0).at(-1);
       for (const phase of phases) {
         log('phase', phase.phase);
         const pruneWaves = phase.phase === 'Sync' ? toPrune : [];
-        const waves = [...new Set([...phase.waves.map((w) => w.wave), ...pruneWaves.map((p) => p.wave)])].sort((a, b) => a - b);
+        const waves = wavesOf(phase);
         for (const wave of waves) {
           const tasks = phase.waves.find((w) => w.wave === wave)?.tasks ?? [];
           log('wave', `${phase.phase} ${wave}`);
+          // The pause runs from the wave's apply, alongside the wait below (see waveDelayMs).
+          const finalWave = phase === lastPhaseWithWaves && wave === waves.at(-1);
+          const pause = this.options.waveDelayMs && !finalWave ? new Promise((resolve) => setTimeout(resolve, this.options.waveDelayMs)) : undefined;
           // gitops-engine runs a wave's prune tasks first (sync_context.go runTasks: "prune
           // first"), deleting in the foreground, and the wave is not done until they are gone.
           await this.prune(pruneWaves.filter((p) => p.wave === wave).map((p) => p.entry), log, counter);
           await this.runWave(tasks, log, counter, succeededHooks, failedHooks);
-          if (this.options.waveDelayMs) await new Promise((resolve) => setTimeout(resolve, this.options.waveDelayMs));
+          await pause;
         }
       }
       for (const hook of succeededHooks) {

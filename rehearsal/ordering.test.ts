@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
 
-import { argoSyncPlan, helmHookOrder, helmResourceOrder } from './lifecycle.js';
+import { ArgoApplication, argoSyncPlan, helmHookOrder, helmResourceOrder, type ClusterOps } from './lifecycle.js';
 import { classifyArgoObjects, classifyHelmObjects, readArgoManifests, readHelmChart, type KubeObject } from './manifests.js';
 
 function object(kind: string, name: string, annotations?: Record<string, string>): KubeObject {
@@ -123,6 +123,41 @@ describe('Argo CD', () => {
       ['PostSync', [[0, ['Job/after']]]],
     ]);
     expect(plan.syncFail.waves.flatMap((w) => w.tasks.map((t) => t.object.metadata.name))).toEqual(['record']);
+  });
+
+  it('pauses between waves from each wave\'s apply, alongside the wait for its health, and not after the final wave', async () => {
+    // gitops-engine calls Argo CD's delayBetweenSyncWaves right after runTasks applied a wave
+    // (sync_context.go), and it sleeps unless finalWave (controller/sync.go): a wave that needs
+    // longer than the pause loses nothing to it.
+    const readyAfterMs: Record<string, number> = { slow: 600, quick: 0, last: 0 };
+    const cluster: ClusterOps = {
+      get: () => undefined,
+      create: async () => undefined,
+      apply: async () => 'created',
+      serverSideApply: async () => 'created',
+      delete: async () => false,
+      waitReady: (object) => new Promise((resolve) => setTimeout(resolve, readyAfterMs[object.metadata.name] ?? 0)),
+      unserved: () => [],
+    };
+    const manifests = classifyArgoObjects('x', [
+      object('ConfigMap', 'slow', { 'argocd.argoproj.io/sync-wave': '1' }),
+      object('ConfigMap', 'quick', { 'argocd.argoproj.io/sync-wave': '2' }),
+      object('ConfigMap', 'last', { 'argocd.argoproj.io/sync-wave': '3' }),
+    ]);
+    const started = Date.now();
+    const result = await new ArgoApplication(cluster, { waveDelayMs: 300 }).sync(manifests);
+    const ended = Date.now();
+    expect(result.ok).toBe(true);
+    const waveStart = (wave: number) => result.events.find((event) => event.action === 'wave' && event.target === `Sync ${wave}`)!.at;
+    // Wave 1 is not done before its object is ready (600 ms), and the 300 ms pause ran meanwhile
+    // (a pause after the wave would make it 900 ms).
+    expect(waveStart(2) - waveStart(1)).toBeGreaterThanOrEqual(590);
+    expect(waveStart(2) - waveStart(1)).toBeLessThan(850);
+    // Wave 2 is ready at once: the pause is what it costs.
+    expect(waveStart(3) - waveStart(2)).toBeGreaterThanOrEqual(290);
+    // No pause after the final wave.
+    expect(ended - waveStart(3)).toBeLessThan(250);
+    expect(ended - started).toBeLessThan(1_400);
   });
 
   it('reads every manifest file of a directory, recursively and in name order', () => {
