@@ -492,13 +492,15 @@ export class ArgoApplication {
     const desired = new Set(manifests.resources.map((resource) => objectKey(resource.object)));
     const toPrune = this.options.prune === false ? [] : this.pruneWaves([...this.managed.values()].filter((entry) => !desired.has(objectKey(entry.object))), phases);
     try {
+      // Pruning happens in the Sync phase only.
+      const prunesOf = (phase: (typeof phases)[number]) => (phase.phase === 'Sync' ? toPrune : []);
       const wavesOf = (phase: (typeof phases)[number]) =>
-        [...new Set([...phase.waves.map((w) => w.wave), ...(phase.phase === 'Sync' ? toPrune : []).map((p) => p.wave)])].sort((a, b) => a - b);
+        [...new Set([...phase.waves.map((w) => w.wave), ...prunesOf(phase).map((p) => p.wave)])].sort((a, b) => a - b);
       // gitops-engine's finalWave: the last wave of the last phase that has tasks left.
       const lastPhaseWithWaves = phases.filter((phase) => wavesOf(phase).length > 0).at(-1);
       for (const phase of phases) {
         log('phase', phase.phase);
-        const pruneWaves = phase.phase === 'Sync' ? toPrune : [];
+        const pruneWaves = prunesOf(phase);
         const waves = wavesOf(phase);
         for (const wave of waves) {
           const tasks = phase.waves.find((w) => w.wave === wave)?.tasks ?? [];
