@@ -1,0 +1,243 @@
+/**
+ * Experiment (by hand, not part of `npm run bench`): what the table data in binary COPY would save,
+ * the lever RESULTS.md listed as "a copy cheaper than the peers' by a pass".
+ *
+ * pg_restore cannot load binary COPY data, so a runner that copies the data itself must split
+ * pg_restore into its sections: the schema (`--section=pre-data`), then the data, then indexes and
+ * constraints (`--section=post-data -jN`). pg_restore -jN alone overlaps one table's index builds
+ * with the next table's load; the split loses that. The three contenders separate the two effects:
+ *
+ * - `fd`: `pg_dump -Fd -jN -Z0` + `pg_restore -jN` (the benchmark's `fd-z0` peer);
+ * - `split-text`: the same dump, restored in the three sections (the data by `pg_restore -L` of the
+ *   TABLE DATA and BLOBS items, -jN): the cost of the split alone;
+ * - `split-binary`: `pg_dump --exclude-table-data='*'` beside N psql sessions that `\copy` each
+ *   table `TO` a file `(FORMAT binary)` in pg_dump's exported snapshot; restored in the three
+ *   sections, the data by N psql sessions (`BEGIN; TRUNCATE; \copy ... FROM ... (FORMAT binary,
+ *   FREEZE); COMMIT` per table, tables dealt to the sessions largest first) beside `pg_restore -L`
+ *   of the BLOBS item: the split plus binary data.
+ *
+ * No contender verifies anything; each copy is checked afterwards by row counts, index and large
+ * object counts. Wall time from the dump's start to the restore's end; server CPU is both
+ * postmasters' own and reaped children's user + system time (/proc/<pid>/stat), so it includes
+ * every backend that ended during the run.
+ *
+ *   tsx bench/binary-copy-experiment.ts [--shapes wide,keycloak,lob] [--size-mib 205] [--rounds 3] [--jobs 2]
+ */
+import { spawn } from 'node:child_process';
+import { closeSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import pg from 'pg';
+import { startPostgres, type TestPostgres } from '../test/support/postgres.js';
+import { ALL_SHAPES } from './shapes.js';
+
+const PG_BINDIR = '/usr/lib/postgresql/15/bin';
+/** The benchmark's production durability (bench/run.ts), not the test harness's speed settings. */
+const SERVER_SETTINGS = { fsync: 'on', synchronous_commit: 'on', full_page_writes: 'on', shared_buffers: '128MB', max_wal_size: '1GB' };
+const CONTENDERS = ['fd', 'split-text', 'split-binary'] as const;
+type Contender = (typeof CONTENDERS)[number];
+const COUNTS_QUERY = `SELECT
+  (SELECT count(*) FROM pg_catalog.pg_index i JOIN pg_catalog.pg_class c ON c.oid = i.indrelid
+     JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'public') AS indexes,
+  (SELECT count(*) FROM pg_catalog.pg_constraint k JOIN pg_catalog.pg_namespace n ON n.oid = k.connamespace
+     WHERE n.nspname = 'public' AND k.contype = 'f') AS foreign_keys,
+  (SELECT count(*) FROM pg_catalog.pg_largeobject_metadata) AS large_objects`;
+
+function run(command: string, args: string[], env: Record<string, string>, stdoutPath?: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const stdout = stdoutPath ? openSync(stdoutPath, 'w') : 'ignore';
+    const child = spawn(command, args, { env: { ...process.env, ...env }, stdio: ['ignore', stdout, 'pipe'] });
+    let stderr = '';
+    child.stderr?.on('data', (chunk) => (stderr += chunk));
+    child.on('exit', (code) => {
+      if (typeof stdout === 'number') closeSync(stdout);
+      if (code === 0) resolve();
+      else reject(new Error(`${command} ${args.join(' ')} exited ${code}: ${stderr.slice(0, 2000)}`));
+    });
+  });
+}
+
+/** Both servers' CPU seconds so far: the postmaster's own and its reaped children's (backends). */
+function serverCpuSeconds(server: TestPostgres): number {
+  const pid = Number(readFileSync(join(server.dataDir, 'postmaster.pid'), 'utf8').split('\n')[0]);
+  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+  // utime, stime, cutime, cstime: fields 14-17 of proc(5), 12-15 after the pid and comm.
+  return (Number(fields[11]) + Number(fields[12]) + Number(fields[13]) + Number(fields[14])) / 100;
+}
+
+/** Deals `items` to `sessions` lists, largest first, each to the least loaded list. */
+function deal(items: readonly string[], bytes: ReadonlyMap<string, number>, sessions: number): string[][] {
+  const lists = Array.from({ length: sessions }, () => [] as string[]);
+  const load = new Array<number>(sessions).fill(0);
+  for (const item of [...items].sort((a, b) => (bytes.get(b) ?? 0) - (bytes.get(a) ?? 0))) {
+    const least = load.indexOf(Math.min(...load));
+    lists[least]!.push(item);
+    load[least]! += bytes.get(item) ?? 0;
+  }
+  return lists;
+}
+
+const { values } = parseArgs({
+  options: { shapes: { type: 'string', default: 'wide,keycloak,lob' }, 'size-mib': { type: 'string', default: '205' }, rounds: { type: 'string', default: '3' }, jobs: { type: 'string', default: '2' } },
+});
+const sizeMib = Number(values['size-mib']);
+const rounds = Number(values.rounds);
+const jobs = Number(values.jobs);
+const shapes = values.shapes.split(',').map((id) => {
+  const shape = ALL_SHAPES.find((candidate) => candidate.id === id);
+  if (!shape) throw new Error(`--shapes: unknown shape ${id}; use ${ALL_SHAPES.map((s) => s.id).join(', ')}`);
+  return shape;
+});
+
+const source = await startPostgres({ major: 15, settings: SERVER_SETTINGS });
+const target = await startPostgres({ major: 15, settings: SERVER_SETTINGS });
+const scratch = mkdtempSync(join(tmpdir(), 'binary-copy-'));
+const results = new Map<string, Array<{ dump: number; restore: number; total: number; cpu: number }>>();
+try {
+  for (const shape of shapes) {
+    const database = `${shape.id}_experiment`;
+    await source.createDatabase(database);
+    const endpoint = { host: '127.0.0.1', port: source.port, user: source.superuser, password: source.password, database };
+    await shape.generate(endpoint as never, { targetBytes: sizeMib * 1024 ** 2, log: () => {} });
+    const sourceClient = new pg.Client(endpoint);
+    await sourceClient.connect();
+    await sourceClient.query('VACUUM');
+    await sourceClient.query('CHECKPOINT');
+    const tableBytes = new Map<string, number>(
+      (
+        await sourceClient.query<{ name: string; bytes: number }>(
+          `SELECT format('%I.%I', n.nspname, c.relname) AS name, pg_catalog.pg_total_relation_size(c.oid)::float8 AS bytes
+             FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+            WHERE c.relkind = 'r' AND n.nspname = 'public'`,
+        )
+      ).rows.map((row) => [row.name, row.bytes]),
+    );
+    tableBytes.set('large objects', (await sourceClient.query<{ bytes: number }>(`SELECT pg_catalog.pg_total_relation_size('pg_catalog.pg_largeobject')::float8 AS bytes`)).rows[0]!.bytes);
+    const tables = [...tableBytes.keys()].filter((name) => name !== 'large objects');
+    const expectedRows = new Map<string, string>();
+    for (const table of tables) expectedRows.set(table, (await sourceClient.query<{ count: string }>(`SELECT count(*) FROM ${table}`)).rows[0]!.count);
+    expectedRows.set(COUNTS_QUERY, JSON.stringify((await sourceClient.query(COUNTS_QUERY)).rows[0]));
+    const sourceEnv = { PGHOST: '127.0.0.1', PGPORT: String(source.port), PGUSER: source.superuser, PGPASSWORD: source.password, PGDATABASE: database };
+    const targetEnv = { PGHOST: '127.0.0.1', PGPORT: String(target.port), PGUSER: target.superuser, PGPASSWORD: target.password, PGDATABASE: 'copy' };
+
+    for (let round = 0; round < rounds; round += 1) {
+      for (const contender of round % 2 === 0 ? CONTENDERS : [...CONTENDERS].reverse()) {
+        await target.query('DROP DATABASE IF EXISTS copy');
+        await target.query('CREATE DATABASE copy');
+        const dumpDir = join(scratch, 'dump');
+        const binaryDir = join(scratch, 'binary');
+        rmSync(dumpDir, { recursive: true, force: true });
+        rmSync(binaryDir, { recursive: true, force: true });
+        mkdirSync(binaryDir);
+        await run('sync', [], {});
+        const cpuBefore = serverCpuSeconds(source) + serverCpuSeconds(target);
+        const started = Date.now();
+        await dump(contender, { dumpDir, binaryDir, sourceClient, sourceEnv, tables, tableBytes });
+        const dumped = Date.now();
+        await restore(contender, { dumpDir, binaryDir, targetEnv, tables, tableBytes });
+        const restored = Date.now();
+        const cpu = serverCpuSeconds(source) + serverCpuSeconds(target) - cpuBefore;
+        const check = await checkCopy(target, tables, expectedRows);
+        const sample = { dump: dumped - started, restore: restored - dumped, total: restored - started, cpu };
+        console.log(`${shape.id} ${sizeMib} MiB round ${round + 1} ${contender.padEnd(12)} dump ${sample.dump} ms, restore ${sample.restore} ms, total ${sample.total} ms, server CPU ${cpu.toFixed(2)} s (${check})`);
+        const key = `${shape.id} ${contender}`;
+        results.set(key, [...(results.get(key) ?? []), sample]);
+      }
+    }
+    await sourceClient.end();
+    await source.query(`DROP DATABASE ${database}`);
+  }
+  const median = (samples: number[]) => [...samples].sort((a, b) => a - b)[Math.floor(samples.length / 2)]!;
+  console.log(`\nmedians over ${rounds} round(s), ${sizeMib} MiB, ${jobs} jobs:`);
+  for (const [key, samples] of results) {
+    console.log(
+      `${key.padEnd(24)} dump ${median(samples.map((s) => s.dump))} ms, restore ${median(samples.map((s) => s.restore))} ms, total ${median(samples.map((s) => s.total))} ms, server CPU ${median(samples.map((s) => s.cpu)).toFixed(2)} s`,
+    );
+  }
+} finally {
+  await Promise.allSettled([source.stop(), target.stop()]);
+  rmSync(scratch, { recursive: true, force: true });
+}
+
+interface DumpInputs {
+  dumpDir: string;
+  binaryDir: string;
+  sourceClient: pg.Client;
+  sourceEnv: Record<string, string>;
+  tables: readonly string[];
+  tableBytes: ReadonlyMap<string, number>;
+}
+
+async function dump(contender: Contender, inputs: DumpInputs): Promise<void> {
+  const pgDump = join(PG_BINDIR, 'pg_dump');
+  if (contender !== 'split-binary') return run(pgDump, ['-Fd', `-j${jobs}`, '-Z0', '-f', inputs.dumpDir], inputs.sourceEnv);
+  await inputs.sourceClient.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
+  const snapshot = (await inputs.sourceClient.query<{ id: string }>('SELECT pg_catalog.pg_export_snapshot() AS id')).rows[0]!.id;
+  const sessions = deal(inputs.tables, inputs.tableBytes, jobs).map((tables, session) => {
+    const script = join(scratch, `copy-out-${session}.sql`);
+    const copies = tables.map((table) => `\\copy ${table} TO '${join(inputs.binaryDir, table)}' (FORMAT binary)`);
+    writeFileSync(script, ['BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY;', `SET TRANSACTION SNAPSHOT '${snapshot}';`, ...copies, 'COMMIT;', ''].join('\n'));
+    return run(join(PG_BINDIR, 'psql'), ['-X', '-q', '-v', 'ON_ERROR_STOP=1', '-f', script], inputs.sourceEnv);
+  });
+  await Promise.all([run(pgDump, ['-Fd', `-j${jobs}`, '-Z0', `--snapshot=${snapshot}`, '--exclude-table-data=*', '-f', inputs.dumpDir], inputs.sourceEnv), ...sessions]);
+  await inputs.sourceClient.query('COMMIT');
+}
+
+interface RestoreInputs {
+  dumpDir: string;
+  binaryDir: string;
+  targetEnv: Record<string, string>;
+  tables: readonly string[];
+  tableBytes: ReadonlyMap<string, number>;
+}
+
+async function restore(contender: Contender, inputs: RestoreInputs): Promise<void> {
+  const pgRestore = join(PG_BINDIR, 'pg_restore');
+  if (contender === 'fd') return run(pgRestore, [`-j${jobs}`, '-d', 'copy', inputs.dumpDir], inputs.targetEnv);
+  await run(pgRestore, ['--section=pre-data', '-d', 'copy', inputs.dumpDir], inputs.targetEnv);
+  // The data items of the listing (TABLE DATA, and BLOBS: the large objects' contents; each
+  // object's BLOB item is pre-data and already restored).
+  const listing = join(scratch, 'listing');
+  await run(pgRestore, ['--list', inputs.dumpDir], {}, listing);
+  const dataItems = readFileSync(listing, 'utf8').split('\n').filter((line) => / (TABLE DATA|BLOBS) /.test(line));
+  const dataList = join(scratch, 'data-items');
+  writeFileSync(dataList, `${dataItems.join('\n')}\n`);
+  if (contender === 'split-text') {
+    await run(pgRestore, [`-j${jobs}`, '-L', dataList, '-d', 'copy', inputs.dumpDir], inputs.targetEnv);
+  } else {
+    const hasLargeObjects = dataItems.some((line) => / BLOBS /.test(line));
+    const work = hasLargeObjects ? ['large objects', ...inputs.tables] : [...inputs.tables];
+    await Promise.all(
+      deal(work, inputs.tableBytes, jobs).map(async (items, session) => {
+        const script = join(scratch, `copy-in-${session}.sql`);
+        const loads = items
+          .filter((item) => item !== 'large objects')
+          .map((table) => `BEGIN;\nTRUNCATE ${table};\n\\copy ${table} FROM '${join(inputs.binaryDir, table)}' (FORMAT binary, FREEZE)\nCOMMIT;`);
+        writeFileSync(script, `${loads.join('\n')}\n`);
+        await Promise.all([
+          run(join(PG_BINDIR, 'psql'), ['-X', '-q', '-v', 'ON_ERROR_STOP=1', '-f', script], inputs.targetEnv),
+          ...(items.includes('large objects') ? [run(pgRestore, ['-L', dataList, '-d', 'copy', inputs.dumpDir], inputs.targetEnv)] : []),
+        ]);
+      }),
+    );
+  }
+  await run(pgRestore, ['--section=post-data', `-j${jobs}`, '-d', 'copy', inputs.dumpDir], inputs.targetEnv);
+}
+
+/** Every table's rows, and the index, foreign key and large object counts, as on the source. */
+async function checkCopy(server: TestPostgres, tables: readonly string[], expected: ReadonlyMap<string, string>): Promise<string> {
+  const client = new pg.Client({ host: '127.0.0.1', port: server.port, user: server.superuser, password: server.password, database: 'copy' });
+  await client.connect();
+  try {
+    for (const table of tables) {
+      const rows = (await client.query<{ count: string }>(`SELECT count(*) FROM ${table}`)).rows[0]!.count;
+      if (rows !== expected.get(table)) throw new Error(`${table}: ${rows} rows in the copy, ${expected.get(table)} in the source`);
+    }
+    const counts = JSON.stringify((await client.query(COUNTS_QUERY)).rows[0]);
+    if (counts !== expected.get(COUNTS_QUERY)) throw new Error(`the copy has ${counts}, the source ${expected.get(COUNTS_QUERY)}`);
+    return `rows and ${counts} as the source`;
+  } finally {
+    await client.end();
+  }
+}
