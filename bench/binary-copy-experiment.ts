@@ -14,7 +14,12 @@
  *   table `TO` a file `(FORMAT binary)` in pg_dump's exported snapshot; restored in the three
  *   sections, the data by N psql sessions (`BEGIN; TRUNCATE; \copy ... FROM ... (FORMAT binary,
  *   FREEZE); COMMIT` per table, tables dealt to the sessions largest first) beside `pg_restore -L`
- *   of the BLOBS item: the split plus binary data.
+ *   of the BLOBS item: the split plus binary data;
+ * - `binary-interleaved`: the same binary dump and loads, but each session builds a table's indexes
+ *   and primary / unique keys (their SQL from `pg_restore --section=post-data -f`) right after
+ *   loading it, as pg_restore -jN would; then `pg_restore -jN -L` of the rest of post-data (foreign
+ *   keys, triggers, ...). An upper bound for a loader of the runner's own that keeps pg_restore's
+ *   overlap.
  *
  * No contender verifies anything; each copy is checked afterwards by row counts, index and large
  * object counts. Wall time from the dump's start to the restore's end; server CPU is both
@@ -35,13 +40,18 @@ import { ALL_SHAPES } from './shapes.js';
 const PG_BINDIR = '/usr/lib/postgresql/15/bin';
 /** The benchmark's production durability (bench/run.ts), not the test harness's speed settings. */
 const SERVER_SETTINGS = { fsync: 'on', synchronous_commit: 'on', full_page_writes: 'on', shared_buffers: '128MB', max_wal_size: '1GB' };
-const CONTENDERS = ['fd', 'split-text', 'split-binary'] as const;
+const CONTENDERS = ['fd', 'split-text', 'split-binary', 'binary-interleaved'] as const;
 type Contender = (typeof CONTENDERS)[number];
+/** Types of post-data items the interleaved loader runs itself, right after their table's load. */
+const PER_TABLE_ITEM = /^(INDEX|CONSTRAINT)$/;
+
 const COUNTS_QUERY = `SELECT
   (SELECT count(*) FROM pg_catalog.pg_index i JOIN pg_catalog.pg_class c ON c.oid = i.indrelid
      JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'public') AS indexes,
   (SELECT count(*) FROM pg_catalog.pg_constraint k JOIN pg_catalog.pg_namespace n ON n.oid = k.connamespace
      WHERE n.nspname = 'public' AND k.contype = 'f') AS foreign_keys,
+  (SELECT count(*) FROM pg_catalog.pg_trigger t JOIN pg_catalog.pg_class c ON c.oid = t.tgrelid
+     JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'public' AND NOT t.tgisinternal) AS triggers,
   (SELECT count(*) FROM pg_catalog.pg_largeobject_metadata) AS large_objects`;
 
 function run(command: string, args: string[], env: Record<string, string>, stdoutPath?: string): Promise<void> {
@@ -64,6 +74,26 @@ function serverCpuSeconds(server: TestPostgres): number {
   const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
   // utime, stime, cutime, cstime: fields 14-17 of proc(5), 12-15 after the pid and comm.
   return (Number(fields[11]) + Number(fields[12]) + Number(fields[13]) + Number(fields[14])) / 100;
+}
+
+/**
+ * Waits until the contender's backends have ended on both servers and the postmasters have reaped
+ * them: a backend's CPU time reaches its postmaster's only then, and a psql session's backend may
+ * still be exiting when psql has.
+ */
+async function backendsGone(...servers: TestPostgres[]): Promise<void> {
+  for (const server of servers) {
+    for (let attempt = 0; ; attempt += 1) {
+      const [others] = await server.query<{ n: string }>(
+        `SELECT count(*) AS n FROM pg_catalog.pg_stat_activity WHERE pid <> pg_catalog.pg_backend_pid() AND backend_type IN ('client backend', 'parallel worker') AND application_name <> ''`,
+      );
+      if (Number(others!.n) === 0) break;
+      if (attempt > 200) throw new Error(`backends still running on port ${server.port} 10 s after the restore`);
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+  }
+  // pg_stat_activity forgets a backend as it shuts down, a moment before it exits and is reaped.
+  await new Promise((resolve) => setTimeout(resolve, 100));
 }
 
 /** Deals `items` to `sessions` lists, largest first, each to the least loaded list. */
@@ -137,6 +167,7 @@ try {
         const dumped = Date.now();
         await restore(contender, { dumpDir, binaryDir, targetEnv, tables, tableBytes });
         const restored = Date.now();
+        await backendsGone(source, target);
         const cpu = serverCpuSeconds(source) + serverCpuSeconds(target) - cpuBefore;
         const check = await checkCopy(target, tables, expectedRows);
         const sample = { dump: dumped - started, restore: restored - dumped, total: restored - started, cpu };
@@ -171,7 +202,7 @@ interface DumpInputs {
 
 async function dump(contender: Contender, inputs: DumpInputs): Promise<void> {
   const pgDump = join(PG_BINDIR, 'pg_dump');
-  if (contender !== 'split-binary') return run(pgDump, ['-Fd', `-j${jobs}`, '-Z0', '-f', inputs.dumpDir], inputs.sourceEnv);
+  if (contender === 'fd' || contender === 'split-text') return run(pgDump, ['-Fd', `-j${jobs}`, '-Z0', '-f', inputs.dumpDir], inputs.sourceEnv);
   await inputs.sourceClient.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
   const snapshot = (await inputs.sourceClient.query<{ id: string }>('SELECT pg_catalog.pg_export_snapshot() AS id')).rows[0]!.id;
   const sessions = deal(inputs.tables, inputs.tableBytes, jobs).map((tables, session) => {
@@ -205,6 +236,8 @@ async function restore(contender: Contender, inputs: RestoreInputs): Promise<voi
   writeFileSync(dataList, `${dataItems.join('\n')}\n`);
   if (contender === 'split-text') {
     await run(pgRestore, [`-j${jobs}`, '-L', dataList, '-d', 'copy', inputs.dumpDir], inputs.targetEnv);
+  } else if (contender === 'binary-interleaved') {
+    return loadInterleaved({ ...inputs, dataList, listing });
   } else {
     const hasLargeObjects = dataItems.some((line) => / BLOBS /.test(line));
     const work = hasLargeObjects ? ['large objects', ...inputs.tables] : [...inputs.tables];
@@ -223,6 +256,53 @@ async function restore(contender: Contender, inputs: RestoreInputs): Promise<voi
     );
   }
   await run(pgRestore, ['--section=post-data', `-j${jobs}`, '-d', 'copy', inputs.dumpDir], inputs.targetEnv);
+}
+
+/**
+ * `binary-interleaved`: each session loads its tables and builds each one's indexes and keys right
+ * after it; the rest of post-data (foreign keys, which need two tables) by pg_restore -jN at the end.
+ */
+async function loadInterleaved(inputs: RestoreInputs & { dataList: string; listing: string }): Promise<void> {
+  const pgRestore = join(PG_BINDIR, 'pg_restore');
+  // pg_restore's script of post-data: a preamble of SETs, then one "-- Name: ...; Type: ...;"
+  // header per item, followed by its SQL.
+  const postDataScript = join(scratch, 'post-data.sql');
+  await run(pgRestore, ['--section=post-data', '-f', postDataScript, inputs.dumpDir], {});
+  // Without pg_dump's \restrict / \unrestrict lines (PostgreSQL 15.14+): restricted psql refuses
+  // every backslash command, \copy included, and the loads run in the same script.
+  const postData = readFileSync(postDataScript, 'utf8').replace(/^\\(un)?restrict .*$/gm, '');
+  const [preamble, ...items] = postData.split(/\n(?=--\n-- Name: )/);
+  const perTable = new Map<string, string[]>();
+  for (const item of items) {
+    const type = /; Type: ([^;]+);/.exec(item)?.[1] ?? '';
+    if (!PER_TABLE_ITEM.test(type)) continue;
+    const table = type === 'INDEX' ? / ON (?:ONLY )?(\S+) USING /.exec(item)?.[1] : /ALTER TABLE ONLY (\S+)\n/.exec(item)?.[1];
+    if (!table || !inputs.tables.includes(table)) throw new Error(`cannot tell the table of post-data item: ${item.slice(0, 300)}`);
+    perTable.set(table, [...(perTable.get(table) ?? []), item]);
+  }
+  const hasLargeObjects = readFileSync(inputs.dataList, 'utf8').includes(' BLOBS ');
+  const work = hasLargeObjects ? ['large objects', ...inputs.tables] : [...inputs.tables];
+  await Promise.all(
+    deal(work, inputs.tableBytes, jobs).map(async (tables, session) => {
+      const script = join(scratch, `load-and-index-${session}.sql`);
+      const steps = tables
+        .filter((table) => table !== 'large objects')
+        .map((table) => [`BEGIN;\nTRUNCATE ${table};\n\\copy ${table} FROM '${join(inputs.binaryDir, table)}' (FORMAT binary, FREEZE)\nCOMMIT;`, ...(perTable.get(table) ?? [])].join('\n'));
+      writeFileSync(script, `${preamble}\n${steps.join('\n')}\n`);
+      await Promise.all([
+        run(join(PG_BINDIR, 'psql'), ['-X', '-q', '-v', 'ON_ERROR_STOP=1', '-f', script], inputs.targetEnv),
+        ...(tables.includes('large objects') ? [run(pgRestore, ['-L', inputs.dataList, '-d', 'copy', inputs.dumpDir], inputs.targetEnv)] : []),
+      ]);
+    }),
+  );
+  // The rest of post-data: the listing's post-data items that are not per-table indexes or keys.
+  const rest = readFileSync(inputs.listing, 'utf8')
+    .split('\n')
+    .filter((line) => /^\d+; \d+ \d+ (FK CONSTRAINT|TRIGGER|RULE|POLICY|INDEX ATTACH|STATISTICS|EVENT TRIGGER) /.test(line));
+  if (rest.length === 0) return;
+  const restList = join(scratch, 'post-data-rest');
+  writeFileSync(restList, `${rest.join('\n')}\n`);
+  await run(pgRestore, [`-j${jobs}`, '-L', restList, '-d', 'copy', inputs.dumpDir], inputs.targetEnv);
 }
 
 /** Every table's rows, and the index, foreign key and large object counts, as on the source. */

@@ -520,19 +520,19 @@ function explainRunnerWork(proofFromIds: boolean): string[] {
       'peers\': the table data in binary COPY instead of pg_dump\'s text (server CPU of COPY alone, wide tables at 0.2 GiB: out ' +
       '1.15 → 0.94 s, into a table without indexes 2.00 → 1.28 s; keycloak\'s text columns gain 0.13 s), with pg_dump and ' +
       'pg_restore kept for the schema and the large objects and a fallback to text for types whose binary form may differ ' +
-      'between majors. Measured end to end, unverified, on this machine (bench/binary-copy-experiment.ts, 2026-12-05: ' +
-      '`pg_dump --exclude-table-data` beside two sessions copying each table out `(FORMAT binary)` in its exported snapshot; ' +
-      'restored as pg_restore `--section=pre-data`, two sessions loading `(FORMAT binary, FREEZE)` in the transaction that ' +
-      'truncates the table beside pg_restore of the large objects, `--section=post-data -j2`), against `pg_dump -Fd -j2 -Z0` + ' +
-      '`pg_restore -j2`, medians of alternating rounds: at 0.2 GiB (5 rounds) wide 3.52 → 3.16 s (−10 %), keycloak 3.93 → 4.26 s ' +
-      '(+8 %), lob 4.54 → 4.45 s (−2 %); at 1 GiB (3 rounds, single rounds spread ±15 %) wide 13.3 → 12.2 s (−8 %), keycloak ' +
-      '15.0 → 13.5 s (−10 %), lob 16.7 → 13.9 s (−16 %), server CPU 7–27 % less. Splitting pg_restore costs its overlap of one ' +
-      'table\'s index builds with the next table\'s load (the same split with the text data: +13 %, +13 %, +8 % at 0.2 GiB), ' +
-      'which weighs most on keycloak\'s 85 tables at 0.2 GiB; a loader that builds each table\'s indexes as soon as its data is ' +
-      'in would keep it (binary against text within the split: −20 %, −4 %, −10 % at 0.2 GiB). So the binary data path could ' +
-      'bring the 1 GiB keycloak and lob cells near 1.0 × (1.13 × and 1.22 × less 10–16 %), not the 0.2 GiB ones nor wide ' +
-      '(1.38 × less 8 %); it is the next lever, not built yet: a data path of the runner\'s own beside pg_restore, with its ' +
-      'own crash, resume and cross-major tests; (3) the runner\'s own COPY FREEZE ' +
+      'between majors. Measured end to end without verification against `pg_dump -Fd -j2 -Z0` + `pg_restore -j2` ' +
+      '(bench/binary-copy-experiment.ts, 2026-12-05; two runs, medians of 5 alternating rounds at 0.2 GiB and of 3 at 1 GiB): ' +
+      'the dump (`pg_dump --exclude-table-data` beside two sessions copying each table out `(FORMAT binary)` in its exported ' +
+      'snapshot) is faster (keycloak 0.2 GiB 0.93–0.99 → 0.73–0.77 s; lob least, its large objects dumped as before); the restore has to split pg_restore into its sections around the loader ' +
+      '(`--section=pre-data`; two sessions loading each table `(FORMAT binary, FREEZE)` in the transaction that truncates it and ' +
+      'building its indexes and keys right after, as pg_restore -j2 would, beside pg_restore of the large objects; the foreign ' +
+      'keys by pg_restore -j2 at the end). Whole copy, the two runs: wide −16 % / −17 % at 0.2 GiB and −8 % (split-binary) / ' +
+      '−37 % at 1 GiB; lob −9 % / +1 % and −16 % (split-binary) / −12 %; keycloak +4 % / +3 % and −1 % / +6 %: Keycloak\'s columns are ' +
+      'mostly varchar, whose binary form is its text, and its 85 tables pay the split\'s extra pg_restore runs and the ' +
+      'per-table transactions (without the per-table index builds: +9 % at 0.2 GiB, from −10 % to +17 % in three runs at 1 GiB). So the binary data path would narrow wide and lob ' +
+      'and leave keycloak — the shape that matters most — where it is: the target stays missed in every cell. Not built (a data ' +
+      'path of the runner\'s own beside pg_restore, with its own crash, resume and cross-major tests, for no gain on Keycloak); ' +
+      '(3) the runner\'s own COPY FREEZE ' +
       'loader of pg_dump\'s text files: measured, it would spare only the hint bits the target\'s pass sets (~0.4 µs per row, ' +
       'about a tenth of that pass on the wide tables) and the second read of each file (not its sha256) — less than it was expected to.',
     '',
