@@ -5,7 +5,7 @@
  * pg_restore cannot load binary COPY data, so a runner that copies the data itself must split
  * pg_restore into its sections: the schema (`--section=pre-data`), then the data, then indexes and
  * constraints (`--section=post-data -jN`). pg_restore -jN alone overlaps one table's index builds
- * with the next table's load; the split loses that. The three contenders separate the two effects:
+ * with the next table's load; the split loses that. The contenders separate the effects:
  *
  * - `fd`: `pg_dump -Fd -jN -Z0` + `pg_restore -jN` (the benchmark's `fd-z0` peer);
  * - `split-text`: the same dump, restored in the three sections (the data by `pg_restore -L` of the
@@ -21,10 +21,10 @@
  *   keys, triggers, ...). An upper bound for a loader of the runner's own that keeps pg_restore's
  *   overlap.
  *
- * No contender verifies anything; each copy is checked afterwards by row counts, index and large
- * object counts. Wall time from the dump's start to the restore's end; server CPU is both
- * postmasters' own and reaped children's user + system time (/proc/<pid>/stat), so it includes
- * every backend that ended during the run.
+ * No contender verifies anything; each copy is checked afterwards by every table's row count and
+ * the index, foreign key, trigger and large object counts. Wall time from the dump's start to the
+ * restore's end; server CPU is both postmasters' own and reaped children's user + system time
+ * (/proc/<pid>/stat), read once the run's backends are gone, so it includes every backend of the run.
  *
  *   tsx bench/binary-copy-experiment.ts [--shapes wide,keycloak,lob] [--size-mib 205] [--rounds 3] [--jobs 2]
  */
