@@ -9,22 +9,23 @@
  *
  * - `fd`: `pg_dump -Fd -jN -Z0` + `pg_restore -jN` (the benchmark's `fd-z0` peer);
  * - `split-text`: the same dump, restored in the three sections (the data by `pg_restore -L` of the
- *   TABLE DATA and BLOBS items, -jN): the cost of the split alone;
- * - `split-binary`: `pg_dump --exclude-table-data='*'` beside N psql sessions that `\copy` each
+ *   TABLE DATA, BLOBS and SEQUENCE SET items, -jN): the cost of the split alone;
+ * - `split-binary`: `pg_dump --exclude-table-data=<each table>` (not '*': that drops the sequences'
+ *   values too) beside N psql sessions that `\copy` each
  *   table `TO` a file `(FORMAT binary)` in pg_dump's exported snapshot; restored in the three
  *   sections, the data by N psql sessions (`BEGIN; TRUNCATE; \copy ... FROM ... (FORMAT binary,
  *   FREEZE); COMMIT` per table, tables dealt to the sessions largest first) beside `pg_restore -L`
- *   of the BLOBS item: the split plus binary data;
+ *   of the BLOBS and SEQUENCE SET items: the split plus binary data;
  * - `binary-interleaved`: the same binary dump and loads, but each session builds a table's indexes
  *   and primary / unique keys (their SQL from `pg_restore --section=post-data -f`) right after
  *   loading it, as pg_restore -jN would; then `pg_restore -jN -L` of the rest of post-data (foreign
  *   keys, triggers, ...). An upper bound for a loader of the runner's own that keeps pg_restore's
  *   overlap.
  *
- * No contender verifies anything; each copy is checked afterwards by every table's row count and
- * the index, foreign key, trigger and large object counts. Wall time from the dump's start to the
- * restore's end; server CPU is both postmasters' own and reaped children's user + system time
- * (/proc/<pid>/stat), read once the run's backends are gone, so it includes every backend of the run.
+ * No contender verifies anything; each copy is checked afterwards as the benchmark checks its
+ * contenders' (verify-copy.ts: every table's rows, large objects and their bytes, sequences,
+ * indexes, foreign keys). Wall time from the dump's start to the restore's end; server CPU over
+ * both servers' process trees, exited backends included (measure.ts `treeTotals`).
  *
  *   tsx bench/binary-copy-experiment.ts [--shapes wide,keycloak,lob] [--size-mib 205] [--rounds 3] [--jobs 2]
  */
@@ -35,24 +36,17 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import pg from 'pg';
 import { startPostgres, type TestPostgres } from '../test/support/postgres.js';
+import { postmasterPid, SERVER_SETTINGS, treeTotals } from './measure.js';
 import { ALL_SHAPES } from './shapes.js';
+import { compareSnapshots, snapshotDatabase } from './verify-copy.js';
 
 const PG_BINDIR = '/usr/lib/postgresql/15/bin';
-/** The benchmark's production durability (bench/run.ts), not the test harness's speed settings. */
-const SERVER_SETTINGS = { fsync: 'on', synchronous_commit: 'on', full_page_writes: 'on', shared_buffers: '128MB', max_wal_size: '1GB' };
 const CONTENDERS = ['fd', 'split-text', 'split-binary', 'binary-interleaved'] as const;
 type Contender = (typeof CONTENDERS)[number];
+/** The work item of the binary loads that pg_restore does: the large objects and the sequences' values. */
+const OTHER_DATA = 'large objects and sequence values';
 /** Types of post-data items the interleaved loader runs itself, right after their table's load. */
 const PER_TABLE_ITEM = /^(INDEX|CONSTRAINT)$/;
-
-const COUNTS_QUERY = `SELECT
-  (SELECT count(*) FROM pg_catalog.pg_index i JOIN pg_catalog.pg_class c ON c.oid = i.indrelid
-     JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'public') AS indexes,
-  (SELECT count(*) FROM pg_catalog.pg_constraint k JOIN pg_catalog.pg_namespace n ON n.oid = k.connamespace
-     WHERE n.nspname = 'public' AND k.contype = 'f') AS foreign_keys,
-  (SELECT count(*) FROM pg_catalog.pg_trigger t JOIN pg_catalog.pg_class c ON c.oid = t.tgrelid
-     JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'public' AND NOT t.tgisinternal) AS triggers,
-  (SELECT count(*) FROM pg_catalog.pg_largeobject_metadata) AS large_objects`;
 
 function run(command: string, args: string[], env: Record<string, string>, stdoutPath?: string): Promise<void> {
   return new Promise((resolve, reject) => {
@@ -68,32 +62,9 @@ function run(command: string, args: string[], env: Record<string, string>, stdou
   });
 }
 
-/** Both servers' CPU seconds so far: the postmaster's own and its reaped children's (backends). */
-function serverCpuSeconds(server: TestPostgres): number {
-  const pid = Number(readFileSync(join(server.dataDir, 'postmaster.pid'), 'utf8').split('\n')[0]);
-  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
-  // utime, stime, cutime, cstime: fields 14-17 of proc(5), 12-15 after the pid and comm.
-  return (Number(fields[11]) + Number(fields[12]) + Number(fields[13]) + Number(fields[14])) / 100;
-}
-
-/**
- * Waits until the contender's backends have ended on both servers and the postmasters have reaped
- * them: a backend's CPU time reaches its postmaster's only then, and a psql session's backend may
- * still be exiting when psql has.
- */
-async function backendsGone(...servers: TestPostgres[]): Promise<void> {
-  for (const server of servers) {
-    for (let attempt = 0; ; attempt += 1) {
-      const [others] = await server.query<{ n: string }>(
-        `SELECT count(*) AS n FROM pg_catalog.pg_stat_activity WHERE pid <> pg_catalog.pg_backend_pid() AND backend_type IN ('client backend', 'parallel worker') AND application_name <> ''`,
-      );
-      if (Number(others!.n) === 0) break;
-      if (attempt > 200) throw new Error(`backends still running on port ${server.port} 10 s after the restore`);
-      await new Promise((resolve) => setTimeout(resolve, 50));
-    }
-  }
-  // pg_stat_activity forgets a backend as it shuts down, a moment before it exits and is reaped.
-  await new Promise((resolve) => setTimeout(resolve, 100));
+/** Both servers' CPU seconds so far: their whole process trees, exited backends included (measure.ts). */
+function serverCpuSeconds(...servers: TestPostgres[]): number {
+  return servers.reduce((sum, server) => sum + treeTotals(postmasterPid(server.dataDir)).cpuSeconds, 0);
 }
 
 /** Deals `items` to `sessions` lists, largest first, each to the least loaded list. */
@@ -143,11 +114,10 @@ try {
         )
       ).rows.map((row) => [row.name, row.bytes]),
     );
-    tableBytes.set('large objects', (await sourceClient.query<{ bytes: number }>(`SELECT pg_catalog.pg_total_relation_size('pg_catalog.pg_largeobject')::float8 AS bytes`)).rows[0]!.bytes);
-    const tables = [...tableBytes.keys()].filter((name) => name !== 'large objects');
-    const expectedRows = new Map<string, string>();
-    for (const table of tables) expectedRows.set(table, (await sourceClient.query<{ count: string }>(`SELECT count(*) FROM ${table}`)).rows[0]!.count);
-    expectedRows.set(COUNTS_QUERY, JSON.stringify((await sourceClient.query(COUNTS_QUERY)).rows[0]));
+    tableBytes.set(OTHER_DATA, (await sourceClient.query<{ bytes: number }>(`SELECT pg_catalog.pg_total_relation_size('pg_catalog.pg_largeobject')::float8 AS bytes`)).rows[0]!.bytes);
+    const tables = [...tableBytes.keys()].filter((name) => name !== OTHER_DATA);
+    // The benchmark's own check of every copy (verify-copy.ts): rows, large objects, sequences, indexes, foreign keys.
+    const expected = await snapshotDatabase(endpoint);
     const sourceEnv = { PGHOST: '127.0.0.1', PGPORT: String(source.port), PGUSER: source.superuser, PGPASSWORD: source.password, PGDATABASE: database };
     const targetEnv = { PGHOST: '127.0.0.1', PGPORT: String(target.port), PGUSER: target.superuser, PGPASSWORD: target.password, PGDATABASE: 'copy' };
 
@@ -161,17 +131,17 @@ try {
         rmSync(binaryDir, { recursive: true, force: true });
         mkdirSync(binaryDir);
         await run('sync', [], {});
-        const cpuBefore = serverCpuSeconds(source) + serverCpuSeconds(target);
+        const cpuBefore = serverCpuSeconds(source, target);
         const started = Date.now();
         await dump(contender, { dumpDir, binaryDir, sourceClient, sourceEnv, tables, tableBytes });
         const dumped = Date.now();
         await restore(contender, { dumpDir, binaryDir, targetEnv, tables, tableBytes });
         const restored = Date.now();
-        await backendsGone(source, target);
-        const cpu = serverCpuSeconds(source) + serverCpuSeconds(target) - cpuBefore;
-        const check = await checkCopy(target, tables, expectedRows);
+        const cpu = serverCpuSeconds(source, target) - cpuBefore;
+        const differences = compareSnapshots(expected, await snapshotDatabase({ ...endpoint, port: target.port, password: target.password, database: 'copy' }));
+        if (differences.length > 0) throw new Error(`${contender} lost data: ${differences.join('; ')}`);
         const sample = { dump: dumped - started, restore: restored - dumped, total: restored - started, cpu };
-        console.log(`${shape.id} ${sizeMib} MiB round ${round + 1} ${contender.padEnd(12)} dump ${sample.dump} ms, restore ${sample.restore} ms, total ${sample.total} ms, server CPU ${cpu.toFixed(2)} s (${check})`);
+        console.log(`${shape.id} ${sizeMib} MiB round ${round + 1} ${contender.padEnd(12)} dump ${sample.dump} ms, restore ${sample.restore} ms, total ${sample.total} ms, server CPU ${cpu.toFixed(2)} s`);
         const key = `${shape.id} ${contender}`;
         results.set(key, [...(results.get(key) ?? []), sample]);
       }
@@ -211,7 +181,7 @@ async function dump(contender: Contender, inputs: DumpInputs): Promise<void> {
     writeFileSync(script, ['BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY;', `SET TRANSACTION SNAPSHOT '${snapshot}';`, ...copies, 'COMMIT;', ''].join('\n'));
     return run(join(PG_BINDIR, 'psql'), ['-X', '-q', '-v', 'ON_ERROR_STOP=1', '-f', script], inputs.sourceEnv);
   });
-  await Promise.all([run(pgDump, ['-Fd', `-j${jobs}`, '-Z0', `--snapshot=${snapshot}`, '--exclude-table-data=*', '-f', inputs.dumpDir], inputs.sourceEnv), ...sessions]);
+  await Promise.all([run(pgDump, ['-Fd', `-j${jobs}`, '-Z0', `--snapshot=${snapshot}`, ...inputs.tables.map((table) => `--exclude-table-data=${table}`), '-f', inputs.dumpDir], inputs.sourceEnv), ...sessions]);
   await inputs.sourceClient.query('COMMIT');
 }
 
@@ -227,11 +197,11 @@ async function restore(contender: Contender, inputs: RestoreInputs): Promise<voi
   const pgRestore = join(PG_BINDIR, 'pg_restore');
   if (contender === 'fd') return run(pgRestore, [`-j${jobs}`, '-d', 'copy', inputs.dumpDir], inputs.targetEnv);
   await run(pgRestore, ['--section=pre-data', '-d', 'copy', inputs.dumpDir], inputs.targetEnv);
-  // The data items of the listing (TABLE DATA, and BLOBS: the large objects' contents; each
-  // object's BLOB item is pre-data and already restored).
+  // The data items of the listing (TABLE DATA; BLOBS: the large objects' contents; SEQUENCE SET:
+  // the sequences' values; each object's BLOB item is pre-data and already restored).
   const listing = join(scratch, 'listing');
   await run(pgRestore, ['--list', inputs.dumpDir], {}, listing);
-  const dataItems = readFileSync(listing, 'utf8').split('\n').filter((line) => / (TABLE DATA|BLOBS) /.test(line));
+  const dataItems = readFileSync(listing, 'utf8').split('\n').filter((line) => / (TABLE DATA|BLOBS|SEQUENCE SET) /.test(line));
   const dataList = join(scratch, 'data-items');
   writeFileSync(dataList, `${dataItems.join('\n')}\n`);
   if (contender === 'split-text') {
@@ -239,18 +209,18 @@ async function restore(contender: Contender, inputs: RestoreInputs): Promise<voi
   } else if (contender === 'binary-interleaved') {
     return loadInterleaved({ ...inputs, dataList, listing });
   } else {
-    const hasLargeObjects = dataItems.some((line) => / BLOBS /.test(line));
-    const work = hasLargeObjects ? ['large objects', ...inputs.tables] : [...inputs.tables];
+    // No TABLE DATA item is left in the listing of a dump without table data: pg_restore loads the rest.
+    const work = dataItems.length > 0 ? [OTHER_DATA, ...inputs.tables] : [...inputs.tables];
     await Promise.all(
       deal(work, inputs.tableBytes, jobs).map(async (items, session) => {
         const script = join(scratch, `copy-in-${session}.sql`);
         const loads = items
-          .filter((item) => item !== 'large objects')
+          .filter((item) => item !== OTHER_DATA)
           .map((table) => `BEGIN;\nTRUNCATE ${table};\n\\copy ${table} FROM '${join(inputs.binaryDir, table)}' (FORMAT binary, FREEZE)\nCOMMIT;`);
         writeFileSync(script, `${loads.join('\n')}\n`);
         await Promise.all([
           run(join(PG_BINDIR, 'psql'), ['-X', '-q', '-v', 'ON_ERROR_STOP=1', '-f', script], inputs.targetEnv),
-          ...(items.includes('large objects') ? [run(pgRestore, ['-L', dataList, '-d', 'copy', inputs.dumpDir], inputs.targetEnv)] : []),
+          ...(items.includes(OTHER_DATA) ? [run(pgRestore, ['-L', dataList, '-d', 'copy', inputs.dumpDir], inputs.targetEnv)] : []),
         ]);
       }),
     );
@@ -280,18 +250,17 @@ async function loadInterleaved(inputs: RestoreInputs & { dataList: string; listi
     if (!table || !inputs.tables.includes(table)) throw new Error(`cannot tell the table of post-data item: ${item.slice(0, 300)}`);
     perTable.set(table, [...(perTable.get(table) ?? []), item]);
   }
-  const hasLargeObjects = readFileSync(inputs.dataList, 'utf8').includes(' BLOBS ');
-  const work = hasLargeObjects ? ['large objects', ...inputs.tables] : [...inputs.tables];
+  const work = readFileSync(inputs.dataList, 'utf8').trim() !== '' ? [OTHER_DATA, ...inputs.tables] : [...inputs.tables];
   await Promise.all(
     deal(work, inputs.tableBytes, jobs).map(async (tables, session) => {
       const script = join(scratch, `load-and-index-${session}.sql`);
       const steps = tables
-        .filter((table) => table !== 'large objects')
+        .filter((table) => table !== OTHER_DATA)
         .map((table) => [`BEGIN;\nTRUNCATE ${table};\n\\copy ${table} FROM '${join(inputs.binaryDir, table)}' (FORMAT binary, FREEZE)\nCOMMIT;`, ...(perTable.get(table) ?? [])].join('\n'));
       writeFileSync(script, `${preamble}\n${steps.join('\n')}\n`);
       await Promise.all([
         run(join(PG_BINDIR, 'psql'), ['-X', '-q', '-v', 'ON_ERROR_STOP=1', '-f', script], inputs.targetEnv),
-        ...(tables.includes('large objects') ? [run(pgRestore, ['-L', inputs.dataList, '-d', 'copy', inputs.dumpDir], inputs.targetEnv)] : []),
+        ...(tables.includes(OTHER_DATA) ? [run(pgRestore, ['-L', inputs.dataList, '-d', 'copy', inputs.dumpDir], inputs.targetEnv)] : []),
       ]);
     }),
   );
@@ -303,21 +272,4 @@ async function loadInterleaved(inputs: RestoreInputs & { dataList: string; listi
   const restList = join(scratch, 'post-data-rest');
   writeFileSync(restList, `${rest.join('\n')}\n`);
   await run(pgRestore, [`-j${jobs}`, '-L', restList, '-d', 'copy', inputs.dumpDir], inputs.targetEnv);
-}
-
-/** Every table's rows, and the index, foreign key and large object counts, as on the source. */
-async function checkCopy(server: TestPostgres, tables: readonly string[], expected: ReadonlyMap<string, string>): Promise<string> {
-  const client = new pg.Client({ host: '127.0.0.1', port: server.port, user: server.superuser, password: server.password, database: 'copy' });
-  await client.connect();
-  try {
-    for (const table of tables) {
-      const rows = (await client.query<{ count: string }>(`SELECT count(*) FROM ${table}`)).rows[0]!.count;
-      if (rows !== expected.get(table)) throw new Error(`${table}: ${rows} rows in the copy, ${expected.get(table)} in the source`);
-    }
-    const counts = JSON.stringify((await client.query(COUNTS_QUERY)).rows[0]);
-    if (counts !== expected.get(COUNTS_QUERY)) throw new Error(`the copy has ${counts}, the source ${expected.get(COUNTS_QUERY)}`);
-    return `rows and ${counts} as the source`;
-  } finally {
-    await client.end();
-  }
 }

@@ -16,6 +16,19 @@
  */
 import { readFileSync, readdirSync } from 'node:fs';
 
+/**
+ * Both servers run with PostgreSQL's own defaults for durability (the test harness turns fsync
+ * off for speed; a migration target in production has it on), so restore costs are real.
+ */
+export const SERVER_SETTINGS: Readonly<Record<string, string>> = {
+  fsync: 'on',
+  synchronous_commit: 'on',
+  full_page_writes: 'on',
+  shared_buffers: '128MB',
+  max_wal_size: '1GB',
+  max_connections: '100',
+};
+
 export const SAMPLE_INTERVAL_MS = 20;
 const PSS_EVERY_NTH_SAMPLE = 5;
 

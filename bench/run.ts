@@ -31,23 +31,11 @@ import { formatBytes, parseSize } from './size.js';
 import { ALL_SHAPES, type DataShape } from './shapes.js';
 import { snapshotDatabase } from './verify-copy.js';
 import { measureChangeCheck, measureChecksumPass } from './checksum-pass.js';
+import { SERVER_SETTINGS } from './measure.js';
 
 const REPOSITORY_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const PG_BIN_DIR = '/usr/lib/postgresql/15/bin';
 const RUNNER_BUNDLE = join(REPOSITORY_ROOT, 'runner', 'dist', 'runner.mjs');
-
-/**
- * Both servers run with PostgreSQL's own defaults for durability (the test harness turns fsync
- * off for speed; a migration target in production has it on), so restore costs are real.
- */
-const SERVER_SETTINGS: Readonly<Record<string, string>> = {
-  fsync: 'on',
-  synchronous_commit: 'on',
-  full_page_writes: 'on',
-  shared_buffers: '128MB',
-  max_wal_size: '1GB',
-  max_connections: '100',
-};
 
 interface Options {
   readonly shapes: readonly DataShape[];
