@@ -521,13 +521,14 @@ function explainRunnerWork(proofFromIds: boolean): string[] {
       '1.15 → 0.94 s, into a table without indexes 2.00 → 1.28 s; keycloak\'s text columns gain 0.13 s), with pg_dump and ' +
       'pg_restore kept for the schema and the large objects and a fallback to text for types whose binary form may differ ' +
       'between majors. Measured end to end without verification against `pg_dump -Fd -j2 -Z0` + `pg_restore -j2` ' +
-      '(bench/binary-copy-experiment.ts, 2026-12-05; two runs, medians of 5 alternating rounds at 0.2 GiB and of 3 at 1 GiB): ' +
+      '(bench/binary-copy-experiment.ts, 2026-12-05; medians of 5 alternating rounds at 0.2 GiB, three runs, and of 3 at 1 GiB, two runs): ' +
       'the dump (`pg_dump --exclude-table-data` beside two sessions copying each table out `(FORMAT binary)` in its exported ' +
       'snapshot) is faster (keycloak 0.2 GiB 0.93–0.99 → 0.73–0.77 s; lob least, its large objects dumped as before); the restore has to split pg_restore into its sections around the loader ' +
       '(`--section=pre-data`; two sessions loading each table `(FORMAT binary, FREEZE)` in the transaction that truncates it and ' +
       'building its indexes and keys right after, as pg_restore -j2 would, beside pg_restore of the large objects; the foreign ' +
-      'keys by pg_restore -j2 at the end). Whole copy, the two runs: wide −16 % / −17 % at 0.2 GiB and −8 % (split-binary) / ' +
-      '−37 % at 1 GiB; lob −9 % / +1 % and −16 % (split-binary) / −12 %; keycloak +4 % / +3 % and −1 % / +6 %: Keycloak\'s columns are ' +
+      'keys by pg_restore -j2 at the end). Whole copy: wide −16 % / −17 % / −15 % at 0.2 GiB and −8 % (split-binary) / ' +
+      '−37 % at 1 GiB; lob −9 % / +1 % / −21 % and −16 % (split-binary) / −12 %; keycloak +4 % / +3 % / +2 % and −1 % / +6 % (the ' +
+      'runs but the third at 0.2 GiB left the sequences\' values out, a few setval calls; it restored them): Keycloak\'s columns are ' +
       'mostly varchar, whose binary form is its text, and its 85 tables pay the split\'s extra pg_restore runs and the ' +
       'per-table transactions (without the per-table index builds: +9 % at 0.2 GiB, from −10 % to +17 % in three runs at 1 GiB). So the binary data path would narrow wide and lob ' +
       'and leave keycloak — the shape that matters most — where it is: the target stays missed in every cell. Not built (a data ' +
