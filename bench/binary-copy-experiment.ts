@@ -207,23 +207,10 @@ async function restore(contender: Contender, inputs: RestoreInputs): Promise<voi
   if (contender === 'split-text') {
     await run(pgRestore, [`-j${jobs}`, '-L', dataList, '-d', 'copy', inputs.dumpDir], inputs.targetEnv);
   } else if (contender === 'binary-interleaved') {
-    return loadInterleaved({ ...inputs, dataList, listing });
+    return loadInterleaved(inputs, dataList, dataItems.length > 0, listing);
   } else {
     // No TABLE DATA item is left in the listing of a dump without table data: pg_restore loads the rest.
-    const work = dataItems.length > 0 ? [OTHER_DATA, ...inputs.tables] : [...inputs.tables];
-    await Promise.all(
-      deal(work, inputs.tableBytes, jobs).map(async (items, session) => {
-        const script = join(scratch, `copy-in-${session}.sql`);
-        const loads = items
-          .filter((item) => item !== OTHER_DATA)
-          .map((table) => `BEGIN;\nTRUNCATE ${table};\n\\copy ${table} FROM '${join(inputs.binaryDir, table)}' (FORMAT binary, FREEZE)\nCOMMIT;`);
-        writeFileSync(script, `${loads.join('\n')}\n`);
-        await Promise.all([
-          run(join(PG_BINDIR, 'psql'), ['-X', '-q', '-v', 'ON_ERROR_STOP=1', '-f', script], inputs.targetEnv),
-          ...(items.includes(OTHER_DATA) ? [run(pgRestore, ['-L', dataList, '-d', 'copy', inputs.dumpDir], inputs.targetEnv)] : []),
-        ]);
-      }),
-    );
+    await loadBinary(inputs, dataList, dataItems.length > 0);
   }
   await run(pgRestore, ['--section=post-data', `-j${jobs}`, '-d', 'copy', inputs.dumpDir], inputs.targetEnv);
 }
@@ -232,7 +219,7 @@ async function restore(contender: Contender, inputs: RestoreInputs): Promise<voi
  * `binary-interleaved`: each session loads its tables and builds each one's indexes and keys right
  * after it; the rest of post-data (foreign keys, which need two tables) by pg_restore -jN at the end.
  */
-async function loadInterleaved(inputs: RestoreInputs & { dataList: string; listing: string }): Promise<void> {
+async function loadInterleaved(inputs: RestoreInputs, dataList: string, hasOtherData: boolean, listing: string): Promise<void> {
   const pgRestore = join(PG_BINDIR, 'pg_restore');
   // pg_restore's script of post-data: a preamble of SETs, then one "-- Name: ...; Type: ...;"
   // header per item, followed by its SQL.
@@ -250,26 +237,41 @@ async function loadInterleaved(inputs: RestoreInputs & { dataList: string; listi
     if (!table || !inputs.tables.includes(table)) throw new Error(`cannot tell the table of post-data item: ${item.slice(0, 300)}`);
     perTable.set(table, [...(perTable.get(table) ?? []), item]);
   }
-  const work = readFileSync(inputs.dataList, 'utf8').trim() !== '' ? [OTHER_DATA, ...inputs.tables] : [...inputs.tables];
-  await Promise.all(
-    deal(work, inputs.tableBytes, jobs).map(async (tables, session) => {
-      const script = join(scratch, `load-and-index-${session}.sql`);
-      const steps = tables
-        .filter((table) => table !== OTHER_DATA)
-        .map((table) => [`BEGIN;\nTRUNCATE ${table};\n\\copy ${table} FROM '${join(inputs.binaryDir, table)}' (FORMAT binary, FREEZE)\nCOMMIT;`, ...(perTable.get(table) ?? [])].join('\n'));
-      writeFileSync(script, `${preamble}\n${steps.join('\n')}\n`);
-      await Promise.all([
-        run(join(PG_BINDIR, 'psql'), ['-X', '-q', '-v', 'ON_ERROR_STOP=1', '-f', script], inputs.targetEnv),
-        ...(tables.includes(OTHER_DATA) ? [run(pgRestore, ['-L', inputs.dataList, '-d', 'copy', inputs.dumpDir], inputs.targetEnv)] : []),
-      ]);
-    }),
-  );
+  await loadBinary(inputs, dataList, hasOtherData, { preamble, perTable });
   // The rest of post-data: the listing's post-data items that are not per-table indexes or keys.
-  const rest = readFileSync(inputs.listing, 'utf8')
+  const rest = readFileSync(listing, 'utf8')
     .split('\n')
     .filter((line) => /^\d+; \d+ \d+ (FK CONSTRAINT|TRIGGER|RULE|POLICY|INDEX ATTACH|STATISTICS|EVENT TRIGGER) /.test(line));
   if (rest.length === 0) return;
   const restList = join(scratch, 'post-data-rest');
   writeFileSync(restList, `${rest.join('\n')}\n`);
   await run(pgRestore, [`-j${jobs}`, '-L', restList, '-d', 'copy', inputs.dumpDir], inputs.targetEnv);
+}
+
+/**
+ * The binary loads on `jobs` sessions, tables dealt largest first: each table truncated and loaded
+ * `(FORMAT binary, FREEZE)` in one transaction, then `afterLoad`'s SQL for it (its indexes and keys,
+ * after the preamble of SETs of pg_restore's script); beside them, on the session dealt
+ * {@link OTHER_DATA}, pg_restore of the data items in `dataList` (large objects, sequences' values).
+ */
+async function loadBinary(
+  inputs: RestoreInputs,
+  dataList: string,
+  hasOtherData: boolean,
+  afterLoad: { preamble: string; perTable: ReadonlyMap<string, readonly string[]> } = { preamble: '', perTable: new Map() },
+): Promise<void> {
+  const work = hasOtherData ? [OTHER_DATA, ...inputs.tables] : [...inputs.tables];
+  await Promise.all(
+    deal(work, inputs.tableBytes, jobs).map(async (items, session) => {
+      const script = join(scratch, `binary-load-${session}.sql`);
+      const steps = items
+        .filter((item) => item !== OTHER_DATA)
+        .map((table) => [`BEGIN;\nTRUNCATE ${table};\n\\copy ${table} FROM '${join(inputs.binaryDir, table)}' (FORMAT binary, FREEZE)\nCOMMIT;`, ...(afterLoad.perTable.get(table) ?? [])].join('\n'));
+      writeFileSync(script, `${afterLoad.preamble}\n${steps.join('\n')}\n`);
+      await Promise.all([
+        run(join(PG_BINDIR, 'psql'), ['-X', '-q', '-v', 'ON_ERROR_STOP=1', '-f', script], inputs.targetEnv),
+        ...(items.includes(OTHER_DATA) ? [run(join(PG_BINDIR, 'pg_restore'), ['-L', dataList, '-d', 'copy', inputs.dumpDir], inputs.targetEnv)] : []),
+      ]);
+    }),
+  );
 }
