@@ -116,7 +116,7 @@ export const FAILURE_CASES: readonly FaultCase[] = [
     name: 'restore Job fails: target unreachable; the operator makes it reachable and upgrades again',
     tools: ['helm', 'argocd'],
     always: SHORT_LOCK,
-    transform: jobEnv('-restore', 'MIGRATION_TARGET_WAIT_SECONDS', '3'),
+    transform: jobEnv('-restore', 'MIGRATION_TARGET_WAIT_SECONDS', '1'),
     arm: blockTargetDuringRestore,
     firstAttempt: 'fails',
     afterFirst: async (context, result) => {

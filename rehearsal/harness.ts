@@ -145,15 +145,13 @@ export class Rehearsal {
     return () => this.jobPodListeners.splice(this.jobPodListeners.indexOf(listener), 1);
   }
 
-  /** Synthesizes a lifecycle shape with the library and reads it as Helm and Argo CD would. */
+  /**
+   * Synthesizes a lifecycle shape with the library and reads it as Helm and Argo CD would. The
+   * result is the caller's own copy: a transform may change its objects.
+   */
   synthesize(shape: 'v1' | 'v2', overrides: PlatformConfig = {}): SynthesizedShape {
-    const outdir = join(this.root, 'synth', `${shape}-${randomBytes(3).toString('hex')}`);
     const config = mergeConfig(mergeConfig(REHEARSAL_CONFIG, this.options.config ?? {}), { ...overrides, shape });
-    const layout = synthesizePlatform(outdir, config);
-    return {
-      helm: readHelmChart(layout.helmChartDir, { releaseName: config.releaseName!, namespace: this.namespace }),
-      argocd: readArgoManifests(layout.argocdDir),
-    };
+    return structuredClone(synthesizeOnce(config, this.namespace));
   }
 
   /**
@@ -219,6 +217,41 @@ export class Rehearsal {
     await this.server.close();
     if (!process.env.REHEARSAL_KEEP) rmSync(this.root, { recursive: true, force: true });
   }
+}
+
+/**
+ * Synthesis is deterministic, and a test process synthesizes the same few configurations for case
+ * after case (0.25-0.85 s each, `helm template` included): each configuration is synthesized once
+ * per process, into a directory that lives as long as the process (HelmRelease reads the chart's
+ * Chart.yaml). A configuration holding anything but plain data (a function, a construct) is
+ * synthesized every time: its JSON would not tell two of them apart.
+ */
+const synthesized = new Map<string, SynthesizedShape>();
+let synthesisRoot: string | undefined;
+
+function synthesizeOnce(config: PlatformConfig, namespace: string): SynthesizedShape {
+  const key = isPlainData(config) ? JSON.stringify({ config, namespace }) : undefined;
+  const cached = key === undefined ? undefined : synthesized.get(key);
+  if (cached) return cached;
+  if (!synthesisRoot) {
+    synthesisRoot = mkdtempSync(join(tmpdir(), 'rehearsal-synth-'));
+    const root = synthesisRoot;
+    process.once('exit', () => rmSync(root, { recursive: true, force: true }));
+  }
+  const layout = synthesizePlatform(join(synthesisRoot, `${config.shape}-${randomBytes(3).toString('hex')}`), config);
+  const shape: SynthesizedShape = {
+    helm: readHelmChart(layout.helmChartDir, { releaseName: config.releaseName!, namespace }),
+    argocd: readArgoManifests(layout.argocdDir),
+  };
+  if (key !== undefined) synthesized.set(key, shape);
+  return shape;
+}
+
+function isPlainData(value: unknown): boolean {
+  if (value === null || ['string', 'number', 'boolean', 'undefined'].includes(typeof value)) return true;
+  if (Array.isArray(value)) return value.every(isPlainData);
+  if (typeof value !== 'object' || Object.getPrototypeOf(value) !== Object.prototype) return false;
+  return Object.values(value as Record<string, unknown>).every(isPlainData);
 }
 
 /**

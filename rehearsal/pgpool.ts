@@ -105,6 +105,12 @@ export class Pgpool {
         `failover_command = 'echo "failover: node %d down, old primary %P"'`,
         'use_watchdog = off',
         'memory_cache_enabled = off',
+        // The shared relation cache (enable_shared_relcache, on by default) lives in the query
+        // cache's shared memory, which Pgpool (4.1+) allocates at start even with the cache off
+        // (Pgpool-II docs, "Shared Memory Requirement": ~128 MB more): 0.8-1.2 s of every start
+        // here. A rehearsal's few tables need a few entries.
+        'memqcache_total_size = 1MB',
+        'memqcache_max_num_cache = 100',
         'ssl = off',
         `log_destination = 'stderr'`,
         'logging_collector = off',

@@ -122,11 +122,13 @@ export class PostgresNode {
 
   /** Runs SQL statements as the superuser over the local socket (trust), stopping at the first error. */
   async superuserSql(statements: readonly string[], database = 'postgres'): Promise<void> {
-    for (const statement of statements) {
-      await runAsPostgres(join(PG_BIN, 'psql'), [
-        '-X', '-q', '-v', 'ON_ERROR_STOP=1', '-h', this.options.socketDir, '-p', String(this.options.port), '-U', 'postgres', '-d', database, '-c', statement,
-      ]);
-    }
+    if (statements.length === 0) return;
+    // One psql: each -c is sent on its own, outside any transaction block (CREATE DATABASE
+    // needs that), and ON_ERROR_STOP ends the run at the first failing one.
+    await runAsPostgres(join(PG_BIN, 'psql'), [
+      '-X', '-q', '-v', 'ON_ERROR_STOP=1', '-h', this.options.socketDir, '-p', String(this.options.port), '-U', 'postgres', '-d', database,
+      ...statements.flatMap((statement) => ['-c', statement]),
+    ]);
   }
 }
 

@@ -80,8 +80,8 @@ export class RepmgrCluster {
   }
 
   /** Stops every node, standbys first, keeping the data. */
-  async stop(): Promise<void> {
-    for (const index of [...this.servers.keys()].sort((a, b) => b - a)) await this.stopNode(index);
+  async stop(mode: 'fast' | 'immediate' = 'fast'): Promise<void> {
+    for (const index of [...this.servers.keys()].sort((a, b) => b - a)) await this.stopNode(index, mode);
   }
 
   /** Starts one node: initialises the primary or clones a standby on the first start. */
@@ -102,10 +102,10 @@ export class RepmgrCluster {
     return this.describe(index, server);
   }
 
-  async stopNode(index: number): Promise<void> {
+  async stopNode(index: number, mode: 'fast' | 'immediate' = 'fast'): Promise<void> {
     this.up.delete(index);
     await this.stopDaemon(index);
-    await this.servers.get(index)?.stop();
+    await this.servers.get(index)?.stop(mode);
   }
 
   /** The node's server dies at once (immediate shutdown: no checkpoint, clients cut off), as when its pod is killed. */

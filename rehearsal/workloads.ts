@@ -182,8 +182,9 @@ export class WorkloadBacking {
   async close(): Promise<void> {
     this.controller.stop();
     this.unsubscribe();
-    await Promise.allSettled([...this.pods.keys()].map((pod) => this.stopPod(pod)));
-    for (const cluster of this.clusters.values()) await (await cluster).stop().catch(() => undefined);
+    // The rehearsal's directory goes next: no server needs its shutdown checkpoint.
+    await Promise.allSettled([...this.pods.keys()].map((pod) => this.stopPod(pod, 'immediate')));
+    for (const cluster of this.clusters.values()) await (await cluster).stop('immediate').catch(() => undefined);
   }
 
   private podRef(name: string) {
@@ -641,8 +642,11 @@ export class WorkloadBacking {
     }
   }
 
-  /** Stops whatever backs the pod (scale-down, deletion, or garbage collection). */
-  private async stopPod(name: string): Promise<void> {
+  /**
+   * Stops whatever backs the pod (scale-down, deletion, or garbage collection): PostgreSQL with a
+   * fast shutdown, as the kubelet's SIGTERM makes it, unless `mode` says otherwise.
+   */
+  private async stopPod(name: string, mode: 'fast' | 'immediate' = 'fast'): Promise<void> {
     const runtime = this.pods.get(name);
     if (!runtime || runtime.stopping) return;
     runtime.stopping = true;
@@ -656,8 +660,8 @@ export class WorkloadBacking {
     }
     // Wait for a start in progress, then stop what it started.
     await runtime.started;
-    if (backing?.kind === 'legacy' || runtime.backing?.kind === 'legacy') await (runtime.backing as { node: PostgresNode }).node.stop();
-    if (runtime.backing?.kind === 'repmgr') await runtime.backing.cluster.stopNode(runtime.backing.ordinal);
+    if (backing?.kind === 'legacy' || runtime.backing?.kind === 'legacy') await (runtime.backing as { node: PostgresNode }).node.stop(mode);
+    if (runtime.backing?.kind === 'repmgr') await runtime.backing.cluster.stopNode(runtime.backing.ordinal, mode);
     if (runtime.backing?.kind === 'pgpool') await runtime.backing.pool?.stop();
     this.pods.delete(name);
   }
