@@ -31,7 +31,7 @@
  */
 import { ApiObject, Chart, JsonPatch } from 'cdk8s';
 import { k8s } from 'cdk8s-plus-27';
-import { Construct } from 'constructs';
+import { Construct, type IConstruct } from 'constructs';
 import { caFile, caVolume, validateDatabaseTls } from './database-tls.js';
 import { customizePod, type PodCustomization } from './pod-customization.js';
 import {
@@ -50,7 +50,7 @@ import {
   type WorkloadImmutableSpec,
 } from './contract.js';
 import type { DatabaseConnection, DatabaseCredentials } from './database-connection.js';
-import { type GitOpsFlavor, assertGitOpsFlavor, markAsHook } from './gitops.js';
+import { type GitOpsFlavor, assertGitOpsFlavor, markAsHook, setSyncWave } from './gitops.js';
 import {
   type ContainerResources,
   type PodSecurityOptions,
@@ -319,8 +319,29 @@ export interface DatabaseMigrationProps {
    */
   readonly syncWaves?: MigrationSyncWaves;
   /**
-   * Namespace of the ServiceAccount, named by the ClusterRoleBinding (needed when
-   * `protectVolumes` is true).
+   * The constructs holding the target database's objects (e.g. the {@link PostgresHa}). With flavor
+   * `argocd` each of their ordinary objects gets `syncWaves.target`: Argo CD applies the new
+   * database, and waits until it is healthy, before the backup stops the workloads. Without a wave
+   * it would come at wave 0, after the restore (wave -20) that waits for it, and the sync would hang
+   * until the restore Job's deadline. Helm: ignored (Helm applies the release's objects between
+   * its pre- and post-upgrade hooks).
+   *
+   * @default - none; with flavor `argocd` required (`[]` when you put the waves on them yourself)
+   */
+  readonly targetConstructs?: readonly IConstruct[];
+  /**
+   * The constructs holding the workloads that use the data and what belongs with them (e.g. the
+   * {@link Keycloak}, its Ingress). With flavor `argocd` each of their ordinary objects gets
+   * `syncWaves.workloads`: after the restore, and before the objects this revision drops (wave 0)
+   * are pruned. Helm: ignored.
+   *
+   * @default - none; with flavor `argocd` required (`[]` when you put the waves on them yourself)
+   */
+  readonly workloadConstructs?: readonly IConstruct[];
+  /**
+   * Namespace of the ServiceAccount, named by the (Cluster)RoleBindings (needed when
+   * `protectVolumes` is true). Must equal the chart's namespace when the chart has one: the
+   * objects are created in the chart's.
    *
    * @default - the chart's namespace
    */
@@ -505,12 +526,22 @@ export class DatabaseMigration extends Construct {
   public readonly restoreSyncWave: number;
   /** The ClusterRole for PersistentVolumes, when `protectVolumes` is on. */
   public readonly volumeClusterRole?: ApiObject;
+  /** The ports the Jobs connect to PostgreSQL on: the source's and the target's. */
+  public readonly databasePorts: readonly number[];
 
   public constructor(scope: Construct, id: string, props: DatabaseMigrationProps) {
     super(scope, id);
     const flavor = assertGitOpsFlavor(props.flavor, 'DatabaseMigration flavor');
     validateImage('DatabaseMigration runnerImage', props.runnerImage);
-    const namespace = props.namespace ?? Chart.of(this).namespace;
+    const chartNamespace = Chart.of(this).namespace;
+    if (props.namespace !== undefined && chartNamespace !== undefined && props.namespace !== chartNamespace) {
+      throw new Error(
+        `DatabaseMigration namespace is ${JSON.stringify(props.namespace)} but its chart's namespace is ${JSON.stringify(chartNamespace)}: ` +
+          `the ServiceAccount and Jobs are created in the chart's namespace, so bindings naming the other one would leave the Jobs ` +
+          `without permissions; leave 'namespace' unset, or set it to ${JSON.stringify(chartNamespace)}`,
+      );
+    }
+    const namespace = props.namespace ?? chartNamespace;
     if (namespace !== undefined) validateDnsLabel('DatabaseMigration namespace', namespace);
     this.names = deriveNames(props.name, namespace, props.backup?.pvcName);
     this.name = props.name;
@@ -539,6 +570,7 @@ export class DatabaseMigration extends Construct {
 
     validateConnection('DatabaseMigration source', props.source);
     validateConnection('DatabaseMigration target', props.target);
+    this.databasePorts = [...new Set([props.source.port, props.target.port])];
     const workloads = validateWorkloads(props.workloads);
     const legacy = validateLegacy(props.legacy);
     assertNoCollisionWithLegacy(props.targetObjectNames ?? [], legacy, deleteLegacy);
@@ -566,6 +598,24 @@ export class DatabaseMigration extends Construct {
     }
     this.backupSyncWave = waves.backup;
     this.restoreSyncWave = waves.restore;
+    if (flavor === 'argocd') {
+      for (const [key, prop, wave] of [
+        ['target', 'targetConstructs', waves.target],
+        ['workloads', 'workloadConstructs', waves.workloads],
+      ] as const) {
+        const constructs = props[prop];
+        if (constructs === undefined) {
+          throw new Error(
+            `DatabaseMigration ${prop} is not set (flavor 'argocd'): without syncWaves.${key} (${wave}) on their objects, ` +
+              `Argo CD applies them at wave 0, after the restore hook (wave ${waves.restore})` +
+              (key === 'target' ? ', which would wait for a database that never comes' : ', and prunes the old release beside them') +
+              `; pass the constructs (e.g. ${key === 'target' ? '[db]' : '[keycloak, ingress]'}), or [] if you set ` +
+              `argocd.argoproj.io/sync-wave on them yourself`,
+          );
+        }
+        constructs.forEach((construct) => setSyncWave(construct, flavor, wave));
+      }
+    }
 
     const connectionTls = {
       source: props.source.tls === undefined ? undefined : validateDatabaseTls('DatabaseMigration source.tls', props.source.tls),

@@ -1,7 +1,7 @@
 // The public API of the construct library: its constructs, their props and the types those props
 // reference. Helpers (validation, the runner's environment contract, pod-security functions) stay
 // internal: the constructs call them, consumers should not.
-export type { RequiredSecret, SslModeValue, DeleteLegacyValue, RunnerCommandName } from './contract.js';
+export type { RequiredSecret, SslModeValue, DeleteLegacyValue, RunnerCommandName, WorkloadImmutableSpec } from './contract.js';
 export type { KubeObjectName } from './validation.js';
 export type { DatabaseConnection, DatabaseCredentials } from './database-connection.js';
 export type { DatabaseTls, DatabaseCaSecret } from './database-tls.js';

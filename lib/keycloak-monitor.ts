@@ -6,7 +6,7 @@
 import { ApiObject } from 'cdk8s';
 import { Construct } from 'constructs';
 import type { Keycloak } from './keycloak.js';
-import { validateDnsSubdomain } from './validation.js';
+import { validateDnsSubdomain, validateLabels } from './validation.js';
 
 /** Properties of {@link KeycloakMonitor}. */
 export interface KeycloakMonitorProps {
@@ -65,7 +65,7 @@ export class KeycloakMonitor extends Construct {
     this.monitor = new ApiObject(this, 'monitor', {
       apiVersion: 'monitoring.coreos.com/v1',
       kind,
-      metadata: { name, labels: { ...props.keycloak.podSelectorLabels, ...props.labels } },
+      metadata: { name, labels: { ...props.keycloak.podSelectorLabels, ...(props.labels === undefined ? {} : validateLabels(`${field} 'labels'`, props.labels)) } },
       spec:
         kind === 'ServiceMonitor'
           ? { selector, endpoints: [endpoint] }

@@ -53,8 +53,10 @@ export interface ApiServerEndpoint {
   /**
    * CIDRs of the API server's endpoints (`kubectl get endpoints kubernetes -n default`), which is
    * what NetworkPolicies see after the Service's address is translated.
+   *
+   * @default - any address (on `ports`)
    */
-  readonly cidrs: readonly string[];
+  readonly cidrs?: readonly string[];
   /**
    * Ports of those endpoints.
    *
@@ -151,9 +153,10 @@ export class KeycloakNetworkPolicies extends Construct {
           podSelector: { matchLabels: { ...props.migration.jobPodSelectorLabels } },
           policyTypes: ['Egress'],
           egress: [
-            // Source and target: the legacy PostgreSQL is found at run time, so any pod of the
-            // namespace on the PostgreSQL ports of both sides.
-            { ports: [...new Set([5432, databasePort])].map(tcp), to: [{ podSelector: {} }] },
+            // Source and target: the legacy PostgreSQL is found at run time (an adopted release's
+            // Service may differ from the configured one), so any pod of the namespace, on the
+            // ports of both sides and PostgreSQL's default.
+            { ports: [...new Set([5432, databasePort, ...props.migration.databasePorts])].map(tcp), to: [{ podSelector: {} }] },
             apiServer,
             { ports: DNS_PORTS },
           ],
@@ -201,7 +204,7 @@ function apiServerRule(field: string, apiServer: ApiServerEndpoint | undefined):
     throw new Error(`${field}.ports must be a non-empty list of port numbers, got ${JSON.stringify(ports)}`);
   }
   const tcp = ports.map((port) => ({ protocol: 'TCP', port: k8s.IntOrString.fromNumber(port) }));
-  if (apiServer === undefined) return { ports: tcp };
+  if (apiServer?.cidrs === undefined) return { ports: tcp };
   if (!Array.isArray(apiServer.cidrs) || apiServer.cidrs.length === 0) {
     throw new Error(`${field}.cidrs must list the API server's endpoint addresses (kubectl get endpoints kubernetes -n default), got ${JSON.stringify(apiServer.cidrs)}`);
   }

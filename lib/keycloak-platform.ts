@@ -145,6 +145,8 @@ export class KeycloakPlatform extends Chart {
         runnerImage: config.images.runner,
         source,
         target,
+        targetConstructs: [this.haDatabase],
+        workloadConstructs: [this.keycloak],
         workloads: [
           {
             ...this.keycloak.workload,
@@ -188,8 +190,6 @@ export class KeycloakPlatform extends Chart {
         parallelJobs: config.migration.parallelJobs,
         ...(config.migration.acceptLegacyChangesOf !== undefined ? { acceptLegacyChangesOf: config.migration.acceptLegacyChangesOf } : {}),
       });
-      setSyncWave(this.haDatabase, this.flavor, config.syncWaves.database);
-      setSyncWave(this.keycloak, this.flavor, config.syncWaves.keycloak);
       const migrationNames = this.migration.names;
       objectNames.push(
         ...this.haDatabase.objectNames,
@@ -226,8 +226,13 @@ export class KeycloakPlatform extends Chart {
         ...(this.migration !== undefined ? { migration: this.migration } : {}),
         ...(policies.httpFrom !== undefined ? { httpFrom: policies.httpFrom } : {}),
         ...(policies.managementFrom !== undefined ? { managementFrom: policies.managementFrom } : {}),
-        ...(policies.apiServerCidrs !== undefined
-          ? { apiServer: { cidrs: policies.apiServerCidrs, ...(policies.apiServerPorts !== undefined ? { ports: policies.apiServerPorts } : {}) } }
+        ...(policies.apiServerCidrs !== undefined || policies.apiServerPorts !== undefined
+          ? {
+              apiServer: {
+                ...(policies.apiServerCidrs !== undefined ? { cidrs: policies.apiServerCidrs } : {}),
+                ...(policies.apiServerPorts !== undefined ? { ports: policies.apiServerPorts } : {}),
+              },
+            }
           : {}),
       });
       // With the restore, not the database: at the database's wave the v1 Keycloak still runs (the

@@ -104,7 +104,7 @@ export interface KeycloakDatabaseGate {
    * libpq sslmode of the gate's connection (`TARGET_PGSSLMODE`). Set it to the same mode as the
    * migration's `sslMode.target` when the database requires TLS or a verified certificate.
    *
-   * @default - unset: plain first, TLS if the server requires it
+   * @default - the database connection's `tls.sslMode`; without one, unset: plain first, TLS if the server requires it
    */
   readonly sslMode?: SslModeValue;
 }
@@ -477,7 +477,7 @@ function gateContainer(
   if (gate.sslMode !== undefined && !sslModes.includes(gate.sslMode)) {
     throw new Error(
       `${field}.sslMode must be one of ${sslModes.join(', ')} (libpq sslmode), got ${JSON.stringify(gate.sslMode)}: ` +
-        `leave it unset to connect without TLS first and with TLS when the server requires it`,
+        `leave it unset to use the connection's tls.sslMode (without one: plain first, TLS when the server requires it)`,
     );
   }
   const sslMode = gate.sslMode ?? tls?.sslMode;

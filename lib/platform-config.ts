@@ -165,7 +165,9 @@ export interface PlatformMigrationConfig {
   /** @default - the cluster's default storage class */
   readonly backupStorageClass?: string;
   /**
-   * Upper bound of each hook Job in seconds; run `helm upgrade --timeout` with at least this.
+   * Upper bound of each hook Job in seconds; run `helm upgrade --timeout` with at least this. Above
+   * 600: the Jobs wait up to 600 s for the new database, and a deadline inside that wait would kill
+   * the Job before the runner can say why it waited.
    *
    * @default 3600
    */
@@ -223,9 +225,9 @@ export interface PlatformNetworkPoliciesConfig {
   readonly httpFrom?: readonly NetworkPeer[];
   /** Who may reach the management port (health, metrics). @default - anyone */
   readonly managementFrom?: readonly NetworkPeer[];
-  /** The API server's endpoint CIDRs, for the Jobs. @default - any address on 443 and 6443 */
+  /** The API server's endpoint CIDRs, for the Jobs. @default - any address (on `apiServerPorts`) */
   readonly apiServerCidrs?: readonly string[];
-  /** @default [443, 6443] */
+  /** The API server's endpoint ports, for the Jobs (with or without `apiServerCidrs`). @default [443, 6443] */
   readonly apiServerPorts?: readonly number[];
 }
 
@@ -400,6 +402,7 @@ export function resolvePlatformConfig(config: PlatformConfig = {}): ResolvedPlat
         `got ${JSON.stringify(instances)}: use shape 'v1' for a single server`,
     );
   }
+  validateIntegerRange(field('database.instances'), instances, 2, 9);
   const database = {
     flavor,
     instances,
@@ -451,10 +454,12 @@ export function resolvePlatformConfig(config: PlatformConfig = {}): ResolvedPlat
     deleteLegacy,
     protectVolumes: config.migration?.protectVolumes ?? true,
     backupMinSize,
+    // Above the Jobs' longest wait (DatabaseMigration's targetWaitSeconds, 600 by default, which
+    // the platform config does not change): the construct would refuse it without naming this field.
     activeDeadlineSeconds: validateIntegerRange(
       field('migration.activeDeadlineSeconds'),
       config.migration?.activeDeadlineSeconds ?? 3600,
-      60,
+      601,
       7 * 86_400,
     ),
     parallelJobs: validateIntegerRange(field('migration.parallelJobs'), config.migration?.parallelJobs ?? 2, 1, 64),

@@ -13,7 +13,7 @@
 import { ApiObject, JsonPatch } from 'cdk8s';
 import { k8s } from 'cdk8s-plus-27';
 import { restrictedProfileViolations } from './pod-security.js';
-import { validateDnsLabel, validateDnsSubdomain } from './validation.js';
+import { validateDnsLabel, validateDnsSubdomain, validateLabels } from './validation.js';
 
 /** Additions to a pod template. Everything is optional and added to what the construct sets. */
 export interface PodCustomization {
@@ -30,7 +30,9 @@ export interface PodCustomization {
    */
   readonly nodeSelector?: Readonly<Record<string, string>>;
   /**
-   * Node and pod (anti-)affinity.
+   * Node and pod (anti-)affinity, added to the construct's: each term list is appended to the one
+   * the construct sets (the PostgreSQL and Pgpool pods keep their soft anti-affinity, which spreads
+   * them over nodes).
    *
    * @default - none
    */
@@ -128,7 +130,7 @@ export function customizePod(workload: ApiObject, field: string, customization: 
   const arrayOf = <T>(key: keyof PodCustomization): readonly T[] => listProp<T>(field, customization, key);
   const mapOf = (key: keyof PodCustomization): Record<string, string> => mapProp(field, customization, key);
 
-  const labels = mapOf('podLabels');
+  const labels = validateLabels(`${field}.podLabels`, mapOf('podLabels'));
   for (const [key, value] of Object.entries(labels)) {
     if (key in selector && selector[key] !== value) {
       throw new Error(`${field}.podLabels.${key} is ${JSON.stringify(value)}, but the workload's selector needs ${JSON.stringify(selector[key])}: choose another label key`);
@@ -142,7 +144,7 @@ export function customizePod(workload: ApiObject, field: string, customization: 
   if (tolerations.length > 0) spec.tolerations = [...(spec.tolerations ?? []), ...tolerations];
   const nodeSelector = mapOf('nodeSelector');
   if (Object.keys(nodeSelector).length > 0) spec.nodeSelector = { ...spec.nodeSelector, ...nodeSelector };
-  if (customization.affinity !== undefined) spec.affinity = customization.affinity;
+  if (customization.affinity !== undefined) spec.affinity = mergeAffinity(field, spec.affinity, customization.affinity);
   const spread = arrayOf<k8s.TopologySpreadConstraint>('topologySpreadConstraints');
   validateSpread(field, spread);
   if (spread.length > 0) {
@@ -258,6 +260,40 @@ export function cloudNativePgPodSpec(field: string, customization: PodCustomizat
   if (extraEnv.length > 0) spec.env = extraEnv.map((v) => k8s.toJson_EnvVar(v));
   if (pullSecrets.length > 0) spec.imagePullSecrets = pullSecrets.map((name) => ({ name }));
   return spec;
+}
+
+/**
+ * `added` joined to the construct's `base`: per kind of affinity, term lists are appended; a field
+ * that is not a list (a node affinity's required NodeSelector, whose terms are ORed) is taken from
+ * whichever sets it, and refused when both do (joining would widen, not narrow, the choice).
+ */
+function mergeAffinity(field: string, base: Record<string, any> | undefined, added: k8s.Affinity): Record<string, any> {
+  if (typeof added !== 'object' || added === null || Array.isArray(added)) {
+    throw new Error(`${field}.affinity must be an object (nodeAffinity, podAffinity, podAntiAffinity), got ${JSON.stringify(added)}`);
+  }
+  const merged: Record<string, any> = { ...base };
+  for (const [kind, terms] of Object.entries(added as Record<string, Record<string, unknown> | undefined>)) {
+    if (terms === undefined) continue;
+    const existing: Record<string, unknown> | undefined = merged[kind];
+    if (existing === undefined) {
+      merged[kind] = terms;
+      continue;
+    }
+    const joined: Record<string, unknown> = { ...existing };
+    for (const [key, value] of Object.entries(terms)) {
+      const current = existing[key];
+      if (current === undefined) joined[key] = value;
+      else if (Array.isArray(current) && Array.isArray(value)) joined[key] = [...current, ...value];
+      else {
+        throw new Error(
+          `${field}.affinity.${kind}.${key} is set by the construct as well, and the two cannot be joined; ` +
+            `set it with ApiObject.of(...).addJsonPatch(...) instead`,
+        );
+      }
+    }
+    merged[kind] = joined;
+  }
+  return merged;
 }
 
 function validateSpread(field: string, constraints: readonly k8s.TopologySpreadConstraint[]): void {

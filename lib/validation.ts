@@ -112,6 +112,37 @@ export function validateLabelValue(field: string, value: string): string {
   return value;
 }
 
+const LABEL_KEY_NAME = /^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$/;
+
+/**
+ * A map of labels as the API server accepts them: each key an optional DNS subdomain prefix and
+ * '/' followed by a name of at most 63 characters, each value a label value (empty allowed).
+ */
+export function validateLabels(field: string, labels: unknown): Record<string, string> {
+  if (typeof labels !== 'object' || labels === null || Array.isArray(labels)) {
+    throw new Error(`${field} must be a map of label keys to values, got ${show(labels)}`);
+  }
+  for (const [key, value] of Object.entries(labels as Record<string, unknown>)) {
+    const slash = key.indexOf('/');
+    const prefix = slash < 0 ? undefined : key.slice(0, slash);
+    const name = slash < 0 ? key : key.slice(slash + 1);
+    const prefixOk = prefix === undefined || (prefix.length <= MAX_DNS_SUBDOMAIN_LENGTH && DNS_SUBDOMAIN.test(prefix));
+    if (!prefixOk || name.length > MAX_DNS_LABEL_LENGTH || !LABEL_KEY_NAME.test(name)) {
+      throw new Error(
+        `${field} has the key ${show(key)}, which is not a label key: an optional DNS subdomain and '/', then at most 63 ` +
+          `characters of letters, digits, '-', '_' and '.', beginning and ending with a letter or digit (e.g. "release" or "example.com/team")`,
+      );
+    }
+    if (typeof value !== 'string' || value.length > MAX_DNS_LABEL_LENGTH || !LABEL_VALUE.test(value)) {
+      throw new Error(
+        `${field}.${key} must be a label value (at most 63 characters of letters, digits, '-', '_' and '.', beginning and ` +
+          `ending with a letter or digit, or empty), got ${show(value)}`,
+      );
+    }
+  }
+  return { ...(labels as Record<string, string>) };
+}
+
 /** A key of a Secret or ConfigMap: alphanumerics, '-', '_' and '.'. */
 export function validateSecretKey(field: string, value: string): string {
   requireString(field, value);

@@ -3,6 +3,8 @@ import { describe, expect, it } from 'vitest';
 import { BACKUP_MOUNT_PATH, Env, NON_RETRIABLE_EXIT_CODES, RunnerCommand } from '../lib/contract.js';
 import { DatabaseMigration, type DatabaseMigrationProps } from '../lib/database-migration.js';
 import type { GitOpsFlavor } from '../lib/gitops.js';
+import { Keycloak } from '../lib/keycloak.js';
+import { PostgresHa } from '../lib/postgres-ha.js';
 
 function props(overrides: Partial<DatabaseMigrationProps> = {}): DatabaseMigrationProps {
   return {
@@ -28,6 +30,9 @@ function props(overrides: Partial<DatabaseMigrationProps> = {}): DatabaseMigrati
     ],
     legacy: { statefulSetName: 'app-postgresql', pvcNames: ['data-app-postgresql-0'] },
     ensureSecrets: [{ name: 'app-db-app', keys: ['password'] }],
+    // No database or workload constructs in these charts (flavor 'argocd' requires the props).
+    targetConstructs: [],
+    workloadConstructs: [],
     ...overrides,
   };
 }
@@ -285,7 +290,51 @@ describe('DatabaseMigration objects', () => {
   });
 });
 
+describe('DatabaseMigration sync waves of the database and the workloads (Argo CD)', () => {
+  const stack = (flavor: GitOpsFlavor, overrides: Partial<DatabaseMigrationProps> = {}) => {
+    const chart = new Chart(Testing.app(), 'test', { namespace: 'apps' });
+    const database = new PostgresHa(chart, 'db', { release: 'app' });
+    const keycloak = new Keycloak(chart, 'kc', { database: database.connection });
+    new DatabaseMigration(chart, 'migration', props({ flavor, targetConstructs: [database], workloadConstructs: [keycloak], ...overrides }));
+    return Testing.synth(chart);
+  };
+  const waveOf = (object: any) => object.metadata.annotations?.['argocd.argoproj.io/sync-wave'];
+
+  it('puts the target wave on every object of the database, the workloads wave on the workloads, and waits for both before and after the hooks', () => {
+    const objects = stack('argocd', { syncWaves: { target: -50, workloads: -5 } });
+    const ordinary = objects.filter((o) => o.metadata.annotations?.['argocd.argoproj.io/hook'] === undefined);
+    const database = ordinary.filter((o) => o.metadata.name.startsWith('app-postgresql-ha'));
+    const keycloak = ordinary.filter((o) => o.metadata.labels?.['app.kubernetes.io/name'] === 'keycloak');
+    expect(database.map((o) => o.kind)).toContain('StatefulSet');
+    expect(keycloak.map((o) => o.kind)).toContain('StatefulSet');
+    expect(new Set(database.map(waveOf))).toEqual(new Set(['-50']));
+    expect(new Set(keycloak.map(waveOf))).toEqual(new Set(['-5']));
+    const hookWaves = objects.filter((o) => o.kind === 'Job').map((o) => Number(waveOf(o)));
+    expect(Math.min(...hookWaves.filter((wave) => wave < 0))).toBeGreaterThan(-50);
+    expect(Math.max(...hookWaves.filter((wave) => wave < 0))).toBeLessThan(-5);
+  });
+
+  it('puts no wave anywhere with flavor helm', () => {
+    expect(stack('helm').filter((o) => waveOf(o) !== undefined)).toEqual([]);
+  });
+
+  it('fails with flavor argocd when the database or the workloads constructs are not given, naming the prop, the wave and the fix', () => {
+    expect(() => stack('argocd', { targetConstructs: undefined })).toThrow(
+      /targetConstructs is not set \(flavor 'argocd'\): without syncWaves.target \(-40\).*wave 0, after the restore hook \(wave -20\).*pass the constructs \(e.g. \[db\]\), or \[\] if you set argocd.argoproj.io\/sync-wave on them yourself/,
+    );
+    expect(() => stack('argocd', { workloadConstructs: undefined })).toThrow(/workloadConstructs is not set \(flavor 'argocd'\): without syncWaves.workloads \(-10\)/);
+    expect(() => stack('helm', { targetConstructs: undefined, workloadConstructs: undefined })).not.toThrow();
+  });
+});
+
 describe('DatabaseMigration bad input', () => {
+  it('fails when its namespace differs from its chart\'s, where its ServiceAccount and Jobs are created', () => {
+    expect(() => synth({ namespace: 'other' }, 'apps')).toThrow(
+      /namespace is "other" but its chart's namespace is "apps": .*leave 'namespace' unset, or set it to "apps"/,
+    );
+    expect(() => synth({ namespace: 'apps' }, 'apps')).not.toThrow();
+  });
+
   it('fails when the restore wave is not strictly between the backup and the workloads', () => {
     expect(() => synth({ syncWaves: { target: -5, backup: -2, restore: 10, workloads: 10 } })).toThrow(
       /syncWaves.restore must be strictly between.*got 10/,

@@ -12,7 +12,7 @@ import { PostgresHa, type PostgresHaFlavorName } from '../lib/postgres-ha.js';
 import { PostgresStandalone } from '../lib/postgres-standalone.js';
 import { validateObjects } from './support/kube-schema.js';
 
-function stack(flavor: PostgresHaFlavorName = 'repmgr') {
+function stack(flavor: PostgresHaFlavorName = 'repmgr', sourcePort?: number) {
   const chart = new Chart(Testing.app(), 'c', { namespace: 'keycloak' });
   const database = new PostgresHa(chart, 'db', { flavor });
   const keycloak = new Keycloak(chart, 'kc', { database: database.connection });
@@ -21,10 +21,12 @@ function stack(flavor: PostgresHaFlavorName = 'repmgr') {
     name: 'keycloak-migration',
     flavor: 'argocd',
     runnerImage: 'ghcr.io/example/runner:1.2.3',
-    source: legacy.connection,
+    source: sourcePort === undefined ? legacy.connection : { ...legacy.connection, port: sourcePort },
     target: database.connection,
     legacy,
     workloads: [keycloak.workload],
+    targetConstructs: [database],
+    workloadConstructs: [keycloak],
   });
   return { chart, database, keycloak, migration };
 }
@@ -65,8 +67,8 @@ describe('KeycloakIngress', () => {
 });
 
 describe('KeycloakNetworkPolicies', () => {
-  const policiesOf = (props: Partial<KeycloakNetworkPoliciesProps> = {}, flavor: PostgresHaFlavorName = 'repmgr') => {
-    const { chart, keycloak, database, migration } = stack(flavor);
+  const policiesOf = (props: Partial<KeycloakNetworkPoliciesProps> = {}, flavor: PostgresHaFlavorName = 'repmgr', sourcePort?: number) => {
+    const { chart, keycloak, database, migration } = stack(flavor, sourcePort);
     new KeycloakNetworkPolicies(chart, 'netpol', { keycloak, database, migration, ...props });
     const objects = Testing.synth(chart);
     validateObjects(objects);
@@ -103,6 +105,12 @@ describe('KeycloakNetworkPolicies', () => {
     const { chart } = stack();
     const jobPods = byKind(Testing.synth(chart), 'Job').map((job) => job.spec.template.metadata.labels);
     for (const labels of jobPods) expect(labels).toMatchObject(jobs.spec.podSelector.matchLabels);
+  });
+
+  it('opens the source database\'s own port to the Jobs, and the API server ports without addresses', () => {
+    const [, jobs] = policiesOf({ apiServer: { ports: [8443] } }, 'repmgr', 5433);
+    expect(jobs.spec.egress[0]).toEqual({ ports: [5432, 5433].map((port) => ({ protocol: 'TCP', port })), to: [{ podSelector: {} }] });
+    expect(jobs.spec.egress[1]).toEqual({ ports: [{ protocol: 'TCP', port: 8443 }] });
   });
 
   it('fails when a peer names nothing, mixes an IP block with labels, or the API server has no address', () => {
@@ -144,6 +152,16 @@ describe('KeycloakMonitor', () => {
       `KeycloakMonitor 'interval' must be a Prometheus duration such as "30s" or "1m", got "30 seconds"`,
     );
   });
+
+  it('fails on labels the API server would refuse, naming the key or the value', () => {
+    const monitorWith = (labels: Record<string, string>) => {
+      const { chart, keycloak } = stack();
+      return () => new KeycloakMonitor(chart, 'm', { keycloak, labels });
+    };
+    expect(monitorWith({ 'bad key!': 'x' })).toThrow(/KeycloakMonitor 'labels' has the key "bad key!", which is not a label key/);
+    expect(monitorWith({ release: 'kube prometheus stack' })).toThrow(/KeycloakMonitor 'labels'.release must be a label value .*got "kube prometheus stack"/);
+    expect(monitorWith({ 'example.com/team': 'identity', empty: '' })).not.toThrow();
+  });
 });
 
 describe('platform config: ingress, networkPolicies, monitoring', () => {
@@ -168,6 +186,13 @@ describe('platform config: ingress, networkPolicies, monitoring', () => {
       expect(policies).toEqual(shape === 'v2' ? ['keycloak', 'keycloak-migration-jobs'] : ['keycloak']);
       expect(byKind(objects, 'ServiceMonitor')).toHaveLength(1);
     }
+  });
+
+  it('passes networkPolicies.apiServerPorts on without apiServerCidrs', async () => {
+    const { KeycloakPlatform } = await import('../lib/keycloak-platform.js');
+    const chart = new KeycloakPlatform(Testing.app(), 'keycloak', { flavor: 'helm', shape: 'v2', networkPolicies: { apiServerPorts: [8443] } });
+    const jobs = byKind(Testing.synth(chart), 'NetworkPolicy').find((policy) => policy.metadata.name === 'keycloak-migration-jobs');
+    expect(jobs.spec.egress[1]).toEqual({ ports: [{ protocol: 'TCP', port: 8443 }] });
   });
 
   it('fails when ingress has no host, or a section has an unknown key', async () => {

@@ -64,6 +64,9 @@ function expectReadmeExample(dir: string): void {
   const objects = synthesized(dir);
   expect(objects.find((o) => o.kind === 'StatefulSet')?.metadata.name).toBe('keycloak');
   expect(objects.some((o) => o.kind === 'Cluster')).toBe(true);
+  // Argo CD: the database before the backup hook (-30), Keycloak after the restore hook (-20).
+  const wave = (kind: string) => objects.find((o) => o.kind === kind)?.metadata.annotations?.['argocd.argoproj.io/sync-wave'];
+  expect([wave('Cluster'), wave('StatefulSet'), wave('Ingress')]).toEqual(['-40', '-10', '-10']);
   const jobs = objects.filter((o) => o.kind === 'Job').map((o) => o.metadata.name);
   expect(jobs).toEqual(expect.arrayContaining(['idp-migration-prepare', 'idp-migration-backup', 'idp-migration-restore']));
 }

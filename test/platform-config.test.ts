@@ -139,7 +139,13 @@ describe('platform configuration bad input', () => {
     expect(resolvePlatformConfig({}).migration.acceptLegacyChangesOf).toBeUndefined();
   });
 
-  it('fails when the Job deadline is too short to be useful', () => {
-    fails({ migration: { activeDeadlineSeconds: 30 } }, /'migration.activeDeadlineSeconds' must be an integer from 60/);
+  it('fails when the Job deadline is too short to be useful: not above the Jobs\' 600 s wait for the new database', () => {
+    fails({ migration: { activeDeadlineSeconds: 30 } }, /'migration.activeDeadlineSeconds' must be an integer from 601/);
+    fails({ migration: { activeDeadlineSeconds: 600 } }, /'migration.activeDeadlineSeconds' must be an integer from 601 to 604800, got 600/);
+    expect(resolvePlatformConfig({ migration: { activeDeadlineSeconds: 601 } }).migration.activeDeadlineSeconds).toBe(601);
+  });
+
+  it('fails on more HA instances than the constructs make, naming the setting', () => {
+    fails({ database: { instances: 10 } }, /'database.instances' must be an integer from 2 to 9, got 10/);
   });
 });

@@ -71,6 +71,26 @@ describe('pod customization', () => {
     expect(restrictedProfileViolations(spec)).toEqual([]);
   });
 
+  it('fails on a pod label the API server would refuse', () => {
+    expect(() => keycloakPod({ podLabels: { 'team/identity/x': 'a' } })).toThrow(/'pod'.podLabels has the key "team\/identity\/x", which is not a label key/);
+    expect(() => keycloakPod({ podLabels: { team: 'a b' } })).toThrow(/'pod'.podLabels.team must be a label value/);
+  });
+
+  it('adds an affinity to the construct\'s: the PostgreSQL pods keep their soft anti-affinity', () => {
+    const chart = new Chart(Testing.app(), 'c', { namespace: 'keycloak' });
+    const nodeAffinity = { requiredDuringSchedulingIgnoredDuringExecution: { nodeSelectorTerms: [{ matchExpressions: [{ key: 'pool', operator: 'In', values: ['db'] }] }] } };
+    const zoneApart = { weight: 50, podAffinityTerm: { topologyKey: 'topology.kubernetes.io/zone', labelSelector: { matchLabels: { app: 'x' } } } };
+    new PostgresHa(chart, 'ha', { pod: { affinity: { nodeAffinity, podAntiAffinity: { preferredDuringSchedulingIgnoredDuringExecution: [zoneApart] } } } });
+    const objects = Testing.synth(chart);
+    validateObjects(objects);
+    const affinity = objects.find((o) => o.kind === 'StatefulSet')!.spec.template.spec.affinity;
+    expect(affinity.nodeAffinity).toEqual(nodeAffinity);
+    const preferred = affinity.podAntiAffinity.preferredDuringSchedulingIgnoredDuringExecution;
+    expect(preferred).toHaveLength(2);
+    expect(preferred[0].podAffinityTerm.topologyKey).toBe('kubernetes.io/hostname');
+    expect(preferred[1]).toEqual(zoneApart);
+  });
+
   it('reaches the PostgreSQL, Pgpool and Job pods', () => {
     const chart = new Chart(Testing.app(), 'c', { namespace: 'keycloak' });
     const tolerations = EVERYTHING.tolerations;
@@ -83,6 +103,8 @@ describe('pod customization', () => {
       source: database,
       target: database,
       workloads: [{ kind: 'StatefulSet', name: 'keycloak' }],
+      targetConstructs: [],
+      workloadConstructs: [],
       jobPod: { podAnnotations: { 'sidecar.istio.io/inject': 'false' } },
     });
     const objects = Testing.synth(chart);

@@ -228,6 +228,8 @@ describe('DatabaseMigration sslMode', () => {
     source: { host: 'legacy', port: 5432, database: 'app', credentials: { username: 'app', secretName: 'legacy', passwordKey: 'password' } },
     target: { host: 'new-rw', port: 5432, database: 'app', credentials: { username: 'app', secretName: 'new-app', passwordKey: 'password' } },
     workloads: [{ kind: 'StatefulSet', name: 'app' }],
+    targetConstructs: [],
+    workloadConstructs: [],
     ...(sslMode ? { sslMode } : {}),
   });
   const jobEnv = (sslMode?: DatabaseMigrationProps['sslMode']) => {

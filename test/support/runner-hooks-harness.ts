@@ -201,6 +201,9 @@ export async function createScenario(world: World, options: ScenarioOptions): Pr
       adminCredentials: { username: 'postgres', secretName: 'target-superuser', passwordKey: 'password' },
     },
     workloads: [{ kind: 'StatefulSet', name: 'keycloak' }],
+    // The hooks' world seeds its own database and workloads: no constructs to put waves on.
+    targetConstructs: [],
+    workloadConstructs: [],
     legacy: { statefulSetName: 'legacy-postgresql', pvcNames: ['data-legacy-postgresql-0'] },
     deleteLegacy: options.deleteLegacy ?? DeleteLegacy.afterRestore,
     protectVolumes: options.protectVolumes ?? true,
