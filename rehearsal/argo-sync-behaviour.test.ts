@@ -58,6 +58,8 @@ describe('Argo CD as gitops-engine syncs', () => {
     expect(backupDone).toBeGreaterThan(backupCreated);
     // The legacy database goes only once Keycloak runs on the new one: the prune is not in the downtime.
     expect(keycloakReady).toBeGreaterThan(backupDone);
+    // (Without the prune, lastIndexOf(…, -1) would search from the end and find the last wave.)
+    expect(pruned).toBeGreaterThan(keycloakReady);
     expect(events[pruneWave]!.target).toBe('Sync 1');
     expect(pruneWave).toBeGreaterThan(keycloakReady);
     await verifyMigrated(rehearsal, v2, legacy);

@@ -603,18 +603,20 @@ describe('quiescing a Keycloak renamed by a name override', () => {
       expect(await quiesce(resumed)).toEqual(originals);
 
       await takeOverReleaseObjects(resumed);
+      // The restore never scales the old release's workload back (it would run the old template).
+      // Checked while that StatefulSet still exists at 0, as under Argo CD, whose restore (wave
+      // -20) runs before the prune of wave 0; the upgrade below removes it under both tools.
+      expect(cluster.get('StatefulSet', fixture.keycloak)).toBeDefined();
+      const unquiesced = await unquiesce(resumed, originals);
+      expect(unquiesced.scaled).toEqual({});
+      expect(replicasOf(fixture.keycloak)).toBe(0);
       const result = await upgradeWithoutHooks(cluster, tool, synthesizeV2(cluster, fixture));
       expect(result.error?.message).toBeUndefined();
       // The old release's admin Secret went with it (Helm deletes it, Argo CD prunes it); the copy stays.
       expect(cluster.get('Secret', fixture.keycloak)).toBeUndefined();
       expect(cluster.get('Secret', fixture.configured)?.data).toEqual(adminBefore.data);
       expect(cluster.get('StatefulSet', fixture.configured)).toBeDefined();
-      // The restore never scales the old release's workload back (it would run the old template).
-      if (cluster.get('StatefulSet', fixture.keycloak)) {
-        const unquiesced = await unquiesce(resumed, originals);
-        expect(unquiesced.scaled).toEqual({});
-        expect(replicasOf(fixture.keycloak)).toBe(0);
-      }
+      expect(cluster.get('StatefulSet', fixture.keycloak)).toBeUndefined();
     });
   });
 
