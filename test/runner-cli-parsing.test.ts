@@ -13,6 +13,7 @@ import { createLogger, formatSummaryTable, progressEvent, redact, registerSecret
 import { settingsFromEnv, toolEnv } from '../runner/src/pg/connection.js';
 import { parseToc, largeObjectOids, formatUseList } from '../runner/src/pg/toc.js';
 import { parseToolVersion, assertDumpToolSupports } from '../runner/src/pg/tools.js';
+import { logLines, runRunner } from './support/runner-cli.js';
 
 class MemoryStream extends Writable {
   text = '';
@@ -106,6 +107,29 @@ describe('logger', () => {
     const stream = new MemoryStream();
     createLogger({ stream, env: {} }).info('hello', { table: 'public.realm' });
     expect(JSON.parse(stream.text)).toMatchObject({ level: 'info', msg: 'hello', table: 'public.realm' });
+  });
+
+  it('fails when MIGRATION_LOG_LEVEL or MIGRATION_LOG_FORMAT is not a known value, naming the variable, the value and the allowed ones', () => {
+    const stream = new MemoryStream();
+    expect(() => createLogger({ stream, env: { MIGRATION_LOG_LEVEL: 'verbose' } })).toThrow(
+      expect.objectContaining({ exitCode: ExitCode.usage, message: 'MIGRATION_LOG_LEVEL must be one of debug, info, warn, error, got "verbose"' }),
+    );
+    // A key every object has is not a level.
+    expect(() => createLogger({ stream, env: { MIGRATION_LOG_LEVEL: 'toString' } })).toThrow(/MIGRATION_LOG_LEVEL must be one of .*got "toString"/);
+    expect(() => createLogger({ stream, env: { MIGRATION_LOG_FORMAT: 'yaml' } })).toThrow(
+      expect.objectContaining({ exitCode: ExitCode.usage, message: 'MIGRATION_LOG_FORMAT must be one of json, text, got "yaml"' }),
+    );
+    createLogger({ stream, env: { MIGRATION_LOG_LEVEL: 'warn', MIGRATION_LOG_FORMAT: 'json' } }).info('not written');
+    expect(stream.text).toBe('');
+  });
+
+  it('exits 64 on a bad MIGRATION_LOG_LEVEL before running anything, saying so on one line', async () => {
+    const run = await runRunner(['--help'], { MIGRATION_LOG_LEVEL: 'loud' });
+    expect(run.code).toBe(ExitCode.usage);
+    expect(logLines(run.stderr)).toEqual([
+      expect.objectContaining({ level: 'error', exitCode: ExitCode.usage, msg: 'MIGRATION_LOG_LEVEL must be one of debug, info, warn, error, got "loud": fix MIGRATION_LOG_LEVEL, or unset it for info' }),
+    ]);
+    expect(run.stdout).toBe('');
   });
 
   it('never writes a password: secret field names, registered secrets, inline patterns', () => {

@@ -159,6 +159,18 @@ describe('decidePrepare', () => {
       reason: 'fresh install: no legacy StatefulSet legacy and no source database (SOURCE_PGPASSWORD is unset (its Secret does not exist))',
     });
   });
+  it('fails (78) when the target carries a restoring marker and nothing answers to migrate from: a restore began there and no state records it', () => {
+    const restoring = { status: 'reachable', marker: { status: 'restoring', migrationId: 'm-2', createdAt: new Date(0), updatedAt: new Date(0) } } as const;
+    expect(() => decidePrepare({ name: 'legacy', exists: false, traces: [] }, restoring, absent)).toThrow(
+      expect.objectContaining({
+        exitCode: ExitCode.config,
+        message: expect.stringMatching(/^the target database carries the restoring marker of migration m-2 \(since 1970-01-01T00:00:00\.000Z\): a restore into it began and did not finish, .*Deciding "fresh install" would start Keycloak on a partly restored database$/),
+        hint: expect.stringContaining('drop and recreate it empty'),
+      }),
+    );
+    // A source that answers: a new migration restores over the partial one.
+    expect(decidePrepare({ name: 'legacy', exists: false }, restoring, reachable)).toMatchObject({ kind: 'migrate' });
+  });
   it('fails retriably when the legacy StatefulSet exists but its database does not answer, and passes on a source error', () => {
     expect(() => decidePrepare({ name: 'legacy', exists: true }, noMarker, absent)).toThrow(/legacy StatefulSet legacy exists but its database is not reachable/);
     const error = new RunnerError('authentication failed for user postgres', { exitCode: ExitCode.noPermission });

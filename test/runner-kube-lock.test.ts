@@ -33,6 +33,14 @@ describe('lockOptionsFromEnv', () => {
     );
     expect(() => lockOptionsFromEnv({})).toThrow(/MIGRATION_LOCK_LEASE is not set/);
   });
+  it('fails when the Lease name is not a Kubernetes object name, naming the variable and the value', () => {
+    for (const name of ['Migration_Lock', 'lock-', 'a'.repeat(254)]) {
+      expect(() => lockOptionsFromEnv({ MIGRATION_LOCK_LEASE: name })).toThrow(
+        expect.objectContaining({ exitCode: ExitCode.usage, message: `MIGRATION_LOCK_LEASE must be a Kubernetes object name (lower-case letters, digits, '-' and '.'), got "${name}"` }),
+      );
+    }
+    expect(lockOptionsFromEnv({ MIGRATION_LOCK_LEASE: 'kc-migration.lock', MIGRATION_POD_NAME: 'p' }).name).toBe('kc-migration.lock');
+  });
 });
 
 describe('withLock', () => {

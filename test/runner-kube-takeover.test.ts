@@ -42,11 +42,7 @@ describe('parseWorkloadSpecs bad input', () => {
     expect(parse('{"deployment/x":{"selector":{}}}')).toThrow(/invalid key "deployment\/x"/);
     expect(parse('{"statefulset/x":{"selector":{"a":1}}}')).toThrow(/statefulset\/x\.selector must be an object of label strings/);
     expect(parse('{"statefulset/x":{"selector":{},"volumeClaimTemplates":"data"}}')).toThrow(/volumeClaimTemplates must be a list of names/);
-    try {
-      parse('{')();
-    } catch (error) {
-      expect((error as { exitCode: number }).exitCode).toBe(ExitCode.usage);
-    }
+    expect(parse('{')).toThrow(expect.objectContaining({ exitCode: ExitCode.usage }));
   });
   it('reads a valid value', () => {
     expect(parseWorkloadSpecs('{"statefulset/kc":{"selector":{"a":"b"},"serviceName":"kc-d"}}', Env.workloadSpecs)).toEqual({

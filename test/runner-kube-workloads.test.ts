@@ -12,14 +12,21 @@ import {
   parseWorkloads,
   quiesceWorkloads,
   readReplicas,
-  restoreReplicas,
   waitForPodsGone,
   RUNNER_FIELD_MANAGER,
 } from '../runner/src/kube/workloads.js';
+import type { KubeContext } from '../runner/src/kube/client.js';
+import type { HookContext } from '../runner/src/phases/context.js';
+import { unquiesce } from '../runner/src/phases/quiesce.js';
 import { startFakeKubeApiServer, startWorkloadController, type FakeKubeApiServer, type WorkloadController } from './support/fake-kube/index.js';
 import { fakeRunnerKube } from './support/fake-kube/runner-kube-context.js';
 
 const ns = 'kc';
+
+/** What unquiesce reads of a hook's context: the API, the log, no state (no adopted workloads), no lock. */
+function hookContextOf(kube: KubeContext): HookContext {
+  return { kube, log: kube.log, state: undefined, lock: undefined } as unknown as HookContext;
+}
 let server: FakeKubeApiServer;
 let controller: WorkloadController;
 let runnerToken: string;
@@ -82,12 +89,9 @@ describe('parseWorkloads', () => {
     expect(() => parseWorkloads('daemonset/x')).toThrow('MIGRATION_WORKLOADS has an invalid entry "daemonset/x" (in "daemonset/x")');
     expect(() => parseWorkloads('keycloak')).toThrow(/invalid entry "keycloak"/);
     expect(() => parseWorkloads('statefulset/Key_cloak')).toThrow(/invalid entry/);
-    try {
-      parseWorkloads('job/x');
-    } catch (error) {
-      expect((error as RunnerError).exitCode).toBe(ExitCode.usage);
-      expect((error as RunnerError).hint).toContain('statefulset/<name> or deployment/<name>');
-    }
+    expect(() => parseWorkloads('job/x')).toThrow(
+      expect.objectContaining({ exitCode: ExitCode.usage, hint: expect.stringContaining('statefulset/<name> or deployment/<name>') }),
+    );
   });
 });
 
@@ -139,7 +143,8 @@ describe('quiesce', () => {
     });
     expect(resumed).toEqual({ 'statefulset/keycloak': 3, 'deployment/admin': 2 });
 
-    await restoreReplicas(kube, resumed);
+    // Scaled back by unquiesce (restore-phase's): only workloads still at 0, to their recorded counts.
+    expect(await unquiesce(hookContextOf(kube), resumed)).toEqual({ scaled: { 'statefulset/keycloak': 3, 'deployment/admin': 2 }, untouched: [] });
     await controller.settled();
     expect(await readReplicas(kube, refs[0]!)).toBe(3);
     expect(managers('keycloak', 'StatefulSet')).not.toContain(RUNNER_FIELD_MANAGER);
@@ -171,7 +176,7 @@ describe('quiesce', () => {
       'MIGRATION_WORKLOADS names statefulset/ghost, but no StatefulSet ghost exists in namespace kc',
     );
     // Scaling back a workload the upgrade removed is skipped, not fatal.
-    await restoreReplicas(kube, { 'statefulset/ghost': 2 });
+    expect(await unquiesce(hookContextOf(kube), { 'statefulset/ghost': 2 })).toEqual({ scaled: {}, untouched: ['statefulset/ghost'] });
   });
 
   it('retries a 503 on the scale patch', async () => {

@@ -15,7 +15,7 @@ import { TARGET_READY_MESSAGE } from '../runner/src/commands/restore.js';
 import { TableVerifierDuringRestore } from '../runner/src/pg/verify-during-restore.js';
 import { isMarkedReady, readMarker, writeMarker } from '../runner/src/pg/marker.js';
 import { applyKeycloakHygiene } from '../runner/src/pg/hygiene.js';
-import { collectTargetStats } from '../runner/src/pg/verify-target.js';
+import { collectTargetStats, diffDatabaseStats } from '../runner/src/pg/verify-target.js';
 import { silentLogger } from '../runner/src/log.js';
 import { BYTEA_DIGEST_MIN_BYTES, largeObjectStats, ROW_CHECKSUM_ALGORITHM, ROW_CHECKSUM_ALGORITHM_V1, ROW_CHECKSUM_ALGORITHM_V2, ROW_CHECKSUM_ALGORITHM_V3 } from '../runner/src/pg/manifest.js';
 import { spawnSync } from 'node:child_process';
@@ -425,6 +425,47 @@ describe('runner verify', () => {
     for (let waited = 0; !reader.largeObjects && waited < 10_000; waited += 20) await new Promise((resolve) => setTimeout(resolve, 20));
     await reader.finish();
     expect(reader.largeObjects).toEqual(restored.manifest.stats.largeObjects);
+  });
+
+  it('takes no large objects\' checksum only where the user may not read them (42501), warns where it then compares only their count, and throws any other error', async () => {
+    const database = await freshTargetDatabase();
+    const settings = target.settings(database, TARGET_USER, TARGET_PASSWORD);
+    const restored = await restoreDatabase({ dir: backupDir, target: settings });
+    const { count } = restored.manifest.stats.largeObjects;
+    expect(count).toBeGreaterThan(0);
+    await target.query(`DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'lo_outsider') THEN CREATE ROLE lo_outsider; END IF; END $$`);
+    await target.query(`GRANT lo_outsider TO ${TARGET_USER}`);
+    const client = new pg.Client(settings);
+    await client.connect();
+    let unreadable: Awaited<ReturnType<typeof largeObjectStats>>;
+    try {
+      await client.query('BEGIN');
+      await client.query('SET LOCAL ROLE lo_outsider');
+      unreadable = await largeObjectStats(client, restored.manifest.checksumAlgorithm);
+      await client.query('ROLLBACK');
+    } finally {
+      await client.end();
+    }
+    expect(unreadable).toEqual({ count, checksum: null });
+
+    const warnings: string[] = [];
+    const log = { ...silentLogger, warn: (message: string) => void warnings.push(message) };
+    expect(diffDatabaseStats(restored.manifest.stats, { ...restored.manifest.stats, largeObjects: unreadable }, { log })).toEqual([]);
+    expect(diffDatabaseStats({ ...restored.manifest.stats, largeObjects: unreadable }, restored.manifest.stats, { log })).toEqual([]);
+    expect(warnings).toEqual([
+      `the contents of ${count} large object(s) were not compared, only their count: the target user may not read them (insufficient_privilege)`,
+      `the contents of ${count} large object(s) were not compared, only their count: the backup has no checksum of them: the source user could not read them when it was taken (insufficient_privilege)`,
+    ]);
+
+    // A statement timeout (or a lock wait, a lost connection) says nothing about the data: thrown, never "not readable".
+    const timingOut = {
+      query: async (text: string) => {
+        if (text.startsWith('SELECT count(*)')) return { rows: [{ count: '2' }] };
+        if (/SAVEPOINT/.test(text)) return { rows: [] };
+        throw Object.assign(new Error('canceling statement due to statement timeout'), { code: '57014' });
+      },
+    } as unknown as pg.Client;
+    await expect(largeObjectStats(timingOut)).rejects.toMatchObject({ code: '57014' });
   });
 
   /** A copy of the backup under `name`, and its largest table data file (the one the tests damage). */

@@ -11,6 +11,7 @@
  * `password=...` / `user:password@` patterns in free text are masked too.
  */
 import { Env } from '../../lib/contract.js';
+import { usageError } from './errors.js';
 
 export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
 export type LogFormat = 'json' | 'text';
@@ -181,19 +182,31 @@ function formatFieldsText(fields: LogFields): string {
     .join(' ');
 }
 
+const LOG_FORMATS: readonly LogFormat[] = ['json', 'text'];
+
+/** MIGRATION_LOG_FORMAT, else text on a TTY and json otherwise; any other value is a usage error naming it. */
 export function resolveLogFormat(env: NodeJS.ProcessEnv, isTTY: boolean | undefined): LogFormat {
-  const requested = env[Env.logFormat];
-  if (requested === 'json' || requested === 'text') return requested;
-  return isTTY ? 'text' : 'json';
+  const requested = env[Env.logFormat]?.trim();
+  if (!requested) return isTTY ? 'text' : 'json';
+  if ((LOG_FORMATS as readonly string[]).includes(requested)) return requested as LogFormat;
+  throw usageError(`${Env.logFormat} must be one of ${LOG_FORMATS.join(', ')}, got "${requested}"`, `fix ${Env.logFormat}, or unset it (text on a terminal, json otherwise)`);
 }
 
+/** MIGRATION_LOG_LEVEL, else info; any other value is a usage error naming it. */
+export function resolveLogLevel(env: NodeJS.ProcessEnv): LogLevel {
+  const requested = env[LOG_LEVEL_VARIABLE]?.trim();
+  if (!requested) return 'info';
+  // Own keys only: `toString` is "in" every object.
+  if (Object.hasOwn(LEVEL_ORDER, requested)) return requested as LogLevel;
+  throw usageError(`${LOG_LEVEL_VARIABLE} must be one of ${Object.keys(LEVEL_ORDER).join(', ')}, got "${requested}"`, `fix ${LOG_LEVEL_VARIABLE}, or unset it for info`);
+}
+
+/** Throws a usage error naming the variable when MIGRATION_LOG_LEVEL or MIGRATION_LOG_FORMAT is invalid. */
 export function createLogger(options: LoggerOptions = {}): Logger {
   const stream = options.stream ?? process.stderr;
   const env = options.env ?? process.env;
   const format = options.format ?? resolveLogFormat(env, stream.isTTY);
-  const requestedLevel = env[LOG_LEVEL_VARIABLE];
-  const level: LogLevel =
-    options.level ?? (requestedLevel && requestedLevel in LEVEL_ORDER ? (requestedLevel as LogLevel) : 'info');
+  const level: LogLevel = options.level ?? resolveLogLevel(env);
   const baseFields = options.fields ?? {};
 
   const write = (lineLevel: LogLevel, message: string, fields: LogFields, event?: string) => {

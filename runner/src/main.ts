@@ -9,7 +9,7 @@
  */
 // First: it sets globals the dependencies read when they load.
 import './runtime-globals.js';
-import { ExitCode, RunnerCommand } from '../../lib/contract.js';
+import { Env, ExitCode, RunnerCommand } from '../../lib/contract.js';
 import { programNameOf, runCli } from './cli.js';
 import type { AnyCommand } from './cli.js';
 import { isRunnerError } from './errors.js';
@@ -74,7 +74,13 @@ function reportFailure(error: unknown, log: Logger): number {
 }
 
 export async function main(argv: readonly string[]): Promise<number> {
-  const log = createLogger();
+  let log: Logger;
+  try {
+    log = createLogger();
+  } catch (error) {
+    // An invalid MIGRATION_LOG_LEVEL / MIGRATION_LOG_FORMAT: said with the defaults, before anything runs.
+    return reportFailure(error, createLogger({ env: { ...process.env, [Env.logLevel]: undefined, [Env.logFormat]: undefined } }));
+  }
   const controller = new AbortController();
   const onSignal = (signal: NodeJS.Signals) => {
     log.warn(`received ${signal}: stopping`);

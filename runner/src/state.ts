@@ -156,6 +156,11 @@ export interface MigrationState {
   readonly supersededBackups?: readonly SupersededBackup[];
   readonly verification?: VerificationResult;
   readonly protectedVolumes: readonly ProtectedVolume[];
+  /**
+   * Whether the runner deleted the legacy StatefulSet and PVCs. Recorded (with protectedVolumes)
+   * right before the delete, which the step redoes until its phase is recorded: from then on,
+   * whatever answers at the legacy names is not the database backed up.
+   */
   readonly legacyDeleted: boolean;
   readonly lastError?: LastError;
   /** Why the runner decided what it did, e.g. NotNeeded: "no legacy database". */

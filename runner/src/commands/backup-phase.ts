@@ -94,9 +94,11 @@ MIGRATION_PROTECT_VOLUMES=true; legacy deleted only with MIGRATION_DELETE_LEGACY
 With a backup already on record: compares the legacy database's write counters
 with the backup's; unchanged → nothing to do; changed (e.g. written during a rollback) → the backup
 is superseded (state back to Quiesced, Event MigrationBackupSuperseded) and taken anew into
-<dir>/<migrationId>.N. Legacy StatefulSet present but its database unreachable: exit 69.
+<dir>/<migrationId>.N. Legacy StatefulSet present but its database unreachable: exit 69 (78 when
+SOURCE_PGPASSWORD is unset: its Secret does not exist).
 Completed, and the legacy StatefulSet exists again (a rollback): its database changed since the
-backup → exit 65 (nothing changed) unless MIGRATION_ACCEPT_LEGACY_CHANGES_OF names the migration.`,
+backup → exit 65, or it cannot be compared → exit 69 (78 without SOURCE_PGPASSWORD); nothing
+changed, unless MIGRATION_ACCEPT_LEGACY_CHANGES_OF names the migration.`,
   flags: {},
   async run({ env, log, signal }) {
     return runBackupPhase(createHookContext(RunnerCommand.backupPhase, { env, log, signal }));

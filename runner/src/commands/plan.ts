@@ -118,7 +118,7 @@ export function formatPlan(input: PlanInput): string {
         ? 'nothing (exit 0)'
         : config.acceptLegacyChangesOf === state.migrationId
           ? `nothing (exit 0): ${Env.acceptLegacyChangesOf} accepts the legacy database's changes since backup ${state.backup!.dir}`
-          : `compare the legacy database (its StatefulSet exists again: a rollback?) with backup ${state.backup!.dir}: unchanged → nothing (exit 0); changed → refuse (exit 65) until ${Env.acceptLegacyChangesOf}=${state.migrationId} or a new migration`,
+          : `compare the legacy database (its StatefulSet exists again: a rollback?) with backup ${state.backup!.dir}: unchanged → nothing (exit 0); changed → refuse (exit 65); not comparable → stop (exit 69 while it does not answer, 78 without ${Env.sourcePassword}); until ${Env.acceptLegacyChangesOf}=${state.migrationId} or a new migration`,
     );
     hook(
       RunnerCommand.restorePhase,

@@ -86,7 +86,6 @@ export function isKubeApiError(error: unknown, reason?: KubeErrorReason): error 
 export const isNotFound = (error: unknown): error is KubeApiError => isKubeApiError(error, 'NotFound');
 export const isAlreadyExists = (error: unknown): error is KubeApiError => isKubeApiError(error, 'AlreadyExists');
 export const isConflict = (error: unknown): error is KubeApiError => isKubeApiError(error, 'Conflict');
-export const isForbidden = (error: unknown): error is KubeApiError => isKubeApiError(error, 'Forbidden');
 
 /** How often `callApi` retries a transient failure (429, 5xx, connection errors). */
 export interface RetryPolicy {

@@ -16,6 +16,9 @@ import { callApi, isAlreadyExists, isConflict, isNotFound, type KubeContext } fr
 
 export const DEFAULT_LOCK_TTL_SECONDS = 60;
 
+/** A DNS subdomain name, what a Lease's name must be (config.ts checks the other names alike). */
+const OBJECT_NAME = /^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/;
+
 export interface LockOptions {
   /** Name of the Lease (MIGRATION_LOCK_LEASE). */
   readonly name: string;
@@ -48,6 +51,13 @@ export function lockOptionsFromEnv(env: NodeJS.ProcessEnv = process.env): LockOp
     throw new RunnerError(`${Env.lockLease} is not set`, {
       exitCode: ExitCode.usage,
       hint: `set ${Env.lockLease} to the name of the migration's Lease (the DatabaseMigration construct sets it)`,
+    });
+  }
+  // As config.ts checks the other names: a bad one would otherwise surface as the API's 422 on the first create.
+  if (name.length > 253 || !OBJECT_NAME.test(name)) {
+    throw new RunnerError(`${Env.lockLease} must be a Kubernetes object name (lower-case letters, digits, '-' and '.'), got "${name}"`, {
+      exitCode: ExitCode.usage,
+      hint: `fix ${Env.lockLease}`,
     });
   }
   const rawTtl = env[Env.lockTtlSeconds];

@@ -58,19 +58,6 @@ export class StateStore {
     this.maxConflictRetries = options.maxConflictRetries ?? 8;
   }
 
-  /** A store for the ConfigMap named by MIGRATION_STATE_CONFIGMAP. */
-  static fromEnv(kube: KubeContext, env: NodeJS.ProcessEnv = process.env): StateStore {
-    const name = env[Env.stateConfigMap];
-    if (!name) {
-      throw new RunnerError(`${Env.stateConfigMap} is not set`, {
-        exitCode: ExitCode.usage,
-        hint: `set ${Env.stateConfigMap} to the name of the state ConfigMap (the DatabaseMigration construct sets it)`,
-      });
-    }
-    const options: StateStoreOptions = env[Env.podName] ? { name, instance: env[Env.podName] as string } : { name };
-    return new StateStore(kube, options);
-  }
-
   private action(verb: string) {
     return { verb, resource: 'configmaps', name: verb === 'create' ? undefined : this.name, namespace: this.kube.namespace };
   }

@@ -158,6 +158,20 @@ export async function retainVolume(kube: KubeContext, pvcName: string, options: 
   return { pvc: pvcName, pvName: name, previousPolicy };
 }
 
+/** The PersistentVolume `pvcName` is bound to; undefined when the claim does not exist or is not bound. */
+export async function boundVolumeOf(kube: KubeContext, pvcName: string): Promise<string | undefined> {
+  const namespace = kube.namespace;
+  try {
+    const pvc = await callApi(kube, { verb: 'get', resource: 'persistentvolumeclaims', name: pvcName, namespace }, () =>
+      kube.core.readNamespacedPersistentVolumeClaim({ name: pvcName, namespace }),
+    );
+    return pvc.spec?.volumeName || undefined;
+  } catch (error) {
+    if (isNotFound(error)) return undefined;
+    throw error;
+  }
+}
+
 export interface LegacyObjects {
   /** The legacy StatefulSet; undefined or '' when none is known. */
   readonly statefulSet?: string;

@@ -263,22 +263,3 @@ export function mergeOriginalReplicas(
 ): Record<string, number> {
   return { ...observed, ...recorded };
 }
-
-/**
- * Scales every workload back to its recorded count. A workload that no longer exists (removed by
- * the upgrade) is skipped with a warning.
- */
-export async function restoreReplicas(kube: KubeContext, originals: Readonly<Record<string, number>>): Promise<void> {
-  for (const [key, replicas] of Object.entries(originals)) {
-    const ref = parseWorkloadKey(key);
-    try {
-      await scaleWorkload(kube, ref, replicas);
-    } catch (error) {
-      if (error instanceof WorkloadNotFoundError) {
-        kube.log.warn('workload to scale back no longer exists; skipping', { workload: key, replicas });
-        continue;
-      }
-      throw error;
-    }
-  }
-}

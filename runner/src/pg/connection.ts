@@ -3,15 +3,11 @@
  * contract, a `withClient` helper that owns a `pg` connection for the duration of a callback, and
  * the environment for spawning pg_dump / pg_restore / psql.
  *
- * Passwords travel only in memory, in a child's environment (`PGPASSWORD`) or in a 0600 passfile;
- * never in argv, never in a log line or an error message.
+ * Passwords travel only in memory and in a child's environment (`PGPASSWORD`); never in argv,
+ * never in a log line or an error message.
  */
-import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
-import { chmod, rm, writeFile } from 'node:fs/promises';
 import type { ConnectionOptions } from 'node:tls';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import pg from 'pg';
 import { Env, ExitCode, SslMode, type SslModeValue } from '../../../lib/contract.js';
 import { classifyDatabaseError, RunnerError, usageError, type EndpointDescription } from '../errors.js';
@@ -305,8 +301,6 @@ export interface ToolEnvOptions {
   readonly pgOptions?: string;
   /** application_name suffix. */
   readonly purpose?: string;
-  /** Use this passfile instead of PGPASSWORD (see {@link writePassfile}). */
-  readonly passfile?: string;
   /** The environment to start from. @default process.env */
   readonly baseEnv?: NodeJS.ProcessEnv;
 }
@@ -314,7 +308,7 @@ export interface ToolEnvOptions {
 /**
  * The environment for a pg tool connecting with `settings`: the parent's environment without any
  * libpq variable (a stray PGSERVICE or PGOPTIONS must not redirect the tool), plus
- * PGHOST/PGPORT/PGUSER/PGDATABASE, the password (PGPASSWORD or PGPASSFILE), PGAPPNAME,
+ * PGHOST/PGPORT/PGUSER/PGDATABASE, the password (PGPASSWORD), PGAPPNAME,
  * PGCONNECT_TIMEOUT, and PGSSLMODE / PGSSLROOTCERT when configured.
  */
 export function toolEnv(settings: ConnectionSettings, options: ToolEnvOptions = {}): NodeJS.ProcessEnv {
@@ -336,27 +330,8 @@ export function toolEnv(settings: ConnectionSettings, options: ToolEnvOptions = 
   if (settings.sslMode) env.PGSSLMODE = settings.sslMode;
   if (settings.sslRootCert) env.PGSSLROOTCERT = settings.sslRootCert;
   if (options.pgOptions) env.PGOPTIONS = options.pgOptions;
-  if (options.passfile) env.PGPASSFILE = options.passfile;
-  else if (settings.password !== undefined) env.PGPASSWORD = settings.password;
+  if (settings.password !== undefined) env.PGPASSWORD = settings.password;
   return env;
-}
-
-function escapePassfileField(value: string): string {
-  return value.replace(/\\/g, '\\\\').replace(/:/g, '\\:');
-}
-
-/**
- * Writes a libpq passfile (mode 0600, in a fresh private directory) for `settings` and returns its
- * path and a function that deletes it. For environments where PGPASSWORD is not wanted.
- */
-export async function writePassfile(settings: ConnectionSettings, directory = tmpdir()): Promise<{ path: string; remove(): Promise<void> }> {
-  const path = join(directory, `.pgpass-${process.pid}-${randomBytes(6).toString('hex')}`);
-  const line = [settings.host, String(settings.port), settings.database, settings.user, settings.password ?? '']
-    .map(escapePassfileField)
-    .join(':');
-  await writeFile(path, `${line}\n`, { mode: 0o600, flag: 'wx' });
-  await chmod(path, 0o600);
-  return { path, remove: () => rm(path, { force: true }) };
 }
 
 /** `"schema"."name"`, quoted for SQL. */

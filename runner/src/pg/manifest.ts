@@ -247,16 +247,24 @@ export interface ChecksumsInProgress {
   readonly largeObjects?: Promise<LargeObjectStats | undefined>;
 }
 
-/** Runs `text` on `client` in a savepoint, so that an error does not abort the surrounding transaction. */
+/** SQLSTATE insufficient_privilege: what reading pg_largeobject, or a large object, answers a user without the right. */
+const INSUFFICIENT_PRIVILEGE = '42501';
+
+/**
+ * Runs `text` on `client` in a savepoint; undefined when the user may not read what it reads
+ * (insufficient_privilege), without aborting the surrounding transaction. Any other error (a
+ * timeout, a lock wait, a broken connection) is thrown: it says nothing about what the data holds.
+ */
 export async function queryOrUndefined<R extends pg.QueryResultRow>(client: pg.Client, text: string): Promise<pg.QueryResult<R> | undefined> {
   await client.query('SAVEPOINT kc_migration_optional');
   try {
     const result = await client.query<R>(text);
     await client.query('RELEASE SAVEPOINT kc_migration_optional');
     return result;
-  } catch {
+  } catch (error) {
     await client.query('ROLLBACK TO SAVEPOINT kc_migration_optional');
-    return undefined;
+    if ((error as { code?: unknown }).code === INSUFFICIENT_PRIVILEGE) return undefined;
+    throw error;
   }
 }
 
@@ -551,8 +559,9 @@ export async function collectDatabaseStats(client: pg.Client, options: CollectSt
 
 /**
  * Count of the large objects and a checksum over their OIDs and contents (null when the user may
- * not read them). v1 digests each object with md5; v2 with sha256 (PostgreSQL 11+; OpenSSL's, with
- * the CPU's SHA instructions, from 14 on: several times faster than md5 on the same bytes).
+ * not read them: insufficient_privilege; any other error is thrown). v1 digests each object with
+ * md5; v2 with sha256 (PostgreSQL 11+; OpenSSL's, with the CPU's SHA instructions, from 14 on:
+ * several times faster than md5 on the same bytes).
  *
  * Given several sessions (on the same snapshot), each digests its share of the objects (by OID
  * modulo the number of sessions) and the partial sums are added: the same checksum, read on all

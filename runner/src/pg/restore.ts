@@ -475,7 +475,7 @@ export async function restoreDatabase(options: RestoreOptions): Promise<RestoreR
     if (inventory.objectCount > 0 || inventory.largeObjects.length > 0) {
       await assertNothingForeignInTheWay(control, inventory, owner);
       const stats = await collectTargetStats(options.target, { jobs, log, checksumAlgorithm: manifest.checksumAlgorithm });
-      const differences = diffDatabaseStats(manifest.stats, stats);
+      const differences = diffDatabaseStats(manifest.stats, stats, { log });
       if (differences.length === 0) {
         log.info('the target already holds exactly this backup: nothing to restore', { tables: stats.tables.length });
         return { action: 'already-restored', manifest, cleaned: [], bytes: 0, durationMs: Date.now() - started, checksummedTables: new Map(), analyzed: false };

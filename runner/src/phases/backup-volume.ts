@@ -17,8 +17,9 @@ export const BACKUP_PVC_COMPONENT = 'migration-backup';
 
 /**
  * Headroom over pg_database_size: the database size already includes indexes (which a dump does
- * not hold), so 25% more covers the manifest, a partial dump left by a crash being replaced, and
- * the filesystem's own overhead.
+ * not hold), so 25% more covers the manifest and the filesystem's own overhead. A dump an earlier
+ * attempt left behind (partial, or complete but never recorded) is deleted before the new one
+ * starts, so it needs no room of its own.
  */
 export const BACKUP_HEADROOM = 1.25;
 

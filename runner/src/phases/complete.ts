@@ -13,8 +13,8 @@ import { requireBackupDir, requireEndpoint } from '../config.js';
 import { applyKeycloakHygiene } from '../pg/hygiene.js';
 import { analyzeRemaining } from '../pg/restore.js';
 import { readMarker, writeMarker } from '../pg/marker.js';
-import { runStep, timed, type HookContext } from './context.js';
-import { removeLegacy } from './protect-legacy.js';
+import { runStep, timed, updateState, type HookContext } from './context.js';
+import { assertLegacyDisksRetained, removeLegacy } from './protect-legacy.js';
 import { pruneBackups } from './prune-backups.js';
 import { unquiesce } from './quiesce.js';
 import { analyzeAfterKeycloakIsBack, restoredInThisRun, targetOwner } from './restore.js';
@@ -47,9 +47,16 @@ export function completeStep(ctx: HookContext) {
       }
       const scaledBack = await scaleBackOrLeaveToGitOps(ctx, state.originalReplicas);
       if (analyzeAfter) await analyzeWhileKeycloakStarts(ctx, owner);
-      const deleteNow = ctx.config.deleteLegacy === DeleteLegacy.afterRestore && !state.legacyDeleted;
+      // Only after-restore deletes here, so legacyDeleted already set means an earlier attempt of this
+      // step recorded it and may have died before deleting (the delete is idempotent).
+      const deleteNow = ctx.config.deleteLegacy === DeleteLegacy.afterRestore;
       if (deleteNow) {
-        await timed(ctx, 'delete-legacy', () => removeLegacy(ctx), (report) => ({ note: `deleted ${report.deleted.join(', ') || 'nothing (already gone)'}` }));
+        // Checked before anything is recorded; recorded before anything is deleted: from the delete
+        // on, whatever answers at the legacy names is not the database backed up.
+        await assertLegacyDisksRetained(ctx, state.protectedVolumes);
+        ctx.lock?.assertHeld();
+        if (!state.legacyDeleted) await updateState(ctx, (current) => ({ ...current, legacyDeleted: true }));
+        await timed(ctx, 'delete-legacy', () => removeLegacy(ctx, state.protectedVolumes), (report) => ({ note: `deleted ${report.deleted.join(', ') || 'nothing (already gone)'}` }));
       }
       // The verified backup stays; older ones the runner left on the volume go (best effort).
       const pruned = await timed(ctx, 'prune-backups', () => pruneBackups(requireBackupDir(ctx.config, ctx.command), state, ctx.log), (removed) => ({

@@ -13,6 +13,7 @@
  * | legacy StatefulSet exists, its password Secret does not, | fail (78), naming the Secret its  |
  * |   and its pods read another one (`auth.existingSecret`)  |   pods read and the config field  |
  * | legacy StatefulSet exists, source unreachable           | fail, retriable (69)              |
+ * | the target carries a `restoring` marker                 | fail (78), naming the migration   |
  * | any other trace of a legacy database (below)            | fail (78), naming what was found  |
  * | no trace at all                                         | NotNeeded: fresh install          |
  *
@@ -45,6 +46,8 @@ export interface LegacyProbe {
   readonly traces?: readonly string[];
   /** Secrets the legacy StatefulSet's pods read (env secretKeyRef, Secret volumes), when it exists. */
   readonly podSecrets?: readonly string[];
+  /** The StatefulSet's `spec.replicas` (1 when unset, as the API defaults it), when it exists. */
+  readonly replicas?: number;
   /** The configured StatefulSet's pod spec, when it exists (adoption reads its password reference). */
   readonly podSpec?: V1PodSpec;
   /** Other StatefulSets with the legacy labels (adoption's candidates); absent when none. */
@@ -80,7 +83,7 @@ export async function probeLegacyStatefulSet(kube: KubeContext, config: HookConf
       kube.apps.readNamespacedStatefulSet({ name, namespace: kube.namespace }),
     );
     const podSpec = live.spec?.template?.spec;
-    return { name, exists: true, podSecrets: secretsReadByPods(podSpec), ...(podSpec ? { podSpec } : {}) };
+    return { name, exists: true, podSecrets: secretsReadByPods(podSpec), replicas: live.spec?.replicas ?? 1, ...(podSpec ? { podSpec } : {}) };
   } catch (error) {
     if (isNotFound(error)) return { name, exists: false };
     throw error;
@@ -246,6 +249,21 @@ export function decidePrepare(legacy: LegacyProbe, target: TargetProbe, source: 
       exitCode: ExitCode.unavailable,
       hint: `start the legacy database (kubectl get statefulset ${legacy.name}), or check ${Env.sourceHost}/${Env.sourcePort}; the Job retries`,
     });
+  }
+  if (target.status === 'reachable' && target.marker?.status === ReadyMarker.restoring) {
+    // A restore began there and never finished, and no state records it (the ConfigMap was deleted,
+    // or restored from an older copy): "fresh install" would mark a half-restored database ready.
+    const { marker } = target;
+    throw new RunnerError(
+      `the target database carries the ${ReadyMarker.restoring} marker of migration ${marker.migrationId} (since ${marker.updatedAt.toISOString()}): a restore into it began and did not finish, ` +
+        `and no legacy database answers (${source.reason}) to migrate from. Deciding "fresh install" would start Keycloak on a partly restored database`,
+      {
+        exitCode: ExitCode.config,
+        hint:
+          `if the legacy database still exists, start it or point the platform config's legacyDatabase at it and upgrade again: a new migration restores over the partial one. ` +
+          `If nothing of value is in the target, drop and recreate it empty and upgrade again. Nothing was changed`,
+      },
+    );
   }
   if (legacy.traces && legacy.traces.length > 0) {
     throw new RunnerError(

@@ -12,7 +12,7 @@ import { backupDatabase, sha256File } from '../pg/backup.js';
 import { MANIFEST_FILE } from '../pg/manifest.js';
 import { nextBackupDirName, type MigrationState } from '../state.js';
 import { runStep, type HookContext } from './context.js';
-import { removeSupersededBackups } from './prune-backups.js';
+import { removeSupersededBackups, removeUnrecordedDump } from './prune-backups.js';
 import { forgetEarlyPass, storedEarlyPass } from './early-pass.js';
 
 /**
@@ -55,6 +55,8 @@ export function dumpStep(ctx: HookContext) {
       // backup-phase quiesced the workloads just before, under the same lock.
       ctx.lock?.assertHeld();
       const dir = backupDirectoryOf(ctx, state);
+      // Nothing recorded: whatever an earlier attempt left there would only count against the free space.
+      if (!state.backup) await removeUnrecordedDump(requireBackupDir(ctx.config, ctx.command), nextBackupDirName(state), ctx.log);
       const { pass: earlyPass, stored: earlyPassStored } = await storedEarlyPass(ctx);
       const dump = () =>
         backupDatabase({

@@ -5,6 +5,7 @@
  */
 import { ReadyMarker } from '../../../lib/contract.js';
 import { requireEndpoint } from '../config.js';
+import { configError } from '../errors.js';
 import { readMarker, writeMarker } from '../pg/marker.js';
 import { updateState, type HookContext } from './context.js';
 import { targetOwner } from './restore.js';
@@ -16,6 +17,13 @@ export async function ensureReadyMarkerWithoutMigration(ctx: HookContext): Promi
   ctx.currentStep = 'mark-ready';
   await waitForWritableTarget(target, { timeoutSeconds: ctx.config.targetWaitSeconds, log: ctx.log, signal: ctx.signal });
   const marker = await readMarker(target);
+  if (marker?.status === ReadyMarker.restoring) {
+    // A restore began there after prepare decided nothing was to migrate: never mark that ready.
+    throw configError(
+      `the target database carries the ${ReadyMarker.restoring} marker of migration ${marker.migrationId} (since ${marker.updatedAt.toISOString()}), but migration ${state.migrationId} found nothing to migrate (${state.decisionReason ?? 'NotNeeded'}): a restore into it began and did not finish. Not marking it ready`,
+      `if it holds a legacy database's data, restore it fully (delete ConfigMap ${ctx.config.stateConfigMap} while the legacy database answers, then upgrade again); if nothing of value is in it, drop and recreate it empty and upgrade again`,
+    );
+  }
   let outcome: 'written' | 'already-ready' = 'already-ready';
   if (marker?.status !== ReadyMarker.ready) {
     await writeMarker(target, { status: ReadyMarker.ready, migrationId: state.migrationId, owner: targetOwner(ctx) });

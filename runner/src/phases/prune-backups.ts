@@ -109,6 +109,24 @@ export async function pruneBackups(backupRoot: string, state: MigrationState, lo
 }
 
 /**
+ * Deletes what a run left in `<backupRoot>/<dirName>` before it could record it (runner layout
+ * only), and returns what that was; undefined when there was nothing. The dump step calls it while
+ * the state records no backup: a dump that completed (manifest written) but whose BackedUp record
+ * never landed (the pod died, the deadline hit, the API was down) is useless — the state cannot
+ * vouch for it — yet on a volume sized for one backup it would leave no room for the new dump,
+ * which goes into the same directory and replaces it only once complete.
+ */
+export async function removeUnrecordedDump(backupRoot: string, dirName: string, log: Logger): Promise<string | undefined> {
+  const path = join(backupRoot, dirName);
+  const layout = await runnerLayout(path).catch(() => undefined);
+  if (layout === undefined) return undefined;
+  const what = layout === null ? 'an unfinished dump (no manifest)' : `a complete dump (manifest of ${layout.createdAt}, ${layout.dumpBytes} bytes)`;
+  await rm(path, { recursive: true, force: true });
+  log.warn(`deleted ${what} in ${dirName} that no state records: a run ended after writing it but before recording it; dumping anew`, { dir: dirName });
+  return what;
+}
+
+/**
  * Deletes this migration's superseded backups (runner layout only) and returns their names. For
  * a backup volume that cannot hold a new backup next to the stale one: the stale one is useless,
  * the legacy database that moved on from it holds all its data and more (a backup is never

@@ -21,13 +21,16 @@ import { readManifest } from '../pg/manifest.js';
 import { compareSourceFingerprints, readSourceFingerprint, type SourceComparison } from '../pg/source-changes.js';
 import { supersedeBackup, type MigrationState } from '../state.js';
 import { timed, updateState, type HookContext } from './context.js';
-import { probeLegacyStatefulSet } from './decide.js';
+import { probeLegacyStatefulSet, type LegacyProbe } from './decide.js';
 import { backupDirectoryOf } from './dump.js';
 
 export type SourceFreshness =
   | { readonly kind: 'compared'; readonly comparison: SourceComparison }
-  /** The source could not be asked (unreachable, no credentials); `error` when it answered with one. */
-  | { readonly kind: 'unreachable'; readonly reason: string; readonly error?: RunnerError }
+  /**
+   * The source could not be asked: `missing` names the unset variable (no host, or no password:
+   * its Secret does not exist); `error` is set when it was asked and answered with one.
+   */
+  | { readonly kind: 'unreachable'; readonly reason: string; readonly error?: RunnerError; readonly missing?: string }
   /** The runner deleted the legacy database: whatever answers there is not the database backed up. */
   | { readonly kind: 'deleted-by-runner' };
 
@@ -35,8 +38,8 @@ export type SourceFreshness =
 export async function checkSourceSinceBackup(ctx: HookContext, state: MigrationState): Promise<SourceFreshness> {
   if (state.legacyDeleted) return { kind: 'deleted-by-runner' };
   const source = ctx.config.source;
-  if (!source.settings) return { kind: 'unreachable', reason: `${Env.sourceHost} is not set` };
-  if (!source.passwordSet) return { kind: 'unreachable', reason: `${Env.sourcePassword} is unset (its Secret does not exist)` };
+  if (!source.settings) return { kind: 'unreachable', reason: `${Env.sourceHost} is not set`, missing: Env.sourceHost };
+  if (!source.passwordSet) return { kind: 'unreachable', reason: `${Env.sourcePassword} is unset (its Secret does not exist)`, missing: Env.sourcePassword };
   const manifest = await readManifest(backupDirectoryOf(ctx, state));
   try {
     const current = await withClient(source.settings, (client) => readSourceFingerprint(client), { purpose: 'source-changes', action: 'read the write counters of' });
@@ -64,12 +67,7 @@ export async function reuseOrSupersedeBackup(ctx: HookContext): Promise<void> {
       // An answering server that refuses us (password, permissions) must be fixed, not ignored.
       if (freshness.error && freshness.error.exitCode !== ExitCode.unavailable) throw freshness.error;
       const legacy = await probeLegacyStatefulSet(ctx.kube, ctx.config);
-      if (legacy.exists) {
-        throw new RunnerError(`cannot tell whether the legacy database changed after backup ${backupDir}: ${freshness.reason}`, {
-          exitCode: ExitCode.unavailable,
-          hint: `start the legacy database (StatefulSet ${legacy.name}) so the runner can compare it with the backup; the Job retries`,
-        });
-      }
+      if (legacy.exists) throw notComparable(legacy, freshness, `cannot tell whether the legacy database changed after backup ${backupDir}`);
       ctx.log.warn(`reusing backup ${backupDir}: the legacy database is not reachable and no legacy StatefulSet exists, so nothing can have written to it`, {
         reason: freshness.reason,
       });
@@ -114,6 +112,9 @@ export async function assertSourceUnchangedSinceBackup(ctx: HookContext): Promis
  * changes; the upgrade would switch Keycloak back to the new database, where they are missing, and
  * nothing would ever copy them. Failing the backup hook (before it stops anything) leaves the old
  * release running on the legacy database, so nothing is lost while the operator chooses which side wins.
+ * A legacy database that cannot be asked (not answering: 69, the Job retries; its password Secret
+ * gone: 78; the server's own error, e.g. a wrong password: its code) stops the run the same way,
+ * since the runner cannot tell; {@link Env.acceptLegacyChangesOf} goes on without asking.
  *
  * Costs one API read when the legacy StatefulSet is gone (the normal case after Helm's upgrade or
  * Argo CD's prune), and a few catalog queries when it exists. Statistics that were reset (the
@@ -137,6 +138,21 @@ export async function assertLegacyUnchangedSinceCompletion(ctx: HookContext, sta
     ctx.log.warn(`cannot compare the legacy database with migration ${state.migrationId}'s backup: ${error.message}`);
     return;
   }
+  if (freshness.kind === 'unreachable' && legacy.replicas === 0) {
+    // Scaled to 0 (kept, stopped, e.g. under Argo CD without prune): nothing serves on it, so no
+    // rollback is writing there now. Failing every later sync until it is deleted would help no one.
+    ctx.log.warn(`legacy StatefulSet ${legacy.name} exists, scaled to 0, and cannot be compared with migration ${state.migrationId}'s backup: ${freshness.reason}; going on`);
+    return;
+  }
+  if (freshness.kind === 'unreachable') {
+    // The rolled-back release may be starting on it and writing: going on would leave those writes behind.
+    throw notComparable(
+      legacy,
+      freshness,
+      `cannot tell whether the legacy database changed after migration ${state.migrationId} completed (its StatefulSet ${legacy.name} exists again: a rollback?; nothing was changed)`,
+      `; or, to go on without comparing (whatever the old release wrote there since is left behind), set ${Env.acceptLegacyChangesOf}=${state.migrationId} (platform config migration.acceptLegacyChangesOf) and upgrade again`,
+    );
+  }
   if (freshness.kind !== 'compared') {
     ctx.log.info(`legacy StatefulSet ${legacy.name} exists but could not be compared with the backup: ${describeFreshness(freshness)}`);
     return;
@@ -150,6 +166,33 @@ export async function assertLegacyUnchangedSinceCompletion(ctx: HookContext, sta
     `choose which database wins. Keep the new one and discard the legacy changes: set ${Env.acceptLegacyChangesOf}=${state.migrationId} (platform config migration.acceptLegacyChangesOf) and upgrade again. ` +
       `Migrate the legacy database again (the new database's writes since ${state.updatedAt} are replaced): scale Keycloak down, recreate the new database empty, delete ConfigMap ${ctx.config.stateConfigMap}, upgrade again`,
   );
+}
+
+/**
+ * Why a legacy database whose StatefulSet exists could not be compared, as the error that stops
+ * the run: the runner cannot tell whether it was written to. An unset setting (78: waiting does not
+ * create a Secret) names the variable and the Secrets the legacy pods read; a server that answered
+ * with an error keeps that error's code; one that does not answer (69) may be starting, so the Job
+ * retries. `orElse` is appended to the hint (the way to go on anyway, where there is one); without
+ * it a server's own error is passed on as it is.
+ */
+function notComparable(legacy: LegacyProbe, freshness: Extract<SourceFreshness, { kind: 'unreachable' }>, what: string, orElse?: string): RunnerError {
+  if (freshness.missing) {
+    const podSecrets = legacy.podSecrets?.length ? `; the legacy pods read Secret ${legacy.podSecrets.join(', ')}` : '';
+    const fix =
+      freshness.missing === Env.sourcePassword
+        ? `create the Secret the Job reads ${Env.sourcePassword} from (platform config legacyDatabase.secretName and passwordKey), or point them at the one holding the password${podSecrets}; then run the upgrade again`
+        : `set ${freshness.missing} (platform config legacyDatabase) and run the upgrade again`;
+    return new RunnerError(`${what}: the legacy StatefulSet ${legacy.name} exists but ${freshness.reason}`, { exitCode: ExitCode.config, hint: `${fix}${orElse ?? ''}` });
+  }
+  if (freshness.error && freshness.error.exitCode !== ExitCode.unavailable) {
+    if (orElse === undefined) return freshness.error;
+    return new RunnerError(`${what}: ${freshness.error.message}`, { exitCode: freshness.error.exitCode, hint: `${freshness.error.hint ?? 'fix the cause'}${orElse}`, cause: freshness.error });
+  }
+  return new RunnerError(`${what}: ${freshness.reason}`, {
+    exitCode: ExitCode.unavailable,
+    hint: `start the legacy database (StatefulSet ${legacy.name}) so the runner can compare it with the backup; the Job retries${orElse ?? ''}`,
+  });
 }
 
 function describeFreshness(freshness: SourceFreshness): string {
