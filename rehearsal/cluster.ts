@@ -25,6 +25,9 @@ import type { KubeObject } from './manifests.js';
 
 const CLUSTER_SCOPED = new Set(['Namespace', 'PersistentVolume', 'ClusterRole', 'ClusterRoleBinding', 'StorageClass', 'CustomResourceDefinition', 'PriorityClass']);
 
+/** How long a deletion may take before the rehearsal reports it stuck (a finalizer nobody removes). */
+const DELETE_TIMEOUT_MS = 60_000;
+
 export class FakeCluster implements ClusterOps {
 
   constructor(
@@ -110,8 +113,14 @@ export class FakeCluster implements ClusterOps {
   private readonly appliers = new Map<string, KubernetesObjectApi>();
 
   async delete(object: Pick<KubeObject, 'apiVersion' | 'kind' | 'metadata'>, propagation: 'Foreground' | 'Background' = 'Background'): Promise<boolean> {
-    // The fake deletes an object and its dependents at once: both policies end with all gone.
-    return this.server.remove(this.reference(object), propagation);
+    // The DELETE only marks an object with finalizers, and a foreground one (Argo CD's prune)
+    // waits for the garbage collector to delete its dependents first: wait until it is gone, as
+    // the tools do (Helm's WaitForDelete of hooks, Argo CD before creating a hook again or
+    // moving past a pruning wave).
+    const reference = this.reference(object);
+    if (!this.server.remove(reference, propagation)) return false;
+    await this.server.waitUntilGone(reference, DELETE_TIMEOUT_MS, Math.min(this.pollMs, 10));
+    return true;
   }
 
   async waitReady(object: KubeObject, timeoutMs: number): Promise<void> {

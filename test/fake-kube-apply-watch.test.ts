@@ -213,6 +213,27 @@ describe('watch', () => {
     expect((await stream).map((event) => event.object.metadata.name)).toEqual(['hook']);
   });
 
+  it('resumed from a resourceVersion, sends nothing for a change of an object that matched the selector neither before nor after', async () => {
+    // The watch cache evaluates the selector on the old and the new object of each event
+    // (k8s.io/apiserver pkg/storage/cacher cacheWatcher.convertToWatchEvent): neither → no event,
+    // old only → DELETED, new only → ADDED, both → MODIFIED.
+    await call('POST', cmPath, { metadata: { name: 'bystander', labels: { role: 'none' } } });
+    await call('POST', cmPath, { metadata: { name: 'joiner', labels: { role: 'none' } } });
+    const from = (await call('GET', cmPath)).body.metadata.resourceVersion as string;
+    // The changes happen before the watch opens: it replays them from the server's history, as
+    // for a client (helm, an informer) that resumes from the resourceVersion of its last list.
+    await call('PATCH', `${cmPath}/bystander`, { data: { touched: 'yes' } }, 'application/merge-patch+json');
+    await call('DELETE', `${cmPath}/bystander`);
+    await call('PATCH', `${cmPath}/joiner`, { metadata: { labels: { role: 'hook' } } }, 'application/merge-patch+json');
+    await call('PATCH', `${cmPath}/joiner`, { data: { n: '1' } }, 'application/merge-patch+json');
+    await call('PATCH', `${cmPath}/joiner`, { metadata: { labels: { role: 'none' } } }, 'application/merge-patch+json');
+    const events = await watchEvents(`${cmPath}?watch=true&resourceVersion=${from}&labelSelector=role%3Dhook`, 3);
+    expect(events.map((event) => `${event.type} ${event.object.metadata.name}`)).toEqual(['ADDED joiner', 'MODIFIED joiner', 'DELETED joiner']);
+    // The DELETED for leaving the selector carries the last matching content, at the new resourceVersion.
+    expect(events[2]!.object.metadata.labels).toEqual({ role: 'hook' });
+    expect(Number(events[2]!.object.metadata.resourceVersion)).toBeGreaterThan(Number(events[1]!.object.metadata.resourceVersion));
+  });
+
   it('answers a resourceVersion older than its history with a 410 Expired ERROR event', async () => {
     const events = await watchEvents(`${cmPath}?watch=true&resourceVersion=1`, 1);
     expect(events[0]).toMatchObject({ type: 'ERROR', object: { kind: 'Status', code: 410, reason: 'Expired' } });

@@ -89,8 +89,10 @@ describe('CRUD and Status bodies', () => {
     expect(Number(replaced.metadata?.resourceVersion)).toBeGreaterThan(Number(read.metadata?.resourceVersion));
     expect(replaced.metadata?.uid).toBe(created.metadata?.uid);
 
-    const status = await core.deleteNamespacedConfigMap({ name: 'crud', namespace: ns, body: { propagationPolicy: 'Foreground' } });
-    expect(status.status).toBe('Success');
+    // A Background delete of an object without finalizers removes it at once and answers a
+    // Status of success (store.go finalizeDelete). Foreground and finalizers: fake-kube-deletion.test.ts.
+    const status = await core.deleteNamespacedConfigMap({ name: 'crud', namespace: ns, body: { propagationPolicy: 'Background' } });
+    expect(status).toMatchObject({ kind: 'Status', status: 'Success', details: { name: 'crud', kind: 'configmaps', uid: created.metadata?.uid } });
     const missing = await apiError(core.readNamespacedConfigMap({ name: 'crud', namespace: ns }));
     expect(missing.code).toBe(404);
     expect(missing.body).toEqual({
@@ -486,6 +488,12 @@ describe('scale subresource', () => {
       controller.stop();
       await apps.deleteNamespacedStatefulSet({ name: 'gc', namespace: ns });
       await apps.deleteNamespacedStatefulSet({ name: 'orphan', namespace: ns, propagationPolicy: 'Orphan' });
+      // The garbage collector works after the DELETE has been answered: poll, as a client must.
+      const gone = (name: string) => server.get({ apiVersion: 'apps/v1', kind: 'StatefulSet', name, namespace: ns }) === undefined;
+      for (let tries = 0; !(gone('gc') && gone('orphan') && !server.get({ apiVersion: 'v1', kind: 'Pod', name: 'gc-0', namespace: ns })); tries += 1) {
+        expect(tries).toBeLessThan(500);
+        await new Promise((resolve) => setTimeout(resolve, 10));
+      }
       const pods = await core.listNamespacedPod({ namespace: ns });
       const names = pods.items.map((pod) => pod.metadata?.name);
       expect(names).not.toContain('gc-0');

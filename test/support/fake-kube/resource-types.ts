@@ -27,6 +27,13 @@ export interface ResourceType {
    * a `Status` of success (most built-in types), as the real registries do.
    */
   readonly deleteReturnsObject: boolean;
+  /**
+   * Whether a DELETE without a propagationPolicy orphans the dependents (the registry strategy's
+   * DefaultGarbageCollectionPolicy): true for batch/v1 Jobs only, kept for backwards compatibility
+   * (pkg/registry/batch/job/strategy.go), which is why `kubectl delete job` leaves no Pods only
+   * because kubectl sends Background.
+   */
+  readonly orphanDependentsByDefault?: boolean;
 }
 
 function type(
@@ -34,7 +41,7 @@ function type(
   version: string,
   plural: string,
   kind: string,
-  options: Partial<Pick<ResourceType, 'namespaced' | 'subresources' | 'hasGeneration' | 'deleteReturnsObject'>> = {},
+  options: Partial<Pick<ResourceType, 'namespaced' | 'subresources' | 'hasGeneration' | 'deleteReturnsObject' | 'orphanDependentsByDefault'>> = {},
 ): ResourceType {
   return {
     group,
@@ -45,6 +52,7 @@ function type(
     subresources: options.subresources ?? [],
     hasGeneration: options.hasGeneration ?? false,
     deleteReturnsObject: options.deleteReturnsObject ?? false,
+    orphanDependentsByDefault: options.orphanDependentsByDefault ?? false,
   };
 }
 
@@ -65,7 +73,7 @@ export const BUILT_IN_RESOURCE_TYPES: readonly ResourceType[] = [
   type('apps', 'v1', 'statefulsets', 'StatefulSet', workload),
   type('apps', 'v1', 'deployments', 'Deployment', workload),
   type('apps', 'v1', 'replicasets', 'ReplicaSet', workload),
-  type('batch', 'v1', 'jobs', 'Job', { subresources: ['status'], hasGeneration: true }),
+  type('batch', 'v1', 'jobs', 'Job', { subresources: ['status'], hasGeneration: true, orphanDependentsByDefault: true }),
   type('coordination.k8s.io', 'v1', 'leases', 'Lease'),
   type('events.k8s.io', 'v1', 'events', 'Event'),
   type('rbac.authorization.k8s.io', 'v1', 'roles', 'Role'),

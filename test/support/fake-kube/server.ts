@@ -10,10 +10,16 @@
  * protobuf request bodies of Secrets and ConfigMaps (protobuf.ts), and, through an HTTPS front,
  * bearer tokens from client-go (tls-front.ts).
  *
- * Not implemented: admission webhooks, finalizers (deletion is immediate, dependents included,
- * whatever the propagationPolicy), namespace lifecycle (any namespace exists), aggregated
- * ClusterRoles, and controllers — tests react to changes through `onChange` (see
- * workload-controller.ts for a StatefulSet/Deployment one).
+ * Deletion is the real server's (object-store.ts): finalizers hold an object marked with a
+ * deletionTimestamp, the propagationPolicy adds the garbage collector's `foregroundDeletion` /
+ * `orphan` finalizer, and a garbage collector (garbage-collector.ts) deletes or orphans
+ * dependents asynchronously, as kube-controller-manager's does.
+ *
+ * Not implemented: admission webhooks, graceful deletion of Pods (a Pod goes at once unless it
+ * has finalizers), finalizers added by admission or controllers (`kubernetes.io/pvc-protection`
+ * and the like: a test adds them when it models one), namespace lifecycle (any namespace exists;
+ * deleting one deletes nothing in it), aggregated ClusterRoles, and controllers — tests react to
+ * changes through `onChange` (see workload-controller.ts for a StatefulSet/Deployment one).
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
@@ -44,6 +50,7 @@ import { groupVersionDocument, openApiRoot } from './openapi.js';
 import { ApplyConflictError, describePath, managedFieldsAfterUpdate, serverSideApply } from './managed-fields.js';
 import { decodeKubernetesProtobuf, ProtobufError } from './protobuf.js';
 import { WatchHub } from './watch.js';
+import { GarbageCollector } from './garbage-collector.js';
 
 export type { KubeObject, ChangeEvent, ChangeInfo } from './object-store.js';
 export type { FaultRule, FaultHandle, RequestMatcher } from './faults.js';
@@ -136,6 +143,7 @@ export class FakeKubeApiServer {
   private readonly sockets = new Set<Socket>();
   private readonly log: RequestRecord[] = [];
   private readonly watches = new WatchHub();
+  private readonly garbageCollector: GarbageCollector;
   /** Errors thrown by change listeners (a listener bug must not look like an API failure). */
   readonly listenerErrors: unknown[] = [];
   private server: Server | undefined;
@@ -146,6 +154,7 @@ export class FakeKubeApiServer {
     this.tokens.set(this.adminToken, { name: 'kubernetes-admin', groups: ['system:masters', 'system:authenticated'], admin: true });
     if (options.latencyMs) this.faults.addLatency(options.latencyMs);
     this.store = new ObjectStore((event, object, info) => this.notify(event, object, info));
+    this.garbageCollector = new GarbageCollector(this.store, (error) => this.listenerErrors.push(error));
   }
 
   /** Listens on 127.0.0.1 on a random free port. */
@@ -175,6 +184,7 @@ export class FakeKubeApiServer {
     const server = this.server;
     if (!server) return;
     this.server = undefined;
+    this.garbageCollector.stop();
     this.watches.closeAll();
     for (const socket of this.sockets) socket.destroy();
     await new Promise<void>((resolve) => server.close(() => resolve()));
@@ -241,6 +251,7 @@ export class FakeKubeApiServer {
 
   private notify(event: ChangeEvent, object: KubeObject, info: ChangeInfo): void {
     this.watches.publish({ type: event, object: structuredClone(object), resourceType: info.resourceType, resourceVersion: Number(object.metadata.resourceVersion) });
+    this.garbageCollector.changed();
     for (const listener of this.listeners) {
       try {
         const result = listener(event, structuredClone(object), info);
@@ -348,12 +359,44 @@ export class FakeKubeApiServer {
     return this.store.list(this.types.forObject(apiVersion, kind), namespace);
   }
 
-  /** Deletes an object (and its dependents); returns whether it existed. */
+  /**
+   * Deletes an object as a DELETE with `propagation` would (see ObjectStore.delete): an object
+   * with finalizers, or deleted in the foreground or orphaning, is only marked and goes later
+   * (`waitUntilGone`); dependents are the garbage collector's, asynchronously. Returns whether it
+   * existed.
+   */
   remove(reference: ObjectReference, propagation: DeletePropagation = 'Background'): boolean {
     const resourceType = this.types.forObject(reference.apiVersion, reference.kind);
     if (!this.store.get(resourceType, reference.namespace, reference.name)) return false;
     this.store.delete(resourceType, reference.namespace, reference.name, { propagation });
     return true;
+  }
+
+  /**
+   * Resolves once the object is gone (or replaced by another of the same name), as a client
+   * polling after a foreground deletion sees it; rejects after `timeoutMs`.
+   */
+  async waitUntilGone(reference: ObjectReference, timeoutMs = 30_000, pollMs = 10): Promise<void> {
+    const uid = this.get(reference)?.metadata.uid;
+    if (uid === undefined) return;
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const live = this.get(reference);
+      if (!live || live.metadata.uid !== uid) return;
+      if (Date.now() > deadline) {
+        const finalizers = live.metadata.finalizers?.join(', ') || 'none';
+        throw new Error(`${reference.kind} ${reference.name} not gone after ${timeoutMs} ms (deletionTimestamp ${live.metadata.deletionTimestamp ?? 'unset'}, finalizers ${finalizers})`);
+      }
+      await new Promise((resolve) => setTimeout(resolve, pollMs));
+    }
+  }
+
+  /**
+   * Pauses the garbage collector until the returned function is called: objects stay marked
+   * (`orphan`, `foregroundDeletion`) and dependents stay, as in a cluster whose collector lags.
+   */
+  holdGarbageCollection(): () => void {
+    return this.garbageCollector.hold();
   }
 
   /** Merges `status` into an object's status, as its controller would. */
@@ -603,10 +646,19 @@ export class FakeKubeApiServer {
       case 'delete':
         return this.deleteOne(resourceType, namespace, name, body, query);
       case 'deletecollection': {
-        const deleted = this.selectForList(resourceType, namespace, query).map((object) =>
-          this.store.delete(resourceType, object.metadata.namespace, object.metadata.name, { propagation: propagationOf(body, query) }),
-        );
-        return { code: 200, payload: this.listDocument(resourceType, deleted) };
+        // store.go DeleteCollection: each listed object is deleted as by its own DELETE, and the
+        // answer is the list as it was read before.
+        const propagation = propagationOf(body, query);
+        const listed = this.selectForList(resourceType, namespace, query);
+        for (const object of listed) {
+          try {
+            this.store.delete(resourceType, object.metadata.namespace, object.metadata.name, propagation ? { propagation } : {});
+          } catch (error) {
+            // Gone meanwhile: DeleteCollection ignores NotFound.
+            if (!(error instanceof StatusError && error.status.code === 404)) throw error;
+          }
+        }
+        return { code: 200, payload: this.listDocument(resourceType, listed) };
       }
       default:
         throw failure(405, `${verb} is not supported by the fake API server`, 'MethodNotAllowed');
@@ -862,13 +914,17 @@ export class FakeKubeApiServer {
     query: URLSearchParams,
   ): { code: number; payload: unknown } {
     const preconditions = isPlainObject(body) && isPlainObject(body.preconditions) ? body.preconditions : {};
-    const options: { propagation: DeletePropagation; expectedUid?: string; expectedResourceVersion?: string } = {
-      propagation: propagationOf(body, query),
-    };
+    const options: { propagation?: DeletePropagation; expectedUid?: string; expectedResourceVersion?: string } = {};
+    const propagation = propagationOf(body, query);
+    if (propagation) options.propagation = propagation;
     if (typeof preconditions.uid === 'string') options.expectedUid = preconditions.uid;
     if (typeof preconditions.resourceVersion === 'string') options.expectedResourceVersion = preconditions.resourceVersion;
-    const deleted = this.store.delete(resourceType, namespace, name, options);
-    if (resourceType.deleteReturnsObject) return { code: 200, payload: deleted };
+    const { object: deleted, removed } = this.store.delete(resourceType, namespace, name, options);
+    // handlers/delete.go: 200 (202 only for the deprecated orphanDependents=false, not served
+    // here), with what the registry returned: the object itself while it waits for finalizers
+    // (whatever its type), else the deleted object for the registries that return it and a
+    // Status of success for the others (store.go finalizeDelete, ReturnDeletedObject).
+    if (!removed || resourceType.deleteReturnsObject) return { code: 200, payload: deleted };
     const status: StatusBody = {
       kind: 'Status',
       apiVersion: 'v1',
@@ -896,9 +952,11 @@ function fieldManagerOf(query: URLSearchParams, userAgent: string | undefined): 
   return (userAgent ?? 'unknown').split('/')[0]!.slice(0, 128) || 'unknown';
 }
 
-function propagationOf(body: unknown, query: URLSearchParams): DeletePropagation {
+/** The DeleteOptions' propagationPolicy; undefined when the client sent none (the type's default applies). */
+function propagationOf(body: unknown, query: URLSearchParams): DeletePropagation | undefined {
   const fromBody = isPlainObject(body) ? body.propagationPolicy : undefined;
-  const value = (typeof fromBody === 'string' ? fromBody : query.get('propagationPolicy')) ?? 'Background';
+  const value = typeof fromBody === 'string' ? fromBody : query.get('propagationPolicy');
+  if (value === null || value === undefined) return undefined;
   if (value === 'Orphan' || value === 'Background' || value === 'Foreground') return value;
   throw badRequest(`invalid propagationPolicy "${value}": must be Orphan, Background or Foreground`);
 }

@@ -81,14 +81,15 @@ export function conflict(resourceType: ResourceType, name: string): StatusError 
   );
 }
 
-export function invalid(resourceType: ResourceType, name: string, causes: { field: string; message: string }[]): StatusError {
+/** A 422 Invalid; a cause's reason defaults to FieldValueInvalid (FieldValueForbidden for a `Forbidden:` one). */
+export function invalid(resourceType: ResourceType, name: string, causes: { field: string; message: string; reason?: string }[]): StatusError {
   // errors.NewInvalid prints the qualified kind: `StatefulSet.apps "x" is invalid: …`, `Service "x" …`.
   const kindLabel = resourceType.group ? `${resourceType.kind}.${resourceType.group}` : resourceType.kind;
   const summary = causes.map((c) => `${c.field}: ${c.message}`).join(', ');
   return failure(422, `${kindLabel} "${name}" is invalid: ${summary}`, 'Invalid', {
     ...resourceDetails(resourceType, name),
     kind: resourceType.kind,
-    causes: causes.map((c) => ({ reason: 'FieldValueInvalid', message: c.message, field: c.field })),
+    causes: causes.map((c) => ({ reason: c.reason ?? 'FieldValueInvalid', message: c.message, field: c.field })),
   });
 }
 

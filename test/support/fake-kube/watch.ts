@@ -8,8 +8,11 @@
  *   Status ("too old resource version"), as etcd's compaction makes the real server do.
  * - `sendInitialEvents=true` (client-go's WatchList): the existing objects as ADDED, then a
  *   BOOKMARK annotated `k8s.io/initial-events-end: "true"`.
- * - Label and field selectors filter as for lists; an object that stops matching is sent as
- *   DELETED, one that starts matching as ADDED (the real watch cache does the same).
+ * - Label and field selectors filter as for lists, evaluated as the watch cache does on both the
+ *   object before and after each change (k8s.io/apiserver pkg/storage/cacher, cacheWatcher
+ *   convertToWatchEvent): matched after only → ADDED, before and after → MODIFIED, before only →
+ *   DELETED (with the content it last matched with, at the event's resourceVersion), neither →
+ *   nothing. A watch resumed from a resourceVersion replays its history the same way.
  * - `timeoutSeconds` ends the stream (the client then re-lists or re-watches).
  */
 import type { ServerResponse } from 'node:http';
@@ -18,12 +21,20 @@ import type { ChangeEvent, KubeObject } from './object-store.js';
 import type { ResourceType } from './resource-types.js';
 import { apiVersionOf } from './resource-types.js';
 
-export interface StoredEvent {
+export interface PublishedEvent {
   readonly type: ChangeEvent;
   readonly object: KubeObject;
   readonly resourceType: ResourceType;
   /** The resourceVersion the event produced. */
   readonly resourceVersion: number;
+}
+
+export interface StoredEvent extends PublishedEvent {
+  /**
+   * The object before the change (MODIFIED, DELETED; none for ADDED), as the watch cache keeps it
+   * (watchCacheEvent.PrevObject): the previous event's object, shared, not copied.
+   */
+  readonly previous?: KubeObject;
 }
 
 export interface WatchRequest {
@@ -47,9 +58,16 @@ export class WatchHub {
   private readonly history: StoredEvent[] = [];
   private readonly watchers = new Set<(event: StoredEvent) => void>();
   private readonly responses = new Set<ServerResponse>();
+  /** The last published state of each live object (type/namespace/name), for the next event's `previous`. */
+  private readonly latest = new Map<string, KubeObject>();
 
   /** Records a stored change and hands it to the open watches. */
-  publish(event: StoredEvent): void {
+  publish(published: PublishedEvent): void {
+    const key = `${published.resourceType.group}/${published.resourceType.plural}/${published.object.metadata.namespace ?? ''}/${published.object.metadata.name}`;
+    const previous = published.type === 'ADDED' ? undefined : this.latest.get(key);
+    const event: StoredEvent = previous ? { ...published, previous } : published;
+    if (published.type === 'DELETED') this.latest.delete(key);
+    else this.latest.set(key, published.object);
     this.history.push(event);
     if (this.history.length > HISTORY_LIMIT) this.history.splice(0, this.history.length - HISTORY_LIMIT);
     for (const watcher of this.watchers) watcher(event);
@@ -67,33 +85,24 @@ export class WatchHub {
     response.writeHead(200, { 'content-type': 'application/json', 'transfer-encoding': 'chunked' });
     const write = (type: string, object: unknown) => response.write(`${JSON.stringify({ type, object })}\n`);
     const inScope = (object: KubeObject) => namespace === undefined || object.metadata.namespace === namespace;
-    // Which objects the client currently believes match (for selector transitions).
-    const visible = new Set<string>();
-    const keyOf = (object: KubeObject) => `${object.metadata.namespace ?? ''}/${object.metadata.name}`;
-
     const deliver = (event: StoredEvent): void => {
       if (!sameType(event.resourceType, resourceType) || !inScope(event.object)) return;
-      const key = keyOf(event.object);
       const matchesNow = event.type !== 'DELETED' && request.matches(event.object);
-      if (event.type === 'DELETED') {
-        if (request.matches(event.object) || visible.has(key)) write('DELETED', event.object);
-        visible.delete(key);
-      } else if (matchesNow) {
-        write(visible.has(key) ? 'MODIFIED' : 'ADDED', event.object);
-        visible.add(key);
-      } else if (visible.has(key)) {
-        write('DELETED', event.object);
-        visible.delete(key);
+      const before = event.previous ?? (event.type === 'DELETED' ? event.object : undefined);
+      const matchedBefore = before !== undefined && request.matches(before);
+      if (matchesNow) {
+        write(matchedBefore ? 'MODIFIED' : 'ADDED', event.object);
+      } else if (matchedBefore) {
+        const last = structuredClone(before);
+        last.metadata.resourceVersion = String(event.resourceVersion);
+        write('DELETED', last);
       }
     };
 
     const requested = query.get('resourceVersion') ?? '';
     const initialEvents = query.get('sendInitialEvents') === 'true';
     if (initialEvents || requested === '' || requested === '0') {
-      for (const object of request.current().filter(inScope).filter(request.matches)) {
-        write('ADDED', object);
-        visible.add(keyOf(object));
-      }
+      for (const object of request.current().filter(inScope).filter(request.matches)) write('ADDED', object);
       if (initialEvents) {
         write('BOOKMARK', {
           kind: resourceType.kind,
@@ -117,20 +126,7 @@ export class WatchHub {
         response.end();
         return;
       }
-      // The client's view at `from`: unchanged objects that match, and the objects whose first
-      // later event is not their creation (they existed then; the selector is assumed to have
-      // matched, which holds while labels do not change).
-      for (const object of request.current().filter(inScope)) {
-        if (Number(object.metadata.resourceVersion) <= from && request.matches(object)) visible.add(keyOf(object));
-      }
-      const later = this.history.filter((event) => event.resourceVersion > from && sameType(event.resourceType, resourceType) && inScope(event.object));
-      const seen = new Set<string>();
-      for (const event of later) {
-        const key = keyOf(event.object);
-        if (seen.has(key)) continue;
-        seen.add(key);
-        if (event.type !== 'ADDED') visible.add(key);
-      }
+      const later = this.history.filter((event) => event.resourceVersion > from);
       for (const event of later) deliver(event);
     }
 

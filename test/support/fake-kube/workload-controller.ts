@@ -2,7 +2,8 @@
  * A stand-in for the StatefulSet and Deployment controllers plus the kubelet: keeps one Pod per
  * desired replica (named `<sts>-<ordinal>` for StatefulSets), labelled from the pod template and
  * owned by the workload, marks them Running, removes surplus Pods (highest ordinal first) after an
- * optional termination delay, and reports `status.replicas` / `readyReplicas`. Harnesses hook
+ * optional termination delay, and reports `status.replicas` / `readyReplicas`; a workload being
+ * deleted (deletionTimestamp) is left to the garbage collector. Harnesses hook
  * `onPodStarted` / `onPodStopping` to start and stop the real processes behind the Pods.
  */
 import type { FakeKubeApiServer, KubeObject } from './server.js';
@@ -71,6 +72,15 @@ export function startWorkloadController(server: FakeKubeApiServer, options: Work
     if (stopped) return;
     const workload = server.get({ apiVersion: 'apps/v1', ...reference });
     if (!workload) return;
+    if (workload.metadata.deletionTimestamp !== undefined) {
+      // A workload being deleted gets no new Pods and loses none to a scale-down: only its status
+      // follows the garbage collector's deletions (StatefulSet controller: "If the StatefulSet is
+      // being deleted, don't do anything other than updating status"; the ReplicaSet and
+      // Deployment controllers alike).
+      const count = podsOf(server, workload).length;
+      server.setStatus({ apiVersion: 'apps/v1', ...reference }, { replicas: count, readyReplicas: count, availableReplicas: count });
+      return;
+    }
     const spec = (workload.spec ?? {}) as { replicas?: number; template?: { metadata?: { labels?: Record<string, string> } } };
     const desired = spec.replicas ?? 1;
     const pods = podsOf(server, workload).sort((a, b) => ordinalOf(a) - ordinalOf(b));
