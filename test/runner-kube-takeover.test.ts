@@ -1,10 +1,13 @@
 // The take-over's pure parts: the immutable-field comparison, the sync-options merge and the
-// MIGRATION_WORKLOAD_SPECS parser's bad input (the API side is in bitnami-takeover.test.ts).
-import { describe, expect, it } from 'vitest';
+// MIGRATION_WORKLOAD_SPECS parser's bad input (the API side is in bitnami-takeover.test.ts), and
+// the Orphan deletion's wait against the fake API server's garbage collector.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { Env, ExitCode } from '../lib/contract.js';
-import { immutableSpecDifferences, parseWorkloadSpecs, withPruneDisabled } from '../runner/src/kube/takeover.js';
+import { deleteStatefulSetOrphaning, immutableSpecDifferences, parseWorkloadSpecs, withPruneDisabled } from '../runner/src/kube/takeover.js';
 import { parseWorkloadDiscovery, secretsReadingKey } from '../runner/src/kube/workload-discovery.js';
+import { startFakeKubeApiServer, type FakeKubeApiServer } from './support/fake-kube/index.js';
+import { fakeRunnerKube } from './support/fake-kube/runner-kube-context.js';
 
 describe('immutableSpecDifferences', () => {
   const ours = { selector: { 'app.kubernetes.io/name': 'keycloak', 'app.kubernetes.io/instance': 'keycloak' }, serviceName: 'keycloak-discovery', volumeClaimTemplates: [] };
@@ -103,5 +106,50 @@ describe('secretsReadingKey', () => {
     };
     expect(secretsReadingKey(pod, 'admin-password')).toEqual({ sure: ['kc-admin', 'listed'], maybe: ['extra-env', 'sso'] });
     expect(secretsReadingKey(undefined, 'admin-password')).toEqual({ sure: [], maybe: [] });
+  });
+});
+
+describe('deleteStatefulSetOrphaning against the API server', () => {
+  let server: FakeKubeApiServer;
+  beforeAll(async () => {
+    server = await startFakeKubeApiServer();
+  });
+  afterAll(async () => server.close());
+
+  const seed = (namespace: string, name: string) =>
+    server.seed({
+      apiVersion: 'apps/v1',
+      kind: 'StatefulSet',
+      metadata: { name, namespace },
+      spec: { replicas: 0, serviceName: name, selector: { matchLabels: { app: name } }, template: { metadata: { labels: { app: name } }, spec: { containers: [{ name: 'c', image: 'x:1' }] } } },
+    });
+  const statefulSet = (namespace: string, name: string) => server.get({ apiVersion: 'apps/v1', kind: 'StatefulSet', name, namespace });
+
+  it('returns only once the StatefulSet is gone: an Orphan deletion keeps it, with the orphan finalizer, until the garbage collector releases it', async () => {
+    seed('orphan-wait', 'keycloak');
+    const { kube } = fakeRunnerKube(server, { namespace: 'orphan-wait' });
+    const release = server.holdGarbageCollection();
+    let done = false;
+    const deletion = deleteStatefulSetOrphaning(kube, 'keycloak', { pollMs: 20 }).then((deleted) => ((done = true), deleted));
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    expect(statefulSet('orphan-wait', 'keycloak')?.metadata.deletionTimestamp).toBeDefined();
+    expect(done).toBe(false);
+    release();
+    expect(await deletion).toBe(true);
+    expect(statefulSet('orphan-wait', 'keycloak')).toBeUndefined();
+    expect(await deleteStatefulSetOrphaning(kube, 'keycloak')).toBe(false);
+  });
+
+  it('fails (75, retried) when it is still being deleted after the wait, naming its finalizers', async () => {
+    seed('orphan-stuck', 'keycloak');
+    const { kube } = fakeRunnerKube(server, { namespace: 'orphan-stuck' });
+    const release = server.holdGarbageCollection();
+    try {
+      await expect(deleteStatefulSetOrphaning(kube, 'keycloak', { timeoutMs: 200, pollMs: 20 })).rejects.toThrow(
+        expect.objectContaining({ exitCode: ExitCode.tempFail, message: expect.stringMatching(/StatefulSet keycloak is still being deleted .*finalizers: orphan/) }),
+      );
+    } finally {
+      release();
+    }
   });
 });

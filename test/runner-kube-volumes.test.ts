@@ -150,32 +150,84 @@ describe('retainVolume', () => {
 });
 
 describe('deleteLegacy', () => {
-  it('deletes the StatefulSet (with its Pods) and PVCs, and is idempotent', async () => {
+  /** Polls the fake until `check` holds: deletion is asynchronous (garbage collector, finalizers). */
+  async function eventually(check: () => boolean, what: string, timeoutMs = 5_000): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    while (!check()) {
+      if (Date.now() > deadline) throw new Error(`timed out waiting until ${what}`);
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+  }
+
+  async function seedLegacy(name: string, pvc: string, pv: string): Promise<void> {
     const controller = startWorkloadController(server);
     try {
       server.seed({
         apiVersion: 'apps/v1',
         kind: 'StatefulSet',
-        metadata: { name: 'legacy-pg', namespace: ns },
+        metadata: { name, namespace: ns },
         spec: {
           replicas: 1,
-          serviceName: 'legacy-pg',
-          selector: { matchLabels: { app: 'legacy-pg' } },
-          template: { metadata: { labels: { app: 'legacy-pg' } }, spec: { containers: [{ name: 'pg', image: 'postgres:15' }] } },
+          serviceName: name,
+          selector: { matchLabels: { app: name } },
+          template: { metadata: { labels: { app: name } }, spec: { containers: [{ name: 'pg', image: 'postgres:15' }] } },
         },
       });
       await controller.settled();
-      boundPvc('data-legacy-pg-0', 'pv-legacy-pg-0', 'Retain');
+      // Seeded as a dynamic provisioner leaves it: Delete, the policy the protection changes.
+      boundPvc(pvc, pv, 'Delete');
     } finally {
       controller.stop();
     }
+  }
+
+  const pvPolicy = (pv: string) =>
+    (server.get({ apiVersion: 'v1', kind: 'PersistentVolume', name: pv })?.spec as { persistentVolumeReclaimPolicy?: string } | undefined)?.persistentVolumeReclaimPolicy;
+
+  it('deletes the StatefulSet (with its Pods) and PVCs after the volume was set to Retain, and is idempotent', async () => {
+    await seedLegacy('legacy-pg', 'data-legacy-pg-0', 'pv-legacy-pg-0');
     const { kube } = fakeRunnerKube(server, { namespace: ns });
+    // What protect-legacy does before deleting: the claim's volume goes to Retain.
+    expect(await retainVolume(kube, 'data-legacy-pg-0', { protect: true })).toMatchObject({ pvName: 'pv-legacy-pg-0', previousPolicy: 'Delete' });
     const first = await deleteLegacy(kube, { statefulSet: 'legacy-pg', pvcs: ['data-legacy-pg-0'] });
     expect(first).toEqual({ deleted: ['statefulset/legacy-pg', 'pvc/data-legacy-pg-0'], alreadyGone: [] });
-    expect(server.get({ apiVersion: 'v1', kind: 'Pod', name: 'legacy-pg-0', namespace: ns })).toBeUndefined();
-    // The PV stays: it was set to Retain.
-    expect(server.get({ apiVersion: 'v1', kind: 'PersistentVolume', name: 'pv-legacy-pg-0' })).toBeDefined();
+    // A foreground deletion: the garbage collector deletes the Pod, then the StatefulSet goes.
+    await eventually(() => !server.get({ apiVersion: 'v1', kind: 'Pod', name: 'legacy-pg-0', namespace: ns }), 'the Pod is gone');
+    await eventually(() => !server.get({ apiVersion: 'apps/v1', kind: 'StatefulSet', name: 'legacy-pg', namespace: ns }), 'the StatefulSet is gone');
+    expect(server.get({ apiVersion: 'v1', kind: 'PersistentVolumeClaim', name: 'data-legacy-pg-0', namespace: ns })).toBeUndefined();
+    // The disk stays: its PV was Delete and is Retain now (a reclaimer would have deleted it otherwise).
+    expect(pvPolicy('pv-legacy-pg-0')).toBe('Retain');
     const second = await deleteLegacy(kube, { statefulSet: 'legacy-pg', pvcs: ['data-legacy-pg-0'] });
     expect(second).toEqual({ deleted: [], alreadyGone: ['statefulset/legacy-pg', 'pvc/data-legacy-pg-0'] });
+  });
+
+  // A DELETE of an object that is already terminating is answered 200 with the object (the API
+  // server's generic registry, store.go Delete), not 404: a second run while the first run's
+  // deletion is still in progress must read deletionTimestamp, not count a second deletion. In a
+  // real cluster that window is long: the legacy Pod takes its termination grace period and the
+  // claim carries `kubernetes.io/pvc-protection` (added on create by the admission plugin) until
+  // no Pod uses it.
+  it('reports objects still terminating from an earlier run as already gone, not as deleted again', async () => {
+    await seedLegacy('slow-pg', 'data-slow-pg-0', 'pv-slow-pg-0');
+    // The claim as a real cluster stores it: protected until no Pod uses it (no controller in the
+    // fake removes the finalizer, as none would while the Pod is still stopping).
+    server.upsert({
+      ...server.get({ apiVersion: 'v1', kind: 'PersistentVolumeClaim', name: 'data-slow-pg-0', namespace: ns })!,
+      metadata: { ...server.get({ apiVersion: 'v1', kind: 'PersistentVolumeClaim', name: 'data-slow-pg-0', namespace: ns })!.metadata, finalizers: ['kubernetes.io/pvc-protection'] },
+    });
+    const { kube } = fakeRunnerKube(server, { namespace: ns });
+    await retainVolume(kube, 'data-slow-pg-0', { protect: true });
+    const release = server.holdGarbageCollection();
+    try {
+      const first = await deleteLegacy(kube, { statefulSet: 'slow-pg', pvcs: ['data-slow-pg-0'] });
+      expect(first).toEqual({ deleted: ['statefulset/slow-pg', 'pvc/data-slow-pg-0'], alreadyGone: [] });
+      // A re-run (a retried hook) while the first run's deletion is still in progress.
+      const second = await deleteLegacy(kube, { statefulSet: 'slow-pg', pvcs: ['data-slow-pg-0'] });
+      expect(second).toEqual({ deleted: [], alreadyGone: ['statefulset/slow-pg', 'pvc/data-slow-pg-0'] });
+    } finally {
+      release();
+      const claim = server.get({ apiVersion: 'v1', kind: 'PersistentVolumeClaim', name: 'data-slow-pg-0', namespace: ns });
+      if (claim) server.upsert({ ...claim, metadata: { ...claim.metadata, finalizers: [] } });
+    }
   });
 });

@@ -7,15 +7,17 @@
  *    the apply, and under Helm that happens after the pre-upgrade hook scaled Keycloak to 0, so
  *    the upgrade fails with Keycloak down. Once its pods are gone, the runner deletes it
  *    (propagation `Orphan`: nothing is left to orphan at 0 replicas, and nothing is cascaded
- *    should a pod linger) and the tool creates the new one: Helm's Update creates a release
+ *    should a pod linger), waits until it is gone, and the tool creates the new one: Helm's Update creates a release
  *    object that is missing live (pkg/kube/client.go), Argo CD's apply creates it too.
  * 2. Secrets the old chart shipped and the new one does not are deleted by the upgrade; the
  *    realm being migrated still authenticates its admin with the old password. The runner marks
  *    the live Secret with Helm's and Argo CD's keep annotations, which both tools read on the live
  *    object.
  */
-import { KEEP_ANNOTATIONS, parseArgoSyncOptions, type WorkloadImmutableSpec } from '../../../lib/contract.js';
+import { ExitCode, KEEP_ANNOTATIONS, parseArgoSyncOptions, type WorkloadImmutableSpec } from '../../../lib/contract.js';
 import { parseJsonVariable } from '../json-variable.js';
+import type { V1StatefulSet } from '@kubernetes/client-node';
+import { RunnerError } from '../errors.js';
 import { callApi, isNotFound, mergePatchOptions, type KubeContext } from './client.js';
 
 /** The immutable fields of a live StatefulSet; undefined when it does not exist. */
@@ -53,17 +55,58 @@ export function immutableSpecDifferences(live: WorkloadImmutableSpec, wanted: Wo
   return differences;
 }
 
-/** Deletes a StatefulSet, leaving whatever it owns (pods, PVCs) in place; false when already gone. */
-export async function deleteStatefulSetOrphaning(kube: KubeContext, name: string): Promise<boolean> {
+export interface GoneWaitOptions {
+  /** @default 60_000 */
+  readonly timeoutMs?: number;
+  /** @default 200 */
+  readonly pollMs?: number;
+}
+
+/**
+ * Deletes a StatefulSet, leaving whatever it owns (pods, PVCs) in place, and waits until it is
+ * gone; false when it was already gone. An Orphan deletion does not remove the object at once: the
+ * API server adds the `orphan` finalizer and answers with the object (apiserver registry store.go,
+ * shouldOrphanDependents), and the garbage collector removes it once it has released the
+ * dependents. Until then the upgrade would patch the terminating StatefulSet — which the garbage
+ * collector then deletes — instead of creating the new one.
+ */
+export async function deleteStatefulSetOrphaning(kube: KubeContext, name: string, options: GoneWaitOptions = {}): Promise<boolean> {
   const action = { verb: 'delete', resource: 'statefulsets', group: 'apps', name, namespace: kube.namespace };
   try {
     await callApi(kube, action, () =>
       kube.apps.deleteNamespacedStatefulSet({ name, namespace: kube.namespace, body: { propagationPolicy: 'Orphan' } }),
     );
-    return true;
   } catch (error) {
     if (isNotFound(error)) return false;
     throw error;
+  }
+  await waitForStatefulSetGone(kube, name, options);
+  return true;
+}
+
+/** Waits until StatefulSet `name` is gone (404), or exists anew (no deletionTimestamp); tempFail (75) on timeout. */
+async function waitForStatefulSetGone(kube: KubeContext, name: string, options: GoneWaitOptions): Promise<void> {
+  const timeoutMs = options.timeoutMs ?? 60_000;
+  const pollMs = options.pollMs ?? 200;
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    let live: V1StatefulSet;
+    try {
+      live = await callApi(kube, { verb: 'get', resource: 'statefulsets', group: 'apps', name, namespace: kube.namespace }, () =>
+        kube.apps.readNamespacedStatefulSet({ name, namespace: kube.namespace }),
+      );
+    } catch (error) {
+      if (isNotFound(error)) return;
+      throw error;
+    }
+    if (!live.metadata?.deletionTimestamp) return;
+    if (Date.now() >= deadline) {
+      throw new RunnerError(
+        `StatefulSet ${name} is still being deleted ${Math.round(timeoutMs / 1000)}s after the runner deleted it (finalizers: ${(live.metadata.finalizers ?? []).join(', ') || 'none'}); the upgrade must not apply the new one over it`,
+        { exitCode: ExitCode.tempFail, hint: `check the cluster's garbage collector (kube-controller-manager) and kubectl get statefulset ${name} -o yaml; the Job retries` },
+      );
+    }
+    await new Promise((resolve) => setTimeout(resolve, Math.min(pollMs, Math.max(0, deadline - Date.now()))));
   }
 }
 

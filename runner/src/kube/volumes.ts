@@ -187,15 +187,29 @@ export interface DeletionReport {
 
 /**
  * Deletes the legacy StatefulSet (its Pods go with it) and then its PVCs. Idempotent: what is
- * already gone is reported, not an error. The caller decides when (only after a verified backup,
- * by default after a verified restore) and protects the volumes first.
+ * already gone, or already being deleted by an earlier run, is reported as gone, not an error. The
+ * caller decides when (only after a verified backup, by default after a verified restore) and
+ * protects the volumes first.
  */
 export async function deleteLegacy(kube: KubeContext, legacy: LegacyObjects): Promise<DeletionReport> {
   const namespace = kube.namespace;
   const deleted: string[] = [];
   const alreadyGone: string[] = [];
-  const remove = async (label: string, action: { verb: string; resource: string; group?: string; name: string; namespace: string }, request: () => Promise<unknown>) => {
+  const remove = async (
+    label: string,
+    action: { verb: string; resource: string; group?: string; name: string; namespace: string },
+    read: () => Promise<{ metadata?: { deletionTimestamp?: Date | string } }>,
+    request: () => Promise<unknown>,
+  ) => {
     try {
+      // A DELETE of an object already being deleted (a Foreground deletion waiting for its Pods,
+      // a claim held by kubernetes.io/pvc-protection) answers 200, not 404: read it first.
+      const live = await callApi(kube, { ...action, verb: 'get' }, read);
+      if (live.metadata?.deletionTimestamp) {
+        alreadyGone.push(label);
+        kube.log.info('legacy object already being deleted', { object: label, since: String(live.metadata.deletionTimestamp) });
+        return;
+      }
       await callApi(kube, action, request);
       deleted.push(label);
       kube.log.info('deleted legacy object', { object: label });
@@ -206,13 +220,19 @@ export async function deleteLegacy(kube: KubeContext, legacy: LegacyObjects): Pr
   };
   if (legacy.statefulSet) {
     const name = legacy.statefulSet;
-    await remove(`statefulset/${name}`, { verb: 'delete', resource: 'statefulsets', group: 'apps', name, namespace }, () =>
-      kube.apps.deleteNamespacedStatefulSet({ name, namespace, body: { propagationPolicy: 'Foreground' } }),
+    await remove(
+      `statefulset/${name}`,
+      { verb: 'delete', resource: 'statefulsets', group: 'apps', name, namespace },
+      () => kube.apps.readNamespacedStatefulSet({ name, namespace }),
+      () => kube.apps.deleteNamespacedStatefulSet({ name, namespace, body: { propagationPolicy: 'Foreground' } }),
     );
   }
   for (const name of legacy.pvcs) {
-    await remove(`pvc/${name}`, { verb: 'delete', resource: 'persistentvolumeclaims', name, namespace }, () =>
-      kube.core.deleteNamespacedPersistentVolumeClaim({ name, namespace }),
+    await remove(
+      `pvc/${name}`,
+      { verb: 'delete', resource: 'persistentvolumeclaims', name, namespace },
+      () => kube.core.readNamespacedPersistentVolumeClaim({ name, namespace }),
+      () => kube.core.deleteNamespacedPersistentVolumeClaim({ name, namespace }),
     );
   }
   return { deleted, alreadyGone };
