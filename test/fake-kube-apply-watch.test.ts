@@ -8,6 +8,7 @@ import { AppsV1Api, PatchStrategy, setHeaderOptions } from '@kubernetes/client-n
 import { startFakeKubeApiServer, type FakeKubeApiServer } from './support/fake-kube/index.js';
 import { conflictMessage } from './support/fake-kube/managed-fields.js';
 import { decodeKubernetesProtobuf } from './support/fake-kube/protobuf.js';
+import { readWatchStream } from './support/watch-stream.js';
 
 const ns = 'kc';
 let server: FakeKubeApiServer;
@@ -153,21 +154,9 @@ async function watchEvents(path: string, count: number): Promise<{ type: string;
   const response = await fetch(`${server.url}${path}`, { headers: { authorization: `Bearer ${server.adminToken}` }, signal: controller.signal });
   expect(response.status).toBe(200);
   const events: { type: string; object: Record<string, any> }[] = [];
-  const decoder = new TextDecoder();
-  let buffered = '';
-  const reader = response.body!.getReader();
   const deadline = setTimeout(() => controller.abort(), 5_000);
   try {
-    while (events.length < count) {
-      const { value, done } = await reader.read();
-      if (done) break;
-      buffered += decoder.decode(value, { stream: true });
-      let newline: number;
-      while ((newline = buffered.indexOf('\n')) >= 0) {
-        events.push(JSON.parse(buffered.slice(0, newline)));
-        buffered = buffered.slice(newline + 1);
-      }
-    }
+    await readWatchStream(response.body!, events, (received) => received.length >= count);
   } finally {
     clearTimeout(deadline);
     controller.abort();

@@ -8,6 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CoreV1Api } from '@kubernetes/client-node';
 
 import { startFakeKubeApiServer, startWorkloadController, type FakeKubeApiServer, type KubeObject } from './support/fake-kube/index.js';
+import { readWatchStream } from './support/watch-stream.js';
 
 const ns = 'del';
 let server: FakeKubeApiServer;
@@ -51,19 +52,7 @@ async function watchEvents(path: string, until: (events: { type: string }[]) => 
   const reading = (async () => {
     const response = await fetch(`${server.url}${path}`, { headers: { authorization: `Bearer ${server.adminToken}` }, signal: controller.signal });
     expect(response.status).toBe(200);
-    const decoder = new TextDecoder();
-    let buffered = '';
-    const reader = response.body!.getReader();
-    while (!until(events)) {
-      const { value, done } = await reader.read();
-      if (done) break;
-      buffered += decoder.decode(value, { stream: true });
-      let newline: number;
-      while ((newline = buffered.indexOf('\n')) >= 0) {
-        events.push(JSON.parse(buffered.slice(0, newline)));
-        buffered = buffered.slice(newline + 1);
-      }
-    }
+    await readWatchStream(response.body!, events, until);
   })();
   try {
     // Let the watch register before the changes.
