@@ -242,6 +242,19 @@ describe('propagationPolicy', () => {
     expect(exists('ConfigMap', 'fg-loose')).toBe(false);
   });
 
+  it('Foreground: a dependent created while its owner waits for the others is collected too', async () => {
+    const owner = (await call('POST', cmPath(), { metadata: { name: 'fg-late-owner' } })).body;
+    await call('POST', cmPath(), { metadata: { name: 'fg-holder', finalizers: ['example.com/hold'], ownerReferences: [ownedBy(owner)] } });
+    await call('DELETE', cmPath('fg-late-owner'), { propagationPolicy: 'Foreground' });
+    await eventually(() => server.get({ apiVersion: 'v1', kind: 'ConfigMap', name: 'fg-holder', namespace: ns })?.metadata.deletionTimestamp !== undefined, 'the holder is being deleted');
+    // Only this creation happens now: the collector must notice it by itself.
+    await call('POST', cmPath(), { metadata: { name: 'fg-late', ownerReferences: [ownedBy(owner)] } });
+    await eventually(() => !exists('ConfigMap', 'fg-late'), 'the late dependent is collected');
+    expect(exists('ConfigMap', 'fg-late-owner')).toBe(true);
+    await call('PATCH', cmPath('fg-holder'), { metadata: { finalizers: null } }, 'application/merge-patch+json');
+    await eventually(() => !exists('ConfigMap', 'fg-late-owner'), 'the owner is gone');
+  });
+
   it('Foreground without dependents: answers the marked object, which is gone once the GC ran (the old instant Status Success was the fake\'s own)', async () => {
     await call('POST', cmPath(), { metadata: { name: 'fg-alone' } });
     const release = server.holdGarbageCollection();

@@ -42,16 +42,33 @@ export class GarbageCollector {
   private running = false;
   private holds = 0;
   private stopped = false;
+  /** uids of the stored objects marked for deletion: a new dependent of one is work. */
+  private readonly deleting = new Set<string>();
 
   constructor(
     private readonly store: ObjectStore,
     private readonly onError: (error: unknown) => void,
   ) {}
 
-  /** Called after every stored change: a run is scheduled (once per turn of the event loop). */
-  changed(): void {
+  /**
+   * Called after every stored change; a run is scheduled (once per turn of the event loop) only for
+   * a change that can give the collector work — an object deleted or marked for deletion, or one
+   * referring to an owner that is gone — as the real one reacts only to those (its graph builder
+   * queues an item when an owner goes or starts deleting). A run scans every stored object; after
+   * each of the rehearsal's thousands of status and lease updates that cost about a minute of CI.
+   */
+  changed(deleted: boolean, object: KubeObject): void {
+    const uid = object.metadata.uid;
+    if (uid !== undefined) {
+      if (!deleted && object.metadata.deletionTimestamp !== undefined) this.deleting.add(uid);
+      else this.deleting.delete(uid);
+    }
     if (this.running) return;
-    this.schedule();
+    const work =
+      deleted ||
+      object.metadata.deletionTimestamp !== undefined ||
+      (object.metadata.ownerReferences ?? []).some((reference) => this.store.isGone(reference.uid) || this.deleting.has(reference.uid));
+    if (work) this.schedule();
   }
 
   /**

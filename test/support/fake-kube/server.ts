@@ -251,7 +251,7 @@ export class FakeKubeApiServer {
 
   private notify(event: ChangeEvent, object: KubeObject, info: ChangeInfo): void {
     this.watches.publish({ type: event, object: structuredClone(object), resourceType: info.resourceType, resourceVersion: Number(object.metadata.resourceVersion) });
-    this.garbageCollector.changed();
+    this.garbageCollector.changed(event === 'DELETED', object);
     for (const listener of this.listeners) {
       try {
         const result = listener(event, structuredClone(object), info);
