@@ -186,8 +186,8 @@ export class ObjectStore {
   }
 
   /**
-   * The stored objects themselves, uncopied, for the garbage collector's scans (which run after
-   * every change and must stay cheap). Callers must not modify them.
+   * The stored objects themselves, uncopied, for the garbage collector's scans (each scans every
+   * object and must stay cheap). Callers must not modify them.
    */
   *storedEntries(): Iterable<{ readonly resourceType: ResourceType; readonly object: KubeObject }> {
     for (const bucket of this.objects.values()) yield* bucket.values();
