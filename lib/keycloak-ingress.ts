@@ -5,10 +5,7 @@
 import { k8s } from 'cdk8s-plus-27';
 import { Construct } from 'constructs';
 import type { Keycloak } from './keycloak.js';
-import { validateDnsSubdomain } from './validation.js';
-
-/** An annotation key: an optional DNS-subdomain prefix and '/', then a name of at most 63 characters. */
-const ANNOTATION_KEY = /^([a-z0-9]([-a-z0-9.]*[a-z0-9])?\/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$/;
+import { isQualifiedName, validateDnsSubdomain } from './validation.js';
 
 /** TLS of {@link KeycloakIngress}. */
 export interface KeycloakIngressTls {
@@ -80,7 +77,7 @@ export class KeycloakIngress extends Construct {
       validateDnsSubdomain(`${field} 'tls.secretName'`, props.tls.secretName);
     }
     for (const [key, value] of Object.entries(props.annotations ?? {})) {
-      if (!ANNOTATION_KEY.test(key) || typeof value !== 'string') {
+      if (!isQualifiedName(key) || typeof value !== 'string') {
         throw new Error(`${field} 'annotations' must map annotation keys such as "cert-manager.io/cluster-issuer" to strings, got ${JSON.stringify(key)}: ${JSON.stringify(value)}`);
       }
     }

@@ -115,6 +115,18 @@ export function validateLabelValue(field: string, value: string): string {
 const LABEL_KEY_NAME = /^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$/;
 
 /**
+ * A label or annotation key (a "qualified name"): an optional DNS subdomain prefix and '/', then a
+ * name of at most 63 letters, digits, '-', '_' and '.', beginning and ending with a letter or digit.
+ */
+export function isQualifiedName(key: string): boolean {
+  const slash = key.indexOf('/');
+  const prefix = slash < 0 ? undefined : key.slice(0, slash);
+  const name = slash < 0 ? key : key.slice(slash + 1);
+  const prefixOk = prefix === undefined || (prefix.length <= MAX_DNS_SUBDOMAIN_LENGTH && DNS_SUBDOMAIN.test(prefix));
+  return prefixOk && name.length <= MAX_DNS_LABEL_LENGTH && LABEL_KEY_NAME.test(name);
+}
+
+/**
  * A map of labels as the API server accepts them: each key an optional DNS subdomain prefix and
  * '/' followed by a name of at most 63 characters, each value a label value (empty allowed).
  */
@@ -123,11 +135,7 @@ export function validateLabels(field: string, labels: unknown): Record<string, s
     throw new Error(`${field} must be a map of label keys to values, got ${show(labels)}`);
   }
   for (const [key, value] of Object.entries(labels as Record<string, unknown>)) {
-    const slash = key.indexOf('/');
-    const prefix = slash < 0 ? undefined : key.slice(0, slash);
-    const name = slash < 0 ? key : key.slice(slash + 1);
-    const prefixOk = prefix === undefined || (prefix.length <= MAX_DNS_SUBDOMAIN_LENGTH && DNS_SUBDOMAIN.test(prefix));
-    if (!prefixOk || name.length > MAX_DNS_LABEL_LENGTH || !LABEL_KEY_NAME.test(name)) {
+    if (!isQualifiedName(key)) {
       throw new Error(
         `${field} has the key ${show(key)}, which is not a label key: an optional DNS subdomain and '/', then at most 63 ` +
           `characters of letters, digits, '-', '_' and '.', beginning and ending with a letter or digit (e.g. "release" or "example.com/team")`,
