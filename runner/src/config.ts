@@ -11,6 +11,7 @@
  *   run by hand need only the names of the state ConfigMap and the Lease.
  */
 import { BACKUP_MOUNT_PATH, DeleteLegacy, Env, MIGRATION_ID_PATTERN, type DeleteLegacyValue, type WorkloadImmutableSpec } from '../../lib/contract.js';
+import { isObjectName, optionalName, requiredName, text } from './env-names.js';
 import { usageError } from './errors.js';
 import { lockOptionsFromEnv, type LockOptions } from './kube/lock.js';
 import { parseEnsureSecrets, type SecretSpec } from './kube/secrets.js';
@@ -79,30 +80,6 @@ export interface HookConfig {
   readonly serviceAddresses: ServiceAddressMap;
 }
 
-const NAME = /^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/;
-
-function text(env: NodeJS.ProcessEnv, name: string): string | undefined {
-  const value = env[name]?.trim();
-  return value ? value : undefined;
-}
-
-function requiredName(env: NodeJS.ProcessEnv, name: string, what: string): string {
-  const value = text(env, name);
-  if (!value) throw usageError(`${name} is not set`, `set ${name} to the name of ${what} (the DatabaseMigration construct sets it)`);
-  if (value.length > 253 || !NAME.test(value)) {
-    throw usageError(`${name} must be a Kubernetes object name (lower-case letters, digits, '-' and '.'), got "${value}"`, `fix ${name}`);
-  }
-  return value;
-}
-
-function optionalName(env: NodeJS.ProcessEnv, name: string): string | undefined {
-  const value = text(env, name);
-  if (value === undefined) return undefined;
-  if (value.length > 253 || !NAME.test(value)) {
-    throw usageError(`${name} must be a Kubernetes object name (lower-case letters, digits, '-' and '.'), got "${value}"`, `fix ${name}, or leave it empty`);
-  }
-  return value;
-}
 
 
 /** MIGRATION_LEGACY_SELECTOR: `key=value` requirements, comma separated. */
@@ -127,7 +104,7 @@ function nameList(env: NodeJS.ProcessEnv, name: string): string[] {
     .map((part) => part.trim())
     .filter((part) => part.length > 0);
   for (const entry of names) {
-    if (entry.length > 253 || !NAME.test(entry)) {
+    if (!isObjectName(entry)) {
       throw usageError(`${name} has an invalid name "${entry}" (in "${value}")`, `set ${name} to comma-separated object names such as data-keycloak-postgresql-0`);
     }
   }

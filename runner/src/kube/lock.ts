@@ -11,13 +11,11 @@
  */
 import { V1MicroTime, type V1Lease } from '@kubernetes/client-node';
 import { Env, ExitCode } from '../../../lib/contract.js';
+import { requiredName } from '../env-names.js';
 import { RunnerError } from '../errors.js';
 import { callApi, isAlreadyExists, isConflict, isNotFound, type KubeContext } from './client.js';
 
 export const DEFAULT_LOCK_TTL_SECONDS = 60;
-
-/** A DNS subdomain name, what a Lease's name must be (config.ts checks the other names alike). */
-const OBJECT_NAME = /^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/;
 
 export interface LockOptions {
   /** Name of the Lease (MIGRATION_LOCK_LEASE). */
@@ -46,20 +44,7 @@ export interface HeldLock {
 
 /** Lock options from MIGRATION_LOCK_LEASE, MIGRATION_POD_NAME and MIGRATION_LOCK_TTL_SECONDS. */
 export function lockOptionsFromEnv(env: NodeJS.ProcessEnv = process.env): LockOptions {
-  const name = env[Env.lockLease];
-  if (!name) {
-    throw new RunnerError(`${Env.lockLease} is not set`, {
-      exitCode: ExitCode.usage,
-      hint: `set ${Env.lockLease} to the name of the migration's Lease (the DatabaseMigration construct sets it)`,
-    });
-  }
-  // As config.ts checks the other names: a bad one would otherwise surface as the API's 422 on the first create.
-  if (name.length > 253 || !OBJECT_NAME.test(name)) {
-    throw new RunnerError(`${Env.lockLease} must be a Kubernetes object name (lower-case letters, digits, '-' and '.'), got "${name}"`, {
-      exitCode: ExitCode.usage,
-      hint: `fix ${Env.lockLease}`,
-    });
-  }
+  const name = requiredName(env, Env.lockLease, "the migration's Lease");
   const rawTtl = env[Env.lockTtlSeconds];
   let ttlSeconds = DEFAULT_LOCK_TTL_SECONDS;
   if (rawTtl !== undefined && rawTtl !== '') {

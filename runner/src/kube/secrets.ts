@@ -12,6 +12,7 @@ import { Env, ExitCode, Labels, MANAGED_BY_RUNNER } from '../../../lib/contract.
 import { RunnerError } from '../errors.js';
 import { parseJsonVariable } from '../json-variable.js';
 import { callApi, isAlreadyExists, isNotFound, mergePatchOptions, type KubeContext } from './client.js';
+import { isObjectName } from '../env-names.js';
 
 export interface SecretSpec {
   readonly name: string;
@@ -25,7 +26,6 @@ export interface EnsuredSecret {
   readonly generatedKeys: readonly string[];
 }
 
-const SECRET_NAME = /^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/;
 const SECRET_KEY = /^[-._a-zA-Z0-9]+$/;
 /** Letters and digits only: safe in JDBC URLs, pgpass files, shell variables and YAML. */
 const PASSWORD_ALPHABET = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789';
@@ -47,7 +47,7 @@ export function parseEnsureSecrets(value: string | undefined, variable: string =
   return parsed.map((entry: unknown, index) => {
     const candidate = entry as { name?: unknown; keys?: unknown };
     if (typeof candidate !== 'object' || candidate === null) throw invalid(`entry ${index} is not an object`);
-    if (typeof candidate.name !== 'string' || candidate.name.length > 253 || !SECRET_NAME.test(candidate.name)) {
+    if (typeof candidate.name !== 'string' || !isObjectName(candidate.name)) {
       throw invalid(`entry ${index} has an invalid Secret name ${JSON.stringify(candidate.name)}`);
     }
     if (!Array.isArray(candidate.keys) || candidate.keys.length === 0) throw invalid(`entry ${index} (${candidate.name}) needs a non-empty "keys" array`);

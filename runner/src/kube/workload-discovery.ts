@@ -16,6 +16,7 @@ import { RunnerError } from '../errors.js';
 import { parseJsonVariable } from '../json-variable.js';
 import { callApi, isAlreadyExists, isNotFound, type KubeContext } from './client.js';
 import type { WorkloadKind, WorkloadRef } from './workloads.js';
+import { isObjectName } from '../env-names.js';
 
 export type { WorkloadDiscoverySpec } from '../../../lib/contract.js';
 
@@ -23,7 +24,6 @@ export type { WorkloadDiscoverySpec } from '../../../lib/contract.js';
 export const LABEL_REQUIREMENT = /^([a-z0-9]([-a-z0-9.]*[a-z0-9])?\/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?=[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$/;
 
 const WORKLOAD_KEY = /^(statefulset|deployment)\/[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/;
-const NAME = /^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/;
 const SECRET_KEY = /^[-._a-zA-Z0-9]+$/;
 
 /** Parses MIGRATION_WORKLOAD_DISCOVERY; empty or unset: none. */
@@ -48,7 +48,7 @@ export function parseWorkloadDiscovery(value: string | undefined, variable: stri
     if (!Array.isArray(copies)) throw invalid(`${key}.secretCopies must be a list of {"key", "to"}`);
     const secretCopies = copies.map((copy: { key?: unknown; to?: unknown }, index) => {
       if (typeof copy?.key !== 'string' || !SECRET_KEY.test(copy.key)) throw invalid(`${key}.secretCopies[${index}].key must be a Secret key, got ${JSON.stringify(copy?.key)}`);
-      if (typeof copy.to !== 'string' || copy.to.length > 253 || !NAME.test(copy.to)) {
+      if (typeof copy.to !== 'string' || !isObjectName(copy.to)) {
         throw invalid(`${key}.secretCopies[${index}].to must be a Secret name, got ${JSON.stringify(copy?.to)}`);
       }
       return { key: copy.key, to: copy.to };
