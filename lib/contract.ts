@@ -134,6 +134,16 @@ export const Env = {
    */
   restoreReplicas: 'MIGRATION_RESTORE_REPLICAS',
   /**
+   * Whether backup-phase goes on to restore when the target already accepts writes: `true` |
+   * `false` (only backup-phase acts on it; `plan` shows it). Set by DatabaseMigration with Argo CD: the new database is applied
+   * and healthy (its wave) before the backup's wave, so the restore need not wait for Argo CD's
+   * next wave, a second Job's pod and a second start of the runner, all inside the downtime. Not
+   * under Helm: the new database does not exist before the pre-upgrade hooks. The continuation
+   * never waits: a target not writable at once, an absent target password or a restore an earlier
+   * run began (a retried pod) leaves the restore to restore-phase, as without it. @default false
+   */
+  restoreInBackupJob: 'MIGRATION_RESTORE_IN_BACKUP_JOB',
+  /**
    * The id of a Completed migration (`m-YYYYMMDD-HHMMSS-xxxxxx`) whose legacy database may have
    * changed since — a rollback ran the old release on it — and whose new database is to be kept
    * anyway. Without it, backup-phase refuses (65) to let such an upgrade put Keycloak back on the
@@ -365,6 +375,7 @@ const MIGRATION_JOB_OPTIONAL_ENV: readonly EnvName[] = [
   Env.workloadDiscovery,
   Env.keepSecrets,
   Env.legacySelector,
+  Env.restoreInBackupJob,
 ];
 
 /** One workload's entry of {@link Env.workloadDiscovery}. */

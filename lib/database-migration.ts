@@ -22,7 +22,9 @@
  * without a wave, such as another chart's release being taken over): the legacy database is still
  * there when the backup reads it. Helm applies a release's new objects only after its pre-upgrade
  * hooks, so there the backup stays a pre-upgrade hook and the new database starts inside the
- * downtime.
+ * downtime. Under Argo CD the backup Job also restores when the new database accepts writes by
+ * then (`restoreInBackupJob`), and the restore Job finds the migration Completed; it restores
+ * itself whenever the backup Job left that to it.
  *
  * What is deliberately NOT synthesized: the backup PVC and the state ConfigMap (and the Lease and
  * the ensured Secrets). Hooks are deleted and recreated by their delete policy and `keep` does not
@@ -252,6 +254,22 @@ export interface DatabaseMigrationProps {
    * @default - true with flavor `helm`, false with flavor `argocd`
    */
   readonly restoreReplicas?: boolean;
+  /**
+   * Whether the backup Job goes on to restore when the new database already accepts writes
+   * (`MIGRATION_RESTORE_IN_BACKUP_JOB`; Argo CD only). Under Argo CD the new database is applied,
+   * and healthy, at `syncWaves.target`, before the backup's wave: restoring in the backup Job
+   * spares the downtime Argo CD's hand-over to the next wave, the restore Job's pod start and a
+   * second start of the runner. The restore Job stays and then finds the migration Completed (one
+   * API read); it restores whenever the backup Job left that to it: the target did not accept
+   * writes at once (the backup Job never waits for it), or a restore an earlier run began (the
+   * backup Job's retry after a crash in it, or an earlier sync's failed restore). The backup Job's
+   * `activeDeadlineSeconds` then covers the dump and the restore; should it expire in the restore,
+   * the next sync leaves the restore to the restore Job with a deadline of its own.
+   * Not possible under Helm, which applies the new database only after the pre-upgrade hooks.
+   *
+   * @default - true with flavor `argocd`; with flavor `helm` it must be unset or false
+   */
+  readonly restoreInBackupJob?: boolean;
   /**
    * The id of a Completed migration (`m-YYYYMMDD-HHMMSS-xxxxxx`) whose legacy database changed
    * afterwards — a rollback ran the old release on it — when the new database is to be kept and
@@ -559,6 +577,16 @@ export class DatabaseMigration extends Construct {
     if (typeof restoreReplicas !== 'boolean') {
       throw new Error(`DatabaseMigration restoreReplicas must be true or false, got ${JSON.stringify(restoreReplicas)}`);
     }
+    const restoreInBackupJob = props.restoreInBackupJob ?? flavor === 'argocd';
+    if (typeof restoreInBackupJob !== 'boolean') {
+      throw new Error(`DatabaseMigration restoreInBackupJob must be true or false, got ${JSON.stringify(restoreInBackupJob)}`);
+    }
+    if (restoreInBackupJob && flavor === 'helm') {
+      throw new Error(
+        'DatabaseMigration restoreInBackupJob is true with flavor helm: Helm applies the new database only after the ' +
+          'pre-upgrade hooks, so the backup Job cannot restore into it; leave restoreInBackupJob unset (or false) with flavor helm',
+      );
+    }
     const acceptLegacyChangesOf =
       props.acceptLegacyChangesOf === undefined ? undefined : validateMigrationId('DatabaseMigration acceptLegacyChangesOf', props.acceptLegacyChangesOf);
     if (protectVolumes && namespace === undefined) {
@@ -696,6 +724,7 @@ export class DatabaseMigration extends Construct {
       backup,
       workloads,
       restoreReplicas,
+      restoreInBackupJob,
       ...(acceptLegacyChangesOf !== undefined ? { acceptLegacyChangesOf } : {}),
       legacy,
       deleteLegacy,
@@ -1128,6 +1157,7 @@ interface CommonEnvInputs {
   readonly backup: ValidatedBackup;
   readonly workloads: readonly QuiescedWorkload[];
   readonly restoreReplicas: boolean;
+  readonly restoreInBackupJob: boolean;
   readonly acceptLegacyChangesOf?: string;
   readonly legacy: ValidatedLegacy;
   readonly deleteLegacy: DeleteLegacyValue;
@@ -1210,6 +1240,7 @@ function migrationJobEnv(
     // The runner's format: lower-case kind, as kubectl spells resources (`statefulset/<name>`).
     value(Env.workloads, inputs.workloads.map((w) => `${w.kind.toLowerCase()}/${w.name}`).join(',')),
     value(Env.restoreReplicas, String(inputs.restoreReplicas)),
+    ...(inputs.restoreInBackupJob ? [value(Env.restoreInBackupJob, 'true')] : []),
     ...workloadSpecsEnv(inputs.workloads),
     ...workloadDiscoveryEnv(inputs.workloads),
     ...(inputs.keepSecrets.length > 0 ? [value(Env.keepSecrets, inputs.keepSecrets.join(','))] : []),

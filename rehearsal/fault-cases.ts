@@ -74,16 +74,28 @@ function killPointTools(point: KillPoint, index: number): FaultCase['tools'] {
   return index % 2 === 0 ? ['helm'] : ['argocd'];
 }
 
+/**
+ * The Job a kill point's step runs in. Under Argo CD the backup Job restores too
+ * (MIGRATION_RESTORE_IN_BACKUP_JOB, the new database being healthy a wave earlier): the restore's
+ * steps are killed there, and its retry leaves the interrupted restore to the restore Job.
+ */
+function jobOfStep(point: KillPoint, tool: FaultContext['tool']): KillPoint['job'] {
+  return point.job === 'restore' && tool === 'argocd' ? 'backup' : point.job;
+}
+
 function killCase(point: KillPoint, index: number): FaultCase {
   let killer: { killed: () => boolean } | undefined;
   let releaseLatency: (() => void) | undefined;
   return {
-    name: `runner killed in the ${point.job} Job ${point.label}, then the Job's retry resumes`,
+    name:
+      point.job === 'restore'
+        ? `runner killed in the restore (restore Job; under Argo CD the backup Job) ${point.label}, then the Job's retry resumes`
+        : `runner killed in the ${point.job} Job ${point.label}, then the Job's retry resumes`,
     tools: killPointTools(point, index),
     always: SHORT_LOCK,
     bulk: point.bulk,
-    arm: ({ rehearsal }) => {
-      killer = killRunnerWhen(rehearsal, `-${point.job}`, (_pod, line) => point.after.test(line));
+    arm: ({ rehearsal, tool }) => {
+      killer = killRunnerWhen(rehearsal, `-${jobOfStep(point, tool)}`, (_pod, line) => point.after.test(line));
       if (point.holdLeaseRelease) releaseLatency = rehearsal.server.addLatency(1500, { resource: 'leases', verb: 'update' });
       if (point.holdNextStep) releaseLatency = rehearsal.server.addLatency(1500, point.holdNextStep);
     },
@@ -91,12 +103,18 @@ function killCase(point: KillPoint, index: number): FaultCase {
     afterFirst: (context) => {
       releaseLatency?.();
       expect(killer?.killed()).toBe(true);
-      const runs = context.rehearsal.jobs.runs.filter((run) => run.jobName.endsWith(`-${point.job}`));
+      const job = jobOfStep(point, context.tool);
+      const runs = context.rehearsal.jobs.runs.filter((run) => run.jobName.endsWith(`-${job}`));
       expect(runs[0]?.signal).toBe('SIGKILL');
       expect(runs.at(-1)?.exitCode).toBe(0);
       if (point.before) {
         // The kill really happened inside the step: the killed pod never reached its end.
         expect(context.rehearsal.jobs.logsOf(runs[0]!.podName)).not.toMatch(point.before);
+      }
+      if (job !== point.job) {
+        // The backup Job's retry left the restore it had begun to the restore Job, which finished it.
+        expect(context.rehearsal.jobs.logsOf(runs.at(-1)!.podName)).toMatch(/the restore Job restores: an earlier run began the restore/);
+        expect(jobLogs(context, '-restore')).toMatch(/step complete: done/);
       }
     },
   };
@@ -141,9 +159,12 @@ export const FAILURE_CASES: readonly FaultCase[] = [
     transform: jobEnv('-restore', 'MIGRATION_TARGET_WAIT_SECONDS', '10'),
     arm: (context) => {
       const { rehearsal } = context;
-      // Just before the restore Job, the Secret drifts from the password the database holds.
+      // Just before the restore Job, the Secret drifts from the password the database holds. Under
+      // Argo CD the backup Job, which would restore when the target accepts its writes, finds the
+      // drifted password already and leaves the restore to the restore Job.
+      const beforeJob = context.tool === 'argocd' ? '-backup' : '-restore';
       const stop = rehearsal.server.onChange((event, object) => {
-        if (event !== 'ADDED' || object.kind !== 'Job' || !object.metadata.name.endsWith('-restore')) return;
+        if (event !== 'ADDED' || object.kind !== 'Job' || !object.metadata.name.endsWith(beforeJob)) return;
         stop();
         const { secret: name, key } = targetDatabase(rehearsal).runnerPassword;
         const secret = rehearsal.server.get({ apiVersion: 'v1', kind: 'Secret', name, namespace: rehearsal.namespace })!;

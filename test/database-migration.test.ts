@@ -225,6 +225,31 @@ describe('DatabaseMigration objects', () => {
     expect(restoreReplicasOf({ flavor: 'helm', restoreReplicas: false })).toEqual(['false', 'false', 'false']);
   });
 
+  it('lets the backup Job restore under Argo CD only: on by default there, refused with Helm', () => {
+    const restoreInBackupJobOf = (overrides: Partial<DatabaseMigrationProps>) =>
+      Object.fromEntries(
+        synth(overrides)
+          .filter((o: any) => o.kind === 'Job')
+          .map((job: any) => [job.spec.template.spec.containers[0].args[0], job.spec.template.spec.containers[0].env.find((v: any) => v.name === Env.restoreInBackupJob)?.value]),
+      );
+    // Argo CD applies the new database (healthy) at the target's wave, before the backup's. Every
+    // Job gets it, as every other setting (plan and status read the Jobs' environment); only
+    // backup-phase acts on it.
+    expect(restoreInBackupJobOf({ flavor: 'argocd' })).toEqual({
+      [RunnerCommand.prepare]: 'true',
+      [RunnerCommand.backupPhase]: 'true',
+      [RunnerCommand.restorePhase]: 'true',
+      [RunnerCommand.recordFailure]: 'true',
+    });
+    expect(Object.values(restoreInBackupJobOf({ flavor: 'argocd', restoreInBackupJob: false }))).toEqual([undefined, undefined, undefined, undefined]);
+    expect(Object.values(restoreInBackupJobOf({ flavor: 'helm' }))).toEqual([undefined, undefined, undefined]);
+    expect(Object.values(restoreInBackupJobOf({ flavor: 'helm', restoreInBackupJob: false }))).toEqual([undefined, undefined, undefined]);
+    expect(() => synth({ flavor: 'helm', restoreInBackupJob: true })).toThrow(
+      /DatabaseMigration restoreInBackupJob is true with flavor helm: Helm applies the new database only after the pre-upgrade hooks.*leave restoreInBackupJob unset \(or false\) with flavor helm/,
+    );
+    expect(() => synth({ flavor: 'argocd', restoreInBackupJob: 'yes' as unknown as boolean })).toThrow(/DatabaseMigration restoreInBackupJob must be true or false, got "yes"/);
+  });
+
   it('passes acceptLegacyChangesOf to every Job only when set, and rejects what is not a migration id', () => {
     const acceptedOf = (overrides: Partial<DatabaseMigrationProps>) =>
       synth(overrides)

@@ -52,6 +52,8 @@ export interface HookConfig {
   readonly workloads: readonly WorkloadRef[];
   /** Whether restore-phase scales the workloads back (MIGRATION_RESTORE_REPLICAS; see the contract). */
   readonly restoreReplicas: boolean;
+  /** Whether backup-phase goes on to restore when the target accepts writes (MIGRATION_RESTORE_IN_BACKUP_JOB; see the contract). */
+  readonly restoreInBackupJob: boolean;
   /** A Completed migration whose legacy database's later changes are accepted (MIGRATION_ACCEPT_LEGACY_CHANGES_OF). */
   readonly acceptLegacyChangesOf?: string;
   /** New manifests' immutable fields per `statefulset/<name>` (MIGRATION_WORKLOAD_SPECS); empty: none. */
@@ -197,6 +199,7 @@ export function hookConfigFromEnv(env: NodeJS.ProcessEnv = process.env): HookCon
     workloadDiscovery: parseWorkloadDiscovery(env[Env.workloadDiscovery]),
     keepSecrets: nameList(env, Env.keepSecrets),
     restoreReplicas: booleanFromEnv(env, Env.restoreReplicas, true),
+    restoreInBackupJob: booleanFromEnv(env, Env.restoreInBackupJob, false),
     ...(acceptLegacyChangesOf ? { acceptLegacyChangesOf } : {}),
     ...(legacyStatefulSet ? { legacyStatefulSet } : {}),
     legacyPvcs: nameList(env, Env.legacyPvcs),

@@ -22,7 +22,7 @@ import { resolveContainerEnv, type Container } from '../../rehearsal/pod-env.js'
 import { parseState, type MigrationState } from '../../runner/src/state.js';
 import type { ConnectionSettings } from '../../runner/src/pg/connection.js';
 import { startFakeKubeApiServer, startWorkloadController, type FakeKubeApiServer, type KubeObject, type WorkloadController } from './fake-kube/index.js';
-import { createKeycloakData } from './keycloak-data.js';
+import { createKeycloakData, KEYCLOAK_HYGIENE_TABLES } from './keycloak-data.js';
 import { startPostgres, type TestPostgres } from './postgres.js';
 import { logLines, REPOSITORY_ROOT } from './runner-cli.js';
 
@@ -127,6 +127,14 @@ export interface ScenarioOptions {
    * edge cases); the flavor defaults are run end to end in runner-hooks-happy.test.ts
    */
   readonly restoreReplicas?: boolean | 'flavor-default';
+  /**
+   * DatabaseMigration `restoreInBackupJob` (argocd: the backup Job goes on to restore);
+   * `'flavor-default'` leaves it to the construct (true for argocd).
+   *
+   * @default false: most scenarios drive the two Jobs apart; the continuation is run end to end in
+   * runner-restore-in-backup-job.test.ts, with its fallbacks
+   */
+  readonly restoreInBackupJob?: boolean | 'flavor-default';
 }
 
 export interface RunResult {
@@ -212,6 +220,9 @@ export async function createScenario(world: World, options: ScenarioOptions): Pr
     targetWaitSeconds: 20,
     lockTtlSeconds: 10,
     ...(options.restoreReplicas === 'flavor-default' ? {} : { restoreReplicas: options.restoreReplicas ?? true }),
+    ...((options.flavor ?? 'argocd') === 'argocd' && options.restoreInBackupJob !== 'flavor-default'
+      ? { restoreInBackupJob: options.restoreInBackupJob ?? false }
+      : {}),
     ...(options.backupSize ? { backup: { size: options.backupSize } } : {}),
   });
   const objects = Testing.synth(chart) as KubeObject[];
@@ -402,6 +413,26 @@ export function connectionCount(server: TestPostgres): number {
   const log = join(server.dataDir, '..', 'server.log');
   if (!existsSync(log)) return 0;
   return (readFileSync(log, 'utf8').match(/connection authorized/g) ?? []).length;
+}
+
+export type DatabaseContents = Awaited<ReturnType<typeof databaseContents>>;
+
+/**
+ * What `target` lacks or holds differently from `source` (both from {@link databaseContents}):
+ * tables, every row of each but those the Keycloak hygiene changes on purpose, sequences and
+ * large objects. Empty when the target holds the source.
+ */
+export function contentDifferences(source: DatabaseContents, target: DatabaseContents): string[] {
+  const differences: string[] = [];
+  const tables = (contents: DatabaseContents) => Object.keys(contents.tables).sort().join(', ');
+  if (tables(source) !== tables(target)) differences.push(`tables: source ${tables(source)}; target ${tables(target)}`);
+  for (const [table, digest] of Object.entries(source.tables)) {
+    if (!KEYCLOAK_HYGIENE_TABLES.includes(table) && target.tables[table] !== digest) differences.push(`${table}: source ${digest}, target ${target.tables[table]}`);
+  }
+  for (const kind of ['sequences', 'largeObjects'] as const) {
+    if (JSON.stringify(source[kind]) !== JSON.stringify(target[kind])) differences.push(`${kind}: source ${JSON.stringify(source[kind])}, target ${JSON.stringify(target[kind])}`);
+  }
+  return differences;
 }
 
 /**

@@ -171,6 +171,10 @@ export function formatPlan(input: PlanInput): string {
         ...(name === RunnerCommand.prepare ? [prepareText] : []),
         ...recheck,
         ...steps.filter((step) => step.hook === name).map((step) => `${step.text} → ${step.reaches}`),
+        // backup-phase leaves a restore an earlier run began to restore-phase (backup-phase.ts).
+        ...(name === RunnerCommand.backupPhase && config.restoreInBackupJob && !(state && hasReached(state, Phase.restoring))
+          ? [`then, if the target accepts writes at once (${Env.restoreInBackupJob}=true), restore-phase's steps in this Job`]
+          : []),
       ];
       hook(name, texts.length ? texts.join('; ') : 'nothing (its steps are done)');
     }
