@@ -134,13 +134,15 @@ export const Env = {
    */
   restoreReplicas: 'MIGRATION_RESTORE_REPLICAS',
   /**
-   * Whether backup-phase goes on to restore when the target already accepts writes: `true` |
-   * `false` (only backup-phase acts on it; `plan` shows it). Set by DatabaseMigration with Argo CD: the new database is applied
-   * and healthy (its wave) before the backup's wave, so the restore need not wait for Argo CD's
-   * next wave, a second Job's pod and a second start of the runner, all inside the downtime. Not
-   * under Helm: the new database does not exist before the pre-upgrade hooks. The continuation
-   * never waits: a target not writable at once, an absent target password or a restore an earlier
-   * run began (a retried pod) leaves the restore to restore-phase, as without it. @default false
+   * Whether backup-phase, once it succeeded, goes on with restore-phase in the same process: `true`
+   * | `false` (only backup-phase acts on it; `plan` shows it). Set by DatabaseMigration with Argo CD,
+   * which then synthesizes no restore Job: the new database is applied, and healthy, a wave before
+   * the backup's, so one Job can back up and restore, and the downtime loses Argo CD's hand-over to
+   * another wave, a second Job's pod start and a second start of the runner. restore-phase keeps
+   * its semantics (waits for the target, exit codes, resumes where a killed run stopped); the Job's
+   * retry runs backup-phase (a check that keeps the workloads at 0 and the backup current) and then
+   * resumes the restore. Not under Helm: the new database does not exist before the pre-upgrade
+   * hooks. @default false
    */
   restoreInBackupJob: 'MIGRATION_RESTORE_IN_BACKUP_JOB',
   /**

@@ -22,9 +22,8 @@
  * without a wave, such as another chart's release being taken over): the legacy database is still
  * there when the backup reads it. Helm applies a release's new objects only after its pre-upgrade
  * hooks, so there the backup stays a pre-upgrade hook and the new database starts inside the
- * downtime. Under Argo CD the backup Job also restores when the new database accepts writes by
- * then (`restoreInBackupJob`), and the restore Job finds the migration Completed; it restores
- * itself whenever the backup Job left that to it.
+ * downtime. Under Argo CD the backup Job also restores (`restoreInBackupJob`, the default): there
+ * is no restore Job then, and no wave between the backup's and the workloads'.
  *
  * What is deliberately NOT synthesized: the backup PVC and the state ConfigMap (and the Lease and
  * the ensured Secrets). Hooks are deleted and recreated by their delete policy and `keep` does not
@@ -64,6 +63,7 @@ import {
 import {
   type KubeObjectName,
   parseQuantity,
+  validateBoolean,
   validateDnsLabel,
   validateDnsSubdomain,
   validateImage,
@@ -243,8 +243,9 @@ export interface DatabaseMigrationProps {
    * (`MIGRATION_RESTORE_REPLICAS`). With `false` they stay at 0 until the GitOps tool applies
    * their manifests' `replicas`.
    *
-   * Under Argo CD the restore is a Sync hook at `syncWaves.restore`, BEFORE the workloads' wave
-   * applies their new template: scaling up from the hook would start pods of the OLD template
+   * Under Argo CD the restore runs in a Sync hook (the backup Job's, see `restoreInBackupJob`, or
+   * the restore Job at `syncWaves.restore`) BEFORE the workloads' wave applies their new template:
+   * scaling up from the hook would start pods of the OLD template
    * (pointing at the legacy database, without the gate), which write to the quiesced legacy
    * database; Argo CD's apply at the workloads' wave re-applies Git's `replicas` anyway. Under
    * Helm the new template is applied before the post-upgrade hook, so scaling back is harmless and
@@ -255,16 +256,16 @@ export interface DatabaseMigrationProps {
    */
   readonly restoreReplicas?: boolean;
   /**
-   * Whether the backup Job goes on to restore when the new database already accepts writes
+   * Whether the backup Job also restores, so that no restore Job is synthesized
    * (`MIGRATION_RESTORE_IN_BACKUP_JOB`; Argo CD only). Under Argo CD the new database is applied,
-   * and healthy, at `syncWaves.target`, before the backup's wave: restoring in the backup Job
-   * spares the downtime Argo CD's hand-over to the next wave, the restore Job's pod start and a
-   * second start of the runner. The restore Job stays and then finds the migration Completed (one
-   * API read); it restores whenever the backup Job left that to it: the target did not accept
-   * writes at once (the backup Job never waits for it), or a restore an earlier run began (the
-   * backup Job's retry after a crash in it, or an earlier sync's failed restore). The backup Job's
-   * `activeDeadlineSeconds` then covers the dump and the restore; should it expire in the restore,
-   * the next sync leaves the restore to the restore Job with a deadline of its own.
+   * and healthy, at `syncWaves.target`, before the backup's wave, so one Job can back up and then
+   * restore (`restore-phase` in the same process, with all its checks, waits and exit codes): the
+   * downtime loses Argo CD's hand-over to the restore's wave, the restore Job's pod start and a
+   * second start of the runner. The Job's retry after a failure or a kill in the restore runs
+   * backup-phase again (which keeps the workloads at 0 and checks the backup is still current) and
+   * resumes the restore. Its `activeDeadlineSeconds` covers the dump and the restore; should it
+   * expire in the restore, the next sync reuses the backup and resumes the restore. `false` keeps
+   * a restore Job at `syncWaves.restore`.
    * Not possible under Helm, which applies the new database only after the pre-upgrade hooks.
    *
    * @default - true with flavor `argocd`; with flavor `helm` it must be unset or false
@@ -536,12 +537,14 @@ export class DatabaseMigration extends Construct {
   public readonly name: string;
   /** Labels every migration Job's pod carries (NetworkPolicies, mesh exclusions). */
   public readonly jobPodSelectorLabels: Readonly<Record<string, string>>;
-  /** The Jobs, by runner command (record-failure only with flavor `argocd`). */
+  /** The Jobs, by runner command (record-failure only with flavor `argocd`; restore-phase not with `restoreInBackupJob`). */
   public readonly jobs: Readonly<Partial<Record<RunnerCommandName, ApiObject>>>;
   /** The backup hook's sync wave (Argo CD). */
   public readonly backupSyncWave: number;
-  /** The restore hook's sync wave (Argo CD). */
+  /** The restore hook's sync wave (Argo CD), when there is a restore Job (see `restoreInBackupJob`). */
   public readonly restoreSyncWave: number;
+  /** Whether the backup Job restores too, and there is no restore Job (`restoreInBackupJob`). */
+  public readonly restoreInBackupJob: boolean;
   /** The ClusterRole for PersistentVolumes, when `protectVolumes` is on. */
   public readonly volumeClusterRole?: ApiObject;
   /** The ports the Jobs connect to PostgreSQL on: the source's and the target's. */
@@ -573,14 +576,8 @@ export class DatabaseMigration extends Construct {
       );
     }
     const protectVolumes = props.protectVolumes ?? true;
-    const restoreReplicas = props.restoreReplicas ?? flavor === 'helm';
-    if (typeof restoreReplicas !== 'boolean') {
-      throw new Error(`DatabaseMigration restoreReplicas must be true or false, got ${JSON.stringify(restoreReplicas)}`);
-    }
-    const restoreInBackupJob = props.restoreInBackupJob ?? flavor === 'argocd';
-    if (typeof restoreInBackupJob !== 'boolean') {
-      throw new Error(`DatabaseMigration restoreInBackupJob must be true or false, got ${JSON.stringify(restoreInBackupJob)}`);
-    }
+    const restoreReplicas = validateBoolean('DatabaseMigration restoreReplicas', props.restoreReplicas ?? flavor === 'helm');
+    const restoreInBackupJob = validateBoolean('DatabaseMigration restoreInBackupJob', props.restoreInBackupJob ?? flavor === 'argocd');
     if (restoreInBackupJob && flavor === 'helm') {
       throw new Error(
         'DatabaseMigration restoreInBackupJob is true with flavor helm: Helm applies the new database only after the ' +
@@ -626,6 +623,7 @@ export class DatabaseMigration extends Construct {
     }
     this.backupSyncWave = waves.backup;
     this.restoreSyncWave = waves.restore;
+    this.restoreInBackupJob = restoreInBackupJob;
     if (flavor === 'argocd') {
       for (const [key, prop, wave] of [
         ['target', 'targetConstructs', waves.target],
@@ -752,6 +750,8 @@ export class DatabaseMigration extends Construct {
     const jobs: Partial<Record<RunnerCommandName, ApiObject>> = {};
     for (const spec of JOBS) {
       if (spec.command === RunnerCommand.recordFailure && flavor !== 'argocd') continue;
+      // The backup Job runs restore-phase after backup-phase.
+      if (spec.command === RunnerCommand.restorePhase && restoreInBackupJob) continue;
       const job = new k8s.KubeJob(this, spec.key, {
         metadata: {
           name: this.names.jobs[spec.key],
@@ -795,7 +795,13 @@ export class DatabaseMigration extends Construct {
                   image: props.runnerImage,
                   imagePullPolicy: 'IfNotPresent',
                   args: [spec.command],
-                  env: migrationJobEnv(common, spec.optionalSecrets, spec.mountsBackup),
+                  // The Job that restores needs the target's password: its pod (and so the
+                  // backup's quiesce) waits until the Secret exists.
+                  env: migrationJobEnv(
+                    common,
+                    spec.command === RunnerCommand.backupPhase && restoreInBackupJob ? { ...spec.optionalSecrets, target: false } : spec.optionalSecrets,
+                    spec.mountsBackup,
+                  ),
                   resources,
                   securityContext: restrictedContainerSecurityContext(ids),
                   volumeMounts: [

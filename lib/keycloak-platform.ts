@@ -9,7 +9,8 @@
  *   after the backup, while its PVC, created from a volumeClaimTemplate, stays.
  *
  * Argo CD waves (all Sync phase, all below 0): database (-40) < backup Sync hook (-30, stops
- * Keycloak) < restore Sync hook and NetworkPolicies (-20) < Keycloak (-10); what v2 drops without
+ * Keycloak, then restores) < Keycloak and NetworkPolicies (-10); with `migration.restoreInBackupJob:
+ * false` a restore Sync hook and the NetworkPolicies at -20 in between; what v2 drops without
  * a wave of its own (a Bitnami release) is pruned at 0, after Keycloak is healthy. Keycloak and the
  * v1 database keep the same names in both shapes, so `v1 → v2` upgrades the same objects in place.
  */
@@ -188,6 +189,7 @@ export class KeycloakPlatform extends Chart {
         },
         activeDeadlineSeconds: config.migration.activeDeadlineSeconds,
         parallelJobs: config.migration.parallelJobs,
+        ...(config.migration.restoreInBackupJob !== undefined ? { restoreInBackupJob: config.migration.restoreInBackupJob } : {}),
         ...(config.migration.acceptLegacyChangesOf !== undefined ? { acceptLegacyChangesOf: config.migration.acceptLegacyChangesOf } : {}),
       });
       const migrationNames = this.migration.names;
@@ -235,9 +237,13 @@ export class KeycloakPlatform extends Chart {
             }
           : {}),
       });
-      // With the restore, not the database: at the database's wave the v1 Keycloak still runs (the
-      // backup stops it later), and Keycloak's default-deny egress would cut it off its database.
-      setSyncWave(networkPolicies, this.flavor, config.syncWaves.restore);
+      // After the backup, not with the database: at the database's wave the v1 Keycloak still runs
+      // (the backup stops it later), and Keycloak's default-deny egress would cut it off its
+      // database. With a restore Job, at its wave; when the backup Job restores (Argo CD's default),
+      // with Keycloak, so that no wave of their own stands between the restore and Keycloak (Argo CD
+      // pauses 2 s after applying each wave but the last).
+      const migrationRestoreJob = this.migration !== undefined && !this.migration.restoreInBackupJob;
+      setSyncWave(networkPolicies, this.flavor, migrationRestoreJob ? config.syncWaves.restore : config.syncWaves.keycloak);
       objectNames.push(...networkPolicies.policyNames.map((name) => ({ kind: 'NetworkPolicy', name })));
     }
     if (config.monitoring !== undefined) {

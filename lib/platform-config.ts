@@ -14,6 +14,7 @@ import { DEFAULT_PGPOOL_IMAGE, PostgresHaFlavor, type PostgresHaFlavorName } fro
 import { DEFAULT_BITNAMI_POSTGRESQL_IMAGE, bitnamiFullname } from './postgres-standalone.js';
 import {
   parseQuantity,
+  validateBoolean,
   validateDnsLabel,
   validateDnsSubdomain,
   validateImage,
@@ -175,6 +176,15 @@ export interface PlatformMigrationConfig {
   /** pg_dump / pg_restore parallelism. @default 2 */
   readonly parallelJobs?: number;
   /**
+   * Argo CD: the backup Job also restores, and there is no restore Job (DatabaseMigration
+   * `restoreInBackupJob`): the outage loses a wave's hand-over, a pod start and a runner start.
+   * `false` brings the restore Job back at `syncWaves.restore`. Helm cannot: its new database comes
+   * after the pre-upgrade hooks.
+   *
+   * @default - true under Argo CD, false under Helm
+   */
+  readonly restoreInBackupJob?: boolean;
+  /**
    * After a rollback to v1 wrote to the legacy database of a completed migration, upgrading again
    * is refused until you choose: put that migration's id here to keep the new database and discard
    * the legacy changes (the backup Job's error names the id). @default - unset: refuse
@@ -193,7 +203,11 @@ export interface PlatformSyncWaves {
   readonly database?: number;
   /** The backup Sync hook (stops Keycloak): strictly between `database` and `restore`, and below 0. @default -30 */
   readonly backup?: number;
-  /** The restore Sync hook and the NetworkPolicies: strictly between `backup` and `keycloak`. @default -20 */
+  /**
+   * The restore Sync hook and the NetworkPolicies, with `migration.restoreInBackupJob: false` (by
+   * default the backup Job restores and the NetworkPolicies come with Keycloak): strictly between
+   * `backup` and `keycloak`. @default -20
+   */
   readonly restore?: number;
   /** Keycloak, its Ingress and monitor. @default -10 */
   readonly keycloak?: number;
@@ -317,6 +331,7 @@ export interface ResolvedPlatformConfig {
     readonly backupStorageClass?: string;
     readonly activeDeadlineSeconds: number;
     readonly parallelJobs: number;
+    readonly restoreInBackupJob?: boolean;
     readonly acceptLegacyChangesOf?: string;
   };
   readonly syncWaves: Required<PlatformSyncWaves>;
@@ -340,7 +355,7 @@ const KNOWN_KEYS: Record<string, readonly string[]> = {
   keycloak: ['name', 'replicas', 'hostname', 'proxyHeaders', 'adminUsername', 'resources'],
   database: ['flavor', 'instances', 'storageSize', 'storageClass', 'database', 'username', 'sslMode', 'caSecret', 'caKey'],
   legacyDatabase: ['name', 'database', 'username', 'secretName', 'passwordKey', 'adminPasswordKey', 'storageSize', 'sslMode', 'caSecret', 'caKey'],
-  migration: ['deleteLegacy', 'protectVolumes', 'backupSize', 'backupMinSize', 'backupStorageClass', 'activeDeadlineSeconds', 'parallelJobs', 'acceptLegacyChangesOf'],
+  migration: ['deleteLegacy', 'protectVolumes', 'backupSize', 'backupMinSize', 'backupStorageClass', 'activeDeadlineSeconds', 'parallelJobs', 'restoreInBackupJob', 'acceptLegacyChangesOf'],
   syncWaves: ['database', 'backup', 'restore', 'keycloak'],
   helmChart: ['name', 'version'],
 };
@@ -463,6 +478,9 @@ export function resolvePlatformConfig(config: PlatformConfig = {}): ResolvedPlat
       7 * 86_400,
     ),
     parallelJobs: validateIntegerRange(field('migration.parallelJobs'), config.migration?.parallelJobs ?? 2, 1, 64),
+    ...(config.migration?.restoreInBackupJob !== undefined
+      ? { restoreInBackupJob: validateBoolean(field('migration.restoreInBackupJob'), config.migration.restoreInBackupJob) }
+      : {}),
     ...(backupSize !== undefined ? { backupSize } : {}),
     ...(config.migration?.backupStorageClass !== undefined
       ? { backupStorageClass: validateDnsSubdomain(field('migration.backupStorageClass'), config.migration.backupStorageClass) }

@@ -178,6 +178,12 @@ export function validatePostgresIdentifier(field: string, value: string): string
   return value;
 }
 
+/** `true` or `false` (a configuration file or plain JavaScript can hand over anything). */
+export function validateBoolean(field: string, value: boolean): boolean {
+  if (typeof value !== 'boolean') throw new Error(`${field} must be true or false, got ${JSON.stringify(value)}`);
+  return value;
+}
+
 /** An integer within [min, max] (inclusive). */
 export function validateIntegerRange(field: string, value: number, min: number, max: number): number {
   if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {

@@ -17,7 +17,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 
 import { fingerprint, fingerprintDifferences, KEYCLOAK_RUNTIME_TABLES, KEYCLOAK_WRITES_TABLE } from './checks.js';
-import { jobEnv, transformShape } from './faults.js';
+import { jobEnv, restoresIn, transformShape } from './faults.js';
 import { Rehearsal } from './harness.js';
 import { ARGOCD_FIELD_MANAGER, type LifecycleEvent } from './lifecycle.js';
 import { deploy, expectNoOpRepeat, findObject, installV1, legacyConnection, NAMES, readState, seedKeycloakData, targetDatabase, verifyMigrated } from './scenario.js';
@@ -113,12 +113,13 @@ describe('Argo CD as gitops-engine syncs', () => {
     rehearsal = await Rehearsal.start({ seedLegacy: (c) => seedKeycloakData(c), argo: { waveTimeoutMs: 120_000 } });
     const { legacy } = await installV1(rehearsal, 'argocd');
     const target = targetDatabase(rehearsal).appService;
-    const v2 = transformShape(rehearsal.synthesize('v2'), jobEnv('-restore', 'MIGRATION_TARGET_WAIT_SECONDS', '3'));
-    // The restore cannot reach the new database: the migration fails in the restore's Sync wave.
+    const v2 = transformShape(rehearsal.synthesize('v2'), jobEnv(restoresIn, 'MIGRATION_TARGET_WAIT_SECONDS', '3'));
+    // The restore cannot reach the new database: the migration fails in the backup Job's Sync
+    // wave, which restores too (MIGRATION_RESTORE_IN_BACKUP_JOB).
     rehearsal.proxies.block(target);
     const failed = await deploy(rehearsal, 'argocd', v2);
     expect(failed.ok).toBe(false);
-    expect(failed.error?.message).toMatch(/migration-restore/);
+    expect(failed.error?.message).toMatch(/migration-backup/);
     const before = readState(rehearsal).state;
     expect(before?.lastError?.message).toBeTruthy();
 

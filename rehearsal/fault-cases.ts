@@ -17,6 +17,8 @@ import {
   NAMES,
   Phase,
   readState,
+  restoresIn,
+  restoringJobSuffix,
   transformShape,
   withoutPermission,
   type FaultCase,
@@ -77,10 +79,10 @@ function killPointTools(point: KillPoint, index: number): FaultCase['tools'] {
 /**
  * The Job a kill point's step runs in. Under Argo CD the backup Job restores too
  * (MIGRATION_RESTORE_IN_BACKUP_JOB, the new database being healthy a wave earlier): the restore's
- * steps are killed there, and its retry leaves the interrupted restore to the restore Job.
+ * steps are killed there, and its retry resumes them.
  */
 function jobOfStep(point: KillPoint, tool: FaultContext['tool']): KillPoint['job'] {
-  return point.job === 'restore' && tool === 'argocd' ? 'backup' : point.job;
+  return point.job === 'restore' ? (restoringJobSuffix(tool).slice(1) as KillPoint['job']) : point.job;
 }
 
 function killCase(point: KillPoint, index: number): FaultCase {
@@ -112,9 +114,9 @@ function killCase(point: KillPoint, index: number): FaultCase {
         expect(context.rehearsal.jobs.logsOf(runs[0]!.podName)).not.toMatch(point.before);
       }
       if (job !== point.job) {
-        // The backup Job's retry left the restore it had begun to the restore Job, which finished it.
-        expect(context.rehearsal.jobs.logsOf(runs.at(-1)!.podName)).toMatch(/the restore Job restores: an earlier run began the restore/);
-        expect(jobLogs(context, '-restore')).toMatch(/step complete: done/);
+        // The backup Job's retry finished the restore; there is no restore Job.
+        expect(context.rehearsal.jobs.logsOf(runs.at(-1)!.podName)).toMatch(/step complete: done/);
+        expect(exitCodesOf(context, '-restore')).toEqual([]);
       }
     },
   };
@@ -134,13 +136,14 @@ export const FAILURE_CASES: readonly FaultCase[] = [
     name: 'restore Job fails: target unreachable; the operator makes it reachable and upgrades again',
     tools: ['helm', 'argocd'],
     always: SHORT_LOCK,
-    transform: jobEnv('-restore', 'MIGRATION_TARGET_WAIT_SECONDS', '1'),
+    transform: jobEnv(restoresIn, 'MIGRATION_TARGET_WAIT_SECONDS', '1'),
     arm: blockTargetDuringRestore,
     firstAttempt: 'fails',
     afterFirst: async (context, result) => {
-      expect(result.error?.message).toMatch(/keycloak-migration-restore/);
+      const restoring = restoringJobSuffix(context.tool);
+      expect(result.error?.message).toMatch(new RegExp(`keycloak-migration${restoring}`));
       // Retriable (unavailable, or tempFail for "not writable within the wait"): the Job retried.
-      const codes = exitCodesOf(context, '-restore');
+      const codes = exitCodesOf(context, restoring);
       expect(codes.length).toBe(2);
       expect(codes.every((code) => code === ExitCode.unavailable || code === ExitCode.tempFail)).toBe(true);
       const { state } = readState(context.rehearsal);
@@ -156,15 +159,14 @@ export const FAILURE_CASES: readonly FaultCase[] = [
     always: SHORT_LOCK,
     // A wrong password must fail at once; should it be mistaken for "not ready yet", a short wait
     // keeps the failure quick (and the exit code check below names it).
-    transform: jobEnv('-restore', 'MIGRATION_TARGET_WAIT_SECONDS', '10'),
+    transform: jobEnv(restoresIn, 'MIGRATION_TARGET_WAIT_SECONDS', '10'),
     arm: (context) => {
       const { rehearsal } = context;
-      // Just before the restore Job, the Secret drifts from the password the database holds. Under
-      // Argo CD the backup Job, which would restore when the target accepts its writes, finds the
-      // drifted password already and leaves the restore to the restore Job.
-      const beforeJob = context.tool === 'argocd' ? '-backup' : '-restore';
+      // Just before the Job that restores (under Argo CD the backup Job), the Secret drifts from
+      // the password the database holds.
+      const restoring = restoringJobSuffix(context.tool);
       const stop = rehearsal.server.onChange((event, object) => {
-        if (event !== 'ADDED' || object.kind !== 'Job' || !object.metadata.name.endsWith(beforeJob)) return;
+        if (event !== 'ADDED' || object.kind !== 'Job' || !object.metadata.name.endsWith(restoring)) return;
         stop();
         const { secret: name, key } = targetDatabase(rehearsal).runnerPassword;
         const secret = rehearsal.server.get({ apiVersion: 'v1', kind: 'Secret', name, namespace: rehearsal.namespace })!;
@@ -175,9 +177,10 @@ export const FAILURE_CASES: readonly FaultCase[] = [
     firstAttempt: 'fails',
     afterFirst: (context) => {
       // Non-retriable: the podFailurePolicy fails the Job after one pod.
-      expect(exitCodesOf(context, '-restore')).toEqual([ExitCode.noPermission]);
-      expect(jobLogs(context, '-restore')).toMatch(/password|authentication/i);
-      expect(jobLogs(context, '-restore')).not.toContain('drifted-password');
+      const restoring = restoringJobSuffix(context.tool);
+      expect(exitCodesOf(context, restoring)).toEqual([ExitCode.noPermission]);
+      expect(jobLogs(context, restoring)).toMatch(/password|authentication/i);
+      expect(jobLogs(context, restoring)).not.toContain('drifted-password');
     },
     fix: (context) => {
       const { rehearsal } = context;
@@ -190,14 +193,17 @@ export const FAILURE_CASES: readonly FaultCase[] = [
     name: 'restore Job fails: activeDeadlineSeconds exceeded while the target is unreachable; the operator fixes the target and upgrades again',
     tools: ['helm', 'argocd'],
     always: SHORT_LOCK,
-    transform: jobSpec('-restore', { activeDeadlineSeconds: 4 }),
+    // The restore Job's deadline passes in its wait for the target; the Argo CD backup Job, which
+    // backs up first, gets the time for that.
+    transform: compose(jobSpec('-restore', { activeDeadlineSeconds: 4 }), jobSpec((job) => job.metadata.name.endsWith('-backup') && restoresIn(job), { activeDeadlineSeconds: 25 })),
     arm: blockTargetDuringRestore,
     firstAttempt: 'fails',
     afterFirst: (context, result) => {
-      // The tool names the failed restore Job (helm 4: "status: Failed"); the Job says why.
-      expect(result.error?.message).toMatch(/keycloak-migration-restore/);
+      // The tool names the failed Job (helm 4: "status: Failed"); the Job says why.
+      const name = `keycloak-migration${restoringJobSuffix(context.tool)}`;
+      expect(result.error?.message).toMatch(new RegExp(name));
       const { rehearsal } = context;
-      const job = rehearsal.server.get({ apiVersion: 'batch/v1', kind: 'Job', name: 'keycloak-migration-restore', namespace: rehearsal.namespace });
+      const job = rehearsal.server.get({ apiVersion: 'batch/v1', kind: 'Job', name, namespace: rehearsal.namespace });
       const failed = ((job?.status as { conditions?: { type: string; status: string; reason?: string }[] } | undefined)?.conditions ?? []).find((c) => c.type === 'Failed');
       expect(failed).toMatchObject({ status: 'True', reason: 'DeadlineExceeded' });
       expect(rehearsal.workloads.keycloakWrites.filter((w) => w.host === targetDatabase(rehearsal).appService)).toEqual([]);

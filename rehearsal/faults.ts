@@ -48,10 +48,33 @@ export interface FaultCase {
 type Container = { name: string; env?: { name: string; value?: string }[] };
 type JobSpec = { activeDeadlineSeconds?: number; backoffLimit?: number; template: { spec: { containers: Container[] } } };
 
-/** Sets an env var on the runner container of Jobs whose name ends in `jobSuffix` ('' = all). */
-export function jobEnv(jobSuffix: string, name: string, value: string): (object: KubeObject) => KubeObject {
+/** Jobs whose name ends in a suffix ('' = all), or those a predicate picks. */
+type JobSelector = string | ((job: KubeObject) => boolean);
+
+function selects(selector: JobSelector, object: KubeObject): boolean {
+  if (object.kind !== 'Job') return false;
+  return typeof selector === 'string' ? object.metadata.name.endsWith(selector) : selector(object);
+}
+
+/**
+ * The Job that restores: the restore Job, or under Argo CD (MIGRATION_RESTORE_IN_BACKUP_JOB, the
+ * default) the backup Job, which runs restore-phase after backup-phase and leaves no restore Job.
+ */
+export function restoresIn(job: KubeObject): boolean {
+  if (job.metadata.name.endsWith('-restore')) return true;
+  const env = (job.spec as JobSpec).template.spec.containers[0]?.env ?? [];
+  return job.metadata.name.endsWith('-backup') && env.some((variable) => variable.name === 'MIGRATION_RESTORE_IN_BACKUP_JOB' && variable.value === 'true');
+}
+
+/** The name suffix of the Job that restores with each tool's default configuration (see {@link restoresIn}). */
+export function restoringJobSuffix(tool: Tool): '-backup' | '-restore' {
+  return tool === 'argocd' ? '-backup' : '-restore';
+}
+
+/** Sets an env var on the runner container of the selected Jobs. */
+export function jobEnv(jobs: JobSelector, name: string, value: string): (object: KubeObject) => KubeObject {
   return (object) => {
-    if (object.kind !== 'Job' || !object.metadata.name.endsWith(jobSuffix)) return object;
+    if (!selects(jobs, object)) return object;
     const copy = structuredClone(object);
     for (const container of (copy.spec as JobSpec).template.spec.containers) {
       const env = (container.env ??= []);
@@ -63,10 +86,10 @@ export function jobEnv(jobSuffix: string, name: string, value: string): (object:
   };
 }
 
-/** Changes a Job's spec fields. */
-export function jobSpec(jobSuffix: string, patch: Partial<Pick<JobSpec, 'activeDeadlineSeconds' | 'backoffLimit'>>): (object: KubeObject) => KubeObject {
+/** Changes the selected Jobs' spec fields. */
+export function jobSpec(jobs: JobSelector, patch: Partial<Pick<JobSpec, 'activeDeadlineSeconds' | 'backoffLimit'>>): (object: KubeObject) => KubeObject {
   return (object) => {
-    if (object.kind !== 'Job' || !object.metadata.name.endsWith(jobSuffix)) return object;
+    if (!selects(jobs, object)) return object;
     const copy = structuredClone(object);
     Object.assign(copy.spec as JobSpec, patch);
     return copy;

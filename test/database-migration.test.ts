@@ -54,7 +54,8 @@ describe('DatabaseMigration objects', () => {
       expect(kinds).not.toContain('PersistentVolumeClaim');
       expect(kinds).not.toContain('ConfigMap');
       expect(kinds).not.toContain('Lease');
-      expect(kinds.filter((k) => k === 'Job')).toHaveLength(flavor === 'argocd' ? 4 : 3);
+      // Argo CD: prepare, backup (which restores too) and the SyncFail recorder; Helm: prepare, backup, restore.
+      expect(kinds.filter((k) => k === 'Job')).toHaveLength(3);
     }
   });
 
@@ -162,7 +163,7 @@ describe('DatabaseMigration objects', () => {
   });
 
   it('runs the runner commands with the backup PVC mounted only where the dump lives', () => {
-    const objects = synth({ flavor: 'argocd' });
+    const objects = synth({ flavor: 'argocd', restoreInBackupJob: false });
     const mounts = (command: string) => {
       const pod = jobOf(objects, command).spec.template.spec;
       return {
@@ -185,8 +186,9 @@ describe('DatabaseMigration objects', () => {
       for (const variable of env) {
         if (/PASSWORD/.test(variable.name)) expect(variable.value, `${command} ${variable.name}`).toBeUndefined();
       }
+      // The Job that restores (under Argo CD the backup Job) insists: its pod waits for the Secret.
       const targetPassword = env.find((v) => v.name === Env.targetPassword).valueFrom.secretKeyRef;
-      expect(targetPassword).toEqual({ name: 'app-db-app', key: 'password', optional: command !== RunnerCommand.restorePhase });
+      expect(targetPassword).toEqual({ name: 'app-db-app', key: 'password', optional: command !== RunnerCommand.backupPhase });
       const sourcePassword = env.find((v) => v.name === Env.sourcePassword).valueFrom.secretKeyRef;
       // The superuser dumps: it can read every object.
       expect(sourcePassword).toEqual({ name: 'app-postgresql', key: 'postgres-password', optional: true });
@@ -220,8 +222,9 @@ describe('DatabaseMigration objects', () => {
         .map((job: any) => job.spec.template.spec.containers[0].env.find((v: any) => v.name === Env.restoreReplicas)?.value);
     expect(restoreReplicasOf({ flavor: 'helm' })).toEqual(['true', 'true', 'true']);
     // Argo CD: the restore Sync hook runs before the workloads' wave applies their new template.
-    expect(restoreReplicasOf({ flavor: 'argocd' })).toEqual(['false', 'false', 'false', 'false']);
-    expect(restoreReplicasOf({ flavor: 'argocd', restoreReplicas: true })).toEqual(['true', 'true', 'true', 'true']);
+    expect(restoreReplicasOf({ flavor: 'argocd' })).toEqual(['false', 'false', 'false']);
+    expect(restoreReplicasOf({ flavor: 'argocd', restoreInBackupJob: false })).toEqual(['false', 'false', 'false', 'false']);
+    expect(restoreReplicasOf({ flavor: 'argocd', restoreReplicas: true })).toEqual(['true', 'true', 'true']);
     expect(restoreReplicasOf({ flavor: 'helm', restoreReplicas: false })).toEqual(['false', 'false', 'false']);
   });
 
@@ -232,16 +235,20 @@ describe('DatabaseMigration objects', () => {
           .filter((o: any) => o.kind === 'Job')
           .map((job: any) => [job.spec.template.spec.containers[0].args[0], job.spec.template.spec.containers[0].env.find((v: any) => v.name === Env.restoreInBackupJob)?.value]),
       );
-    // Argo CD applies the new database (healthy) at the target's wave, before the backup's. Every
-    // Job gets it, as every other setting (plan and status read the Jobs' environment); only
-    // backup-phase acts on it.
+    // Argo CD applies the new database (healthy) at the target's wave, before the backup's: the
+    // backup Job restores too and there is no restore Job. Every Job gets the setting, as every
+    // other one (plan and status read the Jobs' environment); only backup-phase acts on it.
     expect(restoreInBackupJobOf({ flavor: 'argocd' })).toEqual({
       [RunnerCommand.prepare]: 'true',
       [RunnerCommand.backupPhase]: 'true',
-      [RunnerCommand.restorePhase]: 'true',
       [RunnerCommand.recordFailure]: 'true',
     });
-    expect(Object.values(restoreInBackupJobOf({ flavor: 'argocd', restoreInBackupJob: false }))).toEqual([undefined, undefined, undefined, undefined]);
+    expect(restoreInBackupJobOf({ flavor: 'argocd', restoreInBackupJob: false })).toEqual({
+      [RunnerCommand.prepare]: undefined,
+      [RunnerCommand.backupPhase]: undefined,
+      [RunnerCommand.restorePhase]: undefined,
+      [RunnerCommand.recordFailure]: undefined,
+    });
     expect(Object.values(restoreInBackupJobOf({ flavor: 'helm' }))).toEqual([undefined, undefined, undefined]);
     expect(Object.values(restoreInBackupJobOf({ flavor: 'helm', restoreInBackupJob: false }))).toEqual([undefined, undefined, undefined]);
     expect(() => synth({ flavor: 'helm', restoreInBackupJob: true })).toThrow(

@@ -87,7 +87,12 @@ function assertArgoRules(manifests: Manifest[], waves = resolvePlatformConfig().
   // The backup stops Keycloak in the Sync phase, after the new database's wave: its start-up is
   // not in the downtime.
   expect(job(RunnerCommand.backupPhase).placement.hooks).toEqual(['Sync']);
-  expect(job(RunnerCommand.restorePhase).placement.hooks).toEqual(['Sync']);
+  // By default the backup Job restores too (MIGRATION_RESTORE_IN_BACKUP_JOB) and there is no
+  // restore Job; with migration.restoreInBackupJob false, a restore Job in a wave of its own.
+  const restoreJob = jobs.find((entry) => commandOf(entry.manifest) === RunnerCommand.restorePhase);
+  const backupEnv = job(RunnerCommand.backupPhase).manifest.spec.template.spec.containers[0].env as Array<{ name: string; value?: string }>;
+  expect(backupEnv.find((variable) => variable.name === Env.restoreInBackupJob)?.value).toBe(restoreJob ? undefined : 'true');
+  if (restoreJob) expect(restoreJob.placement.hooks).toEqual(['Sync']);
   expect(job(RunnerCommand.recordFailure).placement.hooks).toEqual(['SyncFail']);
   for (const rbac of support) {
     expect(rbac.placement.hooks).toEqual(['PreSync']);
@@ -98,8 +103,8 @@ function assertArgoRules(manifests: Manifest[], waves = resolvePlatformConfig().
   }
 
   // Ordinary resources: every one has a wave; the database's waves < backup < restore (with the
-  // NetworkPolicies) < Keycloak's waves, and the backup below 0, where Argo CD prunes the objects
-  // without a wave (the Bitnami release taken over).
+  // NetworkPolicies; without a restore Job they come with Keycloak) < Keycloak's waves, and the
+  // backup below 0, where Argo CD prunes the objects without a wave (the Bitnami release taken over).
   const ordinary = manifests.filter((manifest) => readHookPlacement(manifest.metadata.annotations) === undefined);
   const waveOf = (manifest: Manifest) => Number(manifest.metadata.annotations?.[ArgoAnnotation.syncWave]);
   for (const manifest of ordinary) expect(Number.isInteger(waveOf(manifest)), manifest.metadata.name).toBe(true);
@@ -110,14 +115,21 @@ function assertArgoRules(manifests: Manifest[], waves = resolvePlatformConfig().
   expect(databaseWaves.length).toBeGreaterThan(0);
   expect(keycloakWaves.length).toBeGreaterThan(0);
   const backupWave = job(RunnerCommand.backupPhase).placement.order;
-  const restoreWave = job(RunnerCommand.restorePhase).placement.order;
   expect(Math.max(...databaseWaves)).toBeLessThan(backupWave);
   expect(backupWave).toBeLessThan(0);
-  expect(backupWave).toBeLessThan(restoreWave);
-  expect(restoreWave).toBeLessThan(Math.min(...keycloakWaves));
-  for (const policy of ordinary.filter(isPolicy)) expect(waveOf(policy), policy.metadata.name).toBe(restoreWave);
   expect(backupWave).toBe(waves.backup);
-  expect(restoreWave).toBe(waves.restore);
+  if (restoreJob) {
+    const restoreWave = restoreJob.placement.order;
+    expect(backupWave).toBeLessThan(restoreWave);
+    expect(restoreWave).toBeLessThan(Math.min(...keycloakWaves));
+    for (const policy of ordinary.filter(isPolicy)) expect(waveOf(policy), policy.metadata.name).toBe(restoreWave);
+    expect(restoreWave).toBe(waves.restore);
+  } else {
+    // Nothing between the restore (in the backup Job) and Keycloak's wave.
+    expect(backupWave).toBeLessThan(Math.min(...keycloakWaves));
+    for (const policy of ordinary.filter(isPolicy)) expect(waveOf(policy), policy.metadata.name).toBe(waves.keycloak);
+    expect(ordinary.map(waveOf).filter((wave) => wave > backupWave && wave < waves.keycloak)).toEqual([]);
+  }
 }
 
 function assertJobContract(manifests: Manifest[]) {
@@ -168,7 +180,10 @@ function assertNothingCreatedAtRunTimeIsSynthesized(manifests: Manifest[]) {
  * carries `replicas`. Under Helm the new template is already applied, and the hook scales back.
  */
 function assertReplicaRestoration(manifests: Manifest[], flavor: 'helm' | 'argocd') {
-  const restore = manifests.find((manifest) => isJob(manifest) && commandOf(manifest) === RunnerCommand.restorePhase)!;
+  // The Job that restores: the restore Job, or under Argo CD by default the backup Job.
+  const restore =
+    manifests.find((manifest) => isJob(manifest) && commandOf(manifest) === RunnerCommand.restorePhase) ??
+    manifests.find((manifest) => isJob(manifest) && commandOf(manifest) === RunnerCommand.backupPhase)!;
   const env = restore.spec.template.spec.containers[0].env as Array<{ name: string; value?: string }>;
   expect(env.find((variable) => variable.name === Env.restoreReplicas)?.value).toBe(flavor === 'helm' ? 'true' : 'false');
   const keycloak = manifests.find((manifest) => manifest.kind === 'StatefulSet' && manifest.metadata.labels?.['app.kubernetes.io/name'] === 'keycloak')!;
@@ -204,6 +219,9 @@ describe.each(argoVariants.map((variant) => [variantName(variant), variant] as c
   it('moves the backup and the restore with the configured waves', () => {
     const waves = { database: -5, backup: -1, restore: 1, keycloak: 3 };
     assertArgoRules(synthPlatform(variant, { syncWaves: waves }), waves);
+    const withRestoreJob = synthPlatform(variant, { syncWaves: waves, migration: { restoreInBackupJob: false } });
+    expect(withRestoreJob.some((manifest) => isJob(manifest) && commandOf(manifest) === RunnerCommand.restorePhase)).toBe(true);
+    assertArgoRules(withRestoreJob, waves);
   });
 });
 

@@ -165,7 +165,7 @@ describe('KeycloakMonitor', () => {
 });
 
 describe('platform config: ingress, networkPolicies, monitoring', () => {
-  it('adds them to the platform chart of either shape and tool, the Ingress with Keycloak\'s wave, the NetworkPolicies with the restore\'s', async () => {
+  it('adds them to the platform chart of either shape and tool, the Ingress with Keycloak\'s wave, the NetworkPolicies with Keycloak\'s or the restore Job\'s', async () => {
     const { KeycloakPlatform } = await import('../lib/keycloak-platform.js');
     for (const shape of ['v1', 'v2'] as const) {
       const chart = new KeycloakPlatform(Testing.app(), 'keycloak', {
@@ -179,13 +179,37 @@ describe('platform config: ingress, networkPolicies, monitoring', () => {
       const ingress = byKind(objects, 'Ingress')[0];
       expect(ingress.spec.rules[0].host).toBe('sso.example.com');
       expect(ingress.metadata.annotations['argocd.argoproj.io/sync-wave']).toBe('-10');
-      // With the restore: at the database's wave the old Keycloak still runs, and Keycloak's
-      // default-deny egress would cut it off the legacy database before the backup stops it.
-      for (const policy of byKind(objects, 'NetworkPolicy')) expect(policy.metadata.annotations['argocd.argoproj.io/sync-wave']).toBe('-20');
+      // After the backup: at the database's wave the old Keycloak still runs, and Keycloak's
+      // default-deny egress would cut it off the legacy database before the backup stops it. The
+      // backup Job restores too (Argo CD's default), so they come with Keycloak: no wave of their own.
+      for (const policy of byKind(objects, 'NetworkPolicy')) expect(policy.metadata.annotations['argocd.argoproj.io/sync-wave']).toBe('-10');
       const policies = byKind(objects, 'NetworkPolicy').map((p) => p.metadata.name);
       expect(policies).toEqual(shape === 'v2' ? ['keycloak', 'keycloak-migration-jobs'] : ['keycloak']);
       expect(byKind(objects, 'ServiceMonitor')).toHaveLength(1);
     }
+  });
+
+  it('puts the NetworkPolicies with the restore Job when there is one (migration.restoreInBackupJob: false)', async () => {
+    const { KeycloakPlatform } = await import('../lib/keycloak-platform.js');
+    const chart = new KeycloakPlatform(Testing.app(), 'keycloak', {
+      flavor: 'argocd',
+      shape: 'v2',
+      networkPolicies: { apiServerCidrs: ['172.18.0.2/32'] },
+      migration: { restoreInBackupJob: false },
+    });
+    const objects = Testing.synth(chart);
+    const restoreJob = byKind(objects, 'Job').find((job) => job.spec.template.spec.containers[0].args[0] === 'restore-phase');
+    expect(restoreJob.metadata.annotations['argocd.argoproj.io/sync-wave']).toBe('-20');
+    for (const policy of byKind(objects, 'NetworkPolicy')) expect(policy.metadata.annotations['argocd.argoproj.io/sync-wave']).toBe('-20');
+    const backupEnv = byKind(objects, 'Job').find((job) => job.spec.template.spec.containers[0].args[0] === 'backup-phase').spec.template.spec.containers[0].env;
+    expect(backupEnv.find((variable: { name: string }) => variable.name === 'MIGRATION_RESTORE_IN_BACKUP_JOB')).toBeUndefined();
+    // Under Helm the backup Job cannot restore: the new database comes after the pre-upgrade hooks.
+    expect(() => new KeycloakPlatform(Testing.app(), 'keycloak', { flavor: 'helm', shape: 'v2', migration: { restoreInBackupJob: true } })).toThrow(
+      /restoreInBackupJob is true with flavor helm/,
+    );
+    expect(() => new KeycloakPlatform(Testing.app(), 'keycloak', { flavor: 'argocd', shape: 'v2', migration: { restoreInBackupJob: 'no' as never } })).toThrow(
+      /'migration.restoreInBackupJob' must be true or false, got "no"/,
+    );
   });
 
   it('passes networkPolicies.apiServerPorts on without apiServerCidrs', async () => {

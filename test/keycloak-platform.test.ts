@@ -101,7 +101,7 @@ describe('v2 shape', () => {
   it('uses the CloudNativePG connection with the cloudnative-pg flavor', () => {
     const cnpg = synthPlatform({ shape: 'v2', flavor: 'argocd', database: 'cloudnative-pg' });
     expect(cnpg.some((m) => m.kind === 'Cluster' && m.apiVersion === 'postgresql.cnpg.io/v1')).toBe(true);
-    expect(envOf(jobFor(cnpg, RunnerCommand.restorePhase))[Env.targetHost]).toBe('keycloak-postgresql-ha-rw');
+    expect(envOf(jobFor(cnpg, RunnerCommand.backupPhase))[Env.targetHost]).toBe('keycloak-postgresql-ha-rw');
   });
 
   it('passes the configured migration settings through', () => {

@@ -114,7 +114,7 @@ describe('pod customization', () => {
     expect(pod('Deployment', 'keycloak-postgresql-ha-pgpool').spec.nodeSelector).toEqual({ pool: 'edge' });
     expect(pod('StatefulSet', 'old-postgresql').spec.priorityClassName).toBe('databases');
     const jobs = objects.filter((o) => o.kind === 'Job');
-    expect(jobs.length).toBeGreaterThanOrEqual(4);
+    expect(jobs.length).toBeGreaterThanOrEqual(3);
     for (const job of jobs) expect(job.spec.template.metadata.annotations).toEqual({ 'sidecar.istio.io/inject': 'false' });
   });
 

@@ -15,12 +15,17 @@
  * record (a re-run after a failed restore, or after a rollback) is reused only if the legacy
  * database has not changed since it; otherwise it is superseded and the source dumped again
  * (phases/source-freshness.ts).
+ *
+ * With MIGRATION_RESTORE_IN_BACKUP_JOB=true (Argo CD, where the new database is healthy a wave
+ * earlier and DatabaseMigration synthesizes no restore Job) a successful backup-phase is followed
+ * by restore-phase in the same process, with all of its semantics: the downtime loses a wave's
+ * hand-over, a pod start and a runner start.
  */
 import { Env, Phase, RunnerCommand } from '../../../lib/contract.js';
 import { defineCommand } from '../cli.js';
 import { requireBackupDir } from '../config.js';
-import { isRunnerError, usageError } from '../errors.js';
-import { hasReached, isTerminal, type MigrationState } from '../state.js';
+import { usageError } from '../errors.js';
+import { hasReached, isTerminal } from '../state.js';
 import { advanceTo, beginStep, createHookContext, readState, runHook, withMigrationLock, type HookContext } from '../phases/context.js';
 import { dumpStep } from '../phases/dump.js';
 import { protectLegacyStep } from '../phases/protect-legacy.js';
@@ -28,8 +33,7 @@ import { quiesce } from '../phases/quiesce.js';
 import { takeOverReleaseObjects } from '../phases/take-over.js';
 import { assertLegacyUnchangedSinceCompletion, reuseOrSupersedeBackup } from '../phases/source-freshness.js';
 import { verifyBackupStep } from '../phases/verify-backup.js';
-import { checkTargetWritable } from '../phases/wait-for-target.js';
-import { restoreBackupOnRecord } from './restore-phase.js';
+import { runRestorePhase } from './restore-phase.js';
 
 /**
  * Records the workloads' replica counts, scales them to 0 and waits for their pods to go, then
@@ -78,38 +82,9 @@ export async function runBackupPhase(ctx: HookContext): Promise<number> {
       await dumpStep(ctx);
       await verifyBackupStep(ctx);
       await protectLegacyStep(ctx);
-      await restoreUnlessLeftToRestoreJob(ctx, fresh);
       return 0;
     });
   });
-}
-
-/**
- * With MIGRATION_RESTORE_IN_BACKUP_JOB (Argo CD), goes on from LegacyProtected to Completed in
- * this Job when the target accepts writes now: the new database's wave was healthy before this
- * one, and the restore Job would add Argo CD's next wave, a pod start and a second runner start
- * to the downtime. Never waits, so never fails for the target: one check, and whatever it finds
- * (no target password yet, not reachable, a standby, a wrong password) leaves the restore to
- * restore-phase, which waits and reports as it always does. A restore an earlier run of the
- * migration began (`startedAt` past LegacyProtected: this pod is the Job's retry after a crash in
- * it, or an earlier sync's restore failed) is also left to restore-phase, under its own Job's
- * deadline and retries, so a restore that cannot finish here never keeps this Job failing.
- */
-async function restoreUnlessLeftToRestoreJob(ctx: HookContext, startedAt: MigrationState): Promise<void> {
-  if (!ctx.config.restoreInBackupJob) return;
-  const leaveIt = (reason: string) => ctx.log.info(`the restore Job restores: ${reason}`);
-  if (hasReached(startedAt, Phase.restoring)) return leaveIt(`an earlier run began the restore (phase ${startedAt.phase} when this one started)`);
-  const target = ctx.config.target;
-  if (!target.settings) return leaveIt(`${Env.targetHost} is not set`);
-  if (!target.passwordSet) return leaveIt(`${Env.targetPassword} is not set (its Secret does not exist yet)`);
-  try {
-    await checkTargetWritable(target.settings);
-  } catch (error) {
-    if (!isRunnerError(error) || ctx.signal?.aborted) throw error;
-    return leaveIt(`the target does not accept writes yet (${error.message})`);
-  }
-  ctx.log.info(`the target accepts writes: restoring in this Job (${Env.restoreInBackupJob}=true)`);
-  await restoreBackupOnRecord(ctx, { waitForTarget: async () => {} });
 }
 
 export const backupPhaseCommand = defineCommand({
@@ -129,9 +104,15 @@ is superseded (state back to Quiesced, Event MigrationBackupSuperseded) and take
 SOURCE_PGPASSWORD is unset: its Secret does not exist).
 Completed, and the legacy StatefulSet exists again (a rollback): its database changed since the
 backup → exit 65, or it cannot be compared → exit 69 (78 without SOURCE_PGPASSWORD); nothing
-changed, unless MIGRATION_ACCEPT_LEGACY_CHANGES_OF names the migration.`,
+changed, unless MIGRATION_ACCEPT_LEGACY_CHANGES_OF names the migration.
+With MIGRATION_RESTORE_IN_BACKUP_JOB=true (Argo CD: no restore Job), then runs restore-phase.`,
   flags: {},
   async run({ env, log, signal }) {
-    return runBackupPhase(createHookContext(RunnerCommand.backupPhase, { env, log, signal }));
+    const ctx = createHookContext(RunnerCommand.backupPhase, { env, log, signal });
+    const code = await runBackupPhase(ctx);
+    if (code !== 0 || !ctx.config.restoreInBackupJob) return code;
+    // Argo CD: the restore Job's work, in this pod (see restoreInBackupJob in the contract).
+    log.info(`${Env.restoreInBackupJob}=true: ${RunnerCommand.restorePhase} in this Job`);
+    return runRestorePhase(createHookContext(RunnerCommand.restorePhase, { env, log, signal }));
   },
 });

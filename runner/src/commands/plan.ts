@@ -96,7 +96,9 @@ function describeAdoption(input: PlanInput): string[] {
 export function formatPlan(input: PlanInput): string {
   const { config, state } = input;
   const lines: string[] = [];
-  const hook = (name: string, text: string) => lines.push(`${`${name}:`.padEnd(16)}${text}`);
+  const inBackupJob = `in the backup Job, after backup-phase (${Env.restoreInBackupJob}=true): `;
+  const hook = (name: string, text: string) =>
+    lines.push(`${`${name}:`.padEnd(16)}${name === RunnerCommand.restorePhase && config.restoreInBackupJob ? inBackupJob : ''}${text}`);
   lines.push(
     state ? `State: migration ${state.migrationId}, phase ${state.phase}${state.phase === Phase.failed ? ` (resumes from ${effectivePhase(state)})` : ''}` : `State: none (ConfigMap ${config.stateConfigMap} does not exist)`,
     `Source: ${describeSource(input.source)}`,
@@ -171,10 +173,6 @@ export function formatPlan(input: PlanInput): string {
         ...(name === RunnerCommand.prepare ? [prepareText] : []),
         ...recheck,
         ...steps.filter((step) => step.hook === name).map((step) => `${step.text} → ${step.reaches}`),
-        // backup-phase leaves a restore an earlier run began to restore-phase (backup-phase.ts).
-        ...(name === RunnerCommand.backupPhase && config.restoreInBackupJob && !(state && hasReached(state, Phase.restoring))
-          ? [`then, if the target accepts writes at once (${Env.restoreInBackupJob}=true), restore-phase's steps in this Job`]
-          : []),
       ];
       hook(name, texts.length ? texts.join('; ') : 'nothing (its steps are done)');
     }

@@ -56,28 +56,16 @@ export async function runRestorePhase(ctx: HookContext): Promise<number> {
     return withMigrationLock(ctx, async () => {
       const fresh = await readState(ctx);
       if (!fresh || isTerminal(fresh)) return 0;
-      await restoreBackupOnRecord(ctx, {
-        waitForTarget: () => waitForWritableTarget(target, { timeoutSeconds: ctx.config.targetWaitSeconds, log: ctx.log, signal: ctx.signal }),
-      });
+      // Never restore (or mark ready) a backup the legacy database has moved on from.
+      await timed(ctx, 'check-source', () => assertSourceUnchangedSinceBackup(ctx));
+      await timed(ctx, 'wait-target', () => waitForWritableTarget(target, { timeoutSeconds: ctx.config.targetWaitSeconds, log: ctx.log, signal: ctx.signal }));
+      await markRestoringStep(ctx);
+      await restoreStep(ctx);
+      await verifyTargetStep(ctx);
+      await completeStep(ctx);
       return 0;
     });
   });
-}
-
-/**
- * The restore of the recorded backup and everything after it, under the migration lock, from
- * LegacyProtected (or a later phase of an interrupted restore) to Completed. restore-phase runs it
- * after waiting for the target; backup-phase runs it right after the backup when the target
- * already accepts writes (MIGRATION_RESTORE_IN_BACKUP_JOB, Argo CD).
- */
-export async function restoreBackupOnRecord(ctx: HookContext, target: { readonly waitForTarget: () => Promise<void> }): Promise<void> {
-  // Never restore (or mark ready) a backup the legacy database has moved on from.
-  await timed(ctx, 'check-source', () => assertSourceUnchangedSinceBackup(ctx));
-  await timed(ctx, 'wait-target', target.waitForTarget);
-  await markRestoringStep(ctx);
-  await restoreStep(ctx);
-  await verifyTargetStep(ctx);
-  await completeStep(ctx);
 }
 
 export const restorePhaseCommand = defineCommand({
