@@ -12,8 +12,11 @@
  * | RBAC            | pre+post install/upgrade, -10| PreSync, wave -10       | –          | –              |
  * | prepare         | pre-install,pre-upgrade, 0   | PreSync, wave 0         | no         | prepare        |
  * | backup          | pre-install,pre-upgrade, 10  | Sync, `backupSyncWave`  | yes        | backup-phase   |
- * | restore         | post-install,post-upgrade, 0 | Sync, `restoreSyncWave` | yes        | restore-phase  |
+ * | restore         | post-install,post-upgrade, 0 | Sync, `restoreSyncWave` (1) | yes    | restore-phase  |
  * | record-failure  | –                            | SyncFail                | no         | record-failure |
+ *
+ * (1) Only with `restoreInBackupJob: false`; by default under Argo CD the backup Job runs
+ * restore-phase after backup-phase.
  *
  * Under Argo CD the backup is a Sync hook at a wave after the target database's: the new database
  * starts while the workloads still run, so its start-up (tens of seconds for a CloudNativePG or
@@ -199,7 +202,9 @@ export interface MigrationSyncWaves {
    */
   readonly backup?: number;
   /**
-   * Wave of the restore Sync hook: strictly after `backup`, strictly before `workloads`. Not with
+   * Wave of the restore Sync hook, when there is one (`restoreInBackupJob: false`; by default under
+   * Argo CD the backup Job restores and this wave is not used): strictly after `backup`, strictly
+   * before `workloads`. Not with
    * them, even when they wait for the ready marker (a database gate): gitops-engine waits for every
    * running task of a wave before it looks at a failed one (pkg/sync/sync_context.go), and such a
    * workload never becomes healthy without the restore, so a failed restore would leave the sync
@@ -341,9 +346,9 @@ export interface DatabaseMigrationProps {
    * The constructs holding the target database's objects (e.g. the {@link PostgresHa}). With flavor
    * `argocd` each of their ordinary objects gets `syncWaves.target`: Argo CD applies the new
    * database, and waits until it is healthy, before the backup stops the workloads. Without a wave
-   * it would come at wave 0, after the restore (wave -20) that waits for it, and the sync would hang
-   * until the restore Job's deadline. Helm: ignored (Helm applies the release's objects between
-   * its pre- and post-upgrade hooks).
+   * it would come at wave 0, after the restore that waits for it (in the backup Job, or the
+   * restore Job's wave), and the sync would hang until that Job's deadline. Helm: ignored (Helm
+   * applies the release's objects between its pre- and post-upgrade hooks).
    *
    * @default - none; with flavor `argocd` required (`[]` when you put the waves on them yourself)
    */
@@ -367,8 +372,10 @@ export interface DatabaseMigrationProps {
   readonly namespace?: string;
   /**
    * Upper bound of each Job's run time, in seconds. Sized for a backup or a restore of a few
-   * GiB. Each Helm hook is waited on for at most `helm --timeout` (default 5m): run the migrating
-   * `helm upgrade` with `--timeout` of at least this value, or Helm gives up while the Job runs.
+   * GiB; the Argo CD backup Job that also restores (`restoreInBackupJob`) gets twice this, a
+   * budget for each. Each Helm hook is waited on for at most `helm --timeout` (default 5m): run the
+   * migrating `helm upgrade` with `--timeout` of at least this value, or Helm gives up while the
+   * Job runs.
    *
    * @default 3600
    */
@@ -509,7 +516,7 @@ export interface DatabaseMigrationNames {
 // The prepare Job runs before anything exists on a fresh install (no legacy database, target
 // Secrets not yet ensured), so its references are optional; the restore Job must wait for the
 // target's Secret (kubelet retries until it exists), which is how it waits for CloudNativePG's
-// generated `-app` Secret after a `helm install`.
+// generated `-app` Secret after a `helm install`; so must the Argo CD backup Job that restores.
 interface SecretOptionality {
   readonly source: boolean;
   readonly target: boolean;
@@ -541,8 +548,8 @@ export class DatabaseMigration extends Construct {
   public readonly jobs: Readonly<Partial<Record<RunnerCommandName, ApiObject>>>;
   /** The backup hook's sync wave (Argo CD). */
   public readonly backupSyncWave: number;
-  /** The restore hook's sync wave (Argo CD), when there is a restore Job (see `restoreInBackupJob`). */
-  public readonly restoreSyncWave: number;
+  /** The restore hook's sync wave (Argo CD), when there is a restore Job (not with `restoreInBackupJob`). */
+  public readonly restoreSyncWave?: number;
   /** Whether the backup Job restores too, and there is no restore Job (`restoreInBackupJob`). */
   public readonly restoreInBackupJob: boolean;
   /** The ClusterRole for PersistentVolumes, when `protectVolumes` is on. */
@@ -614,7 +621,13 @@ export class DatabaseMigration extends Construct {
           `or set syncWaves.backup between them`,
       );
     }
-    if (!(waves.backup < waves.restore && waves.restore < waves.workloads)) {
+    if (restoreInBackupJob && !(waves.backup < waves.workloads)) {
+      throw new Error(
+        `DatabaseMigration syncWaves.workloads must be above the backup's wave (backup ${waves.backup} < workloads), ` +
+          `got ${waves.workloads}: the backup Job restores, and the workloads start on the restored data`,
+      );
+    }
+    if (!restoreInBackupJob && !(waves.backup < waves.restore && waves.restore < waves.workloads)) {
       throw new Error(
         `DatabaseMigration syncWaves.restore must be strictly between the backup's wave and the workloads' ` +
           `wave (backup ${waves.backup} < restore < workloads ${waves.workloads}), got ${waves.restore}: the restore ` +
@@ -622,7 +635,7 @@ export class DatabaseMigration extends Construct {
       );
     }
     this.backupSyncWave = waves.backup;
-    this.restoreSyncWave = waves.restore;
+    if (!restoreInBackupJob) this.restoreSyncWave = waves.restore;
     this.restoreInBackupJob = restoreInBackupJob;
     if (flavor === 'argocd') {
       for (const [key, prop, wave] of [
@@ -633,7 +646,7 @@ export class DatabaseMigration extends Construct {
         if (constructs === undefined) {
           throw new Error(
             `DatabaseMigration ${prop} is not set (flavor 'argocd'): without syncWaves.${key} (${wave}) on their objects, ` +
-              `Argo CD applies them at wave 0, after the restore hook (wave ${waves.restore})` +
+              `Argo CD applies them at wave 0, after the ${restoreInBackupJob ? `backup hook that restores (wave ${waves.backup})` : `restore hook (wave ${waves.restore})`}` +
               (key === 'target' ? ', which would wait for a database that never comes' : ', and prunes the old release beside them') +
               `; pass the constructs (e.g. ${key === 'target' ? '[db]' : '[keycloak, ingress]'}), or [] if you set ` +
               `argocd.argoproj.io/sync-wave on them yourself`,
@@ -759,7 +772,8 @@ export class DatabaseMigration extends Construct {
         },
         spec: {
           backoffLimit,
-          activeDeadlineSeconds,
+          // The backup Job that also restores gets a budget for each.
+          activeDeadlineSeconds: spec.command === RunnerCommand.backupPhase && restoreInBackupJob ? 2 * activeDeadlineSeconds : activeDeadlineSeconds,
           ttlSecondsAfterFinished: ttlMinutes * 60,
           podFailurePolicy: {
             rules: [

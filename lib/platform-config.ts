@@ -166,9 +166,10 @@ export interface PlatformMigrationConfig {
   /** @default - the cluster's default storage class */
   readonly backupStorageClass?: string;
   /**
-   * Upper bound of each hook Job in seconds; run `helm upgrade --timeout` with at least this. Above
-   * 600: the Jobs wait up to 600 s for the new database, and a deadline inside that wait would kill
-   * the Job before the runner can say why it waited.
+   * Upper bound of each hook Job in seconds (the Argo CD backup Job that also restores gets twice
+   * this, a budget for each); run `helm upgrade --timeout` with at least this. Above 600: the Jobs
+   * wait up to 600 s for the new database, and a deadline inside that wait would kill the Job
+   * before the runner can say why it waited.
    *
    * @default 3600
    */

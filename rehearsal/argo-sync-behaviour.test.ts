@@ -2,8 +2,8 @@
 // against the migration:
 // - prune runs FIRST in its wave, the live object's own: v1's database (this project's, at wave
 //   -40) carries `PruneLast=true`, which moves it after the Sync phase's last wave — after the new
-//   database started (-40), the backup Sync hook stopped Keycloak and backed up (-30), the restore
-//   (-20) and Keycloak healthy on the new database (-10); a Bitnami release's objects carry no wave
+//   database started (-40), the backup Sync hook stopped Keycloak, backed up and restored (-30)
+//   and Keycloak was healthy on the new database (-10); a Bitnami release's objects carry no wave
 //   and go at 0, the same place (rehearsal/takeover-argocd.test.ts);
 // - the Application's `PruneLast=true` does the same for every pruned object;
 // - when the new database never becomes healthy (its operator is down), the sync stops at the
@@ -62,6 +62,10 @@ describe('Argo CD as gitops-engine syncs', () => {
     expect(pruned).toBeGreaterThan(keycloakReady);
     expect(events[pruneWave]!.target).toBe('Sync 1');
     expect(pruneWave).toBeGreaterThan(keycloakReady);
+    // The Sync phase's waves: the backup Job restores too, so no wave stands between it and
+    // Keycloak's (each wave but the last costs Argo CD's pause of ARGOCD_SYNC_WAVE_DELAY).
+    const syncWaves = events.filter((event) => event.action === 'wave' && event.target.startsWith('Sync ')).map((event) => event.target);
+    expect(syncWaves).toEqual(['Sync -40', 'Sync -30', 'Sync -10', 'Sync 1']);
     await verifyMigrated(rehearsal, v2, legacy);
   });
 

@@ -206,6 +206,9 @@ export const FAILURE_CASES: readonly FaultCase[] = [
       const job = rehearsal.server.get({ apiVersion: 'batch/v1', kind: 'Job', name, namespace: rehearsal.namespace });
       const failed = ((job?.status as { conditions?: { type: string; status: string; reason?: string }[] } | undefined)?.conditions ?? []).find((c) => c.type === 'Failed');
       expect(failed).toMatchObject({ status: 'True', reason: 'DeadlineExceeded' });
+      // It passed in the wait for the target, after the verified backup (not inside the dump).
+      expect(readState(rehearsal).state?.history.map((entry) => entry.phase)).toContain(Phase.legacyProtected);
+      expect(jobLogs(context, restoringJobSuffix(context.tool))).toMatch(/waiting for the target to accept writes/);
       expect(rehearsal.workloads.keycloakWrites.filter((w) => w.host === targetDatabase(rehearsal).appService)).toEqual([]);
     },
     fix: ({ rehearsal }) => rehearsal.proxies.unblock(targetDatabase(rehearsal).appService),

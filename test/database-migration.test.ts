@@ -257,6 +257,41 @@ describe('DatabaseMigration objects', () => {
     expect(() => synth({ flavor: 'argocd', restoreInBackupJob: 'yes' as unknown as boolean })).toThrow(/DatabaseMigration restoreInBackupJob must be true or false, got "yes"/);
   });
 
+  it('gives the Job that restores the target Secret as required, and the backup Job that also restores a deadline for each', () => {
+    const jobsOf = (overrides: Partial<DatabaseMigrationProps>) =>
+      Object.fromEntries(
+        synth({ activeDeadlineSeconds: 1000, ...overrides })
+          .filter((o: any) => o.kind === 'Job')
+          .map((job: any) => {
+            const target = job.spec.template.spec.containers[0].env.find((v: any) => v.name === Env.targetPassword).valueFrom.secretKeyRef;
+            return [job.spec.template.spec.containers[0].args[0], { targetSecretOptional: target.optional, deadline: job.spec.activeDeadlineSeconds }];
+          }),
+      );
+    // Helm's pre-upgrade backup runs before the new database (and its Secret) exists.
+    for (const layout of [{ flavor: 'helm' as const }, { flavor: 'argocd' as const, restoreInBackupJob: false }]) {
+      const jobs = jobsOf(layout);
+      expect(jobs[RunnerCommand.backupPhase], JSON.stringify(layout)).toEqual({ targetSecretOptional: true, deadline: 1000 });
+      expect(jobs[RunnerCommand.restorePhase], JSON.stringify(layout)).toEqual({ targetSecretOptional: false, deadline: 1000 });
+    }
+    const oneJob = jobsOf({ flavor: 'argocd' });
+    expect(oneJob[RunnerCommand.backupPhase]).toEqual({ targetSecretOptional: false, deadline: 2000 });
+    expect(oneJob[RunnerCommand.prepare]).toEqual({ targetSecretOptional: true, deadline: 1000 });
+  });
+
+  it('needs the restore wave only when there is a restore Job', () => {
+    const migrationOf = (overrides: Partial<DatabaseMigrationProps>) => {
+      const chart = new Chart(Testing.app(), 'test', { namespace: 'apps' });
+      return new DatabaseMigration(chart, 'migration', props({ flavor: 'argocd', targetConstructs: [], workloadConstructs: [], ...overrides }));
+    };
+    expect(migrationOf({}).restoreSyncWave).toBeUndefined();
+    expect(migrationOf({ restoreInBackupJob: false }).restoreSyncWave).toBe(-20);
+    // Backup and workloads a wave apart: fine when the backup Job restores, no room for a restore Job otherwise.
+    const adjacent = { syncWaves: { backup: -11, workloads: -10 } };
+    expect(migrationOf(adjacent).backupSyncWave).toBe(-11);
+    expect(() => migrationOf({ ...adjacent, restoreInBackupJob: false })).toThrow(/DatabaseMigration syncWaves.restore must be strictly between the backup's wave and the workloads' wave \(backup -11 < restore < workloads -10\), got -20/);
+    expect(() => migrationOf({ syncWaves: { backup: -10, workloads: -10 } })).toThrow(/DatabaseMigration syncWaves.workloads must be above the backup's wave \(backup -10 < workloads\), got -10: the backup Job restores/);
+  });
+
   it('passes acceptLegacyChangesOf to every Job only when set, and rejects what is not a migration id', () => {
     const acceptedOf = (overrides: Partial<DatabaseMigrationProps>) =>
       synth(overrides)
@@ -352,7 +387,7 @@ describe('DatabaseMigration sync waves of the database and the workloads (Argo C
 
   it('fails with flavor argocd when the database or the workloads constructs are not given, naming the prop, the wave and the fix', () => {
     expect(() => stack('argocd', { targetConstructs: undefined })).toThrow(
-      /targetConstructs is not set \(flavor 'argocd'\): without syncWaves.target \(-40\).*wave 0, after the restore hook \(wave -20\).*pass the constructs \(e.g. \[db\]\), or \[\] if you set argocd.argoproj.io\/sync-wave on them yourself/,
+      /targetConstructs is not set \(flavor 'argocd'\): without syncWaves.target \(-40\).*wave 0, after the backup hook that restores \(wave -30\).*pass the constructs \(e.g. \[db\]\), or \[\] if you set argocd.argoproj.io\/sync-wave on them yourself/,
     );
     expect(() => stack('argocd', { workloadConstructs: undefined })).toThrow(/workloadConstructs is not set \(flavor 'argocd'\): without syncWaves.workloads \(-10\)/);
     expect(() => stack('helm', { targetConstructs: undefined, workloadConstructs: undefined })).not.toThrow();

@@ -80,7 +80,7 @@ export async function waitForReadyMarker(options: GateOptions): Promise<void> {
     if (now >= deadline || options.signal?.aborted) {
       throw new RunnerError(`the database was not ready after ${options.timeoutSeconds}s: ${reason}`, {
         exitCode: ExitCode.tempFail,
-        hint: 'the kubelet restarts this init container; check the migration (kubectl describe configmap of its state, the restore Job\'s logs)',
+        hint: 'the kubelet restarts this init container; check the migration (kubectl describe configmap of its state, the logs of the Job that restores: the restore Job, under Argo CD the backup Job)',
       });
     }
     await new Promise((resolve) => setTimeout(resolve, Math.min(pollMs, Math.max(0, deadline - now))));

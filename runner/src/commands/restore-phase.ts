@@ -1,7 +1,8 @@
 /**
- * `restore-phase` (hook: Helm post-install/post-upgrade, Argo CD Sync hook between the target's
- * wave and Keycloak's; mounts the backup PVC): wait for the new primary, restore, verify, Keycloak
- * hygiene, ready marker, unquiesce, complete.
+ * `restore-phase` (hook: Helm post-install/post-upgrade; under Argo CD run by the backup Job after
+ * backup-phase (MIGRATION_RESTORE_IN_BACKUP_JOB), or with `restoreInBackupJob: false` a Sync hook
+ * between the backup's wave and Keycloak's; mounts the backup PVC): wait for the new primary,
+ * restore, verify, Keycloak hygiene, ready marker, unquiesce, complete.
  *
  * LegacyProtected → Restoring → Restored → Verified → Completed. Completed: exit 0 after one API
  * read. NotNeeded: write the ready marker once (so Keycloak's gate passes on a fresh install),
