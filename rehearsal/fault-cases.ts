@@ -223,8 +223,11 @@ export const FAILURE_CASES: readonly FaultCase[] = [
       for (const object of objects.filter((o) => ['ServiceAccount', 'Role', 'RoleBinding', 'ClusterRole', 'ClusterRoleBinding'].includes(o.kind))) {
         await rehearsal.cluster.apply(object);
       }
+      // The pre-phase Jobs alone: the Argo CD backup Job, which restores too, does only its
+      // backup here (the new database is not applied in this case).
+      const prePhaseOnly = jobEnv('-backup', 'MIGRATION_RESTORE_IN_BACKUP_JOB', 'false');
       for (const step of ['-prepare', '-backup']) {
-        const job = objects.find((o) => o.kind === 'Job' && o.metadata.name.endsWith(step))!;
+        const job = prePhaseOnly(objects.find((o) => o.kind === 'Job' && o.metadata.name.endsWith(step))!);
         const twins = ['a', 'b'].map((suffix) => ({ ...structuredClone(job), metadata: { ...job.metadata, name: `${job.metadata.name}-${suffix}`, annotations: {} } }));
         await Promise.all(twins.map((twin) => rehearsal.cluster.create(twin)));
         await Promise.all(twins.map((twin) => rehearsal.waitReady(twin, 120_000)));
