@@ -52,7 +52,7 @@ export interface HookConfig {
   readonly workloads: readonly WorkloadRef[];
   /** Whether restore-phase scales the workloads back (MIGRATION_RESTORE_REPLICAS; see the contract). */
   readonly restoreReplicas: boolean;
-  /** Whether backup-phase goes on to restore when the target accepts writes (MIGRATION_RESTORE_IN_BACKUP_JOB; see the contract). */
+  /** Whether backup-phase is followed by restore-phase in the same process (MIGRATION_RESTORE_IN_BACKUP_JOB; see the contract). */
   readonly restoreInBackupJob: boolean;
   /** A Completed migration whose legacy database's later changes are accepted (MIGRATION_ACCEPT_LEGACY_CHANGES_OF). */
   readonly acceptLegacyChangesOf?: string;

@@ -18,8 +18,9 @@ export interface WaitForTargetOptions {
 
 /**
  * Between two attempts to write to the target. restore-phase waits here, in the downtime, for
- * the new primary that the upgrade just created (under Argo CD it is healthy a wave earlier): half an interval is lost on average once it is
- * up (a second at the former 2 s); an attempt is one short connection.
+ * the new primary that the upgrade just created (under Argo CD it is healthy a wave earlier):
+ * half an interval is lost on average once it is up (a second at the former 2 s); an attempt is
+ * one short connection.
  */
 export const TARGET_POLL_MS = 500;
 
