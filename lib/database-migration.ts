@@ -765,6 +765,9 @@ export class DatabaseMigration extends Construct {
       if (spec.command === RunnerCommand.recordFailure && flavor !== 'argocd') continue;
       // The backup Job runs restore-phase after backup-phase.
       if (spec.command === RunnerCommand.restorePhase && restoreInBackupJob) continue;
+      // The backup Job that also restores needs what the restore Job needs: the target's Secret
+      // (its pod, and so the quiesce, waits for it) and time for both phases.
+      const alsoRestores = spec.command === RunnerCommand.backupPhase && restoreInBackupJob;
       const job = new k8s.KubeJob(this, spec.key, {
         metadata: {
           name: this.names.jobs[spec.key],
@@ -772,8 +775,7 @@ export class DatabaseMigration extends Construct {
         },
         spec: {
           backoffLimit,
-          // The backup Job that also restores gets a budget for each.
-          activeDeadlineSeconds: spec.command === RunnerCommand.backupPhase && restoreInBackupJob ? 2 * activeDeadlineSeconds : activeDeadlineSeconds,
+          activeDeadlineSeconds: alsoRestores ? 2 * activeDeadlineSeconds : activeDeadlineSeconds,
           ttlSecondsAfterFinished: ttlMinutes * 60,
           podFailurePolicy: {
             rules: [
@@ -809,13 +811,7 @@ export class DatabaseMigration extends Construct {
                   image: props.runnerImage,
                   imagePullPolicy: 'IfNotPresent',
                   args: [spec.command],
-                  // The Job that restores needs the target's password: its pod (and so the
-                  // backup's quiesce) waits until the Secret exists.
-                  env: migrationJobEnv(
-                    common,
-                    spec.command === RunnerCommand.backupPhase && restoreInBackupJob ? { ...spec.optionalSecrets, target: false } : spec.optionalSecrets,
-                    spec.mountsBackup,
-                  ),
+                  env: migrationJobEnv(common, alsoRestores ? { ...spec.optionalSecrets, target: false } : spec.optionalSecrets, spec.mountsBackup),
                   resources,
                   securityContext: restrictedContainerSecurityContext(ids),
                   volumeMounts: [
