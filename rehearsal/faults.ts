@@ -4,7 +4,7 @@
  * after that attempt, and what the operator does before deploying the unchanged v2 again — after
  * which every case must converge to the fully checked migration of scenario.ts.
  */
-import { ExitCode, Phase } from '../lib/contract.js';
+import { Env, ExitCode, Phase } from '../lib/contract.js';
 import type { PlatformConfig } from '../lib/platform-config.js';
 
 import type { DatabaseFingerprint } from './checks.js';
@@ -63,7 +63,7 @@ function selects(selector: JobSelector, object: KubeObject): boolean {
 export function restoresIn(job: KubeObject): boolean {
   if (job.metadata.name.endsWith('-restore')) return true;
   const env = (job.spec as JobSpec).template.spec.containers[0]?.env ?? [];
-  return job.metadata.name.endsWith('-backup') && env.some((variable) => variable.name === 'MIGRATION_RESTORE_IN_BACKUP_JOB' && variable.value === 'true');
+  return job.metadata.name.endsWith('-backup') && env.some((variable) => variable.name === Env.restoreInBackupJob && variable.value === 'true');
 }
 
 /** The name suffix of the Job that restores with each tool's default configuration (see {@link restoresIn}). */

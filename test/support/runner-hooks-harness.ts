@@ -128,11 +128,11 @@ export interface ScenarioOptions {
    */
   readonly restoreReplicas?: boolean | 'flavor-default';
   /**
-   * DatabaseMigration `restoreInBackupJob` (argocd: the backup Job goes on to restore);
-   * `'flavor-default'` leaves it to the construct (true for argocd).
+   * DatabaseMigration `restoreInBackupJob` (argocd: the backup Job runs restore-phase too, and
+   * there is no restore Job); `'flavor-default'` leaves it to the construct (true for argocd).
    *
-   * @default false: most scenarios drive the two Jobs apart; the continuation is run end to end in
-   * runner-restore-in-backup-job.test.ts, with its fallbacks
+   * @default false: most scenarios drive the two commands apart; the one-Job layout is run end to
+   * end in runner-restore-in-backup-job.test.ts, with its failures
    */
   readonly restoreInBackupJob?: boolean | 'flavor-default';
 }
