@@ -70,39 +70,55 @@ function uri(endpoint: DatabaseEndpoint): string {
 
 /**
  * The runner from the command line: the source's checksums while the application still runs
- * (checksum-source, before the downtime), then backup (dump, manifest, verify; the checksums of
- * the tables proven unchanged are reused), then restore (restore, verify, hygiene; its downtime
- * ends at "target ready", before the ANALYZE that runs while Keycloak starts).
+ * (checksum-source, before the downtime), then the backup (dump, manifest, verify; the checksums
+ * of the tables proven unchanged are reused) and the restore (restore, verify, hygiene; its
+ * downtime ends at "target ready", before the ANALYZE that runs while Keycloak starts).
+ *
+ * `runner` runs backup and restore in one process (`copy`), as the Argo CD backup Job does by
+ * default (MIGRATION_RESTORE_IN_BACKUP_JOB): the restore takes the files' digests from the backup
+ * just taken. `runner-two-jobs` runs them as two processes (`backup`, then `restore`), as Helm's
+ * pre- and post-upgrade Jobs do: one more node start, and the restore digests every file again.
  */
-export const runnerContender: Contender = {
-  id: 'runner',
-  label: 'runner: backup + verify + restore + verify',
-  isRunner: true,
-  steps(context) {
-    const bundle = join(context.repositoryRoot, 'runner', 'dist', 'runner.mjs');
-    const dir = join(context.workDir, 'backup');
-    const common = { MIGRATION_PARALLEL_JOBS: String(context.jobs), MIGRATION_LOG_FORMAT: 'json', PG_BINDIR: context.pgBinDir };
-    return [
-      { argv: ['node', bundle, 'checksum-source', '--dir', dir], env: { ...common, ...prefixed('SOURCE', context.source) }, beforeDowntime: true },
-      { argv: ['node', bundle, 'backup', '--dir', dir], env: { ...common, ...prefixed('SOURCE', context.source) } },
-      {
-        argv: ['node', bundle, 'restore', '--dir', dir],
-        env: { ...common, ...prefixed('TARGET', context.target) },
-        // Verified, hygiene applied: Keycloak may start; the ANALYZE after it runs while Keycloak boots.
-        downtimeEndsAt: new RegExp(`"msg":"${TARGET_READY_MESSAGE}"`),
-      },
-    ];
-  },
-  dumpDir: (context) => join(context.workDir, 'backup'),
-  // The runner's post-restore hygiene empties Keycloak's JGroups discovery table on purpose: its
-  // rows name pods of the old cluster (runner/src/pg/hygiene.ts).
-  expectedTarget: (source) => ({
-    ...source,
-    rowCounts: Object.fromEntries(
-      Object.entries(source.rowCounts).map(([table, rows]) => [table, /\.(jgroups_ping|jgroupsping)$/.test(table) ? 0 : rows]),
-    ),
-  }),
-};
+function runnerContender(id: string, label: string, layout: 'one-process' | 'two-processes'): Contender {
+  return {
+    id,
+    label,
+    isRunner: true,
+    steps(context) {
+      const bundle = join(context.repositoryRoot, 'runner', 'dist', 'runner.mjs');
+      const dir = join(context.workDir, 'backup');
+      const common = { MIGRATION_PARALLEL_JOBS: String(context.jobs), MIGRATION_LOG_FORMAT: 'json', PG_BINDIR: context.pgBinDir };
+      const source = prefixed('SOURCE', context.source);
+      const target = prefixed('TARGET', context.target);
+      // Verified, hygiene applied: Keycloak may start; the ANALYZE after it runs while Keycloak boots.
+      const downtimeEndsAt = new RegExp(`"msg":"${TARGET_READY_MESSAGE}"`);
+      const checksumSource: Step = { argv: ['node', bundle, 'checksum-source', '--dir', dir], env: { ...common, ...source }, beforeDowntime: true };
+      if (layout === 'one-process') {
+        return [checksumSource, { argv: ['node', bundle, 'copy', '--dir', dir], env: { ...common, ...source, ...target }, downtimeEndsAt }];
+      }
+      return [
+        checksumSource,
+        { argv: ['node', bundle, 'backup', '--dir', dir], env: { ...common, ...source } },
+        { argv: ['node', bundle, 'restore', '--dir', dir], env: { ...common, ...target }, downtimeEndsAt },
+      ];
+    },
+    dumpDir: (context) => join(context.workDir, 'backup'),
+    // The runner's post-restore hygiene empties Keycloak's JGroups discovery table on purpose: its
+    // rows name pods of the old cluster (runner/src/pg/hygiene.ts).
+    expectedTarget: (source) => ({
+      ...source,
+      rowCounts: Object.fromEntries(
+        Object.entries(source.rowCounts).map(([table, rows]) => [table, /\.(jgroups_ping|jgroupsping)$/.test(table) ? 0 : rows]),
+      ),
+    }),
+  };
+}
+
+/** The runner as the Argo CD backup Job runs it (the default layout there): the headline's runner. */
+export const runnerOneProcessContender = runnerContender('runner', 'runner: backup + verify + restore + verify', 'one-process');
+
+/** The runner as Helm's two hook Jobs run it; on request (`--contenders runner,runner-two-jobs`). */
+export const runnerTwoProcessesContender = runnerContender('runner-two-jobs', 'runner in two processes (backup, then restore)', 'two-processes');
 
 function prefixed(prefix: 'SOURCE' | 'TARGET', endpoint: DatabaseEndpoint): Record<string, string> {
   const env = libpqEnv(endpoint, 'PG');
@@ -179,7 +195,8 @@ export const pgcopydbContender: Contender = {
 };
 
 export const ALL_CONTENDERS: readonly Contender[] = [
-  runnerContender,
+  runnerOneProcessContender,
+  runnerTwoProcessesContender,
   dumpPipePsqlContender,
   directoryDumpZ0Contender,
   directoryDumpDefaultContender,

@@ -69,7 +69,7 @@ export function scalingPoints(cells: readonly BenchCell[]): ScalingPoint[] {
   return cells
     .filter((cell) => cell.shape === shape)
     .map((cell) => {
-      const runner = cell.contenders.find((contender) => contender.isRunner);
+      const runner = cell.contenders.find((contender) => contender.id === RUNNER_ID);
       const ok = runner?.results.filter((result) => result.ok) ?? [];
       const medianWall = ok.length > 0 ? median(ok.map((result) => result.wallSeconds)) : Number.NaN;
       const closest = ok.reduce<MigrationResult | undefined>(
@@ -87,6 +87,9 @@ export const TARGETS = {
   runnerPeakRssBytes: 150 * 1024 * 1024,
   latencySeconds: 0.5,
 } as const;
+
+/** The runner of the headline and the targets (as the Argo CD backup Job runs it, bench/contenders.ts). */
+const RUNNER_ID = 'runner';
 
 /** Contenders that count as "peers" for the target (the hand-made fast paths and pgcopydb). */
 const FAST_PEERS = ['pipe', 'fd-z0', 'pgcopydb'];
@@ -139,7 +142,7 @@ function summarizeCell(cell: BenchCell): CellSummary {
   }
   const peers = FAST_PEERS.map((id) => summaries.get(id)).filter((summary): summary is Summary => summary !== undefined);
   const fastestPeer = peers.reduce<Summary | undefined>((best, peer) => (!best || peer.wall < best.wall ? peer : best), undefined);
-  const runner = summaries.get('runner');
+  const runner = summaries.get(RUNNER_ID);
   return { cell, summaries, runner, fastestPeer, ratio: runner && fastestPeer ? runner.wall / fastestPeer.wall : Number.NaN };
 }
 
@@ -379,7 +382,7 @@ export function renderResults(report: BenchReport): string {
         `${((c.ratio / TARGETS.runnerVsFastestPeer - 1) * 100).toFixed(0)} % over, ${s(c.runner.wall - c.fastestPeer.wall * TARGETS.runnerVsFastestPeer)} s`,
         `${((1 - c.ratio / TARGETS.runnerVsFastestPeer) * 100).toFixed(0)} % under`));
     } else {
-      const runnerContender = c.cell.contenders.find((contender) => contender.isRunner);
+      const runnerContender = c.cell.contenders.find((contender) => contender.id === RUNNER_ID);
       verdicts.push({ target, goal, measured: runnerContender?.unavailable ?? (c.runner ? 'no peer measured' : 'the runner produced no passing round'), result: 'not measured' });
     }
   }
@@ -474,10 +477,13 @@ function explainRunnerWork(proofFromIds: boolean): string[] {
         : 'same relfilenode and row count, no row written since — every row\'s xmin is read, nothing hashed; on this ' +
           'benchmark\'s idle source every table passes; this run predates the proof from the transaction ids alone), ') +
       'a checksum of the tables ' +
-      'it cannot prove unchanged, and sha256 of each file as pg_dump finishes it; during the restore, sha256 of every dump file again (a tampered backup must stop the ' +
-      'restore), a checksum pass of each table as soon as pg_restore reports it loaded ' +
+      'it cannot prove unchanged, and sha256 of each file as pg_dump finishes it; during the restore, a checksum pass of each table as soon as pg_restore reports it loaded ' +
       '(runner/src/pg/verify-during-restore.ts), the large objects\' checksum, then the catalog, sequence and ownership checks, ' +
-      'fsyncs and Keycloak hygiene; node starts twice (two hook Jobs). Then it logs "target ready" — Keycloak may start — and ' +
+      'fsyncs and Keycloak hygiene. Backup and restore run in one process (`copy`), as the Argo CD backup Job runs them by ' +
+      'default: node starts once, and the restore takes the files\' digests from the backup just taken (run in two processes, ' +
+      'as Helm\'s two hook Jobs do — `--contenders runner-two-jobs` — node starts twice and the restore digests every file again ' +
+      'while pg_restore reads them: a backup that sat on its volume between two processes must be proven unaltered). ' +
+      'Then it logs "target ready" — Keycloak may start — and ' +
       'ANALYZEs every restored table on N sessions while Keycloak boots (the hooks do the same after scaling Keycloak back): ' +
       'the runner\'s wall time ends at "target ready", the ANALYZE after it shows in the steps column ("while Keycloak starts") ' +
       'and its CPU, memory and writes stay in the other columns. Overlapping hides the waiting but not the CPU: on two cores every ' +
@@ -487,16 +493,28 @@ function explainRunnerWork(proofFromIds: boolean): string[] {
     '',
     '- **wide**: the checksum, ~0.2 µs per column value on each server (0.7 s per 120,000 rows of 34 columns); ANALYZE (about ' +
       '1 s of CPU per table of 34 columns whatever its size) now runs after "target ready". Neither peer but pgcopydb runs ANALYZE.',
-    '- **keycloak**: fixed costs of 85 tables and 2 node start-ups (a checksum query per table, the catalog ' +
-      'inventory on both sides, `pg_restore --list` once (the backup records its listing for the restore), ~0.15 s per node start) weigh most at 0.2 GiB; ' +
+    '- **keycloak**: fixed costs of 85 tables and the node start-up (a checksum query per table, the catalog ' +
+      'inventory on both sides, `pg_restore --list` once (the backup records its listing for the restore), ~0.15 s for node) weigh most at 0.2 GiB; ' +
       'at 1 GiB the checksums of the event and session tables.',
-    '- **lob**: bytes hashed three times: sha256 of every dump file in the backup and again in the restore, and the contents\' ' +
+    '- **lob**: bytes hashed twice: sha256 of every dump file in the backup, and the contents\' ' +
       'checksum on each server (documents by sha256, large objects by sha256, split over the sessions after the restore); ' +
       'the large objects are restored one by one in one pg_restore item, the long pole of every contender.',
     '',
-    'Done this round, on the fixed costs around pg_dump and pg_restore (each measured alone, alternating the builds with and ' +
+    'Done this round: backup and restore in one process, as the Argo CD backup Job has run them since the last round (it ' +
+      'restores right after its backup; there is no restore Job), so the restore takes the dump files\' digests from the ' +
+      'backup this process just took instead of reading and hashing every file again, and one node start and one connection ' +
+      'set-up fewer come before it (runner/src/pg/restore.ts `recomputeDigests`; the low-level `copy` command, which this ' +
+      'benchmark\'s runner now runs; a restore by another process — Helm\'s restore Job, a retried Job — digests every file as ' +
+      'before). Measured against the two-process layout in one run, 5 alternating rounds per shape at 0.2 GiB (medians, on a ' +
+      'slower stretch of this machine than the run above): keycloak 5.36 → 4.74 s, lob 7.47 → 6.82 s, wide 5.56 → 5.54 s ' +
+      '(within its spread, 4.89–6.64 s); client CPU 2.84 → 2.20, 3.67 → 3.15 and 2.51 → 2.06 s. The hooks\' backup Job also ' +
+      'checks its own dump as the low-level `backup` does — presence, sizes and toc.dat\'s digest against the digests and the ' +
+      'TOC listing the dump took from these files — instead of digesting every file and running `pg_restore --list` again in ' +
+      'the downtime (a resumed run still does both): keycloak 0.2 GiB 156 → 9 ms, about 1 s per GiB of dump (the benchmark, ' +
+      'which runs the low-level commands, never paid it). ' +
+      'The round before, on the fixed costs around pg_dump and pg_restore (each measured alone, alternating the builds with and ' +
       'without it, medians of 5 on the 0.2 GiB databases; the whole runs above differ from the last round\'s by more than these ' +
-      'gains, in both directions: the machine\'s speed varies through the day). (1) The checksum the restore\'s verifier is still ' +
+      'gains, in both directions: the machine\'s speed varies through the day): (1) The checksum the restore\'s verifier is still ' +
       'taking when pg_restore ends is handed over to the verification after it (runner/src/pg/verify-during-restore.ts ' +
       '`handOver`), which reads the catalog and scans the other tables meanwhile instead of waiting for it and then connecting; ' +
       'its further sessions connect alongside the main one; the large objects\' checksum during the restore runs on `--jobs` ' +
@@ -509,9 +527,9 @@ function explainRunnerWork(proofFromIds: boolean): string[] {
       '5.4 MB (a namespace import for `--version` kept all of client-node in the bundle): 0.24 → 0.17 s per Job here, which ' +
       'the latency rows below include. (4) The waits in the downtime that the benchmark does not run (Keycloak\'s database gate, ' +
       'the restore Job waiting for the new primary, the prepare Job waiting for Keycloak\'s pods to go) poll every 0.5 s instead ' +
-      'of 2, 2 and 1 s. The last round built each index in pg_restore\'s sessions without parallel workers ' +
+      'of 2, 2 and 1 s. Before it, each index was built in pg_restore\'s sessions without parallel workers ' +
       '(`max_parallel_maintenance_workers=0`: wide 0.2 GiB, pg_restore -j2 alone, 2.3–2.4 → 1.9 s), a setting the peers could ' +
-      'use as well; before it, the source\'s checksum pass moved before the downtime (`checksum-source`, then the dump\'s proof ' +
+      'use as well; earlier still, the source\'s checksum pass moved before the downtime (`checksum-source`, then the dump\'s proof ' +
       'that each table is unchanged since: runner/src/pg/early-pass.ts).',
     '',
     'What would close the rest, in order of what it would save (the floor below shows why nothing closes all of it on two ' +
@@ -548,10 +566,11 @@ function explainRunnerWork(proofFromIds: boolean): string[] {
       'its first decision in ~240 ms instead of ~285 ms (measured apart from this run: 11 alternating starts of one bundle in ' +
       'the image with and without it).',
     '',
-    'Measured and not taken, the restore trusting the table checksums instead of re-digesting the data files (~1 s of CPU per ' +
-      'GiB of dump): the sha256 chain from the state ConfigMap (manifest digest) to every file is what stops a backup altered ' +
-      'on its volume; the table checksums are not collision-resistant, so someone able to write the volume could craft rows ' +
-      'that pass them.',
+    'Measured and not taken, a restore by another process trusting the table checksums instead of re-digesting the data ' +
+      'files (~1 s of CPU per GiB of dump): the sha256 chain from the state ConfigMap (manifest digest) to every file is what ' +
+      'stops a backup altered on its volume between two processes; the table checksums are not collision-resistant, so someone ' +
+      'able to write the volume could craft rows that pass them. In one process the chain is the digests the backup took from ' +
+      'these files moments before.',
     '',
     'Measured and not taken, per-type hashes beyond v4\'s (one 118,000-row wide table, ~390 ms per pass): jsonb by ' +
       '`jsonb_hash_extended` halves that column\'s cost (~30 ms) but hashes 1.0 and 1.00 inside a document alike; numeric by ' +

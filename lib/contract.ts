@@ -28,6 +28,8 @@ export const RunnerCommand = {
   backup: 'backup',
   /** Stand-alone: restore --dir into TARGET_* and verify against the manifest. */
   restore: 'restore',
+  /** Stand-alone: backup then restore in one process (the restore trusts the digests the backup just took). */
+  copy: 'copy',
   /** Stand-alone: verify --dir (digests, pg_restore --list) and, with TARGET_*, the target's data. */
   verify: 'verify',
 } as const;

@@ -109,6 +109,9 @@ describe('a migration through the three hooks', () => {
     expect(state.history.find((entry) => entry.phase === Phase.backedUp)!.detail).toContain(`, ${earlyPassBaseTables} checksummed before the downtime`);
     expect(earlyPassBaseTables).toBeGreaterThan(0);
     expect(stateConfigMapData()[StateKey.earlyPass]).toBeUndefined();
+    // Verified right after its own dump: the digests the dump took, the TOC listing it recorded.
+    expect(state.history.find((entry) => entry.phase === Phase.backupVerified)!.detail).toContain("digests taken by this run's dump");
+    expect(result.lines.find((line) => line.msg === 'backup verified')).toMatchObject({ digests: false, toc: 'recorded' });
     const summary = result.lines.find((line) => line.event === 'summary');
     expect(summary, result.stderr).toBeDefined();
   });
@@ -116,6 +119,8 @@ describe('a migration through the three hooks', () => {
   it('restore-phase restores every row, sequence and large object, marks ready, scales back and completes', async () => {
     const result = await scenario.run(RunnerCommand.restorePhase);
     expect(result.code, result.stderr).toBe(0);
+    // Another process (the restore Job) than the one that dumped: every file is digested again.
+    expect(result.lines.find((line) => line.msg === 'restoring')?.digests).toBe('recomputed during the restore');
     const state = scenario.state()!;
     expect(state.phase).toBe(Phase.completed);
     expect(state.verification).toMatchObject({ ok: true, mismatches: [] });

@@ -64,6 +64,23 @@ afterAll(async () => {
   if (workDir) rmSync(workDir, { recursive: true, force: true });
 });
 
+/**
+ * Compares `database` on the target with the source, by the test's own SQL: identical but for the
+ * two tables the hygiene changes (jgroups_ping, databasechangeloglock), which the callers check.
+ */
+async function expectRestoredLikeTheSource(database: string): Promise<ComparableDatabase['tables']> {
+  const restored = await readComparableContent(target.settings(database));
+  const { tables: sourceTables, ...sourceRest } = sourceContent;
+  const { tables: restoredTables, ...restoredRest } = restored;
+  expect(restoredRest).toEqual(sourceRest);
+  for (const [name, rows] of Object.entries(sourceTables)) {
+    if (name === 'public.jgroups_ping' || name === 'public.databasechangeloglock') continue;
+    expect(restoredTables[name], name).toEqual(rows);
+  }
+  expect(Object.keys(restoredTables).sort()).toEqual(Object.keys(sourceTables).sort());
+  return restoredTables;
+}
+
 describe('runner backup', () => {
   it('writes a complete dump directory and a manifest describing the source', () => {
     expect(readdirSync(backupDir).sort()).toEqual(['dump', 'manifest.json']);
@@ -104,16 +121,7 @@ describe('runner restore', () => {
     const database = await freshTargetDatabase();
     const run = await runRunner(['restore', '--dir', backupDir], targetEnv(database));
     expect(run.code, run.stderr).toBe(0);
-    const restored = await readComparableContent(target.settings(database));
-    // Hygiene changed exactly these two tables; everything else is identical.
-    const { tables: sourceTables, ...sourceRest } = sourceContent;
-    const { tables: restoredTables, ...restoredRest } = restored;
-    expect(restoredRest).toEqual(sourceRest);
-    for (const [name, rows] of Object.entries(sourceTables)) {
-      if (name === 'public.jgroups_ping' || name === 'public.databasechangeloglock') continue;
-      expect(restoredTables[name], name).toEqual(rows);
-    }
-    expect(Object.keys(restoredTables).sort()).toEqual(Object.keys(sourceTables).sort());
+    const restoredTables = await expectRestoredLikeTheSource(database);
     expect(restoredTables['public.jgroups_ping']).toEqual([]);
     const locks = await target.query('SELECT id, locked, lockgranted, lockedby FROM public.databasechangeloglock ORDER BY id', [], database);
     expect(locks).toEqual([
@@ -142,6 +150,28 @@ describe('runner restore', () => {
       database,
     );
     expect(unanalyzed).toEqual([]);
+  });
+
+  it('copy: backup then restore in one process reproduces the source; only its restore takes the digests from the backup it just took', async () => {
+    const database = await freshTargetDatabase();
+    const copyDir = join(workDir, 'copy');
+    const run = await runRunner(['copy', '--dir', copyDir], {
+      ...endpointEnv('SOURCE', source.settings('bitnami_keycloak', SOURCE_USER, SOURCE_PASSWORD)),
+      ...targetEnv(database),
+    });
+    expect(run.code, run.stderr).toBe(0);
+    await expectRestoredLikeTheSource(database);
+    const lines = logLines(run.stderr);
+    const summary = lines.find((line) => line.event === 'summary') as { rows: Array<{ step: string }> };
+    expect(summary.rows.map((row) => row.step)).toEqual(['dump', 'statistics', 'digests', 'verify backup', 'restore', 'verify target', 'hygiene', 'analyze']);
+    expect(lines.find((line) => line.msg === 'restoring')?.digests).toBe('taken by this process from these files');
+    expect(lines.map((line) => line.msg)).toContain(TARGET_READY_MESSAGE);
+
+    // The same backup restored by another process is digested again while pg_restore reads it.
+    const again = await freshTargetDatabase();
+    const restore = await runRunner(['restore', '--dir', copyDir], targetEnv(again));
+    expect(restore.code, restore.stderr).toBe(0);
+    expect(logLines(restore.stderr).find((line) => line.msg === 'restoring')?.digests).toBe('recomputed during the restore');
   });
 
   it('restores into a database whose user is a superuser, mapping ownership to TARGET_OWNER', async () => {

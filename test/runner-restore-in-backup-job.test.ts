@@ -4,6 +4,8 @@
 // it waits for the target, fails with its exit codes, and the Job's retry resumes it. Run as the
 // Jobs run them (the bundle, the synthesized Job environment, the construct's RBAC) against two
 // real PostgreSQL servers.
+import { readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Env, ExitCode, Phase, ReadyMarker, RunnerCommand } from '../lib/contract.js';
@@ -62,6 +64,9 @@ describe('the Argo CD backup Job restores too', () => {
     expect(state.phase).toBe(Phase.completed);
     expect(state.history.map((entry) => entry.phase)).toEqual(PHASE_ORDER.slice(1));
     expect(state.verification).toMatchObject({ ok: true, mismatches: [] });
+    // One process dumped, verified and restored: the files were digested once, by the dump.
+    expect(state.history.find((entry) => entry.phase === Phase.backupVerified)!.detail).toContain("digests taken by this run's dump");
+    expect(backup.lines.find((line) => line.msg === 'restoring')?.digests).toBe('taken by this process from these files');
     // Each command's steps in its own summary, as in two Jobs.
     expect(summaryOf(backup, RunnerCommand.backupPhase)).toEqual(expect.arrayContaining(['quiesce', 'backup', 'verify-backup', 'protect']));
     expect(summaryOf(backup, RunnerCommand.restorePhase)).toEqual(expect.arrayContaining(['wait-target', 'mark-restoring', 'restore', 'verify-target', 'complete']));
@@ -115,6 +120,29 @@ describe('failures of the restore in the backup Job', () => {
     expect(state.phase).toBe(Phase.completed);
     expect(state.attempts).toMatchObject({ backup: 1 });
     await expectTargetHoldsTheSource(scenario);
+  });
+
+  it("a retry digests the backup again, as a restore Job would: a file changed after the failed attempt stops the restore with 65 naming it", async () => {
+    const scenario = await createScenario(world, { namespace: 'in-backup-job-tampered', restoreInBackupJob: true });
+    expect((await scenario.run(RunnerCommand.prepare)).code).toBe(0);
+    const closed = await freePort();
+    const first = await scenario.run(RunnerCommand.backupPhase, { env: { TARGET_PGPORT: String(closed), MIGRATION_TARGET_WAIT_SECONDS: '1' } });
+    expect(first.code, first.stderr).toBe(ExitCode.tempFail);
+    const dumpDir = join(scenario.backupDir, scenario.state()!.backup!.dir, 'dump');
+    const dataFile = readdirSync(dumpDir)
+      .filter((name) => /^\d+\.dat$/.test(name))
+      .sort((a, b) => statSync(join(dumpDir, b)).size - statSync(join(dumpDir, a)).size)[0]!;
+    const content = readFileSync(join(dumpDir, dataFile));
+    content[Math.floor(content.length / 2)] ^= 0x01;
+    writeFileSync(join(dumpDir, dataFile), content);
+    expireLease(world, scenario);
+
+    const retry = await scenario.run(RunnerCommand.backupPhase);
+    expect(retry.code, retry.stderr).toBe(ExitCode.dataError);
+    expect(retry.lines.find((line) => line.msg === 'restoring')?.digests).toBe('recomputed during the restore');
+    expect(retry.stderr).toContain(`${dataFile} has sha256`);
+    expect(scenario.state()).toMatchObject({ phase: Phase.failed, lastError: { exitCode: ExitCode.dataError } });
+    expect(scenario.state()!.history.map((entry) => entry.phase)).not.toContain(Phase.verified);
   });
 
   it('a wrong target password fails the backup Job with 77 after the backup, naming it, without the password', async () => {

@@ -55,6 +55,7 @@ async function loadCommands(name: string | undefined): Promise<readonly AnyComma
   if (name === RunnerCommand.checksumSource) return [(await import('./commands/checksum-source.js')).checksumSourceCommand];
   if (name === RunnerCommand.backup) return [(await import('./commands/backup.js')).backupCommand];
   if (name === RunnerCommand.restore) return [(await import('./commands/restore.js')).restoreCommand];
+  if (name === RunnerCommand.copy) return [(await import('./commands/copy.js')).copyCommand];
   if (name === RunnerCommand.verify) return [(await import('./commands/verify.js')).verifyCommand];
   return (await import('./commands/index.js')).commands;
 }

@@ -95,7 +95,8 @@ Needs MIGRATION_BACKUP_DIR (the mounted backup PVC) and the state prepare create
 Records the workloads' replica counts, scales them to 0 and waits until their pods are gone →
 Quiesced (every run that is not terminal: a resumed migration keeps them at 0) → BackedUp
 (pg_dump -Fd into <dir>/<migrationId>, manifest digest recorded) →
-BackupVerified (digests, pg_restore --list) → LegacyProtected (PVs set to Retain with
+BackupVerified (files, sizes, digests — right after the dump the ones it took, on a
+resumed run every file read again — and the TOC) → LegacyProtected (PVs set to Retain with
 MIGRATION_PROTECT_VOLUMES=true; legacy deleted only with MIGRATION_DELETE_LEGACY=after-backup).
 With a backup already on record: compares the legacy database's write counters
 with the backup's; unchanged → nothing to do; changed (e.g. written during a rollback) → the backup
@@ -105,7 +106,8 @@ SOURCE_PGPASSWORD is unset: its Secret does not exist).
 Completed, and the legacy StatefulSet exists again (a rollback): its database changed since the
 backup → exit 65, or it cannot be compared → exit 69 (78 without SOURCE_PGPASSWORD); nothing
 changed, unless MIGRATION_ACCEPT_LEGACY_CHANGES_OF names the migration.
-With MIGRATION_RESTORE_IN_BACKUP_JOB=true (Argo CD: no restore Job), then runs restore-phase.`,
+With MIGRATION_RESTORE_IN_BACKUP_JOB=true (Argo CD: no restore Job), then runs restore-phase,
+which takes the dump files' digests from this run's backup instead of reading every file again.`,
   flags: {},
   async run({ env, log, signal }) {
     const ctx = createHookContext(RunnerCommand.backupPhase, { env, log, signal });
@@ -113,6 +115,8 @@ With MIGRATION_RESTORE_IN_BACKUP_JOB=true (Argo CD: no restore Job), then runs r
     if (code !== 0 || !ctx.config.restoreInBackupJob) return code;
     // Argo CD: the restore Job's work, in this pod (see restoreInBackupJob in the contract).
     log.info(`${Env.restoreInBackupJob}=true: ${RunnerCommand.restorePhase} in this Job`);
-    return runRestorePhase(createHookContext(RunnerCommand.restorePhase, { env, log, signal }));
+    // The backup this process digested is the one it restores: no second read of every file.
+    const backupDigestedInThisRun = ctx.backupDigestedInThisRun;
+    return runRestorePhase(createHookContext(RunnerCommand.restorePhase, { env, log, signal, ...(backupDigestedInThisRun ? { backupDigestedInThisRun } : {}) }));
   },
 });

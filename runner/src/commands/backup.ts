@@ -1,6 +1,6 @@
 /**
  * `backup --dir D`: dump SOURCE_* into D (pg_dump -Fd, snapshot-consistent statistics, manifest),
- * then verify the backup (digests, pg_restore --list) before calling it done. With D/early-pass.json
+ * then check the backup (files, sizes, the recorded TOC; the dump took every digest) before calling it done. With D/early-pass.json
  * from checksum-source, the tables proven unchanged since keep that pass's checksums.
  */
 import { readFile } from 'node:fs/promises';
@@ -13,6 +13,7 @@ import { backupDatabase } from '../pg/backup.js';
 import { verifyBackup } from '../pg/verify-backup.js';
 import { EARLY_PASS_FILE, parseEarlyPass, type EarlyPass } from '../pg/early-pass.js';
 import type { BackupManifest } from '../pg/manifest.js';
+import type { Logger, SummaryRow } from '../log.js';
 
 /** `<dir>/early-pass.json` from checksum-source, if there is one. */
 async function readEarlyPass(dir: string): Promise<EarlyPass | undefined> {
@@ -36,6 +37,26 @@ function earlyPassNote(manifest: BackupManifest): string {
   return `; ${early.tablesReused} checksummed before the downtime (${early.takenAt}${proof})${rescanned}`;
 }
 
+/**
+ * Dumps SOURCE_* into `dir` and checks the result (sizes and the recorded TOC: the dump computed
+ * every digest from these very files moments ago, and the restore recomputes them unless it runs
+ * in this process, see `copy`); returns the summary rows.
+ */
+export async function backUpAndVerify(options: { dir: string; jobs: number; compression: number; env: NodeJS.ProcessEnv; log: Logger }): Promise<SummaryRow[]> {
+  const { dir, log } = options;
+  const source = settingsFromEnv('SOURCE', options.env);
+  const earlyPass = await readEarlyPass(dir);
+  const backup = await backupDatabase({ source, dir, jobs: options.jobs, compression: options.compression, log, ...(earlyPass ? { earlyPass } : {}) });
+  const verification = await verifyBackup(dir, { log, digests: false, recordedToc: true });
+  const { manifest } = backup;
+  return [
+    { step: 'dump', durationMs: manifest.durationsMs.dump, rows: manifest.totalRows, bytes: manifest.dumpBytes, note: `${manifest.files.length} files` },
+    { step: 'statistics', durationMs: manifest.durationsMs.stats, rows: manifest.totalRows, note: `${manifest.stats.tables.length} tables, concurrent with the dump${earlyPassNote(manifest)}` },
+    { step: 'digests', durationMs: manifest.durationsMs.digests, bytes: manifest.dumpBytes },
+    { step: 'verify backup', durationMs: verification.durationMs, bytes: verification.bytes },
+  ];
+}
+
 export const backupCommand = defineCommand({
   name: RunnerCommand.backup,
   summary: 'Dump the SOURCE_* database into --dir with a manifest, and verify the backup',
@@ -48,19 +69,7 @@ With <dir>/early-pass.json (checksum-source, taken before the application stoppe
 proven unchanged since keep its checksums and only the others are scanned in the downtime.`,
   flags: { dir: CommonFlags.dir, jobs: CommonFlags.jobs, compression: CommonFlags.compression },
   async run({ flags, env, log }) {
-    const source = settingsFromEnv('SOURCE', env);
-    const earlyPass = await readEarlyPass(flags.dir);
-    const backup = await backupDatabase({ source, dir: flags.dir, jobs: flags.jobs, compression: flags.compression, log, ...(earlyPass ? { earlyPass } : {}) });
-    // The digests were just computed from these files, and pg_restore listed them (the manifest's
-    // listing): check sizes and the TOC here; the restore recomputes every digest before relying on them.
-    const verification = await verifyBackup(flags.dir, { log, digests: false, recordedToc: true });
-    const { manifest } = backup;
-    log.summary([
-      { step: 'dump', durationMs: manifest.durationsMs.dump, rows: manifest.totalRows, bytes: manifest.dumpBytes, note: `${manifest.files.length} files` },
-      { step: 'statistics', durationMs: manifest.durationsMs.stats, rows: manifest.totalRows, note: `${manifest.stats.tables.length} tables, concurrent with the dump${earlyPassNote(manifest)}` },
-      { step: 'digests', durationMs: manifest.durationsMs.digests, bytes: manifest.dumpBytes },
-      { step: 'verify backup', durationMs: verification.durationMs, bytes: verification.bytes },
-    ]);
+    log.summary(await backUpAndVerify({ dir: flags.dir, jobs: flags.jobs, compression: flags.compression, env, log }));
     return 0;
   },
 });

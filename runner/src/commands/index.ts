@@ -6,6 +6,7 @@ import type { AnyCommand } from '../cli.js';
 import { checksumSourceCommand } from './checksum-source.js';
 import { backupCommand } from './backup.js';
 import { restoreCommand } from './restore.js';
+import { copyCommand } from './copy.js';
 import { verifyCommand } from './verify.js';
 import { prepareCommand } from './prepare.js';
 import { backupPhaseCommand } from './backup-phase.js';
@@ -19,6 +20,7 @@ export const commands: readonly AnyCommand[] = [
   checksumSourceCommand,
   backupCommand,
   restoreCommand,
+  copyCommand,
   verifyCommand,
   prepareCommand,
   backupPhaseCommand,

@@ -57,7 +57,7 @@ function remainingSteps(input: PlanInput): RemainingStep[] {
   return [
     { reaches: Phase.quiesced, hook: RunnerCommand.backupPhase, text: `record the replicas of ${config.workloads.map((w) => `${w.kind}/${w.name}`).join(', ') || 'no workloads'} and scale them to 0` },
     { reaches: Phase.backedUp, hook: RunnerCommand.backupPhase, text: 'dump the source onto the backup volume' },
-    { reaches: Phase.backupVerified, hook: RunnerCommand.backupPhase, text: 'verify the backup (digests, pg_restore --list)' },
+    { reaches: Phase.backupVerified, hook: RunnerCommand.backupPhase, text: 'verify the backup (files, sizes, digests, TOC; digests taken again only when resuming after the dump)' },
     {
       reaches: Phase.legacyProtected,
       hook: RunnerCommand.backupPhase,

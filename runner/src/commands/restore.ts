@@ -6,9 +6,8 @@
  */
 import { Env, RunnerCommand } from '../../../lib/contract.js';
 import { CommonFlags, defineCommand } from '../cli.js';
-import { type SummaryRow } from '../log.js';
+import type { Logger, SummaryRow } from '../log.js';
 import { settingsFromEnv } from '../pg/connection.js';
-import { DEFAULT_PARALLEL_JOBS } from '../pg/backup.js';
 import { applyKeycloakHygiene } from '../pg/hygiene.js';
 import { analyzeRemaining, restoreDatabase } from '../pg/restore.js';
 import { verifyTarget } from '../pg/verify-target.js';
@@ -19,6 +18,80 @@ import { verifyTarget } from '../pg/verify-target.js';
  * runner's downtime at this line (bench/contenders.ts).
  */
 export const TARGET_READY_MESSAGE = 'target ready';
+
+/**
+ * Restores `dir` into TARGET_*, verifies it, applies the hygiene, logs {@link TARGET_READY_MESSAGE}
+ * and ANALYZEs; returns the summary rows. `recomputeDigests: false` only for a backup this process
+ * has just taken (pg/restore.ts).
+ */
+export async function restoreAndVerify(options: {
+  dir: string;
+  jobs: number;
+  owner: string | undefined;
+  hygiene: boolean;
+  recomputeDigests?: boolean;
+  env: NodeJS.ProcessEnv;
+  log: Logger;
+}): Promise<SummaryRow[]> {
+  const { dir, jobs, log } = options;
+  const target = settingsFromEnv('TARGET', options.env);
+  const owner = options.owner ?? target.user;
+  const rows: SummaryRow[] = [];
+  const hygiene = options.hygiene;
+  // Tables are checksummed as soon as pg_restore has loaded them, overlapping the rest of the
+  // restore; the verification below scans only what is left. ANALYZE waits until the target is
+  // verified and ready (see below).
+  const restore = await restoreDatabase({
+    dir,
+    target,
+    owner,
+    jobs,
+    log,
+    checksumDuringRestore: true,
+    recomputeDigests: options.recomputeDigests ?? true,
+  });
+  rows.push({
+    step: 'restore',
+    durationMs: restore.durationMs,
+    rows: restore.manifest.totalRows,
+    bytes: restore.bytes,
+    note: restore.action === 'already-restored' ? 'skipped: target already holds the backup' : restore.cleaned.length ? `cleaned ${restore.cleaned.length} objects of a partial restore first` : '',
+  });
+  const verification = await verifyTarget(target, restore.manifest, {
+    owner,
+    jobs,
+    log,
+    checksummedTables: restore.checksummedTables,
+    checksummedLargeObjects: restore.checksummedLargeObjects,
+    checksumsInProgress: restore.checksumsInProgress,
+  });
+  const early = restore.checksummedTables.size;
+  rows.push({
+    step: 'verify target',
+    durationMs: verification.durationMs,
+    rows: verification.rows,
+    note: `${verification.tables} tables${early ? `, ${early} checksummed during the restore` : ''}`,
+  });
+  if (hygiene) {
+    const started = Date.now();
+    const result = await applyKeycloakHygiene(target, { owner, log, analyze: false });
+    rows.push({
+      step: 'hygiene',
+      durationMs: Date.now() - started,
+      note: `emptied ${Object.keys(result.jgroupsRowsDeleted).length} JGroups table(s); released ${Object.values(result.changelogLocksReleased).reduce((a, b) => a + b, 0)} Liquibase lock(s)`,
+    });
+  }
+  // Keycloak may start from here on: the statistics follow while it boots (ANALYZE changes no
+  // data, and its lock makes only DDL wait). The hooks do the same after scaling Keycloak back
+  // (phases/complete.ts).
+  log.info(TARGET_READY_MESSAGE, { tables: verification.tables, rows: verification.rows });
+  if (hygiene) {
+    const analyzeStarted = Date.now();
+    await analyzeRemaining(target, owner, new Set(), { jobs, log });
+    rows.push({ step: 'analyze', durationMs: Date.now() - analyzeStarted, note: 'after the target was verified and ready' });
+  }
+  return rows;
+}
 
 export const restoreCommand = defineCommand({
   name: RunnerCommand.restore,
@@ -37,62 +110,7 @@ start from then on), then ANALYZEs the restored tables on --jobs sessions.`,
     'skip-hygiene': { type: 'boolean', description: 'Do not ANALYZE, empty jgroups_ping or release databasechangeloglock' },
   },
   async run({ flags, env, log }) {
-    const target = settingsFromEnv('TARGET', env);
-    const owner = flags.owner ?? target.user;
-    const rows: SummaryRow[] = [];
-    const hygiene = !flags['skip-hygiene'];
-    // Tables are checksummed as soon as pg_restore has loaded them, overlapping the rest of the
-    // restore; the verification below scans only what is left. ANALYZE waits until the target is
-    // verified and ready (see below).
-    const restore = await restoreDatabase({
-      dir: flags.dir,
-      target,
-      owner,
-      jobs: flags.jobs,
-      log,
-      checksumDuringRestore: true,
-    });
-    rows.push({
-      step: 'restore',
-      durationMs: restore.durationMs,
-      rows: restore.manifest.totalRows,
-      bytes: restore.bytes,
-      note: restore.action === 'already-restored' ? 'skipped: target already holds the backup' : restore.cleaned.length ? `cleaned ${restore.cleaned.length} objects of a partial restore first` : '',
-    });
-    const verification = await verifyTarget(target, restore.manifest, {
-      owner,
-      jobs: flags.jobs,
-      log,
-      checksummedTables: restore.checksummedTables,
-      checksummedLargeObjects: restore.checksummedLargeObjects,
-      checksumsInProgress: restore.checksumsInProgress,
-    });
-    const early = restore.checksummedTables.size;
-    rows.push({
-      step: 'verify target',
-      durationMs: verification.durationMs,
-      rows: verification.rows,
-      note: `${verification.tables} tables${early ? `, ${early} checksummed during the restore` : ''}`,
-    });
-    if (hygiene) {
-      const started = Date.now();
-      const result = await applyKeycloakHygiene(target, { owner, log, analyze: false });
-      rows.push({
-        step: 'hygiene',
-        durationMs: Date.now() - started,
-        note: `emptied ${Object.keys(result.jgroupsRowsDeleted).length} JGroups table(s); released ${Object.values(result.changelogLocksReleased).reduce((a, b) => a + b, 0)} Liquibase lock(s)`,
-      });
-    }
-    // Keycloak may start from here on: the statistics follow while it boots (ANALYZE changes no
-    // data, and its lock makes only DDL wait). The hooks do the same after scaling Keycloak back
-    // (phases/complete.ts).
-    log.info(TARGET_READY_MESSAGE, { tables: verification.tables, rows: verification.rows });
-    if (hygiene) {
-      const analyzeStarted = Date.now();
-      await analyzeRemaining(target, owner, new Set(), { jobs: flags.jobs ?? DEFAULT_PARALLEL_JOBS, log });
-      rows.push({ step: 'analyze', durationMs: Date.now() - analyzeStarted, note: 'after the target was verified and ready' });
-    }
-    log.summary(rows);
+    log.summary(await restoreAndVerify({ dir: flags.dir, jobs: flags.jobs, owner: flags.owner, hygiene: !flags['skip-hygiene'], env, log }));
     return 0;
   },
 });

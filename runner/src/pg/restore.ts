@@ -89,6 +89,16 @@ export interface RestoreOptions {
    * @default false
    */
   readonly analyze?: boolean;
+  /**
+   * Recompute every dump file's sha256 while pg_restore reads the files (a mismatch stops
+   * pg_restore and fails the run). The recomputation guards a backup that sat on its volume
+   * between two processes (a restore Job after the backup Job, a retry hours later); `false` is
+   * for a backup whose files this very process digested moments before — the backup it just took
+   * (`copy`, the Argo CD backup Job that also restores) — where no such wait lies between. The
+   * files' presence and sizes and toc.dat's digest are checked either way, before pg_restore starts.
+   * @default true
+   */
+  readonly recomputeDigests?: boolean;
 }
 
 export type RestoreAction = 'restored' | 'already-restored';
@@ -426,11 +436,12 @@ export async function restoreDatabase(options: RestoreOptions): Promise<RestoreR
   const started = Date.now();
   const owner = options.owner ?? options.target.user;
   const jobs = options.jobs ?? DEFAULT_PARALLEL_JOBS;
+  const recomputeDigests = options.recomputeDigests ?? true;
   const endpoint = describeEndpoint(options.target);
   const tools = options.tools ?? (await findPgTools());
   // The structure now (manifest, sizes, TOC); the sha256 of every file concurrently with
   // pg_restore below, which reads the same files: a mismatch stops pg_restore and fails the run
-  // before anything is verified or marked ready.
+  // before anything is verified or marked ready (unless this process digested them: recomputeDigests).
   //
   // The backup's checks, `pg_restore --version` and the connection to the target run side by side:
   // each is tens of milliseconds of the downtime. A backup that fails its checks still stops the
@@ -542,8 +553,9 @@ export async function restoreDatabase(options: RestoreOptions): Promise<RestoreR
       jobs,
       bytes: totalBytes,
       skipped: skipped.length ? skipped : undefined,
+      digests: recomputeDigests ? 'recomputed during the restore' : 'taken by this process from these files',
     });
-    const digestCheck = verifyBackupFiles(options.dir, manifest, { digests: true });
+    const digestCheck = recomputeDigests ? verifyBackupFiles(options.dir, manifest, { digests: true }) : Promise.resolve();
     const stopRestore = new AbortController();
     digestCheck.catch(() => stopRestore.abort());
     const verifier =

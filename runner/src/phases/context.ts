@@ -48,6 +48,15 @@ export interface HookContext {
    * undefined, so the verification scans every table and the hygiene ANALYZEs.
    */
   restoredInThisRun: RestoredInThisRun | undefined;
+  /**
+   * The backup (`state.backup.manifestSha256`) whose files this process digested: the dump computed
+   * every file's sha256 as pg_dump wrote it, or verify-backup recomputed them. In memory only, like
+   * {@link restoredInThisRun}: the verification right after the dump and a restore in the same
+   * process (the Argo CD backup Job that also restores) use those digests instead of reading every
+   * file again, while a later process — a retry, a restore Job — recomputes them, since the backup
+   * sat on its volume in between.
+   */
+  backupDigestedInThisRun: string | undefined;
 }
 
 export interface RestoredInThisRun {
@@ -64,6 +73,8 @@ export interface HookContextOptions {
   readonly kube?: KubeContext;
   /** @default - hookConfigFromEnv(env) */
   readonly config?: HookConfig;
+  /** @default undefined - see {@link HookContext.backupDigestedInThisRun}; for a command run after another in one process */
+  readonly backupDigestedInThisRun?: string;
 }
 
 export function createHookContext(command: string, options: HookContextOptions): HookContext {
@@ -83,6 +94,7 @@ export function createHookContext(command: string, options: HookContextOptions):
     state: undefined,
     lock: undefined,
     restoredInThisRun: undefined,
+    backupDigestedInThisRun: options.backupDigestedInThisRun,
   };
 }
 

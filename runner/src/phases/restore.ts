@@ -101,6 +101,8 @@ export async function restoreRecordedBackup(ctx: HookContext) {
     log: ctx.log,
     checksumDuringRestore: true,
     analyze: !analyzeAfterKeycloakIsBack(ctx),
+    // The backup Job that also restores digested these files moments ago (context.ts).
+    recomputeDigests: ctx.backupDigestedInThisRun !== state.backup!.manifestSha256,
   });
   ctx.restoredInThisRun = { manifestSha256: state.backup!.manifestSha256, result };
   return result;

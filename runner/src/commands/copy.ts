@@ -1,0 +1,43 @@
+/**
+ * `copy --dir D`: `backup --dir D` then `restore --dir D` in one process, as the Argo CD backup Job
+ * that also restores runs them: the restore uses the digests the backup took of these files
+ * moments before instead of reading every file again (pg/restore.ts `recomputeDigests`), and one
+ * node start and one connection set-up fewer come before it. Everything else is the two commands'.
+ */
+import { Env, RunnerCommand } from '../../../lib/contract.js';
+import { CommonFlags, defineCommand } from '../cli.js';
+import { backUpAndVerify } from './backup.js';
+import { restoreAndVerify } from './restore.js';
+
+export const copyCommand = defineCommand({
+  name: RunnerCommand.copy,
+  summary: 'backup then restore in one process: dump SOURCE_* into --dir, verify, restore into TARGET_*, verify, hygiene',
+  description: `
+Reads SOURCE_* and TARGET_* (PGHOST, PGPORT, PGUSER, PGPASSWORD, PGDATABASE) and TARGET_OWNER.
+Does what backup and then restore do, with one difference: the restore takes the dump files'
+digests from the backup this process just took instead of reading every file again (a backup
+restored later, by another process, is digested again: run backup and restore separately).
+With <dir>/early-pass.json from checksum-source, the backup reuses its checksums. Logs
+"target ready" once the target is verified and the hygiene applied, then ANALYZEs.`,
+  flags: {
+    dir: CommonFlags.dir,
+    jobs: CommonFlags.jobs,
+    compression: CommonFlags.compression,
+    owner: { type: 'string', description: 'Role that owns every restored object', env: Env.targetOwner, valueName: 'ROLE' },
+    'skip-hygiene': { type: 'boolean', description: 'Do not ANALYZE, empty jgroups_ping or release databasechangeloglock' },
+  },
+  async run({ flags, env, log }) {
+    const backupRows = await backUpAndVerify({ dir: flags.dir, jobs: flags.jobs, compression: flags.compression, env, log });
+    const restoreRows = await restoreAndVerify({
+      dir: flags.dir,
+      jobs: flags.jobs,
+      owner: flags.owner,
+      hygiene: !flags['skip-hygiene'],
+      recomputeDigests: false,
+      env,
+      log,
+    });
+    log.summary([...backupRows, ...restoreRows]);
+    return 0;
+  },
+});
