@@ -505,9 +505,11 @@ function explainRunnerWork(proofFromIds: boolean): string[] {
       'backup this process just took instead of reading and hashing every file again, and one node start and one connection ' +
       'set-up fewer come before it (runner/src/pg/restore.ts `recomputeDigests`; the low-level `copy` command, which this ' +
       'benchmark\'s runner now runs; a restore by another process — Helm\'s restore Job, a retried Job — digests every file as ' +
-      'before). Measured against the two-process layout in one run, 5 alternating rounds per shape at 0.2 GiB (medians, on a ' +
-      'slower stretch of this machine than the run above): keycloak 5.36 → 4.74 s, lob 7.47 → 6.82 s, wide 5.56 → 5.54 s ' +
-      '(within its spread, 4.89–6.64 s); client CPU 2.84 → 2.20, 3.67 → 3.15 and 2.51 → 2.06 s. The hooks\' backup Job also ' +
+      'before). Measured against the two-process layout (`--contenders runner,runner-two-jobs`, runs apart from this one, ' +
+      'alternating rounds, medians): 0.2 GiB, 5 rounds per shape: keycloak 5.36 → 4.74 s, lob 7.47 → 6.82 s, wide 5.56 → ' +
+      '5.54 s (within its spread, 4.89–6.64 s); client CPU 2.84 → 2.20, 3.67 → 3.15 and 2.51 → 2.06 s; keycloak 1 GiB, 3 ' +
+      'rounds beside fd-z0: 16.0 → 16.8 s, within both spreads (15.8–19.3 and 15.2–20.9 s; fd-z0 15.0 s, 14.5–16.2 s), client ' +
+      'CPU 5.80 → 5.03 s: the CPU it saves shows, the wall time at 1 GiB drowns in this machine\'s noise. The hooks\' backup Job also ' +
       'checks its own dump as the low-level `backup` does — presence, sizes and toc.dat\'s digest against the digests and the ' +
       'TOC listing the dump took from these files — instead of digesting every file and running `pg_restore --list` again in ' +
       'the downtime (a resumed run still does both): keycloak 0.2 GiB 156 → 9 ms, about 1 s per GiB of dump (the benchmark, ' +
@@ -555,7 +557,11 @@ function explainRunnerWork(proofFromIds: boolean): string[] {
       'loader of pg_dump\'s text files: measured, it would spare only the hint bits the target\'s pass sets (~0.4 µs per row, ' +
       'about a tenth of that pass on the wide tables) and the second read of each file (not its sha256) — less than it was expected to.',
     '',
-    'The fixed costs, measured this round on keycloak 0.2 GiB (log timestamps against the process\'s start): node starts in ' +
+    'The fixed costs this round, in one process against two (keycloak 0.2 GiB, 5 runs of each layout, log timestamps from ' +
+      'the first process\'s start, medians; this machine was slower than in the run above): the backup\'s end → the restore\'s ' +
+      'pg_restore 119 ms against 344 ms (a node exit and start, the restore\'s connection and checks), pg_restore with the ' +
+      'restore\'s checks beside it 2.87 against 2.95 s (no second sha256 of the dump), start → "target ready" 4.79 against ' +
+      '5.10 s (−6 %). The round before, measured the same way on keycloak 0.2 GiB: node starts in ' +
       '~0.15 s per Job; the backup reaches pg_dump after ~0.24 s and verifies its dump ~0.07 s after pg_dump\'s end, the ' +
       'restore reaches pg_restore after ~0.29 s (two rounds ago 0.48 s), and after pg_restore\'s end "target ready" comes ' +
       '~0.26 s later (pg_restore\'s own exit ~0.03 s, the catalog, sequence and ownership checks ~0.15 s, the hygiene ~0.04 s). The runner\'s node processes also take CPU in proportion to the dump: ' +
