@@ -502,7 +502,8 @@ function explainRunnerWork(proofFromIds: boolean): string[] {
     '',
     'Done this round: backup and restore in one process, as the Argo CD backup Job has run them since the last round (it ' +
       'restores right after its backup; there is no restore Job), so the restore takes the dump files\' digests from the ' +
-      'backup this process just took instead of reading and hashing every file again, and one node start and one connection ' +
+      'backup this process just took instead of reading and hashing every file again (only for the manifest that backup ' +
+      'wrote, and when pg_restore starts within a minute of it), and one node start and one connection ' +
       'set-up fewer come before it (runner/src/pg/restore.ts `recomputeDigests`; the low-level `copy` command, which this ' +
       'benchmark\'s runner now runs; a restore by another process — Helm\'s restore Job, a retried Job — digests every file as ' +
       'before). Measured against the two-process layout (`--contenders runner,runner-two-jobs`, runs apart from this one, ' +
@@ -512,7 +513,7 @@ function explainRunnerWork(proofFromIds: boolean): string[] {
       'CPU 5.80 → 5.03 s: the CPU it saves shows, the wall time at 1 GiB drowns in this machine\'s noise. The hooks\' backup Job also ' +
       'checks its own dump as the low-level `backup` does — presence, sizes and toc.dat\'s digest against the digests and the ' +
       'TOC listing the dump took from these files — instead of digesting every file and running `pg_restore --list` again in ' +
-      'the downtime (a resumed run still does both): keycloak 0.2 GiB 156 → 9 ms, about 1 s per GiB of dump (the benchmark, ' +
+      'the downtime (a resumed run still does both, and so does one that deletes the legacy database next): keycloak 0.2 GiB 156 → 9 ms, about 1 s per GiB of dump (the benchmark, ' +
       'which runs the low-level commands, never paid it). ' +
       'The round before, on the fixed costs around pg_dump and pg_restore (each measured alone, alternating the builds with and ' +
       'without it, medians of 5 on the 0.2 GiB databases; the whole runs above differ from the last round\'s by more than these ' +

@@ -264,9 +264,10 @@ export interface DatabaseMigrationProps {
    * Whether the backup Job also restores, so that no restore Job is synthesized
    * (`MIGRATION_RESTORE_IN_BACKUP_JOB`; Argo CD only). Under Argo CD the new database is applied,
    * and healthy, at `syncWaves.target`, before the backup's wave, so one Job can back up and then
-   * restore (`restore-phase` in the same process, with all its checks, waits and exit codes): the
-   * downtime loses Argo CD's hand-over to the restore's wave, the restore Job's pod start and a
-   * second start of the runner. The Job's retry after a failure or a kill in the restore runs
+   * restore (`restore-phase` in the same process, with its checks, waits and exit codes; it takes
+   * the dump files' digests from the backup just taken instead of reading every file again, unless
+   * it waited for the target first): the downtime loses Argo CD's hand-over to the restore's wave,
+   * the restore Job's pod start, a second start of the runner and a second read of the dump. The Job's retry after a failure or a kill in the restore runs
    * backup-phase again (which keeps the workloads at 0 and checks the backup is still current) and
    * resumes the restore. Its `activeDeadlineSeconds` covers the dump and the restore; should it
    * expire in the restore, the next sync reuses the backup and resumes the restore. `false` keeps

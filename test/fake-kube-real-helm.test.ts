@@ -75,6 +75,23 @@ function helm(major: HelmMajor, ...args: string[]) {
   return runHelmAsync([...args, '--namespace', namespaceOf(major), '--kube-context', 'fake'], major, { KUBECONFIG: kubeconfig });
 }
 
+/**
+ * What helm wrote to stderr, less one line client-go may log when helm stops a watch it no longer
+ * needs: helm 4's status watcher cancels its watches once the hook Job completes, and a watch
+ * whose event is being read at that moment ends with "unable to decode an event from the watch
+ * stream: context canceled", which client-go's reflector logs as a warning (reflector.go "watch
+ * ended with error"). A race in the client, logged against real API servers too (e.g.
+ * GoogleContainerTools/config-sync#847 silenced the same message in its own watcher); it happened
+ * once here in CI on two busy cores. Any other line is still an error.
+ */
+function stderrOf(result: { stderr: string }): string {
+  return result.stderr
+    .split('\n')
+    .filter((line) => !/reflector\.go:\d+\] "Warning: watch ended with error" .*unable to decode an event from the watch stream: context canceled/.test(line))
+    .join('\n')
+    .trim();
+}
+
 function liveStatefulSet(major: HelmMajor) {
   return server.get({ apiVersion: 'apps/v1', kind: 'StatefulSet', name: 'app', namespace: namespaceOf(major) });
 }
@@ -110,7 +127,7 @@ describe.each([3, 4] as const)('helm %i', (major) => {
     const v1 = writeChart(`v1-${major}`, 2, false);
     const v2 = writeChart(`v2-${major}`, 3, true);
     const installed = await helm(major, 'upgrade', '--install', 'rel', v1, '--create-namespace', '--timeout', '60s');
-    expect(installed.stderr).toBe('');
+    expect(stderrOf(installed)).toBe('');
     expect(installed.status).toBe(0);
     expect((liveStatefulSet(major)!.spec as { replicas: number }).replicas).toBe(2);
     const releaseSecrets = server.list('v1', 'Secret', namespaceOf(major)).filter((secret) => secret.metadata.labels?.owner === 'helm');
@@ -119,7 +136,7 @@ describe.each([3, 4] as const)('helm %i', (major) => {
     expect((liveStatefulSet(major)!.metadata.managedFields as { operation: string }[])[0]!.operation).toBe(major === 4 ? 'Apply' : 'Update');
 
     const upgraded = await helm(major, 'upgrade', 'rel', v2, '--timeout', '60s');
-    expect(upgraded.stderr).toBe('');
+    expect(stderrOf(upgraded)).toBe('');
     expect(upgraded.status).toBe(0);
     expect((liveStatefulSet(major)!.spec as { replicas: number }).replicas).toBe(3);
     // hook-succeeded: the Job is gone once helm saw it complete, through a watch of that Job.
@@ -131,7 +148,7 @@ describe.each([3, 4] as const)('helm %i', (major) => {
     expect((liveStatefulSet(major)!.spec as { replicas: number }).replicas).toBe(2);
 
     const uninstalled = await helm(major, 'uninstall', 'rel', '--timeout', '60s');
-    expect(uninstalled.stderr).toBe('');
+    expect(stderrOf(uninstalled)).toBe('');
     expect(uninstalled.status).toBe(0);
     expect(liveStatefulSet(major)).toBeUndefined();
     expect(server.list('v1', 'Secret', namespaceOf(major)).filter((secret) => secret.metadata.labels?.owner === 'helm')).toEqual([]);
@@ -164,7 +181,7 @@ describe.each([3, 4] as const)('helm %i', (major) => {
       });
       expect(response.status).toBe(200);
       const retried = await helm(major, 'upgrade', 'scaled', chart, '--timeout', '60s');
-      expect(retried.stderr).toBe('');
+      expect(stderrOf(retried)).toBe('');
       expect(retried.status).toBe(0);
       expect((liveStatefulSet(major)!.spec as { replicas: number }).replicas).toBe(2);
     },

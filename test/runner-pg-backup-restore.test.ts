@@ -10,15 +10,17 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createKeycloakData, objectsNotOwnedBy, readComparableContent, type ComparableDatabase } from './support/keycloak-data.js';
 import { startPostgres, type TestPostgres } from './support/postgres.js';
 import { endpointEnv, logLines, runRunner } from './support/runner-cli.js';
-import { restoreDatabase } from '../runner/src/pg/restore.js';
+import { DIGESTS_TRUSTED_FOR_MS, restoreDatabase } from '../runner/src/pg/restore.js';
 import { TARGET_READY_MESSAGE } from '../runner/src/commands/restore.js';
 import { TableVerifierDuringRestore } from '../runner/src/pg/verify-during-restore.js';
 import { isMarkedReady, readMarker, writeMarker } from '../runner/src/pg/marker.js';
 import { applyKeycloakHygiene } from '../runner/src/pg/hygiene.js';
 import { collectTargetStats, diffDatabaseStats } from '../runner/src/pg/verify-target.js';
-import { silentLogger } from '../runner/src/log.js';
+import { createLogger, silentLogger } from '../runner/src/log.js';
 import { BYTEA_DIGEST_MIN_BYTES, largeObjectStats, ROW_CHECKSUM_ALGORITHM, ROW_CHECKSUM_ALGORITHM_V1, ROW_CHECKSUM_ALGORITHM_V2, ROW_CHECKSUM_ALGORITHM_V3 } from '../runner/src/pg/manifest.js';
 import { spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { Writable } from 'node:stream';
 import pg from 'pg';
 
 let source: TestPostgres;
@@ -525,6 +527,29 @@ describe('runner verify', () => {
     expect(restore.code).toBe(65);
     expect(logLines(restore.stderr).at(-1)!.msg).toContain(victim.path);
     expect(restore.stderr).not.toContain('target verified');
+  });
+
+  it("digests every file again unless the manifest is the one this process digested and its digests are under a minute old", async () => {
+    const { copy, victim, path } = copyBackupAndPickLargestDataFile('tampered-after-digests');
+    const content = readFileSync(path);
+    content[Math.floor(content.length / 2)] ^= 0x01;
+    writeFileSync(path, content);
+    const manifestSha256 = createHash('sha256').update(readFileSync(join(copy, 'manifest.json'))).digest('hex');
+    const cases = [
+      { digested: { manifestSha256, digestedAt: Date.now() - DIGESTS_TRUSTED_FOR_MS - 1000 }, why: /^this process digested the files 6\d s ago$/ },
+      { digested: { manifestSha256: 'f'.repeat(64), digestedAt: Date.now() }, why: /^the manifest is not the one of the backup this process digested$/ },
+    ];
+    for (const { digested, why } of cases) {
+      const lines: string[] = [];
+      const log = createLogger({ format: 'json', level: 'info', stream: new Writable({ write: (chunk, _encoding, done) => (lines.push(...String(chunk).trim().split('\n')), done()) }) });
+      const database = await freshTargetDatabase();
+      await expect(restoreDatabase({ dir: copy, target: target.settings(database, TARGET_USER, TARGET_PASSWORD), digestedByThisProcess: digested, log })).rejects.toMatchObject({
+        exitCode: 65,
+        message: expect.stringContaining(`${victim.path} has sha256`),
+      });
+      const restoring = lines.map((line) => JSON.parse(line) as Record<string, unknown>).find((line) => line.msg === 'restoring');
+      expect(restoring).toMatchObject({ digests: 'recomputed during the restore', digestsWhy: expect.stringMatching(why) });
+    }
   });
 
   it("restores from the TOC listing the backup recorded, after checking toc.dat's digest, and lists an older runner's backup itself", async () => {

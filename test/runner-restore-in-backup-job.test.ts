@@ -8,7 +8,7 @@ import { readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Env, ExitCode, Phase, ReadyMarker, RunnerCommand } from '../lib/contract.js';
+import { DeleteLegacy, Env, ExitCode, Phase, ReadyMarker, RunnerCommand } from '../lib/contract.js';
 import { PHASE_ORDER } from '../runner/src/state.js';
 import { freePort } from './support/ports.js';
 import {
@@ -83,6 +83,28 @@ describe('the Argo CD backup Job restores too', () => {
     expect(requests.map((request) => `${request.verb} ${request.resource}`)).toEqual(['get configmaps', 'get configmaps']);
     expect({ source: connectionCount(world.source), target: connectionCount(world.target) }).toEqual(connections);
     expect(scenario.state()!.history).toEqual(state.history);
+  });
+
+  it('a Job resumed after the dump, or deleting the legacy database after the backup, digests every file again; its restore then uses those digests', async () => {
+    const resumed = await createScenario(world, { namespace: 'in-backup-job-resumed', restoreInBackupJob: true });
+    expect((await resumed.run(RunnerCommand.prepare)).code).toBe(0);
+    await runKilledAtPhase(world, resumed, RunnerCommand.backupPhase, Phase.backedUp);
+    expireLease(world, resumed);
+    const retry = await resumed.run(RunnerCommand.backupPhase);
+    expect(retry.code, retry.stderr).toBe(0);
+    expect(resumed.state()!.history.find((entry) => entry.phase === Phase.backupVerified)!.detail).toContain('every file digested again');
+    expect(retry.lines.find((line) => line.msg === 'backup verified')).toMatchObject({ digests: true, toc: 'pg_restore --list' });
+    expect(retry.lines.find((line) => line.msg === 'restoring')?.digests).toBe('taken by this process from these files');
+    expect(resumed.state()!.phase).toBe(Phase.completed);
+    await expectTargetHoldsTheSource(resumed);
+
+    const deleting = await createScenario(world, { namespace: 'in-backup-job-delete', restoreInBackupJob: true, deleteLegacy: DeleteLegacy.afterBackup });
+    expect((await deleting.run(RunnerCommand.prepare)).code).toBe(0);
+    const backup = await deleting.run(RunnerCommand.backupPhase);
+    expect(backup.code, backup.stderr).toBe(0);
+    expect(deleting.state()!.history.find((entry) => entry.phase === Phase.backupVerified)!.detail).toContain('every file digested again');
+    expect(deleting.state()).toMatchObject({ phase: Phase.completed, legacyDeleted: true });
+    await expectTargetHoldsTheSource(deleting);
   });
 
   it('a fresh install: the backup Job writes the ready marker (there is no restore Job to do it)', async () => {

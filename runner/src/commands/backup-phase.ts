@@ -18,8 +18,10 @@
  *
  * With MIGRATION_RESTORE_IN_BACKUP_JOB=true (Argo CD, where the new database is healthy a wave
  * earlier and DatabaseMigration synthesizes no restore Job) a successful backup-phase is followed
- * by restore-phase in the same process, with all of its semantics: the downtime loses a wave's
- * hand-over, a pod start and a runner start.
+ * by restore-phase in the same process, with its semantics (checks, waits, exit codes): the
+ * downtime loses a wave's hand-over, a pod start and a runner start, and — when this run dumped or
+ * fully verified the backup and the restore starts within DIGESTS_TRUSTED_FOR_MS — a second read
+ * and sha256 of every dump file (pg/restore.ts).
  */
 import { Env, Phase, RunnerCommand } from '../../../lib/contract.js';
 import { defineCommand } from '../cli.js';
@@ -106,8 +108,9 @@ SOURCE_PGPASSWORD is unset: its Secret does not exist).
 Completed, and the legacy StatefulSet exists again (a rollback): its database changed since the
 backup → exit 65, or it cannot be compared → exit 69 (78 without SOURCE_PGPASSWORD); nothing
 changed, unless MIGRATION_ACCEPT_LEGACY_CHANGES_OF names the migration.
-With MIGRATION_RESTORE_IN_BACKUP_JOB=true (Argo CD: no restore Job), then runs restore-phase,
-which takes the dump files' digests from this run's backup instead of reading every file again.`,
+With MIGRATION_RESTORE_IN_BACKUP_JOB=true (Argo CD: no restore Job), then runs restore-phase; when
+this run dumped (or fully verified) the backup and the restore starts within a minute, it takes
+the dump files' digests from this run instead of reading every file again.`,
   flags: {},
   async run({ env, log, signal }) {
     const ctx = createHookContext(RunnerCommand.backupPhase, { env, log, signal });

@@ -14,6 +14,7 @@ import { verifyBackup } from '../pg/verify-backup.js';
 import { EARLY_PASS_FILE, parseEarlyPass, type EarlyPass } from '../pg/early-pass.js';
 import type { BackupManifest } from '../pg/manifest.js';
 import type { Logger, SummaryRow } from '../log.js';
+import type { DigestedBackup } from '../pg/restore.js';
 
 /** `<dir>/early-pass.json` from checksum-source, if there is one. */
 async function readEarlyPass(dir: string): Promise<EarlyPass | undefined> {
@@ -39,22 +40,30 @@ function earlyPassNote(manifest: BackupManifest): string {
 
 /**
  * Dumps SOURCE_* into `dir` and checks the result (sizes and the recorded TOC: the dump computed
- * every digest from these very files moments ago, and the restore recomputes them unless it runs
- * in this process, see `copy`); returns the summary rows.
+ * every digest from these very files, and a restore recomputes them unless it runs in this
+ * process right after, see `copy`); returns the summary rows and what this process digested.
  */
-export async function backUpAndVerify(options: { dir: string; jobs: number; compression: number; env: NodeJS.ProcessEnv; log: Logger }): Promise<SummaryRow[]> {
+export async function backUpAndVerify(options: {
+  dir: string;
+  jobs: number;
+  compression: number;
+  env: NodeJS.ProcessEnv;
+  log: Logger;
+}): Promise<{ rows: SummaryRow[]; digested: DigestedBackup }> {
   const { dir, log } = options;
   const source = settingsFromEnv('SOURCE', options.env);
   const earlyPass = await readEarlyPass(dir);
   const backup = await backupDatabase({ source, dir, jobs: options.jobs, compression: options.compression, log, ...(earlyPass ? { earlyPass } : {}) });
   const verification = await verifyBackup(dir, { log, digests: false, recordedToc: true });
+  const digested = { manifestSha256: backup.manifestSha256, digestedAt: Date.now() };
   const { manifest } = backup;
-  return [
+  const rows = [
     { step: 'dump', durationMs: manifest.durationsMs.dump, rows: manifest.totalRows, bytes: manifest.dumpBytes, note: `${manifest.files.length} files` },
     { step: 'statistics', durationMs: manifest.durationsMs.stats, rows: manifest.totalRows, note: `${manifest.stats.tables.length} tables, concurrent with the dump${earlyPassNote(manifest)}` },
     { step: 'digests', durationMs: manifest.durationsMs.digests, bytes: manifest.dumpBytes },
     { step: 'verify backup', durationMs: verification.durationMs, bytes: verification.bytes },
   ];
+  return { rows, digested };
 }
 
 export const backupCommand = defineCommand({
@@ -69,7 +78,7 @@ With <dir>/early-pass.json (checksum-source, taken before the application stoppe
 proven unchanged since keep its checksums and only the others are scanned in the downtime.`,
   flags: { dir: CommonFlags.dir, jobs: CommonFlags.jobs, compression: CommonFlags.compression },
   async run({ flags, env, log }) {
-    log.summary(await backUpAndVerify({ dir: flags.dir, jobs: flags.jobs, compression: flags.compression, env, log }));
+    log.summary((await backUpAndVerify({ dir: flags.dir, jobs: flags.jobs, compression: flags.compression, env, log })).rows);
     return 0;
   },
 });

@@ -9,7 +9,7 @@ import { CommonFlags, defineCommand } from '../cli.js';
 import type { Logger, SummaryRow } from '../log.js';
 import { settingsFromEnv } from '../pg/connection.js';
 import { applyKeycloakHygiene } from '../pg/hygiene.js';
-import { analyzeRemaining, restoreDatabase } from '../pg/restore.js';
+import { analyzeRemaining, restoreDatabase, type DigestedBackup } from '../pg/restore.js';
 import { verifyTarget } from '../pg/verify-target.js';
 
 /**
@@ -21,15 +21,15 @@ export const TARGET_READY_MESSAGE = 'target ready';
 
 /**
  * Restores `dir` into TARGET_*, verifies it, applies the hygiene, logs {@link TARGET_READY_MESSAGE}
- * and ANALYZEs; returns the summary rows. `recomputeDigests: false` only for a backup this process
- * has just taken (pg/restore.ts).
+ * and ANALYZEs; returns the summary rows. `digestedByThisProcess`: the backup this process has
+ * just taken, whose digests the restore may use (pg/restore.ts).
  */
 export async function restoreAndVerify(options: {
   dir: string;
   jobs: number;
   owner: string | undefined;
   hygiene: boolean;
-  recomputeDigests?: boolean;
+  digestedByThisProcess?: DigestedBackup;
   env: NodeJS.ProcessEnv;
   log: Logger;
 }): Promise<SummaryRow[]> {
@@ -48,7 +48,7 @@ export async function restoreAndVerify(options: {
     jobs,
     log,
     checksumDuringRestore: true,
-    recomputeDigests: options.recomputeDigests ?? true,
+    ...(options.digestedByThisProcess ? { digestedByThisProcess: options.digestedByThisProcess } : {}),
   });
   rows.push({
     step: 'restore',

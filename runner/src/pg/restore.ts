@@ -21,13 +21,13 @@ import { ExitCode, ReadyMarker } from '../../../lib/contract.js';
 import { classifyDatabaseError, dataError, RunnerError } from '../errors.js';
 import { silentLogger, type Logger, type ProgressEvent, progressEvent } from '../log.js';
 import { APPLICATION_NAME, connect, describeEndpoint, qualifiedName, serverMajorVersion, toolEnv, withClient, type ConnectionSettings } from './connection.js';
-import { STANDALONE_TYPE_FILTER, type BackupManifest, type ChecksumsInProgress, type LargeObjectStats, type TableStats } from './manifest.js';
+import { MANIFEST_FILE, STANDALONE_TYPE_FILTER, type BackupManifest, type ChecksumsInProgress, type LargeObjectStats, type TableStats } from './manifest.js';
 import { readMarkerWith } from './marker.js';
 import { formatUseList, largeObjectOids, type TocEntry } from './toc.js';
 import { assertRestoreToolReads, assertRestoreToolTargets, findPgTools, runTool, toolVersion, type PgTools } from './tools.js';
 import { verifyBackup, verifyBackupFiles } from './verify-backup.js';
 import { collectTargetStats, describeDifferences, diffDatabaseStats } from './verify-target.js';
-import { DEFAULT_PARALLEL_JOBS } from './backup.js';
+import { DEFAULT_PARALLEL_JOBS, sha256File } from './backup.js';
 import { TableVerifierDuringRestore } from './verify-during-restore.js';
 
 /** application_name suffix of pg_restore's sessions (to find the ones a killed run left). */
@@ -90,15 +90,45 @@ export interface RestoreOptions {
    */
   readonly analyze?: boolean;
   /**
-   * Recompute every dump file's sha256 while pg_restore reads the files (a mismatch stops
-   * pg_restore and fails the run). The recomputation guards a backup that sat on its volume
-   * between two processes (a restore Job after the backup Job, a retry hours later); `false` is
-   * for a backup whose files this very process digested moments before — the backup it just took
-   * (`copy`, the Argo CD backup Job that also restores) — where no such wait lies between. The
-   * files' presence and sizes and toc.dat's digest are checked either way, before pg_restore starts.
-   * @default true
+   * The backup whose files this process digested itself, and when it finished (`copy`, the Argo
+   * CD backup Job that also restores: the dump took every file's sha256 as pg_dump finished it).
+   * Every dump file's sha256 is recomputed while pg_restore reads the files — a mismatch stops
+   * pg_restore and fails the run — unless `<dir>/manifest.json` is that backup's (its sha256) and
+   * pg_restore starts at most {@link DIGESTS_TRUSTED_FOR_MS} after: the recomputation guards a
+   * backup that sat on its volume (between two processes, or through a wait for the target),
+   * and a hand-over inside one process lets none of that happen. The files' presence and sizes and
+   * toc.dat's digest are checked either way, before pg_restore starts.
+   * @default undefined - recompute every digest
    */
-  readonly recomputeDigests?: boolean;
+  readonly digestedByThisProcess?: DigestedBackup;
+}
+
+/** A backup whose files' sha256 this process computed from the files on the volume. */
+export interface DigestedBackup {
+  /** sha256 of its manifest.json (what the state ConfigMap records). */
+  readonly manifestSha256: string;
+  /** When the last file's digest was taken (Date.now()). */
+  readonly digestedAt: number;
+}
+
+/**
+ * How long after this process digested a backup's files a restore may still use those digests
+ * instead of reading every file again: a hand-over inside one process (protecting the legacy
+ * volumes, the target's checks) takes about a second; a target that was not ready at once makes
+ * the backup sit on its volume for as long as the wait, and that backup is digested again.
+ */
+export const DIGESTS_TRUSTED_FOR_MS = 60_000;
+
+/**
+ * Whether `dir` holds the backup this process digested, recently enough: see
+ * {@link RestoreOptions.digestedByThisProcess}. Says why not, for the log.
+ */
+async function digestsOfThisProcess(dir: string, digested: DigestedBackup | undefined): Promise<{ trusted: boolean; why: string }> {
+  if (!digested) return { trusted: false, why: 'the backup was not digested by this process' };
+  const ageMs = Date.now() - digested.digestedAt;
+  if (ageMs > DIGESTS_TRUSTED_FOR_MS) return { trusted: false, why: `this process digested the files ${Math.round(ageMs / 1000)} s ago` };
+  if ((await sha256File(join(dir, MANIFEST_FILE))) !== digested.manifestSha256) return { trusted: false, why: 'the manifest is not the one of the backup this process digested' };
+  return { trusted: true, why: `taken ${ageMs} ms before` };
 }
 
 export type RestoreAction = 'restored' | 'already-restored';
@@ -436,12 +466,11 @@ export async function restoreDatabase(options: RestoreOptions): Promise<RestoreR
   const started = Date.now();
   const owner = options.owner ?? options.target.user;
   const jobs = options.jobs ?? DEFAULT_PARALLEL_JOBS;
-  const recomputeDigests = options.recomputeDigests ?? true;
   const endpoint = describeEndpoint(options.target);
   const tools = options.tools ?? (await findPgTools());
   // The structure now (manifest, sizes, TOC); the sha256 of every file concurrently with
   // pg_restore below, which reads the same files: a mismatch stops pg_restore and fails the run
-  // before anything is verified or marked ready (unless this process digested them: recomputeDigests).
+  // before anything is verified or marked ready (unless this process digested them: digestedByThisProcess).
   //
   // The backup's checks, `pg_restore --version` and the connection to the target run side by side:
   // each is tens of milliseconds of the downtime. A backup that fails its checks still stops the
@@ -460,6 +489,7 @@ export async function restoreDatabase(options: RestoreOptions): Promise<RestoreR
     throw error;
   }
   const manifest = backup.manifest;
+  const ownDigests = await digestsOfThisProcess(options.dir, options.digestedByThisProcess);
 
   const control = await controlConnection;
   try {
@@ -553,9 +583,10 @@ export async function restoreDatabase(options: RestoreOptions): Promise<RestoreR
       jobs,
       bytes: totalBytes,
       skipped: skipped.length ? skipped : undefined,
-      digests: recomputeDigests ? 'recomputed during the restore' : 'taken by this process from these files',
+      digests: ownDigests.trusted ? 'taken by this process from these files' : 'recomputed during the restore',
+      ...(options.digestedByThisProcess ? { digestsWhy: ownDigests.why } : {}),
     });
-    const digestCheck = recomputeDigests ? verifyBackupFiles(options.dir, manifest, { digests: true }) : Promise.resolve();
+    const digestCheck = ownDigests.trusted ? Promise.resolve() : verifyBackupFiles(options.dir, manifest, { digests: true });
     const stopRestore = new AbortController();
     digestCheck.catch(() => stopRestore.abort());
     const verifier =

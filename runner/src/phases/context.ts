@@ -16,7 +16,7 @@ import { createKubeContext, type KubeContext } from '../kube/client.js';
 import { acquireLock, type HeldLock } from '../kube/lock.js';
 import { StateStore } from '../kube/state-store.js';
 import { redact, type Logger, type SummaryRow } from '../log.js';
-import type { RestoreResult } from '../pg/restore.js';
+import type { DigestedBackup, RestoreResult } from '../pg/restore.js';
 import { advance, closeStep, effectivePhase, hasReached, recordFailure, startStep, type AdvanceOptions, type MigrationState } from '../state.js';
 
 export interface HookContext {
@@ -49,14 +49,15 @@ export interface HookContext {
    */
   restoredInThisRun: RestoredInThisRun | undefined;
   /**
-   * The backup (`state.backup.manifestSha256`) whose files this process digested: the dump computed
-   * every file's sha256 as pg_dump wrote it, or verify-backup recomputed them. In memory only, like
-   * {@link restoredInThisRun}: the verification right after the dump and a restore in the same
-   * process (the Argo CD backup Job that also restores) use those digests instead of reading every
-   * file again, while a later process — a retry, a restore Job — recomputes them, since the backup
-   * sat on its volume in between.
+   * The backup (`state.backup.manifestSha256`) whose files this process digested, and when: the
+   * dump computed every file's sha256 as pg_dump finished it, or verify-backup recomputed them. In
+   * memory only, like {@link restoredInThisRun}: the verification right after the dump and a
+   * restore in the same process (the Argo CD backup Job that also restores; within
+   * DIGESTS_TRUSTED_FOR_MS, pg/restore.ts) use those digests instead of reading every file again,
+   * while a later process — a retry, a restore Job — recomputes them, since the backup sat on its
+   * volume in between.
    */
-  backupDigestedInThisRun: string | undefined;
+  backupDigestedInThisRun: DigestedBackup | undefined;
 }
 
 export interface RestoredInThisRun {
@@ -74,7 +75,7 @@ export interface HookContextOptions {
   /** @default - hookConfigFromEnv(env) */
   readonly config?: HookConfig;
   /** @default undefined - see {@link HookContext.backupDigestedInThisRun}; for a command run after another in one process */
-  readonly backupDigestedInThisRun?: string;
+  readonly backupDigestedInThisRun?: DigestedBackup;
 }
 
 export function createHookContext(command: string, options: HookContextOptions): HookContext {

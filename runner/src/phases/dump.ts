@@ -79,7 +79,7 @@ export function dumpStep(ctx: HookContext) {
       }
       const { manifest } = result;
       // Every file's sha256 was just computed from the files on the volume (phases/verify-backup.ts).
-      ctx.backupDigestedInThisRun = result.manifestSha256;
+      ctx.backupDigestedInThisRun = { manifestSha256: result.manifestSha256, digestedAt: Date.now() };
       // It served this dump (or could not be read); a later dump (after a rollback) checksums in its own downtime.
       if (earlyPassStored) await forgetEarlyPass(ctx).catch((error: Error) => ctx.log.warn('could not remove the early checksum pass from the state ConfigMap', { reason: error.message }));
       const early = manifest.earlyPass;

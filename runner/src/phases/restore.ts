@@ -101,8 +101,8 @@ export async function restoreRecordedBackup(ctx: HookContext) {
     log: ctx.log,
     checksumDuringRestore: true,
     analyze: !analyzeAfterKeycloakIsBack(ctx),
-    // The backup Job that also restores digested these files moments ago (context.ts).
-    recomputeDigests: ctx.backupDigestedInThisRun !== state.backup!.manifestSha256,
+    // The backup Job that also restores digested these files just before (context.ts).
+    ...(ctx.backupDigestedInThisRun ? { digestedByThisProcess: ctx.backupDigestedInThisRun } : {}),
   });
   ctx.restoredInThisRun = { manifestSha256: state.backup!.manifestSha256, result };
   return result;

@@ -7,9 +7,11 @@
  * toc.dat the one the dump recorded: checking presence, sizes and toc.dat's digest against the
  * manifest is then the same proof without reading the whole dump again in the downtime (about a
  * second per GiB here), as the low-level `backup` command does. A run that resumes at BackedUp
- * (the process that dumped crashed) reads and digests every file and lists the TOC with pg_restore.
+ * (the process that dumped crashed) reads and digests every file and lists the TOC with pg_restore,
+ * and so does every run with MIGRATION_DELETE_LEGACY=after-backup, which deletes the legacy
+ * database next.
  */
-import { Phase } from '../../../lib/contract.js';
+import { DeleteLegacy, Phase } from '../../../lib/contract.js';
 import { verifyBackup } from '../pg/verify-backup.js';
 import { runStep, type HookContext } from './context.js';
 import { assertRecordedManifest, backupDirectoryOf } from './dump.js';
@@ -21,9 +23,11 @@ export function verifyBackupStep(ctx: HookContext) {
     async run(state) {
       const dir = backupDirectoryOf(ctx, state);
       await assertRecordedManifest(dir, state);
-      const dumpedHere = ctx.backupDigestedInThisRun === state.backup?.manifestSha256;
+      // Deleting the legacy database next (after-backup) is the point of no return: every file is
+      // read back first, whoever digested it.
+      const dumpedHere = ctx.backupDigestedInThisRun?.manifestSha256 === state.backup?.manifestSha256 && ctx.config.deleteLegacy !== DeleteLegacy.afterBackup;
       const verification = await verifyBackup(dir, { log: ctx.log, digests: !dumpedHere, recordedToc: dumpedHere });
-      if (!dumpedHere) ctx.backupDigestedInThisRun = state.backup?.manifestSha256;
+      if (!dumpedHere && state.backup) ctx.backupDigestedInThisRun = { manifestSha256: state.backup.manifestSha256, digestedAt: Date.now() };
       const how = dumpedHere ? 'digests taken by this run\'s dump' : 'every file digested again';
       return {
         detail: `${verification.files} files, ${verification.tables} tables, ${how}`,
