@@ -4,7 +4,7 @@
 // 77 naming verb and resource; a too-small backup volume stops before anything changes; hooks run
 // out of order explain themselves; the SyncFail hook records the failure and the next sync resumes.
 import { execFileSync, spawnSync } from 'node:child_process';
-import { mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -13,6 +13,7 @@ import {
   createScenario,
   databaseContents,
   expireLease,
+  flipByteInLargestDataFile,
   KEYCLOAK_REPLICAS,
   runKilledAtPhase,
   startWorld,
@@ -123,14 +124,7 @@ describe('verification', () => {
     const scenario = await createScenario(world, { namespace: 'tampered-dump', deleteLegacy: DeleteLegacy.afterBackup });
     expect((await scenario.run(RunnerCommand.prepare)).code).toBe(0);
     await runKilledAtPhase(world, scenario, RunnerCommand.backupPhase, Phase.backedUp);
-    const dumpDir = join(scenario.backupDir, scenario.state()!.migrationId, 'dump');
-    // One byte changed in place (same size): only a digest read from the file again can see it.
-    const dataFile = readdirSync(dumpDir)
-      .filter((name) => /^\d+\.dat$/.test(name))
-      .sort((a, b) => statSync(join(dumpDir, b)).size - statSync(join(dumpDir, a)).size)[0]!;
-    const content = readFileSync(join(dumpDir, dataFile));
-    content[Math.floor(content.length / 2)] ^= 0x01;
-    writeFileSync(join(dumpDir, dataFile), content);
+    const dataFile = flipByteInLargestDataFile(scenario);
     expireLease(world, scenario);
 
     // The run that resumes at BackedUp did not dump: it reads and digests every file again.

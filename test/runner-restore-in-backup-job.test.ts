@@ -4,8 +4,6 @@
 // it waits for the target, fails with its exit codes, and the Job's retry resumes it. Run as the
 // Jobs run them (the bundle, the synthesized Job environment, the construct's RBAC) against two
 // real PostgreSQL servers.
-import { readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DeleteLegacy, Env, ExitCode, Phase, ReadyMarker, RunnerCommand } from '../lib/contract.js';
@@ -17,6 +15,7 @@ import {
   createScenario,
   databaseContents,
   expireLease,
+  flipByteInLargestDataFile,
   runKilledAtPhase,
   SOURCE_DATABASE,
   startWorld,
@@ -150,13 +149,7 @@ describe('failures of the restore in the backup Job', () => {
     const closed = await freePort();
     const first = await scenario.run(RunnerCommand.backupPhase, { env: { TARGET_PGPORT: String(closed), MIGRATION_TARGET_WAIT_SECONDS: '1' } });
     expect(first.code, first.stderr).toBe(ExitCode.tempFail);
-    const dumpDir = join(scenario.backupDir, scenario.state()!.backup!.dir, 'dump');
-    const dataFile = readdirSync(dumpDir)
-      .filter((name) => /^\d+\.dat$/.test(name))
-      .sort((a, b) => statSync(join(dumpDir, b)).size - statSync(join(dumpDir, a)).size)[0]!;
-    const content = readFileSync(join(dumpDir, dataFile));
-    content[Math.floor(content.length / 2)] ^= 0x01;
-    writeFileSync(join(dumpDir, dataFile), content);
+    const dataFile = flipByteInLargestDataFile(scenario);
     expireLease(world, scenario);
 
     const retry = await scenario.run(RunnerCommand.backupPhase);

@@ -11,7 +11,7 @@
  * fake API with the migration ServiceAccount's token instead of the in-cluster token.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Chart, Testing } from 'cdk8s';
@@ -511,4 +511,19 @@ export function expireLease(world: World, scenario: Scenario): void {
   if (!lease) return;
   const past = new Date(Date.now() - 3_600_000).toISOString().replace('Z', '000Z');
   world.server.upsert({ ...lease, spec: { ...(lease.spec as object), renewTime: past, acquireTime: past } });
+}
+
+/**
+ * Changes one byte in the middle of the largest table data file of the scenario's recorded backup,
+ * in place (the size stays: only a digest read from the file again can see it); returns its name.
+ */
+export function flipByteInLargestDataFile(scenario: Scenario): string {
+  const dumpDir = join(scenario.backupDir, scenario.state()!.backup!.dir, 'dump');
+  const dataFile = readdirSync(dumpDir)
+    .filter((name) => /^\d+\.dat$/.test(name))
+    .sort((a, b) => statSync(join(dumpDir, b)).size - statSync(join(dumpDir, a)).size)[0]!;
+  const content = readFileSync(join(dumpDir, dataFile));
+  content[Math.floor(content.length / 2)] ^= 0x01;
+  writeFileSync(join(dumpDir, dataFile), content);
+  return dataFile;
 }
