@@ -98,7 +98,8 @@ Records the workloads' replica counts, scales them to 0 and waits until their po
 Quiesced (every run that is not terminal: a resumed migration keeps them at 0) → BackedUp
 (pg_dump -Fd into <dir>/<migrationId>, manifest digest recorded) →
 BackupVerified (files, sizes, digests — right after the dump the ones it took, on a
-resumed run every file read again — and the TOC) → LegacyProtected (PVs set to Retain with
+resumed run or with MIGRATION_DELETE_LEGACY=after-backup every file read again — and the TOC) →
+LegacyProtected (PVs set to Retain with
 MIGRATION_PROTECT_VOLUMES=true; legacy deleted only with MIGRATION_DELETE_LEGACY=after-backup).
 With a backup already on record: compares the legacy database's write counters
 with the backup's; unchanged → nothing to do; changed (e.g. written during a rollback) → the backup

@@ -25,10 +25,10 @@ export function verifyBackupStep(ctx: HookContext) {
       await assertRecordedManifest(dir, state);
       // Deleting the legacy database next (after-backup) is the point of no return: every file is
       // read back first, whoever digested it.
-      const dumpedHere = ctx.backupDigestedInThisRun?.manifestSha256 === state.backup?.manifestSha256 && ctx.config.deleteLegacy !== DeleteLegacy.afterBackup;
-      const verification = await verifyBackup(dir, { log: ctx.log, digests: !dumpedHere, recordedToc: dumpedHere });
-      if (!dumpedHere && state.backup) ctx.backupDigestedInThisRun = { manifestSha256: state.backup.manifestSha256, digestedAt: Date.now() };
-      const how = dumpedHere ? 'digests taken by this run\'s dump' : 'every file digested again';
+      const useTheDumpsDigests = ctx.backupDigestedInThisRun?.manifestSha256 === state.backup?.manifestSha256 && ctx.config.deleteLegacy !== DeleteLegacy.afterBackup;
+      const verification = await verifyBackup(dir, { log: ctx.log, digests: !useTheDumpsDigests, recordedToc: useTheDumpsDigests });
+      if (!useTheDumpsDigests && state.backup) ctx.backupDigestedInThisRun = { manifestSha256: state.backup.manifestSha256, digestedAt: Date.now() };
+      const how = useTheDumpsDigests ? 'digests taken by this run\'s dump' : 'every file digested again';
       return {
         detail: `${verification.files} files, ${verification.tables} tables, ${how}`,
         bytes: verification.bytes,
