@@ -4,6 +4,7 @@
 // and restores again; the migration converges with every row on the target.
 import { existsSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
+import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DeleteLegacy, Phase, ReadyMarker, RunnerCommand } from '../lib/contract.js';
 import {
@@ -104,5 +105,60 @@ describe('killed inside a long step', () => {
     expect(restoreRow?.note).toMatch(/cleaned \d+ objects of a partial restore, restored again/);
     await expectConverged(scenario);
     expect(scenario.legacyObjects()).toEqual({ statefulSet: false, pvc: false, pvReclaimPolicy: 'Retain' });
+  });
+
+  it('inside the index builds after the ready marker: the next run, resuming at the complete step, builds what is missing', async () => {
+    const scenario = await createScenario(world, { namespace: 'inside-indexes' });
+    expect((await scenario.run(RunnerCommand.prepare)).code).toBe(0);
+    expect((await scenario.run(RunnerCommand.backupPhase)).code).toBe(0);
+    // Keycloak's scale-back comes right before the plain indexes: while it is held, a session of
+    // the test takes a lock that makes the bulk table's index build wait (as a write would).
+    const blocker = new pg.Client(scenario.targetSettings());
+    world.server.holdRequest({ verb: 'patch', resource: 'statefulsets/scale', namespace: scenario.namespace }, async () => {
+      await blocker.connect();
+      await blocker.query('BEGIN');
+      await blocker.query('LOCK TABLE public.offline_client_session IN ROW EXCLUSIVE MODE');
+    });
+    try {
+      const running = scenario.start(RunnerCommand.restorePhase);
+      await killWhen(running, 'an index build waits', async () => {
+        const waiting = await world.target.query<{ n: string }>(
+          "SELECT count(*) AS n FROM pg_stat_activity WHERE application_name = 'kc-pg-migration:restore' AND wait_event_type = 'Lock' AND query ILIKE 'CREATE INDEX%'",
+        );
+        return Number(waiting[0]!.n) > 0;
+      });
+      expect((await running.done).signal).toBe('SIGKILL');
+    } finally {
+      await blocker.end().catch(() => undefined);
+    }
+    // Killed after the marker: Keycloak may be running on the target, which lacks that index.
+    expect(scenario.state()!.phase).toBe(Phase.verified);
+    const marker = await world.target.query<{ status: string }>(`SELECT status FROM ${ReadyMarker.schema}.${ReadyMarker.table}`, [], scenario.targetDatabase);
+    expect(marker).toEqual([{ status: ReadyMarker.ready }]);
+    const indexes = async (settings: ReturnType<Scenario['targetSettings']>) => {
+      const client = new pg.Client(settings);
+      await client.connect();
+      try {
+        return (
+          await client.query<{ def: string }>(
+            "SELECT pg_get_indexdef(c.oid) AS def FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind IN ('i', 'I') AND n.nspname IN ('public', 'audit') ORDER BY 1",
+          )
+        ).rows.map((row) => row.def);
+      } finally {
+        await client.end();
+      }
+    };
+    const sourceIndexes = await indexes(world.source.settings('keycloak'));
+    expect(sourceIndexes.some((def) => def.startsWith('CREATE INDEX idx_offline_client_session_user '))).toBe(true);
+    expect(await indexes(scenario.targetSettings())).not.toEqual(sourceIndexes);
+
+    expireLease(world, scenario);
+    const again = await scenario.run(RunnerCommand.restorePhase);
+    expect(again.code, again.stderr).toBe(0);
+    const rows = (again.lines.find((line) => line.event === 'summary') as { rows: Array<{ step: string; note?: string }> }).rows;
+    expect(rows.find((row) => row.step === 'restore')?.note, JSON.stringify(rows)).toBe(`already done (${Phase.verified})`);
+    expect(rows.find((row) => row.step === 'indexes')?.note).toMatch(/^[1-9]\d* plain index\(es\) while Keycloak starts$/);
+    expect(await indexes(scenario.targetSettings())).toEqual(sourceIndexes);
+    await expectConverged(scenario);
   });
 });

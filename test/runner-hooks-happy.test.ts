@@ -11,6 +11,7 @@ import {
   createScenario,
   databaseContents,
   KEYCLOAK_REPLICAS,
+  SOURCE_DATABASE,
   startWorld,
   TARGET_APP_USER,
   type Scenario,
@@ -191,6 +192,19 @@ describe('a migration through the three hooks', () => {
       "SELECT n.nspname || '.' || c.relname AS name FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname IN ('public', 'audit') AND c.relkind = 'r' AND c.reltuples < 0",
     );
     expect(unanalyzed).toEqual([]);
+
+    // The restore left the plain indexes out (logged with the restore); they were built after
+    // the scale-back, before the ANALYZE, and the target's indexes are the source's.
+    expect(result.lines.find((line) => line.msg === 'restoring')?.indexesAfterReady).toBeGreaterThan(0);
+    expect(steps.indexOf('indexes')).toBeGreaterThan(steps.indexOf('unquiesce'));
+    expect(steps.indexOf('analyze')).toBeGreaterThan(steps.indexOf('indexes'));
+    expect(summary?.rows?.find((row) => row.step === 'indexes')?.note).toMatch(/^[1-9]\d* plain index\(es\) while Keycloak starts$/);
+    const indexDefinitions = (settings: pg.ClientConfig) =>
+      query<{ def: string }>(
+        settings,
+        "SELECT pg_get_indexdef(c.oid) AS def FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind IN ('i', 'I') AND n.nspname IN ('public', 'audit') ORDER BY 1",
+      );
+    expect(await indexDefinitions(target)).toEqual(await indexDefinitions(world.source.settings(SOURCE_DATABASE)));
   });
 
   it('re-runs of all three hooks are no-ops: a few API requests and no database connection', async () => {

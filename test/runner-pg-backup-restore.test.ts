@@ -15,7 +15,10 @@ import { TARGET_READY_MESSAGE } from '../runner/src/commands/restore.js';
 import { TableVerifierDuringRestore } from '../runner/src/pg/verify-during-restore.js';
 import { isMarkedReady, readMarker, writeMarker } from '../runner/src/pg/marker.js';
 import { applyKeycloakHygiene } from '../runner/src/pg/hygiene.js';
-import { collectTargetStats, diffDatabaseStats } from '../runner/src/pg/verify-target.js';
+import { collectTargetStats, diffDatabaseStats, verifyTarget } from '../runner/src/pg/verify-target.js';
+import { buildDeferredIndexes, findDeferrableIndexes, isDeferrableIndexSql, splitRenderedItems } from '../runner/src/pg/deferred-indexes.js';
+import { parseTocLine, readToc } from '../runner/src/pg/toc.js';
+import { findPgTools } from '../runner/src/pg/tools.js';
 import { createLogger, silentLogger } from '../runner/src/log.js';
 import { BYTEA_DIGEST_MIN_BYTES, largeObjectStats, ROW_CHECKSUM_ALGORITHM, ROW_CHECKSUM_ALGORITHM_V1, ROW_CHECKSUM_ALGORITHM_V2, ROW_CHECKSUM_ALGORITHM_V3 } from '../runner/src/pg/manifest.js';
 import { spawnSync } from 'node:child_process';
@@ -138,12 +141,17 @@ describe('runner restore', () => {
     expect(await target.query(`SELECT updated_at::text AS at FROM public.realm WHERE name = 'master'`, [], database)).toEqual([{ at: '2030-01-01 00:00:00+00' }]);
     expect(await target.query(`SELECT nextval('public.advanced_seq')::int AS v, nextval('public.never_called_seq')::int AS n`, [], database)).toEqual([{ v: 99995, n: 42 }]);
     const summary = logLines(run.stderr).find((line) => line.event === 'summary') as { rows: Array<{ step: string; note?: string }> };
-    expect(summary.rows.map((row) => row.step)).toEqual(['restore', 'verify target', 'hygiene', 'analyze']);
-    // "target ready" (Keycloak may start) comes once the target is verified, before the ANALYZE,
-    // and the ANALYZE left nothing out: a table never analyzed has reltuples -1 (PostgreSQL 14+).
-    const messages = logLines(run.stderr).map((line) => line.msg);
+    expect(summary.rows.map((row) => row.step)).toEqual(['restore', 'verify target', 'hygiene', 'indexes', 'analyze']);
+    // "target ready" (Keycloak may start) comes once the target is verified, before the plain
+    // indexes and the ANALYZE, and the ANALYZE left nothing out: a table never analyzed has
+    // reltuples -1 (PostgreSQL 14+).
+    const lines = logLines(run.stderr);
+    const messages = lines.map((line) => line.msg);
     expect(messages).toContain(TARGET_READY_MESSAGE);
     expect(messages.indexOf(TARGET_READY_MESSAGE)).toBeGreaterThan(messages.indexOf('target verified'));
+    expect(lines.find((line) => line.msg === TARGET_READY_MESSAGE)?.indexesStillToBuild).toBe(PLAIN_INDEXES.length);
+    expect(messages.indexOf('indexes built')).toBeGreaterThan(messages.indexOf(TARGET_READY_MESSAGE));
+    expect(summary.rows.find((row) => row.step === 'indexes')?.note).toBe(`${PLAIN_INDEXES.length} plain index(es), after the target was ready`);
     expect(summary.rows.find((row) => row.step === 'analyze')?.note).toBe('after the target was verified and ready');
     const unanalyzed = await target.query<{ name: string }>(
       `SELECT n.nspname || '.' || c.relname AS name FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
@@ -165,7 +173,7 @@ describe('runner restore', () => {
     await expectRestoredLikeTheSource(database);
     const lines = logLines(run.stderr);
     const summary = lines.find((line) => line.event === 'summary') as { rows: Array<{ step: string }> };
-    expect(summary.rows.map((row) => row.step)).toEqual(['dump', 'statistics', 'digests', 'verify backup', 'restore', 'verify target', 'hygiene', 'analyze']);
+    expect(summary.rows.map((row) => row.step)).toEqual(['dump', 'statistics', 'digests', 'verify backup', 'restore', 'verify target', 'hygiene', 'indexes', 'analyze']);
     expect(lines.find((line) => line.msg === 'restoring')?.digests).toBe('taken by this process from these files');
     expect(lines.map((line) => line.msg)).toContain(TARGET_READY_MESSAGE);
 
@@ -304,6 +312,99 @@ describe('runner restore', () => {
       restoreDatabase({ dir: backupDir, target: target.settings(database, TARGET_USER, TARGET_PASSWORD) }),
     ).rejects.toMatchObject({ exitCode: 65, message: expect.stringContaining('is marked ready') });
     expect(await target.query(`SELECT name FROM public.realm WHERE id = 'new-realm'`, [], database)).toEqual([{ name: 'created-after-migration' }]);
+  });
+});
+
+/**
+ * The test data's plain indexes (test/support/keycloak-data.ts) built after the restore; its unique
+ * ones stay in it, and so do the partitioned table's (idx_event_time `ON ONLY` and its partitions'
+ * indexes, which INDEX ATTACH items tie to it).
+ */
+const PLAIN_INDEXES = ['public.idx_credential_user', 'public.idx_user_email'];
+
+describe('plain indexes after the target is ready', () => {
+  const indexesOf = async (database: string, on: TestPostgres = target) =>
+    (
+      await on.query<{ id: string; def: string }>(
+        `SELECT n.nspname || '.' || c.relname AS id, pg_get_indexdef(c.oid) AS def FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+          WHERE c.relkind = 'i' AND n.nspname NOT IN ('pg_catalog', 'pg_toast', 'information_schema') ORDER BY 1`,
+        [],
+        database,
+      )
+    ).map((row) => `${row.id} ${row.def}`);
+
+  it('leaves them out of the restore, keys and unique indexes in; the verification allows only them missing; the build makes the target equal the source', async () => {
+    const database = await freshTargetDatabase();
+    const settings = target.settings(database, TARGET_USER, TARGET_PASSWORD);
+    const restore = await restoreDatabase({ dir: backupDir, target: settings, owner: TARGET_USER, jobs: 2, deferPlainIndexes: true });
+    expect([...restore.indexesBuiltLater].sort()).toEqual(PLAIN_INDEXES);
+    const sourceIndexes = await indexesOf('bitnami_keycloak', source);
+    const kept = sourceIndexes.filter((index) => !PLAIN_INDEXES.includes(index.split(' ')[0]!));
+    expect(kept.length).toBeGreaterThan(PLAIN_INDEXES.length);
+    // Everything but the plain indexes is there: primary keys, unique constraints and unique indexes.
+    expect(await indexesOf(database)).toEqual(kept);
+    expect(kept.some((index) => index.includes('CREATE UNIQUE INDEX realm_user_counts_name'))).toBe(true);
+
+    await expect(verifyTarget(settings, restore.manifest, { owner: TARGET_USER, indexesBuiltLater: restore.indexesBuiltLater })).resolves.toMatchObject({ tables: restore.manifest.stats.tables.length });
+    // Without the hand-over the same target fails, naming the indexes.
+    await expect(verifyTarget(settings, restore.manifest, { owner: TARGET_USER })).rejects.toThrow(/public\.idx_credential_user/);
+    // Allowed missing means only missing: every other difference still counts.
+    await target.query('DROP INDEX public.realm_user_counts_name', [], database);
+    await expect(verifyTarget(settings, restore.manifest, { owner: TARGET_USER, indexesBuiltLater: restore.indexesBuiltLater })).rejects.toThrow(/realm_user_counts_name/);
+    await target.query('CREATE UNIQUE INDEX realm_user_counts_name ON public.realm_user_counts (name)', [], database);
+
+    const built = await buildDeferredIndexes({ dir: backupDir, target: settings, owner: TARGET_USER, jobs: 2 });
+    expect([...built.built].sort()).toEqual(PLAIN_INDEXES);
+    expect(await indexesOf(database)).toEqual(sourceIndexes);
+    await expect(verifyTarget(settings, restore.manifest, { owner: TARGET_USER })).resolves.toMatchObject({ tables: restore.manifest.stats.tables.length });
+    // Idempotent: nothing left, nothing built; one dropped (a run killed in the build) is built again.
+    expect((await buildDeferredIndexes({ dir: backupDir, target: settings, owner: TARGET_USER, jobs: 2 })).built).toEqual([]);
+    await target.query('DROP INDEX public.idx_user_email', [], database);
+    expect((await buildDeferredIndexes({ dir: backupDir, target: settings, owner: TARGET_USER, jobs: 1 })).built).toEqual(['public.idx_user_email']);
+    expect(await indexesOf(database)).toEqual(sourceIndexes);
+  });
+
+  it('a re-run of a restore that left them out finds the target restored (not partial), and a restore that ANALYZEs keeps them in', async () => {
+    const database = await freshTargetDatabase();
+    const settings = target.settings(database, TARGET_USER, TARGET_PASSWORD);
+    await restoreDatabase({ dir: backupDir, target: settings, owner: TARGET_USER, jobs: 2, deferPlainIndexes: true });
+    const again = await restoreDatabase({ dir: backupDir, target: settings, owner: TARGET_USER, jobs: 2, deferPlainIndexes: true });
+    expect(again.action).toBe('already-restored');
+    expect([...again.indexesBuiltLater].sort()).toEqual(PLAIN_INDEXES);
+
+    const analyzed = await freshTargetDatabase();
+    const withAnalyze = await restoreDatabase({ dir: backupDir, target: target.settings(analyzed, TARGET_USER, TARGET_PASSWORD), owner: TARGET_USER, jobs: 2, deferPlainIndexes: true, analyze: true });
+    expect(withAnalyze.indexesBuiltLater.size).toBe(0);
+    expect(await indexesOf(analyzed)).toEqual(await indexesOf('bitnami_keycloak', source));
+  });
+
+  it('defers only what nothing else refers to: not an index with a comment or one attached to a partitioned index', async () => {
+    const dumpDir = join(backupDir, 'dump');
+    const { entries: toc } = await readToc(await findPgTools(), dumpDir);
+    const tools = await findPgTools();
+    expect((await findDeferrableIndexes(tools, dumpDir, toc)).map((index) => index.id).sort()).toEqual(PLAIN_INDEXES);
+    const fake = (desc: string, namespace: string, tag: string) => parseTocLine(`99999; 0 0 ${desc} ${namespace} ${tag} postgres`)!;
+    const commented = [...toc, fake('COMMENT', 'public', 'INDEX idx_user_email')];
+    expect((await findDeferrableIndexes(tools, dumpDir, commented)).map((index) => index.id)).toEqual(['public.idx_credential_user']);
+    const attached = [...toc, fake('INDEX ATTACH', 'public', 'idx_credential_user')];
+    expect((await findDeferrableIndexes(tools, dumpDir, attached)).map((index) => index.id)).toEqual(['public.idx_user_email']);
+    // The real ones: the partitions' indexes of event_entity are in the dump, attached, and stay.
+    expect(toc.filter((entry) => entry.desc === 'INDEX ATTACH').length).toBeGreaterThan(0);
+  });
+
+  it("classifies an INDEX item's SQL: one plain CREATE INDEX with pg_dump's companions only", () => {
+    expect(isDeferrableIndexSql('\nCREATE INDEX idx_a ON public.t USING btree (a);\n\n')).toBe(true);
+    expect(isDeferrableIndexSql('CREATE INDEX idx_a ON public.t USING btree (lower((a)::text));\nALTER TABLE public.t CLUSTER ON idx_a;\nALTER INDEX public.idx_a ALTER COLUMN 1 SET STATISTICS 500;')).toBe(true);
+    expect(isDeferrableIndexSql("SET default_tablespace = fast;\nCREATE INDEX idx_a ON public.t USING btree (a);")).toBe(true);
+    expect(isDeferrableIndexSql('CREATE UNIQUE INDEX idx_a ON public.t USING btree (a);')).toBe(false);
+    expect(isDeferrableIndexSql('CREATE INDEX idx_p ON ONLY public.p USING btree (a);')).toBe(false);
+    expect(isDeferrableIndexSql('CREATE INDEX idx_a ON public.t USING btree (a);\nALTER TABLE ONLY public.t REPLICA IDENTITY USING INDEX idx_a;')).toBe(false);
+    expect(isDeferrableIndexSql("CREATE INDEX idx_a ON public.t USING btree (a) WHERE (b = 'x\ny'::text);")).toBe(false);
+    expect(isDeferrableIndexSql('')).toBe(false);
+    const script = ['--', '-- Name: idx_a; Type: INDEX; Schema: public; Owner: kc', '--', '', 'CREATE INDEX idx_a ON public.t USING btree (a);', '', '', '--', '-- Name: t_pkey; Type: CONSTRAINT; Schema: public; Owner: kc', '--', '', 'ALTER TABLE ONLY public.t ADD CONSTRAINT t_pkey PRIMARY KEY (id);', '', '--', '-- PostgreSQL database dump complete', '--', ''].join('\n');
+    const items = splitRenderedItems(script);
+    expect([...items.keys()]).toEqual(['INDEX|public|idx_a', 'CONSTRAINT|public|t_pkey']);
+    expect(isDeferrableIndexSql(items.get('INDEX|public|idx_a')!)).toBe(true);
   });
 });
 

@@ -183,7 +183,8 @@ export async function createKeycloakData(settings: ConnectionSettings, options: 
         CREATE TABLE public.offline_client_session (id bigint PRIMARY KEY, user_session_id varchar(36), data text);
         INSERT INTO public.offline_client_session
           SELECT i, md5(i::text)::uuid::text, (SELECT string_agg(md5((i * 100 + j)::text), '') FROM generate_series(1, 32) AS j)
-            FROM generate_series(1, ${rows}) AS i;`);
+            FROM generate_series(1, ${rows}) AS i;
+        CREATE INDEX idx_offline_client_session_user ON public.offline_client_session (user_session_id);`);
     }
 
     const tables = (

@@ -21,7 +21,8 @@ digests from the backup this process just took instead of reading every file aga
 restored later, by another process, is digested again: run backup and restore separately).
 TARGET_* is checked before the dump starts.
 With <dir>/early-pass.json from checksum-source, the backup reuses its checksums. Logs
-"target ready" once the target is verified and the hygiene applied, then ANALYZEs.`,
+"target ready" once the target is verified and the hygiene applied, then builds the plain
+indexes the restore left out and ANALYZEs.`,
   flags: {
     dir: CommonFlags.dir,
     jobs: CommonFlags.jobs,

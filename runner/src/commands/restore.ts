@@ -2,13 +2,15 @@
  * `restore --dir D`: restore D into TARGET_* (idempotent: a target holding exactly the backup is
  * left alone, a partial restore is cleaned and redone), verify the target against the manifest,
  * apply the Keycloak hygiene (jgroups_ping, databasechangeloglock), log "target ready" (Keycloak may
- * start from then on), then ANALYZE.
+ * start from then on), then build the plain indexes the restore left out (pg/deferred-indexes.ts)
+ * and ANALYZE.
  */
 import { Env, RunnerCommand } from '../../../lib/contract.js';
 import { CommonFlags, defineCommand } from '../cli.js';
 import type { Logger, SummaryRow } from '../log.js';
 import { settingsFromEnv } from '../pg/connection.js';
 import { applyKeycloakHygiene } from '../pg/hygiene.js';
+import { buildDeferredIndexes } from '../pg/deferred-indexes.js';
 import { analyzeRemaining, restoreDatabase, type DigestedBackup } from '../pg/restore.js';
 import { verifyTarget } from '../pg/verify-target.js';
 
@@ -20,8 +22,8 @@ import { verifyTarget } from '../pg/verify-target.js';
 export const TARGET_READY_MESSAGE = 'target ready';
 
 /**
- * Restores `dir` into TARGET_*, verifies it, applies the hygiene, logs {@link TARGET_READY_MESSAGE}
- * and ANALYZEs; returns the summary rows. `digestedByThisProcess`: the backup this process has
+ * Restores `dir` into TARGET_* without its plain indexes, verifies it, applies the hygiene, logs
+ * {@link TARGET_READY_MESSAGE}, builds those indexes and ANALYZEs; returns the summary rows. `digestedByThisProcess`: the backup this process has
  * just taken, whose digests the restore may use (pg/restore.ts).
  */
 export async function restoreAndVerify(options: {
@@ -48,6 +50,7 @@ export async function restoreAndVerify(options: {
     jobs,
     log,
     checksumDuringRestore: true,
+    deferPlainIndexes: true,
     ...(options.digestedByThisProcess ? { digestedByThisProcess: options.digestedByThisProcess } : {}),
   });
   rows.push({
@@ -64,6 +67,7 @@ export async function restoreAndVerify(options: {
     checksummedTables: restore.checksummedTables,
     checksummedLargeObjects: restore.checksummedLargeObjects,
     checksumsInProgress: restore.checksumsInProgress,
+    indexesBuiltLater: restore.indexesBuiltLater,
   });
   const early = restore.checksummedTables.size;
   rows.push({
@@ -84,7 +88,11 @@ export async function restoreAndVerify(options: {
   // Keycloak may start from here on: the statistics follow while it boots (ANALYZE changes no
   // data, and its lock makes only DDL wait). The hooks do the same after scaling Keycloak back
   // (phases/complete.ts).
-  log.info(TARGET_READY_MESSAGE, { tables: verification.tables, rows: verification.rows });
+  log.info(TARGET_READY_MESSAGE, { tables: verification.tables, rows: verification.rows, indexesStillToBuild: restore.indexesBuiltLater.size || undefined });
+  // The plain indexes the restore left out, then the statistics (ANALYZE also samples the
+  // expression indexes, so it comes after them).
+  const indexes = restore.indexesBuiltLater.size > 0 ? await buildDeferredIndexes({ dir, target, owner, jobs, log, plan: restore.deferredIndexes }) : { built: [], durationMs: 0 };
+  if (indexes.built.length > 0) rows.push({ step: 'indexes', durationMs: indexes.durationMs, note: `${indexes.built.length} plain index(es), after the target was ready` });
   if (hygiene) {
     const analyzeStarted = Date.now();
     await analyzeRemaining(target, owner, new Set(), { jobs, log });
@@ -101,8 +109,10 @@ Reads TARGET_PGHOST, TARGET_PGPORT, TARGET_PGUSER, TARGET_PGPASSWORD, TARGET_PGD
 TARGET_OWNER (the role owning every restored object; default TARGET_PGUSER).
 Re-running is safe: a target that already holds the backup is left as it is, a partial restore
 (from a crashed run) is dropped and redone. A target whose ready marker says "ready" is never
-cleaned. Once the target is verified and the hygiene applied it logs "target ready" (Keycloak may
-start from then on), then ANALYZEs the restored tables on --jobs sessions.`,
+cleaned. Plain (non-unique) indexes are left out of the restore: once the target is verified and
+the hygiene applied it logs "target ready" (Keycloak may start from then on), then builds them
+from the backup and ANALYZEs the restored tables, on --jobs sessions. Writes to a table wait
+while one of its indexes builds; reads do not.`,
   flags: {
     dir: CommonFlags.dir,
     jobs: CommonFlags.jobs,

@@ -20,9 +20,11 @@ import pg from 'pg';
 import { ExitCode, ReadyMarker } from '../../../lib/contract.js';
 import { classifyDatabaseError, dataError, RunnerError } from '../errors.js';
 import { silentLogger, type Logger, type ProgressEvent, progressEvent } from '../log.js';
-import { APPLICATION_NAME, connect, describeEndpoint, qualifiedName, serverMajorVersion, toolEnv, withClient, type ConnectionSettings } from './connection.js';
+import { connect, describeEndpoint, qualifiedName, serverMajorVersion, withClient, type ConnectionSettings } from './connection.js';
 import { MANIFEST_FILE, STANDALONE_TYPE_FILTER, type BackupManifest, type ChecksumsInProgress, type LargeObjectStats, type TableStats } from './manifest.js';
+import { findDeferrableIndexes, type DeferredIndex, type DeferredIndexPlan } from './deferred-indexes.js';
 import { readMarkerWith } from './marker.js';
+import { restoreToolArgs, restoreToolEnv, takeRestoreLock } from './restore-sessions.js';
 import { formatUseList, largeObjectOids, type TocEntry } from './toc.js';
 import { assertRestoreToolReads, assertRestoreToolTargets, findPgTools, runTool, toolVersion, type PgTools } from './tools.js';
 import { verifyBackup, verifyBackupFiles } from './verify-backup.js';
@@ -30,32 +32,6 @@ import { collectTargetStats, describeDifferences, diffDatabaseStats } from './ve
 import { DEFAULT_PARALLEL_JOBS, sha256File } from './backup.js';
 import { TableVerifierDuringRestore } from './verify-during-restore.js';
 
-/** application_name suffix of pg_restore's sessions (to find the ones a killed run left). */
-export const RESTORE_PURPOSE = 'restore';
-
-/** Key of the session advisory lock a restore holds on the target ("kcmigr" in ASCII). */
-export const RESTORE_ADVISORY_LOCK_KEY = 0x6b636d696772;
-
-/**
- * Server options for pg_restore's sessions. Safe because the restore is verified afterwards and
- * re-runnable from the backup: asynchronous commit (no WAL flush wait per table), more memory for
- * index builds, and no role-level timeouts cutting a long index build.
- *
- * No parallel workers inside one index build: `--jobs` already builds the indexes of several
- * tables at once, and a parallel build hands its workers' sorted runs to the leader through
- * temporary files. Measured on two cores, pg_restore -j2 of the benchmark's 0.2 GiB databases
- * without → with this option: wide 2.3-2.4 → 1.9 s and 3.9-4.0 → 3.0 s of server CPU, Keycloak-
- * shaped 2.4-2.55 → 2.0-2.15 s and 3.9-4.1 → 3.1-3.2 s; with -j1 still 0.9 s less CPU and no
- * slower. Only a target with idle cores to spare and a few very large tables would lose by it.
- */
-export const RESTORE_SESSION_OPTIONS = [
-  '-c synchronous_commit=off',
-  '-c maintenance_work_mem=256MB',
-  '-c max_parallel_maintenance_workers=0',
-  '-c statement_timeout=0',
-  '-c lock_timeout=0',
-  '-c idle_in_transaction_session_timeout=0',
-].join(' ');
 
 export interface RestoreOptions {
   /** Backup directory holding `dump/` and `manifest.json`. */
@@ -89,6 +65,13 @@ export interface RestoreOptions {
    * @default false
    */
   readonly analyze?: boolean;
+  /**
+   * Leave the dump's plain (non-unique) indexes out of the restore, for
+   * {@link buildDeferredIndexes} to build once the target is ready (pg/deferred-indexes.ts: the
+   * caller brings Keycloak back meanwhile). Not with `analyze`, which must follow the indexes.
+   * @default false
+   */
+  readonly deferPlainIndexes?: boolean;
   /**
    * The backup whose files this process digested itself, and when it finished (`copy`, the Argo
    * CD backup Job that also restores: the dump took every file's sha256 as pg_dump finished it).
@@ -153,6 +136,13 @@ export interface RestoreResult {
   readonly checksumsInProgress?: ChecksumsInProgress;
   /** Whether the restored database was ANALYZEd (`analyze`, and not already restored). */
   readonly analyzed: boolean;
+  /**
+   * `schema.name` of the indexes left for {@link buildDeferredIndexes} (`deferPlainIndexes`): the
+   * verification must not miss them, and the caller builds them once the target is ready.
+   */
+  readonly indexesBuiltLater: ReadonlySet<string>;
+  /** The same, with the TOC entries {@link buildDeferredIndexes} restores them from. */
+  readonly deferredIndexes: DeferredIndexPlan;
 }
 
 /** What the target holds in the dump's schemas. */
@@ -367,26 +357,6 @@ export async function dropRestoredObjects(
   return dropped;
 }
 
-/** Ends the sessions of a pg_restore that a killed runner left (they may hold locks). */
-async function terminateLeftoverRestoreSessions(client: pg.Client, log: Logger): Promise<void> {
-  const query = `SELECT pid FROM pg_catalog.pg_stat_activity
-                  WHERE datname = current_database() AND application_name = $1 AND pid <> pg_backend_pid()`;
-  const appName = `${APPLICATION_NAME}:${RESTORE_PURPOSE}`;
-  const leftovers = await client.query<{ pid: number }>(query, [appName]);
-  if (leftovers.rows.length === 0) return;
-  log.warn('terminating sessions of an earlier restore', { pids: leftovers.rows.map((row) => row.pid) });
-  for (const row of leftovers.rows) {
-    await client.query('SELECT pg_catalog.pg_terminate_backend($1)', [row.pid]).catch(() => undefined);
-  }
-  for (let attempt = 0; attempt < 50; attempt += 1) {
-    if ((await client.query(query, [appName])).rows.length === 0) return;
-    await new Promise((resolve) => setTimeout(resolve, 200));
-  }
-  throw new RunnerError('sessions of an earlier restore are still running on the target', {
-    exitCode: ExitCode.tempFail,
-    hint: 'wait for them to end or terminate them (pg_terminate_backend), then retry',
-  });
-}
 
 /**
  * Bytes of the dump's data by TOC entry: `<dumpId>.dat[.gz]` for table data; the large objects'
@@ -489,18 +459,14 @@ export async function restoreDatabase(options: RestoreOptions): Promise<RestoreR
     throw error;
   }
   const manifest = backup.manifest;
+  const deferring =
+    options.deferPlainIndexes && !options.analyze ? findDeferrableIndexes(tools, backup.dumpDir, backup.toc, log) : Promise.resolve([] as DeferredIndex[]);
+  deferring.catch(() => undefined);
   const ownDigests = await digestsOfThisProcess(options.dir, options.digestedByThisProcess);
 
   const control = await controlConnection;
   try {
-    const locked = await control.query<{ locked: boolean }>('SELECT pg_catalog.pg_try_advisory_lock($1) AS locked', [RESTORE_ADVISORY_LOCK_KEY]);
-    if (!locked.rows[0]!.locked) {
-      throw new RunnerError(`another restore is running against ${endpoint.host}:${endpoint.port}/${endpoint.database}`, {
-        exitCode: ExitCode.tempFail,
-        hint: 'wait for it to finish; this run will then find the data in place',
-      });
-    }
-    await terminateLeftoverRestoreSessions(control, log);
+    await takeRestoreLock(control, endpoint, log);
     const target = await serverMajorVersion(control);
     assertRestoreToolTargets(target, await toolVersion(tools.pgRestore), endpoint);
     const ownerExists = await control.query('SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = $1', [owner]);
@@ -511,15 +477,28 @@ export async function restoreDatabase(options: RestoreOptions): Promise<RestoreR
       });
     }
 
+    const deferred = await deferring;
+    const indexesBuiltLater: ReadonlySet<string> = new Set(deferred.map((index) => index.id));
+    const deferredIndexes: DeferredIndexPlan = { dumpDir: backup.dumpDir, toc: backup.toc, indexes: deferred };
     let inventory = await inspectTarget(control, manifest, backup.toc);
     let cleaned: string[] = [];
     if (inventory.objectCount > 0 || inventory.largeObjects.length > 0) {
       await assertNothingForeignInTheWay(control, inventory, owner);
       const stats = await collectTargetStats(options.target, { jobs, log, checksumAlgorithm: manifest.checksumAlgorithm });
-      const differences = diffDatabaseStats(manifest.stats, stats, { log });
+      const differences = diffDatabaseStats(manifest.stats, stats, { log, indexesBuiltLater });
       if (differences.length === 0) {
         log.info('the target already holds exactly this backup: nothing to restore', { tables: stats.tables.length });
-        return { action: 'already-restored', manifest, cleaned: [], bytes: 0, durationMs: Date.now() - started, checksummedTables: new Map(), analyzed: false };
+        return {
+          action: 'already-restored',
+          manifest,
+          cleaned: [],
+          bytes: 0,
+          durationMs: Date.now() - started,
+          checksummedTables: new Map(),
+          analyzed: false,
+          indexesBuiltLater,
+          deferredIndexes,
+        };
       }
       const marker = await readMarkerWith(control);
       if (marker?.status === ReadyMarker.ready && !options.overwriteReady) {
@@ -550,13 +529,14 @@ export async function restoreDatabase(options: RestoreOptions): Promise<RestoreR
       return false;
     };
     const skipped = backup.toc.filter(skip).map((entry) => `${entry.desc} ${entry.tag}`);
+    const deferredIds = new Set(deferred.map((index) => index.entry.dumpId));
     const workDir = await mkdtemp(join(tmpdir(), 'kc-restore-'));
     const listFile = join(workDir, 'use-list.txt');
-    await writeFile(listFile, formatUseList(backup.toc, skip), { mode: 0o600 });
+    await writeFile(listFile, formatUseList(backup.toc, (entry) => skip(entry) || deferredIds.has(entry.dumpId)), { mode: 0o600 });
 
     const sizes = dataBytesByEntry(manifest, backup.toc);
     const totalBytes = [...sizes.values()].reduce((sum, size) => sum + size, 0);
-    const totalItems = backup.toc.length - skipped.length;
+    const totalItems = backup.toc.length - skipped.length - deferredIds.size;
     const dataIdByTable = new Map(
       backup.toc.filter((entry) => entry.desc === 'TABLE DATA').map((entry) => [`${entry.namespace}.${entry.tag}`, entry.dumpId]),
     );
@@ -583,6 +563,7 @@ export async function restoreDatabase(options: RestoreOptions): Promise<RestoreR
       jobs,
       bytes: totalBytes,
       skipped: skipped.length ? skipped : undefined,
+      indexesAfterReady: deferred.length || undefined,
       digests: ownDigests.trusted ? 'taken by this process from these files' : 'recomputed during the restore',
       ...(options.digestedByThisProcess ? { digestsWhy: ownDigests.why } : {}),
     });
@@ -610,20 +591,8 @@ export async function restoreDatabase(options: RestoreOptions): Promise<RestoreR
       await runTool({
         signal: stopRestore.signal,
         tool: tools.pgRestore,
-        args: [
-          '--format=directory',
-          `--jobs=${Math.max(1, jobs)}`,
-          '--no-owner',
-          '--no-privileges',
-          `--role=${owner}`,
-          '--exit-on-error',
-          '--no-password',
-          '--verbose',
-          `--use-list=${listFile}`,
-          `--dbname=${options.target.database}`,
-          backup.dumpDir,
-        ],
-        env: toolEnv(options.target, { purpose: RESTORE_PURPOSE, pgOptions: RESTORE_SESSION_OPTIONS }),
+        args: restoreToolArgs({ jobs, owner, listFile, database: options.target.database, dumpDir: backup.dumpDir, verbose: true }),
+        env: restoreToolEnv(options.target),
         endpoint,
         log,
         onStderrLine: (line) => {
@@ -677,6 +646,8 @@ export async function restoreDatabase(options: RestoreOptions): Promise<RestoreR
       ...(verifier?.largeObjects ? { checksummedLargeObjects: verifier.largeObjects } : {}),
       ...(checksumsInProgress ? { checksumsInProgress } : {}),
       analyzed: options.analyze ?? false,
+      indexesBuiltLater,
+      deferredIndexes,
     };
   } catch (error) {
     throw classifyDatabaseError(error, endpoint, 'restore into');

@@ -1,6 +1,7 @@
 /**
  * Verified → Completed: Keycloak hygiene, the ready marker, the workloads back at their recorded
- * replicas (unless MIGRATION_RESTORE_REPLICAS=false leaves that to the GitOps tool), ANALYZE while
+ * replicas (unless MIGRATION_RESTORE_REPLICAS=false leaves that to the GitOps tool), the plain
+ * indexes the restore left out (pg/deferred-indexes.ts) and ANALYZE while
  * they start (only when scaled back here: analyzeAfterKeycloakIsBack), (with MIGRATION_DELETE_LEGACY=after-restore) the legacy database removed, and older
  * backups the runner left on the backup volume deleted (prune-backups.ts).
  *
@@ -10,6 +11,9 @@
  */
 import { DeleteLegacy, Env, Phase, ReadyMarker } from '../../../lib/contract.js';
 import { requireBackupDir, requireEndpoint } from '../config.js';
+import { buildDeferredIndexes } from '../pg/deferred-indexes.js';
+import type { MigrationState } from '../state.js';
+import { backupDirectoryOf } from './dump.js';
 import { applyKeycloakHygiene } from '../pg/hygiene.js';
 import { analyzeRemaining } from '../pg/restore.js';
 import { readMarker, writeMarker } from '../pg/marker.js';
@@ -46,7 +50,10 @@ export function completeStep(ctx: HookContext) {
         }));
       }
       const scaledBack = await scaleBackOrLeaveToGitOps(ctx, state.originalReplicas);
-      if (analyzeAfter) await analyzeWhileKeycloakStarts(ctx, owner);
+      if (analyzeAfter) {
+        await buildIndexesWhileKeycloakStarts(ctx, owner, state);
+        await analyzeWhileKeycloakStarts(ctx, owner);
+      }
       // Only after-restore deletes here, so legacyDeleted already set means an earlier attempt of this
       // step recorded it and may have died before deleting (the delete is idempotent).
       const deleteNow = ctx.config.deleteLegacy === DeleteLegacy.afterRestore;
@@ -91,6 +98,31 @@ async function scaleBackOrLeaveToGitOps(ctx: HookContext, originals: Readonly<Re
       : 'nothing to scale (not at 0 any more, or no workloads)',
   }));
   return `scaled back ${Object.keys(restored.scaled).join(', ') || 'nothing'}`;
+}
+
+/**
+ * The plain indexes the restore left out (pg/deferred-indexes.ts), built from the backup once the
+ * workloads are scaled back: Keycloak boots meanwhile, and a write to a table waits only while
+ * that table's index builds. Not best effort, unlike the ANALYZE: a failure fails this step, and
+ * the next run (resuming here, the marker already ready) builds what is still missing.
+ */
+async function buildIndexesWhileKeycloakStarts(ctx: HookContext, owner: string, state: MigrationState): Promise<void> {
+  ctx.lock?.assertHeld();
+  const plan = restoredInThisRun(ctx, state)?.deferredIndexes;
+  await timed(
+    ctx,
+    'indexes',
+    () =>
+      buildDeferredIndexes({
+        dir: backupDirectoryOf(ctx, state),
+        target: requireEndpoint(ctx.config, 'target'),
+        owner,
+        jobs: ctx.config.parallelJobs,
+        log: ctx.log,
+        ...(plan ? { plan } : {}),
+      }),
+    (result) => ({ note: result.built.length ? `${result.built.length} plain index(es) while Keycloak starts` : 'none left to build' }),
+  );
 }
 
 /**

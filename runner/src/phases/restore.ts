@@ -101,6 +101,8 @@ export async function restoreRecordedBackup(ctx: HookContext) {
     log: ctx.log,
     checksumDuringRestore: true,
     analyze: !analyzeAfterKeycloakIsBack(ctx),
+    // Built while Keycloak boots, before that ANALYZE (complete.ts).
+    deferPlainIndexes: analyzeAfterKeycloakIsBack(ctx),
     // The backup Job that also restores digested these files just before (context.ts).
     ...(ctx.backupDigestedInThisRun ? { digestedByThisProcess: ctx.backupDigestedInThisRun } : {}),
   });

@@ -10,11 +10,12 @@
 import { ExitCode, Phase } from '../../../lib/contract.js';
 import { requireEndpoint } from '../config.js';
 import { isRunnerError } from '../errors.js';
+import { deferrableIndexIds } from '../pg/deferred-indexes.js';
 import { readManifest } from '../pg/manifest.js';
 import { verifyTarget } from '../pg/verify-target.js';
 import { runStep, updateState, type HookContext } from './context.js';
 import { backupDirectoryOf } from './dump.js';
-import { restoredInThisRun, restoreRecordedBackup, targetOwner } from './restore.js';
+import { analyzeAfterKeycloakIsBack, restoredInThisRun, restoreRecordedBackup, targetOwner } from './restore.js';
 
 export function verifyTargetStep(ctx: HookContext) {
   return runStep(ctx, {
@@ -31,6 +32,10 @@ export function verifyTargetStep(ctx: HookContext) {
       const checksummedTables = restored?.checksummedTables;
       const checksummedLargeObjects = restored?.checksummedLargeObjects;
       const checksumsInProgress = restored?.checksumsInProgress;
+      // The plain indexes come after the ready marker when this runner brings Keycloak back
+      // (complete.ts); a resumed run reads which ones from the backup.
+      const indexesBuiltLater =
+        restored?.indexesBuiltLater ?? (analyzeAfterKeycloakIsBack(ctx) ? await deferrableIndexIds(backupDirectoryOf(ctx, state), { log: ctx.log }) : undefined);
       let verification;
       try {
         verification = await verifyTarget(requireEndpoint(ctx.config, 'target'), manifest, {
@@ -40,6 +45,7 @@ export function verifyTargetStep(ctx: HookContext) {
           ...(checksummedTables ? { checksummedTables } : {}),
           ...(checksummedLargeObjects ? { checksummedLargeObjects } : {}),
           ...(checksumsInProgress ? { checksumsInProgress } : {}),
+          ...(indexesBuiltLater ? { indexesBuiltLater } : {}),
         });
       } catch (error) {
         // Only a difference is a verification result; an unreachable target is just a failed attempt.
