@@ -5,6 +5,7 @@
  */
 import { join } from 'node:path';
 import { TARGET_READY_MESSAGE } from '../runner/src/commands/restore.js';
+import { INDEXES_BUILT_MESSAGE } from '../runner/src/pg/deferred-indexes.js';
 import type { DatabaseEndpoint, DatabaseSnapshot } from './verify-copy.js';
 
 export interface ContenderContext {
@@ -30,6 +31,12 @@ export interface Step {
    * next contender waits for it. Only on the last step.
    */
   readonly downtimeEndsAt?: RegExp;
+  /**
+   * A line after {@link downtimeEndsAt} from which on the copy holds everything the peers' copies
+   * hold when they end (the runner's plain indexes, built after "target ready"): reported beside
+   * the wall time, for the comparison of the whole work. Only with downtimeEndsAt.
+   */
+  readonly completeAt?: RegExp;
   /**
    * Work done while the application still runs (before it is stopped): its time is not in the
    * contender's wall time (the downtime), its CPU, memory and writes still count. Only on leading
@@ -90,16 +97,20 @@ function runnerContender(id: string, label: string, layout: 'one-process' | 'two
       const common = { MIGRATION_PARALLEL_JOBS: String(context.jobs), MIGRATION_LOG_FORMAT: 'json', PG_BINDIR: context.pgBinDir };
       const source = prefixed('SOURCE', context.source);
       const target = prefixed('TARGET', context.target);
-      // Verified, hygiene applied: Keycloak may start; the ANALYZE after it runs while Keycloak boots.
+      // Verified, hygiene applied: Keycloak may start; the plain indexes and the ANALYZE after it
+      // run while Keycloak boots. The indexes' end (or, with none left out, the ready line) is where
+      // the target holds all a peer's copy holds.
       const downtimeEndsAt = new RegExp(`"msg":"${TARGET_READY_MESSAGE}"`);
+      // (A ready line counts only once whole: a chunk may end before its indexesStillToBuild.)
+      const completeAt = new RegExp(`"msg":"${INDEXES_BUILT_MESSAGE}"|"msg":"${TARGET_READY_MESSAGE}"(?![^\\n]*"indexesStillToBuild")[^\\n]*\\n`);
       const checksumSource: Step = { argv: ['node', bundle, 'checksum-source', '--dir', dir], env: { ...common, ...source }, beforeDowntime: true };
       if (layout === 'one-process') {
-        return [checksumSource, { argv: ['node', bundle, 'copy', '--dir', dir], env: { ...common, ...source, ...target }, downtimeEndsAt }];
+        return [checksumSource, { argv: ['node', bundle, 'copy', '--dir', dir], env: { ...common, ...source, ...target }, downtimeEndsAt, completeAt }];
       }
       return [
         checksumSource,
         { argv: ['node', bundle, 'backup', '--dir', dir], env: { ...common, ...source } },
-        { argv: ['node', bundle, 'restore', '--dir', dir], env: { ...common, ...target }, downtimeEndsAt },
+        { argv: ['node', bundle, 'restore', '--dir', dir], env: { ...common, ...target }, downtimeEndsAt, completeAt },
       ];
     },
     dumpDir: (context) => join(context.workDir, 'backup'),

@@ -41,6 +41,8 @@ export interface StepTiming {
   readonly wallSeconds: number;
   /** From the {@link Step.downtimeEndsAt} line to the exit: work done while the application starts. */
   readonly afterDowntimeSeconds?: number;
+  /** From the {@link Step.downtimeEndsAt} line to the {@link Step.completeAt} line (0: the same line). */
+  readonly completeAfterDowntimeSeconds?: number;
   /** A {@link Step.beforeDowntime} step: its time is not in the wall time. */
   readonly beforeDowntime?: true;
 }
@@ -117,7 +119,7 @@ export async function runMigration(setup: MigrationSetup): Promise<MigrationResu
       const stepStarted = performance.now();
       // The downtime starts with the first step that needs the application stopped.
       if (!step.beforeDowntime && all.slice(0, index).every((earlier) => earlier.beforeDowntime)) started = stepStarted;
-      const { downtimeEndedAt } = await runStep(step, setup.repositoryRoot);
+      const { downtimeEndedAt, completeAt } = await runStep(step, setup.repositoryRoot);
       const exited = performance.now();
       if (step.downtimeEndsAt && downtimeEndedAt === undefined) {
         throw new Error(`${describeStep(step).slice(0, 200)} exited without printing a line matching ${step.downtimeEndsAt}`);
@@ -127,6 +129,7 @@ export async function runMigration(setup: MigrationSetup): Promise<MigrationResu
         command: describeStep(step),
         wallSeconds: ((downtimeEndedAt ?? exited) - stepStarted) / 1000,
         ...(downtimeEndedAt !== undefined ? { afterDowntimeSeconds: (exited - downtimeEndedAt) / 1000 } : {}),
+        ...(downtimeEndedAt !== undefined && completeAt !== undefined ? { completeAfterDowntimeSeconds: Math.max(0, completeAt - downtimeEndedAt) / 1000 } : {}),
         ...(step.beforeDowntime ? { beforeDowntime: true as const } : {}),
       });
     }
@@ -198,8 +201,11 @@ function quote(text: string): string {
 
 const STDERR_TAIL_BYTES = 4000;
 
-/** Runs one step to its exit; `downtimeEndedAt` is when its {@link Step.downtimeEndsAt} line came (performance.now()). */
-function runStep(step: Step, cwd: string): Promise<{ downtimeEndedAt?: number }> {
+/**
+ * Runs one step to its exit; `downtimeEndedAt` and `completeAt` are when its
+ * {@link Step.downtimeEndsAt} and {@link Step.completeAt} lines came (performance.now()).
+ */
+function runStep(step: Step, cwd: string): Promise<{ downtimeEndedAt?: number; completeAt?: number }> {
   return new Promise((resolve, reject) => {
     const child = spawn(step.argv[0]!, step.argv.slice(1), {
       cwd,
@@ -208,15 +214,17 @@ function runStep(step: Step, cwd: string): Promise<{ downtimeEndedAt?: number }>
     });
     let stderr = '';
     let downtimeEndedAt: number | undefined;
+    let completeAt: number | undefined;
     child.stderr.setEncoding('utf8');
     child.stderr.on('data', (chunk: string) => {
       // On the tail so far: a line may arrive in two chunks.
       stderr = (stderr + chunk).slice(-STDERR_TAIL_BYTES);
       if (step.downtimeEndsAt && downtimeEndedAt === undefined && step.downtimeEndsAt.test(stderr)) downtimeEndedAt = performance.now();
+      if (step.completeAt && completeAt === undefined && step.completeAt.test(stderr)) completeAt = performance.now();
     });
     child.on('error', (error) => reject(new Error(`could not start ${step.argv[0]}: ${error.message}`)));
     child.on('close', (code, signal) => {
-      if (code === 0) resolve(downtimeEndedAt === undefined ? {} : { downtimeEndedAt });
+      if (code === 0) resolve({ ...(downtimeEndedAt === undefined ? {} : { downtimeEndedAt }), ...(completeAt === undefined ? {} : { completeAt }) });
       else reject(new Error(`${describeStep(step).slice(0, 200)} exited with ${code ?? signal}: ${stderr.trim().slice(-1500)}`));
     });
   });
