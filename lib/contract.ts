@@ -136,6 +136,15 @@ export const Env = {
    */
   restoreReplicas: 'MIGRATION_RESTORE_REPLICAS',
   /**
+   * Whether the restore leaves the dump's plain (non-unique) indexes out and builds them once the
+   * target is verified and ready, while Keycloak boots: `true` | `false`. Only where the runner
+   * itself brings Keycloak back (restore-phase with {@link Env.restoreReplicas} `true`, and the
+   * low-level `restore` and `copy`); with `false` every index is built in the restore, as before
+   * Keycloak may start (e.g. when a Keycloak upgrade in the same rollout runs migrations that drop
+   * or rebuild such an index and must not find it missing). @default true
+   */
+  indexesAfterReady: 'MIGRATION_INDEXES_AFTER_READY',
+  /**
    * Whether backup-phase, once it succeeded, goes on with restore-phase in the same process: `true`
    * | `false` (only backup-phase acts on it; `plan` shows it). Set by DatabaseMigration with Argo CD,
    * which then synthesizes no restore Job: the new database is applied, and healthy, a wave before
@@ -380,6 +389,7 @@ const MIGRATION_JOB_OPTIONAL_ENV: readonly EnvName[] = [
   Env.keepSecrets,
   Env.legacySelector,
   Env.restoreInBackupJob,
+  Env.indexesAfterReady,
 ];
 
 /** One workload's entry of {@link Env.workloadDiscovery}. */

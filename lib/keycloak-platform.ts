@@ -190,6 +190,7 @@ export class KeycloakPlatform extends Chart {
         activeDeadlineSeconds: config.migration.activeDeadlineSeconds,
         parallelJobs: config.migration.parallelJobs,
         ...(config.migration.restoreInBackupJob !== undefined ? { restoreInBackupJob: config.migration.restoreInBackupJob } : {}),
+        ...(config.migration.indexesAfterReady !== undefined ? { indexesAfterReady: config.migration.indexesAfterReady } : {}),
         ...(config.migration.acceptLegacyChangesOf !== undefined ? { acceptLegacyChangesOf: config.migration.acceptLegacyChangesOf } : {}),
       });
       const migrationNames = this.migration.names;

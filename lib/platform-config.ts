@@ -186,6 +186,15 @@ export interface PlatformMigrationConfig {
    */
   readonly restoreInBackupJob?: boolean;
   /**
+   * The plain (non-unique) indexes are built after the ready marker, while Keycloak boots, where
+   * the runner scales Keycloak back itself (Helm); `false` builds them in the restore, before
+   * Keycloak may start — for a rollout that also upgrades Keycloak to a version whose Liquibase
+   * changes drop or rebuild such an index (DatabaseMigration `indexesAfterReady`).
+   *
+   * @default true
+   */
+  readonly indexesAfterReady?: boolean;
+  /**
    * After a rollback to v1 wrote to the legacy database of a completed migration, upgrading again
    * is refused until you choose: put that migration's id here to keep the new database and discard
    * the legacy changes (the backup Job's error names the id). @default - unset: refuse
@@ -333,6 +342,7 @@ export interface ResolvedPlatformConfig {
     readonly activeDeadlineSeconds: number;
     readonly parallelJobs: number;
     readonly restoreInBackupJob?: boolean;
+    readonly indexesAfterReady?: boolean;
     readonly acceptLegacyChangesOf?: string;
   };
   readonly syncWaves: Required<PlatformSyncWaves>;
@@ -356,7 +366,7 @@ const KNOWN_KEYS: Record<string, readonly string[]> = {
   keycloak: ['name', 'replicas', 'hostname', 'proxyHeaders', 'adminUsername', 'resources'],
   database: ['flavor', 'instances', 'storageSize', 'storageClass', 'database', 'username', 'sslMode', 'caSecret', 'caKey'],
   legacyDatabase: ['name', 'database', 'username', 'secretName', 'passwordKey', 'adminPasswordKey', 'storageSize', 'sslMode', 'caSecret', 'caKey'],
-  migration: ['deleteLegacy', 'protectVolumes', 'backupSize', 'backupMinSize', 'backupStorageClass', 'activeDeadlineSeconds', 'parallelJobs', 'restoreInBackupJob', 'acceptLegacyChangesOf'],
+  migration: ['deleteLegacy', 'protectVolumes', 'backupSize', 'backupMinSize', 'backupStorageClass', 'activeDeadlineSeconds', 'parallelJobs', 'restoreInBackupJob', 'indexesAfterReady', 'acceptLegacyChangesOf'],
   syncWaves: ['database', 'backup', 'restore', 'keycloak'],
   helmChart: ['name', 'version'],
 };
@@ -481,6 +491,9 @@ export function resolvePlatformConfig(config: PlatformConfig = {}): ResolvedPlat
     parallelJobs: validateIntegerRange(field('migration.parallelJobs'), config.migration?.parallelJobs ?? 2, 1, 64),
     ...(config.migration?.restoreInBackupJob !== undefined
       ? { restoreInBackupJob: validateBoolean(field('migration.restoreInBackupJob'), config.migration.restoreInBackupJob) }
+      : {}),
+    ...(config.migration?.indexesAfterReady !== undefined
+      ? { indexesAfterReady: validateBoolean(field('migration.indexesAfterReady'), config.migration.indexesAfterReady) }
       : {}),
     ...(backupSize !== undefined ? { backupSize } : {}),
     ...(config.migration?.backupStorageClass !== undefined

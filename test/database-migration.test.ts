@@ -228,6 +228,18 @@ describe('DatabaseMigration objects', () => {
     expect(restoreReplicasOf({ flavor: 'helm', restoreReplicas: false })).toEqual(['false', 'false', 'false']);
   });
 
+  it('builds the plain indexes after the ready marker unless told otherwise: the variable only when false', () => {
+    const indexesAfterReadyOf = (overrides: Partial<DatabaseMigrationProps>) =>
+      synth(overrides)
+        .filter((o: any) => o.kind === 'Job')
+        .map((job: any) => job.spec.template.spec.containers[0].env.find((v: any) => v.name === Env.indexesAfterReady)?.value);
+    expect(indexesAfterReadyOf({ flavor: 'helm' })).toEqual([undefined, undefined, undefined]);
+    expect(indexesAfterReadyOf({ flavor: 'helm', indexesAfterReady: true })).toEqual([undefined, undefined, undefined]);
+    expect(indexesAfterReadyOf({ flavor: 'helm', indexesAfterReady: false })).toEqual(['false', 'false', 'false']);
+    expect(indexesAfterReadyOf({ flavor: 'argocd', indexesAfterReady: false })).toEqual(['false', 'false', 'false']);
+    expect(() => synth({ flavor: 'helm', indexesAfterReady: 'no' as unknown as boolean })).toThrow(/DatabaseMigration indexesAfterReady must be true or false, got "no"/);
+  });
+
   it('lets the backup Job restore under Argo CD only: on by default there, refused with Helm', () => {
     const restoreInBackupJobOf = (overrides: Partial<DatabaseMigrationProps>) =>
       Object.fromEntries(

@@ -5,6 +5,7 @@ import {
   platformConfig,
   resolvePlatformConfig,
 } from '../lib/platform-config.js';
+import { synthPlatform } from './support/synth.js';
 
 describe('platform configuration', () => {
   it('defaults to a v2 platform on a three-instance CloudNativePG database, migrating from keycloak-postgresql', () => {
@@ -131,6 +132,16 @@ describe('platform configuration bad input', () => {
 
   it('fails when deleteLegacy is not a runner mode', () => {
     fails({ migration: { deleteLegacy: 'immediately' as never } }, /'migration.deleteLegacy' must be one of 'never', 'after-restore', 'after-backup', got "immediately"/);
+  });
+
+  it('passes migration.indexesAfterReady through to the migration Jobs, and fails on a non-boolean', () => {
+    fails({ migration: { indexesAfterReady: 'off' as unknown as boolean } }, /'migration.indexesAfterReady' must be true or false, got "off"/);
+    expect(resolvePlatformConfig({}).migration.indexesAfterReady).toBeUndefined();
+    const jobs = synthPlatform({ shape: 'v2', flavor: 'helm', database: 'cloudnative-pg' }, { migration: { indexesAfterReady: false } }).filter((o) => o.kind === 'Job');
+    expect(jobs.length).toBeGreaterThan(0);
+    for (const job of jobs) {
+      expect(job.spec.template.spec.containers[0].env.find((v: { name: string }) => v.name === 'MIGRATION_INDEXES_AFTER_READY')?.value, job.metadata.name).toBe('false');
+    }
   });
 
   it('fails when acceptLegacyChangesOf is not a migration id, and keeps a valid one', () => {

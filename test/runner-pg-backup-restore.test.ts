@@ -195,7 +195,7 @@ describe('runner restore', () => {
     expect(await readComparableContent(target.settings(database))).toEqual(sourceContent);
   });
 
-  it("runs pg_restore's sessions without parallel workers per index build, with asynchronous commit and 256 MB for index builds", async () => {
+  it("runs pg_restore's sessions without parallel workers per index build, with asynchronous commit (synchronous for the indexes after the ready marker) and 256 MB for index builds", async () => {
     // What pg_restore's own sessions see, asked by a wrapper with pg_restore's environment just
     // before it runs: --jobs already builds indexes of several tables at once, and a parallel
     // build on top costs a quarter more server CPU here (sorted runs through temporary files).
@@ -219,6 +219,15 @@ describe('runner restore', () => {
       expect(result.action).toBe('restored');
       expect(readFileSync(seen, 'utf8').trim().split('\n')).toEqual(['0', 'off', '256MB']);
       expect(await readComparableContent(target.settings(database))).toEqual(sourceContent);
+
+      // The plain indexes built after the ready marker commit synchronously: nothing the runner
+      // commits after them would flush their WAL.
+      const deferred = await freshTargetDatabase();
+      const settings = target.settings(deferred, TARGET_USER, TARGET_PASSWORD);
+      await restoreDatabase({ dir: backupDir, target: settings, owner: TARGET_USER, tools, deferPlainIndexes: true });
+      rmSync(seen);
+      expect((await buildDeferredIndexes({ dir: backupDir, target: settings, owner: TARGET_USER, jobs: 2, tools })).built).toEqual(PLAIN_INDEXES);
+      expect(readFileSync(seen, 'utf8').trim().split('\n')).toEqual(['0', 'on', '256MB']);
     } finally {
       rmSync(wrapperDir, { recursive: true, force: true });
     }
@@ -376,6 +385,26 @@ describe('plain indexes after the target is ready', () => {
     const withAnalyze = await restoreDatabase({ dir: backupDir, target: target.settings(analyzed, TARGET_USER, TARGET_PASSWORD), owner: TARGET_USER, jobs: 2, deferPlainIndexes: true, analyze: true });
     expect(withAnalyze.indexesBuiltLater.size).toBe(0);
     expect(await indexesOf(analyzed)).toEqual(await indexesOf('bitnami_keycloak', source));
+  });
+
+  it('builds every index in the restore with --indexes-in-restore or MIGRATION_INDEXES_AFTER_READY=false, and names a bad value', async () => {
+    for (const [args, extra] of [
+      [['--indexes-in-restore'], {}],
+      [[], { MIGRATION_INDEXES_AFTER_READY: 'false' }],
+    ] as Array<[string[], Record<string, string>]>) {
+      const database = await freshTargetDatabase();
+      const run = await runRunner(['restore', '--dir', backupDir, ...args], targetEnv(database, extra));
+      expect(run.code, run.stderr).toBe(0);
+      const lines = logLines(run.stderr);
+      expect(lines.find((line) => line.msg === 'restoring')?.indexesAfterReady).toBeUndefined();
+      expect(lines.find((line) => line.msg === TARGET_READY_MESSAGE)?.indexesStillToBuild).toBeUndefined();
+      const summary = lines.find((line) => line.event === 'summary') as { rows: Array<{ step: string }> };
+      expect(summary.rows.map((row) => row.step)).toEqual(['restore', 'verify target', 'hygiene', 'analyze']);
+      await expectRestoredLikeTheSource(database);
+    }
+    const bad = await runRunner(['restore', '--dir', backupDir], targetEnv(await freshTargetDatabase(), { MIGRATION_INDEXES_AFTER_READY: 'maybe' }));
+    expect(bad.code).toBe(64);
+    expect(logLines(bad.stderr).find((line) => line.level === 'error')?.msg).toBe('MIGRATION_INDEXES_AFTER_READY must be true or false, got "maybe": fix MIGRATION_INDEXES_AFTER_READY');
   });
 
   it('defers only what nothing else refers to: not an index with a comment or one attached to a partitioned index', async () => {

@@ -53,7 +53,7 @@ describe('status and plan against a scenario', () => {
     expect(plan.stdout).toMatch(/^Source: reachable, PostgreSQL 15\.\d+/m);
     expect(plan.stdout).toMatch(/^prepare: +migrate \(the source database is reachable .*\): create the state, ensure 1 Secret\(s\), create the backup PVC kc-migration-backup \(1Gi\), checksum the source while the workloads still run$/m);
     expect(plan.stdout).toMatch(/^backup-phase: +record the replicas of statefulset\/keycloak and scale them to 0 → Quiesced; dump the source onto the backup volume → BackedUp; verify the backup .* → BackupVerified; set the PVs of data-legacy-postgresql-0 to Retain → LegacyProtected$/m);
-    expect(plan.stdout).toMatch(/^restore-phase: +wait for the target .* → Restoring; .*; hygiene, mark ready, scale the workloads back, delete statefulset\/legacy-postgresql, pvc\/data-legacy-postgresql-0 → Completed$/m);
+    expect(plan.stdout).toMatch(/^restore-phase: +wait for the target .* → Restoring; .*; hygiene, mark ready, scale the workloads back, build the plain indexes while they start, delete statefulset\/legacy-postgresql, pvc\/data-legacy-postgresql-0 → Completed$/m);
     expect(plan.stdout).toMatch(/^gate: +waits \(reachable, no marker\)$/m);
     expect(plan.stdout).toContain('Workloads: statefulset/keycloak=2');
     // Read-only: only get/list went to the API, nothing was created or scaled, no marker written.

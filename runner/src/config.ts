@@ -52,6 +52,8 @@ export interface HookConfig {
   readonly workloads: readonly WorkloadRef[];
   /** Whether restore-phase scales the workloads back (MIGRATION_RESTORE_REPLICAS; see the contract). */
   readonly restoreReplicas: boolean;
+  /** Whether the plain indexes wait until the target is ready (MIGRATION_INDEXES_AFTER_READY; see the contract). */
+  readonly indexesAfterReady: boolean;
   /** Whether backup-phase is followed by restore-phase in the same process (MIGRATION_RESTORE_IN_BACKUP_JOB; see the contract). */
   readonly restoreInBackupJob: boolean;
   /** A Completed migration whose legacy database's later changes are accepted (MIGRATION_ACCEPT_LEGACY_CHANGES_OF). */
@@ -124,7 +126,7 @@ export function integerFromEnv(env: NodeJS.ProcessEnv, name: string, fallback: n
   return value;
 }
 
-function booleanFromEnv(env: NodeJS.ProcessEnv, name: string, fallback: boolean): boolean {
+export function booleanFromEnv(env: NodeJS.ProcessEnv, name: string, fallback: boolean): boolean {
   const raw = text(env, name);
   if (raw === undefined) return fallback;
   if (/^(true|1|yes)$/i.test(raw)) return true;
@@ -199,6 +201,7 @@ export function hookConfigFromEnv(env: NodeJS.ProcessEnv = process.env): HookCon
     workloadDiscovery: parseWorkloadDiscovery(env[Env.workloadDiscovery]),
     keepSecrets: nameList(env, Env.keepSecrets),
     restoreReplicas: booleanFromEnv(env, Env.restoreReplicas, true),
+    indexesAfterReady: booleanFromEnv(env, Env.indexesAfterReady, true),
     restoreInBackupJob: booleanFromEnv(env, Env.restoreInBackupJob, false),
     ...(acceptLegacyChangesOf ? { acceptLegacyChangesOf } : {}),
     ...(legacyStatefulSet ? { legacyStatefulSet } : {}),

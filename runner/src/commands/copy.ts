@@ -9,7 +9,7 @@ import { Env, RunnerCommand } from '../../../lib/contract.js';
 import { CommonFlags, defineCommand } from '../cli.js';
 import { settingsFromEnv } from '../pg/connection.js';
 import { backUpAndVerify } from './backup.js';
-import { restoreAndVerify } from './restore.js';
+import { IndexesInRestoreFlag, plainIndexesAfterReady, restoreAndVerify } from './restore.js';
 
 export const copyCommand = defineCommand({
   name: RunnerCommand.copy,
@@ -29,6 +29,7 @@ indexes the restore left out and ANALYZEs.`,
     compression: CommonFlags.compression,
     owner: { type: 'string', description: 'Role that owns every restored object', env: Env.targetOwner, valueName: 'ROLE' },
     'skip-hygiene': { type: 'boolean', description: 'Do not ANALYZE, empty jgroups_ping or release databasechangeloglock' },
+    'indexes-in-restore': IndexesInRestoreFlag,
   },
   async run({ flags, env, log }) {
     // A missing or invalid TARGET_* variable stops the run before the dump, not after it.
@@ -39,6 +40,7 @@ indexes the restore left out and ANALYZEs.`,
       jobs: flags.jobs,
       owner: flags.owner,
       hygiene: !flags['skip-hygiene'],
+      plainIndexesAfterReady: plainIndexesAfterReady(flags['indexes-in-restore'], env),
       digestedByThisProcess: backup.digested,
       env,
       log,

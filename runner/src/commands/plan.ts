@@ -69,7 +69,7 @@ function remainingSteps(input: PlanInput): RemainingStep[] {
     {
       reaches: Phase.completed,
       hook: RunnerCommand.restorePhase,
-      text: `hygiene, mark ${ReadyMarker.ready}, ${config.restoreReplicas ? 'scale the workloads back' : 'leave the workloads at 0 for the GitOps tool to scale back'}${config.deleteLegacy === DeleteLegacy.afterRestore ? `, delete ${legacyObjects}` : ''}`,
+      text: `hygiene, mark ${ReadyMarker.ready}, ${config.restoreReplicas ? `scale the workloads back${config.indexesAfterReady ? ', build the plain indexes while they start' : ''}` : 'leave the workloads at 0 for the GitOps tool to scale back'}${config.deleteLegacy === DeleteLegacy.afterRestore ? `, delete ${legacyObjects}` : ''}`,
     },
   ];
 }

@@ -79,9 +79,10 @@ during a rollback), exits 65 without restoring: run the upgrade again so backup-
 backup. Waits up to MIGRATION_TARGET_WAIT_SECONDS for the target primary to accept writes, marks the target
 "restoring", restores the recorded backup, verifies it (a mismatch exits 65 naming the tables and
 never marks the target ready), empties jgroups_ping, releases databasechangeloglock, marks the
-target "ready", scales the workloads back to their recorded replicas (only those still at 0) and
-ANALYZEs while they start; with MIGRATION_RESTORE_REPLICAS=false the GitOps tool applies them with
-the new template after this Job, so ANALYZE overlaps the restore instead. Deletes the legacy
+target "ready", scales the workloads back to their recorded replicas (only those still at 0), then
+builds the plain (non-unique) indexes the restore left out and ANALYZEs while they start; with
+MIGRATION_RESTORE_REPLICAS=false the GitOps tool applies them with the new template after this Job,
+so every index is built in the restore and ANALYZE overlaps it instead. Deletes the legacy
 database with MIGRATION_DELETE_LEGACY=after-restore → Completed.`,
   flags: {},
   async run({ env, log, signal }) {

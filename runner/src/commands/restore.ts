@@ -7,6 +7,7 @@
  */
 import { Env, RunnerCommand } from '../../../lib/contract.js';
 import { CommonFlags, defineCommand } from '../cli.js';
+import { booleanFromEnv } from '../config.js';
 import type { Logger, SummaryRow } from '../log.js';
 import { settingsFromEnv } from '../pg/connection.js';
 import { applyKeycloakHygiene } from '../pg/hygiene.js';
@@ -31,6 +32,8 @@ export async function restoreAndVerify(options: {
   jobs: number;
   owner: string | undefined;
   hygiene: boolean;
+  /** Build the plain indexes after "target ready" (pg/deferred-indexes.ts) rather than in the restore. */
+  plainIndexesAfterReady: boolean;
   digestedByThisProcess?: DigestedBackup;
   env: NodeJS.ProcessEnv;
   log: Logger;
@@ -50,7 +53,7 @@ export async function restoreAndVerify(options: {
     jobs,
     log,
     checksumDuringRestore: true,
-    deferPlainIndexes: true,
+    deferPlainIndexes: options.plainIndexesAfterReady,
     ...(options.digestedByThisProcess ? { digestedByThisProcess: options.digestedByThisProcess } : {}),
   });
   rows.push({
@@ -101,6 +104,17 @@ export async function restoreAndVerify(options: {
   return rows;
 }
 
+/** `--indexes-in-restore`, of `restore` and `copy`. */
+export const IndexesInRestoreFlag = {
+  type: 'boolean',
+  description: `Build every index in the restore, before "target ready" (default: plain indexes after it; also ${Env.indexesAfterReady}=false)`,
+} as const;
+
+/** Whether the plain indexes wait until after "target ready": not with the flag, nor with the variable set to false. */
+export function plainIndexesAfterReady(indexesInRestore: boolean, env: NodeJS.ProcessEnv): boolean {
+  return !indexesInRestore && booleanFromEnv(env, Env.indexesAfterReady, true);
+}
+
 export const restoreCommand = defineCommand({
   name: RunnerCommand.restore,
   summary: 'Restore --dir into the TARGET_* database, verify it against the manifest, apply Keycloak hygiene',
@@ -112,15 +126,27 @@ Re-running is safe: a target that already holds the backup is left as it is, a p
 cleaned. Plain (non-unique) indexes are left out of the restore: once the target is verified and
 the hygiene applied it logs "target ready" (Keycloak may start from then on), then builds them
 from the backup and ANALYZEs the restored tables, on --jobs sessions. Writes to a table wait
-while one of its indexes builds; reads do not.`,
+while one of its indexes builds; reads do not. --indexes-in-restore (or
+MIGRATION_INDEXES_AFTER_READY=false) builds every index in the restore instead.`,
   flags: {
     dir: CommonFlags.dir,
     jobs: CommonFlags.jobs,
     owner: { type: 'string', description: 'Role that owns every restored object', env: Env.targetOwner, valueName: 'ROLE' },
     'skip-hygiene': { type: 'boolean', description: 'Do not ANALYZE, empty jgroups_ping or release databasechangeloglock' },
+    'indexes-in-restore': IndexesInRestoreFlag,
   },
   async run({ flags, env, log }) {
-    log.summary(await restoreAndVerify({ dir: flags.dir, jobs: flags.jobs, owner: flags.owner, hygiene: !flags['skip-hygiene'], env, log }));
+    log.summary(
+      await restoreAndVerify({
+        dir: flags.dir,
+        jobs: flags.jobs,
+        owner: flags.owner,
+        hygiene: !flags['skip-hygiene'],
+        plainIndexesAfterReady: plainIndexesAfterReady(flags['indexes-in-restore'], env),
+        env,
+        log,
+      }),
+    );
     return 0;
   },
 });

@@ -211,7 +211,7 @@ export async function buildDeferredIndexes(options: BuildDeferredIndexesOptions)
       await runTool({
         tool: tools.pgRestore,
         args: restoreToolArgs({ jobs: options.jobs, owner: options.owner, listFile, database: options.target.database, dumpDir: backup.dumpDir }),
-        env: restoreToolEnv(options.target),
+        env: restoreToolEnv(options.target, true),
         endpoint,
         log,
       });

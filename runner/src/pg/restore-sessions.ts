@@ -16,8 +16,10 @@ export const RESTORE_ADVISORY_LOCK_KEY = 0x6b636d696772;
 
 /**
  * Server options for pg_restore's sessions. Safe because the restore is verified afterwards and
- * re-runnable from the backup: asynchronous commit (no WAL flush wait per table), more memory for
- * index builds, and no role-level timeouts cutting a long index build.
+ * re-runnable from the backup: asynchronous commit (no WAL flush wait per table; the ready
+ * marker's commit, synchronous by the server's default, flushes the WAL past all of them before
+ * Keycloak may start), more
+ * memory for index builds, and no role-level timeouts cutting a long index build.
  *
  * No parallel workers inside one index build: `--jobs` already builds the indexes of several
  * tables at once, and a parallel build hands its workers' sorted runs to the leader through
@@ -26,14 +28,19 @@ export const RESTORE_ADVISORY_LOCK_KEY = 0x6b636d696772;
  * shaped 2.4-2.55 → 2.0-2.15 s and 3.9-4.1 → 3.1-3.2 s; with -j1 still 0.9 s less CPU and no
  * slower. Only a target with idle cores to spare and a few very large tables would lose by it.
  */
-export const RESTORE_SESSION_OPTIONS = [
-  '-c synchronous_commit=off',
-  '-c maintenance_work_mem=256MB',
-  '-c max_parallel_maintenance_workers=0',
-  '-c statement_timeout=0',
-  '-c lock_timeout=0',
-  '-c idle_in_transaction_session_timeout=0',
-].join(' ');
+export const RESTORE_SESSION_OPTIONS = ['-c synchronous_commit=off', ...indexBuildOptions()].join(' ');
+
+/**
+ * Server options for the index builds after the ready marker (pg/deferred-indexes.ts): the
+ * restore's, but each commit synchronous (whatever the server's or the role's default) — nothing
+ * the runner commits after them would flush an asynchronous one, so a target crash moments later
+ * could lose an index the run then reports built.
+ */
+export const INDEX_BUILD_SESSION_OPTIONS = ['-c synchronous_commit=on', ...indexBuildOptions()].join(' ');
+
+function indexBuildOptions(): string[] {
+  return ['-c maintenance_work_mem=256MB', '-c max_parallel_maintenance_workers=0', '-c statement_timeout=0', '-c lock_timeout=0', '-c idle_in_transaction_session_timeout=0'];
+}
 
 /**
  * Takes the session advisory lock of the restore on `client`'s target (held until the session
@@ -92,7 +99,10 @@ export function restoreToolArgs(options: { jobs: number; owner: string; listFile
   ];
 }
 
-/** pg_restore's environment: the target's connection, {@link RESTORE_PURPOSE} and {@link RESTORE_SESSION_OPTIONS}. */
-export function restoreToolEnv(target: ConnectionSettings): NodeJS.ProcessEnv {
-  return toolEnv(target, { purpose: RESTORE_PURPOSE, pgOptions: RESTORE_SESSION_OPTIONS });
+/**
+ * pg_restore's environment: the target's connection, {@link RESTORE_PURPOSE} and
+ * {@link RESTORE_SESSION_OPTIONS} (or, `forIndexBuilds`, {@link INDEX_BUILD_SESSION_OPTIONS}).
+ */
+export function restoreToolEnv(target: ConnectionSettings, forIndexBuilds = false): NodeJS.ProcessEnv {
+  return toolEnv(target, { purpose: RESTORE_PURPOSE, pgOptions: forIndexBuilds ? INDEX_BUILD_SESSION_OPTIONS : RESTORE_SESSION_OPTIONS });
 }

@@ -102,7 +102,7 @@ export async function restoreRecordedBackup(ctx: HookContext) {
     checksumDuringRestore: true,
     analyze: !analyzeAfterKeycloakIsBack(ctx),
     // Built while Keycloak boots, before that ANALYZE (complete.ts).
-    deferPlainIndexes: analyzeAfterKeycloakIsBack(ctx),
+    deferPlainIndexes: analyzeAfterKeycloakIsBack(ctx) && ctx.config.indexesAfterReady,
     // The backup Job that also restores digested these files just before (context.ts).
     ...(ctx.backupDigestedInThisRun ? { digestedByThisProcess: ctx.backupDigestedInThisRun } : {}),
   });

@@ -33,7 +33,8 @@ export function verifyTargetStep(ctx: HookContext) {
       const checksummedLargeObjects = restored?.checksummedLargeObjects;
       const checksumsInProgress = restored?.checksumsInProgress;
       // The plain indexes come after the ready marker when this runner brings Keycloak back
-      // (complete.ts); a resumed run reads which ones from the backup.
+      // (complete.ts builds whatever is missing then); a resumed run reads which ones from the
+      // backup, whatever MIGRATION_INDEXES_AFTER_READY says now (the run that restored decided).
       const indexesBuiltLater =
         restored?.indexesBuiltLater ?? (analyzeAfterKeycloakIsBack(ctx) ? await deferrableIndexIds(backupDirectoryOf(ctx, state), { log: ctx.log }) : undefined);
       let verification;
