@@ -269,8 +269,9 @@ export function renderResults(report: BenchReport): string {
       'machine shared with other work it is steadier than the wall-time ratio, and on two busy cores the wall-time ratio tends ' +
       'towards it. "Runner to its last index": the runner builds the plain (non-unique) indexes after "target ready", while ' +
       'Keycloak boots (runner/src/pg/deferred-indexes.ts; keys, unique indexes and foreign keys are restored and verified before ' +
-      'it), so its wall time ends before the target holds everything a peer\'s copy holds when it ends; this column measures to ' +
-      'that point (the "indexes built" line), the comparison of the whole work.',
+      'it), so its wall time ends before the target holds everything the fd-z0 and pipe peers\' copies hold when they end; this ' +
+      'column measures to that point (the "indexes built" line), the comparison of the whole copy. (pgcopydb\'s wall time also ' +
+      'includes its VACUUM ANALYZE, which the runner runs after this point.)',
     '',
   );
   if (noisyRuns.length > 0) {
@@ -522,9 +523,9 @@ function explainRunnerWork(proofFromIds: boolean): string[] {
     'Done this round: the plain (non-unique) indexes leave the downtime. On Keycloak-shaped data their builds were most of ' +
       'pg_restore\'s time after the data load — keycloak 1 GiB, `pg_restore -j2` alone on two cores: 9.6 s with every index, 5.4 s ' +
       'without the plain ones, 4.2 s to build them afterwards from the same dump (`pg_restore --use-list` of their items) — while a ' +
-      'plain index only makes queries faster: no write is accepted or refused because of it. So the restore leaves out every ' +
-      'INDEX item that is a single non-unique `CREATE INDEX` nothing else in the dump refers to (no comment or security label on ' +
-      'it, not a partitioned index or one attached to it), the verification allows exactly those missing (any other difference ' +
+      'plain index over columns only makes queries faster: it decides no write but for btree\'s ~2.7 kB entry limit. So the ' +
+      'restore leaves out every INDEX item that is a single non-unique `CREATE INDEX` over columns (no expression, no predicate) ' +
+      'nothing else in the dump refers to (no comment on it, not a partitioned index or one attached to it), the verification allows exactly those missing (any other difference ' +
       'still fails it), and the indexes are built after "target ready" while Keycloak boots, with synchronous commits, then the ' +
       'ANALYZE. A run killed in the builds resumes at the complete step and builds what is missing (test/runner-crash-inside.test.ts). ' +
       'Measured alone before this run (keycloak 1 GiB, 3 alternating rounds of the builds with and without it, start → "target ' +

@@ -263,13 +263,15 @@ export interface DatabaseMigrationProps {
   /**
    * Whether the plain (non-unique) indexes are built after the ready marker, while Keycloak boots,
    * instead of inside the downtime (`MIGRATION_INDEXES_AFTER_READY`). On Keycloak's tables their
-   * builds are about 40 % of pg_restore's time; keys, unique indexes and foreign keys are restored
-   * and verified before the marker either way, and no write is accepted or refused because of a
-   * plain index. While one builds, writes to its table wait (reads do not). Applies only where the
+   * builds are about 40 % of pg_restore's time; keys, unique indexes and foreign keys (and indexes
+   * on expressions or with a predicate) are restored and verified before the marker either way,
+   * and a plain index over columns decides no write but for btree's ~2.7 kB entry limit. While one
+   * builds, writes to its table wait (reads do not) for as long as it takes. Applies only where the
    * runner scales the workloads back itself (`restoreReplicas`): otherwise the GitOps tool starts
    * Keycloak after the Job, and every index is built in the restore. Set `false` when a Keycloak
    * upgrade in the same rollout runs Liquibase changes that drop or rebuild such an index: they
-   * would fail on an index not yet built (Keycloak's pod restarts and retries them).
+   * would fail on an index not yet built (Keycloak's pod restarts and retries them). `true` with
+   * `restoreReplicas: false` is refused: it would do nothing.
    *
    * @default true
    */
@@ -601,6 +603,12 @@ export class DatabaseMigration extends Construct {
     const restoreReplicas = validateBoolean('DatabaseMigration restoreReplicas', props.restoreReplicas ?? flavor === 'helm');
     const restoreInBackupJob = validateBoolean('DatabaseMigration restoreInBackupJob', props.restoreInBackupJob ?? flavor === 'argocd');
     const indexesAfterReady = validateBoolean('DatabaseMigration indexesAfterReady', props.indexesAfterReady ?? true);
+    if (props.indexesAfterReady === true && !restoreReplicas) {
+      throw new Error(
+        'DatabaseMigration indexesAfterReady is true with restoreReplicas false: the GitOps tool starts Keycloak only after the ' +
+          'restore Job, so every index is built in the restore and the setting would do nothing; leave indexesAfterReady unset, or set restoreReplicas: true',
+      );
+    }
     if (restoreInBackupJob && flavor === 'helm') {
       throw new Error(
         'DatabaseMigration restoreInBackupJob is true with flavor helm: Helm applies the new database only after the ' +

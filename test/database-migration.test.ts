@@ -238,6 +238,11 @@ describe('DatabaseMigration objects', () => {
     expect(indexesAfterReadyOf({ flavor: 'helm', indexesAfterReady: false })).toEqual(['false', 'false', 'false']);
     expect(indexesAfterReadyOf({ flavor: 'argocd', indexesAfterReady: false })).toEqual(['false', 'false', 'false']);
     expect(() => synth({ flavor: 'helm', indexesAfterReady: 'no' as unknown as boolean })).toThrow(/DatabaseMigration indexesAfterReady must be true or false, got "no"/);
+    // Where the GitOps tool starts Keycloak after the Job, the setting could do nothing: said so.
+    expect(() => synth({ flavor: 'argocd', indexesAfterReady: true })).toThrow(
+      /DatabaseMigration indexesAfterReady is true with restoreReplicas false: .* leave indexesAfterReady unset, or set restoreReplicas: true/,
+    );
+    expect(indexesAfterReadyOf({ flavor: 'argocd', restoreReplicas: true, indexesAfterReady: true })).toEqual([undefined, undefined, undefined]);
   });
 
   it('lets the backup Job restore under Argo CD only: on by default there, refused with Helm', () => {

@@ -16,7 +16,7 @@ import { TableVerifierDuringRestore } from '../runner/src/pg/verify-during-resto
 import { isMarkedReady, readMarker, writeMarker } from '../runner/src/pg/marker.js';
 import { applyKeycloakHygiene } from '../runner/src/pg/hygiene.js';
 import { collectTargetStats, diffDatabaseStats, verifyTarget } from '../runner/src/pg/verify-target.js';
-import { buildDeferredIndexes, findDeferrableIndexes, isDeferrableIndexSql, splitRenderedItems } from '../runner/src/pg/deferred-indexes.js';
+import { buildDeferredIndexes, findDeferrableIndexes, isDeferrableIndexSql, splitRenderedItems, unquoteIdentifier } from '../runner/src/pg/deferred-indexes.js';
 import { parseTocLine, readToc } from '../runner/src/pg/toc.js';
 import { findPgTools } from '../runner/src/pg/tools.js';
 import { createLogger, silentLogger } from '../runner/src/log.js';
@@ -415,6 +415,12 @@ describe('plain indexes after the target is ready', () => {
     const fake = (desc: string, namespace: string, tag: string) => parseTocLine(`99999; 0 0 ${desc} ${namespace} ${tag} postgres`)!;
     const commented = [...toc, fake('COMMENT', 'public', 'INDEX idx_user_email')];
     expect((await findDeferrableIndexes(tools, dumpDir, commented)).map((index) => index.id)).toEqual(['public.idx_credential_user']);
+    // A comment's tag quotes the name where SQL needs it (pg_dump's fmtId), the INDEX item's does not.
+    const quoted = [...toc, fake('COMMENT', 'public', 'INDEX "idx_user_email"')];
+    expect((await findDeferrableIndexes(tools, dumpDir, quoted)).map((index) => index.id)).toEqual(['public.idx_credential_user']);
+    expect(unquoteIdentifier('"Idx ""a"""')).toBe('Idx "a"');
+    expect(unquoteIdentifier('idx_a')).toBe('idx_a');
+
     const attached = [...toc, fake('INDEX ATTACH', 'public', 'idx_credential_user')];
     expect((await findDeferrableIndexes(tools, dumpDir, attached)).map((index) => index.id)).toEqual(['public.idx_user_email']);
     // The real ones: the partitions' indexes of event_entity are in the dump, attached, and stay.
@@ -423,7 +429,14 @@ describe('plain indexes after the target is ready', () => {
 
   it("classifies an INDEX item's SQL: one plain CREATE INDEX with pg_dump's companions only", () => {
     expect(isDeferrableIndexSql('\nCREATE INDEX idx_a ON public.t USING btree (a);\n\n')).toBe(true);
-    expect(isDeferrableIndexSql('CREATE INDEX idx_a ON public.t USING btree (lower((a)::text));\nALTER TABLE public.t CLUSTER ON idx_a;\nALTER INDEX public.idx_a ALTER COLUMN 1 SET STATISTICS 500;')).toBe(true);
+    expect(isDeferrableIndexSql('CREATE INDEX idx_a ON public.t USING btree (a);\nALTER TABLE public.t CLUSTER ON idx_a;\nALTER INDEX public.idx_a ALTER COLUMN 1 SET STATISTICS 500;')).toBe(true);
+    expect(isDeferrableIndexSql('CREATE INDEX "Idx A" ON public."T" USING btree (name COLLATE "C" text_pattern_ops DESC NULLS LAST, b) INCLUDE (c) WITH (fillfactor=\'70\');')).toBe(true);
+    // An expression or a predicate may fail on a row written before the build: they stay in the restore.
+    expect(isDeferrableIndexSql('CREATE INDEX idx_a ON public.t USING btree (lower((a)::text));')).toBe(false);
+    expect(isDeferrableIndexSql("CREATE INDEX idx_a ON public.t USING btree (a) WHERE (b = 'x'::text);")).toBe(false);
+    expect(isDeferrableIndexSql('CREATE INDEX "idx(a)" ON public.t USING btree (a);')).toBe(true);
+    // What it cannot tell from an expression stays in the restore too.
+    expect(isDeferrableIndexSql('CREATE INDEX idx_a ON public.t USING btree ("col(1)");')).toBe(false);
     expect(isDeferrableIndexSql("SET default_tablespace = fast;\nCREATE INDEX idx_a ON public.t USING btree (a);")).toBe(true);
     expect(isDeferrableIndexSql('CREATE UNIQUE INDEX idx_a ON public.t USING btree (a);')).toBe(false);
     expect(isDeferrableIndexSql('CREATE INDEX idx_p ON ONLY public.p USING btree (a);')).toBe(false);

@@ -80,7 +80,8 @@ backup. Waits up to MIGRATION_TARGET_WAIT_SECONDS for the target primary to acce
 "restoring", restores the recorded backup, verifies it (a mismatch exits 65 naming the tables and
 never marks the target ready), empties jgroups_ping, releases databasechangeloglock, marks the
 target "ready", scales the workloads back to their recorded replicas (only those still at 0), then
-builds the plain (non-unique) indexes the restore left out and ANALYZEs while they start; with
+builds the plain (non-unique) indexes the restore left out (not with MIGRATION_INDEXES_AFTER_READY=false)
+and ANALYZEs while they start; with
 MIGRATION_RESTORE_REPLICAS=false the GitOps tool applies them with the new template after this Job,
 so every index is built in the restore and ANALYZE overlaps it instead. Deletes the legacy
 database with MIGRATION_DELETE_LEGACY=after-restore → Completed.`,

@@ -3,24 +3,33 @@
  *
  * On Keycloak-shaped data the index builds are most of pg_restore's time after the data load
  * (keycloak 1 GiB, pg_restore -j2 on two cores: 9.6 s with them, 5.4 s without, 4.2 s to build
- * them afterwards), while a plain index only speeds queries up: no row is accepted or refused
- * because of it. So when the runner itself brings Keycloak back (the low-level `restore` and
+ * them afterwards), while a plain index over columns only speeds queries up: it decides no write,
+ * but for one limit — a btree entry over ~2.7 kB (a third of a page) is refused once the index
+ * exists, so a row like that written in between makes the build fail (the error says which index
+ * and how to go on; Keycloak's indexed columns are varchar(255) and shorter). So when the runner
+ * itself brings Keycloak back (the low-level `restore` and
  * `copy`, the hooks with MIGRATION_RESTORE_REPLICAS=true) the restore leaves these indexes out,
  * the verification checks everything else, the target is marked ready, and the indexes are built
  * from the same verified dump (`pg_restore --use-list` of their items, so every definition is
  * the dump's own) while Keycloak's JVM boots — as the ANALYZE after them.
  *
  * What stays in the restore: primary keys, unique and exclusion constraints, unique indexes (they
- * decide which writes succeed), foreign keys, and any index something else in the dump refers
- * to (a comment or security label on it, a partitioned index and its attachments). A plain
- * `CREATE INDEX` holds a SHARE lock: while one builds, writes to its table wait (reads do not),
- * which a Keycloak still booting does not notice. The build is transactional: a run killed in it
- * leaves no half-built index, and the next run builds what is missing.
+ * decide which writes succeed), foreign keys, indexes on expressions or with a predicate (their
+ * expressions may fail on rows written in between), any index something else in the dump refers
+ * to (a comment on it, a partitioned index and its attachments). (A materialized view's refresh,
+ * in the restore, runs without the plain indexes of its tables: slower for a view whose query
+ * needs them; Keycloak has none.) A plain `CREATE INDEX` holds
+ * a SHARE lock: while one builds, writes to its table wait (reads do not; a write transaction
+ * still open makes the build, and the writes after it, wait for it), as long as the build takes —
+ * unnoticed by a Keycloak still booting, a stall of the writes to the largest tables (sessions,
+ * users) for a Keycloak already serving. The build is transactional: a run killed in it leaves no
+ * half-built index, and the next run builds what is missing.
  */
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { dataError, type EndpointDescription } from '../errors.js';
+import { ExitCode } from '../../../lib/contract.js';
+import { dataError, isRunnerError, RunnerError, type EndpointDescription } from '../errors.js';
 import { silentLogger, type Logger } from '../log.js';
 import { connect, describeEndpoint, type ConnectionSettings } from './connection.js';
 import { restoreToolArgs, restoreToolEnv, takeRestoreLock } from './restore-sessions.js';
@@ -47,14 +56,20 @@ export interface DeferredIndexPlan {
 }
 
 const HEADER = /^-- Name: (.*); Type: (.*); Schema: (.*); Owner: (.*)$/;
-const CREATE_PLAIN_INDEX = /^CREATE INDEX .+ ON .+;$/;
+/**
+ * `CREATE INDEX name ON table USING method (columns) [INCLUDE (columns)] [WITH (options)];` as
+ * pg_get_indexdef prints it, with no parenthesis inside the lists: an expression has some.
+ */
+const CREATE_PLAIN_INDEX = /^CREATE INDEX \S.* ON \S.* USING \w+ \([^()]*\)(?: INCLUDE \([^()]*\))?(?: WITH \([^()]*\))?;$/;
 /** What pg_dump may put in an INDEX item besides the CREATE INDEX itself. */
 const COMPANION_STATEMENTS = [/^ALTER TABLE .+ CLUSTER ON .+;$/, /^ALTER INDEX .+ ALTER COLUMN \d+ SET STATISTICS -?\d+;$/];
 
 /**
  * Whether the SQL of one INDEX item (as `pg_restore --file` prints it) creates a plain index that
- * can be built later: one single-line `CREATE INDEX` (not UNIQUE, not `ON ONLY` a partitioned
- * table) and only the statements pg_dump adds to it. Anything else stays in the restore.
+ * can be built later: one single-line `CREATE INDEX` over columns (not UNIQUE, not `ON ONLY` a
+ * partitioned table, no expression, no WHERE) and only the statements pg_dump adds to it.
+ * Anything else — or anything this cannot tell from one, such as a quoted column name with a parenthesis — stays
+ * in the restore.
  */
 export function isDeferrableIndexSql(sql: string): boolean {
   const statements = sql
@@ -62,7 +77,7 @@ export function isDeferrableIndexSql(sql: string): boolean {
     .map((line) => line.trim())
     .filter((line) => line && !line.startsWith('--') && !line.startsWith('SET ') && !line.startsWith('SELECT pg_catalog.set_config') && !line.startsWith('\\'));
   const [create, ...rest] = statements;
-  if (!create || !CREATE_PLAIN_INDEX.test(create) || create.includes(' ON ONLY ')) return false;
+  if (!create || !CREATE_PLAIN_INDEX.test(create) || create.includes(' ON ONLY ') || create.includes(' WHERE ')) return false;
   return rest.every((statement) => COMPANION_STATEMENTS.some((pattern) => pattern.test(statement)));
 }
 
@@ -100,10 +115,11 @@ export function splitRenderedItems(script: string): Map<string, string> {
  * only: the caller has checked its digest).
  */
 export async function findDeferrableIndexes(tools: PgTools, dumpDir: string, toc: readonly TocEntry[], log: Logger = silentLogger): Promise<DeferredIndex[]> {
-  // Left in the restore: an index a comment or security label is on, and a partition's index an
-  // INDEX ATTACH item (tagged with its name) ties to its partitioned parent (itself `ON ONLY`).
+  // Left in the restore: an index a comment is on (tagged `INDEX <name>`, the name quoted as SQL
+  // when it needs to be, unlike the INDEX item's own tag), and a partition's index an INDEX ATTACH
+  // item (tagged with its name) ties to its partitioned parent (itself `ON ONLY`).
   const referenced = new Set([
-    ...toc.filter((entry) => (entry.desc === 'COMMENT' || entry.desc === 'SECURITY LABEL') && entry.tag.startsWith('INDEX ')).map((entry) => `${entry.namespace}|${entry.tag.slice('INDEX '.length)}`),
+    ...toc.filter((entry) => entry.desc === 'COMMENT' && entry.tag.startsWith('INDEX ')).map((entry) => `${entry.namespace}|${unquoteIdentifier(entry.tag.slice('INDEX '.length))}`),
     ...toc.filter((entry) => entry.desc === 'INDEX ATTACH').map((entry) => `${entry.namespace}|${entry.tag}`),
   ]);
   const candidates = toc.filter((entry) => entry.desc === 'INDEX' && !referenced.has(`${entry.namespace}|${entry.tag}`));
@@ -147,6 +163,11 @@ export async function deferrableIndexIds(dir: string, options: { tools?: PgTools
 async function readDeferredIndexPlan(dir: string, tools: PgTools, log: Logger): Promise<DeferredIndexPlan> {
   const backup = await verifyBackup(dir, { tools, log, digests: false, recordedToc: true });
   return { dumpDir: backup.dumpDir, toc: backup.toc, indexes: await findDeferrableIndexes(tools, backup.dumpDir, backup.toc, log) };
+}
+
+/** An identifier as pg_dump's fmtId prints it, back to the name: `"Idx ""a"""` is `Idx "a"`. */
+export function unquoteIdentifier(identifier: string): string {
+  return identifier.length >= 2 && identifier.startsWith('"') && identifier.endsWith('"') ? identifier.slice(1, -1).replaceAll('""', '"') : identifier;
 }
 
 export interface BuildDeferredIndexesOptions {
@@ -214,6 +235,19 @@ export async function buildDeferredIndexes(options: BuildDeferredIndexesOptions)
         env: restoreToolEnv(options.target, true),
         endpoint,
         log,
+      }).catch((error: unknown) => {
+        // After the ready marker Keycloak may be serving: say that the data is in place, and how
+        // to finish by hand if the cause cannot be removed.
+        const cause = error instanceof Error ? error.message : String(error);
+        const escape = (text: string) => text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+        const lines = missing.map((index) => `${escape(index.entry.namespace)} ${escape(index.entry.tag)}`).join('|');
+        throw new RunnerError(`building the plain index(es) ${missing.map((index) => index.id).join(', ')} after the target was ready failed: ${cause}`, {
+          exitCode: isRunnerError(error) ? error.exitCode : ExitCode.unexpected,
+          hint:
+            'the data is restored and verified, and Keycloak may be using it; remove the cause named above and run again (restore-phase resumes at its complete step and builds what is missing), ' +
+            `or build them by hand: pg_restore --list ${backup.dumpDir} | grep -E ' INDEX (${lines}) ' > indexes.txt, then pg_restore --use-list=indexes.txt --dbname=<target> ${backup.dumpDir}`,
+          cause: error,
+        });
       });
     } finally {
       await rm(workDir, { recursive: true, force: true });

@@ -12,12 +12,12 @@
 import { DeleteLegacy, Env, Phase, ReadyMarker } from '../../../lib/contract.js';
 import { requireBackupDir, requireEndpoint } from '../config.js';
 import { buildDeferredIndexes } from '../pg/deferred-indexes.js';
-import type { MigrationState } from '../state.js';
-import { backupDirectoryOf } from './dump.js';
 import { applyKeycloakHygiene } from '../pg/hygiene.js';
 import { analyzeRemaining } from '../pg/restore.js';
 import { readMarker, writeMarker } from '../pg/marker.js';
+import type { MigrationState } from '../state.js';
 import { runStep, timed, updateState, type HookContext } from './context.js';
+import { backupDirectoryOf } from './dump.js';
 import { assertLegacyDisksRetained, removeLegacy } from './protect-legacy.js';
 import { pruneBackups } from './prune-backups.js';
 import { unquiesce } from './quiesce.js';
@@ -33,6 +33,11 @@ export function completeStep(ctx: HookContext) {
       const marker = await readMarker(target);
       const alreadyReady = marker?.status === ReadyMarker.ready && marker.migrationId === state.migrationId;
       const analyzeAfter = analyzeAfterKeycloakIsBack(ctx);
+      // Plain indexes the restore left for later (pg/deferred-indexes.ts) may be missing unless this
+      // process restored leaving none out: after a resume, or with MIGRATION_RESTORE_REPLICAS
+      // changed since the run that restored, they are looked for and built.
+      const restored = restoredInThisRun(ctx, state);
+      const indexesMayBeMissing = restored === undefined || restored.deferredIndexes.indexes.length > 0;
       if (alreadyReady) {
         ctx.log.info('the target is already marked ready: skipping the hygiene (Keycloak may be running)');
       } else {
@@ -44,6 +49,8 @@ export function completeStep(ctx: HookContext) {
         await timed(ctx, 'hygiene', () => applyKeycloakHygiene(target, { owner, log: ctx.log, analyze: analyzeNow }), (result) => ({
           note: `${analyzeAfter ? 'ANALYZE after Keycloak is back' : analyzedByRestore ? 'ANALYZE during the restore' : 'ANALYZE'}; emptied ${Object.keys(result.jgroupsRowsDeleted).length} JGroups table(s); released ${Object.values(result.changelogLocksReleased).reduce((a, b) => a + b, 0)} Liquibase lock(s)`,
         }));
+        // Keycloak starts only after this Job (the GitOps tool scales it): before the marker.
+        if (!analyzeAfter && indexesMayBeMissing) await buildLeftOutIndexes(ctx, owner, state, 'before the ready marker');
         ctx.lock?.assertHeld();
         await timed(ctx, 'mark-ready', () => writeMarker(target, { status: ReadyMarker.ready, migrationId: state.migrationId, owner }), () => ({
           note: `ready marker ${ReadyMarker.schema}.${ReadyMarker.table} = ${ReadyMarker.ready}`,
@@ -51,8 +58,10 @@ export function completeStep(ctx: HookContext) {
       }
       const scaledBack = await scaleBackOrLeaveToGitOps(ctx, state.originalReplicas);
       if (analyzeAfter) {
-        await buildIndexesWhileKeycloakStarts(ctx, owner, state);
+        if (indexesMayBeMissing) await buildLeftOutIndexes(ctx, owner, state, 'while Keycloak starts');
         await analyzeWhileKeycloakStarts(ctx, owner);
+      } else if (alreadyReady && indexesMayBeMissing) {
+        await buildLeftOutIndexes(ctx, owner, state, 'after the ready marker of an earlier run');
       }
       // Only after-restore deletes here, so legacyDeleted already set means an earlier attempt of this
       // step recorded it and may have died before deleting (the delete is idempotent).
@@ -101,12 +110,12 @@ async function scaleBackOrLeaveToGitOps(ctx: HookContext, originals: Readonly<Re
 }
 
 /**
- * The plain indexes the restore left out (pg/deferred-indexes.ts), built from the backup once the
- * workloads are scaled back: Keycloak boots meanwhile, and a write to a table waits only while
- * that table's index builds. Not best effort, unlike the ANALYZE: a failure fails this step, and
- * the next run (resuming here, the marker already ready) builds what is still missing.
+ * The plain indexes the restore left out (pg/deferred-indexes.ts), built from the backup — when
+ * this runner scales the workloads back, once they are: Keycloak boots meanwhile, and a write to a
+ * table waits only while that table's index builds. Not best effort, unlike the ANALYZE: a failure
+ * fails this step, and the next run (resuming here) builds what is still missing.
  */
-async function buildIndexesWhileKeycloakStarts(ctx: HookContext, owner: string, state: MigrationState): Promise<void> {
+async function buildLeftOutIndexes(ctx: HookContext, owner: string, state: MigrationState, when: string): Promise<void> {
   ctx.lock?.assertHeld();
   const plan = restoredInThisRun(ctx, state)?.deferredIndexes;
   await timed(
@@ -121,7 +130,7 @@ async function buildIndexesWhileKeycloakStarts(ctx: HookContext, owner: string, 
         log: ctx.log,
         ...(plan ? { plan } : {}),
       }),
-    (result) => ({ note: result.built.length ? `${result.built.length} plain index(es) while Keycloak starts` : 'none left to build' }),
+    (result) => ({ note: result.built.length ? `${result.built.length} plain index(es) ${when}` : 'none left to build' }),
   );
 }
 
