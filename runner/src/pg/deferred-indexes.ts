@@ -124,30 +124,24 @@ export async function findDeferrableIndexes(tools: PgTools, dumpDir: string, toc
   ]);
   const candidates = toc.filter((entry) => entry.desc === 'INDEX' && !referenced.has(`${entry.namespace}|${entry.tag}`));
   if (candidates.length === 0) return [];
-  const workDir = await mkdtemp(join(tmpdir(), 'kc-indexes-'));
-  try {
-    const listFile = join(workDir, 'indexes.txt');
-    const chosen = new Set(candidates.map((entry) => entry.dumpId));
-    await writeFile(listFile, formatUseList(toc, (entry) => !chosen.has(entry.dumpId)), { mode: 0o600 });
-    const endpoint: EndpointDescription = { host: 'local', port: 0, user: '-', database: dumpDir };
-    const { stdout } = await runTool({
+  const endpoint: EndpointDescription = { host: 'local', port: 0, user: '-', database: dumpDir };
+  const { stdout } = await withUseList(toc, candidates, (listFile) =>
+    runTool({
       tool: tools.pgRestore,
       args: ['--file=-', `--use-list=${listFile}`, dumpDir],
       env: { ...process.env, PGPASSWORD: '' },
       endpoint,
       captureStdout: true,
       log,
-    });
-    const rendered = splitRenderedItems(stdout);
-    return candidates
-      .filter((entry) => {
-        const sql = rendered.get(`INDEX|${entry.namespace}|${entry.tag}`);
-        return sql !== undefined && isDeferrableIndexSql(sql);
-      })
-      .map((entry) => ({ entry, id: `${entry.namespace}.${entry.tag}` }));
-  } finally {
-    await rm(workDir, { recursive: true, force: true });
-  }
+    }),
+  );
+  const rendered = splitRenderedItems(stdout);
+  return candidates
+    .filter((entry) => {
+      const sql = rendered.get(`INDEX|${entry.namespace}|${entry.tag}`);
+      return sql !== undefined && isDeferrableIndexSql(sql);
+    })
+    .map((entry) => ({ entry, id: `${entry.namespace}.${entry.tag}` }));
 }
 
 /**
@@ -168,6 +162,22 @@ async function readDeferredIndexPlan(dir: string, tools: PgTools, log: Logger): 
 /** An identifier as pg_dump's fmtId prints it, back to the name: `"Idx ""a"""` is `Idx "a"`. */
 export function unquoteIdentifier(identifier: string): string {
   return identifier.length >= 2 && identifier.startsWith('"') && identifier.endsWith('"') ? identifier.slice(1, -1).replaceAll('""', '"') : identifier;
+}
+
+/**
+ * Runs `fn` with the path of a private temporary use-list of `toc` that selects only `entries`
+ * (the others commented out, as `pg_restore --use-list` reads them), removed afterwards.
+ */
+async function withUseList<T>(toc: readonly TocEntry[], entries: readonly TocEntry[], fn: (listFile: string) => Promise<T>): Promise<T> {
+  const chosen = new Set(entries.map((entry) => entry.dumpId));
+  const workDir = await mkdtemp(join(tmpdir(), 'kc-indexes-'));
+  try {
+    const listFile = join(workDir, 'use-list.txt');
+    await writeFile(listFile, formatUseList(toc, (entry) => !chosen.has(entry.dumpId)), { mode: 0o600 });
+    return await fn(listFile);
+  } finally {
+    await rm(workDir, { recursive: true, force: true });
+  }
 }
 
 export interface BuildDeferredIndexesOptions {
@@ -204,8 +214,8 @@ export async function buildDeferredIndexes(options: BuildDeferredIndexesOptions)
   const log = options.log ?? silentLogger;
   const tools = options.tools ?? (await findPgTools());
   const endpoint = describeEndpoint(options.target);
-  const backup = options.plan ?? (await readDeferredIndexPlan(options.dir, tools, log));
-  const deferrable = backup.indexes;
+  const plan = options.plan ?? (await readDeferredIndexPlan(options.dir, tools, log));
+  const deferrable = plan.indexes;
   if (deferrable.length === 0) return { built: [], durationMs: Date.now() - started };
   const control = await connect(options.target, { purpose: 'build-indexes', action: 'build indexes in' });
   try {
@@ -224,14 +234,10 @@ export async function buildDeferredIndexes(options: BuildDeferredIndexesOptions)
     const missing = deferrable.filter((index) => !existing.has(index.id));
     if (missing.length === 0) return { built: [], durationMs: Date.now() - started };
     log.info('building the indexes left for after the restore', { indexes: missing.length, jobs: options.jobs });
-    const workDir = await mkdtemp(join(tmpdir(), 'kc-indexes-'));
-    try {
-      const listFile = join(workDir, 'use-list.txt');
-      const chosen = new Set(missing.map((index) => index.entry.dumpId));
-      await writeFile(listFile, formatUseList(backup.toc, (entry) => !chosen.has(entry.dumpId)), { mode: 0o600 });
-      await runTool({
+    await withUseList(plan.toc, missing.map((index) => index.entry), (listFile) =>
+      runTool({
         tool: tools.pgRestore,
-        args: restoreToolArgs({ jobs: options.jobs, owner: options.owner, listFile, database: options.target.database, dumpDir: backup.dumpDir }),
+        args: restoreToolArgs({ jobs: options.jobs, owner: options.owner, listFile, database: options.target.database, dumpDir: plan.dumpDir }),
         env: restoreToolEnv(options.target, true),
         endpoint,
         log,
@@ -245,13 +251,11 @@ export async function buildDeferredIndexes(options: BuildDeferredIndexesOptions)
           exitCode: isRunnerError(error) ? error.exitCode : ExitCode.unexpected,
           hint:
             'the data is restored and verified, and Keycloak may be using it; remove the cause named above and run again (restore-phase resumes at its complete step and builds what is missing), ' +
-            `or build them by hand: pg_restore --list ${backup.dumpDir} | grep -E ' INDEX (${lines}) ' > indexes.txt, then pg_restore --use-list=indexes.txt --dbname=<target> ${backup.dumpDir}`,
+            `or build them by hand: pg_restore --list ${plan.dumpDir} | grep -E ' INDEX (${lines}) ' > indexes.txt, then pg_restore --use-list=indexes.txt --dbname=<target> ${plan.dumpDir}`,
           cause: error,
         });
-      });
-    } finally {
-      await rm(workDir, { recursive: true, force: true });
-    }
+      }),
+    );
     const after = await present();
     const stillMissing = missing.filter((index) => !after.has(index.id)).map((index) => index.id);
     if (stillMissing.length > 0) {
