@@ -596,6 +596,35 @@ function explainRunnerWork(proofFromIds: boolean): string[] {
       'default (Keycloak started by the GitOps tool after the hook Job) the plain indexes are still built in the restore: a PostSync ' +
       'Job building them after Keycloak is healthy would bring the same gain there.',
     '',
+    'What no lever closes on this machine: on wide 0.2 GiB the target\'s pass alone puts the floor at 1.25 × `pg_dump | psql` ' +
+      '(the floor table below), so the target needs a copy 25 % cheaper than that pipe, and the binary data path measured ' +
+      'above saves 15–17 % there; on the cells that miss by less, the levers left are each worth 1–3 % (below and (4)). Where ' +
+      'the downtime goes, measured apart from this run on keycloak 0.2 GiB (two servers as here, CPU of every process from ' +
+      '/proc sampled every 40 ms, from the start to "target ready", alternating with `pg_dump -Fd -j2 -Z0` + `pg_restore -j2`): ' +
+      'the runner used 5.6 s of CPU against the peer\'s 4.6 s (target backends 3.0 against 3.4 s — the pass is paid back ' +
+      'by the plain indexes built after "target ready" — source backends 0.85 against 0.68 s, pg_dump and pg_restore 0.7 ' +
+      'against 0.55 s, and the runner\'s node process 1.1 s, now the largest extra: its start and module loading, sha256 of ' +
+      'every file, garbage collection, the files\' sizes, the protocol), with the two cores 1.64 busy on average. Its backup ' +
+      'alone took 1.37–1.57 s against pg_dump\'s 0.88–1.00 s (4 alternating rounds): ~0.25 s to reach pg_dump (node ~0.15 s, ' +
+      'the snapshot session and checks), pg_dump ~0.15 s slower beside the digests and the change check, ~0.09 s after it ' +
+      '(the TOC listing, the last digests, the manifest written durably).',
+    '',
+    'Measured this round and not taken (keycloak and lob 0.2 GiB, with the peers\' own commands where the runner\'s would ' +
+      'need new code first, alternating rounds): (a) the schema restored while pg_dump still dumps the data (pg_dump 15 ' +
+      'writes and closes toc.dat before the first table\'s data, so `pg_restore --section=pre-data` can read it then): 0.22 s ' +
+      'alone, but 0.9 s beside the dump, which itself grew from 0.85–1.04 to 1.30–1.76 s; whole copy, medians of 4, ' +
+      '4.17 → 4.13 s: on two busy cores it moves the work. (b) A large-object loader of the runner\'s own (`lo_put` of each ' +
+      'whole file, 1 MiB pieces, one transaction per object, so that each could be checksummed as soon as it commits instead ' +
+      'of after pg_restore\'s single BLOBS transaction): 3.12 s on one session and 2.39 s on two against 1.89–1.91 s for ' +
+      'pg_restore\'s BLOBS item — the server\'s insert of every 2 KB page into pg_largeobject is the cost, not pg_restore\'s ' +
+      '4 KB `lo_write` calls. The lob tail after pg_restore is mostly the large objects\' first read (0.32 s on two sessions ' +
+      'right after the restore, 0.08–0.15 s on later passes). (c) The dump\'s write-out beside the restore instead of before ' +
+      'it: pg_dump spends 0.22 s (keycloak) and 0.34 s (lob) after its last item syncing its files; with `--no-sync` and the ' +
+      'sync beside pg_restore, medians of 4 went 3.71 → 3.62 s on keycloak (−2.6 %), and on lob 5.10 / 4.28 → 4.09 / 4.21 s ' +
+      '(2 rounds). The backup is complete only once durable (its manifest is written after the sync) and the hooks record ' +
+      'BackedUp, BackupVerified and LegacyProtected before the restore starts, so taking this means running the restore ' +
+      'beside the end of backup-phase — the most promising step left for small databases, not built.',
+    '',
     'The fixed costs this round, in one process against two (keycloak 0.2 GiB, 5 runs of each layout, log timestamps from ' +
       'the first process\'s start, medians; this machine was slower than in the run above): the backup\'s end → the restore\'s ' +
       'pg_restore 119 ms against 344 ms (a node exit and start, the restore\'s connection and checks), pg_restore with the ' +
