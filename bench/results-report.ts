@@ -596,9 +596,10 @@ function explainRunnerWork(proofFromIds: boolean): string[] {
       'default (Keycloak started by the GitOps tool after the hook Job) the plain indexes are still built in the restore: a PostSync ' +
       'Job building them after Keycloak is healthy would bring the same gain there.',
     '',
-    'What no lever closes on this machine: on wide 0.2 GiB the target\'s pass alone puts the floor at 1.25 × `pg_dump | psql` ' +
-      '(the floor table below), so the target needs a copy 25 % cheaper than that pipe, and the binary data path measured ' +
-      'above saves 15–17 % there; on the cells that miss by less, the levers left are each worth 1–3 % (below and (4)). Where ' +
+    'What nothing measured closes by itself on this machine: on wide 0.2 GiB the target\'s pass alone puts the floor 15–25 % ' +
+      'above `pg_dump | psql` (runs so far; the floor table below gives this run\'s), so the target needs a copy that much ' +
+      'cheaper than that pipe, and the binary data path measured above saves 15–17 % there before anything else the runner ' +
+      'does; on the cells that miss by less, the levers left are each worth 1–3 % (below and (4)). Where ' +
       'the downtime goes, measured apart from this run on keycloak 0.2 GiB (two servers as here, CPU of every process from ' +
       '/proc sampled every 40 ms, from the start to "target ready", alternating with `pg_dump -Fd -j2 -Z0` + `pg_restore -j2`): ' +
       'the runner used 5.6 s of CPU against the peer\'s 4.6 s (target backends 3.0 against 3.4 s — the pass is paid back ' +
@@ -607,7 +608,13 @@ function explainRunnerWork(proofFromIds: boolean): string[] {
       'every file, garbage collection, the files\' sizes, the protocol), with the two cores 1.64 busy on average. Its backup ' +
       'alone took 1.37–1.57 s against pg_dump\'s 0.88–1.00 s (4 alternating rounds): ~0.25 s to reach pg_dump (node ~0.15 s, ' +
       'the snapshot session and checks), pg_dump ~0.15 s slower beside the digests and the change check, ~0.09 s after it ' +
-      '(the TOC listing, the last digests, the manifest written durably).',
+      '(the TOC listing, the last digests, the manifest written durably). On lob at 4 GiB (measured the same way, to "target ' +
+      'ready"): 124 s of CPU against the peer\'s 85 s — target backends 70 against 52 s, so the target\'s pass costs ~18 s ' +
+      'there against 5.7 s for a pass over the source (the floor table\'s, on pages read before), most likely because the ' +
+      'freshly restored TOAST and large-object pages get their hint bits set and are written back by the pass that reads ' +
+      'them first (a large-object checksum right after a restore: 0.32 s on 0.2 GiB, 0.08–0.15 s on later passes); node ' +
+      '10.9 s (reading and hashing 5.3 GiB of dump files 6.6 s, the sizes of its 6,172 files 1.8 s); pg_dump and pg_restore ' +
+      '6.7 s more than the peer\'s, beside the rest on the same two cores.',
     '',
     'Measured this round and not taken (keycloak and lob 0.2 GiB, with the peers\' own commands where the runner\'s would ' +
       'need new code first, alternating rounds): (a) the schema restored while pg_dump still dumps the data (pg_dump 15 ' +
