@@ -598,8 +598,9 @@ function explainRunnerWork(proofFromIds: boolean): string[] {
     '',
     'What nothing measured closes by itself on this machine: on wide 0.2 GiB the target\'s pass alone puts the floor 15–25 % ' +
       'above `pg_dump | psql` (runs so far; the floor table below gives this run\'s), so the target needs a copy that much ' +
-      'cheaper than that pipe, and the binary data path measured above saves 15–17 % there before anything else the runner ' +
-      'does; on the cells that miss by less, the levers left are each worth 1–3 % (below and (4)). Where ' +
+      'cheaper than that pipe, and the binary data path measured above saves 15–17 % of the -Fd peer\'s time there, only ' +
+      '3–9 % under the pipe in the runs so far, before anything else the runner does; on the cells that miss by less, the ' +
+      'levers left are each worth 1–3 % (below and (4)). Where ' +
       'the downtime goes, measured apart from this run on keycloak 0.2 GiB (two servers as here, CPU of every process from ' +
       '/proc sampled every 40 ms, from the start to "target ready", alternating with `pg_dump -Fd -j2 -Z0` + `pg_restore -j2`): ' +
       'the runner used 5.6 s of CPU against the peer\'s 4.6 s (target backends 3.0 against 3.4 s — the pass is paid back ' +
