@@ -511,7 +511,7 @@ function explainRunnerWork(proofFromIds: boolean): string[] {
     '',
     'Where the extra CPU goes, by shape (measured separately on this machine, as the sessions\' own CPU time from /proc/<pid>/stat; JIT compilation of the checksum expression was measured too and saves nothing at these sizes):',
     '',
-    '- **wide**: the checksum, ~0.2 µs per column value on each server (0.7 s per 120,000 rows of 34 columns); ANALYZE (about ' +
+    '- **wide**: the checksum, ~0.1–0.2 µs per column value on each server (0.43–0.7 s per 120,000 rows of 34 columns, by run); ANALYZE (about ' +
       '1 s of CPU per table of 34 columns whatever its size) now runs after "target ready". Neither peer but pgcopydb runs ANALYZE.',
     '- **keycloak**: fixed costs of 85 tables and the node start-up (a checksum query per table, the catalog ' +
       'inventory on both sides, `pg_restore --list` once (the backup records its listing for the restore), ~0.15 s for node) weigh most at 0.2 GiB; ' +
@@ -520,7 +520,7 @@ function explainRunnerWork(proofFromIds: boolean): string[] {
       'checksum on each server (documents by sha256, large objects by sha256, split over the sessions after the restore); ' +
       'the large objects are restored one by one in one pg_restore item, the long pole of every contender.',
     '',
-    'Done this round: the plain (non-unique) indexes leave the downtime. On Keycloak-shaped data their builds were most of ' +
+    'The last change to the runner: the plain (non-unique) indexes leave the downtime. On Keycloak-shaped data their builds were most of ' +
       'pg_restore\'s time after the data load — keycloak 1 GiB, `pg_restore -j2` alone on two cores: 9.6 s with every index, 5.4 s ' +
       'without the plain ones, 4.2 s to build them afterwards from the same dump (`pg_restore --use-list` of their items) — while a ' +
       'plain index over columns only makes queries faster: it decides no write but for btree\'s ~2.7 kB entry limit. So the ' +
@@ -560,7 +560,7 @@ function explainRunnerWork(proofFromIds: boolean): string[] {
       'running `pg_restore --list` again, after checking toc.dat\'s digest before pg_restore starts: start → pg_restore 297 → ' +
       '286 ms, pg_dump\'s end → backup verified 80 → 73 ms. (3) The hook Jobs load 2.5 MB of the Kubernetes client instead of ' +
       '5.4 MB (a namespace import for `--version` kept all of client-node in the bundle): 0.24 → 0.17 s per Job here, which ' +
-      'the latency rows below include. (4) The waits in the downtime that the benchmark does not run (Keycloak\'s database gate, ' +
+      'the latency rows above include. (4) The waits in the downtime that the benchmark does not run (Keycloak\'s database gate, ' +
       'the restore Job waiting for the new primary, the prepare Job waiting for Keycloak\'s pods to go) poll every 0.5 s instead ' +
       'of 2, 2 and 1 s. Before it, each index was built in pg_restore\'s sessions without parallel workers ' +
       '(`max_parallel_maintenance_workers=0`: wide 0.2 GiB, pg_restore -j2 alone, 2.3–2.4 → 1.9 s), a setting the peers could ' +
@@ -597,10 +597,13 @@ function explainRunnerWork(proofFromIds: boolean): string[] {
       'Job building them after Keycloak is healthy would bring the same gain there.',
     '',
     'What nothing measured closes by itself on this machine: on wide 0.2 GiB the target\'s pass alone puts the floor 15–25 % ' +
-      'above `pg_dump | psql` (runs so far; the floor table below gives this run\'s), so the target needs a copy that much ' +
-      'cheaper than that pipe, and the binary data path measured above saves 15–17 % of the -Fd peer\'s time there, only ' +
-      '3–9 % under the pipe in the runs so far, before anything else the runner does; on the cells that miss by less, the ' +
-      'levers left are each worth 1–3 % (below and (4)). Where ' +
+      'above `pg_dump | psql` (runs so far; the floor table of bench/RESULTS.md gives the last run\'s), so the target needs a ' +
+      'copy that much cheaper than that pipe, and the binary data path measured above saves 15–17 % of the -Fd peer\'s time ' +
+      'there, only about 3–10 % under the pipe in the runs so far, before anything else the runner does. On lob the floor ' +
+      'counts the target\'s pass at what a pass over the source costs, while over freshly restored TOAST and large-object ' +
+      'pages it costs about 3 × that (lob 4 GiB, below): the binary data path and a COPY FREEZE loader (which would set no ' +
+      'hint bits to write back on the documents\' pages; the large objects have no such load) are what is left there. On ' +
+      'keycloak 0.2 GiB, which misses by less, the levers left are each worth 1–3 % (below and (4)). Where ' +
       'the downtime goes, measured apart from this run on keycloak 0.2 GiB (two servers as here, CPU of every process from ' +
       '/proc sampled every 40 ms, from the start to "target ready", alternating with `pg_dump -Fd -j2 -Z0` + `pg_restore -j2`): ' +
       'the runner used 5.6 s of CPU against the peer\'s 4.6 s (target backends 3.0 against 3.4 s — the pass is paid back ' +
@@ -611,7 +614,7 @@ function explainRunnerWork(proofFromIds: boolean): string[] {
       'the snapshot session and checks), pg_dump ~0.15 s slower beside the digests and the change check, ~0.09 s after it ' +
       '(the TOC listing, the last digests, the manifest written durably). On lob at 4 GiB (measured the same way, to "target ' +
       'ready"): 124 s of CPU against the peer\'s 85 s — target backends 70 against 52 s, so the target\'s pass costs ~18 s ' +
-      'there against 5.7 s for a pass over the source (the floor table\'s, on pages read before), most likely because the ' +
+      'there against 5.7 s for a pass over the source (RESULTS-4GiB.md\'s floor table, on pages read before), most likely because the ' +
       'freshly restored TOAST and large-object pages get their hint bits set and are written back by the pass that reads ' +
       'them first (a large-object checksum right after a restore: 0.32 s on 0.2 GiB, 0.08–0.15 s on later passes); node ' +
       '10.9 s (reading and hashing 5.3 GiB of dump files 6.6 s, the sizes of its 6,172 files 1.8 s); pg_dump and pg_restore ' +
@@ -628,12 +631,12 @@ function explainRunnerWork(proofFromIds: boolean): string[] {
       '4 KB `lo_write` calls. The lob tail after pg_restore is mostly the large objects\' first read (0.32 s on two sessions ' +
       'right after the restore, 0.08–0.15 s on later passes). (c) The dump\'s write-out beside the restore instead of before ' +
       'it: pg_dump spends 0.22 s (keycloak) and 0.34 s (lob) after its last item syncing its files; with `--no-sync` and the ' +
-      'sync beside pg_restore, medians of 4 went 3.71 → 3.62 s on keycloak (−2.6 %), and on lob 5.10 / 4.28 → 4.09 / 4.21 s ' +
+      'sync beside pg_restore, medians of 4 went 3712 → 3617 ms on keycloak (−2.6 %), and on lob 5.10 / 4.28 → 4.09 / 4.21 s ' +
       '(2 rounds). The backup is complete only once durable (its manifest is written after the sync) and the hooks record ' +
       'BackedUp, BackupVerified and LegacyProtected before the restore starts, so taking this means running the restore ' +
       'beside the end of backup-phase — the most promising step left for small databases, not built.',
     '',
-    'The fixed costs this round, in one process against two (keycloak 0.2 GiB, 5 runs of each layout, log timestamps from ' +
+    'The fixed costs of one process against two (the round before; keycloak 0.2 GiB, 5 runs of each layout, log timestamps from ' +
       'the first process\'s start, medians; this machine was slower than in the run above): the backup\'s end → the restore\'s ' +
       'pg_restore 119 ms against 344 ms (a node exit and start, the restore\'s connection and checks), pg_restore with the ' +
       'restore\'s checks beside it 2.87 against 2.95 s (no second sha256 of the dump), start → "target ready" 4.79 against ' +
