@@ -601,8 +601,9 @@ function explainRunnerWork(proofFromIds: boolean): string[] {
       'copy that much cheaper than that pipe, and the binary data path measured above saves 15–17 % of the -Fd peer\'s time ' +
       'there, only about 3–10 % under the pipe in the runs so far, before anything else the runner does. On lob the floor ' +
       'counts the target\'s pass at what a pass over the source costs, while over freshly restored TOAST and large-object ' +
-      'pages it costs about 3 × that (lob 4 GiB, below): the binary data path and a COPY FREEZE loader (which would set no ' +
-      'hint bits to write back on the documents\' pages; the large objects have no such load) are what is left there. On ' +
+      'pages it costs about 3 × that (lob 4 GiB, below), and only part of that is the hint bits a COPY FREEZE load would ' +
+      'spare (measured below): the binary data path is what is left there (−9 to −21 % against the -Fd peer, measured ' +
+      'above), not enough by itself for the misses of 30 % and more that lob shows. On ' +
       'keycloak 0.2 GiB, which misses by less, the levers left are each worth 1–3 % (below and (4)). Where ' +
       'the downtime goes, measured apart from this run on keycloak 0.2 GiB (two servers as here, CPU of every process from ' +
       '/proc sampled every 40 ms, from the start to "target ready", alternating with `pg_dump -Fd -j2 -Z0` + `pg_restore -j2`): ' +
@@ -614,9 +615,12 @@ function explainRunnerWork(proofFromIds: boolean): string[] {
       'the snapshot session and checks), pg_dump ~0.15 s slower beside the digests and the change check, ~0.09 s after it ' +
       '(the TOC listing, the last digests, the manifest written durably). On lob at 4 GiB (measured the same way, to "target ' +
       'ready"): 124 s of CPU against the peer\'s 85 s — target backends 70 against 52 s, so the target\'s pass costs ~18 s ' +
-      'there against 5.7 s for a pass over the source (RESULTS-4GiB.md\'s floor table, on pages read before), most likely because the ' +
-      'freshly restored TOAST and large-object pages get their hint bits set and are written back by the pass that reads ' +
-      'them first (a large-object checksum right after a restore: 0.32 s on 0.2 GiB, 0.08–0.15 s on later passes); node ' +
+      'there against 5.7 s for a pass over the source (RESULTS-4GiB.md\'s floor table, on pages read before): the first read of ' +
+      'freshly restored TOAST and large-object pages costs about twice a later one (a large-object checksum right after a ' +
+      'restore: 0.32 s on 0.2 GiB, 0.08–0.15 s on later passes; the documents\' checksum at 1 GiB, one session: 1.41–1.50 s ' +
+      'first, 0.75–0.80 s second), and loading the documents with `COPY ... FREEZE` in the transaction that truncates them ' +
+      '(no hint bits left to set and write back) took only 0.1–0.25 s of that: 1.16–1.38 s first, 0.65–0.76 s second (2 ' +
+      'rounds; the cause of the rest not measured); node ' +
       '10.9 s (reading and hashing 5.3 GiB of dump files 6.6 s, the sizes of its 6,172 files 1.8 s); pg_dump and pg_restore ' +
       '6.7 s more than the peer\'s, beside the rest on the same two cores.',
     '',
