@@ -632,8 +632,8 @@ function explainRunnerWork(proofFromIds: boolean): string[] {
       'whole file, 1 MiB pieces, one transaction per object, so that each could be checksummed as soon as it commits instead ' +
       'of after pg_restore\'s single BLOBS transaction): 3.12 s on one session and 2.39 s on two against 1.89–1.91 s for ' +
       'pg_restore\'s BLOBS item — the server\'s insert of every 2 KB page into pg_largeobject is the cost, not pg_restore\'s ' +
-      '4 KB `lo_write` calls. The lob tail after pg_restore is mostly the large objects\' first read (0.32 s on two sessions ' +
-      'right after the restore, 0.08–0.15 s on later passes). (c) The dump\'s write-out beside the restore instead of before ' +
+      '4 KB `lo_write` calls; the lob tail after pg_restore is mostly the large objects\' first read (above). (c) The dump\'s ' +
+      'write-out beside the restore instead of before ' +
       'it: pg_dump spends 0.22 s (keycloak) and 0.34 s (lob) after its last item syncing its files; with `--no-sync` and the ' +
       'sync beside pg_restore, medians of 4 went 3712 → 3617 ms on keycloak (−2.6 %), and on lob 5.10 / 4.28 → 4.09 / 4.21 s ' +
       '(2 rounds). The backup is complete only once durable (its manifest is written after the sync) and the hooks record ' +
